@@ -1,0 +1,543 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// ConversationRules say how a connector talks: what it sends on connect, how it matches each
+// message, what it replies, what it remembers, and when it closes.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=crules,categories=parley
+// +kubebuilder:printcolumn:name="Group",type=string,JSONPath=`.spec.group`
+// +kubebuilder:printcolumn:name="Valid",type=string,JSONPath=`.status.conditions[?(@.type=="Valid")].status`
+// +kubebuilder:printcolumn:name="Rules",type=integer,JSONPath=`.status.ruleCount`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type ConversationRules struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   ConversationRulesSpec   `json:"spec"`
+	Status ConversationRulesStatus `json:"status,omitempty"`
+}
+
+// ConversationRulesSpec is the whole conversation: operation settings, memory and rules.
+type ConversationRulesSpec struct {
+	// Description is free text reported with activities (Lope `name`).
+	// +optional
+	Description string `json:"description,omitempty"`
+
+	// Group lets an ExternalConnector select these rules by group instead of by name.
+	// +optional
+	Group string `json:"group,omitempty"`
+
+	// Enabled rules can be used by connectors. Defaults to true.
+	// +optional
+	Enabled *bool `json:"enabled,omitempty"`
+
+	// Operation holds the network and execution settings.
+	Operation Operation `json:"operation"`
+
+	// Memory declares the variables rules can read, capture into and update.
+	// +optional
+	Memory Memory `json:"memory,omitempty"`
+
+	// Conversation holds the basic rules and the custom rules.
+	// +optional
+	Conversation Conversation `json:"conversation,omitempty"`
+}
+
+// Mode says whether a connector waits for peers or dials them.
+// +kubebuilder:validation:Enum=Server;Client
+type Mode string
+
+const (
+	ModeServer Mode = "Server"
+	ModeClient Mode = "Client"
+)
+
+// Transport is the network protocol under the conversation.
+// +kubebuilder:validation:Enum=TCP;UDP
+type Transport string
+
+const (
+	TransportTCP Transport = "TCP"
+	TransportUDP Transport = "UDP"
+)
+
+// Encoding turns bytes on the wire into the text rules match, and replies back into bytes.
+// +kubebuilder:validation:Enum=utf-8;utf-16;utf-32;ascii;binary
+type Encoding string
+
+const (
+	EncodingUTF8   Encoding = "utf-8"
+	EncodingUTF16  Encoding = "utf-16"
+	EncodingUTF32  Encoding = "utf-32"
+	EncodingASCII  Encoding = "ascii"
+	EncodingBinary Encoding = "binary"
+)
+
+// MemoryUpdateWhen says whether a fired rule's updates and operation run before or after its
+// response is sent.
+// +kubebuilder:validation:Enum=Detected;Executed
+type MemoryUpdateWhen string
+
+const (
+	MemoryUpdateDetected MemoryUpdateWhen = "Detected"
+	MemoryUpdateExecuted MemoryUpdateWhen = "Executed"
+)
+
+// Operation holds the network and execution settings of a conversation.
+type Operation struct {
+	// Mode is Server (accept peers) or Client (dial ip:port). Defaults to Server.
+	// +optional
+	Mode Mode `json:"mode,omitempty"`
+
+	// Transport is TCP or UDP. Defaults to TCP.
+	// +optional
+	Transport Transport `json:"transport,omitempty"`
+
+	// IP is the bind address in server mode ("" = all addresses) and the target host in
+	// client mode.
+	// +optional
+	IP string `json:"ip,omitempty"`
+
+	// Port to listen on (server) or dial (client).
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	Port int32 `json:"port"`
+
+	// IPv6 uses IPv6 sockets instead of IPv4.
+	// +optional
+	IPv6 bool `json:"ipv6,omitempty"`
+
+	// Encoding of the conversation. binary maps byte n to character U+00nn and back, so
+	// `\xNN` in a regex matches any byte. Defaults to utf-8.
+	// +optional
+	Encoding Encoding `json:"encoding,omitempty"`
+
+	// IdentifyByPort keys logical connections by peer IP and port instead of IP only.
+	// +optional
+	IdentifyByPort bool `json:"identifyByPort,omitempty"`
+
+	// InteractionTimeout ends a conversation idle for this long (timeout then ending are
+	// sent). 0 means no timeout.
+	// +optional
+	InteractionTimeout *metav1.Duration `json:"interactionTimeout,omitempty"`
+
+	// ConnectionQueue is the listen backlog. Defaults to 5.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	// +optional
+	ConnectionQueue *int32 `json:"connectionQueue,omitempty"`
+
+	// MaxInputSize is the most bytes one read (or datagram) may carry; one read is one input.
+	// Defaults to 1024.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1048576
+	// +optional
+	MaxInputSize *int32 `json:"maxInputSize,omitempty"`
+
+	// MaxConcurrentConnections caps live logical connections (server; beyond it a peer is
+	// refused) or sets how many conversations to open (client). Defaults to 5.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000000
+	// +optional
+	MaxConcurrentConnections *int32 `json:"maxConcurrentConnections,omitempty"`
+
+	// ExecutionDelay waits this long before serving or dialing.
+	// +optional
+	ExecutionDelay *metav1.Duration `json:"executionDelay,omitempty"`
+
+	// OnlyFirstHit stops at the first rule that fires (smallest id, ungrouped first).
+	// +optional
+	OnlyFirstHit bool `json:"onlyFirstHit,omitempty"`
+
+	// TLS turns on TLS (TCP) or DTLS (UDP).
+	// +optional
+	TLS TLS `json:"tls,omitempty"`
+
+	// Socket controls when sockets close while the logical connection lives on.
+	// +optional
+	Socket Socket `json:"socket,omitempty"`
+
+	// MemoryUpdateWhen runs a fired rule's updates and operation when it is Detected (before
+	// its response) or Executed (after). Defaults to Executed.
+	// +optional
+	MemoryUpdateWhen MemoryUpdateWhen `json:"memoryUpdateWhen,omitempty"`
+
+	// ReportMemory attaches the variables marked `report` to every activity.
+	// +optional
+	ReportMemory bool `json:"reportMemory,omitempty"`
+
+	// AlertAll flags every activity as an alert.
+	// +optional
+	AlertAll bool `json:"alertAll,omitempty"`
+}
+
+// TLS turns on encryption for the conversation; the certificates come from the connector.
+type TLS struct {
+	// Enabled turns on TLS on TCP and DTLS on UDP.
+	// +optional
+	Enabled bool `json:"enabled,omitempty"`
+	// ClientAuthentication requires peers to present a certificate signed by the client CA.
+	// +optional
+	ClientAuthentication bool `json:"clientAuthentication,omitempty"`
+}
+
+// Socket controls socket closes that keep the logical connection.
+type Socket struct {
+	// CloseAfterReplying closes the socket after each answer (and the async rules it
+	// triggered), keeping the logical connection, as HTTP/1.0 does. It disables
+	// rule-triggered closing.
+	// +optional
+	CloseAfterReplying bool `json:"closeAfterReplying,omitempty"`
+	// RuleTriggeredClosing lets rules close (closeConnection) and reopen (reconnectBefore)
+	// sockets. Defaults to true.
+	// +optional
+	RuleTriggeredClosing *bool `json:"ruleTriggeredClosing,omitempty"`
+}
+
+// Memory declares variables by scope.
+type Memory struct {
+	// Global variables live as long as the connector and are shared by its conversations.
+	// +optional
+	Global []Variable `json:"global,omitempty"`
+	// Connection variables start fresh for each logical connection.
+	// +optional
+	Connection []Variable `json:"connection,omitempty"`
+}
+
+// VariableType is the type values of a variable are parsed and compared as.
+// +kubebuilder:validation:Enum=int;float;bool;string
+type VariableType string
+
+const (
+	TypeInt    VariableType = "int"
+	TypeFloat  VariableType = "float"
+	TypeBool   VariableType = "bool"
+	TypeString VariableType = "string"
+)
+
+// Variable is one named, typed memory slot.
+type Variable struct {
+	// Name used in templates, conditions, updates and operations. Case-sensitive.
+	// +kubebuilder:validation:Pattern=`^[A-Za-z_][A-Za-z0-9_.-]*$`
+	Name string `json:"name"`
+	// Type of the variable. Defaults to string.
+	// +optional
+	Type VariableType `json:"type,omitempty"`
+	// Default value, written as a string and parsed by Type ("0", "1.5", "true").
+	// Unset means 0, 0.0, false or "".
+	// +optional
+	Default string `json:"default,omitempty"`
+	// Report includes the variable in activities when operation.reportMemory is on.
+	// +optional
+	Report bool `json:"report,omitempty"`
+	// Generate gives the variable a random value instead of Default when its scope starts.
+	// +optional
+	Generate *Generate `json:"generate,omitempty"`
+}
+
+// Charset is the alphabet of a generated string.
+// +kubebuilder:validation:Enum=Numeric;HexLower;HexUpper;HexMixed;AlphanumericLower;AlphanumericUpper;AlphanumericMixed;SymbolsLower;SymbolsUpper;SymbolsMixed
+type Charset string
+
+// Charsets for generated strings (Lope's characters_type).
+const (
+	CharsetNumeric           Charset = "Numeric"
+	CharsetHexLower          Charset = "HexLower"
+	CharsetHexUpper          Charset = "HexUpper"
+	CharsetHexMixed          Charset = "HexMixed"
+	CharsetAlphanumericLower Charset = "AlphanumericLower"
+	CharsetAlphanumericUpper Charset = "AlphanumericUpper"
+	CharsetAlphanumericMixed Charset = "AlphanumericMixed"
+	CharsetSymbolsLower      Charset = "SymbolsLower"
+	CharsetSymbolsUpper      Charset = "SymbolsUpper"
+	CharsetSymbolsMixed      Charset = "SymbolsMixed"
+)
+
+// Generate describes a random value: a string of Length characters from Charset, a number
+// between Min and Max (inclusive), or, for bool, a coin toss.
+type Generate struct {
+	// Length of a generated string. Defaults to 12.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=4096
+	// +optional
+	Length *int32 `json:"length,omitempty"`
+	// Charset of a generated string. Defaults to AlphanumericLower.
+	// +optional
+	Charset Charset `json:"charset,omitempty"`
+	// Min of a generated number, parsed by the variable's type.
+	// +optional
+	Min string `json:"min,omitempty"`
+	// Max of a generated number, parsed by the variable's type.
+	// +optional
+	Max string `json:"max,omitempty"`
+}
+
+// Conversation holds the basic rules, run at fixed moments, and the custom rules.
+type Conversation struct {
+	// Greetings is sent when a conversation starts (TCP server: on connect; UDP server:
+	// before the first reply; client: on connect).
+	// +optional
+	Greetings *BasicRule `json:"greetings,omitempty"`
+	// Default answers an input no custom rule fired on.
+	// +optional
+	Default *BasicRule `json:"default,omitempty"`
+	// Empty answers an input that is empty once `\r` and `\n` are trimmed.
+	// +optional
+	Empty *BasicRule `json:"empty,omitempty"`
+	// Timeout is sent when interactionTimeout ends a conversation (ending follows).
+	// +optional
+	Timeout *BasicRule `json:"timeout,omitempty"`
+	// Ending is sent when a conversation ends by an ending rule, a timeout or an End order.
+	// +optional
+	Ending *BasicRule `json:"ending,omitempty"`
+	// Rules are the ungrouped custom rules, tried in ascending id.
+	// +optional
+	Rules []Rule `json:"rules,omitempty"`
+	// Groups of rules, tried in listed order after the ungrouped rules.
+	// +optional
+	Groups []RuleGroup `json:"groups,omitempty"`
+}
+
+// BasicRule is a reply sent at a fixed moment of the conversation.
+type BasicRule struct {
+	// Value to send; templates allowed. Empty means the rule runs and sends nothing.
+	// +optional
+	Value string `json:"value,omitempty"`
+	// Base64 says Value is base64-encoded bytes.
+	// +optional
+	Base64 bool `json:"base64,omitempty"`
+	// Enabled defaults to true when the rule is present.
+	// +optional
+	Enabled *bool `json:"enabled,omitempty"`
+	// Alert flags the activity of this rule as an alert.
+	// +optional
+	Alert bool `json:"alert,omitempty"`
+}
+
+// RuleMode says how a custom rule is run.
+// +kubebuilder:validation:Enum=Sync;Async;Hybrid
+type RuleMode string
+
+const (
+	// RuleSync rules fire on inputs their regex matches.
+	RuleSync RuleMode = "Sync"
+	// RuleAsync rules run only when scheduled (trigger, onStart, asyncSwitch, asyncLoop).
+	RuleAsync RuleMode = "Async"
+	// RuleHybrid rules do both.
+	RuleHybrid RuleMode = "Hybrid"
+)
+
+// Rule is a custom conversation rule.
+type Rule struct {
+	// ID, unique across rules and groups; rules are tried in ascending id.
+	// +kubebuilder:validation:Minimum=1
+	ID int32 `json:"id"`
+	// Mode is Sync, Async or Hybrid.
+	Mode RuleMode `json:"mode"`
+	// Regex (RE2 syntax) searched anywhere in the input; Sync and Hybrid rules.
+	// +optional
+	Regex string `json:"regex,omitempty"`
+	// RegexBase64 says Regex is base64-encoded.
+	// +optional
+	RegexBase64 bool `json:"regexBase64,omitempty"`
+	// Response to send; templates allowed. Empty means the rule runs and sends nothing.
+	// +optional
+	Response string `json:"response,omitempty"`
+	// ResponseBase64 says Response is base64-encoded bytes.
+	// +optional
+	ResponseBase64 bool `json:"responseBase64,omitempty"`
+	// Enabled defaults to true.
+	// +optional
+	Enabled *bool `json:"enabled,omitempty"`
+	// Captures store parts of the input in variables: group 1 if the regex has one, else the
+	// whole match.
+	// +optional
+	Captures []Capture `json:"captures,omitempty"`
+	// Conditions must all hold for the rule to fire (and, for async runs, to run).
+	// +optional
+	Conditions []Condition `json:"conditions,omitempty"`
+	// Updates set variables when the rule fires.
+	// +optional
+	Updates []Update `json:"updates,omitempty"`
+	// Operation is one built-in operation run when the rule fires.
+	// +optional
+	Operation *MemoryOperation `json:"operation,omitempty"`
+	// Trigger schedules async or hybrid rules after their delays.
+	// +optional
+	Trigger []Trigger `json:"trigger,omitempty"`
+	// OnStart schedules this async or hybrid rule when a conversation starts.
+	// +optional
+	OnStart *OnStart `json:"onStart,omitempty"`
+	// AsyncSwitch schedules the rules of the first option whose conditions hold, else Default.
+	// +optional
+	AsyncSwitch *AsyncSwitch `json:"asyncSwitch,omitempty"`
+	// AsyncLoop repeats rules every delay while its conditions hold.
+	// +optional
+	AsyncLoop *AsyncLoop `json:"asyncLoop,omitempty"`
+	// CloseConnection closes the socket after replying, keeping the logical connection.
+	// +optional
+	CloseConnection bool `json:"closeConnection,omitempty"`
+	// ReconnectBefore reopens the socket before replying (client mode, TCP).
+	// +optional
+	ReconnectBefore bool `json:"reconnectBefore,omitempty"`
+	// Ending sends the ending rule after replying and ends the conversation.
+	// +optional
+	Ending bool `json:"ending,omitempty"`
+	// Alert flags the activity as an alert (a Warning Event in the cluster).
+	// +optional
+	Alert bool `json:"alert,omitempty"`
+}
+
+// Capture stores what a regex finds in the input into a variable.
+type Capture struct {
+	// Regex searched in the input: group 1 if present, else the whole match.
+	Regex string `json:"regex"`
+	// RegexBase64 says Regex is base64-encoded.
+	// +optional
+	RegexBase64 bool `json:"regexBase64,omitempty"`
+	// Variable receiving the value (converted to its type).
+	Variable string `json:"variable"`
+}
+
+// Condition holds when a variable equals a value or another variable.
+type Condition struct {
+	// Variable to compare.
+	Variable string `json:"variable"`
+	// Value, parsed by the variable's type.
+	// +optional
+	Value string `json:"value,omitempty"`
+	// FromVariable compares with another variable instead of Value.
+	// +optional
+	FromVariable string `json:"fromVariable,omitempty"`
+}
+
+// Update sets a variable to a value or to another variable's value.
+type Update struct {
+	// Variable to set.
+	Variable string `json:"variable"`
+	// Value, parsed by the variable's type.
+	// +optional
+	Value string `json:"value,omitempty"`
+	// FromVariable copies another variable (converted to this one's type) instead of Value.
+	// +optional
+	FromVariable string `json:"fromVariable,omitempty"`
+}
+
+// MemoryOperation is a built-in operation over variables and literals.
+type MemoryOperation struct {
+	// Name of the operation, e.g. NBR_SUM, STR_CONCAT, LGC_AND.
+	Name string `json:"name"`
+	// Inputs are variable names, literals, or EXT_IN (the input), IP, PORT.
+	// +optional
+	Inputs []string `json:"inputs,omitempty"`
+	// Outputs are the variables receiving the results.
+	// +optional
+	Outputs []string `json:"outputs,omitempty"`
+}
+
+// Trigger schedules an async or hybrid rule.
+type Trigger struct {
+	// RuleID of an Async or Hybrid rule.
+	RuleID int32 `json:"ruleID"`
+	// Delay before it runs.
+	// +optional
+	Delay *metav1.Duration `json:"delay,omitempty"`
+}
+
+// OnStart schedules a rule when a conversation starts.
+type OnStart struct {
+	// Delay after the start of the conversation.
+	// +optional
+	Delay *metav1.Duration `json:"delay,omitempty"`
+}
+
+// AsyncSwitch picks which rules to schedule from memory.
+type AsyncSwitch struct {
+	// Options are tried in order; the first whose conditions all hold is taken.
+	// +optional
+	Options []SwitchOption `json:"options,omitempty"`
+	// Default is scheduled when no option holds.
+	// +optional
+	Default []Trigger `json:"default,omitempty"`
+}
+
+// SwitchOption is one branch of an AsyncSwitch.
+type SwitchOption struct {
+	// +optional
+	Conditions []Condition `json:"conditions,omitempty"`
+	// +optional
+	Trigger []Trigger `json:"trigger,omitempty"`
+}
+
+// AsyncLoop repeats rules while conditions hold.
+type AsyncLoop struct {
+	// Conditions checked before each iteration.
+	// +optional
+	Conditions []Condition `json:"conditions,omitempty"`
+	// Rules to repeat.
+	Rules []LoopRule `json:"rules"`
+}
+
+// LoopRule is a rule an AsyncLoop runs every Delay.
+type LoopRule struct {
+	// RuleID of an Async or Hybrid rule.
+	RuleID int32 `json:"ruleID"`
+	// Delay between iterations.
+	// +optional
+	Delay *metav1.Duration `json:"delay,omitempty"`
+	// MaxIterations bounds the loop; 0 means until the conditions fail or the conversation
+	// ends.
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	MaxIterations int32 `json:"maxIterations,omitempty"`
+}
+
+// RuleGroup is a set of rules that apply together.
+type RuleGroup struct {
+	// ID names the group.
+	ID string `json:"id"`
+	// Regex makes the group apply when found in the input.
+	// +optional
+	Regex string `json:"regex,omitempty"`
+	// RegexBase64 says Regex is base64-encoded.
+	// +optional
+	RegexBase64 bool `json:"regexBase64,omitempty"`
+	// Conditions make the group apply when they all hold (either this or Regex suffices; a
+	// group with neither always applies).
+	// +optional
+	Conditions []Condition `json:"conditions,omitempty"`
+	// Rules of the group, tried in ascending id.
+	Rules []Rule `json:"rules"`
+}
+
+// ConversationRulesStatus reports what the rules controller found.
+type ConversationRulesStatus struct {
+	// Conditions: Valid, with every error and its field path.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// RuleCount is the number of custom rules.
+	// +optional
+	RuleCount int32 `json:"ruleCount,omitempty"`
+	// Hash is the sha256 of the canonical spec.
+	// +optional
+	Hash string `json:"hash,omitempty"`
+	// ObservedGeneration is the generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+}
+
+// ConversationRulesList is a list of ConversationRules.
+//
+// +kubebuilder:object:root=true
+type ConversationRulesList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []ConversationRules `json:"items"`
+}

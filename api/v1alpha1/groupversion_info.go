@@ -1,0 +1,15 @@
+// Package v1alpha1 holds the parley.io/v1alpha1 API: ConversationRules (how to talk),
+// ExternalConnector (where to talk) and Activity (what happened).
+//
+// The ConversationRulesSpec types are the single model of the rules: the connector compiles
+// exactly this spec, `parley run` reads the same YAML, and `parley import` converts Lope's
+// format into it.
+//
+// +kubebuilder:object:generate=true
+// +groupName=parley.io
+package v1alpha1
+
+import "k8s.io/apimachinery/pkg/runtime/schema"
+
+// GroupVersion is the group and version of every kind in this package.
+var GroupVersion = schema.GroupVersion{Group: "parley.io", Version: "v1alpha1"}

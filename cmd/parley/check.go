@@ -1,0 +1,64 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+
+	"github.com/parley-dev/parley/connector/rules"
+	"github.com/parley-dev/parley/internal/rulesfile"
+)
+
+func newCheckCommand() *cobra.Command {
+	var files []string
+	cmd := &cobra.Command{
+		Use:   "check -f rules.yaml [-f more.yaml]",
+		Short: "Validate ConversationRules: exit 0 when valid, else print every error with its field path",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if len(files) == 0 {
+				return errors.New("no rules: give at least one -f FILE")
+			}
+			return check(cmd.OutOrStdout(), files)
+		},
+	}
+	cmd.Flags().StringArrayVarP(&files, "filename", "f", nil, "ConversationRules YAML file (repeatable)")
+	return cmd
+}
+
+func check(out io.Writer, files []string) error {
+	invalid := 0
+	for _, f := range files {
+		docs, skipped, err := rulesfile.ReadFile(f)
+		if err != nil {
+			fmt.Fprintln(out, err)
+			invalid++
+			continue
+		}
+		for _, s := range skipped {
+			fmt.Fprintf(out, "%s (skipped)\n", s)
+		}
+		if len(docs) == 0 {
+			fmt.Fprintf(out, "%s: no %s found\n", f, rulesfile.Kind)
+			invalid++
+		}
+		for _, d := range docs {
+			prog, errs := rules.Compile(d.Name(), d.Rules.Generation, &d.Rules.Spec)
+			if len(errs) > 0 {
+				invalid++
+				for _, e := range errs {
+					fmt.Fprintf(out, "%s: %s: %s\n", d.Source, d.Name(), e.Error())
+				}
+				continue
+			}
+			fmt.Fprintf(out, "%s: %s: valid (%d rules, %s %s %s:%d)\n", d.Source, d.Name(), prog.RuleCount,
+				prog.Mode, prog.Transport, prog.IP, prog.Port)
+		}
+	}
+	if invalid > 0 {
+		return &exitError{code: 1, err: fmt.Errorf("%d invalid rules document(s)", invalid)}
+	}
+	return nil
+}

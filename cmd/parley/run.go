@@ -1,0 +1,184 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/parley-dev/parley/connector"
+	"github.com/parley-dev/parley/connector/activity"
+	"github.com/parley-dev/parley/connector/rules"
+	"github.com/parley-dev/parley/examples"
+	"github.com/parley-dev/parley/internal/rulesfile"
+)
+
+type runOptions struct {
+	files        []string
+	output       string
+	ip           string
+	port         int
+	name         string
+	udpPeerRate  float64
+	udpPeerBurst int
+	buffer       int
+}
+
+func newRunCommand() *cobra.Command {
+	o := runOptions{}
+	cmd := &cobra.Command{
+		Use:   "run [-f rules.yaml]...",
+		Short: "Serve ConversationRules standalone, without a cluster, printing activities live",
+		Long: "Serve (or, in client mode, dial) the conversations of one or more ConversationRules " +
+			"and print every activity. Without -f, serves the embedded example " + examples.Default + ".\n" +
+			"Ctrl-C ends live conversations gracefully: the ending rule is sent before sockets close.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.output != "table" && o.output != "json" {
+				return fmt.Errorf("--output %q: want table or json", o.output)
+			}
+			return run(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), o, cmd.Flags().Changed("port"), cmd.Flags().Changed("ip"))
+		},
+	}
+	f := cmd.Flags()
+	f.StringArrayVarP(&o.files, "filename", "f", nil, "ConversationRules YAML file (repeatable; each document is served)")
+	f.StringVarP(&o.output, "output", "o", "table", "activity format: table (for people) or json (one Activity per line)")
+	f.StringVar(&o.ip, "ip", "", "override operation.ip (bind address, or client target)")
+	f.IntVar(&o.port, "port", 0, "override operation.port (0 = any free port, server mode); only with a single rules document")
+	f.StringVar(&o.name, "name", "", "connector name reported in activities (default: the rules' name)")
+	f.Float64Var(&o.udpPeerRate, "udp-peer-rate", 100, "UDP server: datagrams per second accepted from one peer IP (0 = unlimited)")
+	f.IntVar(&o.udpPeerBurst, "udp-peer-burst", 200, "UDP server: burst of datagrams accepted from one peer IP")
+	f.IntVar(&o.buffer, "activity-buffer", activity.DefaultCapacity, "activities waiting to be printed before new ones are dropped (and counted)")
+	return cmd
+}
+
+type loaded struct {
+	name string
+	prog *rules.Program
+}
+
+// load reads and compiles every document, reporting every error of every document.
+func load(stderr io.Writer, files []string) ([]loaded, error) {
+	var docs []rulesfile.Document
+	if len(files) == 0 {
+		d, err := examples.DefaultRules()
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(stderr, "parley: no -f given, serving the embedded example %s (%s)\n", examples.Default, examples.DefaultHint)
+		docs = append(docs, d)
+	}
+	for _, f := range files {
+		ds, skipped, err := rulesfile.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		for _, s := range skipped {
+			fmt.Fprintf(stderr, "parley: %s (skipped)\n", s)
+		}
+		docs = append(docs, ds...)
+	}
+	if len(docs) == 0 {
+		return nil, fmt.Errorf("no %s in %v", rulesfile.Kind, files)
+	}
+	var out []loaded
+	invalid := 0
+	for _, d := range docs {
+		prog, errs := rules.Compile(d.Name(), d.Rules.Generation, &d.Rules.Spec)
+		for _, e := range errs {
+			fmt.Fprintf(stderr, "%s: %s: %s\n", d.Source, d.Name(), e.Error())
+		}
+		if len(errs) > 0 {
+			invalid++
+			continue
+		}
+		out = append(out, loaded{name: d.Name(), prog: prog})
+	}
+	if invalid > 0 {
+		return nil, fmt.Errorf("%d invalid rules document(s); `parley check` lists the same errors", invalid)
+	}
+	return out, nil
+}
+
+func run(parent context.Context, stdout, stderr io.Writer, o runOptions, portSet, ipSet bool) error {
+	progs, err := load(stderr, o.files)
+	if err != nil {
+		return err
+	}
+	if (portSet || o.name != "") && len(progs) > 1 {
+		return errors.New("--port and --name need a single rules document")
+	}
+	var sink activity.Sink = activity.NewTableSink(stdout)
+	if o.output == "json" {
+		sink = activity.NewJSONSink(stdout)
+	}
+	reg := activity.NewRegister(sink, o.buffer, func(err error) { fmt.Fprintln(stderr, "parley: activities:", err) })
+	go reg.Run()
+
+	if parent == nil {
+		parent = context.Background()
+	}
+	ctx, cancel := context.WithCancel(parent)
+	defer cancel()
+	signals := make(chan os.Signal, 2)
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(signals)
+	go func() {
+		select {
+		case <-signals:
+		case <-ctx.Done():
+			return
+		}
+		fmt.Fprintln(stderr, "parley: ending conversations (Ctrl-C again to quit at once)")
+		cancel()
+		if _, ok := <-signals; ok {
+			os.Exit(130)
+		}
+	}()
+
+	errs := make([]error, len(progs))
+	var wg sync.WaitGroup
+	for i, l := range progs {
+		opts := connector.Options{
+			Name: l.name, Register: reg, UDPPeerRate: o.udpPeerRate, UDPPeerBurst: o.udpPeerBurst,
+		}
+		if o.name != "" {
+			opts.Name = o.name
+		}
+		if portSet {
+			opts.Port = &o.port
+		}
+		if ipSet {
+			opts.IP = &o.ip
+		}
+		c, err := connector.New(l.prog, opts)
+		if err != nil {
+			return err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := c.Run(ctx); err != nil {
+				errs[i] = fmt.Errorf("%s: %w", l.name, err)
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	flushCtx, flushCancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer flushCancel()
+	if err := reg.Close(flushCtx); err != nil {
+		fmt.Fprintln(stderr, "parley: activities not all printed:", err)
+	}
+	if st := reg.Stats(); st.Dropped > 0 || st.Failed > 0 {
+		fmt.Fprintf(stderr, "parley: %d activities dropped (buffer full), %d failed to print\n", st.Dropped, st.Failed)
+	}
+	return errors.Join(errs...)
+}

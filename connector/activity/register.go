@@ -1,0 +1,135 @@
+// Package activity is the connector's activity register: conversations record activities
+// without ever waiting, and one goroutine hands them in batches to a pluggable Sink (a
+// terminal, a JSON stream, the engine).
+package activity
+
+import (
+	"context"
+	"sync/atomic"
+
+	"github.com/parley-dev/parley/api/v1alpha1"
+)
+
+// Sink receives batches of activities from one goroutine, in the order they were recorded.
+// It may block; the register keeps recording (and counting drops) meanwhile.
+type Sink interface {
+	Write(batch []*v1alpha1.ActivityRecord) error
+}
+
+// DefaultCapacity is how many activities may wait for the sink before new ones are dropped.
+const DefaultCapacity = 16384
+
+const maxBatch = 512
+
+// Register is a bounded queue of activities in front of a Sink.
+type Register struct {
+	queue    chan *v1alpha1.ActivityRecord
+	sink     Sink
+	stop     chan struct{}
+	done     chan struct{}
+	recorded atomic.Uint64
+	dropped  atomic.Uint64
+	written  atomic.Uint64
+	failed   atomic.Uint64
+	onError  func(error)
+}
+
+// NewRegister returns a register holding at most capacity waiting activities. onError, if
+// set, hears about sink failures (the batch is counted as failed and not retried).
+func NewRegister(sink Sink, capacity int, onError func(error)) *Register {
+	if capacity <= 0 {
+		capacity = DefaultCapacity
+	}
+	return &Register{
+		queue:   make(chan *v1alpha1.ActivityRecord, capacity),
+		sink:    sink,
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
+		onError: onError,
+	}
+}
+
+// Record queues a; it never blocks: when the queue is full, a is dropped and counted.
+func (r *Register) Record(a *v1alpha1.ActivityRecord) {
+	select {
+	case r.queue <- a:
+		r.recorded.Add(1)
+	default:
+		r.dropped.Add(1)
+	}
+}
+
+// Stats are the register's counters.
+type Stats struct {
+	Recorded, Dropped, Written, Failed uint64
+}
+
+// Stats returns the counters so far.
+func (r *Register) Stats() Stats {
+	return Stats{Recorded: r.recorded.Load(), Dropped: r.dropped.Load(), Written: r.written.Load(), Failed: r.failed.Load()}
+}
+
+// Run hands queued activities to the sink until Close, then flushes what is queued and
+// returns. Call it once, on its own goroutine.
+func (r *Register) Run() {
+	defer close(r.done)
+	batch := make([]*v1alpha1.ActivityRecord, 0, maxBatch)
+	for {
+		select {
+		case a := <-r.queue:
+			batch = r.fill(append(batch, a))
+			r.write(batch)
+			clear(batch)
+			batch = batch[:0]
+		case <-r.stop:
+			for {
+				batch = r.fill(batch)
+				if len(batch) == 0 {
+					return
+				}
+				r.write(batch)
+				clear(batch)
+				batch = batch[:0]
+			}
+		}
+	}
+}
+
+// fill takes what is already queued, up to a batch, without waiting.
+func (r *Register) fill(batch []*v1alpha1.ActivityRecord) []*v1alpha1.ActivityRecord {
+	for len(batch) < maxBatch {
+		select {
+		case a := <-r.queue:
+			batch = append(batch, a)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+func (r *Register) write(batch []*v1alpha1.ActivityRecord) {
+	if err := r.sink.Write(batch); err != nil {
+		r.failed.Add(uint64(len(batch)))
+		if r.onError != nil {
+			r.onError(err)
+		}
+		return
+	}
+	r.written.Add(uint64(len(batch)))
+}
+
+// Close flushes what is queued to the sink and waits for Run to return, or for ctx.
+func (r *Register) Close(ctx context.Context) error {
+	select {
+	case <-r.stop:
+	default:
+		close(r.stop)
+	}
+	select {
+	case <-r.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,225 @@
+// Package connector is Parley's conversation runtime: it serves (or dials) TCP and UDP peers,
+// runs a compiled rules.Program against every input, keeps per-connection and global memory,
+// schedules async rules, and records every activity in an activity.Register.
+//
+// Goroutines: Run owns the accept loop (or the UDP read loop, or the client dialers) and one
+// reader per stream socket, all tracked by a WaitGroup; timers run conversation callbacks,
+// which take the conversation's lock and do nothing once it has ended. Run returns only when
+// every goroutine it started has returned.
+package connector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/parley-dev/parley/api/v1alpha1"
+	"github.com/parley-dev/parley/connector/activity"
+	"github.com/parley-dev/parley/connector/rules"
+	"github.com/parley-dev/parley/connector/value"
+)
+
+// Options configure a Connector beyond its rules.
+type Options struct {
+	// Name is the connector name reported in activities.
+	Name string
+	// Register receives every activity. Required.
+	Register *activity.Register
+	// IP and Port, when set, override operation.ip and operation.port (as an
+	// ExternalConnector may). Port 0 picks a free port in server mode.
+	IP   *string
+	Port *int
+	// WriteTimeout bounds each write to a peer that does not read. Default 10s.
+	WriteTimeout time.Duration
+	// DialTimeout bounds each client-mode dial. Default 10s.
+	DialTimeout time.Duration
+	// UDPPeerRate limits datagrams per second accepted from one peer IP (0 = no limit);
+	// UDPPeerBurst is the bucket size. Defaults 100/s and 200.
+	UDPPeerRate  float64
+	UDPPeerBurst int
+	// UDPAmplification caps the bytes a UDP server sends per byte received until the peer
+	// has sent a second datagram. Default 3 (as QUIC's anti-amplification limit).
+	UDPAmplification int
+}
+
+// Connector runs one conversation program.
+type Connector struct {
+	opts Options
+	reg  *activity.Register
+
+	current atomic.Pointer[generation]
+	paused  atomic.Bool
+	conns   registry
+	nextID  atomic.Uint64
+
+	runCtx context.Context
+	wg     sync.WaitGroup
+	ready  chan struct{}
+	addr   net.Addr
+
+	udpRejected atomic.Uint64
+}
+
+// generation is a program together with the global memory laid out for it.
+type generation struct {
+	prog     *rules.Program
+	globalMu sync.Mutex
+	global   []value.Value
+}
+
+// New returns a connector for prog.
+func New(prog *rules.Program, opts Options) (*Connector, error) {
+	if opts.Register == nil {
+		return nil, errors.New("connector: Options.Register is required")
+	}
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = 10 * time.Second
+	}
+	if opts.DialTimeout <= 0 {
+		opts.DialTimeout = 10 * time.Second
+	}
+	if opts.UDPPeerRate == 0 && opts.UDPPeerBurst == 0 {
+		opts.UDPPeerRate, opts.UDPPeerBurst = 100, 200
+	}
+	if opts.UDPAmplification <= 0 {
+		opts.UDPAmplification = 3
+	}
+	c := &Connector{opts: opts, reg: opts.Register, ready: make(chan struct{})}
+	c.conns.init()
+	c.current.Store(&generation{prog: prog, global: rules.NewValues(prog.Global)})
+	return c, nil
+}
+
+// Update makes new conversations use prog; live ones finish on the rules they started with.
+// Global variables keep their values where name and type are unchanged. Network settings
+// (mode, transport, address) take effect at the next Run.
+func (c *Connector) Update(prog *rules.Program) {
+	old := c.current.Load()
+	g := &generation{prog: prog, global: rules.NewValues(prog.Global)}
+	old.globalMu.Lock()
+	for i, nv := range prog.Global {
+		for j, ov := range old.prog.Global {
+			if ov.Name == nv.Name && ov.Kind == nv.Kind {
+				g.global[i] = old.global[j]
+			}
+		}
+	}
+	old.globalMu.Unlock()
+	c.current.Store(g)
+}
+
+// Pause refuses new connections (recorded as Rejected) and keeps live ones.
+func (c *Connector) Pause() { c.paused.Store(true) }
+
+// Resume accepts new connections again.
+func (c *Connector) Resume() { c.paused.Store(false) }
+
+// Ready is closed once the connector serves (server) or has started dialing (client).
+func (c *Connector) Ready() <-chan struct{} { return c.ready }
+
+// Addr is the bound address in server mode, valid after Ready.
+func (c *Connector) Addr() net.Addr { return c.addr }
+
+// Active is the number of live logical connections.
+func (c *Connector) Active() int { return c.conns.len() }
+
+// Run serves until ctx is cancelled (server) or every conversation has ended (client). On
+// cancel it ends live conversations gracefully: the ending rule is sent, sockets close, and
+// their activities are recorded before Run returns. The register is not closed.
+func (c *Connector) Run(ctx context.Context) error {
+	g := c.current.Load()
+	p := g.prog
+	if p.TLS.Enabled {
+		return errors.New("operation.tls.enabled: TLS and DTLS are not available in this build of the runtime")
+	}
+	if p.ExecutionDelay > 0 {
+		t := time.NewTimer(p.ExecutionDelay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+	c.runCtx = ctx
+	var err error
+	switch {
+	case p.Mode == v1alpha1.ModeClient:
+		err = c.runClient(ctx, p)
+	case p.Transport == v1alpha1.TransportUDP:
+		err = c.runUDPServer(ctx, p)
+	default:
+		err = c.runTCPServer(ctx, p)
+	}
+	return err
+}
+
+// started records ConnectorStarted and signals Ready.
+func (c *Connector) started(p *rules.Program, msg string) {
+	c.record(&v1alpha1.ActivityRecord{Type: v1alpha1.ActivityConnectorStarted, RulesRef: &p.Ref, Message: msg})
+	close(c.ready)
+}
+
+// stop ends every live conversation with reason, waits for the socket goroutines, and
+// records ConnectorStopped.
+func (c *Connector) stop(reason string, closeTransport func()) {
+	for _, cv := range c.conns.drain() {
+		cv.endByOrder(reason)
+	}
+	if closeTransport != nil {
+		closeTransport()
+	}
+	c.wg.Wait()
+	c.record(&v1alpha1.ActivityRecord{Type: v1alpha1.ActivityConnectorStopped, Message: reason})
+}
+
+func (c *Connector) record(a *v1alpha1.ActivityRecord) {
+	if a.Time.IsZero() {
+		a.Time.Time = time.Now()
+	}
+	a.Connector = c.opts.Name
+	c.reg.Record(a)
+}
+
+// address is host:port for the program with the options' overrides.
+func (c *Connector) address(p *rules.Program) (network, address string) {
+	ip, port := p.IP, p.Port
+	if c.opts.IP != nil {
+		ip = *c.opts.IP
+	}
+	if c.opts.Port != nil {
+		port = *c.opts.Port
+	}
+	network = "tcp"
+	if p.Transport == v1alpha1.TransportUDP {
+		network = "udp"
+	}
+	if p.IPv6 {
+		network += "6"
+	} else {
+		network += "4"
+	}
+	return network, net.JoinHostPort(ip, strconv.Itoa(port))
+}
+
+func (c *Connector) newConnectionID() string {
+	return fmt.Sprintf("c-%06d", c.nextID.Add(1))
+}
+
+// keyOf is the logical-connection key of a peer: its IP, plus its port with identifyByPort.
+func keyOf(p *rules.Program, peer netip.AddrPort) netip.AddrPort {
+	if p.IdentifyByPort {
+		return peer
+	}
+	return netip.AddrPortFrom(peer.Addr(), 0)
+}
+
+func unmap(ap netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}

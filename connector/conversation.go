@@ -1,0 +1,306 @@
+package connector
+
+import (
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/parley-dev/parley/api/v1alpha1"
+	"github.com/parley-dev/parley/connector/rules"
+	"github.com/parley-dev/parley/connector/value"
+)
+
+// Bounds that keep a hostile peer from growing a conversation without limit.
+const (
+	maxPendingTasks  = 1024
+	maxZeroDelayRun  = 64
+	maxValueBytes    = 64 << 10
+	noSocketForReply = "no open socket: reply not sent"
+)
+
+// conversation is one logical connection: its memory, sockets, timers and pending async
+// rules. Every field below mu is guarded by it; socket readers, timers and orders all take it.
+type conversation struct {
+	c    *Connector
+	gen  *generation
+	prog *rules.Program
+	key  netip.AddrPort
+	id   string
+
+	mu        sync.Mutex
+	ref       *v1alpha1.ConnectionRef
+	peer      netip.AddrPort
+	mem       []value.Value
+	socks     []socket // open sockets; the last one receives async replies
+	ended     bool
+	greet     bool // greetings still to send (UDP server: before the first reply)
+	lastInput time.Time
+	idle      *time.Timer
+	tasks     taskQueue
+	taskTimer *time.Timer
+	taskSeq   uint64
+	// closeWhenDone closes the socket once the async rules of a reply have run
+	// (socket.closeAfterReplying).
+	closeWhenDone bool
+	// UDP server amplification guard.
+	rxBytes, txBytes int
+	rxDatagrams      int
+	// scratch buffers reused across inputs.
+	wire  []byte
+	ends  []int
+	fired []*rules.Rule
+	// onEnd, if set, is called (without the lock) once the conversation has ended.
+	onEnd func()
+}
+
+func (c *Connector) newConversation(g *generation, peer netip.AddrPort) *conversation {
+	p := g.prog
+	cv := &conversation{
+		c: c, gen: g, prog: p, id: c.newConnectionID(), peer: peer,
+		mem: rules.NewValues(p.Connection), lastInput: time.Now(),
+	}
+	cv.ref = &v1alpha1.ConnectionRef{ID: cv.id, Peer: peer.String(), Transport: p.Transport}
+	return cv
+}
+
+// start runs the beginning of a conversation: Connected, greetings (unless deferred to the
+// first input), the onStart rules and the idle timer. Called with mu held.
+func (cv *conversation) start(s socket, deferGreeting bool) {
+	cv.record(cv.activity(v1alpha1.ActivityConnected))
+	if deferGreeting {
+		cv.greet = cv.prog.Greetings != nil
+	} else if cv.prog.Greetings != nil {
+		cv.sendBasic(v1alpha1.ActivityGreeted, s, cv.prog.Greetings)
+	}
+	for _, sc := range cv.prog.OnStart {
+		cv.schedule(sc, 0, nil, 0, nil)
+	}
+	if t := cv.prog.InteractionTimeout; t > 0 {
+		cv.idle = time.AfterFunc(t, cv.onIdle)
+	}
+}
+
+// sendBasic sends a basic rule on its own and records it as an activity of type typ.
+func (cv *conversation) sendBasic(typ v1alpha1.ActivityType, s socket, b *rules.Basic) {
+	a := cv.activity(typ)
+	a.Rules = &v1alpha1.RulesRecord{Basic: b.Name}
+	a.Alert = a.Alert || b.Alert
+	cv.wire, cv.ends = b.Template.AppendTo(cv.wire[:0], cv.prog.Codec, cv), append(cv.ends[:0], 0)
+	cv.ends[0] = len(cv.wire)
+	a.Output = &v1alpha1.OutputRecord{Bytes: int32(cv.send(s, a))}
+	cv.record(a)
+}
+
+// attach adds a socket that joined a live conversation (same key, new TCP connection).
+func (cv *conversation) attach(s socket) bool {
+	if cv.ended {
+		return false
+	}
+	cv.socks = append(cv.socks, s)
+	if p := s.remote(); p != cv.peer {
+		cv.peer = p
+		cv.ref = &v1alpha1.ConnectionRef{ID: cv.id, Peer: p.String(), Transport: cv.prog.Transport}
+	}
+	return true
+}
+
+// current is the socket async replies go to.
+func (cv *conversation) current() socket {
+	if len(cv.socks) == 0 {
+		return nil
+	}
+	return cv.socks[len(cv.socks)-1]
+}
+
+// touch records interaction for the idle timeout.
+func (cv *conversation) touch(now time.Time) {
+	cv.lastInput = now
+	if cv.idle != nil {
+		cv.idle.Reset(cv.prog.InteractionTimeout)
+	}
+}
+
+func (cv *conversation) onIdle() {
+	cv.mu.Lock()
+	defer cv.mu.Unlock()
+	if cv.ended {
+		return
+	}
+	t := cv.prog.InteractionTimeout
+	if left := t - time.Since(cv.lastInput); left > 0 {
+		cv.idle.Reset(left)
+		return
+	}
+	cv.finish(v1alpha1.ActivityTimedOut, "idle for "+t.String(), cv.prog.Timeout, cv.prog.Ending)
+}
+
+// endByOrder ends the conversation because the connector stops (Ctrl-C, End order).
+func (cv *conversation) endByOrder(reason string) {
+	cv.mu.Lock()
+	defer cv.mu.Unlock()
+	if !cv.ended {
+		cv.finish(v1alpha1.ActivityEnded, reason, cv.prog.Ending)
+	}
+}
+
+// finish ends the conversation: it sends the given basic rules, closes every socket,
+// forgets the conversation and records an activity of type typ. Called with mu held.
+func (cv *conversation) finish(typ v1alpha1.ActivityType, msg string, basics ...*rules.Basic) {
+	cv.ended = true
+	if cv.idle != nil {
+		cv.idle.Stop()
+	}
+	if cv.taskTimer != nil {
+		cv.taskTimer.Stop()
+	}
+	cv.tasks = nil
+	a := cv.activity(typ)
+	a.Message = msg
+	cv.wire, cv.ends = cv.wire[:0], cv.ends[:0]
+	var names []string
+	for _, b := range basics {
+		if b == nil {
+			continue
+		}
+		names = append(names, b.Name)
+		a.Alert = a.Alert || b.Alert
+		cv.wire = b.Template.AppendTo(cv.wire, cv.prog.Codec, cv)
+		cv.ends = append(cv.ends, len(cv.wire))
+	}
+	if len(names) > 0 {
+		a.Rules = &v1alpha1.RulesRecord{Basic: names[0]}
+		if s := cv.current(); s != nil {
+			a.Output = &v1alpha1.OutputRecord{Bytes: int32(cv.send(s, a))}
+		}
+	}
+	for _, s := range cv.socks {
+		s.close()
+	}
+	cv.socks = nil
+	cv.c.conns.remove(cv)
+	cv.record(a)
+	if cv.onEnd != nil {
+		go cv.onEnd()
+	}
+}
+
+// socketClosed is called by a reader when its socket is gone. The logical connection lives
+// on while another socket is open, or when the socket was closed by a rule or by
+// closeAfterReplying and interactionTimeout will end it; otherwise the peer ended it.
+func (cv *conversation) socketClosed(s socket, err error) {
+	cv.mu.Lock()
+	defer cv.mu.Unlock()
+	for i, o := range cv.socks {
+		if o == s {
+			cv.socks = append(cv.socks[:i], cv.socks[i+1:]...)
+			break
+		}
+	}
+	if cv.ended || len(cv.socks) > 0 {
+		return
+	}
+	byUs := s.closedByUs()
+	if (byUs || cv.prog.CloseAfterReplying) && cv.prog.InteractionTimeout > 0 {
+		return
+	}
+	switch {
+	case byUs:
+		cv.finish(v1alpha1.ActivityEnded, "socket closed by a rule; no interactionTimeout to wait for the peer's return")
+	case err == nil || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed):
+		cv.finish(v1alpha1.ActivityEnded, "peer closed the connection")
+	default:
+		cv.finish(v1alpha1.ActivityBroken, err.Error())
+	}
+}
+
+// activity starts an activity of this conversation.
+func (cv *conversation) activity(typ v1alpha1.ActivityType) *v1alpha1.ActivityRecord {
+	return &v1alpha1.ActivityRecord{
+		Time: nowMicro(), Type: typ, Connection: cv.ref, RulesRef: &cv.prog.Ref, Alert: cv.prog.AlertAll,
+	}
+}
+
+func (cv *conversation) record(a *v1alpha1.ActivityRecord) {
+	if cv.prog.ReportMemory && a.Type != v1alpha1.ActivityError {
+		a.Memory = cv.snapshot()
+	}
+	cv.c.record(a)
+}
+
+// recordError records an Error activity of this conversation.
+func (cv *conversation) recordError(msg string) {
+	a := cv.activity(v1alpha1.ActivityError)
+	a.Message = msg
+	cv.c.record(a)
+}
+
+func (cv *conversation) snapshot() *v1alpha1.MemorySnapshot {
+	m := &v1alpha1.MemorySnapshot{}
+	for i, v := range cv.prog.Connection {
+		if v.Report {
+			if m.Connection == nil {
+				m.Connection = map[string]string{}
+			}
+			m.Connection[v.Name] = cv.mem[i].String()
+		}
+	}
+	cv.gen.globalMu.Lock()
+	for i, v := range cv.prog.Global {
+		if v.Report {
+			if m.Global == nil {
+				m.Global = map[string]string{}
+			}
+			m.Global[v.Name] = cv.gen.global[i].String()
+		}
+	}
+	cv.gen.globalMu.Unlock()
+	if m.Connection == nil && m.Global == nil {
+		return nil
+	}
+	return m
+}
+
+// Get implements rules.Env.
+func (cv *conversation) Get(r rules.VarRef) value.Value {
+	if r.Scope == rules.ScopeConnection {
+		return cv.mem[r.Index]
+	}
+	cv.gen.globalMu.Lock()
+	v := cv.gen.global[r.Index]
+	cv.gen.globalMu.Unlock()
+	return v
+}
+
+// set stores v, converted to the variable's type and bounded in size.
+func (cv *conversation) set(r rules.VarRef, v value.Value) error {
+	v, err := v.Convert(r.Kind)
+	if err != nil {
+		return errors.New("variable " + r.Name + ": " + err.Error())
+	}
+	if v.Kind() == value.String && len(v.AsString()) > maxValueBytes {
+		v = value.OfString(v.AsString()[:maxValueBytes])
+		cv.recordError("variable " + r.Name + ": value cut to " + strconv.Itoa(maxValueBytes) + " bytes")
+	}
+	if r.Scope == rules.ScopeConnection {
+		cv.mem[r.Index] = v
+		return nil
+	}
+	cv.gen.globalMu.Lock()
+	cv.gen.global[r.Index] = v
+	cv.gen.globalMu.Unlock()
+	return nil
+}
+
+// PeerIP implements rules.Env.
+func (cv *conversation) PeerIP() string { return cv.peer.Addr().String() }
+
+// PeerPort implements rules.Env.
+func (cv *conversation) PeerPort() string { return strconv.Itoa(int(cv.peer.Port())) }
+
+func nowMicro() metav1.MicroTime { return metav1.NewMicroTime(time.Now()) }

@@ -1,0 +1,315 @@
+package connector
+
+import (
+	"encoding/base64"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/parley-dev/parley/api/v1alpha1"
+	"github.com/parley-dev/parley/connector/ops"
+	"github.com/parley-dev/parley/connector/rules"
+	"github.com/parley-dev/parley/connector/value"
+)
+
+// input runs the rules over one input received on s.
+func (cv *conversation) input(s socket, raw []byte, truncated bool) {
+	cv.mu.Lock()
+	defer cv.mu.Unlock()
+	if !cv.ended {
+		cv.handleInput(s, raw, truncated)
+	}
+}
+
+// handleInput is the per-input step of DESIGN §4. Called with mu held.
+func (cv *conversation) handleInput(s socket, raw []byte, truncated bool) {
+	p := cv.prog
+	cv.touch(time.Now())
+	if cv.greet {
+		cv.greet = false
+		cv.sendBasic(v1alpha1.ActivityGreeted, s, p.Greetings)
+	}
+	text := p.Codec.Decode(raw)
+	a := cv.activity(v1alpha1.ActivityInput)
+	a.Input = &v1alpha1.InputRecord{
+		Text: text, Base64: base64.StdEncoding.EncodeToString(raw), Bytes: int32(len(raw)), Truncated: truncated,
+	}
+	rr := &v1alpha1.RulesRecord{}
+	a.Rules = rr
+	cv.wire, cv.ends = cv.wire[:0], cv.ends[:0]
+
+	var fired []*rules.Rule
+	if strings.Trim(text, "\r\n") == "" {
+		cv.basicReply(a, p.Empty)
+	} else if fired = cv.detect(text); len(fired) == 0 {
+		cv.basicReply(a, p.Default)
+	}
+	for _, r := range fired {
+		rr.Executed = append(rr.Executed, r.ID)
+		a.Alert = a.Alert || r.Alert
+		cv.capture(r, text, a)
+		if p.UpdateOnDetected {
+			cv.applyMemory(r, text)
+		}
+	}
+	sent := 0
+	for _, r := range fired {
+		if r.ReconnectBefore && p.RuleClosing && p.Mode == v1alpha1.ModeClient {
+			sent += cv.flush(s, a)
+			s = cv.reconnect(a)
+		}
+		cv.appendReply(r.Response)
+	}
+	sent += cv.flush(s, a)
+	ending, closing := false, false
+	for _, r := range fired {
+		if !p.UpdateOnDetected {
+			cv.applyMemory(r, text)
+		}
+		cv.scheduleFrom(r, 0, rr)
+		ending = ending || r.Ending
+		closing = closing || r.CloseConnection
+	}
+	a.Output = &v1alpha1.OutputRecord{Bytes: int32(sent)}
+	cv.record(a)
+	cv.afterReply(s, sent, ending, closing, fired)
+}
+
+// afterReply applies the socket rules once a reply (sync or async) has gone out.
+func (cv *conversation) afterReply(s socket, sent int, ending, closing bool, fired []*rules.Rule) {
+	p := cv.prog
+	switch {
+	case ending:
+		cv.finish(v1alpha1.ActivityEnded, fmt.Sprintf("ending rule %d", endingRule(fired)), p.Ending)
+	case closing && p.RuleClosing && s != nil:
+		s.close()
+	case p.CloseAfterReplying && sent > 0 && s != nil:
+		cv.closeWhenDone = true
+		cv.closeIfDone()
+	}
+}
+
+func endingRule(fired []*rules.Rule) int32 {
+	for _, r := range fired {
+		if r.Ending {
+			return r.ID
+		}
+	}
+	return 0
+}
+
+// closeIfDone closes the socket of a closeAfterReplying answer once its async rules ran.
+func (cv *conversation) closeIfDone() {
+	if !cv.closeWhenDone || len(cv.tasks) > 0 {
+		return
+	}
+	cv.closeWhenDone = false
+	if s := cv.current(); s != nil {
+		s.close()
+	}
+}
+
+func (cv *conversation) basicReply(a *v1alpha1.ActivityRecord, b *rules.Basic) {
+	if b == nil {
+		return
+	}
+	a.Rules.Basic = b.Name
+	a.Alert = a.Alert || b.Alert
+	cv.appendReply(b.Template)
+}
+
+func (cv *conversation) appendReply(t *rules.Template) {
+	if t == nil {
+		return
+	}
+	cv.wire = t.AppendTo(cv.wire, cv.prog.Codec, cv)
+	cv.ends = append(cv.ends, len(cv.wire))
+}
+
+// flush sends the replies gathered so far and returns the bytes sent.
+func (cv *conversation) flush(s socket, a *v1alpha1.ActivityRecord) int {
+	n := cv.send(s, a)
+	cv.wire, cv.ends = cv.wire[:0], cv.ends[:0]
+	return n
+}
+
+// send writes cv.wire (one message per entry of cv.ends) to s, noting failures on a.
+func (cv *conversation) send(s socket, a *v1alpha1.ActivityRecord) int {
+	if len(cv.wire) == 0 {
+		return 0
+	}
+	if s == nil {
+		note(a, noSocketForReply)
+		return 0
+	}
+	wire, ends := cv.wire, cv.ends
+	if _, isUDP := s.(*udpPeer); isUDP && cv.rxDatagrams < 2 {
+		wire, ends = cv.amplificationGuard(a, wire, ends)
+	}
+	n, err := s.send(wire, ends)
+	cv.txBytes += n
+	if err != nil {
+		note(a, "send: "+err.Error())
+	}
+	return n
+}
+
+// amplificationGuard keeps whole messages while a UDP server that has heard one datagram
+// from a peer (whose address may be spoofed) sends at most UDPAmplification times what it
+// received.
+func (cv *conversation) amplificationGuard(a *v1alpha1.ActivityRecord, wire []byte, ends []int) ([]byte, []int) {
+	budget := cv.c.opts.UDPAmplification*cv.rxBytes - cv.txBytes
+	keep := 0
+	for keep < len(ends) && ends[keep] <= budget {
+		keep++
+	}
+	if keep == len(ends) {
+		return wire, ends
+	}
+	cut := 0
+	if keep > 0 {
+		cut = ends[keep-1]
+	}
+	note(a, fmt.Sprintf("UDP amplification guard: %d bytes withheld until the peer sends again", len(wire)-cut))
+	return wire[:cut], ends[:keep]
+}
+
+func note(a *v1alpha1.ActivityRecord, msg string) {
+	if a.Message == "" {
+		a.Message = msg
+	} else {
+		a.Message += "; " + msg
+	}
+}
+
+// detect returns the rules that fire on text: ungrouped rules in ascending id, then the
+// rules of each applying group.
+func (cv *conversation) detect(text string) []*rules.Rule {
+	p := cv.prog
+	fired := cv.fired[:0]
+	for _, r := range p.Rules {
+		if r.Regex.MatchString(text) && cv.holds(r.Conditions) {
+			fired = append(fired, r)
+			if p.OnlyFirstHit {
+				cv.fired = fired
+				return fired
+			}
+		}
+	}
+	for _, g := range p.Groups {
+		if !cv.groupApplies(g, text) {
+			continue
+		}
+		for _, r := range g.Rules {
+			if r.Regex.MatchString(text) && cv.holds(r.Conditions) {
+				fired = append(fired, r)
+				if p.OnlyFirstHit {
+					cv.fired = fired
+					return fired
+				}
+			}
+		}
+	}
+	cv.fired = fired
+	return fired
+}
+
+func (cv *conversation) groupApplies(g *rules.Group, text string) bool {
+	if g.Regex == nil && len(g.Conditions) == 0 {
+		return true
+	}
+	if g.Regex != nil && g.Regex.MatchString(text) {
+		return true
+	}
+	return len(g.Conditions) > 0 && cv.holds(g.Conditions)
+}
+
+// holds reports whether every condition holds now.
+func (cv *conversation) holds(conds []rules.Condition) bool {
+	for _, c := range conds {
+		want := c.Value
+		if c.From != nil {
+			w, err := cv.Get(*c.From).Convert(c.Var.Kind)
+			if err != nil {
+				return false
+			}
+			want = w
+		}
+		if !cv.Get(c.Var).Equal(want) {
+			return false
+		}
+	}
+	return true
+}
+
+func (cv *conversation) capture(r *rules.Rule, text string, a *v1alpha1.ActivityRecord) {
+	for _, cp := range r.Captures {
+		m := cp.Regex.FindStringSubmatch(text)
+		if m == nil {
+			continue
+		}
+		val := m[0]
+		if len(m) > 1 {
+			val = m[1]
+		}
+		if err := cv.set(cp.Var, value.OfString(val)); err != nil {
+			cv.recordError(fmt.Sprintf("rule %d: capture: %v", r.ID, err))
+			continue
+		}
+		a.Captures = append(a.Captures, v1alpha1.CaptureRecord{Rule: r.ID, Variable: cp.Var.Name, Value: val})
+	}
+}
+
+// applyMemory runs a rule's updates and operation.
+func (cv *conversation) applyMemory(r *rules.Rule, text string) {
+	for _, u := range r.Updates {
+		v := u.Value
+		if u.From != nil {
+			v = cv.Get(*u.From)
+		}
+		if err := cv.set(u.Var, v); err != nil {
+			cv.recordError(fmt.Sprintf("rule %d: update: %v", r.ID, err))
+		}
+	}
+	if r.Operation != nil {
+		cv.operate(r, text)
+	}
+}
+
+// operate runs a rule's operation; a failure leaves every output unchanged.
+func (cv *conversation) operate(r *rules.Rule, text string) {
+	op := r.Operation
+	in := make([]value.Value, len(op.Inputs))
+	for i, o := range op.Inputs {
+		switch o.Kind {
+		case rules.OperandVar:
+			in[i] = cv.Get(o.Var)
+		case rules.OperandInput:
+			in[i] = value.OfString(text)
+		case rules.OperandIP:
+			in[i] = value.OfString(cv.PeerIP())
+		case rules.OperandPort:
+			in[i] = value.OfInt(int64(cv.peer.Port()))
+		default:
+			in[i] = o.Literal
+		}
+	}
+	out, err := op.Op.Run(ops.Env{Codec: cv.prog.Codec}, in, len(op.Outputs))
+	if err == nil {
+		for i := range min(len(out), len(op.Outputs)) {
+			if out[i], err = out[i].Convert(op.Outputs[i].Kind); err != nil {
+				err = fmt.Errorf("output %s: %w", op.Outputs[i].Name, err)
+				break
+			}
+		}
+	}
+	if err != nil {
+		cv.recordError(fmt.Sprintf("rule %d: %s: %v", r.ID, op.Op.Name, err))
+		return
+	}
+	for i := range min(len(out), len(op.Outputs)) {
+		if err := cv.set(op.Outputs[i], out[i]); err != nil {
+			cv.recordError(fmt.Sprintf("rule %d: %s: %v", r.ID, op.Op.Name, err))
+		}
+	}
+}

@@ -1,0 +1,345 @@
+package rules
+
+import (
+	"encoding/base64"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/parley-dev/parley/api/v1alpha1"
+	"github.com/parley-dev/parley/connector/ops"
+	"github.com/parley-dev/parley/connector/value"
+)
+
+const operandInput = "EXT_IN"
+
+func (c *compiler) conversation(path *field.Path) {
+	conv := &c.spec.Conversation
+	c.p.Greetings = c.basic(path.Child("greetings"), v1alpha1.BasicGreetings, conv.Greetings)
+	c.p.Default = c.basic(path.Child("default"), v1alpha1.BasicDefault, conv.Default)
+	c.p.Empty = c.basic(path.Child("empty"), v1alpha1.BasicEmpty, conv.Empty)
+	c.p.Timeout = c.basic(path.Child("timeout"), v1alpha1.BasicTimeout, conv.Timeout)
+	c.p.Ending = c.basic(path.Child("ending"), v1alpha1.BasicEnding, conv.Ending)
+
+	c.p.Rules = c.ruleList(path.Child("rules"), conv.Rules)
+	groupIDs := map[string]bool{}
+	for i := range conv.Groups {
+		g := &conv.Groups[i]
+		gp := path.Child("groups").Index(i)
+		switch {
+		case g.ID == "":
+			c.add(field.Required(gp.Child("id"), ""))
+		case groupIDs[g.ID]:
+			c.add(field.Duplicate(gp.Child("id"), g.ID))
+		}
+		groupIDs[g.ID] = true
+		group := &Group{ID: g.ID, Conditions: c.conditions(gp.Child("conditions"), g.Conditions)}
+		if g.Regex != "" {
+			group.Regex = c.regex(gp.Child("regex"), g.Regex, g.RegexBase64)
+		}
+		group.Rules = c.ruleList(gp.Child("rules"), g.Rules)
+		c.p.Groups = append(c.p.Groups, group)
+	}
+	c.resolveSchedules()
+}
+
+func (c *compiler) basic(path *field.Path, name string, b *v1alpha1.BasicRule) *Basic {
+	if b == nil {
+		return nil
+	}
+	t := c.template(path.Child("value"), b.Value, b.Base64)
+	if b.Enabled != nil && !*b.Enabled {
+		return nil
+	}
+	return &Basic{Name: name, Template: t, Alert: b.Alert}
+}
+
+// ruleList compiles rules and returns the enabled Sync and Hybrid ones in ascending id.
+func (c *compiler) ruleList(path *field.Path, specs []v1alpha1.Rule) []*Rule {
+	var matchable []*Rule
+	for i := range specs {
+		c.p.RuleCount++
+		r := c.rule(path.Index(i), &specs[i])
+		if r == nil {
+			continue
+		}
+		if r.Mode != v1alpha1.RuleAsync {
+			matchable = append(matchable, r)
+		}
+	}
+	sort.SliceStable(matchable, func(i, j int) bool { return matchable[i].ID < matchable[j].ID })
+	return matchable
+}
+
+// rule compiles one rule; it returns nil for a disabled rule, which is still validated.
+func (c *compiler) rule(path *field.Path, s *v1alpha1.Rule) *Rule {
+	r := &Rule{
+		ID: s.ID, Mode: s.Mode, CloseConnection: s.CloseConnection, ReconnectBefore: s.ReconnectBefore,
+		Ending: s.Ending, Alert: s.Alert,
+	}
+	enabled := s.Enabled == nil || *s.Enabled
+	switch {
+	case s.ID <= 0:
+		c.add(field.Invalid(path.Child("id"), s.ID, "must be a positive integer"))
+	case c.byID[s.ID] != nil:
+		c.add(field.Duplicate(path.Child("id"), s.ID))
+	case enabled:
+		c.byID[s.ID] = r
+	default:
+		// Disabled rules still own their id, so a trigger to one is reported.
+		c.byID[s.ID] = &Rule{ID: s.ID, Mode: "disabled"}
+	}
+	async := s.Mode == v1alpha1.RuleAsync || s.Mode == v1alpha1.RuleHybrid
+	switch s.Mode {
+	case v1alpha1.RuleSync, v1alpha1.RuleHybrid:
+		if s.Regex == "" {
+			c.add(field.Required(path.Child("regex"), fmt.Sprintf("a %s rule fires on inputs its regex matches", s.Mode)))
+		} else {
+			r.Regex = c.regex(path.Child("regex"), s.Regex, s.RegexBase64)
+		}
+	case v1alpha1.RuleAsync:
+		if s.Regex != "" {
+			c.add(field.Invalid(path.Child("regex"), s.Regex, "Async rules never match inputs; use mode Hybrid to also match"))
+		}
+	case "":
+		c.add(field.Required(path.Child("mode"), "Sync, Async or Hybrid"))
+	default:
+		c.add(field.NotSupported(path.Child("mode"), s.Mode, []string{string(v1alpha1.RuleSync), string(v1alpha1.RuleAsync), string(v1alpha1.RuleHybrid)}))
+	}
+	if s.Response != "" {
+		r.Response = c.template(path.Child("response"), s.Response, s.ResponseBase64)
+	} else if s.ResponseBase64 {
+		c.add(field.Invalid(path.Child("responseBase64"), true, "there is no response to decode"))
+	}
+	for i, cp := range s.Captures {
+		p := path.Child("captures").Index(i)
+		re := c.regex(p.Child("regex"), cp.Regex, cp.RegexBase64)
+		ref, ok := c.variable(p.Child("variable"), cp.Variable)
+		if re != nil && ok {
+			r.Captures = append(r.Captures, Capture{Regex: re, Var: ref})
+		}
+	}
+	r.Conditions = c.conditions(path.Child("conditions"), s.Conditions)
+	r.Updates = c.updates(path.Child("updates"), s.Updates)
+	if s.Operation != nil {
+		r.Operation = c.operationOf(path.Child("operation"), s.Operation)
+	}
+	c.schedules(path.Child("trigger"), s.Trigger, &r.Trigger)
+	if s.OnStart != nil {
+		if !async {
+			c.add(field.Invalid(path.Child("onStart"), "", "only Async and Hybrid rules can run at the start of a conversation"))
+		} else if enabled {
+			c.p.OnStart = append(c.p.OnStart, Schedule{Rule: r, Delay: c.duration(path.Child("onStart", "delay"), s.OnStart.Delay)})
+		}
+	}
+	if s.AsyncSwitch != nil {
+		sp := path.Child("asyncSwitch")
+		sw := &Switch{}
+		for i, o := range s.AsyncSwitch.Options {
+			op := sp.Child("options").Index(i)
+			opt := SwitchOption{Conditions: c.conditions(op.Child("conditions"), o.Conditions)}
+			c.schedules(op.Child("trigger"), o.Trigger, &opt.Trigger)
+			sw.Options = append(sw.Options, opt)
+		}
+		c.schedules(sp.Child("default"), s.AsyncSwitch.Default, &sw.Default)
+		r.Switch = sw
+	}
+	if s.AsyncLoop != nil {
+		lp := path.Child("asyncLoop")
+		loop := &Loop{Conditions: c.conditions(lp.Child("conditions"), s.AsyncLoop.Conditions)}
+		if len(s.AsyncLoop.Rules) == 0 {
+			c.add(field.Required(lp.Child("rules"), "the rules to repeat"))
+		}
+		loop.Rules = make([]Schedule, len(s.AsyncLoop.Rules))
+		for i, lr := range s.AsyncLoop.Rules {
+			p := lp.Child("rules").Index(i)
+			if lr.MaxIterations < 0 {
+				c.add(field.Invalid(p.Child("maxIterations"), lr.MaxIterations, "must not be negative (0 = unbounded)"))
+			}
+			delay := c.duration(p.Child("delay"), lr.Delay)
+			if lr.MaxIterations == 0 && delay == 0 {
+				c.add(field.Invalid(p.Child("delay"), "0s", "an unbounded loop needs a delay"))
+			}
+			loop.Rules[i] = Schedule{Delay: delay, MaxIterations: int(lr.MaxIterations)}
+			c.refer(p.Child("ruleID"), lr.RuleID, &loop.Rules[i])
+		}
+		r.Loop = loop
+	}
+	if s.ReconnectBefore && c.spec.Operation.Mode != v1alpha1.ModeClient {
+		c.add(field.Invalid(path.Child("reconnectBefore"), true, "only client mode can reconnect"))
+	}
+	if !enabled {
+		return nil
+	}
+	return r
+}
+
+func (c *compiler) schedules(path *field.Path, ts []v1alpha1.Trigger, into *[]Schedule) {
+	*into = make([]Schedule, len(ts))
+	for i, t := range ts {
+		p := path.Index(i)
+		(*into)[i].Delay = c.duration(p.Child("delay"), t.Delay)
+		c.refer(p.Child("ruleID"), t.RuleID, &(*into)[i])
+	}
+}
+
+func (c *compiler) refer(path *field.Path, id int32, s *Schedule) {
+	c.refs = append(c.refs, ruleRef{path: path, id: id, set: func(r *Rule) { s.Rule = r }})
+}
+
+func (c *compiler) resolveSchedules() {
+	for _, ref := range c.refs {
+		r := c.byID[ref.id]
+		switch {
+		case r == nil:
+			c.add(field.NotFound(ref.path, ref.id))
+		case r.Mode == "disabled":
+			c.add(field.Invalid(ref.path, ref.id, "rule is disabled"))
+		case r.Mode == v1alpha1.RuleSync:
+			c.add(field.Invalid(ref.path, ref.id, "is a Sync rule; only Async and Hybrid rules can be scheduled"))
+		default:
+			ref.set(r)
+		}
+	}
+}
+
+func (c *compiler) conditions(path *field.Path, cs []v1alpha1.Condition) []Condition {
+	out := make([]Condition, 0, len(cs))
+	for i, cd := range cs {
+		ref, val, from, ok := c.assignment(path.Index(i), cd.Variable, cd.Value, cd.FromVariable)
+		if ok {
+			out = append(out, Condition{Var: ref, Value: val, From: from})
+		}
+	}
+	return out
+}
+
+func (c *compiler) updates(path *field.Path, us []v1alpha1.Update) []Update {
+	out := make([]Update, 0, len(us))
+	for i, u := range us {
+		ref, val, from, ok := c.assignment(path.Index(i), u.Variable, u.Value, u.FromVariable)
+		if ok {
+			out = append(out, Update{Var: ref, Value: val, From: from})
+		}
+	}
+	return out
+}
+
+// assignment compiles the variable/value/fromVariable triple shared by conditions and updates.
+func (c *compiler) assignment(path *field.Path, name, val, fromName string) (VarRef, value.Value, *VarRef, bool) {
+	ref, ok := c.variable(path.Child("variable"), name)
+	if fromName != "" {
+		if val != "" {
+			c.add(field.Invalid(path, val, "set value or fromVariable, not both"))
+			return ref, value.Value{}, nil, false
+		}
+		from, okFrom := c.variable(path.Child("fromVariable"), fromName)
+		return ref, value.Value{}, &from, ok && okFrom
+	}
+	if !ok {
+		return ref, value.Value{}, nil, false
+	}
+	v, err := value.Parse(ref.Kind, val)
+	if err != nil {
+		c.add(field.Invalid(path.Child("value"), val, fmt.Sprintf("variable %s is %s: %v", name, ref.Kind, err)))
+		return ref, v, nil, false
+	}
+	return ref, v, nil, true
+}
+
+func (c *compiler) operationOf(path *field.Path, o *v1alpha1.MemoryOperation) *Operation {
+	op, ok := ops.Lookup(o.Name)
+	if !ok {
+		c.add(field.NotSupported(path.Child("name"), o.Name, ops.Names()))
+		return nil
+	}
+	if n := len(o.Inputs); n < op.MinInputs || (op.MaxInputs >= 0 && n > op.MaxInputs) {
+		c.add(field.Invalid(path.Child("inputs"), n, fmt.Sprintf("%s takes %s inputs", op.Name, arity(op.MinInputs, op.MaxInputs))))
+	}
+	if n := len(o.Outputs); n < op.MinOutputs || (op.MaxOutputs >= 0 && n > op.MaxOutputs) {
+		c.add(field.Invalid(path.Child("outputs"), n, fmt.Sprintf("%s gives %s outputs", op.Name, arity(op.MinOutputs, op.MaxOutputs))))
+	}
+	out := &Operation{Op: op}
+	for i, in := range o.Inputs {
+		operand := Operand{Kind: OperandLiteral, Literal: value.OfString(in)}
+		switch in {
+		case operandInput:
+			operand.Kind = OperandInput
+		case TemplateIP:
+			operand.Kind = OperandIP
+		case TemplatePort:
+			operand.Kind = OperandPort
+		default:
+			if ref, ok := c.lookup(in); ok {
+				operand = Operand{Kind: OperandVar, Var: ref}
+			} else if i == op.RegexInput {
+				c.regex(path.Child("inputs").Index(i), in, false)
+			}
+		}
+		out.Inputs = append(out.Inputs, operand)
+	}
+	for i, name := range o.Outputs {
+		if ref, ok := c.variable(path.Child("outputs").Index(i), name); ok {
+			out.Outputs = append(out.Outputs, ref)
+		}
+	}
+	return out
+}
+
+func arity(lo, hi int) string {
+	switch {
+	case hi < 0:
+		return fmt.Sprintf("%d or more", lo)
+	case lo == hi:
+		return fmt.Sprint(lo)
+	default:
+		return fmt.Sprintf("%d to %d", lo, hi)
+	}
+}
+
+func (c *compiler) base64(path *field.Path, s string) ([]byte, bool) {
+	b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(s))
+	if err != nil {
+		c.add(field.Invalid(path, s, fmt.Sprintf("not valid base64: %v", err)))
+		return nil, false
+	}
+	return b, true
+}
+
+func (c *compiler) regex(path *field.Path, expr string, isBase64 bool) *regexp.Regexp {
+	if isBase64 {
+		raw, ok := c.base64(path, expr)
+		if !ok {
+			return nil
+		}
+		expr = c.p.Codec.Decode(raw)
+	}
+	if expr == "" {
+		c.add(field.Required(path, "a regular expression"))
+		return nil
+	}
+	re, err := regexp.Compile(expr)
+	if err != nil {
+		c.add(field.Invalid(path, expr, explainRegexError(err)))
+		return nil
+	}
+	return re
+}
+
+// explainRegexError says why RE2 refused an expression, naming the Python/PCRE features
+// Lope rules often use.
+func explainRegexError(err error) string {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "`(?="), strings.Contains(msg, "`(?!"), strings.Contains(msg, "`(?<="), strings.Contains(msg, "`(?<!"):
+		return "lookarounds are not supported (RE2 matches in linear time without them); capture the part you need with a group instead: " + msg
+	case strings.Contains(msg, "invalid escape sequence: `\\") && len(msg) > 0 && strings.ContainsAny(msg[len(msg)-2:], "123456789"):
+		return "backreferences are not supported (RE2): " + msg
+	case strings.Contains(msg, "`(?>"):
+		return "atomic groups are not supported (RE2): " + msg
+	}
+	return msg
+}

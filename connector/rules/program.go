@@ -1,0 +1,185 @@
+// Package rules compiles a ConversationRulesSpec into a Program the runtime executes, and
+// validates it on the way: every problem is reported with its field path, so `parley check`,
+// the rules controller and the runtime agree on what is valid.
+package rules
+
+import (
+	"regexp"
+	"time"
+
+	"github.com/parley-dev/parley/api/v1alpha1"
+	"github.com/parley-dev/parley/connector/codec"
+	"github.com/parley-dev/parley/connector/ops"
+	"github.com/parley-dev/parley/connector/value"
+)
+
+// Program is a compiled, immutable conversation. Live conversations keep the Program they
+// started with, so a new one can replace it without touching them.
+type Program struct {
+	Ref v1alpha1.RulesRef
+
+	Mode               v1alpha1.Mode
+	Transport          v1alpha1.Transport
+	IP                 string
+	Port               int
+	IPv6               bool
+	Encoding           v1alpha1.Encoding
+	Codec              codec.Codec
+	IdentifyByPort     bool
+	InteractionTimeout time.Duration
+	ConnectionQueue    int
+	MaxInputSize       int
+	MaxConnections     int
+	ExecutionDelay     time.Duration
+	OnlyFirstHit       bool
+	TLS                v1alpha1.TLS
+	CloseAfterReplying bool
+	// RuleClosing lets rules close and reopen sockets; off when closeAfterReplying is on.
+	RuleClosing      bool
+	UpdateOnDetected bool
+	ReportMemory     bool
+	AlertAll         bool
+
+	Global     []*Variable
+	Connection []*Variable
+
+	// Basic rules; nil when absent or disabled.
+	Greetings, Default, Empty, Timeout, Ending *Basic
+
+	// Ungrouped Sync and Hybrid rules in ascending id, then the groups in listed order.
+	Rules  []*Rule
+	Groups []*Group
+	// OnStart lists the rules scheduled when a conversation starts.
+	OnStart []Schedule
+	// RuleCount counts every custom rule, enabled or not.
+	RuleCount int
+}
+
+// Scope is where a variable lives.
+type Scope uint8
+
+const (
+	ScopeConnection Scope = iota
+	ScopeGlobal
+)
+
+// VarRef locates a variable in its scope's slice of values.
+type VarRef struct {
+	Scope Scope
+	Index int
+	Kind  value.Kind
+	Name  string
+}
+
+// Variable is a compiled declaration.
+type Variable struct {
+	Name     string
+	Kind     value.Kind
+	Default  value.Value
+	Report   bool
+	Generate *Generator
+}
+
+// Basic is a compiled basic rule.
+type Basic struct {
+	Name     string
+	Template *Template
+	Alert    bool
+}
+
+// Rule is a compiled custom rule.
+type Rule struct {
+	ID              int32
+	Mode            v1alpha1.RuleMode
+	Regex           *regexp.Regexp
+	Response        *Template // nil: runs without sending
+	Captures        []Capture
+	Conditions      []Condition
+	Updates         []Update
+	Operation       *Operation
+	Trigger         []Schedule
+	Switch          *Switch
+	Loop            *Loop
+	CloseConnection bool
+	ReconnectBefore bool
+	Ending          bool
+	Alert           bool
+}
+
+// Group is a compiled rule group.
+type Group struct {
+	ID         string
+	Regex      *regexp.Regexp
+	Conditions []Condition
+	Rules      []*Rule
+}
+
+// Capture stores a regex's find into a variable.
+type Capture struct {
+	Regex *regexp.Regexp
+	Var   VarRef
+}
+
+// Condition compares a variable with a value or another variable.
+type Condition struct {
+	Var   VarRef
+	Value value.Value
+	From  *VarRef
+}
+
+// Update sets a variable.
+type Update struct {
+	Var   VarRef
+	Value value.Value
+	From  *VarRef
+}
+
+// OperandKind says where an operation input comes from.
+type OperandKind uint8
+
+const (
+	OperandLiteral OperandKind = iota
+	OperandVar
+	OperandInput // EXT_IN
+	OperandIP
+	OperandPort
+)
+
+// Operand is one operation input.
+type Operand struct {
+	Kind    OperandKind
+	Literal value.Value
+	Var     VarRef
+}
+
+// Operation is a compiled built-in operation.
+type Operation struct {
+	Op      *ops.Op
+	Inputs  []Operand
+	Outputs []VarRef
+}
+
+// Schedule runs Rule after Delay; MaxIterations is used by loops (0 = unbounded).
+type Schedule struct {
+	Rule          *Rule
+	Delay         time.Duration
+	MaxIterations int
+}
+
+// Switch is a compiled asyncSwitch.
+type Switch struct {
+	Options []SwitchOption
+	Default []Schedule
+}
+
+// SwitchOption is one branch of a Switch.
+type SwitchOption struct {
+	Conditions []Condition
+	Trigger    []Schedule
+}
+
+// Loop is a compiled asyncLoop.
+type Loop struct {
+	Conditions []Condition
+	Rules      []Schedule
+}

@@ -1,0 +1,152 @@
+package connector
+
+import (
+	"container/heap"
+	"fmt"
+	"time"
+
+	"github.com/parley-dev/parley/api/v1alpha1"
+	"github.com/parley-dev/parley/connector/rules"
+)
+
+// task is an async rule waiting to run.
+type task struct {
+	due   time.Time
+	seq   uint64 // keeps tasks due at the same moment in the order they were scheduled
+	sched rules.Schedule
+	loop  *rules.Loop // set for asyncLoop iterations
+	iter  int
+	depth int // length of the chain of zero-delay schedules that led here
+}
+
+// taskQueue is a min-heap of tasks by due time, then scheduling order.
+type taskQueue []*task
+
+func (q taskQueue) Len() int { return len(q) }
+func (q taskQueue) Less(i, j int) bool {
+	if q[i].due.Equal(q[j].due) {
+		return q[i].seq < q[j].seq
+	}
+	return q[i].due.Before(q[j].due)
+}
+func (q taskQueue) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
+func (q *taskQueue) Push(x any)   { *q = append(*q, x.(*task)) }
+func (q *taskQueue) Pop() any {
+	old := *q
+	t := old[len(old)-1]
+	old[len(old)-1] = nil
+	*q = old[:len(old)-1]
+	return t
+}
+
+// scheduleFrom schedules what a rule that just ran asks for: its triggers, the chosen
+// branch of its asyncSwitch and the first iteration of its asyncLoop.
+func (cv *conversation) scheduleFrom(r *rules.Rule, depth int, rr *v1alpha1.RulesRecord) {
+	for _, t := range r.Trigger {
+		cv.schedule(t, depth, nil, 0, rr)
+	}
+	if sw := r.Switch; sw != nil {
+		chosen := sw.Default
+		for _, o := range sw.Options {
+			if cv.holds(o.Conditions) {
+				chosen = o.Trigger
+				break
+			}
+		}
+		for _, t := range chosen {
+			cv.schedule(t, depth, nil, 0, rr)
+		}
+	}
+	if r.Loop != nil {
+		for _, t := range r.Loop.Rules {
+			cv.schedule(t, depth, r.Loop, 1, rr)
+		}
+	}
+}
+
+// schedule queues one async run, within the bounds on pending tasks and zero-delay chains.
+func (cv *conversation) schedule(sc rules.Schedule, parentDepth int, loop *rules.Loop, iter int, rr *v1alpha1.RulesRecord) {
+	depth := 0
+	if sc.Delay == 0 {
+		depth = parentDepth + 1
+	}
+	switch {
+	case depth > maxZeroDelayRun:
+		cv.recordError(fmt.Sprintf("rule %d not scheduled: chain of zero-delay triggers deeper than %d", sc.Rule.ID, maxZeroDelayRun))
+		return
+	case len(cv.tasks) >= maxPendingTasks:
+		cv.recordError(fmt.Sprintf("rule %d not scheduled: %d async tasks already pending", sc.Rule.ID, maxPendingTasks))
+		return
+	}
+	cv.taskSeq++
+	heap.Push(&cv.tasks, &task{due: time.Now().Add(sc.Delay), seq: cv.taskSeq, sched: sc, loop: loop, iter: iter, depth: depth})
+	if rr != nil {
+		rr.Scheduled = append(rr.Scheduled, sc.Rule.ID)
+	}
+	cv.armTasks()
+}
+
+// armTasks sets the conversation's one timer to the earliest task.
+func (cv *conversation) armTasks() {
+	if len(cv.tasks) == 0 {
+		return
+	}
+	d := time.Until(cv.tasks[0].due)
+	if cv.taskTimer == nil {
+		cv.taskTimer = time.AfterFunc(d, cv.runDue)
+	} else {
+		cv.taskTimer.Reset(d)
+	}
+}
+
+// runDue runs every task that is due, in order, then re-arms the timer.
+func (cv *conversation) runDue() {
+	cv.mu.Lock()
+	defer cv.mu.Unlock()
+	for !cv.ended && len(cv.tasks) > 0 && !cv.tasks[0].due.After(time.Now()) {
+		cv.runTask(heap.Pop(&cv.tasks).(*task))
+	}
+	if cv.ended {
+		return
+	}
+	cv.armTasks()
+	cv.closeIfDone()
+}
+
+// runTask runs one async rule if its conditions (and its loop's) hold now.
+func (cv *conversation) runTask(t *task) {
+	p := cv.prog
+	r := t.sched.Rule
+	if t.loop != nil && !cv.holds(t.loop.Conditions) {
+		return
+	}
+	if cv.holds(r.Conditions) {
+		a := cv.activity(v1alpha1.ActivityAsync)
+		rr := &v1alpha1.RulesRecord{Async: []int32{r.ID}}
+		a.Rules = rr
+		a.Alert = a.Alert || r.Alert
+		s := cv.current()
+		if p.UpdateOnDetected {
+			cv.applyMemory(r, "")
+		}
+		if p.Mode == v1alpha1.ModeClient && r.Response != nil && (s == nil || (r.ReconnectBefore && p.RuleClosing)) {
+			s = cv.reconnect(a)
+		}
+		cv.wire, cv.ends = cv.wire[:0], cv.ends[:0]
+		cv.appendReply(r.Response)
+		sent := cv.flush(s, a)
+		if !p.UpdateOnDetected {
+			cv.applyMemory(r, "")
+		}
+		cv.scheduleFrom(r, t.depth, rr)
+		a.Output = &v1alpha1.OutputRecord{Bytes: int32(sent)}
+		cv.record(a)
+		cv.afterReply(s, sent, r.Ending, r.CloseConnection, []*rules.Rule{r})
+		if cv.ended {
+			return
+		}
+	}
+	if t.loop != nil && (t.sched.MaxIterations == 0 || t.iter < t.sched.MaxIterations) {
+		cv.schedule(t.sched, t.depth, t.loop, t.iter+1, nil)
+	}
+}

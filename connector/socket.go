@@ -1,0 +1,183 @@
+package connector
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/parley-dev/parley/api/v1alpha1"
+)
+
+// socket is one way to reach the peer of a conversation.
+type socket interface {
+	// send writes buf; ends marks where each message ends (one datagram each on UDP).
+	send(buf []byte, ends []int) (int, error)
+	// close closes the socket on our side; the logical connection may live on.
+	close()
+	closedByUs() bool
+	remote() netip.AddrPort
+}
+
+// streamSocket is a TCP connection, or a connected UDP socket in client mode.
+type streamSocket struct {
+	conn         net.Conn
+	peer         netip.AddrPort
+	datagrams    bool
+	writeTimeout time.Duration
+	byUs         atomic.Bool
+}
+
+func (s *streamSocket) send(buf []byte, ends []int) (int, error) {
+	_ = s.conn.SetWriteDeadline(time.Now().Add(s.writeTimeout))
+	if !s.datagrams {
+		return s.conn.Write(buf)
+	}
+	total, start := 0, 0
+	for _, end := range ends {
+		if end > start {
+			n, err := s.conn.Write(buf[start:end])
+			total += n
+			if err != nil {
+				return total, err
+			}
+		}
+		start = end
+	}
+	return total, nil
+}
+
+func (s *streamSocket) close() {
+	s.byUs.Store(true)
+	_ = s.conn.Close()
+}
+
+func (s *streamSocket) closedByUs() bool       { return s.byUs.Load() }
+func (s *streamSocket) remote() netip.AddrPort { return s.peer }
+
+// readLoop turns reads into inputs until the socket closes.
+func (c *Connector) readLoop(cv *conversation, s *streamSocket) {
+	max := cv.prog.MaxInputSize
+	size := max
+	if s.datagrams {
+		size++ // one more byte tells a datagram was cut
+	}
+	buf := make([]byte, size)
+	for {
+		n, err := s.conn.Read(buf)
+		if n > 0 {
+			truncated := n >= max
+			if s.datagrams {
+				truncated = n > max
+				n = min(n, max)
+			}
+			cv.input(s, buf[:n], truncated)
+		}
+		if err != nil {
+			_ = s.conn.Close()
+			cv.socketClosed(s, err)
+			return
+		}
+	}
+}
+
+// startReader runs readLoop on its own goroutine.
+func (c *Connector) startReader(cv *conversation, s *streamSocket) {
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		c.readLoop(cv, s)
+	}()
+}
+
+func (c *Connector) newStreamSocket(conn net.Conn, transport v1alpha1.Transport) *streamSocket {
+	peer, _ := netip.ParseAddrPort(conn.RemoteAddr().String())
+	return &streamSocket{
+		conn: conn, peer: unmap(peer), datagrams: transport == v1alpha1.TransportUDP, writeTimeout: c.opts.WriteTimeout,
+	}
+}
+
+// reject refuses a peer and records why.
+func (c *Connector) reject(peer netip.AddrPort, transport v1alpha1.Transport, reason string) {
+	c.record(&v1alpha1.ActivityRecord{
+		Time:       nowMicro(),
+		Type:       v1alpha1.ActivityRejected,
+		Connection: &v1alpha1.ConnectionRef{Peer: peer.String(), Transport: transport},
+		Message:    reason,
+	})
+}
+
+// join finds or creates the conversation of a peer and hands it the socket; it returns nil
+// when the peer is refused (the refusal is recorded) or the connector is stopping.
+// deferGreeting is set for UDP servers, which greet before their first reply.
+func (c *Connector) join(peer netip.AddrPort, s socket, deferGreeting bool) *conversation {
+	g := c.current.Load()
+	p := g.prog
+	if c.paused.Load() {
+		if cv := c.conns.lookup(keyOf(p, peer)); cv == nil {
+			c.reject(peer, p.Transport, "connector paused")
+			return nil
+		}
+	}
+	for {
+		cv, res := c.conns.join(keyOf(p, peer), p.MaxConnections, func() *conversation { return c.newConversation(g, peer) })
+		switch res {
+		case overCap:
+			c.reject(peer, p.Transport, "over maxConcurrentConnections")
+			return nil
+		case stopping:
+			return nil
+		case created:
+			cv.socks = append(cv.socks, s)
+			cv.start(s, deferGreeting)
+			cv.mu.Unlock()
+			return cv
+		}
+		cv.mu.Lock()
+		ok := cv.attach(s)
+		if ok && !deferGreeting {
+			a := cv.activity(v1alpha1.ActivityConnected)
+			a.Message = "socket joined the live conversation"
+			cv.record(a)
+		}
+		cv.mu.Unlock()
+		if ok {
+			return cv
+		}
+		// It ended while we waited for its lock; start a new one.
+	}
+}
+
+// acceptLoop serves TCP connections until ln is closed.
+func (c *Connector) acceptLoop(ln net.Listener) {
+	var backoff time.Duration
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of file descriptors and the like: back off as net/http does.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			c.serveStream(conn)
+		}()
+	}
+}
+
+func (c *Connector) serveStream(conn net.Conn) {
+	s := c.newStreamSocket(conn, v1alpha1.TransportTCP)
+	cv := c.join(s.peer, s, false)
+	if cv == nil {
+		_ = conn.Close()
+		return
+	}
+	c.readLoop(cv, s)
+}
