@@ -55,6 +55,9 @@ type Connector struct {
 
 	current atomic.Pointer[generation]
 	paused  atomic.Bool
+	// globalMu guards every global variable slot; slots are shared by all generations.
+	globalMu sync.Mutex
+	globals  map[string]*globalSlot
 	conns   registry
 	nextID  atomic.Uint64
 
@@ -66,11 +69,16 @@ type Connector struct {
 	udpRejected atomic.Uint64
 }
 
-// generation is a program together with the global memory laid out for it.
+// generation is a program with its global variables bound to the connector's slots.
 type generation struct {
-	prog     *rules.Program
-	globalMu sync.Mutex
-	global   []value.Value
+	prog   *rules.Program
+	global []*globalSlot // by rules.VarRef.Index
+}
+
+// globalSlot holds one global variable's value, guarded by Connector.globalMu.
+type globalSlot struct {
+	kind value.Kind
+	v    value.Value
 }
 
 // New returns a connector for prog.
@@ -90,29 +98,34 @@ func New(prog *rules.Program, opts Options) (*Connector, error) {
 	if opts.UDPAmplification <= 0 {
 		opts.UDPAmplification = 3
 	}
-	c := &Connector{opts: opts, reg: opts.Register, ready: make(chan struct{})}
+	c := &Connector{opts: opts, reg: opts.Register, ready: make(chan struct{}), globals: map[string]*globalSlot{}}
 	c.conns.init()
-	c.current.Store(&generation{prog: prog, global: rules.NewValues(prog.Global)})
+	c.current.Store(c.bind(prog))
 	return c, nil
+}
+
+// bind lays out prog's global variables over the connector's slots: a variable keeps its
+// slot (and value) across rules updates while its name and type stay the same, so live
+// conversations on older rules and new ones share it.
+func (c *Connector) bind(prog *rules.Program) *generation {
+	g := &generation{prog: prog, global: make([]*globalSlot, len(prog.Global))}
+	c.globalMu.Lock()
+	defer c.globalMu.Unlock()
+	for i, v := range prog.Global {
+		slot := c.globals[v.Name]
+		if slot == nil || slot.kind != v.Kind {
+			slot = &globalSlot{kind: v.Kind, v: v.Initial()}
+			c.globals[v.Name] = slot
+		}
+		g.global[i] = slot
+	}
+	return g
 }
 
 // Update makes new conversations use prog; live ones finish on the rules they started with.
 // Global variables keep their values where name and type are unchanged. Network settings
 // (mode, transport, address) take effect at the next Run.
-func (c *Connector) Update(prog *rules.Program) {
-	old := c.current.Load()
-	g := &generation{prog: prog, global: rules.NewValues(prog.Global)}
-	old.globalMu.Lock()
-	for i, nv := range prog.Global {
-		for j, ov := range old.prog.Global {
-			if ov.Name == nv.Name && ov.Kind == nv.Kind {
-				g.global[i] = old.global[j]
-			}
-		}
-	}
-	old.globalMu.Unlock()
-	c.current.Store(g)
-}
+func (c *Connector) Update(prog *rules.Program) { c.current.Store(c.bind(prog)) }
 
 // Pause refuses new connections (recorded as Rejected) and keeps live ones.
 func (c *Connector) Pause() { c.paused.Store(true) }

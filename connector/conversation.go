@@ -250,16 +250,16 @@ func (cv *conversation) snapshot() *v1alpha1.MemorySnapshot {
 			m.Connection[v.Name] = cv.mem[i].String()
 		}
 	}
-	cv.gen.globalMu.Lock()
+	cv.c.globalMu.Lock()
 	for i, v := range cv.prog.Global {
 		if v.Report {
 			if m.Global == nil {
 				m.Global = map[string]string{}
 			}
-			m.Global[v.Name] = cv.gen.global[i].String()
+			m.Global[v.Name] = cv.gen.global[i].v.String()
 		}
 	}
-	cv.gen.globalMu.Unlock()
+	cv.c.globalMu.Unlock()
 	if m.Connection == nil && m.Global == nil {
 		return nil
 	}
@@ -271,9 +271,9 @@ func (cv *conversation) Get(r rules.VarRef) value.Value {
 	if r.Scope == rules.ScopeConnection {
 		return cv.mem[r.Index]
 	}
-	cv.gen.globalMu.Lock()
-	v := cv.gen.global[r.Index]
-	cv.gen.globalMu.Unlock()
+	cv.c.globalMu.Lock()
+	v := cv.gen.global[r.Index].v
+	cv.c.globalMu.Unlock()
 	return v
 }
 
@@ -291,9 +291,9 @@ func (cv *conversation) set(r rules.VarRef, v value.Value) error {
 		cv.mem[r.Index] = v
 		return nil
 	}
-	cv.gen.globalMu.Lock()
-	cv.gen.global[r.Index] = v
-	cv.gen.globalMu.Unlock()
+	cv.c.globalMu.Lock()
+	cv.gen.global[r.Index].v = v
+	cv.c.globalMu.Unlock()
 	return nil
 }
 

@@ -1,0 +1,207 @@
+package connector_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/parley-dev/parley/api/v1alpha1"
+)
+
+func TestTriggerDelaysRunInOrder(t *testing.T) {
+	h := start(t, `
+operation: {port: 1}
+conversation:
+  rules:
+  - id: 1
+    mode: Sync
+    regex: "GO"
+    response: "now;"
+    trigger: [{ruleID: 4, delay: 600ms}, {ruleID: 3, delay: 300ms}, {ruleID: 2}]
+  - {id: 2, mode: Async, response: "zero;"}
+  - {id: 3, mode: Async, response: "300ms;"}
+  - {id: 4, mode: Hybrid, regex: "^HYBRID", response: "600ms;"}
+`)
+	p := h.dial()
+	start := time.Now()
+	p.exchange("GO", "now;")
+	p.expect("zero;")
+	p.expect("300ms;")
+	if d := time.Since(start); d < 300*time.Millisecond {
+		t.Errorf("300ms rule ran after %v", d)
+	}
+	p.expect("600ms;")
+	if d := time.Since(start); d < 600*time.Millisecond || d > 5*time.Second {
+		t.Errorf("600ms rule ran after %v", d)
+	}
+	p.exchange("HYBRID", "600ms;") // a Hybrid rule also matches inputs
+	async := h.acts.waitFor(t, v1alpha1.ActivityAsync, 3)
+	var order []string
+	for _, a := range async {
+		order = append(order, ids(a.Rules.Async))
+	}
+	if strings.Join(order, "") != "[2][3][4]" {
+		t.Errorf("async order %v", order)
+	}
+}
+
+func TestOnStartRulesRunAfterGreeting(t *testing.T) {
+	h := start(t, `
+operation: {port: 1}
+conversation:
+  greetings: {value: "hi;"}
+  rules:
+  - {id: 1, mode: Async, onStart: {delay: 200ms}, response: "banner;"}
+  - {id: 2, mode: Hybrid, regex: "^never", onStart: {}, response: "first;"}
+`)
+	p := h.dial()
+	start := time.Now()
+	p.expect("hi;first;banner;")
+	if d := time.Since(start); d < 200*time.Millisecond {
+		t.Errorf("onStart delay not honoured: %v", d)
+	}
+}
+
+func TestAsyncConditionsAreCheckedWhenTheRuleRuns(t *testing.T) {
+	h := start(t, `
+operation: {port: 1}
+memory:
+  connection: [{name: armed, type: bool, default: "true"}]
+conversation:
+  rules:
+  - {id: 1, mode: Sync, regex: "^ARM", response: "armed;", trigger: [{ruleID: 3, delay: 300ms}]}
+  - {id: 2, mode: Sync, regex: "DISARM", response: "disarmed;", updates: [{variable: armed, value: "false"}]}
+  - {id: 3, mode: Async, conditions: [{variable: armed, value: "true"}], response: "boom;"}
+`)
+	p := h.dial()
+	p.exchange("ARM", "armed;")
+	p.exchange("DISARM", "disarmed;")
+	p.expectSilence(700 * time.Millisecond)
+	if n := len(h.acts.of(v1alpha1.ActivityAsync)); n != 0 {
+		t.Errorf("%d async activities for a rule whose conditions failed", n)
+	}
+}
+
+func TestAsyncSwitch(t *testing.T) {
+	h := start(t, `
+operation: {port: 1}
+memory:
+  connection: [{name: level, type: int, default: "0"}]
+conversation:
+  rules:
+  - id: 1
+    mode: Sync
+    regex: "LEVEL (\\d)"
+    captures: [{regex: "LEVEL (\\d)", variable: level}]
+    asyncSwitch:
+      options:
+      - {conditions: [{variable: level, value: "1"}], trigger: [{ruleID: 11}]}
+      - {conditions: [{variable: level, value: "2"}], trigger: [{ruleID: 12}, {ruleID: 11, delay: 50ms}]}
+      default: [{ruleID: 10}]
+  - {id: 10, mode: Async, response: "default;"}
+  - {id: 11, mode: Async, response: "one;"}
+  - {id: 12, mode: Async, response: "two;"}
+`)
+	p := h.dial()
+	p.send("LEVEL 1")
+	p.expect("one;")
+	p.send("LEVEL 2")
+	p.expect("two;one;")
+	p.send("LEVEL 7")
+	p.expect("default;")
+}
+
+func TestAsyncLoopMaxIterations(t *testing.T) {
+	h := start(t, `
+operation: {port: 1, memoryUpdateWhen: Detected}
+memory:
+  connection: [{name: beats, type: int, default: "0"}]
+conversation:
+  rules:
+  - id: 1
+    mode: Sync
+    regex: "START"
+    asyncLoop: {rules: [{ruleID: 2, delay: 50ms, maxIterations: 3}]}
+  - {id: 2, mode: Async, operation: {name: NBR_SUM, inputs: [beats, "1"], outputs: [beats]}, response: "beat {{beats}};"}
+`)
+	p := h.dial()
+	start := time.Now()
+	p.send("START")
+	p.expect("beat 1;beat 2;beat 3;")
+	if d := time.Since(start); d < 150*time.Millisecond {
+		t.Errorf("3 iterations 50ms apart took %v", d)
+	}
+	p.expectSilence(300 * time.Millisecond)
+}
+
+func TestAsyncLoopUnboundedStopsWhenConditionsFail(t *testing.T) {
+	h := start(t, `
+operation: {port: 1, memoryUpdateWhen: Detected}
+memory:
+  connection: [{name: beats, type: int, default: "0"}, {name: running, type: bool, default: "true"}]
+conversation:
+  rules:
+  - id: 1
+    mode: Sync
+    regex: "START"
+    asyncLoop:
+      conditions: [{variable: running, value: "true"}]
+      rules: [{ruleID: 2, delay: 40ms}]
+  - {id: 2, mode: Async, operation: {name: NBR_SUM, inputs: [beats, "1"], outputs: [beats]}, response: "beat {{beats}};"}
+  - {id: 3, mode: Sync, regex: "STOP", updates: [{variable: running, value: "false"}], response: "stopped;"}
+`)
+	p := h.dial()
+	p.send("START")
+	p.expect("beat 1;beat 2;beat 3;")
+	p.send("STOP")
+	// a beat may already be on its way; after "stopped;" nothing else may come
+	_ = p.conn.SetReadDeadline(time.Now().Add(wait))
+	got, err := p.r.ReadString(';')
+	for err == nil && got != "stopped;" {
+		got, err = p.r.ReadString(';')
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.expectSilence(300 * time.Millisecond)
+}
+
+func TestZeroDelayChainIsBounded(t *testing.T) {
+	h := start(t, `
+operation: {port: 1}
+memory:
+  connection: [{name: hops, type: int, default: "0"}]
+conversation:
+  rules:
+  - {id: 1, mode: Sync, regex: "GO", trigger: [{ruleID: 2}]}
+  - {id: 2, mode: Async, operation: {name: NBR_SUM, inputs: [hops, "1"], outputs: [hops]}, trigger: [{ruleID: 2}]}
+  - {id: 3, mode: Sync, regex: "HOPS", response: "{{hops}}"}
+`)
+	p := h.dial()
+	h.quiet(p, "GO", 1)
+	errs := h.acts.waitFor(t, v1alpha1.ActivityError, 1)
+	if !strings.Contains(errs[0].Message, "zero-delay") {
+		t.Errorf("error: %q", errs[0].Message)
+	}
+	p.exchange("HOPS", "64")
+}
+
+func TestPendingTasksAreBounded(t *testing.T) {
+	h := start(t, `
+operation: {port: 1, maxInputSize: 65536}
+conversation:
+  rules:
+  - {id: 1, mode: Sync, regex: "X", trigger: [{ruleID: 2, delay: 1h}]}
+  - {id: 2, mode: Async, response: "late"}
+  - {id: 3, mode: Sync, regex: "PING", response: "PONG"}
+`)
+	p := h.dial()
+	for i := 1; i <= 1030; i++ {
+		h.quiet(p, "X", i)
+	}
+	errs := h.acts.waitFor(t, v1alpha1.ActivityError, 6)
+	if !strings.Contains(errs[0].Message, "1024 async tasks already pending") {
+		t.Errorf("error: %q", errs[0].Message)
+	}
+	p.exchange("PING", "PONG")
+}

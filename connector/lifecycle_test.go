@@ -1,0 +1,319 @@
+package connector_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/parley-dev/parley/api/v1alpha1"
+	"github.com/parley-dev/parley/connector"
+)
+
+func TestInteractionTimeoutSendsTimeoutThenEndingThenCloses(t *testing.T) {
+	h := start(t, `
+operation: {port: 1, interactionTimeout: 300ms}
+conversation:
+  rules: [{id: 1, mode: Sync, regex: "PING", response: "PONG;"}]
+  timeout: {value: "timeout;"}
+  ending: {value: "bye;"}
+`)
+	p := h.dial()
+	time.Sleep(200 * time.Millisecond)
+	p.exchange("PING", "PONG;") // input resets the idle clock
+	last := time.Now()
+	if rest := p.expectClosed(); rest != "timeout;bye;" {
+		t.Errorf("got %q before close", rest)
+	}
+	if d := time.Since(last); d < 300*time.Millisecond || d > 5*time.Second {
+		t.Errorf("timed out %v after the last input", d)
+	}
+	a := h.acts.waitFor(t, v1alpha1.ActivityTimedOut, 1)[0]
+	if a.Rules.Basic != "timeout" || a.Output.Bytes != int32(len("timeout;bye;")) {
+		t.Errorf("TimedOut activity: %+v %+v", a.Rules, a.Output)
+	}
+	if h.c.Active() != 0 {
+		t.Errorf("%d live conversations after timeout", h.c.Active())
+	}
+}
+
+func TestEndingRule(t *testing.T) {
+	h := start(t, `
+operation: {port: 1}
+conversation:
+  ending: {value: "221 bye\r\n"}
+  rules: [{id: 1, mode: Sync, regex: "QUIT", response: "goodbye;", ending: true}]
+`)
+	p := h.dial()
+	p.send("QUIT")
+	if got := p.expectClosed(); got != "goodbye;221 bye\r\n" {
+		t.Errorf("got %q", got)
+	}
+	ended := h.acts.waitFor(t, v1alpha1.ActivityEnded, 1)[0]
+	if ended.Rules.Basic != "ending" || !strings.Contains(ended.Message, "ending rule 1") {
+		t.Errorf("Ended: %+v %q", ended.Rules, ended.Message)
+	}
+	// the Input activity comes before the Ended one
+	all := h.acts.all()
+	if all[len(all)-2].Type != v1alpha1.ActivityInput || all[len(all)-1].Type != v1alpha1.ActivityEnded {
+		t.Errorf("order: %s %s", all[len(all)-2].Type, all[len(all)-1].Type)
+	}
+}
+
+func TestPeerCloseEndsAndResetBreaks(t *testing.T) {
+	h := start(t, `operation: {port: 1, identifyByPort: true}`)
+	p := h.dial()
+	h.acts.waitFor(t, v1alpha1.ActivityConnected, 1)
+	p.conn.Close()
+	if a := h.acts.waitFor(t, v1alpha1.ActivityEnded, 1)[0]; a.Message != "peer closed the connection" {
+		t.Errorf("Ended message %q", a.Message)
+	}
+	q := h.dial()
+	h.acts.waitFor(t, v1alpha1.ActivityConnected, 2)
+	_ = q.conn.(*net.TCPConn).SetLinger(0) // close with RST
+	q.conn.Close()
+	if a := h.acts.waitFor(t, v1alpha1.ActivityBroken, 1)[0]; !strings.Contains(a.Message, "reset") {
+		t.Errorf("Broken message %q", a.Message)
+	}
+}
+
+func TestCloseConnectionKeepsTheLogicalConnection(t *testing.T) {
+	h := start(t, `
+operation: {port: 1, interactionTimeout: 5s}
+memory:
+  connection: [{name: name, type: string, default: "nobody"}]
+conversation:
+  greetings: {value: "hello;"}
+  rules:
+  - {id: 1, mode: Sync, regex: "NAME (\\w+)", captures: [{regex: "NAME (\\w+)", variable: name}], response: "ok;", closeConnection: true}
+  - {id: 2, mode: Sync, regex: "WHO", response: "{{name}};"}
+`)
+	p := h.dial()
+	p.expect("hello;")
+	p.send("NAME alice")
+	if got := p.expectClosed(); got != "ok;" {
+		t.Fatalf("got %q", got)
+	}
+	q := h.dial() // same IP: joins the live conversation, no second greeting
+	q.exchange("WHO", "alice;")
+	conns := h.acts.waitFor(t, v1alpha1.ActivityConnected, 2)
+	if conns[0].Connection.ID != conns[1].Connection.ID || conns[1].Message == "" {
+		t.Errorf("second socket: %+v %q", conns[1].Connection, conns[1].Message)
+	}
+	if n := len(h.acts.of(v1alpha1.ActivityGreeted)); n != 1 {
+		t.Errorf("%d greetings", n)
+	}
+}
+
+func TestCloseAfterReplyingWaitsForTriggeredRules(t *testing.T) {
+	h := start(t, `
+operation: {port: 1, interactionTimeout: 5s, socket: {closeAfterReplying: true}}
+memory:
+  connection: [{name: hits, type: int}]
+conversation:
+  rules:
+  - id: 1
+    mode: Sync
+    regex: "GET"
+    operation: {name: NBR_SUM, inputs: [hits, "1"], outputs: [hits]}
+    response: "200 OK;"
+    trigger: [{ruleID: 2, delay: 200ms}]
+  - {id: 2, mode: Async, response: "hits={{hits}};"}
+`)
+	for i := 1; i <= 3; i++ {
+		p := h.dial()
+		p.send("GET")
+		if got := p.expectClosed(); got != fmt.Sprintf("200 OK;hits=%d;", i) {
+			t.Fatalf("request %d: got %q", i, got)
+		}
+	}
+	if n := len(h.acts.of(v1alpha1.ActivityEnded)); n != 0 {
+		t.Errorf("the logical connection ended %d times", n)
+	}
+}
+
+func TestMaxConcurrentConnectionsRefusesAndRecords(t *testing.T) {
+	h := start(t, `
+operation: {port: 1, identifyByPort: true, maxConcurrentConnections: 2}
+conversation:
+  greetings: {value: "hi;"}
+`)
+	a, b := h.dial(), h.dial()
+	a.expect("hi;")
+	b.expect("hi;")
+	c := h.dial()
+	if got := c.expectClosed(); got != "" {
+		t.Errorf("refused peer got %q", got)
+	}
+	r := h.acts.waitFor(t, v1alpha1.ActivityRejected, 1)[0]
+	if !strings.Contains(r.Message, "maxConcurrentConnections") || r.Connection == nil || r.Connection.Peer == "" {
+		t.Errorf("Rejected: %+v", r)
+	}
+	a.conn.Close()
+	h.acts.waitFor(t, v1alpha1.ActivityEnded, 1)
+	h.dial().expect("hi;") // a slot is free again
+}
+
+func TestIdentifyByIPJoinsSocketsFromOneAddress(t *testing.T) {
+	h := start(t, `
+operation: {port: 1, maxConcurrentConnections: 1}
+memory:
+  connection: [{name: count, type: int}]
+conversation:
+  greetings: {value: "hi;"}
+  rules: [{id: 1, mode: Sync, regex: "INC", operation: {name: NBR_SUM, inputs: [count, "1"], outputs: [count]}, response: "{{count}};"}]
+`)
+	a := h.dial()
+	a.expect("hi;")
+	b := h.dial() // same IP, over a cap of 1: it joins rather than being refused
+	a.exchange("INC", "0;")
+	b.exchange("INC", "1;")
+	if n := len(h.acts.of(v1alpha1.ActivityRejected)); n != 0 {
+		t.Errorf("%d rejected", n)
+	}
+}
+
+func TestExecutionDelay(t *testing.T) {
+	prog := compile(t, `
+operation: {port: 1, executionDelay: 400ms}
+conversation: {greetings: {value: "late;"}}
+`)
+	// Pick a free port first: with a delay, the address is only known once serving.
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	begin := time.Now()
+	h := startProgram(t, prog, func(o *connector.Options) { o.Port = &port })
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	if c, err := net.Dial("tcp4", addr); err == nil {
+		c.Close()
+		t.Fatal("connected before executionDelay")
+	}
+	<-h.c.Ready()
+	if d := time.Since(begin); d < 400*time.Millisecond {
+		t.Errorf("served after %v", d)
+	}
+	dialPeer(t, "tcp4", addr).expect("late;")
+}
+
+func TestConnectionQueueSetsTheBacklog(t *testing.T) {
+	h := start(t, `operation: {port: 1, connectionQueue: 37}`)
+	port := h.c.Addr().(*net.TCPAddr).Port
+	out, err := exec.Command("ss", "-ltnH", fmt.Sprintf("sport = :%d", port)).Output()
+	if err != nil {
+		t.Fatalf("ss (Debian package iproute2): %v", err)
+	}
+	// Listening sockets show their backlog in ss's Send-Q column.
+	fields := strings.Fields(string(out))
+	if len(fields) < 3 || fields[2] != "37" {
+		t.Errorf("ss: %q", out)
+	}
+}
+
+func TestStopEndsConversationsGracefully(t *testing.T) {
+	h := start(t, `
+operation: {port: 1, identifyByPort: true}
+conversation:
+  greetings: {value: "hi;"}
+  ending: {value: "bye;"}
+`)
+	a, b := h.dial(), h.dial()
+	a.expect("hi;")
+	b.expect("hi;")
+	if err := h.stop(); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []*peer{a, b} {
+		if got := p.expectClosed(); got != "bye;" {
+			t.Errorf("got %q", got)
+		}
+	}
+	all := h.acts.all()
+	if all[0].Type != v1alpha1.ActivityConnectorStarted || all[len(all)-1].Type != v1alpha1.ActivityConnectorStopped {
+		t.Errorf("first %s, last %s", all[0].Type, all[len(all)-1].Type)
+	}
+	if n := len(h.acts.of(v1alpha1.ActivityEnded)); n != 2 {
+		t.Errorf("%d Ended", n)
+	}
+}
+
+func TestPauseRefusesNewConnectionsAndResumeAccepts(t *testing.T) {
+	h := start(t, `
+operation: {port: 1, identifyByPort: true}
+conversation: {greetings: {value: "hi;"}, rules: [{id: 1, mode: Sync, regex: "PING", response: "PONG;"}]}
+`)
+	live := h.dial()
+	live.expect("hi;")
+	h.c.Pause()
+	if got := h.dial().expectClosed(); got != "" {
+		t.Errorf("paused connector greeted %q", got)
+	}
+	if r := h.acts.waitFor(t, v1alpha1.ActivityRejected, 1)[0]; r.Message != "connector paused" {
+		t.Errorf("Rejected %q", r.Message)
+	}
+	live.exchange("PING", "PONG;") // live conversations go on
+	h.c.Resume()
+	h.dial().expect("hi;")
+}
+
+func TestUpdateAppliesToNewConversationsOnly(t *testing.T) {
+	h := start(t, `
+operation: {port: 1, identifyByPort: true}
+memory: {global: [{name: hits, type: int}]}
+conversation: {rules: [{id: 1, mode: Sync, regex: "PING", response: "v1;", operation: {name: NBR_SUM, inputs: [hits, "1"], outputs: [hits]}}]}
+`)
+	old := h.dial()
+	old.exchange("PING", "v1;")
+	h.c.Update(compile(t, `
+operation: {port: 1, identifyByPort: true}
+memory: {global: [{name: hits, type: int}]}
+conversation: {rules: [{id: 1, mode: Sync, regex: "PING", response: "v2 {{hits}};"}]}
+`))
+	old.exchange("PING", "v1;")
+	h.dial().exchange("PING", "v2 2;") // global memory carried over
+}
+
+func TestInputsAreBoundedByMaxInputSize(t *testing.T) {
+	h := start(t, `
+operation: {port: 1, maxInputSize: 8}
+conversation: {default: {value: "."}}
+`)
+	p := h.dial()
+	p.send(strings.Repeat("A", 20))
+	in := h.acts.waitFor(t, v1alpha1.ActivityInput, 3)
+	total := 0
+	for _, a := range in {
+		if a.Input.Bytes > 8 {
+			t.Errorf("input of %d bytes", a.Input.Bytes)
+		}
+		total += int(a.Input.Bytes)
+	}
+	if !in[0].Input.Truncated {
+		t.Error("a full read is not flagged truncated")
+	}
+	if total < 20 {
+		h.acts.waitFor(t, v1alpha1.ActivityInput, 4)
+	}
+}
+
+func TestRunFailsClearlyWhenThePortIsTaken(t *testing.T) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := ln.Addr().(*net.TCPAddr).Port
+	prog := compile(t, `operation: {port: 1}`)
+	acts := newCollector()
+	c, _ := connector.New(prog, connector.Options{Register: newRegister(acts), Port: &port, IP: ptr("127.0.0.1")})
+	err = c.Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "address already in use") || !strings.Contains(err.Error(), fmt.Sprint(port)) {
+		t.Errorf("Run: %v", err)
+	}
+}

@@ -1,0 +1,179 @@
+package connector_test
+
+import (
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/parley-dev/parley/api/v1alpha1"
+	"github.com/parley-dev/parley/connector"
+)
+
+// udpPeer is a real UDP client socket.
+type udpPeer struct {
+	t    *testing.T
+	conn *net.UDPConn
+}
+
+func (h *harness) dialUDP() *udpPeer {
+	h.t.Helper()
+	raddr := h.c.Addr().(*net.UDPAddr)
+	conn, err := net.DialUDP("udp", nil, raddr)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Cleanup(func() { conn.Close() })
+	return &udpPeer{t: h.t, conn: conn}
+}
+
+func (u *udpPeer) send(s string) {
+	u.t.Helper()
+	if _, err := u.conn.Write([]byte(s)); err != nil {
+		u.t.Fatal(err)
+	}
+}
+
+// recv returns the next datagram.
+func (u *udpPeer) recv() string {
+	u.t.Helper()
+	_ = u.conn.SetReadDeadline(time.Now().Add(wait))
+	buf := make([]byte, 65536)
+	n, err := u.conn.Read(buf)
+	if err != nil {
+		u.t.Fatalf("no datagram: %v", err)
+	}
+	return string(buf[:n])
+}
+
+func (u *udpPeer) expect(want ...string) {
+	u.t.Helper()
+	for _, w := range want {
+		if got := u.recv(); got != w {
+			u.t.Fatalf("expected datagram %q, got %q", w, got)
+		}
+	}
+}
+
+func (u *udpPeer) expectNothing(d time.Duration) {
+	u.t.Helper()
+	_ = u.conn.SetReadDeadline(time.Now().Add(d))
+	buf := make([]byte, 65536)
+	if n, err := u.conn.Read(buf); err == nil {
+		u.t.Fatalf("expected no datagram, got %q", buf[:n])
+	}
+}
+
+func TestUDPServerGreetsBeforeTheFirstReplyAndKeysByPeer(t *testing.T) {
+	h := start(t, `
+operation: {port: 1, transport: UDP, identifyByPort: true, interactionTimeout: 400ms}
+memory: {connection: [{name: count, type: int}]}
+conversation:
+  greetings: {value: "HELLO"}
+  timeout: {value: "TIMEOUT"}
+  ending: {value: "BYE"}
+  rules:
+  - {id: 1, mode: Sync, regex: "PING", response: "PONG {{count}}", operation: {name: NBR_SUM, inputs: [count, "1"], outputs: [count]}}
+  - {id: 2, mode: Sync, regex: "TWO", response: "one", trigger: [{ruleID: 3}]}
+  - {id: 3, mode: Async, response: "two"}
+`)
+	a, b := h.dialUDP(), h.dialUDP()
+	a.send("PING")
+	a.expect("HELLO", "PONG 0")
+	a.send("PING")
+	a.expect("PONG 1")
+	b.send("PING") // another port: another conversation, fresh memory
+	b.expect("HELLO", "PONG 0")
+	a.send("TWO")
+	a.expect("one", "two") // several messages, one datagram each
+	start := time.Now()
+	a.expect("TIMEOUT", "BYE")
+	if d := time.Since(start); d < 300*time.Millisecond {
+		t.Errorf("timed out after %v", d)
+	}
+	to := h.acts.waitFor(t, v1alpha1.ActivityTimedOut, 2)
+	if to[0].Connection.Transport != "UDP" {
+		t.Errorf("transport %q", to[0].Connection.Transport)
+	}
+	a.send("PING") // after the end, a new conversation starts
+	a.expect("HELLO", "PONG 0")
+}
+
+func TestUDPAmplificationGuard(t *testing.T) {
+	big := strings.Repeat("X", 100)
+	h := start(t, `
+operation: {port: 1, transport: UDP}
+conversation:
+  rules:
+  - {id: 1, mode: Sync, regex: "Q", response: "`+big+`"}
+  - {id: 2, mode: Sync, regex: "small", response: "ok"}
+`)
+	u := h.dialUDP()
+	u.send("Q") // 1 byte in: 100 bytes out would amplify 100x
+	u.expectNothing(300 * time.Millisecond)
+	in := h.acts.waitFor(t, v1alpha1.ActivityInput, 1)[0]
+	if !strings.Contains(in.Message, "amplification guard") || in.Output.Bytes != 0 {
+		t.Errorf("first input: %q, %d bytes out", in.Message, in.Output.Bytes)
+	}
+	u.send("Q") // a second datagram shows the peer is real
+	u.expect(big)
+}
+
+func TestUDPPerPeerRateLimit(t *testing.T) {
+	h := start(t, `
+operation: {port: 1, transport: UDP}
+conversation: {rules: [{id: 1, mode: Sync, regex: "PING", response: "PONG"}]}
+`, func(o *connector.Options) { o.UDPPeerRate, o.UDPPeerBurst = 1, 3 })
+	u := h.dialUDP()
+	for range 10 {
+		u.send("PING")
+	}
+	u.expect("PONG", "PONG", "PONG")
+	u.expectNothing(300 * time.Millisecond)
+	if n := len(h.acts.of(v1alpha1.ActivityInput)); n != 3 {
+		t.Errorf("%d inputs recorded past a burst of 3", n)
+	}
+}
+
+func TestUDPOverCapIsRejected(t *testing.T) {
+	h := start(t, `
+operation: {port: 1, transport: UDP, identifyByPort: true, maxConcurrentConnections: 1}
+conversation: {rules: [{id: 1, mode: Sync, regex: "PING", response: "PONG"}]}
+`)
+	a, b := h.dialUDP(), h.dialUDP()
+	a.send("PING")
+	a.expect("PONG")
+	b.send("PING")
+	b.expectNothing(200 * time.Millisecond)
+	if r := h.acts.waitFor(t, v1alpha1.ActivityRejected, 1)[0]; r.Connection.Transport != "UDP" {
+		t.Errorf("Rejected %+v", r.Connection)
+	}
+}
+
+func TestUDPTruncatesLongDatagrams(t *testing.T) {
+	h := start(t, `
+operation: {port: 1, transport: UDP, maxInputSize: 10}
+conversation: {default: {value: "."}}
+`)
+	u := h.dialUDP()
+	u.send(strings.Repeat("Z", 10))
+	u.send(strings.Repeat("Z", 11))
+	in := h.acts.waitFor(t, v1alpha1.ActivityInput, 2)
+	if in[0].Input.Truncated || in[0].Input.Bytes != 10 {
+		t.Errorf("exact fit: %+v", in[0].Input)
+	}
+	if !in[1].Input.Truncated || in[1].Input.Bytes != 10 {
+		t.Errorf("one byte over: %+v", in[1].Input)
+	}
+}
+
+func TestIPv6Server(t *testing.T) {
+	if _, err := net.Listen("tcp6", "[::1]:0"); err != nil {
+		t.Fatalf("this test needs IPv6 on loopback (::1): %v", err)
+	}
+	h := start(t, `
+operation: {port: 1, ipv6: true}
+conversation: {greetings: {value: "{{IP}};"}}
+`)
+	dialPeer(t, "tcp6", h.addr()).expect("::1;")
+}
