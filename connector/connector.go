@@ -58,8 +58,8 @@ type Connector struct {
 	// globalMu guards every global variable slot; slots are shared by all generations.
 	globalMu sync.Mutex
 	globals  map[string]*globalSlot
-	conns   registry
-	nextID  atomic.Uint64
+	conns    registry
+	nextID   atomic.Uint64
 
 	runCtx context.Context
 	wg     sync.WaitGroup
