@@ -1,0 +1,106 @@
+package activity_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/parley-dev/parley/api/v1alpha1"
+	"github.com/parley-dev/parley/connector/activity"
+)
+
+// blockingSink holds every write until released, like a stalled terminal or engine.
+type blockingSink struct {
+	release chan struct{}
+	got     int
+}
+
+func (s *blockingSink) Write(b []*v1alpha1.ActivityRecord) error {
+	<-s.release
+	s.got += len(b)
+	return nil
+}
+
+func TestRecordNeverBlocksAndCountsDrops(t *testing.T) {
+	sink := &blockingSink{release: make(chan struct{})}
+	reg := activity.NewRegister(sink, 10, nil)
+	go reg.Run()
+	done := make(chan struct{})
+	go func() {
+		for range 1000 {
+			reg.Record(&v1alpha1.ActivityRecord{Type: v1alpha1.ActivityInput})
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Record blocked on a stalled sink")
+	}
+	close(sink.release)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := reg.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st := reg.Stats()
+	if st.Recorded+st.Dropped != 1000 || st.Dropped == 0 || st.Written != st.Recorded || uint64(sink.got) != st.Written {
+		t.Errorf("stats %+v, sink got %d", st, sink.got)
+	}
+	if st.Recorded > 11 { // the queue, plus the one batch the sink was holding
+		t.Errorf("recorded %d with a queue of 10", st.Recorded)
+	}
+}
+
+func TestJSONSinkWritesOneObjectPerLineWithAPIFieldNames(t *testing.T) {
+	var buf bytes.Buffer
+	sink := activity.NewJSONSink(&buf)
+	a := &v1alpha1.ActivityRecord{
+		Connector: "c", Time: metav1.NewMicroTime(time.Date(2026, 11, 21, 10, 0, 0, 123456000, time.UTC)),
+		Type: v1alpha1.ActivityInput, Connection: &v1alpha1.ConnectionRef{ID: "c-000007", Peer: "203.0.113.9:51122", Transport: "TCP"},
+		Input: &v1alpha1.InputRecord{Text: "<AUTH>\r\n", Base64: "PEFVVEg+DQo=", Bytes: 8},
+		Rules: &v1alpha1.RulesRecord{Executed: []int32{3}, Scheduled: []int32{5}},
+	}
+	if err := sink.Write([]*v1alpha1.ActivityRecord{a, a}); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("%d lines", len(lines))
+	}
+	var m map[string]any
+	if err := json.Unmarshal([]byte(lines[0]), &m); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"connector", "time", "type", "connection", "input", "rules"} {
+		if _, ok := m[k]; !ok {
+			t.Errorf("missing %q in %s", k, lines[0])
+		}
+	}
+	if m["time"] != "2026-11-21T10:00:00.123456Z" || !strings.Contains(lines[0], `"text":"<AUTH>\r\n"`) {
+		t.Errorf("line: %s", lines[0])
+	}
+}
+
+func TestTableSink(t *testing.T) {
+	var buf bytes.Buffer
+	sink := activity.NewTableSink(&buf)
+	_ = sink.Write([]*v1alpha1.ActivityRecord{{
+		Time: metav1.NewMicroTime(time.Now()), Type: v1alpha1.ActivityInput, Alert: true,
+		Connection: &v1alpha1.ConnectionRef{ID: "c-000001", Peer: "127.0.0.1:1"},
+		Input:      &v1alpha1.InputRecord{Text: "PING\r\n" + strings.Repeat("x", 100)},
+		Rules:      &v1alpha1.RulesRecord{Executed: []int32{1, 2}, Scheduled: []int32{9}},
+		Captures:   []v1alpha1.CaptureRecord{{Rule: 1, Variable: "user", Value: "root"}},
+	}})
+	out := buf.String()
+	for _, want := range []string{"TYPE", "Input !", "c-000001", "1 2 →9", `in="PING\r\nxxx`, "…", `user="root"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in:\n%s", want, out)
+		}
+	}
+}

@@ -1,0 +1,18 @@
+package rules_test
+
+import (
+	"github.com/parley-dev/parley/connector/rules"
+	"github.com/parley-dev/parley/connector/value"
+)
+
+// env resolves variables to their defaults.
+type env struct{ p *rules.Program }
+
+func (e env) Get(r rules.VarRef) value.Value {
+	if r.Scope == rules.ScopeConnection {
+		return e.p.Connection[r.Index].Default
+	}
+	return e.p.Global[r.Index].Default
+}
+func (env) PeerIP() string   { return "192.0.2.1" }
+func (env) PeerPort() string { return "4242" }
