@@ -16,10 +16,13 @@ import (
 // cover the sockets themselves.
 type discardSocket struct{ sent int }
 
-func (d *discardSocket) send(buf []byte, _ []int) (int, error) { d.sent += len(buf); return len(buf), nil }
-func (d *discardSocket) close()                                 {}
-func (d *discardSocket) closedByUs() bool                       { return false }
-func (d *discardSocket) remote() netip.AddrPort                 { return netip.MustParseAddrPort("192.0.2.7:4242") }
+func (d *discardSocket) send(buf []byte, _ []int) (int, error) {
+	d.sent += len(buf)
+	return len(buf), nil
+}
+func (d *discardSocket) close()                 {}
+func (d *discardSocket) closedByUs() bool       { return false }
+func (d *discardSocket) remote() netip.AddrPort { return netip.MustParseAddrPort("192.0.2.7:4242") }
 
 type discardSink struct{}
 
