@@ -298,13 +298,13 @@ func (cv *conversation) operate(r *rules.Rule, text string) {
 	if err == nil {
 		for i := range min(len(out), len(op.Outputs)) {
 			if out[i], err = out[i].Convert(op.Outputs[i].Kind); err != nil {
-				err = fmt.Errorf("output %s: %w", op.Outputs[i].Name, err)
+				err = fmt.Errorf("%s: output %s: %w", op.Op.Name, op.Outputs[i].Name, err)
 				break
 			}
 		}
 	}
-	if err != nil {
-		cv.recordError(fmt.Sprintf("rule %d: %s: %v", r.ID, op.Op.Name, err))
+	if err != nil { // the error names the operation
+		cv.recordError(fmt.Sprintf("rule %d: %v", r.ID, err))
 		return
 	}
 	for i := range min(len(out), len(op.Outputs)) {

@@ -2,7 +2,6 @@ package connector_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -271,8 +270,6 @@ func (p *peer) exchange(s, want string) {
 }
 
 func ids(v []int32) string { return fmt.Sprint(v) }
-
-func contains(b []byte, s string) bool { return bytes.Contains(b, []byte(s)) }
 
 // quiet sends s, which should get no reply, and waits until the connector has recorded it
 // as input number n (1-based), so that the next send is a separate read.

@@ -276,7 +276,8 @@ conversation:
 	h.quiet(p, "DIV\r\n", 1)
 	h.quiet(p, "BAD\r\n", 2)
 	errs := h.acts.waitFor(t, v1alpha1.ActivityError, 2)
-	if !strings.Contains(errs[0].Message, "rule 1: NBR_DIVIDE") || !strings.Contains(errs[1].Message, "rule 2: NBR_SUM") {
+	if !strings.HasPrefix(errs[0].Message, "rule 1: NBR_DIVIDE: ") || strings.Count(errs[0].Message, "NBR_DIVIDE") != 1 ||
+		!strings.HasPrefix(errs[1].Message, "rule 2: NBR_SUM: ") {
 		t.Errorf("error messages: %q / %q", errs[0].Message, errs[1].Message)
 	}
 	if errs[0].Connection == nil || errs[0].Connection.ID != "c-000001" {

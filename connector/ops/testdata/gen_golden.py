@@ -129,7 +129,29 @@ def nums(ins):
 
 
 def fold(f):
-    return lambda ins, n: [reduce(f, nums(ins))]
+    return lambda ins, n: [reduce(lambda a, b: within64(f(a, b)), nums(ins))]
+
+
+def within64(r):
+    """Go refuses a step whose int result needs more than 64 bits, even if later steps
+    would bring it back in range."""
+    if isinstance(r, Huge) or type(r) is int and not I64[0] <= r <= I64[1]:
+        raise Beyond(r)
+    return r
+
+
+class Beyond(Exception):
+    """A step of a fold gave an int beyond 64 bits."""
+
+
+class Huge:
+    """An int power too large to compute, let alone to fit 64 bits."""
+
+
+def safe_pow(a, b):
+    if type(a) is int and type(b) is int and b >= 64 and abs(a) >= 2:
+        return Huge()
+    return operator.pow(a, b)
 
 
 def cmp(f):
@@ -189,7 +211,7 @@ OPS = {
     "NBR_DIVIDE": fold(operator.truediv),
     "NBR_FLOOR": fold(operator.floordiv),
     "NBR_MODULO": fold(operator.mod),
-    "NBR_POWER": fold(operator.pow),
+    "NBR_POWER": fold(safe_pow),
     "NBR_INVERSE_SIGN": lambda ins, n: [operator.neg(number(ins[0]))],
     "NBR_GREATER": cmp(operator.gt),
     "NBR_LOWER": cmp(operator.lt),
@@ -379,6 +401,9 @@ for op, ins, nout in cases:
         results = OPS[op](ins, nout)
     except Refused as e:
         c["error"] = "input refused: %r" % (e.args[0],)
+    except Beyond as e:
+        c["unsupported"] = "Python gives an int beyond 64 bits"
+        c["python"] = "too large" if isinstance(e.args[0], Huge) else repr(e.args[0])
     except Exception as e:  # noqa: BLE001 - every Python failure is an expected error
         c["error"] = "%s: %s" % (type(e).__name__, e)
     else:
