@@ -21,6 +21,9 @@ const (
 	maxPendingTasks  = 1024
 	maxZeroDelayRun  = 64
 	maxValueBytes    = 64 << 10
+	// maxSocketsPerConversation bounds the sockets one logical connection may hold, so a
+	// single IP cannot exhaust descriptors by joining its conversation again and again.
+	maxSocketsPerConversation = 64
 	noSocketForReply = "no open socket: reply not sent"
 )
 
@@ -103,11 +106,16 @@ func (cv *conversation) attach(s socket) bool {
 		return false
 	}
 	cv.socks = append(cv.socks, s)
+	cv.peerChanged(s)
+	return true
+}
+
+// peerChanged follows the peer's address to the socket that last reached us.
+func (cv *conversation) peerChanged(s socket) {
 	if p := s.remote(); p != cv.peer {
 		cv.peer = p
 		cv.ref = &v1alpha1.ConnectionRef{ID: cv.id, Peer: p.String(), Transport: cv.prog.Transport}
 	}
-	return true
 }
 
 // current is the socket async replies go to.

@@ -317,3 +317,23 @@ func TestRunFailsClearlyWhenThePortIsTaken(t *testing.T) {
 		t.Errorf("Run: %v", err)
 	}
 }
+
+func TestSocketsPerLogicalConnectionAreBounded(t *testing.T) {
+	h := start(t, `
+operation: {port: 1, maxConcurrentConnections: 1}
+conversation: {greetings: {value: "hi;"}}
+`)
+	first := h.dial()
+	first.expect("hi;")
+	for i := 1; i < 64; i++ {
+		h.dial() // same IP: joins the one conversation
+	}
+	h.acts.waitFor(t, v1alpha1.ActivityConnected, 64)
+	if got := h.dial().expectClosed(); got != "" {
+		t.Errorf("socket 65 got %q", got)
+	}
+	r := h.acts.waitFor(t, v1alpha1.ActivityRejected, 1)[0]
+	if !strings.Contains(r.Message, "over 64 sockets") {
+		t.Errorf("Rejected %q", r.Message)
+	}
+}

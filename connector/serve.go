@@ -142,7 +142,7 @@ func (cv *conversation) datagram(pc *net.UDPConn, from netip.AddrPort, raw []byt
 	if s == nil || s.remote() != from {
 		s = &udpPeer{pc: pc, addr: from}
 		cv.socks = []socket{s}
-		cv.attach(s)
+		cv.peerChanged(s)
 	}
 	cv.rxDatagrams++
 	cv.rxBytes += len(raw)

@@ -2,6 +2,7 @@ package connector
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"sync/atomic"
@@ -135,6 +136,11 @@ func (c *Connector) join(peer netip.AddrPort, s socket, deferGreeting bool) *con
 			return cv
 		}
 		cv.mu.Lock()
+		if !cv.ended && len(cv.socks) >= maxSocketsPerConversation {
+			cv.mu.Unlock()
+			c.reject(peer, p.Transport, fmt.Sprintf("over %d sockets for one logical connection", maxSocketsPerConversation))
+			return nil
+		}
 		ok := cv.attach(s)
 		if ok && !deferGreeting {
 			a := cv.activity(v1alpha1.ActivityConnected)
