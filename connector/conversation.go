@@ -18,13 +18,13 @@ import (
 
 // Bounds that keep a hostile peer from growing a conversation without limit.
 const (
-	maxPendingTasks  = 1024
-	maxZeroDelayRun  = 64
-	maxValueBytes    = 64 << 10
+	maxPendingTasks = 1024
+	maxZeroDelayRun = 64
+	maxValueBytes   = 64 << 10
 	// maxSocketsPerConversation bounds the sockets one logical connection may hold, so a
 	// single IP cannot exhaust descriptors by joining its conversation again and again.
 	maxSocketsPerConversation = 64
-	noSocketForReply = "no open socket: reply not sent"
+	noSocketForReply          = "no open socket: reply not sent"
 )
 
 // conversation is one logical connection: its memory, sockets, timers and pending async
