@@ -337,3 +337,13 @@ conversation: {greetings: {value: "hi;"}}
 		t.Errorf("Rejected %q", r.Message)
 	}
 }
+
+func TestRuleTriggeredClosingOffIgnoresCloseConnection(t *testing.T) {
+	h := start(t, `
+operation: {port: 1, socket: {ruleTriggeredClosing: false}}
+conversation: {rules: [{id: 1, mode: Sync, regex: "BYE", response: "bye;", closeConnection: true}, {id: 2, mode: Sync, regex: "PING", response: "PONG;"}]}
+`)
+	p := h.dial()
+	p.exchange("BYE", "bye;")
+	p.exchange("PING", "PONG;") // still open
+}
