@@ -46,6 +46,8 @@ type Options struct {
 	// UDPAmplification caps the bytes a UDP server sends per byte received until the peer
 	// has sent a second datagram. Default 3 (as QUIC's anti-amplification limit).
 	UDPAmplification int
+	// TLS is the key material for rules with operation.tls.enabled.
+	TLS *TLS
 }
 
 // Connector runs one conversation program.
@@ -148,8 +150,8 @@ func (c *Connector) Active() int { return c.conns.len() }
 func (c *Connector) Run(ctx context.Context) error {
 	g := c.current.Load()
 	p := g.prog
-	if p.TLS.Enabled {
-		return errors.New("operation.tls.enabled: TLS and DTLS are not available in this build of the runtime")
+	if err := c.checkTLS(p); err != nil {
+		return err
 	}
 	if p.ExecutionDelay > 0 {
 		t := time.NewTimer(p.ExecutionDelay)
@@ -165,6 +167,8 @@ func (c *Connector) Run(ctx context.Context) error {
 	switch {
 	case p.Mode == v1alpha1.ModeClient:
 		err = c.runClient(ctx, p)
+	case p.Transport == v1alpha1.TransportUDP && p.TLS.Enabled:
+		err = c.runDTLSServer(ctx, p)
 	case p.Transport == v1alpha1.TransportUDP:
 		err = c.runUDPServer(ctx, p)
 	default:

@@ -72,10 +72,13 @@ func (c *Connector) newConversation(g *generation, peer netip.AddrPort) *convers
 	return cv
 }
 
-// start runs the beginning of a conversation: Connected, greetings (unless deferred to the
-// first input), the onStart rules and the idle timer. Called with mu held.
-func (cv *conversation) start(s socket, deferGreeting bool) {
-	cv.record(cv.activity(v1alpha1.ActivityConnected))
+// start runs the beginning of a conversation: Connected (with detail, such as the TLS
+// session), greetings (unless deferred to the first input), the onStart rules and the idle
+// timer. Called with mu held.
+func (cv *conversation) start(s socket, deferGreeting bool, detail string) {
+	a := cv.activity(v1alpha1.ActivityConnected)
+	a.Message = detail
+	cv.record(a)
 	if deferGreeting {
 		cv.greet = cv.prog.Greetings != nil
 	} else if cv.prog.Greetings != nil {

@@ -86,7 +86,7 @@ func FuzzInput(f *testing.F) {
 		cv := c.newConversation(g, s.remote())
 		cv.socks = []socket{s}
 		cv.mu.Lock()
-		cv.start(s, false)
+		cv.start(s, false, "")
 		for range 3 { // repeated inputs grow memory through STR_CONCAT
 			cv.handleInput(s, input[:min(len(input), prog.MaxInputSize)], false)
 		}

@@ -2,6 +2,7 @@ package connector
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -10,6 +11,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/pion/dtls/v3"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
 	"github.com/parley-dev/parley/connector/rules"
@@ -32,9 +35,9 @@ func (c *Connector) runTCPServer(ctx context.Context, p *rules.Program) error {
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		c.acceptLoop(ln)
+		c.acceptLoop(ln, p)
 	}()
-	c.started(p, "listening on "+ln.Addr().String()+"/TCP")
+	c.started(p, "listening on "+ln.Addr().String()+"/TCP"+tlsSuffix(p))
 	<-ctx.Done()
 	_ = ln.Close()
 	c.stop(stopReason, nil)
@@ -80,6 +83,42 @@ func (c *Connector) runUDPServer(ctx context.Context, p *rules.Program) error {
 	return nil
 }
 
+// runDTLSServer serves DTLS: the library's listener demultiplexes peers into connections,
+// so each conversation reads its own socket as over TCP, one datagram per read.
+func (c *Connector) runDTLSServer(ctx context.Context, p *rules.Program) error {
+	network, address := c.address(p)
+	laddr, err := net.ResolveUDPAddr(network, address)
+	if err != nil {
+		return fmt.Errorf("listen on %s/%s: %w", network, address, err)
+	}
+	ln, err := dtls.ListenWithOptions(network, laddr, c.opts.TLS.dtlsServerOptions(p)...)
+	if err != nil {
+		return fmt.Errorf("listen on %s/%s: %w", network, address, err)
+	}
+	c.addr = ln.Addr()
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		c.acceptLoop(ln, p)
+	}()
+	c.started(p, "listening on "+ln.Addr().String()+"/UDP"+tlsSuffix(p))
+	<-ctx.Done()
+	_ = ln.Close()
+	c.stop(stopReason, nil)
+	return nil
+}
+
+func tlsSuffix(p *rules.Program) string {
+	switch {
+	case !p.TLS.Enabled:
+		return ""
+	case p.Transport == v1alpha1.TransportUDP:
+		return " (DTLS)"
+	default:
+		return " (TLS)"
+	}
+}
+
 // udpPeer is the address a UDP server conversation replies to.
 type udpPeer struct {
 	pc   *net.UDPConn
@@ -123,7 +162,7 @@ func (c *Connector) udpLoop(pc *net.UDPConn) {
 			continue
 		}
 		for range 2 { // a second try when the conversation ended under us
-			cv := c.join(from, &udpPeer{pc: pc, addr: from}, true)
+			cv := c.join(from, &udpPeer{pc: pc, addr: from}, true, "")
 			if cv == nil || cv.datagram(pc, from, buf[:n]) {
 				break
 			}
@@ -205,18 +244,45 @@ func (c *Connector) runClientConversation(g *generation, i int, live *sync.WaitG
 	}
 	cv.onEnd = live.Done
 	cv.socks = append(cv.socks, s)
-	cv.start(s, false)
+	cv.start(s, false, s.detail)
 	cv.mu.Unlock()
 	c.readLoop(cv, s)
 }
 
-// dial opens a socket to the client-mode target.
+// dial opens a socket to the client-mode target, with its TLS or DTLS handshake.
 func (c *Connector) dial(p *rules.Program) (*streamSocket, error) {
 	network, address := c.address(p)
+	host, _, _ := net.SplitHostPort(address)
+	if p.TLS.Enabled && p.Transport == v1alpha1.TransportUDP {
+		raddr, err := net.ResolveUDPAddr(network, address)
+		if err != nil {
+			return nil, fmt.Errorf("dial %s/%s: %w", network, address, err)
+		}
+		// The DTLS library writes with WriteTo, which a connected UDP socket refuses.
+		pc, err := net.ListenUDP(network, nil)
+		if err != nil {
+			return nil, fmt.Errorf("dial %s/%s: %w", network, address, err)
+		}
+		conn, err := c.secureClient(p, nil, pc, raddr, host)
+		if err != nil {
+			_ = pc.Close()
+			return nil, err
+		}
+		return c.newStreamSocket(conn, p.Transport), nil
+	}
 	d := net.Dialer{Timeout: c.opts.DialTimeout}
 	conn, err := d.DialContext(c.runCtx, network, address)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s/%s: %w", network, address, err)
+	}
+	if p.TLS.Enabled {
+		sc, err := c.secureClient(p, conn, nil, conn.RemoteAddr(), host)
+		if err != nil {
+			return nil, err
+		}
+		s := c.newStreamSocket(sc, p.Transport)
+		s.detail = tlsDetail(sc.(*tls.Conn).ConnectionState())
+		return s, nil
 	}
 	return c.newStreamSocket(conn, p.Transport), nil
 }

@@ -5,11 +5,18 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"sync/atomic"
 	"time"
 
+	"github.com/pion/dtls/v3"
+
 	"github.com/parley-dev/parley/api/v1alpha1"
+	"github.com/parley-dev/parley/connector/rules"
 )
+
+// maxDTLSRecord is the largest plaintext a DTLS record carries (2^14 bytes).
+const maxDTLSRecord = 1 << 14
 
 // socket is one way to reach the peer of a conversation.
 type socket interface {
@@ -28,6 +35,7 @@ type streamSocket struct {
 	datagrams    bool
 	writeTimeout time.Duration
 	byUs         atomic.Bool
+	detail       string // the TLS session of a client socket, for the Connected activity
 }
 
 func (s *streamSocket) send(buf []byte, ends []int) (int, error) {
@@ -59,19 +67,22 @@ func (s *streamSocket) remote() netip.AddrPort { return s.peer }
 
 // readLoop turns reads into inputs until the socket closes.
 func (c *Connector) readLoop(cv *conversation, s *streamSocket) {
-	max := cv.prog.MaxInputSize
-	size := max
+	limit := cv.prog.MaxInputSize
+	size := limit
 	if s.datagrams {
 		size++ // one more byte tells a datagram was cut
+	}
+	if _, ok := s.conn.(*dtls.Conn); ok {
+		size = max(size, maxDTLSRecord+1) // a DTLS read must hold the whole record
 	}
 	buf := make([]byte, size)
 	for {
 		n, err := s.conn.Read(buf)
 		if n > 0 {
-			truncated := n >= max
+			truncated := n >= limit
 			if s.datagrams {
-				truncated = n > max
-				n = min(n, max)
+				truncated = n > limit
+				n = min(n, limit)
 			}
 			cv.input(s, buf[:n], truncated)
 		}
@@ -111,8 +122,9 @@ func (c *Connector) reject(peer netip.AddrPort, transport v1alpha1.Transport, re
 
 // join finds or creates the conversation of a peer and hands it the socket; it returns nil
 // when the peer is refused (the refusal is recorded) or the connector is stopping.
-// deferGreeting is set for UDP servers, which greet before their first reply.
-func (c *Connector) join(peer netip.AddrPort, s socket, deferGreeting bool) *conversation {
+// deferGreeting is set for UDP servers, which greet before their first reply; detail goes
+// into the Connected activity.
+func (c *Connector) join(peer netip.AddrPort, s socket, deferGreeting bool, detail string) *conversation {
 	g := c.current.Load()
 	p := g.prog
 	if c.paused.Load() {
@@ -131,7 +143,7 @@ func (c *Connector) join(peer netip.AddrPort, s socket, deferGreeting bool) *con
 			return nil
 		case created:
 			cv.socks = append(cv.socks, s)
-			cv.start(s, deferGreeting)
+			cv.start(s, deferGreeting, detail)
 			cv.mu.Unlock()
 			return cv
 		}
@@ -144,7 +156,7 @@ func (c *Connector) join(peer netip.AddrPort, s socket, deferGreeting bool) *con
 		ok := cv.attach(s)
 		if ok && !deferGreeting {
 			a := cv.activity(v1alpha1.ActivityConnected)
-			a.Message = "socket joined the live conversation"
+			a.Message = strings.TrimSpace("socket joined the live conversation; " + detail)
 			cv.record(a)
 		}
 		cv.mu.Unlock()
@@ -155,8 +167,8 @@ func (c *Connector) join(peer netip.AddrPort, s socket, deferGreeting bool) *con
 	}
 }
 
-// acceptLoop serves TCP connections until ln is closed.
-func (c *Connector) acceptLoop(ln net.Listener) {
+// acceptLoop serves the connections of a TCP or DTLS listener until it is closed.
+func (c *Connector) acceptLoop(ln net.Listener, p *rules.Program) {
 	var backoff time.Duration
 	for {
 		conn, err := ln.Accept()
@@ -173,14 +185,30 @@ func (c *Connector) acceptLoop(ln net.Listener) {
 		c.wg.Add(1)
 		go func() {
 			defer c.wg.Done()
-			c.serveStream(conn)
+			c.serveStream(conn, p)
 		}()
 	}
 }
 
-func (c *Connector) serveStream(conn net.Conn) {
-	s := c.newStreamSocket(conn, v1alpha1.TransportTCP)
-	cv := c.join(s.peer, s, false)
+// serveStream runs one accepted connection: its handshake when p asks for TLS or DTLS,
+// then its conversation. A failed handshake is recorded as an Error with its reason.
+func (c *Connector) serveStream(conn net.Conn, p *rules.Program) {
+	detail := ""
+	if p.TLS.Enabled {
+		sc, d, err := c.secureServer(p, conn)
+		if err != nil {
+			peer, _ := netip.ParseAddrPort(conn.RemoteAddr().String())
+			c.record(&v1alpha1.ActivityRecord{
+				Time: nowMicro(), Type: v1alpha1.ActivityError, RulesRef: &p.Ref, Message: err.Error(),
+				Connection: &v1alpha1.ConnectionRef{Peer: unmap(peer).String(), Transport: p.Transport},
+			})
+			_ = conn.Close()
+			return
+		}
+		conn, detail = sc, d
+	}
+	s := c.newStreamSocket(conn, p.Transport)
+	cv := c.join(s.peer, s, p.Transport == v1alpha1.TransportUDP, detail)
 	if cv == nil {
 		_ = conn.Close()
 		return

@@ -162,6 +162,11 @@ type Operation struct {
 	// +optional
 	Socket Socket `json:"socket,omitempty"`
 
+	// Session identifies logical connections by a session id carried in the payload
+	// (`key`, separator, value) instead of by the peer's address.
+	// +optional
+	Session *Session `json:"session,omitempty"`
+
 	// MemoryUpdateWhen runs a fired rule's updates and operation when it is Detected (before
 	// its response) or Executed (after). Defaults to Executed.
 	// +optional
@@ -184,6 +189,45 @@ type TLS struct {
 	// ClientAuthentication requires peers to present a certificate signed by the client CA.
 	// +optional
 	ClientAuthentication bool `json:"clientAuthentication,omitempty"`
+}
+
+// Session describes a session id carried in the payload, such as a cookie or a token.
+type Session struct {
+	// Enabled turns session identification on.
+	// +optional
+	Enabled bool `json:"enabled,omitempty"`
+	// Key announces the id in the payload, e.g. "SESSIONID".
+	// +kubebuilder:validation:MinLength=1
+	Key string `json:"key"`
+	// Separator between the key and the value. Defaults to "=".
+	// +optional
+	Separator *string `json:"separator,omitempty"`
+	// EndValue ends the value; empty means the value runs to the next whitespace or the end
+	// of the input.
+	// +optional
+	EndValue string `json:"endValue,omitempty"`
+	// Generate gives a new logical connection whose input carries no id a generated one,
+	// available to rules as {{SESSION_VALUE}}.
+	// +optional
+	Generate *Generate `json:"generate,omitempty"`
+	// UpdateWhen applies rules' sessionUpdate when the rule is Detected (before its reply)
+	// or Executed (after). Defaults to operation.memoryUpdateWhen.
+	// +optional
+	UpdateWhen MemoryUpdateWhen `json:"updateWhen,omitempty"`
+}
+
+// SessionUpdate sets the session id of the logical connection from a rule: exactly one of
+// Value, FromVariable or Generate.
+type SessionUpdate struct {
+	// Value is a fixed id.
+	// +optional
+	Value string `json:"value,omitempty"`
+	// FromVariable takes the id from a variable.
+	// +optional
+	FromVariable string `json:"fromVariable,omitempty"`
+	// Generate makes a new id as operation.session.generate says.
+	// +optional
+	Generate bool `json:"generate,omitempty"`
 }
 
 // Socket controls socket closes that keep the logical connection.
@@ -367,6 +411,9 @@ type Rule struct {
 	// Operation is one built-in operation run when the rule fires.
 	// +optional
 	Operation *MemoryOperation `json:"operation,omitempty"`
+	// SessionUpdate sets the session id of the logical connection (operation.session).
+	// +optional
+	SessionUpdate *SessionUpdate `json:"sessionUpdate,omitempty"`
 	// Trigger schedules async or hybrid rules after their delays.
 	// +optional
 	Trigger []Trigger `json:"trigger,omitempty"`

@@ -29,6 +29,22 @@ type runOptions struct {
 	udpPeerRate  float64
 	udpPeerBurst int
 	buffer       int
+	tls          tlsFlags
+}
+
+// tlsFlags carry the key material for rules with operation.tls.enabled.
+type tlsFlags struct {
+	cert, key, clientCA, ca, serverName string
+	insecureSkipVerify                  bool
+}
+
+func (f tlsFlags) load() (*connector.TLS, error) {
+	t, err := connector.LoadTLS(f.cert, f.key, f.clientCA, f.ca)
+	if err != nil {
+		return nil, err
+	}
+	t.ServerName, t.InsecureSkipVerify = f.serverName, f.insecureSkipVerify
+	return t, nil
 }
 
 func newRunCommand() *cobra.Command {
@@ -56,6 +72,12 @@ func newRunCommand() *cobra.Command {
 	f.Float64Var(&o.udpPeerRate, "udp-peer-rate", 100, "UDP server: datagrams per second accepted from one peer IP (0 = unlimited)")
 	f.IntVar(&o.udpPeerBurst, "udp-peer-burst", 200, "UDP server: burst of datagrams accepted from one peer IP")
 	f.IntVar(&o.buffer, "activity-buffer", activity.DefaultCapacity, "activities waiting to be printed before new ones are dropped (and counted)")
+	f.StringVar(&o.tls.cert, "tls-cert", "", "PEM certificate (chain): the server's, or the one a client presents")
+	f.StringVar(&o.tls.key, "tls-key", "", "PEM private key of --tls-cert")
+	f.StringVar(&o.tls.clientCA, "tls-client-ca", "", "server: PEM CA bundle that client certificates must chain to (operation.tls.clientAuthentication)")
+	f.StringVar(&o.tls.ca, "tls-ca", "", "client: PEM CA bundle the server's certificate must chain to (default: the system's)")
+	f.StringVar(&o.tls.serverName, "tls-server-name", "", "client: name the server's certificate must carry (default: operation.ip)")
+	f.BoolVar(&o.tls.insecureSkipVerify, "tls-insecure-skip-verify", false, "client: accept any server certificate")
 	return cmd
 }
 
@@ -112,6 +134,10 @@ func run(parent context.Context, stdout, stderr io.Writer, o runOptions, portSet
 	if err != nil {
 		return err
 	}
+	tlsMaterial, err := o.tls.load()
+	if err != nil {
+		return err
+	}
 	if (portSet || o.name != "") && len(progs) > 1 {
 		return errors.New("--port and --name need a single rules document")
 	}
@@ -147,7 +173,7 @@ func run(parent context.Context, stdout, stderr io.Writer, o runOptions, portSet
 	var wg sync.WaitGroup
 	for i, l := range progs {
 		opts := connector.Options{
-			Name: l.name, Register: reg, UDPPeerRate: o.udpPeerRate, UDPPeerBurst: o.udpPeerBurst,
+			Name: l.name, Register: reg, UDPPeerRate: o.udpPeerRate, UDPPeerBurst: o.udpPeerBurst, TLS: tlsMaterial,
 		}
 		if o.name != "" {
 			opts.Name = o.name
