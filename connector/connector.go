@@ -69,6 +69,8 @@ type Connector struct {
 	addr   net.Addr
 
 	udpRejected atomic.Uint64
+	// waiting counts session-mode sockets that have not sent their first input yet.
+	waiting atomic.Int64
 }
 
 // generation is a program with its global variables bound to the connector's slots.
@@ -230,11 +232,11 @@ func (c *Connector) newConnectionID() string {
 }
 
 // keyOf is the logical-connection key of a peer: its IP, plus its port with identifyByPort.
-func keyOf(p *rules.Program, peer netip.AddrPort) netip.AddrPort {
+func keyOf(p *rules.Program, peer netip.AddrPort) connKey {
 	if p.IdentifyByPort {
-		return peer
+		return addrKey(peer)
 	}
-	return netip.AddrPortFrom(peer.Addr(), 0)
+	return addrKey(netip.AddrPortFrom(peer.Addr(), 0))
 }
 
 func unmap(ap netip.AddrPort) netip.AddrPort {

@@ -33,12 +33,13 @@ type conversation struct {
 	c    *Connector
 	gen  *generation
 	prog *rules.Program
-	key  netip.AddrPort
+	key  connKey // guarded by the registry's lock
 	id   string
 
 	mu        sync.Mutex
 	ref       *v1alpha1.ConnectionRef
 	peer      netip.AddrPort
+	session   string // the session id (operation.session)
 	mem       []value.Value
 	socks     []socket // open sockets; the last one receives async replies
 	ended     bool
@@ -62,13 +63,13 @@ type conversation struct {
 	onEnd func()
 }
 
-func (c *Connector) newConversation(g *generation, peer netip.AddrPort) *conversation {
+func (c *Connector) newConversation(g *generation, peer netip.AddrPort, session string) *conversation {
 	p := g.prog
 	cv := &conversation{
-		c: c, gen: g, prog: p, id: c.newConnectionID(), peer: peer,
+		c: c, gen: g, prog: p, id: c.newConnectionID(), peer: peer, session: session,
 		mem: rules.NewValues(p.Connection), lastInput: time.Now(),
 	}
-	cv.ref = &v1alpha1.ConnectionRef{ID: cv.id, Peer: peer.String(), Transport: p.Transport}
+	cv.ref = cv.newRef()
 	return cv
 }
 
@@ -117,7 +118,7 @@ func (cv *conversation) attach(s socket) bool {
 func (cv *conversation) peerChanged(s socket) {
 	if p := s.remote(); p != cv.peer {
 		cv.peer = p
-		cv.ref = &v1alpha1.ConnectionRef{ID: cv.id, Peer: p.String(), Transport: cv.prog.Transport}
+		cv.ref = cv.newRef()
 	}
 }
 
@@ -202,8 +203,9 @@ func (cv *conversation) finish(typ v1alpha1.ActivityType, msg string, basics ...
 }
 
 // socketClosed is called by a reader when its socket is gone. The logical connection lives
-// on while another socket is open, or when the socket was closed by a rule or by
-// closeAfterReplying and interactionTimeout will end it; otherwise the peer ended it.
+// on while another socket is open, or, when interactionTimeout will end it, if the socket
+// was closed by a rule or by closeAfterReplying, or the session (not the socket) identifies
+// the conversation; otherwise the peer ended it.
 func (cv *conversation) socketClosed(s socket, err error) {
 	cv.mu.Lock()
 	defer cv.mu.Unlock()
@@ -217,7 +219,7 @@ func (cv *conversation) socketClosed(s socket, err error) {
 		return
 	}
 	byUs := s.closedByUs()
-	if (byUs || cv.prog.CloseAfterReplying) && cv.prog.InteractionTimeout > 0 {
+	if (byUs || cv.prog.CloseAfterReplying || cv.prog.Session != nil) && cv.prog.InteractionTimeout > 0 {
 		return
 	}
 	switch {

@@ -12,13 +12,18 @@ import (
 	"github.com/parley-dev/parley/connector/value"
 )
 
-// input runs the rules over one input received on s.
-func (cv *conversation) input(s socket, raw []byte, truncated bool) {
+// input runs the rules over one input received on s, and returns the conversation that
+// took it: in session mode, the input's session id may move the socket to another.
+func (cv *conversation) input(s socket, raw []byte, truncated bool) *conversation {
+	if cv.prog.Session != nil {
+		cv = cv.c.followSession(cv, s, raw)
+	}
 	cv.mu.Lock()
 	defer cv.mu.Unlock()
 	if !cv.ended {
 		cv.handleInput(s, raw, truncated)
 	}
+	return cv
 }
 
 // handleInput is the per-input step of DESIGN §4. Called with mu held.
@@ -51,6 +56,9 @@ func (cv *conversation) handleInput(s socket, raw []byte, truncated bool) {
 		if p.UpdateOnDetected {
 			cv.applyMemory(r, text)
 		}
+		if p.Session != nil && p.Session.UpdateOnDetected {
+			cv.updateSession(r)
+		}
 	}
 	sent := 0
 	for _, r := range fired {
@@ -65,6 +73,9 @@ func (cv *conversation) handleInput(s socket, raw []byte, truncated bool) {
 	for _, r := range fired {
 		if !p.UpdateOnDetected {
 			cv.applyMemory(r, text)
+		}
+		if p.Session != nil && !p.Session.UpdateOnDetected {
+			cv.updateSession(r)
 		}
 		cv.scheduleFrom(r, 0, rr)
 		ending = ending || r.Ending
@@ -290,6 +301,10 @@ func (cv *conversation) operate(r *rules.Rule, text string) {
 			in[i] = value.OfString(cv.PeerIP())
 		case rules.OperandPort:
 			in[i] = value.OfInt(int64(cv.peer.Port()))
+		case rules.OperandSessionKey:
+			in[i] = value.OfString(cv.prog.Session.Key)
+		case rules.OperandSessionValue:
+			in[i] = value.OfString(cv.session)
 		default:
 			in[i] = o.Literal
 		}

@@ -83,7 +83,7 @@ func FuzzInput(f *testing.F) {
 		}
 		s := &discardSocket{}
 		g := c.current.Load()
-		cv := c.newConversation(g, s.remote())
+		cv := c.newConversation(g, s.remote(), "")
 		cv.socks = []socket{s}
 		cv.mu.Lock()
 		cv.start(s, false, "")

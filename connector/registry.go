@@ -5,14 +5,24 @@ import (
 	"sync"
 )
 
+// connKey identifies a logical connection: by the peer's address (IP, plus port with
+// identifyByPort), or by the session id its inputs carry (operation.session).
+type connKey struct {
+	addr    netip.AddrPort
+	session string
+}
+
+func addrKey(a netip.AddrPort) connKey { return connKey{addr: a} }
+func sessionKey(id string) connKey    { return connKey{session: id} }
+
 // registry holds the live logical connections by key.
 type registry struct {
 	mu       sync.Mutex
-	m        map[netip.AddrPort]*conversation
+	m        map[connKey]*conversation
 	stopping bool
 }
 
-func (r *registry) init() { r.m = map[netip.AddrPort]*conversation{} }
+func (r *registry) init() { r.m = map[connKey]*conversation{} }
 
 func (r *registry) len() int {
 	r.mu.Lock()
@@ -33,7 +43,7 @@ const (
 // join returns the live conversation of key, or creates one with newConv when fewer than
 // max are live. A created conversation is returned locked, so that it is started before
 // anyone else can use it.
-func (r *registry) join(key netip.AddrPort, max int, newConv func() *conversation) (*conversation, joinResult) {
+func (r *registry) join(key connKey, max int, newConv func() *conversation) (*conversation, joinResult) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.stopping {
@@ -73,8 +83,23 @@ func (r *registry) drain() []*conversation {
 	return out
 }
 
+// rekey files cv under key instead of its current key; false when key is taken.
+func (r *registry) rekey(cv *conversation, key connKey) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if other := r.m[key]; other != nil && other != cv {
+		return false
+	}
+	if r.m[cv.key] == cv {
+		delete(r.m, cv.key)
+	}
+	cv.key = key
+	r.m[key] = cv
+	return true
+}
+
 // lookup returns the live conversation of key, if any.
-func (r *registry) lookup(key netip.AddrPort) *conversation {
+func (r *registry) lookup(key connKey) *conversation {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.m[key]

@@ -129,6 +129,9 @@ func (cv *conversation) runTask(t *task) {
 		if p.UpdateOnDetected {
 			cv.applyMemory(r, "")
 		}
+		if p.Session != nil && p.Session.UpdateOnDetected {
+			cv.updateSession(r)
+		}
 		if p.Mode == v1alpha1.ModeClient && r.Response != nil && (s == nil || (r.ReconnectBefore && p.RuleClosing)) {
 			s = cv.reconnect(a)
 		}
@@ -137,6 +140,9 @@ func (cv *conversation) runTask(t *task) {
 		sent := cv.flush(s, a)
 		if !p.UpdateOnDetected {
 			cv.applyMemory(r, "")
+		}
+		if p.Session != nil && !p.Session.UpdateOnDetected {
+			cv.updateSession(r)
 		}
 		cv.scheduleFrom(r, t.depth, rr)
 		a.Output = &v1alpha1.OutputRecord{Bytes: int32(sent)}

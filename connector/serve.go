@@ -162,7 +162,13 @@ func (c *Connector) udpLoop(pc *net.UDPConn) {
 			continue
 		}
 		for range 2 { // a second try when the conversation ended under us
-			cv := c.join(from, &udpPeer{pc: pc, addr: from}, true, "")
+			var cv *conversation
+			s := &udpPeer{pc: pc, addr: from}
+			if p := c.current.Load().prog; p.Session != nil {
+				cv = c.routeSession(p, s, buf[:n], true, "")
+			} else {
+				cv = c.join(keyOf(p, from), from, s, true, "", "")
+			}
 			if cv == nil || cv.datagram(pc, from, buf[:n]) {
 				break
 			}
@@ -235,8 +241,8 @@ func (c *Connector) runClientConversation(g *generation, i int, live *sync.WaitG
 		return
 	}
 	connected.Add(1)
-	key := netip.AddrPortFrom(netip.AddrFrom4([4]byte{byte(i >> 24), byte(i >> 16), byte(i >> 8), byte(i)}), 0)
-	cv, res := c.conns.join(key, p.MaxConnections, func() *conversation { return c.newConversation(g, s.peer) })
+	key := addrKey(netip.AddrPortFrom(netip.AddrFrom4([4]byte{byte(i >> 24), byte(i >> 16), byte(i >> 8), byte(i)}), 0))
+	cv, res := c.conns.join(key, p.MaxConnections, func() *conversation { return c.newConversation(g, s.peer, "") })
 	if res != created {
 		_ = s.conn.Close()
 		live.Done()

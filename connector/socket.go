@@ -84,7 +84,7 @@ func (c *Connector) readLoop(cv *conversation, s *streamSocket) {
 				truncated = n > limit
 				n = min(n, limit)
 			}
-			cv.input(s, buf[:n], truncated)
+			cv = cv.input(s, buf[:n], truncated)
 		}
 		if err != nil {
 			_ = s.conn.Close()
@@ -124,17 +124,19 @@ func (c *Connector) reject(peer netip.AddrPort, transport v1alpha1.Transport, re
 // when the peer is refused (the refusal is recorded) or the connector is stopping.
 // deferGreeting is set for UDP servers, which greet before their first reply; detail goes
 // into the Connected activity.
-func (c *Connector) join(peer netip.AddrPort, s socket, deferGreeting bool, detail string) *conversation {
+// key is the peer's address key, or its session's; session is the id a new conversation
+// starts with.
+func (c *Connector) join(key connKey, peer netip.AddrPort, s socket, deferGreeting bool, detail, session string) *conversation {
 	g := c.current.Load()
 	p := g.prog
 	if c.paused.Load() {
-		if cv := c.conns.lookup(keyOf(p, peer)); cv == nil {
+		if cv := c.conns.lookup(key); cv == nil {
 			c.reject(peer, p.Transport, "connector paused")
 			return nil
 		}
 	}
 	for {
-		cv, res := c.conns.join(keyOf(p, peer), p.MaxConnections, func() *conversation { return c.newConversation(g, peer) })
+		cv, res := c.conns.join(key, p.MaxConnections, func() *conversation { return c.newConversation(g, peer, session) })
 		switch res {
 		case overCap:
 			c.reject(peer, p.Transport, "over maxConcurrentConnections")
@@ -208,7 +210,11 @@ func (c *Connector) serveStream(conn net.Conn, p *rules.Program) {
 		conn, detail = sc, d
 	}
 	s := c.newStreamSocket(conn, p.Transport)
-	cv := c.join(s.peer, s, p.Transport == v1alpha1.TransportUDP, detail)
+	if p.Session != nil {
+		c.serveSessionStream(p, s, detail)
+		return
+	}
+	cv := c.join(keyOf(p, s.peer), s.peer, s, p.Transport == v1alpha1.TransportUDP, detail, "")
 	if cv == nil {
 		_ = conn.Close()
 		return

@@ -94,6 +94,9 @@ type ConnectionRef struct {
 	ID        string    `json:"id"`
 	Peer      string    `json:"peer"`
 	Transport Transport `json:"transport"`
+	// Session is the session id of the logical connection (operation.session).
+	// +optional
+	Session string `json:"session,omitempty"`
 }
 
 // InputRecord is one input as received.

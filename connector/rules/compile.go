@@ -77,6 +77,7 @@ func (c *compiler) add(err *field.Error) { c.errs = append(c.errs, err) }
 func (c *compiler) compile() *Program {
 	c.p = &Program{}
 	c.operation(c.root.Child("operation"))
+	c.session(c.root.Child("operation", "session"))
 	c.memory(c.root.Child("memory"))
 	c.conversation(c.root.Child("conversation"))
 	return c.p
@@ -303,12 +304,20 @@ func (c *compiler) template(path *field.Path, text string, isBase64 bool) *Templ
 			return part{kind: partIP}, true
 		case TemplatePort:
 			return part{kind: partPort}, true
+		case TemplateSessionKey, TemplateSessionValue:
+			if c.p.Session == nil {
+				return part{}, false
+			}
+			if name == TemplateSessionKey {
+				return part{kind: partText, text: c.p.Session.Key}, true
+			}
+			return part{kind: partSessionValue}, true
 		}
 		ref, ok := c.lookup(name)
 		return part{kind: partVar, ref: ref}, ok
 	})
 	for _, name := range unknown {
-		c.add(field.Invalid(path, "{{"+name+"}}", "unknown template variable (declare it under spec.memory, or use IP or PORT)"))
+		c.add(field.Invalid(path, "{{"+name+"}}", "unknown template variable (declare it under spec.memory, or use IP or PORT; SESSION_KEY and SESSION_VALUE need operation.session)"))
 	}
 	return t
 }

@@ -151,6 +151,27 @@ conversation:
 			`spec.conversation.rules[2].operation.inputs[1]: Invalid value: "a(b"`,
 			`spec.conversation.rules[2].operation.outputs[0]: Not found: "undeclared"`,
 		}},
+		{"sessions", `
+operation: {port: 1, session: {enabled: true, key: "", updateWhen: Later, generate: {length: 0}}}
+memory: {connection: [{name: v}]}
+conversation:
+  rules:
+  - {id: 1, mode: Sync, regex: a, sessionUpdate: {value: x, generate: true}}
+  - {id: 2, mode: Sync, regex: b, sessionUpdate: {fromVariable: ghost}}`, []string{
+			"spec.operation.session.key: Required value", `spec.operation.session.updateWhen: Unsupported value: "Later"`,
+			"spec.operation.session.generate.length: Invalid value: 0",
+			"spec.conversation.rules[0].sessionUpdate: Invalid value", "exactly one of value, fromVariable or generate",
+			`spec.conversation.rules[1].sessionUpdate.fromVariable: Not found: "ghost"`,
+		}},
+		{"session names need operation.session", `
+operation: {port: 1}
+memory: {connection: [{name: v}]}
+conversation:
+  greetings: {value: "{{SESSION_VALUE}}"}
+  rules: [{id: 1, mode: Sync, regex: a, sessionUpdate: {value: x}, operation: {name: STR_UPPER, inputs: [SESSION_KEY], outputs: [v]}}]`, []string{
+			`spec.conversation.greetings.value: Invalid value: "{{SESSION_VALUE}}"`, "spec.conversation.rules[0].sessionUpdate: Invalid value",
+			"needs operation.session", `spec.conversation.rules[0].operation.inputs[0]: Invalid value: "SESSION_KEY"`,
+		}},
 		{"reconnectBefore outside client mode", `
 operation: {port: 1}
 conversation: {rules: [{id: 1, mode: Sync, regex: a, reconnectBefore: true}]}`, []string{"spec.conversation.rules[0].reconnectBefore"}},

@@ -168,6 +168,9 @@ func (c *compiler) rule(path *field.Path, s *v1alpha1.Rule) *Rule {
 		}
 		r.Loop = loop
 	}
+	if s.SessionUpdate != nil {
+		r.SessionUpdate = c.sessionUpdate(path.Child("sessionUpdate"), s.SessionUpdate)
+	}
 	if s.ReconnectBefore && c.spec.Operation.Mode != v1alpha1.ModeClient {
 		c.add(field.Invalid(path.Child("reconnectBefore"), true, "only client mode can reconnect"))
 	}
@@ -272,6 +275,14 @@ func (c *compiler) operationOf(path *field.Path, o *v1alpha1.MemoryOperation) *O
 			operand.Kind = OperandIP
 		case TemplatePort:
 			operand.Kind = OperandPort
+		case TemplateSessionKey, TemplateSessionValue:
+			if c.p.Session == nil {
+				c.add(field.Invalid(path.Child("inputs").Index(i), in, "needs operation.session"))
+			}
+			operand.Kind = OperandSessionKey
+			if in == TemplateSessionValue {
+				operand.Kind = OperandSessionValue
+			}
 		default:
 			if ref, ok := c.lookup(in); ok {
 				operand = Operand{Kind: OperandVar, Var: ref}

@@ -14,5 +14,6 @@ func (e env) Get(r rules.VarRef) value.Value {
 	}
 	return e.p.Global[r.Index].Default
 }
-func (env) PeerIP() string   { return "192.0.2.1" }
-func (env) PeerPort() string { return "4242" }
+func (env) PeerIP() string       { return "192.0.2.1" }
+func (env) PeerPort() string     { return "4242" }
+func (env) SessionValue() string { return "s3ss10n" }

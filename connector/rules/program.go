@@ -39,6 +39,8 @@ type Program struct {
 	UpdateOnDetected bool
 	ReportMemory     bool
 	AlertAll         bool
+	// Session, when set, identifies logical connections by an id in the payload.
+	Session *Session
 
 	Global     []*Variable
 	Connection []*Variable
@@ -100,6 +102,7 @@ type Rule struct {
 	Trigger         []Schedule
 	Switch          *Switch
 	Loop            *Loop
+	SessionUpdate   *SessionUpdate
 	CloseConnection bool
 	ReconnectBefore bool
 	Ending          bool
@@ -143,6 +146,8 @@ const (
 	OperandInput // EXT_IN
 	OperandIP
 	OperandPort
+	OperandSessionKey
+	OperandSessionValue
 )
 
 // Operand is one operation input.

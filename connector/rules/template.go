@@ -18,6 +18,7 @@ type Env interface {
 	Get(VarRef) value.Value
 	PeerIP() string
 	PeerPort() string
+	SessionValue() string
 }
 
 type partKind uint8
@@ -27,6 +28,7 @@ const (
 	partVar
 	partIP
 	partPort
+	partSessionValue
 )
 
 type part struct {
@@ -63,6 +65,8 @@ func (t *Template) AppendTo(dst []byte, c codec.Codec, env Env) []byte {
 			b.WriteString(env.PeerIP())
 		case partPort:
 			b.WriteString(env.PeerPort())
+		case partSessionValue:
+			b.WriteString(env.SessionValue())
 		}
 	}
 	return c.AppendEncode(dst, b.String())

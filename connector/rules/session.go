@@ -1,0 +1,121 @@
+package rules
+
+import (
+	"strings"
+	"unicode"
+
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/parley-dev/parley/api/v1alpha1"
+	"github.com/parley-dev/parley/connector/value"
+)
+
+// Names of the session in templates and operation inputs.
+const (
+	TemplateSessionKey   = "SESSION_KEY"
+	TemplateSessionValue = "SESSION_VALUE"
+	// MaxSessionValue bounds a session id taken from the network.
+	MaxSessionValue = 256
+)
+
+// Session is a compiled operation.session.
+type Session struct {
+	Key, Separator, EndValue string
+	Generate                 *Generator
+	UpdateOnDetected         bool
+}
+
+// Extract returns the session id an input carries: the text after the first key and
+// separator, up to EndValue or whitespace, at most MaxSessionValue bytes; "" when absent.
+func (s *Session) Extract(text string) string {
+	marker := s.Key + s.Separator
+	i := strings.Index(text, marker)
+	if i < 0 {
+		return ""
+	}
+	v := text[i+len(marker):]
+	if s.EndValue != "" {
+		if j := strings.Index(v, s.EndValue); j >= 0 {
+			v = v[:j]
+		}
+	}
+	if j := strings.IndexFunc(v, unicode.IsSpace); j >= 0 {
+		v = v[:j]
+	}
+	if len(v) > MaxSessionValue {
+		v = v[:MaxSessionValue]
+	}
+	return v
+}
+
+// NewID makes a session id as operation.session.generate says.
+func (s *Session) NewID() string {
+	return (&Variable{Kind: value.String, Generate: s.Generate}).Initial().AsString()
+}
+
+// SessionUpdate is a compiled rule sessionUpdate.
+type SessionUpdate struct {
+	Value    string
+	From     *VarRef
+	Generate bool
+}
+
+func (c *compiler) session(path *field.Path) {
+	op := &c.spec.Operation
+	s := op.Session
+	if s == nil || !s.Enabled {
+		return
+	}
+	sess := &Session{Key: s.Key, Separator: "=", EndValue: s.EndValue, UpdateOnDetected: c.p.UpdateOnDetected}
+	if s.Key == "" {
+		c.add(field.Required(path.Child("key"), "the text that announces the session id, e.g. SESSIONID"))
+	}
+	if s.Separator != nil {
+		sess.Separator = *s.Separator
+	}
+	gen := s.Generate
+	if gen == nil {
+		gen = &v1alpha1.Generate{}
+	}
+	sess.Generate = c.generator(path.Child("generate"), value.String, gen)
+	if s.Generate == nil {
+		sess.Generate = nil
+	}
+	switch s.UpdateWhen {
+	case "":
+	case v1alpha1.MemoryUpdateDetected, v1alpha1.MemoryUpdateExecuted:
+		sess.UpdateOnDetected = s.UpdateWhen == v1alpha1.MemoryUpdateDetected
+	default:
+		c.add(field.NotSupported(path.Child("updateWhen"), s.UpdateWhen, []string{string(v1alpha1.MemoryUpdateDetected), string(v1alpha1.MemoryUpdateExecuted)}))
+	}
+	c.p.Session = sess
+}
+
+func (c *compiler) sessionUpdate(path *field.Path, u *v1alpha1.SessionUpdate) *SessionUpdate {
+	if c.p.Session == nil {
+		c.add(field.Invalid(path, "", "needs operation.session.enabled"))
+		return nil
+	}
+	set := 0
+	out := &SessionUpdate{Value: u.Value, Generate: u.Generate}
+	if u.Value != "" {
+		set++
+	}
+	if u.Generate {
+		set++
+		if c.p.Session.Generate == nil {
+			// Lope generates with its defaults when asked without settings.
+			c.p.Session.Generate = &Generator{Length: DefaultGenerateLength, Alphabet: alphabets[v1alpha1.CharsetAlphanumericLower]}
+		}
+	}
+	if u.FromVariable != "" {
+		set++
+		if ref, ok := c.variable(path.Child("fromVariable"), u.FromVariable); ok {
+			out.From = &ref
+		}
+	}
+	if set != 1 {
+		c.add(field.Invalid(path, "", "set exactly one of value, fromVariable or generate"))
+	}
+	return out
+}

@@ -1,0 +1,195 @@
+package connector
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/parley-dev/parley/api/v1alpha1"
+	"github.com/parley-dev/parley/connector/rules"
+)
+
+// Session mode (operation.session): the id an input carries, not the peer's address, says
+// which logical connection it belongs to. A new TCP socket therefore joins a conversation
+// on its first input, and an input carrying another live session's id moves its socket
+// there. Without an id, a peer is keyed by its address, or given a generated id.
+
+// SessionValue implements rules.Env.
+func (cv *conversation) SessionValue() string { return cv.session }
+
+// setSession files the conversation under id; false when another live conversation has
+// it. Called with mu held.
+func (cv *conversation) setSession(id string) bool {
+	if id == cv.session {
+		return true
+	}
+	if cv.prog.Mode != v1alpha1.ModeClient && !cv.c.conns.rekey(cv, sessionKey(id)) {
+		return false
+	}
+	cv.session = id
+	cv.ref = cv.newRef()
+	return true
+}
+
+func (cv *conversation) newRef() *v1alpha1.ConnectionRef {
+	return &v1alpha1.ConnectionRef{ID: cv.id, Peer: cv.peer.String(), Transport: cv.prog.Transport, Session: cv.session}
+}
+
+// updateSession applies a rule's sessionUpdate. Called with mu held.
+func (cv *conversation) updateSession(r *rules.Rule) {
+	u := r.SessionUpdate
+	if u == nil {
+		return
+	}
+	id := u.Value
+	switch {
+	case u.From != nil:
+		id = cv.Get(*u.From).String()
+	case u.Generate:
+		id = cv.prog.Session.NewID()
+	}
+	if len(id) > rules.MaxSessionValue {
+		id = id[:rules.MaxSessionValue]
+	}
+	switch {
+	case id == "":
+		cv.recordError(fmt.Sprintf("rule %d: sessionUpdate: empty session id", r.ID))
+	case !cv.setSession(id):
+		cv.recordError(fmt.Sprintf("rule %d: sessionUpdate: session id %q belongs to another live conversation", r.ID, id))
+	}
+}
+
+// sessionOf returns the session id raw carries, or "".
+func sessionOf(p *rules.Program, raw []byte) string {
+	return p.Session.Extract(p.Codec.Decode(raw))
+}
+
+// routeSession finds the conversation of a first input (a new TCP socket, or any UDP
+// datagram) in session mode, creating it when needed; nil when the peer is refused.
+func (c *Connector) routeSession(p *rules.Program, s socket, raw []byte, isUDP bool, detail string) *conversation {
+	peer := s.remote()
+	id := sessionOf(p, raw)
+	if id != "" {
+		if cv := c.conns.lookup(sessionKey(id)); cv != nil && cv.take(s, !isUDP, detail, "") {
+			return cv
+		}
+		// A peer known by its address presents an id for the first time: adopt it.
+		if cv := c.conns.lookup(keyOf(p, peer)); cv != nil && cv.take(s, !isUDP, detail, id) {
+			return cv
+		}
+	} else if p.Session.Generate != nil {
+		id = p.Session.NewID()
+	}
+	key := keyOf(p, peer)
+	if id != "" {
+		key = sessionKey(id)
+	}
+	return c.join(key, peer, s, true, detail, id)
+}
+
+// take attaches s to a live conversation found by key; with adopt set, only a conversation
+// without a session takes the socket, and files itself under adopt.
+func (cv *conversation) take(s socket, record bool, detail, adopt string) bool {
+	cv.mu.Lock()
+	defer cv.mu.Unlock()
+	if cv.ended || len(cv.socks) >= maxSocketsPerConversation {
+		return false
+	}
+	if adopt != "" && (cv.session != "" || !cv.setSession(adopt)) {
+		return false
+	}
+	if record {
+		cv.attach(s)
+		a := cv.activity(v1alpha1.ActivityConnected)
+		a.Message = "socket joined the conversation of its session; " + detail
+		cv.record(a)
+	}
+	return true
+}
+
+// followSession sends an input on an established socket to the conversation of the session
+// id it carries: a new id is adopted, another live conversation's id moves the socket.
+func (c *Connector) followSession(cv *conversation, s socket, raw []byte) *conversation {
+	id := sessionOf(cv.prog, raw)
+	if id == "" {
+		return cv
+	}
+	cv.mu.Lock()
+	if cv.ended || id == cv.session {
+		cv.mu.Unlock()
+		return cv
+	}
+	other := c.conns.lookup(sessionKey(id))
+	if other == nil || other == cv || cv.prog.Mode == v1alpha1.ModeClient {
+		if !cv.setSession(id) {
+			cv.recordError(fmt.Sprintf("session id %q belongs to another live conversation", id))
+		}
+		cv.mu.Unlock()
+		return cv
+	}
+	cv.detach(s)
+	cv.mu.Unlock()
+	if !other.take(s, true, "moved from "+cv.id, "") {
+		cv.mu.Lock()
+		cv.attach(s)
+		cv.mu.Unlock()
+		return cv
+	}
+	return other
+}
+
+// detach forgets a socket that moved to another conversation; a conversation left without
+// sockets ends unless interactionTimeout will. Called with mu held.
+func (cv *conversation) detach(s socket) {
+	for i, o := range cv.socks {
+		if o == s {
+			cv.socks = append(cv.socks[:i], cv.socks[i+1:]...)
+			break
+		}
+	}
+	if len(cv.socks) == 0 && cv.prog.InteractionTimeout == 0 {
+		cv.finish(v1alpha1.ActivityEnded, "its socket moved to the conversation of another session")
+	}
+}
+
+// serveSessionStream holds a new TCP socket in session mode until its first input says
+// which conversation it belongs to. Sockets waiting so are bounded by
+// maxConcurrentConnections and, when set, wait at most interactionTimeout.
+func (c *Connector) serveSessionStream(p *rules.Program, s *streamSocket, detail string) {
+	if c.waiting.Add(1) > int64(p.MaxConnections) {
+		c.waiting.Add(-1)
+		c.reject(s.peer, p.Transport, "too many sockets waiting for their first input")
+		_ = s.conn.Close()
+		return
+	}
+	if t := p.InteractionTimeout; t > 0 {
+		_ = s.conn.SetReadDeadline(time.Now().Add(t))
+	}
+	buf := make([]byte, p.MaxInputSize)
+	n, err := s.conn.Read(buf)
+	c.waiting.Add(-1)
+	_ = s.conn.SetReadDeadline(time.Time{})
+	if n == 0 {
+		msg := "socket closed before its first input"
+		if err != nil {
+			msg += ": " + err.Error()
+		}
+		c.record(&v1alpha1.ActivityRecord{
+			Time: nowMicro(), Type: v1alpha1.ActivityEnded, RulesRef: &p.Ref, Message: msg,
+			Connection: &v1alpha1.ConnectionRef{Peer: s.peer.String(), Transport: p.Transport},
+		})
+		_ = s.conn.Close()
+		return
+	}
+	cv := c.routeSession(p, s, buf[:n], false, detail)
+	if cv == nil {
+		_ = s.conn.Close()
+		return
+	}
+	cv = cv.input(s, buf[:n], n >= len(buf))
+	if err != nil {
+		_ = s.conn.Close()
+		cv.socketClosed(s, err)
+		return
+	}
+	c.readLoop(cv, s)
+}

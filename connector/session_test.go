@@ -1,0 +1,144 @@
+package connector_test
+
+import (
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/parley-dev/parley/api/v1alpha1"
+)
+
+const sessionRules = `
+operation:
+  port: 1
+  interactionTimeout: 30s
+  session: {enabled: true, key: SID, endValue: ";"}
+memory:
+  connection: [{name: user, type: string, default: nobody}]
+conversation:
+  greetings: {value: "welcome;"}
+  rules:
+  - {id: 1, mode: Sync, regex: "LOGIN (\\w+)", captures: [{regex: "LOGIN (\\w+)", variable: user}], response: "hello {{user}} in {{SESSION_KEY}} {{SESSION_VALUE}};"}
+  - {id: 2, mode: Sync, regex: "WHO", response: "{{user}};"}
+`
+
+func TestSessionsTellPeersFromOneIPApart(t *testing.T) {
+	h := start(t, sessionRules)
+	a, b := h.dial(), h.dial() // both from 127.0.0.1, keyed by IP without sessions
+	a.exchange("SID=aaa; LOGIN alice", "welcome;hello alice in SID aaa;")
+	b.exchange("SID=bbb; LOGIN bob", "welcome;hello bob in SID bbb;")
+	a.exchange("SID=aaa; WHO", "alice;")
+	b.exchange("SID=bbb; WHO", "bob;")
+	a.conn.Close()
+	c := h.dial() // a new socket with a's session: its memory, no new greeting
+	c.exchange("SID=aaa WHO", "alice;")
+
+	conns := map[string]string{}
+	for _, in := range h.acts.waitFor(t, v1alpha1.ActivityInput, 5) {
+		if prev, ok := conns[in.Connection.Session]; ok && prev != in.Connection.ID {
+			t.Errorf("session %s in two conversations", in.Connection.Session)
+		}
+		conns[in.Connection.Session] = in.Connection.ID
+	}
+	if len(conns) != 2 || conns["aaa"] == conns["bbb"] {
+		t.Errorf("conversations by session: %v", conns)
+	}
+}
+
+func TestSessionSocketMovesToTheConversationOfItsID(t *testing.T) {
+	h := start(t, sessionRules)
+	a, b := h.dial(), h.dial()
+	a.exchange("SID=aaa; LOGIN alice", "welcome;hello alice in SID aaa;")
+	b.exchange("SID=bbb; LOGIN bob", "welcome;hello bob in SID bbb;")
+	a.exchange("SID=bbb; WHO", "bob;") // a's socket now belongs to bbb
+	a.exchange("WHO", "bob;")
+	b.exchange("SID=bbb; WHO", "bob;")
+}
+
+func TestGeneratedSessionIDs(t *testing.T) {
+	h := start(t, `
+operation:
+  port: 1
+  interactionTimeout: 30s
+  socket: {closeAfterReplying: true}
+  session: {enabled: true, key: token, separator: ":", generate: {length: 10, charset: Numeric}}
+memory: {connection: [{name: hits, type: int}]}
+conversation:
+  rules:
+  - {id: 1, mode: Sync, regex: "GET", operation: {name: NBR_SUM, inputs: [hits, "1"], outputs: [hits]}, response: "{{SESSION_KEY}}:{{SESSION_VALUE}} hits={{hits}}\n"}
+`)
+	first := h.dial()
+	first.send("GET /")
+	got := first.expectClosed()
+	m := regexp.MustCompile(`^token:(\d{10}) hits=0\n$`).FindStringSubmatch(got)
+	if m == nil {
+		t.Fatalf("first reply %q", got)
+	}
+	for i := 1; i <= 2; i++ {
+		p := h.dial()
+		p.send("GET / token:" + m[1])
+		if got := p.expectClosed(); got != "token:"+m[1]+" hits="+string(rune('0'+i))+"\n" {
+			t.Errorf("request %d: %q", i, got)
+		}
+	}
+	other := h.dial()
+	other.send("GET /")
+	if got := other.expectClosed(); strings.Contains(got, m[1]) || !strings.HasSuffix(got, "hits=0\n") {
+		t.Errorf("a peer without an id got %q", got)
+	}
+}
+
+func TestSessionUpdate(t *testing.T) {
+	h := start(t, `
+operation:
+  port: 1
+  interactionTimeout: 30s
+  session: {enabled: true, key: "Cookie: s", endValue: ";", updateWhen: Detected}
+memory: {connection: [{name: tok, type: string}, {name: user, type: string}]}
+conversation:
+  rules:
+  - id: 1
+    mode: Sync
+    regex: "LOGIN (\\w+)"
+    captures: [{regex: "LOGIN (\\w+)", variable: user}, {regex: "LOGIN (\\w+)", variable: tok}]
+    sessionUpdate: {fromVariable: tok}
+    response: "Set-Cookie: s={{SESSION_VALUE}};"
+  - {id: 2, mode: Sync, regex: "TAKEN", sessionUpdate: {value: carol}}
+  - {id: 3, mode: Sync, regex: "ME", response: "{{user}}@{{SESSION_VALUE}};"}
+`)
+	a := h.dial()
+	a.exchange("LOGIN carol", "Set-Cookie: s=carol;")
+	b := h.dial()
+	b.exchange("Cookie: s=carol; ME", "carol@carol;")
+	c := h.dial()
+	c.exchange("LOGIN dave", "Set-Cookie: s=dave;")
+	h.quiet(c, "TAKEN", 4) // dave's conversation may not take carol's id
+	e := h.acts.waitFor(t, v1alpha1.ActivityError, 1)[0]
+	if !strings.Contains(e.Message, `sessionUpdate: session id "carol" belongs to another live conversation`) {
+		t.Errorf("Error %q", e.Message)
+	}
+	c.exchange("ME", "dave@dave;")
+}
+
+func TestUDPSessions(t *testing.T) {
+	h := start(t, `
+operation: {port: 1, transport: UDP, interactionTimeout: 30s, memoryUpdateWhen: Detected, session: {enabled: true, key: "id=", separator: ""}}
+memory: {connection: [{name: count, type: int}]}
+conversation:
+  rules:
+  - {id: 1, mode: Sync, regex: "INC", operation: {name: NBR_SUM, inputs: [count, "1"], outputs: [count]}, response: "{{SESSION_VALUE}}={{count}}"}
+`)
+	a, b := h.dialUDP(), h.dialUDP() // one IP; without sessions they would share a conversation
+	a.send("INC id=x")
+	a.expect("x=1")
+	b.send("INC id=y")
+	b.expect("y=1")
+	a.send("INC id=x")
+	a.expect("x=2")
+	c := h.dialUDP()
+	c.send("INC id=y") // another port, y's session
+	c.expect("y=2")
+	if n := len(h.acts.of(v1alpha1.ActivityConnected)); n != 2 {
+		t.Errorf("%d conversations, want 2", n)
+	}
+}
