@@ -13,7 +13,7 @@ type connKey struct {
 }
 
 func addrKey(a netip.AddrPort) connKey { return connKey{addr: a} }
-func sessionKey(id string) connKey    { return connKey{session: id} }
+func sessionKey(id string) connKey     { return connKey{session: id} }
 
 // registry holds the live logical connections by key.
 type registry struct {
