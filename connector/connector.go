@@ -39,8 +39,8 @@ type Options struct {
 	WriteTimeout time.Duration
 	// DialTimeout bounds each client-mode dial. Default 10s.
 	DialTimeout time.Duration
-	// UDPPeerRate limits datagrams per second accepted from one peer IP (0 = no limit);
-	// UDPPeerBurst is the bucket size. Defaults 100/s and 200.
+	// UDPPeerRate limits datagrams per second accepted from one peer IP; UDPPeerBurst is the
+	// bucket size. Zero values mean the defaults, 100/s and 200; a negative rate, no limit.
 	UDPPeerRate  float64
 	UDPPeerBurst int
 	// UDPAmplification caps the bytes a UDP server sends per byte received until the peer

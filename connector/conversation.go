@@ -19,7 +19,7 @@ import (
 // Bounds that keep a hostile peer from growing a conversation without limit.
 const (
 	maxPendingTasks = 1024
-	maxZeroDelayRun = 64
+	maxZeroDelayRun = rules.MaxZeroDelayChain
 	maxValueBytes   = 64 << 10
 	// maxSocketsPerConversation bounds the sockets one logical connection may hold, so a
 	// single IP cannot exhaust descriptors by joining its conversation again and again.
@@ -224,7 +224,7 @@ func (cv *conversation) socketClosed(s socket, err error) {
 	}
 	switch {
 	case byUs:
-		cv.finish(v1alpha1.ActivityEnded, "socket closed by a rule; no interactionTimeout to wait for the peer's return")
+		cv.finish(v1alpha1.ActivityEnded, "socket closed on our side (closeConnection or closeAfterReplying) and no interactionTimeout to wait for the peer's return")
 	case err == nil || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed):
 		cv.finish(v1alpha1.ActivityEnded, "peer closed the connection")
 	default:

@@ -181,7 +181,8 @@ func (cv *conversation) amplificationGuard(a *v1alpha1.ActivityRecord, wire []by
 	if keep > 0 {
 		cut = ends[keep-1]
 	}
-	note(a, fmt.Sprintf("UDP amplification guard: %d bytes withheld until the peer sends again", len(wire)-cut))
+	note(a, fmt.Sprintf("UDP amplification guard: %d bytes not sent (at most %dx what the peer sent until its second datagram)",
+		len(wire)-cut, cv.c.opts.UDPAmplification))
 	return wire[:cut], ends[:keep]
 }
 

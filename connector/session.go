@@ -44,8 +44,8 @@ func (cv *conversation) updateSession(r *rules.Rule) {
 	switch {
 	case u.From != nil:
 		id = cv.Get(*u.From).String()
-	case u.Generate:
-		id = cv.prog.Session.NewID()
+	case u.Generate != nil:
+		id = u.NewID()
 	}
 	if len(id) > rules.MaxSessionValue {
 		id = id[:rules.MaxSessionValue]
@@ -100,7 +100,7 @@ func (cv *conversation) take(s socket, record bool, detail, adopt string) bool {
 	if record {
 		cv.attach(s)
 		a := cv.activity(v1alpha1.ActivityConnected)
-		a.Message = "socket joined the conversation of its session; " + detail
+		a.Message = joinMessage("socket joined the conversation of its session", detail)
 		cv.record(a)
 	}
 	return true

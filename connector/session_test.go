@@ -142,3 +142,22 @@ conversation:
 		t.Errorf("%d conversations, want 2", n)
 	}
 }
+
+func TestSessionUpdateGenerateDoesNotGenerateForOthers(t *testing.T) {
+	h := start(t, `
+operation: {port: 1, interactionTimeout: 30s, memoryUpdateWhen: Detected, session: {enabled: true, key: "sid="}}
+conversation:
+  rules:
+  - {id: 1, mode: Sync, regex: "NEW", sessionUpdate: {generate: true}, response: "{{SESSION_VALUE}};"}
+  - {id: 2, mode: Sync, regex: "WHO", response: "[{{SESSION_VALUE}}];"}
+`)
+	p := h.dial()
+	p.exchange("WHO", "[];") // no id, no generate: keyed by address
+	p.send("NEW")
+	id, err := p.r.ReadString(';')
+	if err != nil || !regexp.MustCompile(`^[0-9a-z]{12};$`).MatchString(id) {
+		t.Fatalf("generated id %q (%v)", id, err)
+	}
+	q := h.dial()
+	q.exchange("WHO", "[];")
+}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -149,6 +148,10 @@ func (c *Connector) join(key connKey, peer netip.AddrPort, s socket, deferGreeti
 			cv.mu.Unlock()
 			return cv
 		}
+		if _, isUDP := s.(*udpPeer); isUDP {
+			// A datagram is not a socket: datagram() points the conversation at its sender.
+			return cv
+		}
 		cv.mu.Lock()
 		if !cv.ended && len(cv.socks) >= maxSocketsPerConversation {
 			cv.mu.Unlock()
@@ -156,9 +159,9 @@ func (c *Connector) join(key connKey, peer netip.AddrPort, s socket, deferGreeti
 			return nil
 		}
 		ok := cv.attach(s)
-		if ok && !deferGreeting {
+		if ok {
 			a := cv.activity(v1alpha1.ActivityConnected)
-			a.Message = strings.TrimSpace("socket joined the live conversation; " + detail)
+			a.Message = joinMessage("socket joined the live conversation", detail)
 			cv.record(a)
 		}
 		cv.mu.Unlock()
@@ -167,6 +170,14 @@ func (c *Connector) join(key connKey, peer netip.AddrPort, s socket, deferGreeti
 		}
 		// It ended while we waited for its lock; start a new one.
 	}
+}
+
+// joinMessage describes a socket joining a live conversation, with its TLS detail if any.
+func joinMessage(what, detail string) string {
+	if detail == "" {
+		return what
+	}
+	return what + "; " + detail
 }
 
 // acceptLoop serves the connections of a TCP or DTLS listener until it is closed.

@@ -1,6 +1,7 @@
 package connector_test
 
 import (
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -176,4 +177,22 @@ operation: {port: 1, ipv6: true}
 conversation: {greetings: {value: "{{IP}};"}}
 `)
 	dialPeer(t, "tcp6", h.addr()).expect("::1;")
+}
+
+// A conversation lives on across any number of datagrams; with the limiter off, a burst far
+// beyond the default bucket is answered in full.
+func TestUDPManyDatagramsOneConversation(t *testing.T) {
+	h := start(t, `
+operation: {port: 1, transport: UDP}
+memory: {connection: [{name: count, type: int}]}
+conversation: {rules: [{id: 1, mode: Sync, regex: "PING", response: "PONG {{count}}", operation: {name: NBR_SUM, inputs: [count, "1"], outputs: [count]}}]}
+`, func(o *connector.Options) { o.UDPPeerRate = -1 })
+	u := h.dialUDP()
+	for i := range 300 {
+		u.send("PING")
+		u.expect(fmt.Sprintf("PONG %d", i))
+	}
+	if n := len(h.acts.of(v1alpha1.ActivityRejected)); n != 0 {
+		t.Errorf("%d rejected", n)
+	}
 }

@@ -181,3 +181,11 @@ func TestRunRefusesInvalidRules(t *testing.T) {
 		t.Errorf("err %v, output:\n%s", err, out)
 	}
 }
+
+func TestRunSkipsDisabledRules(t *testing.T) {
+	disabled := strings.Replace(validRules, "spec:\n  operation:", "spec:\n  enabled: false\n  operation:", 1)
+	out, err := exec.Command(parleyBinary, "run", "-f", writeFile(t, disabled), "--port", "0").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "pinger is disabled (spec.enabled: false), not served") {
+		t.Errorf("err %v, output:\n%s", err, out)
+	}
+}

@@ -111,8 +111,13 @@ func load(stderr io.Writer, files []string) ([]loaded, error) {
 		return nil, fmt.Errorf("no %s in %v", rulesfile.Kind, files)
 	}
 	var out []loaded
-	invalid := 0
+	invalid, disabled := 0, 0
 	for _, d := range docs {
+		if e := d.Rules.Spec.Enabled; e != nil && !*e {
+			fmt.Fprintf(stderr, "parley: %s: %s is disabled (spec.enabled: false), not served\n", d.Source, d.Name())
+			disabled++
+			continue
+		}
 		prog, errs := rules.Compile(d.Name(), d.Rules.Generation, &d.Rules.Spec)
 		for _, e := range errs {
 			fmt.Fprintf(stderr, "%s: %s: %s\n", d.Source, d.Name(), e.Error())
@@ -125,6 +130,9 @@ func load(stderr io.Writer, files []string) ([]loaded, error) {
 	}
 	if invalid > 0 {
 		return nil, fmt.Errorf("%d invalid rules document(s); `parley check` lists the same errors", invalid)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("all %d rules document(s) are disabled", disabled)
 	}
 	return out, nil
 }
@@ -174,6 +182,9 @@ func run(parent context.Context, stdout, stderr io.Writer, o runOptions, portSet
 	for i, l := range progs {
 		opts := connector.Options{
 			Name: l.name, Register: reg, UDPPeerRate: o.udpPeerRate, UDPPeerBurst: o.udpPeerBurst, TLS: tlsMaterial,
+		}
+		if o.udpPeerRate <= 0 {
+			opts.UDPPeerRate = -1 // the flag's 0 means no limit
 		}
 		if o.name != "" {
 			opts.Name = o.name

@@ -23,7 +23,9 @@ const (
 	DefaultMaxInputSize    = 1024
 	DefaultMaxConnections  = 5
 	DefaultGenerateLength  = 12
-	maxInputSizeLimit      = 1 << 20
+	// MaxZeroDelayChain bounds chains of async runs scheduled without delay.
+	MaxZeroDelayChain = 64
+	maxInputSizeLimit = 1 << 20
 )
 
 // Reserved names that cannot be declared as variables.

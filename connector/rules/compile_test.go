@@ -96,6 +96,11 @@ operation: {port: 1}
 conversation: {rules: [{id: 1, mode: Sync, regex: a, asyncLoop: {rules: [{ruleID: 2}]}}, {id: 2, mode: Async}]}`, []string{
 			"spec.conversation.rules[0].asyncLoop.rules[0].delay",
 		}},
+		{"zero-delay loop beyond the chain bound", `
+operation: {port: 1}
+conversation: {rules: [{id: 1, mode: Sync, regex: a, asyncLoop: {rules: [{ruleID: 2, maxIterations: 100}]}}, {id: 2, mode: Async}]}`, []string{
+			"spec.conversation.rules[0].asyncLoop.rules[0].maxIterations: Invalid value: 100", "at most 64 iterations",
+		}},
 		{"unknown template variables", `
 operation: {port: 1}
 memory: {connection: [{name: user}]}

@@ -160,8 +160,12 @@ func (c *compiler) rule(path *field.Path, s *v1alpha1.Rule) *Rule {
 				c.add(field.Invalid(p.Child("maxIterations"), lr.MaxIterations, "must not be negative (0 = unbounded)"))
 			}
 			delay := c.duration(p.Child("delay"), lr.Delay)
-			if lr.MaxIterations == 0 && delay == 0 {
+			switch {
+			case lr.MaxIterations == 0 && delay == 0:
 				c.add(field.Invalid(p.Child("delay"), "0s", "an unbounded loop needs a delay"))
+			case delay == 0 && lr.MaxIterations > MaxZeroDelayChain:
+				c.add(field.Invalid(p.Child("maxIterations"), lr.MaxIterations,
+					fmt.Sprintf("a loop without delay runs at most %d iterations (the bound on zero-delay chains)", MaxZeroDelayChain)))
 			}
 			loop.Rules[i] = Schedule{Delay: delay, MaxIterations: int(lr.MaxIterations)}
 			c.refer(p.Child("ruleID"), lr.RuleID, &loop.Rules[i])

@@ -49,16 +49,22 @@ func (s *Session) Extract(text string) string {
 }
 
 // NewID makes a session id as operation.session.generate says.
-func (s *Session) NewID() string {
-	return (&Variable{Kind: value.String, Generate: s.Generate}).Initial().AsString()
+func (s *Session) NewID() string { return newID(s.Generate) }
+
+func newID(g *Generator) string {
+	return (&Variable{Kind: value.String, Generate: g}).Initial().AsString()
 }
 
 // SessionUpdate is a compiled rule sessionUpdate.
 type SessionUpdate struct {
-	Value    string
-	From     *VarRef
-	Generate bool
+	Value string
+	From  *VarRef
+	// Generate, when set, makes a new id.
+	Generate *Generator
 }
+
+// NewID makes a new id for a sessionUpdate with generate.
+func (u *SessionUpdate) NewID() string { return newID(u.Generate) }
 
 func (c *compiler) session(path *field.Path) {
 	op := &c.spec.Operation
@@ -97,15 +103,16 @@ func (c *compiler) sessionUpdate(path *field.Path, u *v1alpha1.SessionUpdate) *S
 		return nil
 	}
 	set := 0
-	out := &SessionUpdate{Value: u.Value, Generate: u.Generate}
+	out := &SessionUpdate{Value: u.Value}
 	if u.Value != "" {
 		set++
 	}
 	if u.Generate {
 		set++
-		if c.p.Session.Generate == nil {
-			// Lope generates with its defaults when asked without settings.
-			c.p.Session.Generate = &Generator{Length: DefaultGenerateLength, Alphabet: alphabets[v1alpha1.CharsetAlphanumericLower]}
+		// Without operation.session.generate, ids are made with Lope's defaults.
+		out.Generate = c.p.Session.Generate
+		if out.Generate == nil {
+			out.Generate = &Generator{Length: DefaultGenerateLength, Alphabet: alphabets[v1alpha1.CharsetAlphanumericLower]}
 		}
 	}
 	if u.FromVariable != "" {
