@@ -1,0 +1,128 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// lopeData is the importer's testdata: Lope rules files with golden outputs.
+const lopeData = "../../internal/lope/testdata/"
+
+// parley runs the built binary and returns stdout, stderr and the exit code.
+func parley(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(parleyBinary, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return stdout.String(), stderr.String(), code
+}
+
+// checkOutput runs parley check on YAML and wants every document valid.
+func checkOutput(t *testing.T, yamlText string, docs int) {
+	t.Helper()
+	out, stderr, code := parley(t, "check", "-f", writeFile(t, yamlText))
+	if code != 0 || strings.Count(out, ": valid (") != docs {
+		t.Errorf("parley check (exit %d) wants %d valid documents:\n%s%s", code, docs, out, stderr)
+	}
+}
+
+func TestImportClean(t *testing.T) {
+	stdout, stderr, code := parley(t, "import", lopeData+"tcp_server.yml", lopeData+"async_hybrid.yml")
+	if code != 0 {
+		t.Fatalf("exit %d:\n%s", code, stderr)
+	}
+	if !strings.HasPrefix(stdout, "---\napiVersion: parley.io/v1alpha1\nkind: ConversationRules\n") || strings.Count(stdout, "\n---\n") != 1 {
+		t.Errorf("stdout is not a two-document stream:\n%s", stdout)
+	}
+	for _, unwanted := range []string{"status:", "creationTimestamp", "tls: {}", "memory: {}"} {
+		if strings.Contains(stdout, unwanted) {
+			t.Errorf("output holds %q", unwanted)
+		}
+	}
+	// Notes are printed, as FILE: PATH: note: message, without failing the import.
+	if !strings.Contains(stderr, lopeData+"tcp_server.yml: conversation.custom_rules.rules[2].alert: note: carried as alert: true") {
+		t.Errorf("stderr:\n%s", stderr)
+	}
+	checkOutput(t, stdout, 2)
+	golden, err := os.ReadFile(lopeData + "tcp_server.golden.yaml")
+	if err != nil || !strings.Contains(stdout, string(golden)) {
+		t.Errorf("stdout does not hold the golden output of tcp_server.yml (%v)", err)
+	}
+}
+
+func TestImportDroppedExitsTwoAndStillWrites(t *testing.T) {
+	stdout, stderr, code := parley(t, "import", lopeData+"dropped.yml")
+	if code != 2 {
+		t.Fatalf("exit %d, want 2:\n%s", code, stderr)
+	}
+	for _, want := range []string{
+		lopeData + "dropped.yml: conversation.custom_rules.rules[0].regex: dropped: RE2 cannot run `^(?!admin)\\w+`: lookarounds",
+		lopeData + "dropped.yml: conversation.custom_rules.rules[1].trigger[0].rule_id: dropped: rule 1 was left out",
+		lopeData + "dropped.yml: operation.custom_function_preprocessor: dropped: Python function",
+		lopeData + "dropped.yml: author: dropped: unknown Lope field",
+		"could not be carried over",
+	} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+	checkOutput(t, stdout, 1)
+}
+
+func TestImportBadInputExitsOne(t *testing.T) {
+	_, stderr, code := parley(t, "import", filepath.Join(t.TempDir(), "absent.yml"))
+	if code != 1 || !strings.Contains(stderr, "absent.yml") {
+		t.Errorf("missing file: exit %d:\n%s", code, stderr)
+	}
+	bad := writeFile(t, "operation: {port: 1, transport_protocol: SCTP}\n")
+	stdout, stderr, code := parley(t, "import", lopeData+"udp_client.yml", bad)
+	if code != 1 || !strings.Contains(stderr, bad+": operation.transport_protocol: \"SCTP\" is not TCP or UDP") {
+		t.Errorf("bad file: exit %d:\n%s", code, stderr)
+	}
+	// The good file is still converted.
+	checkOutput(t, stdout, 1)
+	_, stderr, code = parley(t, "import", lopeData+"cycle/main.yml")
+	if code != 1 || !strings.Contains(stderr, "import cycle: b.yml -> c.yml -> b.yml") {
+		t.Errorf("cycle: exit %d:\n%s", code, stderr)
+	}
+	if _, _, code := parley(t, "import"); code != 1 {
+		t.Errorf("no arguments: exit %d", code)
+	}
+}
+
+func TestImportToDirectory(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "out")
+	other := filepath.Join(t.TempDir(), "tcp_server.yml")
+	src, err := os.ReadFile(lopeData + "tcp_server.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(other, src, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, code := parley(t, "import", "-o", dir, lopeData+"tcp_server.yml", other, lopeData+"imports_main.yml")
+	if code != 0 || stdout != "" {
+		t.Fatalf("exit %d, stdout %q:\n%s", code, stdout, stderr)
+	}
+	for _, name := range []string{"tcp-server.yaml", "tcp-server-2.yaml", "imports-main.yaml"} {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkOutput(t, string(b), 1)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "tcp-server-2.yaml")); !strings.Contains(string(b), "name: tcp-server-2\n") {
+		t.Errorf("the second tcp_server.yml must get its own name:\n%s", b)
+	}
+}

@@ -1,0 +1,234 @@
+package lope
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+
+	yaml "go.yaml.in/yaml/v2"
+)
+
+// maxImportDepth bounds import chains; a cycle is reported long before, this only stops a
+// pathological tree of distinct files.
+const maxImportDepth = 32
+
+// source is a primary file with its imports resolved: every variable, rule and group, each
+// with the Lope path it is reported under. Imported items are addressed through the import
+// entry that brought them in, e.g. conversation.custom_rules.import[0].rules[2].
+type source struct {
+	path    string
+	file    file
+	shared  []varSrc
+	global  []varSrc
+	conn    []varSrc
+	rules   []ruleSrc
+	groups  []groupSrc
+	unknown []Issue
+}
+
+type varSrc struct {
+	path string
+	v    *variable
+}
+
+type ruleSrc struct {
+	path string
+	r    *rule
+}
+
+type groupSrc struct {
+	path  string
+	g     *group
+	rules []ruleSrc
+}
+
+// loader reads a primary file and, recursively, what it imports.
+type loader struct {
+	src     *source
+	mainDir string
+	// seen dedupes unknown-field reports of an auxiliary file imported more than once.
+	seen map[string]bool
+}
+
+func load(path string) (*source, error) {
+	src := &source{path: path}
+	if err := readYAML(path, &src.file); err != nil {
+		return nil, err
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, err
+	}
+	l := &loader{src: src, mainDir: filepath.Dir(abs), seen: map[string]bool{}}
+	unknownFields(reflect.ValueOf(&src.file), "", &src.unknown)
+
+	m := &src.file.Memory
+	l.addVars("memory_variables.", m.Shared, m.Global, m.Connection)
+	if err := l.imports("memory_variables.", m.Import, l.mainDir, []string{abs}, l.addAuxVars); err != nil {
+		return nil, err
+	}
+	cr := &src.file.Conversation.CustomRules
+	l.addRules("conversation.custom_rules.", cr.Rules, cr.Groups)
+	if err := l.imports("conversation.custom_rules.", cr.Import, l.mainDir, []string{abs}, l.addAuxRules); err != nil {
+		return nil, err
+	}
+	return src, nil
+}
+
+func readYAML(path string, into interface{}) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(string(data)) == "" {
+		return fmt.Errorf("%s: empty file", path)
+	}
+	if err := yaml.Unmarshal(data, into); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
+
+func (l *loader) addVars(prefix string, shared, global, conn []variable) {
+	add := func(into *[]varSrc, field string, vs []variable) {
+		for i := range vs {
+			*into = append(*into, varSrc{path: fmt.Sprintf("%s%s[%d]", prefix, field, i), v: &vs[i]})
+		}
+	}
+	add(&l.src.shared, "multi_extconn_level", shared)
+	add(&l.src.global, "global_level", global)
+	add(&l.src.conn, "connection_level", conn)
+}
+
+func (l *loader) addRules(prefix string, rules []rule, groups []group) {
+	for i := range rules {
+		l.src.rules = append(l.src.rules, ruleSrc{path: fmt.Sprintf("%srules[%d]", prefix, i), r: &rules[i]})
+	}
+	for i := range groups {
+		g := groupSrc{path: fmt.Sprintf("%sgroups[%d]", prefix, i), g: &groups[i]}
+		for j := range groups[i].Rules {
+			g.rules = append(g.rules, ruleSrc{path: fmt.Sprintf("%s.rules[%d]", g.path, j), r: &groups[i].Rules[j]})
+		}
+		l.src.groups = append(l.src.groups, g)
+	}
+}
+
+func (l *loader) addAuxVars(prefix string, aux *auxFile) {
+	l.addVars(prefix, aux.Shared, aux.Global, aux.Connection)
+}
+
+func (l *loader) addAuxRules(prefix string, aux *auxFile) {
+	l.addRules(prefix, aux.Rules, aux.Groups)
+}
+
+// imports reads each imported file, hands it to add, and follows its own imports. stack
+// holds the absolute paths of the files being imported, to refuse cycles.
+func (l *loader) imports(prefix string, refs []importRef, dir string, stack []string, add func(string, *auxFile)) error {
+	for i, ref := range refs {
+		at := fmt.Sprintf("%simport[%d]", prefix, i)
+		if strings.TrimSpace(ref.Path) == "" {
+			return fmt.Errorf("%s.path: an import needs a path", at)
+		}
+		target := ref.Path
+		// Lope resolves is_relative paths from the importing file; others are used as
+		// written (absolute, or relative to the working directory).
+		if ref.IsRelative.on && !filepath.IsAbs(target) {
+			target = filepath.Join(dir, target)
+		}
+		abs, err := filepath.Abs(target)
+		if err != nil {
+			return fmt.Errorf("%s: %w", at, err)
+		}
+		for j, s := range stack {
+			if s == abs {
+				return fmt.Errorf("%s: import cycle: %s", at, l.chain(append(stack[j:], abs)))
+			}
+		}
+		if len(stack) > maxImportDepth {
+			return fmt.Errorf("%s: imports nested more than %d deep: %s", at, maxImportDepth, l.chain(append(stack, abs)))
+		}
+		aux := &auxFile{}
+		if err := readYAML(target, aux); err != nil {
+			return fmt.Errorf("%s: %w", at, err)
+		}
+		l.reportUnknown(abs, at, aux)
+		add(at+".", aux)
+		if err := l.imports(at+".", aux.Import, filepath.Dir(abs), append(stack[:len(stack):len(stack)], abs), add); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// reportUnknown reports an auxiliary file's unknown fields once, under the first import
+// that brought it in (the same file is usually imported for memory and for rules).
+func (l *loader) reportUnknown(abs, at string, aux *auxFile) {
+	var found []Issue
+	unknownFields(reflect.ValueOf(aux), "", &found)
+	for _, is := range found {
+		key := abs + "|" + is.Path
+		if l.seen[key] {
+			continue
+		}
+		l.seen[key] = true
+		l.src.unknown = append(l.src.unknown, Issue{Path: at + "." + is.Path, Message: is.Message})
+	}
+}
+
+// chain prints an import chain with paths relative to the primary file.
+func (l *loader) chain(files []string) string {
+	names := make([]string, len(files))
+	for i, f := range files {
+		if rel, err := filepath.Rel(l.mainDir, f); err == nil {
+			f = rel
+		}
+		names[i] = f
+	}
+	return strings.Join(names, " -> ")
+}
+
+// unknownFields reports every key collected in an Extra map, with its path. Field paths
+// are built from the yaml tags, so they read as the Lope file does.
+func unknownFields(v reflect.Value, path string, out *[]Issue) {
+	switch v.Kind() {
+	case reflect.Ptr, reflect.Interface:
+		if !v.IsNil() {
+			unknownFields(v.Elem(), path, out)
+		}
+	case reflect.Slice:
+		for i := 0; i < v.Len(); i++ {
+			unknownFields(v.Index(i), fmt.Sprintf("%s[%d]", path, i), out)
+		}
+	case reflect.Struct:
+		t := v.Type()
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			if !f.IsExported() {
+				continue
+			}
+			if f.Name == "Extra" {
+				keys := make([]string, 0, v.Field(i).Len())
+				for _, k := range v.Field(i).MapKeys() {
+					keys = append(keys, fmt.Sprint(k.Interface()))
+				}
+				sort.Strings(keys)
+				for _, k := range keys {
+					*out = append(*out, Issue{Path: join(path, k), Message: "unknown Lope field, ignored"})
+				}
+				continue
+			}
+			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			unknownFields(v.Field(i), join(path, name), out)
+		}
+	}
+}
+
+func join(path, name string) string {
+	if path == "" {
+		return name
+	}
+	return path + "." + name
+}

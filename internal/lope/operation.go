@@ -1,0 +1,211 @@
+package lope
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/parley-dev/parley/api/v1alpha1"
+	"github.com/parley-dev/parley/connector/codec"
+)
+
+// operation converts the operation section. Values Lope cannot run with (no port, an
+// unknown mode, transport or encoding) make the whole file unusable, as in Lope: an error.
+func (c *converter) operation(o *operation) (v1alpha1.Operation, error) {
+	const p = "operation."
+	var out v1alpha1.Operation
+	switch strings.ToLower(strings.TrimSpace(o.Mode)) {
+	case "", "server":
+		out.Mode = v1alpha1.ModeServer
+	case "client":
+		out.Mode = v1alpha1.ModeClient
+	default:
+		return out, fmt.Errorf("%smode: %q is not server or client", p, o.Mode)
+	}
+	switch strings.ToUpper(strings.TrimSpace(o.TransportProtocol)) {
+	case "", "TCP":
+		out.Transport = v1alpha1.TransportTCP
+	case "UDP":
+		out.Transport = v1alpha1.TransportUDP
+	default:
+		return out, fmt.Errorf("%stransport_protocol: %q is not TCP or UDP", p, o.TransportProtocol)
+	}
+	if !o.Port.set || o.Port.v < 1 || o.Port.v > 65535 {
+		return out, fmt.Errorf("%sport: a port between 1 and 65535 is required (Lope does not use a file without one)", p)
+	}
+	out.Port = int32(o.Port.v)
+	out.IP = strings.TrimSpace(o.IP)
+	if out.Mode == v1alpha1.ModeClient && out.IP == "" {
+		return out, fmt.Errorf("%sip: client mode needs the target host", p)
+	}
+	out.IPv6 = o.UseIP6.on
+	if e := strings.TrimSpace(o.Encoding); e != "" {
+		// Python accepts utf8, UTF_8, utf-8 ... for the same codec.
+		enc, ok := encodings[strings.NewReplacer("-", "", "_", "").Replace(strings.ToLower(e))]
+		if !ok {
+			return out, fmt.Errorf("%sencoding: %q is not utf-8, utf-16, utf-32 or ascii", p, o.Encoding)
+		}
+		out.Encoding = enc
+	}
+	cd, err := codec.For(out.Encoding)
+	if err != nil {
+		return out, fmt.Errorf("%sencoding: %w", p, err)
+	}
+	c.codec = cd
+	out.IdentifyByPort = o.IdentifyByPort.on
+	// Lope: 0 or less means no timeout.
+	if o.InteractionTimeout.set && o.InteractionTimeout.v > 0 {
+		out.InteractionTimeout = duration(o.InteractionTimeout.v)
+	}
+	out.ConnectionQueue = c.count(p+"connection_queue", o.ConnectionQueue, 65535)
+	out.MaxInputSize = c.count(p+"max_input_size", o.MaxInputSize, 1<<20)
+	out.MaxConcurrentConnections = c.count(p+"max_concurrent_connection", o.MaxConcurrent, 1000000)
+	if o.ExecutionDelay.set && o.ExecutionDelay.v > 0 {
+		out.ExecutionDelay = duration(o.ExecutionDelay.v)
+	}
+	out.OnlyFirstHit = o.OnlyFirstHit.on
+	out.TLS.Enabled = o.Encrypted.on
+	if o.TLSClientAuth.on && !o.Encrypted.on {
+		c.note(p+"tls_client_authentication", "ignored without encrypted: yes (as in Lope)")
+	} else {
+		out.TLS.ClientAuthentication = o.TLSClientAuth.on
+	}
+	out.Socket.CloseAfterReplying = o.CloseAfterReplying.on
+	// Lope's default is no; Parley's is true, so it is always written.
+	ruleClosing := o.RuleTriggeredClosing.on
+	out.Socket.RuleTriggeredClosing = &ruleClosing
+	out.Session = c.session(o.Session)
+
+	updateWhen, err := when(p+"memory_update_when", o.MemoryUpdateWhen)
+	if err != nil {
+		return out, err
+	}
+	out.MemoryUpdateWhen = updateWhen
+	c.operationNotes(o, updateWhen)
+	out.ReportMemory = o.ReportMemory.on
+	out.AlertAll = o.AlertAll.on
+	return out, nil
+}
+
+var encodings = map[string]v1alpha1.Encoding{
+	"utf8": v1alpha1.EncodingUTF8, "utf16": v1alpha1.EncodingUTF16, "utf32": v1alpha1.EncodingUTF32,
+	"ascii": v1alpha1.EncodingASCII, "usascii": v1alpha1.EncodingASCII,
+}
+
+// operationNotes reports the operation fields Parley has no place for.
+func (c *converter) operationNotes(o *operation, updateWhen v1alpha1.MemoryUpdateWhen) {
+	const p = "operation."
+	if o.MemoryOperationsWhen != "" {
+		opsWhen, err := when(p+"memory_operations_when", o.MemoryOperationsWhen)
+		if err != nil || effective(opsWhen) != effective(updateWhen) {
+			c.note(p+"memory_operations_when", "Lope ignores this field (a bug) and so does Parley: operations run with the updates, as memory_update_when says")
+		}
+	}
+	if o.CustomFunctionsWhen != "" {
+		c.note(p+"custom_functions_when", "Parley has no Python custom functions; ignored")
+	}
+	if o.SharedMemory.on {
+		c.drop(p+"memory_variables_multi_ext_connector_enable", "memory shared by all connectors through Redis is not supported yet; multi_extconn_level variables become global variables of this connector")
+	}
+	if o.SharedOverwrite.on {
+		c.drop(p+"multi_ext_connector_memory_overwrite_during_init", "there is no shared (Redis) memory to overwrite in Parley yet")
+	}
+	c.pythonHook(p+"custom_function_preprocessor", o.Preprocessor, "runs over every raw input")
+	c.pythonHook(p+"custom_function_postprocessor", o.Postprocessor, "runs over every reply")
+	if o.EncodeB64Memory.on {
+		c.note(p+"encode_b64_memory_reported", "Parley records reported memory as text in Activity objects; there is no base64 option")
+	}
+	if ce := o.ConditionalExecution; ce != nil {
+		if ce.Enable.on {
+			c.drop(p+"conditional_execution", "waiting for shared (Redis) variables before starting is not supported yet; the connector starts at once")
+		} else {
+			c.note(p+"conditional_execution", "not enabled; ignored")
+		}
+	}
+}
+
+// pythonHook reports a Python pre/postprocessor: Lope runs it when it has a name, unless
+// enable says no.
+func (c *converter) pythonHook(path string, f *function, what string) {
+	if f == nil || strings.TrimSpace(f.Name) == "" {
+		return
+	}
+	if f.Enable.set && !f.Enable.on {
+		c.note(path, "not enabled; ignored")
+		return
+	}
+	c.drop(path, "Python function %q (%s) cannot run in Parley (CEL functions are planned); the conversation runs without it", f.Name, what)
+}
+
+func when(path, s string) (v1alpha1.MemoryUpdateWhen, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "":
+		return "", nil
+	case "rule_detected":
+		return v1alpha1.MemoryUpdateDetected, nil
+	case "rule_executed":
+		return v1alpha1.MemoryUpdateExecuted, nil
+	}
+	return "", fmt.Errorf("%s: %q is not rule_detected or rule_executed", path, s)
+}
+
+func effective(w v1alpha1.MemoryUpdateWhen) v1alpha1.MemoryUpdateWhen {
+	if w == "" {
+		return v1alpha1.MemoryUpdateExecuted
+	}
+	return w
+}
+
+// count converts a positive limit; Lope's default applies when it is absent or unusable.
+func (c *converter) count(path string, n integer, max int64) *int32 {
+	if !n.set {
+		return nil
+	}
+	if n.v < 1 || n.v > max {
+		c.drop(path, "%d is not between 1 and %d; Parley's default (Lope's) is used", n.v, max)
+		return nil
+	}
+	v := int32(n.v)
+	return &v
+}
+
+// duration converts Lope seconds, to the microsecond.
+func duration(secs float64) *metav1.Duration {
+	return &metav1.Duration{Duration: time.Duration(math.Round(secs*1e6)) * time.Microsecond}
+}
+
+// session converts operation.session; sessionUpdates records whether rules may update the
+// session id, which Lope allows only with session.update.enable.
+func (c *converter) session(s *session) *v1alpha1.Session {
+	if s == nil {
+		return nil
+	}
+	const p = "operation.session"
+	key := strings.TrimSpace(s.Key)
+	if key == "" {
+		if s.Enable.on {
+			c.drop(p+".key", "a session needs a key; session support left out")
+		}
+		return nil
+	}
+	out := &v1alpha1.Session{Enabled: s.Enable.on, Key: key, Separator: s.Separator, EndValue: s.EndValue}
+	if g := s.Autogenerated; g != nil {
+		if g.Enable.on {
+			out.Generate = c.stringGenerate(p+".autogenerated", g)
+		} else {
+			c.note(p+".autogenerated", "not enabled; left out")
+		}
+	}
+	if u := s.Update; u != nil && u.Enable.on && s.Enable.on {
+		w, err := when(p+".update.when", u.When)
+		if err != nil {
+			c.drop(p+".update.when", "%q is not rule_detected or rule_executed; the default (memory_update_when) is used", u.When)
+		}
+		out.UpdateWhen = w
+		c.sessionUpdates = true
+	}
+	return out
+}

@@ -1,0 +1,269 @@
+package lope
+
+import (
+	"fmt"
+	"math"
+	"strings"
+
+	"github.com/parley-dev/parley/api/v1alpha1"
+)
+
+// ruleInfo is a custom rule being converted. A rule left out keeps its entry (with out nil
+// and why set) so that references to it are reported rather than mistaken for typos.
+type ruleInfo struct {
+	path string
+	src  *rule
+	out  *v1alpha1.Rule
+	why  string
+}
+
+// conversation converts the basic rules, then the custom rules in two passes: first every
+// rule on its own, then the references between them (trigger, beginning rules, switches,
+// loops), which need to know which rules were kept.
+func (c *converter) conversation(conv *conversation) v1alpha1.Conversation {
+	const p = "conversation."
+	var out v1alpha1.Conversation
+	out.Greetings = c.basic(p+"greetings", conv.Greetings)
+	out.Default = c.basic(p+"default", conv.Default)
+	out.Empty = c.basic(p+"empty", conv.Empty)
+	out.Timeout = c.basic(p+"timeout", conv.Timeout)
+	out.Ending = c.basic(p+"ending", conv.Ending)
+
+	c.byID = map[int32]*ruleInfo{}
+	var all []*ruleInfo
+	ungrouped := c.ruleList(c.src.rules)
+	all = append(all, ungrouped...)
+	type groupOut struct {
+		g     *v1alpha1.RuleGroup
+		rules []*ruleInfo
+	}
+	var groups []groupOut
+	ids := map[string]string{}
+	for i, gs := range c.src.groups {
+		g, infos := c.group(i, gs, ids)
+		all = append(all, infos...)
+		groups = append(groups, groupOut{g, infos})
+	}
+	for _, info := range all {
+		if info.out != nil {
+			c.references(info)
+		}
+	}
+	out.Rules = kept(ungrouped)
+	for _, g := range groups {
+		if g.g == nil {
+			continue
+		}
+		g.g.Rules = kept(g.rules)
+		if g.g.Rules == nil {
+			g.g.Rules = []v1alpha1.Rule{}
+		}
+		out.Groups = append(out.Groups, *g.g)
+	}
+	return out
+}
+
+func kept(infos []*ruleInfo) []v1alpha1.Rule {
+	var out []v1alpha1.Rule
+	for _, info := range infos {
+		if info.out != nil {
+			out = append(out, *info.out)
+		}
+	}
+	return out
+}
+
+// basic converts a basic rule. Lope runs one only with enable: yes (its default is no);
+// Parley runs every basic rule present, so the others are left out.
+func (c *converter) basic(path string, b *basicRule) *v1alpha1.BasicRule {
+	if b == nil || !b.Enable.on {
+		return nil
+	}
+	val, ok := c.text(path+".value", b.Value, b.B64Flag.on)
+	if !ok {
+		c.drop(path+".value", "not valid base64; basic rule left out")
+		return nil
+	}
+	return &v1alpha1.BasicRule{Value: val, Base64: b.B64Flag.on && val != "", Alert: c.alert(path+".alert", b.Alert)}
+}
+
+// alert turns Lope's per-channel alert flags into Parley's single flag.
+func (c *converter) alert(path string, a *alert) bool {
+	if a == nil {
+		return false
+	}
+	var channels []string
+	for _, ch := range []struct {
+		name string
+		f    yesNo
+	}{{"all", a.All}, {"email", a.Email}, {"http", a.HTTP}, {"kafka", a.Kafka}, {"syslog", a.Syslog}, {"slack", a.Slack}} {
+		if ch.f.on {
+			channels = append(channels, ch.name)
+		}
+	}
+	if len(channels) == 0 {
+		return false
+	}
+	c.note(path, "carried as alert: true; where alerts go (%s) is engine configuration in Parley, not part of the rules", strings.Join(channels, ", "))
+	return true
+}
+
+func (c *converter) ruleList(srcs []ruleSrc) []*ruleInfo {
+	var out []*ruleInfo
+	for _, rs := range srcs {
+		if info := c.register(rs); info != nil {
+			c.rule(info)
+			out = append(out, info)
+		}
+	}
+	return out
+}
+
+// register claims a rule's id; it returns nil for a rule without a usable id.
+func (c *converter) register(rs ruleSrc) *ruleInfo {
+	r, p := rs.r, rs.path
+	switch {
+	case !r.ID.set:
+		c.drop(p+".id", "a custom rule needs an id; rule left out")
+		return nil
+	case r.ID.v < 1 || r.ID.v > math.MaxInt32:
+		c.drop(p+".id", "%d: Parley rule ids are positive 32-bit integers; rule left out", r.ID.v)
+		return nil
+	}
+	id := int32(r.ID.v)
+	if prev := c.byID[id]; prev != nil {
+		c.drop(p+".id", "id %d is already used by %s; rule left out", id, prev.path)
+		return nil
+	}
+	info := &ruleInfo{path: p, src: r}
+	c.byID[id] = info
+	return info
+}
+
+// leaveOut drops a registered rule; references to it are reported later.
+func (c *converter) leaveOut(info *ruleInfo, path, why string) {
+	c.drop(path, "%s; rule left out", why)
+	info.out, info.why = nil, path
+}
+
+// rule converts everything of a rule but its references to other rules.
+func (c *converter) rule(info *ruleInfo) {
+	r, p := info.src, info.path
+	mode, ok := ruleMode(r.Mode)
+	if !ok {
+		c.leaveOut(info, p+".mode", fmt.Sprintf("%q is not sync, async or hybrid", r.Mode))
+		return
+	}
+	out := &v1alpha1.Rule{ID: int32(r.ID.v), Mode: mode}
+	info.out = out
+	if r.Enable.set && !r.Enable.on {
+		disabled := false
+		out.Enabled = &disabled
+		c.note(p+".enable", "Lope runs custom rules whatever enable says (a bug); Parley honours enable: no, so this rule never runs")
+	}
+	switch {
+	case mode == v1alpha1.RuleAsync && r.Regex != "":
+		c.note(p+".regex", "async rules never match inputs, so Lope never uses this regex; left out (mode hybrid would match too)")
+	case mode != v1alpha1.RuleAsync && r.Regex == "":
+		c.leaveOut(info, p+".regex", "a sync or hybrid rule needs a regex")
+		return
+	case mode != v1alpha1.RuleAsync:
+		re, err := c.regex(p+".regex", r.Regex, r.RegexB64.on, matchUse)
+		if err != nil {
+			c.leaveOut(info, p+".regex", err.Error())
+			return
+		}
+		out.Regex, out.RegexBase64 = re, r.RegexB64.on
+	}
+	if r.Response != "" {
+		resp, ok := c.text(p+".response", r.Response, r.ResponseB64.on)
+		if !ok {
+			c.leaveOut(info, p+".response", "not valid base64")
+			return
+		}
+		out.Response, out.ResponseBase64 = resp, r.ResponseB64.on
+	}
+	out.Captures = c.captures(p+".capturing_data", r.CapturingData)
+	if m := r.Memory; m != nil {
+		out.Conditions = c.conditions(p+".memory.conditions", m.Conditions)
+		out.Updates = c.updates(p+".memory.updates", m.Updates)
+	}
+	out.Operation = c.memoryOperation(p+".builtin_memory_operation", r.BuiltinOperation)
+	if f := r.CustomFunction; f != nil {
+		if f.Enable.on {
+			c.drop(p+".custom_function", "Python custom function %q cannot run in Parley (CEL functions are planned); the rule runs without it", f.Name)
+		} else {
+			c.note(p+".custom_function", "not enabled; ignored")
+		}
+	}
+	out.SessionUpdate = c.sessionUpdate(p+".session_update", r.SessionUpdate)
+	out.CloseConnection = r.ClosingConnection.on
+	if r.ReconnectBefore.on {
+		if c.res.Rules.Spec.Operation.Mode == v1alpha1.ModeClient {
+			out.ReconnectBefore = true
+		} else {
+			c.note(p+".reconnect_before_rule_execution", "only client mode reconnects (Lope ignores it in server mode); left out")
+		}
+	}
+	out.Ending = r.EndingRule.on
+	out.Alert = c.alert(p+".alert", r.Alert)
+	if f := r.Fork; f != nil {
+		if f.Enable.on {
+			c.drop(p+".fork", "starting more connectors from a rule is not supported (scale the ExternalConnector instead: spec.replicas); the rule runs without it")
+		} else {
+			c.note(p+".fork", "not enabled; ignored")
+		}
+	}
+}
+
+func ruleMode(s string) (v1alpha1.RuleMode, bool) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "sync":
+		return v1alpha1.RuleSync, true
+	case "async":
+		return v1alpha1.RuleAsync, true
+	case "hybrid":
+		return v1alpha1.RuleHybrid, true
+	}
+	return "", false
+}
+
+// group converts a group and its rules. A group whose regex RE2 cannot run is left out
+// with all its rules: without the regex it would apply to every input.
+func (c *converter) group(i int, gs groupSrc, ids map[string]string) (*v1alpha1.RuleGroup, []*ruleInfo) {
+	g, p := gs.g, gs.path
+	var re string
+	var reErr error
+	if g.Regex != "" {
+		re, reErr = c.regex(p+".regex", g.Regex, g.RegexB64.on, matchUse)
+	}
+	if reErr != nil {
+		c.drop(p+".regex", "%v; the group and its %d rules left out", reErr, len(gs.rules))
+		var infos []*ruleInfo
+		for _, rs := range gs.rules {
+			if info := c.register(rs); info != nil {
+				info.why = p + ".regex"
+				infos = append(infos, info)
+			}
+		}
+		return nil, infos
+	}
+	infos := c.ruleList(gs.rules)
+	id := strings.TrimSpace(g.ID)
+	if id == "" {
+		id = fmt.Sprintf("group-%d", i+1)
+		c.note(p+".id", "no id; named %s", id)
+	}
+	if first, dup := ids[id]; dup {
+		renamed := id
+		for n := 2; ids[renamed] != ""; n++ {
+			renamed = fmt.Sprintf("%s-%d", id, n)
+		}
+		c.note(p+".id", "group id %q is already used by %s; renamed %s", id, first, renamed)
+		id = renamed
+	}
+	ids[id] = p
+	out := &v1alpha1.RuleGroup{ID: id, Regex: re, RegexBase64: re != "" && g.RegexB64.on}
+	out.Conditions = c.conditions(p+".memory_conditions", g.MemoryConditions)
+	return out, infos
+}

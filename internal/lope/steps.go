@@ -1,0 +1,228 @@
+package lope
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/parley-dev/parley/api/v1alpha1"
+	"github.com/parley-dev/parley/connector/ops"
+	"github.com/parley-dev/parley/connector/rules"
+)
+
+// This file converts what a rule does to memory when it fires: captures, conditions,
+// updates, its built-in operation and its session update.
+
+func (c *converter) captures(path string, cd *capturing) []v1alpha1.Capture {
+	if cd == nil {
+		return nil
+	}
+	if !cd.Enable.on {
+		c.note(path, "not enabled (enable: yes is needed, as in Lope); left out")
+		return nil
+	}
+	var out []v1alpha1.Capture
+	for i, cp := range cd.Captures {
+		p := fmt.Sprintf("%s.captures[%d]", path, i)
+		name := strings.TrimSpace(cp.MemVarName)
+		if _, ok := c.vars[name]; !ok {
+			c.drop(p+".mem_var_name", "variable %q is not declared; capture left out", name)
+			continue
+		}
+		if cp.Regex == "" {
+			c.drop(p+".regex", "empty regex; capture left out")
+			continue
+		}
+		re, err := c.regex(p+".regex", cp.Regex, cp.RegexB64.on, captureUse)
+		if err != nil {
+			c.drop(p+".regex", "%v; capture left out", err)
+			continue
+		}
+		out = append(out, v1alpha1.Capture{Regex: re, RegexBase64: cp.RegexB64.on, Variable: name})
+	}
+	return out
+}
+
+func (c *converter) conditions(path string, items []memItem) []v1alpha1.Condition {
+	var out []v1alpha1.Condition
+	for i, it := range items {
+		if v, val, from, ok := c.assignment(fmt.Sprintf("%s[%d]", path, i), it, "condition"); ok {
+			out = append(out, v1alpha1.Condition{Variable: v, Value: val, FromVariable: from})
+		}
+	}
+	return out
+}
+
+func (c *converter) updates(path string, items []memItem) []v1alpha1.Update {
+	var out []v1alpha1.Update
+	for i, it := range items {
+		if v, val, from, ok := c.assignment(fmt.Sprintf("%s[%d]", path, i), it, "update"); ok {
+			out = append(out, v1alpha1.Update{Variable: v, Value: val, FromVariable: from})
+		}
+	}
+	return out
+}
+
+// assignment converts {var_name, value, reference_variable}: as in Lope, a reference
+// variable wins over a value.
+func (c *converter) assignment(path string, it memItem, what string) (name, val, from string, ok bool) {
+	name = strings.TrimSpace(it.VarName)
+	typ, declared := c.vars[name]
+	if !declared {
+		c.drop(path+".var_name", "variable %q is not declared; %s left out", name, what)
+		return "", "", "", false
+	}
+	if ref := strings.TrimSpace(it.ReferenceVariable); ref != "" {
+		if _, ok := c.vars[ref]; !ok {
+			c.drop(path+".reference_variable", "variable %q is not declared; %s left out", ref, what)
+			return "", "", "", false
+		}
+		return name, "", ref, true
+	}
+	if it.Value == nil {
+		c.drop(path, "no value and no reference_variable; %s left out", what)
+		return "", "", "", false
+	}
+	v, ok := normalize(typ, *it.Value)
+	if !ok {
+		c.drop(path+".value", "%q is not of type %s (the type of %s); %s left out", *it.Value, typ, name, what)
+		return "", "", "", false
+	}
+	return name, v, "", true
+}
+
+// memoryOperation converts builtin_memory_operation. Regex inputs given literally are
+// translated like other regexes, and a literal STR_REPLACE replacement gets Go's $-syntax.
+func (c *converter) memoryOperation(path string, b *builtinOp) *v1alpha1.MemoryOperation {
+	if b == nil {
+		return nil
+	}
+	if !b.Enable.on {
+		c.note(path, "not enabled (enable: yes is needed, as in Lope); left out")
+		return nil
+	}
+	name := strings.TrimSpace(b.Operation)
+	op, ok := ops.Lookup(name)
+	switch {
+	case !ok:
+		c.drop(path+".operation", "unknown operation %q; operation left out", name)
+		return nil
+	case len(b.Output) == 0:
+		c.note(path+".output", "no output: the result is lost (in Lope too); operation left out")
+		return nil
+	case len(b.Input) < op.MinInputs || (op.MaxInputs >= 0 && len(b.Input) > op.MaxInputs):
+		c.drop(path+".input", "%s takes %s inputs, not %d; operation left out", name, arity(op.MinInputs, op.MaxInputs), len(b.Input))
+		return nil
+	case op.MaxOutputs >= 0 && len(b.Output) > op.MaxOutputs:
+		c.drop(path+".output", "%s gives %s outputs, not %d; operation left out", name, arity(op.MinOutputs, op.MaxOutputs), len(b.Output))
+		return nil
+	}
+	out := &v1alpha1.MemoryOperation{Name: name}
+	for i, in := range b.Input {
+		p := fmt.Sprintf("%s.input[%d]", path, i)
+		switch {
+		case in == rules.TemplateSessionKey || in == rules.TemplateSessionValue:
+			if !c.hasSession() {
+				c.drop(p, "%s needs operation.session to be enabled; operation left out", in)
+				return nil
+			}
+		case c.operand(in):
+		case i == op.RegexInput:
+			re, err := c.regex(p, in, false, valueUse)
+			if err != nil {
+				c.drop(p, "%v; operation left out", err)
+				return nil
+			}
+			in = re
+		case name == "STR_REPLACE" && i == 2:
+			in = pythonReplacement(in)
+		}
+		out.Inputs = append(out.Inputs, in)
+	}
+	for i, o := range b.Output {
+		o = strings.TrimSpace(o)
+		if _, ok := c.vars[o]; !ok {
+			c.drop(fmt.Sprintf("%s.output[%d]", path, i), "variable %q is not declared; operation left out", o)
+			return nil
+		}
+		out.Outputs = append(out.Outputs, o)
+	}
+	return out
+}
+
+// operand says whether an operation input names something rather than being a literal.
+func (c *converter) operand(in string) bool {
+	switch in {
+	case "EXT_IN", rules.TemplateIP, rules.TemplatePort:
+		return true
+	}
+	_, ok := c.vars[in]
+	return ok
+}
+
+func arity(lo, hi int) string {
+	switch {
+	case hi < 0:
+		return fmt.Sprintf("%d or more", lo)
+	case lo == hi:
+		return fmt.Sprint(lo)
+	}
+	return fmt.Sprintf("%d to %d", lo, hi)
+}
+
+// sessionUpdate converts session_update. Which source wins when several are given is not
+// documented by Lope; the variable, then generation, then the fixed value are taken, and
+// the others noted.
+func (c *converter) sessionUpdate(path string, su *sessionUpdate) *v1alpha1.SessionUpdate {
+	if su == nil {
+		return nil
+	}
+	if !su.Enable.on {
+		c.note(path, "not enabled (enable: yes is needed, as in Lope); left out")
+		return nil
+	}
+	if !c.sessionUpdates {
+		c.note(path, "operation.session (with update.enable) is not enabled, so Lope never applies this; left out")
+		return nil
+	}
+	out := &v1alpha1.SessionUpdate{}
+	var used, ignored []string
+	if v := strings.TrimSpace(su.MemoryVariable); v != "" {
+		if _, ok := c.vars[v]; !ok {
+			c.drop(path+".memory_variable", "variable %q is not declared; session update left out", v)
+			return nil
+		}
+		out.FromVariable, used = v, append(used, "memory_variable")
+	}
+	if su.AutogeneratedValue.on {
+		if len(used) == 0 {
+			out.Generate, used = true, append(used, "autogenerated_value")
+		} else {
+			ignored = append(ignored, "autogenerated_value")
+		}
+	}
+	if su.FixedValue != "" {
+		if len(used) == 0 {
+			out.Value, used = su.FixedValue, append(used, "fixed_value")
+		} else {
+			ignored = append(ignored, "fixed_value")
+		}
+	}
+	if len(used) == 0 {
+		c.drop(path, "no memory_variable, autogenerated_value or fixed_value; session update left out")
+		return nil
+	}
+	if len(ignored) > 0 {
+		c.note(path, "%s is used; %s ignored", used[0], strings.Join(ignored, " and "))
+	}
+	return out
+}
+
+// compileCheck compiles the result as Parley will. The conversion is meant to leave nothing
+// for the compiler to refuse; whatever it still refuses is reported with Parley's own path,
+// so that an output is never silently invalid.
+func (c *converter) compileCheck() {
+	_, errs := rules.Compile(c.res.Rules.Name, 0, &c.res.Rules.Spec)
+	for _, e := range errs {
+		c.res.Dropped = append(c.res.Dropped, Issue{Path: e.Field, Message: "Parley refuses the converted rules here: " + e.ErrorBody()})
+	}
+}

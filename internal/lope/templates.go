@@ -1,0 +1,87 @@
+package lope
+
+import (
+	"encoding/base64"
+	"strings"
+
+	"github.com/parley-dev/parley/connector/rules"
+)
+
+// text converts a reply (a response or a basic rule's value), plain or base64, checking its
+// {{name}} templates against the declared variables. ok is false when base64 is invalid.
+//
+// Lope writes the text "None" for a name it does not know; Parley refuses such rules, so the
+// converted reply carries "None" literally, which sends what Lope sent.
+func (c *converter) text(path, s string, b64 bool) (string, bool) {
+	plain := s
+	if b64 {
+		raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(s))
+		if err != nil {
+			return "", false
+		}
+		plain = c.codec.Decode(raw)
+	}
+	fixed := c.templates(path, plain)
+	switch {
+	case fixed == plain:
+		return s, true
+	case b64:
+		return base64.StdEncoding.EncodeToString(c.codec.AppendEncode(nil, fixed)), true
+	}
+	return fixed, true
+}
+
+// templates rewrites the placeholders Parley would refuse. It finds them as Parley's
+// template parser does: `{{`, an identifier with optional spaces, `}}`.
+func (c *converter) templates(path, s string) string {
+	var b strings.Builder
+	rest := s
+	for {
+		i := strings.Index(rest, "{{")
+		if i < 0 {
+			break
+		}
+		j := strings.Index(rest[i+2:], "}}")
+		if j < 0 {
+			break
+		}
+		name := strings.TrimSpace(rest[i+2 : i+2+j])
+		if !variableName.MatchString(name) {
+			b.WriteString(rest[:i+2])
+			rest = rest[i+2:]
+			continue
+		}
+		b.WriteString(rest[:i])
+		b.WriteString(c.placeholder(path, name, rest[i:i+2+j+2]))
+		rest = rest[i+2+j+2:]
+	}
+	b.WriteString(rest)
+	return b.String()
+}
+
+// placeholder returns what a {{name}} placeholder (written as raw) becomes.
+func (c *converter) placeholder(path, name, raw string) string {
+	switch {
+	case name == rules.TemplateIP || name == rules.TemplatePort:
+		return raw
+	case name == rules.TemplateSessionKey || name == rules.TemplateSessionValue:
+		if c.hasSession() {
+			return raw
+		}
+		c.drop(path, "{{%s}} needs operation.session to be enabled; replaced by the text None, as Lope writes for names it cannot resolve", name)
+		return "None"
+	default:
+		if _, ok := c.vars[name]; ok {
+			return raw
+		}
+	}
+	c.note(path, "{{%s}} names no declared variable: Lope sends the text None in its place, and so does the converted reply", name)
+	return "None"
+}
+
+// hasSession says whether the converted rules identify connections by a session id, which
+// SESSION_KEY, SESSION_VALUE and session updates need.
+func (c *converter) hasSession() bool {
+	s := c.res.Rules.Spec.Operation.Session
+	return s != nil && s.Enabled
+}
