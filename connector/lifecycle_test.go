@@ -263,8 +263,9 @@ conversation: {greetings: {value: "hi;"}, rules: [{id: 1, mode: Sync, regex: "PI
 }
 
 func TestUpdateAppliesToNewConversationsOnly(t *testing.T) {
+	// Detected: the count is updated before the reply, so the client cannot outrun it.
 	h := start(t, `
-operation: {port: 1, identifyByPort: true}
+operation: {port: 1, identifyByPort: true, memoryUpdateWhen: Detected}
 memory: {global: [{name: hits, type: int}]}
 conversation: {rules: [{id: 1, mode: Sync, regex: "PING", response: "v1;", operation: {name: NBR_SUM, inputs: [hits, "1"], outputs: [hits]}}]}
 `)
