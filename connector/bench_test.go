@@ -132,7 +132,7 @@ func startBenchParley(b *testing.B, transport v1alpha1.Transport, sinkKind strin
 	ip, port := "127.0.0.1", 0
 	c, err := connector.New(benchProgram(b, transport), connector.Options{
 		Name: "bench", Register: reg, IP: &ip, Port: &port,
-		UDPPeerRate: 0, UDPPeerBurst: 200, // as `parley run --udp-peer-rate 0`: no per-peer limit
+		UDPPeerRate: -1, // no per-peer limit, as `parley run --udp-peer-rate 0`
 	})
 	if err != nil {
 		b.Fatal(err)

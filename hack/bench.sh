@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Measures `parley run` against a bare Go server of the same shape (the baseline), in one run:
+# persistent TCP round trips, connect-per-request, UDP request/response and idle connections,
+# with activities on (JSON written to a file) and off (JSON written to /dev/null). Prints a
+# table of rates, ratios to the baseline and the targets of docs/performance.md.
+#
+#   hack/bench.sh                     # all four modes, activities on and off
+#   GO_BENCH=1 hack/bench.sh          # also the in-process go test benchmarks (allocs/op)
+#   MODES=persistent,udp ROUNDS=1 DURATION=3s hack/bench.sh
+#
+# Settings (environment): MODES (all | persistent,cpr,udp,idle), ACTIVITIES (on,off),
+# DURATION (measured time per run, 5s), WARMUP (1s), ROUNDS (runs per cell, median
+# reported; 3), CONNS (persistent connections, 16), CPR_WORKERS (16), UDP_WORKERS (16),
+# IDLE_CONNS (10000), HOLD (idle hold, 5s), CLOSE (cpr client close: rst | fin), BENCH
+# (go test -bench regexp, .), BENCHTIME (go test -benchtime, 2s), REF (build parley and run the go test benchmarks from a commit,
+# via git archive into the temporary directory, instead of from the working tree: for a
+# tree that others are editing; hack/load is always built from the working tree).
+#
+# The load generator runs on the same machine as the servers: on a small machine the figures
+# are ratios, not capacities. Build artifacts and activity files go to a temporary directory
+# that is removed at exit.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+MODES=${MODES:-all}
+ACTIVITIES=${ACTIVITIES:-on,off}
+DURATION=${DURATION:-5s}
+WARMUP=${WARMUP:-1s}
+ROUNDS=${ROUNDS:-3}
+CONNS=${CONNS:-16}
+CPR_WORKERS=${CPR_WORKERS:-16}
+UDP_WORKERS=${UDP_WORKERS:-16}
+IDLE_CONNS=${IDLE_CONNS:-10000}
+HOLD=${HOLD:-5s}
+CLOSE=${CLOSE:-rst}
+BENCH=${BENCH:-.}
+BENCHTIME=${BENCHTIME:-2s}
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/parley-bench.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+
+echo "# machine: nproc=$(nproc) $(go version | cut -d' ' -f3-) kernel=$(uname -r) loadavg=$(cut -d' ' -f1-3 /proc/loadavg)"
+go build -o "$tmp/load" ./hack/load
+src=.
+if [[ -n "${REF:-}" ]]; then
+	src="$tmp/src"
+	mkdir -p "$src"
+	git archive "$REF" | tar -x -C "$src"
+	mkdir -p "$src/connector"
+	cp connector/bench_test.go "$src/connector/" # the benchmarks, if REF predates them
+	echo "# parley built from $(git rev-parse --short "$REF")"
+else
+	echo "# parley built from the working tree at $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (with local changes)')"
+fi
+(cd "$src" && go build -o "$tmp/parley" ./cmd/parley)
+
+# Ephemeral ports and TIME_WAIT matter for connect-per-request on loopback.
+for k in net.ipv4.ip_local_port_range net.ipv4.tcp_tw_reuse net.core.somaxconn; do
+	printf '# %s = %s\n' "$k" "$(sysctl -n "$k" 2>/dev/null | tr '\t' ' ' || echo '?')"
+done
+echo "# ulimit -n: soft $(ulimit -Sn) hard $(ulimit -Hn)"
+echo
+
+"$tmp/load" compare \
+	-parley "$tmp/parley" \
+	-rules hack/load/bench-rules.yaml \
+	-rules-udp hack/load/bench-rules-udp.yaml \
+	-dir "$tmp" \
+	-modes "$MODES" \
+	-activities "$ACTIVITIES" \
+	-duration "$DURATION" \
+	-warmup "$WARMUP" \
+	-rounds "$ROUNDS" \
+	-conns "$CONNS" \
+	-cpr-workers "$CPR_WORKERS" \
+	-udp-workers "$UDP_WORKERS" \
+	-idle-conns "$IDLE_CONNS" \
+	-hold "$HOLD" \
+	-close "$CLOSE"
+
+if [[ "${GO_BENCH:-0}" == 1 ]]; then
+	echo
+	echo "# go test -run '^\$' -bench '$BENCH' -benchtime $BENCHTIME ./connector"
+	(cd "$src" && go test -run '^$' -bench "$BENCH" -benchtime "$BENCHTIME" ./connector)
+fi

@@ -1,0 +1,555 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+)
+
+// compare runs each mode against the baseline (this program's serve-baseline, as a
+// subprocess) and against `parley run` with activities on (JSON written to a file) and off
+// (JSON written to /dev/null), one after the other, and prints a table with the ratios.
+type compareConfig struct {
+	parley, rules, rulesUDP, dir string
+	modes, activities            []string
+	load                         loadConfig
+	cprWorkers, udpWorkers       int
+	idleConns                    int
+	rounds                       int
+	settle                       time.Duration
+	buffer                       int
+	keep                         bool
+}
+
+// targets from the issue: parley/baseline for rates, KiB per connection for idle.
+var targets = map[string]float64{"persistent": 0.60, "cpr": 0.80, "udp": 0.50, "idle": 10}
+
+func compareMain(args []string) error {
+	fs := flag.NewFlagSet("compare", flag.ExitOnError)
+	var c compareConfig
+	var modes, acts string
+	fs.StringVar(&c.parley, "parley", "", "parley binary (required)")
+	fs.StringVar(&c.rules, "rules", "hack/load/bench-rules.yaml", "TCP benchmark rules")
+	fs.StringVar(&c.rulesUDP, "rules-udp", "hack/load/bench-rules-udp.yaml", "UDP benchmark rules")
+	fs.StringVar(&c.dir, "dir", os.TempDir(), "directory for the activity files (activities on)")
+	fs.StringVar(&modes, "modes", "all", "comma-separated: persistent,cpr,udp,idle or all")
+	fs.StringVar(&acts, "activities", "on,off", "comma-separated: on (JSON to a file), off (JSON to /dev/null)")
+	fs.DurationVar(&c.load.duration, "duration", 10*time.Second, "measured time per run")
+	fs.DurationVar(&c.load.warmup, "warmup", time.Second, "warm-up per run, not counted")
+	fs.IntVar(&c.load.conns, "conns", 16, "persistent: connections")
+	fs.IntVar(&c.cprWorkers, "cpr-workers", 16, "cpr: workers")
+	fs.StringVar(&c.load.closeHow, "close", "rst", "cpr: rst (SO_LINGER 0) or fin")
+	fs.IntVar(&c.udpWorkers, "udp-workers", 16, "udp: workers")
+	fs.IntVar(&c.idleConns, "idle-conns", 10000, "idle: connections")
+	fs.DurationVar(&c.load.hold, "hold", 10*time.Second, "idle: hold time")
+	fs.IntVar(&c.load.dialers, "dialers", 64, "idle: concurrent dials")
+	fs.IntVar(&c.rounds, "rounds", 1, "runs per cell; the median is reported")
+	fs.DurationVar(&c.settle, "settle", time.Second, "pause between runs")
+	fs.IntVar(&c.buffer, "activity-buffer", 0, "pass --activity-buffer to parley (0: parley's default)")
+	fs.BoolVar(&c.keep, "keep", false, "keep the activity files")
+	_ = fs.Parse(args)
+	if c.parley == "" {
+		return errors.New("compare: -parley is required")
+	}
+	c.modes = splitList(modes)
+	if slices.Equal(c.modes, []string{"all"}) {
+		c.modes = []string{"persistent", "cpr", "udp", "idle"}
+	}
+	c.activities = splitList(acts)
+	for _, a := range c.activities {
+		if a != "on" && a != "off" {
+			return fmt.Errorf("-activities %q: want on and/or off", a)
+		}
+	}
+	for _, m := range c.modes {
+		if _, ok := targets[m]; !ok {
+			return fmt.Errorf("-modes: unknown mode %q", m)
+		}
+	}
+	raiseFileLimit()
+	fmt.Fprintf(os.Stderr, "load compare %s\n", strings.Join(args, " "))
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	var rows []row
+	for _, mode := range c.modes {
+		cells := map[string][]*run{}
+		for round := range c.rounds {
+			for _, srv := range append([]string{"baseline"}, c.activities...) {
+				if round > 0 || srv != "baseline" || mode != c.modes[0] {
+					time.Sleep(c.settle)
+				}
+				r, err := c.runOne(self, mode, srv)
+				if err != nil {
+					return fmt.Errorf("%s against %s: %w", mode, label(srv), err)
+				}
+				fmt.Fprintf(os.Stderr, "   %s\n", r.res)
+				if r.check != "" {
+					fmt.Fprintf(os.Stderr, "   activities: %s\n", r.check)
+				}
+				cells[srv] = append(cells[srv], r)
+			}
+		}
+		base := median(mode, cells["baseline"])
+		rows = append(rows, row{mode: mode, srv: "baseline", r: base})
+		for _, a := range c.activities {
+			rows = append(rows, row{mode: mode, srv: a, r: median(mode, cells[a]), base: base})
+		}
+	}
+	printTable(os.Stdout, rows)
+	return nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func label(srv string) string {
+	if srv == "baseline" {
+		return "baseline"
+	}
+	return "parley (activities " + srv + ")"
+}
+
+// run is one client run against one server.
+type run struct {
+	res     *result
+	cpuPer  time.Duration // server CPU per request, warm-up included
+	written int64         // activity lines (activities on)
+	expect  int64         // activity lines expected from the client's counts
+	dropped string        // parley's own report of dropped activities, if any
+	check   string
+}
+
+func (c *compareConfig) runOne(self, mode, srv string) (*run, error) {
+	transport := "tcp"
+	if mode == "udp" {
+		transport = "udp"
+	}
+	var s *server
+	var err error
+	if srv == "baseline" {
+		s, err = startBaseline(self, transport)
+	} else {
+		s, err = c.startParley(transport, srv == "on")
+	}
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(os.Stderr, "== %s against %s: %s\n", mode, label(srv), s.command)
+	defer s.kill()
+	lc := c.load
+	lc.addr, lc.pid = s.addr, s.pid
+	switch mode {
+	case "cpr":
+		lc.workers = c.cprWorkers
+	case "udp":
+		lc.workers, lc.timeout = c.udpWorkers, 200*time.Millisecond
+	case "idle":
+		lc.conns = c.idleConns
+	}
+	if lc.timeout == 0 {
+		lc.timeout = 5 * time.Second
+	}
+	cpu0, _ := cpuTime(s.pid)
+	res, err := runMode(mode, &lc)
+	if err != nil {
+		return nil, err
+	}
+	cpu1, _ := cpuTime(s.pid)
+	r := &run{res: res}
+	if res.Total > 0 && mode != "idle" {
+		r.cpuPer = (cpu1 - cpu0) / time.Duration(res.Total)
+	}
+	if err := s.stop(); err != nil {
+		return nil, err
+	}
+	if srv != "baseline" {
+		r.dropped = s.droppedReport()
+		r.expect = expectedActivities(mode, &lc, res)
+		if srv == "on" {
+			n, types, err := countActivities(s.activityFile)
+			if err != nil {
+				return nil, err
+			}
+			r.written = n
+			r.check = fmt.Sprintf("%d lines written, %d expected from the client's counts %v", n, r.expect, types)
+			if !c.keep {
+				_ = os.Remove(s.activityFile)
+			}
+		}
+		if r.dropped != "" {
+			r.check = strings.TrimSpace(r.check + "; parley: " + r.dropped)
+		}
+	}
+	return r, nil
+}
+
+// expectedActivities is what parley should have recorded for the client's counts:
+// ConnectorStarted and ConnectorStopped, then per conversation Connected, Greeted and
+// Ended (or Broken), and one Input per request.
+func expectedActivities(mode string, lc *loadConfig, r *result) int64 {
+	switch mode {
+	case "persistent":
+		return 2 + 3*int64(lc.conns) + r.Total
+	case "cpr":
+		// +3: the probe connection runCPR opens first (Connected, Greeted, Broken or Ended).
+		return 2 + 3 + 4*r.Greeted
+	case "udp":
+		return 2 + 3*int64(lc.workers) + r.Total
+	case "idle":
+		return 2 + 3*int64(r.Conns)
+	}
+	return 0
+}
+
+func countActivities(path string) (int64, map[string]int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer f.Close()
+	types := map[string]int64{}
+	var n int64
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		n++
+		line := sc.Bytes()
+		if i := bytes.Index(line, []byte(`"type":"`)); i >= 0 {
+			rest := line[i+8:]
+			if j := bytes.IndexByte(rest, '"'); j >= 0 {
+				types[string(rest[:j])]++
+			}
+		}
+	}
+	return n, types, sc.Err()
+}
+
+func median(mode string, runs []*run) *run {
+	key := func(r *run) float64 {
+		if mode == "idle" {
+			return r.res.KiBConn
+		}
+		return r.res.Rate()
+	}
+	s := slices.Clone(runs)
+	slices.SortFunc(s, func(a, b *run) int {
+		switch ka, kb := key(a), key(b); {
+		case ka < kb:
+			return -1
+		case ka > kb:
+			return 1
+		}
+		return 0
+	})
+	return s[len(s)/2]
+}
+
+type row struct {
+	mode, srv string
+	r, base   *run
+}
+
+func printTable(w *os.File, rows []row) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "MODE\tSERVER\tRESULT\tRATIO\tTARGET\tp50\tp99\tSERVER CPU/req\tERRORS\tACTIVITIES WRITTEN/EXPECTED")
+	for _, x := range rows {
+		res := x.r.res
+		var result, ratio, target, p50, p99, cpu, acts string
+		if x.mode == "idle" {
+			result = fmt.Sprintf("%.2f KiB/conn", res.KiBConn)
+			if x.base != nil {
+				ratio = fmt.Sprintf("%.2fx", res.KiBConn/x.base.res.KiBConn)
+				target = verdict(res.KiBConn <= targets["idle"], fmt.Sprintf("<= %.0f KiB", targets["idle"]))
+			}
+			p50, p99, cpu = "-", "-", "-"
+		} else {
+			result = fmt.Sprintf("%.0f/s", res.Rate())
+			if x.base != nil {
+				q := res.Rate() / x.base.res.Rate()
+				ratio = fmt.Sprintf("%.2f", q)
+				target = verdict(q >= targets[x.mode], fmt.Sprintf(">= %.2f", targets[x.mode]))
+			}
+			p50, p99 = us(res.Percentile(50)), us(res.Percentile(99))
+			cpu = fmt.Sprintf("%.1fµs", float64(x.r.cpuPer)/float64(time.Microsecond))
+		}
+		errs := strconv.FormatInt(res.Errors, 10)
+		if x.mode == "udp" {
+			errs += fmt.Sprintf(" lost %d", res.Lost)
+		}
+		switch {
+		case x.srv == "on":
+			acts = fmt.Sprintf("%d/%d", x.r.written, x.r.expect)
+		case x.srv == "off":
+			acts = "(/dev/null)"
+		default:
+			acts = "-"
+		}
+		if x.r.dropped != "" {
+			acts += " DROPPED: " + x.r.dropped
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", x.mode, label(x.srv), result, ratio, target, p50, p99, cpu, errs, acts)
+	}
+	_ = tw.Flush()
+}
+
+func verdict(ok bool, want string) string {
+	if ok {
+		return "met (" + want + ")"
+	}
+	return "MISSED (" + want + ")"
+}
+
+// server is a server subprocess.
+type server struct {
+	cmd          *exec.Cmd
+	command      string
+	addr         string
+	pid          int
+	activityFile string
+	stderr       *syncBuffer
+	waited       chan error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func (s *server) start() error {
+	s.stderr = &syncBuffer{}
+	s.cmd.Stderr = s.stderr
+	if err := s.cmd.Start(); err != nil {
+		return err
+	}
+	s.pid = s.cmd.Process.Pid
+	s.waited = make(chan error, 1)
+	go func() { s.waited <- s.cmd.Wait() }()
+	return nil
+}
+
+// exited reports an early exit while waiting for the server to listen.
+func (s *server) exited() error {
+	select {
+	case err := <-s.waited:
+		s.waited <- err
+		return fmt.Errorf("%s exited early (%v): %s", s.command, err, strings.TrimSpace(s.stderr.String()))
+	default:
+		return nil
+	}
+}
+
+// stop interrupts the server (parley ends its conversations and flushes its activities) and
+// waits for it.
+func (s *server) stop() error {
+	_ = s.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-s.waited:
+		return nil
+	case <-time.After(60 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.waited
+		return fmt.Errorf("%s did not stop within 60s of SIGINT", s.command)
+	}
+}
+
+func (s *server) kill() {
+	if s.cmd.ProcessState == nil {
+		_ = s.cmd.Process.Kill()
+	}
+}
+
+func (s *server) droppedReport() string {
+	for _, line := range strings.Split(s.stderr.String(), "\n") {
+		if strings.Contains(line, "activities dropped") || strings.Contains(line, "not all printed") {
+			return strings.TrimPrefix(line, "parley: ")
+		}
+	}
+	return ""
+}
+
+func startBaseline(self, transport string) (*server, error) {
+	cmd := exec.Command(self, "serve-baseline", "-transport", transport, "-addr", "127.0.0.1:0")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	s := &server{cmd: cmd, command: "load serve-baseline -transport " + transport + " -addr 127.0.0.1:0"}
+	if err := s.start(); err != nil {
+		return nil, err
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		s.kill()
+		return nil, fmt.Errorf("baseline: %v: %s", err, s.stderr.String())
+	}
+	s.addr, err = listeningAddr(line)
+	if err != nil {
+		s.kill()
+		return nil, err
+	}
+	return s, nil
+}
+
+// listeningAddr parses "listening on ADDR/TCP" (or /UDP).
+func listeningAddr(msg string) (string, error) {
+	msg = strings.TrimSpace(msg)
+	rest, ok := strings.CutPrefix(msg, "listening on ")
+	if i := strings.LastIndexByte(rest, '/'); ok && i > 0 {
+		return rest[:i], nil
+	}
+	return "", fmt.Errorf("not a listening message: %q", msg)
+}
+
+// startParley starts `parley run`. Activities on: JSON to a file, the address learned from
+// its first line (ConnectorStarted, "listening on ADDR/TCP"). Off: JSON to /dev/null, on a
+// port picked here and waited for in /proc/net.
+func (c *compareConfig) startParley(transport string, activities bool) (*server, error) {
+	rules := c.rules
+	if transport == "udp" {
+		rules = c.rulesUDP
+	}
+	args := []string{"run", "-f", rules, "-o", "json"}
+	if transport == "udp" {
+		args = append(args, "--udp-peer-rate", "0")
+	}
+	if c.buffer > 0 {
+		args = append(args, "--activity-buffer", strconv.Itoa(c.buffer))
+	}
+	s := &server{}
+	port := 0
+	var file *os.File
+	if activities {
+		var err error
+		file, err = os.CreateTemp(c.dir, "parley-activities-*.json")
+		if err != nil {
+			return nil, err
+		}
+		defer file.Close()
+		s.activityFile = file.Name()
+		args = append(args, "--port", "0")
+	} else {
+		var err error
+		if port, err = freePort(transport); err != nil {
+			return nil, err
+		}
+		args = append(args, "--port", strconv.Itoa(port))
+	}
+	s.cmd = exec.Command(c.parley, args...)
+	s.command = "parley " + strings.Join(args, " ")
+	if activities {
+		s.cmd.Stdout = file
+		s.command += " > " + filepath.Base(s.activityFile)
+	} else {
+		s.command += " > /dev/null" // exec connects a nil Stdout to the null device
+	}
+	if err := s.start(); err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if err := s.exited(); err != nil {
+			return nil, err
+		}
+		if activities {
+			if addr, ok := firstLineAddr(s.activityFile); ok {
+				s.addr = addr
+				return s, nil
+			}
+		} else if listening(transport, port) {
+			s.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+			return s, nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.kill()
+	return nil, fmt.Errorf("%s: not listening after 10s: %s", s.command, s.stderr.String())
+}
+
+func firstLineAddr(path string) (string, bool) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", false
+	}
+	defer f.Close()
+	line, err := bufio.NewReader(f).ReadBytes('\n')
+	if err != nil {
+		return "", false
+	}
+	var a struct{ Type, Message string }
+	if json.Unmarshal(line, &a) != nil || a.Type != "ConnectorStarted" {
+		return "", false
+	}
+	addr, err := listeningAddr(a.Message)
+	return addr, err == nil
+}
+
+func freePort(transport string) (int, error) {
+	if transport == "udp" {
+		pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		defer pc.Close()
+		return pc.LocalAddr().(*net.UDPAddr).Port, nil
+	}
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// listening looks for a socket bound to 127.0.0.1:port in /proc/net/tcp (in LISTEN state)
+// or /proc/net/udp, without connecting to it.
+func listening(transport string, port int) bool {
+	b, err := os.ReadFile("/proc/net/" + transport)
+	if err != nil {
+		return false
+	}
+	local := fmt.Sprintf("0100007F:%04X", port)
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) < 4 || f[1] != local {
+			continue
+		}
+		if transport == "udp" || f[3] == "0A" {
+			return true
+		}
+	}
+	return false
+}
