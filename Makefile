@@ -43,6 +43,7 @@ fuzz:
 	$(GO) test ./connector/rules/ -run '^$$' -fuzz FuzzCompile -fuzztime $(FUZZTIME)
 	$(GO) test ./connector/ -run '^$$' -fuzz FuzzInput -fuzztime $(FUZZTIME)
 	$(GO) test ./connector/ops/ -run '^$$' -fuzz FuzzRun -fuzztime $(FUZZTIME)
+	$(GO) test ./connector/activity/ -run '^$$' -fuzz FuzzAppendJSON -fuzztime $(FUZZTIME)
 
 ## bench: the load comparison against a bare Go server (see docs/performance.md)
 bench:

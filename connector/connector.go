@@ -11,7 +11,6 @@ package connector
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"net/netip"
 	"strconv"
@@ -227,8 +226,15 @@ func (c *Connector) address(p *rules.Program) (network, address string) {
 	return network, net.JoinHostPort(ip, strconv.Itoa(port))
 }
 
+// newConnectionID numbers logical connections c-000001, c-000002, ...
 func (c *Connector) newConnectionID() string {
-	return fmt.Sprintf("c-%06d", c.nextID.Add(1))
+	var b [24]byte
+	digits := strconv.AppendUint(b[:0], c.nextID.Add(1), 10)
+	out := append(b[len(digits):len(digits)], 'c', '-')
+	for range 6 - len(digits) {
+		out = append(out, '0')
+	}
+	return string(append(out, digits...))
 }
 
 // keyOf is the logical-connection key of a peer: its IP, plus its port with identifyByPort.

@@ -138,6 +138,9 @@ conversation:
 	c := h.dialUDP()
 	c.send("INC id=y") // another port, y's session
 	c.expect("y=2")
+	if err := h.stop(); err != nil { // flushes every activity
+		t.Fatal(err)
+	}
 	if n := len(h.acts.of(v1alpha1.ActivityConnected)); n != 2 {
 		t.Errorf("%d conversations, want 2", n)
 	}

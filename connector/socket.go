@@ -103,10 +103,22 @@ func (c *Connector) startReader(cv *conversation, s *streamSocket) {
 }
 
 func (c *Connector) newStreamSocket(conn net.Conn, transport v1alpha1.Transport) *streamSocket {
-	peer, _ := netip.ParseAddrPort(conn.RemoteAddr().String())
+	peer := addrPortOf(conn.RemoteAddr())
 	return &streamSocket{
 		conn: conn, peer: unmap(peer), datagrams: transport == v1alpha1.TransportUDP, writeTimeout: c.opts.WriteTimeout,
 	}
+}
+
+// addrPortOf reads an address without going through its text where it can.
+func addrPortOf(a net.Addr) netip.AddrPort {
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		return a.AddrPort()
+	case *net.UDPAddr:
+		return a.AddrPort()
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return ap
 }
 
 // reject refuses a peer and records why.
@@ -210,7 +222,7 @@ func (c *Connector) serveStream(conn net.Conn, p *rules.Program) {
 	if p.TLS.Enabled {
 		sc, d, err := c.secureServer(p, conn)
 		if err != nil {
-			peer, _ := netip.ParseAddrPort(conn.RemoteAddr().String())
+			peer := addrPortOf(conn.RemoteAddr())
 			c.record(&v1alpha1.ActivityRecord{
 				Time: nowMicro(), Type: v1alpha1.ActivityError, RulesRef: &p.Ref, Message: err.Error(),
 				Connection: &v1alpha1.ConnectionRef{Peer: unmap(peer).String(), Transport: p.Transport},

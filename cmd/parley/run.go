@@ -57,15 +57,15 @@ func newRunCommand() *cobra.Command {
 			"Ctrl-C ends live conversations gracefully: the ending rule is sent before sockets close.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if o.output != "table" && o.output != "json" {
-				return fmt.Errorf("--output %q: want table or json", o.output)
+			if o.output != "table" && o.output != "json" && o.output != "none" {
+				return fmt.Errorf("--output %q: want table, json or none", o.output)
 			}
 			return run(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), o, cmd.Flags().Changed("port"), cmd.Flags().Changed("ip"))
 		},
 	}
 	f := cmd.Flags()
 	f.StringArrayVarP(&o.files, "filename", "f", nil, "ConversationRules YAML file (repeatable; each document is served)")
-	f.StringVarP(&o.output, "output", "o", "table", "activity format: table (for people) or json (one Activity per line)")
+	f.StringVarP(&o.output, "output", "o", "table", "activity format: table (for people), json (one Activity per line) or none (counted only)")
 	f.StringVar(&o.ip, "ip", "", "override operation.ip (bind address, or client target)")
 	f.IntVar(&o.port, "port", 0, "override operation.port (0 = any free port, server mode); only with a single rules document")
 	f.StringVar(&o.name, "name", "", "connector name reported in activities (default: the rules' name)")
@@ -150,8 +150,11 @@ func run(parent context.Context, stdout, stderr io.Writer, o runOptions, portSet
 		return errors.New("--port and --name need a single rules document")
 	}
 	var sink activity.Sink = activity.NewTableSink(stdout)
-	if o.output == "json" {
+	switch o.output {
+	case "json":
 		sink = activity.NewJSONSink(stdout)
+	case "none":
+		sink = activity.DiscardSink{}
 	}
 	reg := activity.NewRegister(sink, o.buffer, func(err error) { fmt.Fprintln(stderr, "parley: activities:", err) })
 	go reg.Run()
@@ -214,8 +217,12 @@ func run(parent context.Context, stdout, stderr io.Writer, o runOptions, portSet
 	if err := reg.Close(flushCtx); err != nil {
 		fmt.Fprintln(stderr, "parley: activities not all printed:", err)
 	}
-	if st := reg.Stats(); st.Dropped > 0 || st.Failed > 0 {
+	st := reg.Stats()
+	if st.Dropped > 0 || st.Failed > 0 {
 		fmt.Fprintf(stderr, "parley: %d activities dropped (buffer full), %d failed to print\n", st.Dropped, st.Failed)
+	}
+	if o.output == "none" {
+		fmt.Fprintf(stderr, "parley: %d activities recorded\n", st.Recorded)
 	}
 	return errors.Join(errs...)
 }

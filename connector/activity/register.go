@@ -6,6 +6,7 @@ package activity
 import (
 	"context"
 	"sync/atomic"
+	"time"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
 )
@@ -19,7 +20,14 @@ type Sink interface {
 // DefaultCapacity is how many activities may wait for the sink before new ones are dropped.
 const DefaultCapacity = 16384
 
-const maxBatch = 512
+// MaxBatch is the most activities handed to the sink at once; the register holds at most
+// its capacity plus one batch.
+const MaxBatch = 512
+
+// DefaultLinger is how long the register waits for more activities before handing a batch
+// to the sink: a few milliseconds of latency turn one sink write (a syscall, for a file or
+// a terminal) per activity into one per batch under load.
+const DefaultLinger = 2 * time.Millisecond
 
 // Register is a bounded queue of activities in front of a Sink.
 type Register struct {
@@ -32,6 +40,7 @@ type Register struct {
 	written  atomic.Uint64
 	failed   atomic.Uint64
 	onError  func(error)
+	linger   time.Duration
 }
 
 // NewRegister returns a register holding at most capacity waiting activities. onError, if
@@ -46,8 +55,13 @@ func NewRegister(sink Sink, capacity int, onError func(error)) *Register {
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
 		onError: onError,
+		linger:  DefaultLinger,
 	}
 }
+
+// SetLinger changes how long a batch waits for more activities (0: hand each batch over at
+// once). Call it before Run.
+func (r *Register) SetLinger(d time.Duration) { r.linger = d }
 
 // Record queues a; it never blocks: when the queue is full, a is dropped and counted.
 func (r *Register) Record(a *v1alpha1.ActivityRecord) {
@@ -73,11 +87,16 @@ func (r *Register) Stats() Stats {
 // returns. Call it once, on its own goroutine.
 func (r *Register) Run() {
 	defer close(r.done)
-	batch := make([]*v1alpha1.ActivityRecord, 0, maxBatch)
+	batch := make([]*v1alpha1.ActivityRecord, 0, MaxBatch)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
 	for {
 		select {
 		case a := <-r.queue:
 			batch = r.fill(append(batch, a))
+			if len(batch) < MaxBatch && r.linger > 0 {
+				batch = r.wait(batch, timer)
+			}
 			r.write(batch)
 			clear(batch)
 			batch = batch[:0]
@@ -95,9 +114,27 @@ func (r *Register) Run() {
 	}
 }
 
+// wait adds activities to batch for at most the linger time, until the batch is full or the
+// register stops.
+func (r *Register) wait(batch []*v1alpha1.ActivityRecord, timer *time.Timer) []*v1alpha1.ActivityRecord {
+	timer.Reset(r.linger)
+	defer timer.Stop()
+	for len(batch) < MaxBatch {
+		select {
+		case a := <-r.queue:
+			batch = append(batch, a)
+		case <-timer.C:
+			return batch
+		case <-r.stop:
+			return batch
+		}
+	}
+	return batch
+}
+
 // fill takes what is already queued, up to a batch, without waiting.
 func (r *Register) fill(batch []*v1alpha1.ActivityRecord) []*v1alpha1.ActivityRecord {
-	for len(batch) < maxBatch {
+	for len(batch) < MaxBatch {
 		select {
 		case a := <-r.queue:
 			batch = append(batch, a)

@@ -52,7 +52,8 @@ func TestRecordNeverBlocksAndCountsDrops(t *testing.T) {
 	if st.Recorded+st.Dropped != 1000 || st.Dropped == 0 || st.Written != st.Recorded || uint64(sink.got) != st.Written {
 		t.Errorf("stats %+v, sink got %d", st, sink.got)
 	}
-	if st.Recorded > 11 { // the queue, plus the one batch the sink was holding
+	// Memory is bounded by the queue plus the one batch a blocked sink holds.
+	if st.Recorded > 10+activity.MaxBatch {
 		t.Errorf("recorded %d with a queue of 10", st.Recorded)
 	}
 }
@@ -102,5 +103,32 @@ func TestTableSink(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("missing %q in:\n%s", want, out)
 		}
+	}
+}
+
+// countingSink counts the writes it gets.
+type countingSink struct{ writes, got int }
+
+func (s *countingSink) Write(b []*v1alpha1.ActivityRecord) error {
+	s.writes++
+	s.got += len(b)
+	return nil
+}
+
+func TestLingerBatchesActivities(t *testing.T) {
+	sink := &countingSink{}
+	reg := activity.NewRegister(sink, 0, nil)
+	reg.SetLinger(time.Second)
+	go reg.Run()
+	for range 100 {
+		reg.Record(&v1alpha1.ActivityRecord{Type: v1alpha1.ActivityInput})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := reg.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if sink.got != 100 || sink.writes > 2 {
+		t.Errorf("%d activities in %d writes", sink.got, sink.writes)
 	}
 }

@@ -2,7 +2,6 @@ package activity
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
 	"io"
 	"strconv"
@@ -13,27 +12,30 @@ import (
 
 // JSONSink writes one JSON object per line with the Activity field names.
 type JSONSink struct {
-	w   *bufio.Writer
-	enc *json.Encoder
+	w   io.Writer
+	buf []byte
 }
 
-// NewJSONSink writes to w, flushing after every batch so that a reader sees activities live.
-func NewJSONSink(w io.Writer) *JSONSink {
-	bw := bufio.NewWriterSize(w, 64<<10)
-	enc := json.NewEncoder(bw)
-	enc.SetEscapeHTML(false)
-	return &JSONSink{w: bw, enc: enc}
-}
+// NewJSONSink writes to w, one write per batch, so that a reader sees activities live.
+func NewJSONSink(w io.Writer) *JSONSink { return &JSONSink{w: w} }
 
 // Write implements Sink.
 func (s *JSONSink) Write(batch []*v1alpha1.ActivityRecord) error {
+	s.buf = s.buf[:0]
 	for _, a := range batch {
-		if err := s.enc.Encode(a); err != nil {
-			return fmt.Errorf("write activity: %w", err)
-		}
+		s.buf = AppendJSON(s.buf, a)
 	}
-	return s.w.Flush()
+	if _, err := s.w.Write(s.buf); err != nil {
+		return fmt.Errorf("write activities: %w", err)
+	}
+	return nil
 }
+
+// DiscardSink counts activities without writing them (parley run -o none).
+type DiscardSink struct{}
+
+// Write implements Sink.
+func (DiscardSink) Write([]*v1alpha1.ActivityRecord) error { return nil }
 
 // TableSink prints activities as aligned columns for people watching a terminal.
 type TableSink struct {
