@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Measures `parley run` against a bare Go server of the same shape (the baseline), in one run:
 # persistent TCP round trips, connect-per-request, UDP request/response and idle connections,
-# with activities on (JSON written to a file) and off (JSON written to /dev/null). Prints a
+# with activities on (JSON written to a file) and off (-o none: counted, not written). Prints a
 # table of rates, ratios to the baseline and the targets of docs/performance.md.
 #
 #   hack/bench.sh                     # all four modes, activities on and off

@@ -21,7 +21,8 @@ import (
 
 // compare runs each mode against the baseline (this program's serve-baseline, as a
 // subprocess) and against `parley run` with activities on (JSON written to a file) and off
-// (JSON written to /dev/null), one after the other, and prints a table with the ratios.
+// (-o none: recorded and counted, not written), one after the other, and prints a table
+// with the ratios.
 type compareConfig struct {
 	parley, rules, rulesUDP, dir string
 	modes, activities            []string
@@ -46,7 +47,7 @@ func compareMain(args []string) error {
 	fs.StringVar(&c.rulesUDP, "rules-udp", "hack/load/bench-rules-udp.yaml", "UDP benchmark rules")
 	fs.StringVar(&c.dir, "dir", os.TempDir(), "directory for the activity files (activities on)")
 	fs.StringVar(&modes, "modes", "all", "comma-separated: persistent,cpr,udp,idle or all")
-	fs.StringVar(&acts, "activities", "on,off", "comma-separated: on (JSON to a file), off (JSON to /dev/null)")
+	fs.StringVar(&acts, "activities", "on,off", "comma-separated: on (JSON to a file), off (-o none)")
 	fs.DurationVar(&c.load.duration, "duration", 10*time.Second, "measured time per run")
 	fs.DurationVar(&c.load.warmup, "warmup", time.Second, "warm-up per run, not counted")
 	fs.IntVar(&c.load.conns, "conns", 16, "persistent: connections")
@@ -302,7 +303,7 @@ func printTable(w *os.File, rows []row) {
 		case x.srv == "on":
 			acts = fmt.Sprintf("%d/%d", x.r.written, x.r.expect)
 		case x.srv == "off":
-			acts = "(/dev/null)"
+			acts = "(not written)"
 		default:
 			acts = "-"
 		}
@@ -435,14 +436,18 @@ func listeningAddr(msg string) (string, error) {
 }
 
 // startParley starts `parley run`. Activities on: JSON to a file, the address learned from
-// its first line (ConnectorStarted, "listening on ADDR/TCP"). Off: JSON to /dev/null, on a
-// port picked here and waited for in /proc/net.
+// its first line (ConnectorStarted, "listening on ADDR/TCP"). Off: -o none, on a port picked
+// here and waited for in /proc/net.
 func (c *compareConfig) startParley(transport string, activities bool) (*server, error) {
 	rules := c.rules
 	if transport == "udp" {
 		rules = c.rulesUDP
 	}
-	args := []string{"run", "-f", rules, "-o", "json"}
+	output := "none"
+	if activities {
+		output = "json"
+	}
+	args := []string{"run", "-f", rules, "-o", output}
 	if transport == "udp" {
 		args = append(args, "--udp-peer-rate", "0")
 	}
@@ -474,7 +479,7 @@ func (c *compareConfig) startParley(transport string, activities bool) (*server,
 		s.cmd.Stdout = file
 		s.command += " > " + filepath.Base(s.activityFile)
 	} else {
-		s.command += " > /dev/null" // exec connects a nil Stdout to the null device
+		s.command += " > /dev/null"
 	}
 	if err := s.start(); err != nil {
 		return nil, err
