@@ -249,20 +249,29 @@ func TestClientModeAgainstOpenSSLServer(t *testing.T) {
 }
 
 func TestClientModeRefusesAnUntrustedServer(t *testing.T) {
-	ca := newCA(t, "parley-test")
-	other := newCA(t, "someone-else")
-	srv := other.issue("server", false, false)
-	port := freePort(t, "tcp")
-	s := runOpenSSL(t, "s_server", "-accept", fmt.Sprintf("127.0.0.1:%d", port), "-cert", srv.Cert, "-key", srv.Key)
-	s.waitOutput("ACCEPT")
-	h := start(t, fmt.Sprintf(tlsClientRules, "TCP", port), func(o *connector.Options) {
-		o.TLS = &connector.TLS{RootCAs: ca.pool()}
-	})
-	err := h.waitDone()
-	if err == nil {
-		t.Fatal("connected to a server signed by an unknown CA")
-	}
-	if e := h.acts.of(v1alpha1.ActivityError); len(e) != 1 || !strings.Contains(e[0].Message, "unknown authority") {
-		t.Errorf("errors: %+v", e)
+	for _, tc := range []struct{ name, why string }{{"wrong CA", "unknown authority"}, {"expired", "expired"}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ca := newCA(t, "parley-test")
+			signer := ca
+			if tc.name == "wrong CA" {
+				signer = newCA(t, "someone-else")
+			}
+			srv := signer.issue("server", false, tc.name == "expired")
+			port := freePort(t, "tcp")
+			s := runOpenSSL(t, "s_server", "-accept", fmt.Sprintf("127.0.0.1:%d", port), "-cert", srv.Cert, "-key", srv.Key)
+			s.waitOutput("ACCEPT")
+			h := start(t, fmt.Sprintf(tlsClientRules, "TCP", port), func(o *connector.Options) {
+				o.TLS = &connector.TLS{RootCAs: ca.pool()}
+			})
+			if err := h.waitDone(); err == nil {
+				t.Fatal("connected to a server it should not trust")
+			}
+			if e := h.acts.of(v1alpha1.ActivityError); len(e) != 1 || !strings.Contains(e[0].Message, tc.why) {
+				t.Errorf("errors: %+v", e)
+			}
+			if strings.Contains(s.output(), "HELLO") {
+				t.Error("the greeting reached the untrusted server")
+			}
+		})
 	}
 }
