@@ -35,7 +35,7 @@ conversation:
 		t.Errorf("600ms rule ran after %v", d)
 	}
 	p.exchange("HYBRID", "600ms;") // a Hybrid rule also matches inputs
-	async := h.acts.waitFor(t, v1alpha1.ActivityAsync, 3)
+	async := h.Activities.WaitFor(t, v1alpha1.ActivityAsync, 3)
 	var order []string
 	for _, a := range async {
 		order = append(order, ids(a.Rules.Async))
@@ -77,7 +77,7 @@ conversation:
 	p.exchange("ARM", "armed;")
 	p.exchange("DISARM", "disarmed;")
 	p.expectSilence(700 * time.Millisecond)
-	if n := len(h.acts.of(v1alpha1.ActivityAsync)); n != 0 {
+	if n := len(h.Activities.Of(v1alpha1.ActivityAsync)); n != 0 {
 		t.Errorf("%d async activities for a rule whose conditions failed", n)
 	}
 }
@@ -179,7 +179,7 @@ conversation:
 `)
 	p := h.dial()
 	h.quiet(p, "GO", 1)
-	errs := h.acts.waitFor(t, v1alpha1.ActivityError, 1)
+	errs := h.Activities.WaitFor(t, v1alpha1.ActivityError, 1)
 	if !strings.Contains(errs[0].Message, "zero-delay") {
 		t.Errorf("error: %q", errs[0].Message)
 	}
@@ -199,7 +199,7 @@ conversation:
 	for i := 1; i <= 1030; i++ {
 		h.quiet(p, "X", i)
 	}
-	errs := h.acts.waitFor(t, v1alpha1.ActivityError, 6)
+	errs := h.Activities.WaitFor(t, v1alpha1.ActivityError, 6)
 	if !strings.Contains(errs[0].Message, "1024 async tasks already pending") {
 		t.Errorf("error: %q", errs[0].Message)
 	}

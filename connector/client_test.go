@@ -103,7 +103,7 @@ conversation:
   - {id: 1, mode: Sync, regex: "WELCOME", response: "STATUS\n"}
   - {id: 2, mode: Sync, regex: "WHAT", ending: true}
 `, tg.port()))
-	if err := h.waitDone(); err != nil {
+	if err := h.Wait(); err != nil {
 		t.Fatalf("client run: %v", err)
 	}
 	conns, lines := tg.settled(t, 9)
@@ -113,10 +113,10 @@ conversation:
 	if got := strings.Count(strings.Join(lines, "|"), "QUIT"); got != 3 {
 		t.Errorf("lines: %v", lines)
 	}
-	if n := len(h.acts.of(v1alpha1.ActivityEnded)); n != 3 {
+	if n := len(h.Activities.Of(v1alpha1.ActivityEnded)); n != 3 {
 		t.Errorf("%d Ended", n)
 	}
-	if st := h.acts.of(v1alpha1.ActivityConnectorStopped); len(st) != 1 || st[0].Message != "all conversations ended" {
+	if st := h.Activities.Of(v1alpha1.ActivityConnectorStopped); len(st) != 1 || st[0].Message != "all conversations ended" {
 		t.Errorf("stopped: %+v", st)
 	}
 }
@@ -136,7 +136,7 @@ conversation:
   - {id: 1, mode: Sync, regex: "NEXT", reconnectBefore: true, response: "TWO\n", closeConnection: true, trigger: [{ruleID: 2, delay: 100ms}]}
   - {id: 2, mode: Async, response: "THREE\n", ending: true}
 `, tg.port()))
-	if err := h.waitDone(); err != nil {
+	if err := h.Wait(); err != nil {
 		t.Fatal(err)
 	}
 	conns, lines := tg.settled(t, 3)
@@ -151,11 +151,11 @@ func TestClientModeFailsWhenNothingConnects(t *testing.T) {
 	ln.Close()
 	h := start(t, fmt.Sprintf(`operation: {mode: Client, ip: 127.0.0.1, port: %d, maxConcurrentConnections: 2}`, port),
 		func(o *connector.Options) { o.DialTimeout = 2 * time.Second })
-	err := h.waitDone()
+	err := h.Wait()
 	if err == nil || !strings.Contains(err.Error(), "no conversation could connect") {
 		t.Errorf("Run: %v", err)
 	}
-	if e := h.acts.of(v1alpha1.ActivityError); len(e) != 2 || !strings.Contains(e[0].Message, "refused") {
+	if e := h.Activities.Of(v1alpha1.ActivityError); len(e) != 2 || !strings.Contains(e[0].Message, "refused") {
 		t.Errorf("errors: %+v", e)
 	}
 }
@@ -187,7 +187,7 @@ conversation:
   ending: {value: "bye"}
   rules: [{id: 1, mode: Sync, regex: "ACK", response: "thanks", ending: true}]
 `, pc.LocalAddr().(*net.UDPAddr).Port))
-	if err := h.waitDone(); err != nil {
+	if err := h.Wait(); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"hello", "thanks", "bye"} {

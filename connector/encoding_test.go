@@ -42,7 +42,7 @@ conversation:
 `)
 			p := h.dial()
 			p.exchange(tc.send, tc.want)
-			in := h.acts.waitFor(t, v1alpha1.ActivityInput, 1)[0]
+			in := h.Activities.WaitFor(t, v1alpha1.ActivityInput, 1)[0]
 			if in.Input.Text != tc.text || in.Input.Base64 != base64.StdEncoding.EncodeToString([]byte(tc.send)) {
 				t.Errorf("input text %q base64 %q", in.Input.Text, in.Input.Base64)
 			}

@@ -2,20 +2,16 @@ package connector_test
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
 	"net"
-	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	"sigs.k8s.io/yaml"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
 	"github.com/parley-dev/parley/connector"
 	"github.com/parley-dev/parley/connector/activity"
+	"github.com/parley-dev/parley/connector/connectortest"
 	"github.com/parley-dev/parley/connector/rules"
 )
 
@@ -24,176 +20,23 @@ import (
 // several times the delay.
 const wait = 10 * time.Second
 
-// collector is a Sink that keeps every activity for inspection.
-type collector struct {
-	mu   sync.Mutex
-	acts []*v1alpha1.ActivityRecord
-	cond chan struct{}
-}
-
-func newCollector() *collector { return &collector{cond: make(chan struct{}, 1)} }
-
-func (c *collector) Write(batch []*v1alpha1.ActivityRecord) error {
-	c.mu.Lock()
-	c.acts = append(c.acts, batch...)
-	c.mu.Unlock()
-	select {
-	case c.cond <- struct{}{}:
-	default:
-	}
-	return nil
-}
-
-func (c *collector) all() []*v1alpha1.ActivityRecord {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]*v1alpha1.ActivityRecord(nil), c.acts...)
-}
-
-// of returns the activities of a type, in order.
-func (c *collector) of(typ v1alpha1.ActivityType) []*v1alpha1.ActivityRecord {
-	var out []*v1alpha1.ActivityRecord
-	for _, a := range c.all() {
-		if a.Type == typ {
-			out = append(out, a)
-		}
-	}
-	return out
-}
-
-// waitFor waits until n activities of typ were recorded and returns them.
-func (c *collector) waitFor(t *testing.T, typ v1alpha1.ActivityType, n int) []*v1alpha1.ActivityRecord {
-	t.Helper()
-	deadline := time.After(wait)
-	for {
-		if got := c.of(typ); len(got) >= n {
-			return got
-		}
-		select {
-		case <-c.cond:
-		case <-time.After(20 * time.Millisecond):
-		case <-deadline:
-			t.Fatalf("waited %v for %d %s activities; have:\n%s", wait, n, typ, c.dump())
-		}
-	}
-}
-
-func (c *collector) dump() string {
-	var b strings.Builder
-	for _, a := range c.all() {
-		line, _ := yaml.Marshal(a)
-		b.WriteString("---\n")
-		b.Write(line)
-	}
-	return b.String()
-}
-
-// compile compiles a spec written as YAML (the spec only).
-func compile(t testing.TB, specYAML string) *rules.Program {
-	t.Helper()
-	var spec v1alpha1.ConversationRulesSpec
-	if err := yaml.UnmarshalStrict([]byte(specYAML), &spec); err != nil {
-		t.Fatalf("spec YAML: %v", err)
-	}
-	prog, errs := rules.Compile("test-rules", 1, &spec)
-	if len(errs) > 0 {
-		t.Fatalf("compile: %v", errs.ToAggregate())
-	}
-	return prog
-}
-
-// harness runs a connector on a free loopback port for one test.
+// harness is a connector served for one test on a free loopback port (see
+// connectortest.Start), with helpers to talk to it as a peer.
 type harness struct {
-	t      *testing.T
-	c      *connector.Connector
-	acts   *collector
-	reg    *activity.Register
-	cancel context.CancelFunc
-	done   chan error
+	*connectortest.Server
+	t *testing.T
 }
 
+// start compiles specYAML and runs it until the test ends.
 func start(t *testing.T, specYAML string, tweak ...func(*connector.Options)) *harness {
 	t.Helper()
-	return startProgram(t, compile(t, specYAML), tweak...)
+	return startProgram(t, connectortest.Compile(t, specYAML), tweak...)
 }
 
 func startProgram(t *testing.T, prog *rules.Program, tweak ...func(*connector.Options)) *harness {
 	t.Helper()
-	acts := newCollector()
-	reg := activity.NewRegister(acts, 0, nil)
-	go reg.Run()
-	port := 0
-	ip := "127.0.0.1"
-	if prog.IPv6 {
-		ip = "::1"
-	}
-	opts := connector.Options{Name: "test", Register: reg}
-	if prog.Mode == v1alpha1.ModeServer {
-		opts.Port, opts.IP = &port, &ip
-	}
-	for _, f := range tweak {
-		f(&opts)
-	}
-	c, err := connector.New(prog, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	h := &harness{t: t, c: c, acts: acts, reg: reg, cancel: cancel, done: make(chan error, 1)}
-	go func() { h.done <- c.Run(ctx) }()
-	t.Cleanup(func() { h.stop() })
-	if prog.Mode == v1alpha1.ModeServer && prog.ExecutionDelay == 0 {
-		select {
-		case <-c.Ready():
-		case err := <-h.done:
-			t.Fatalf("connector stopped before serving: %v", err)
-		case <-time.After(wait):
-			t.Fatal("connector not ready")
-		}
-	}
-	return h
+	return &harness{Server: connectortest.Start(t, prog, tweak...), t: t}
 }
-
-// stop cancels the connector, waits for Run, and flushes the activities. Idempotent.
-func (h *harness) stop() error {
-	h.t.Helper()
-	if h.cancel == nil {
-		return nil
-	}
-	h.cancel()
-	h.cancel = nil
-	var err error
-	select {
-	case err = <-h.done:
-	case <-time.After(wait):
-		h.t.Fatal("connector did not stop")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	if cerr := h.reg.Close(ctx); cerr != nil {
-		h.t.Fatal(cerr)
-	}
-	return err
-}
-
-// waitDone waits for Run to return by itself (client mode) and flushes the activities.
-func (h *harness) waitDone() error {
-	h.t.Helper()
-	var err error
-	select {
-	case err = <-h.done:
-	case <-time.After(wait):
-		h.t.Fatalf("connector did not finish; activities:\n%s", h.acts.dump())
-	}
-	h.cancel()
-	h.cancel = nil
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	_ = h.reg.Close(ctx)
-	return err
-}
-
-func (h *harness) addr() string { return h.c.Addr().String() }
 
 // peer is a real client socket with helpers to expect replies.
 type peer struct {
@@ -204,7 +47,7 @@ type peer struct {
 
 func (h *harness) dial() *peer {
 	h.t.Helper()
-	return dialPeer(h.t, h.c.Addr().Network(), h.addr())
+	return dialPeer(h.t, h.Connector.Addr().Network(), h.Addr())
 }
 
 func dialPeer(t *testing.T, network, addr string) *peer {
@@ -276,7 +119,7 @@ func ids(v []int32) string { return fmt.Sprint(v) }
 func (h *harness) quiet(p *peer, s string, n int) {
 	h.t.Helper()
 	p.send(s)
-	h.acts.waitFor(h.t, v1alpha1.ActivityInput, n)
+	h.Activities.WaitFor(h.t, v1alpha1.ActivityInput, n)
 }
 
 func newRegister(s activity.Sink) *activity.Register {

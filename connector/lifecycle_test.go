@@ -11,6 +11,7 @@ import (
 
 	"github.com/parley-dev/parley/api/v1alpha1"
 	"github.com/parley-dev/parley/connector"
+	"github.com/parley-dev/parley/connector/connectortest"
 )
 
 func TestInteractionTimeoutSendsTimeoutThenEndingThenCloses(t *testing.T) {
@@ -31,12 +32,12 @@ conversation:
 	if d := time.Since(last); d < 300*time.Millisecond || d > 5*time.Second {
 		t.Errorf("timed out %v after the last input", d)
 	}
-	a := h.acts.waitFor(t, v1alpha1.ActivityTimedOut, 1)[0]
+	a := h.Activities.WaitFor(t, v1alpha1.ActivityTimedOut, 1)[0]
 	if a.Rules.Basic != "timeout" || a.Output.Bytes != int32(len("timeout;bye;")) {
 		t.Errorf("TimedOut activity: %+v %+v", a.Rules, a.Output)
 	}
-	if h.c.Active() != 0 {
-		t.Errorf("%d live conversations after timeout", h.c.Active())
+	if h.Connector.Active() != 0 {
+		t.Errorf("%d live conversations after timeout", h.Connector.Active())
 	}
 }
 
@@ -52,12 +53,12 @@ conversation:
 	if got := p.expectClosed(); got != "goodbye;221 bye\r\n" {
 		t.Errorf("got %q", got)
 	}
-	ended := h.acts.waitFor(t, v1alpha1.ActivityEnded, 1)[0]
+	ended := h.Activities.WaitFor(t, v1alpha1.ActivityEnded, 1)[0]
 	if ended.Rules.Basic != "ending" || !strings.Contains(ended.Message, "ending rule 1") {
 		t.Errorf("Ended: %+v %q", ended.Rules, ended.Message)
 	}
 	// the Input activity comes before the Ended one
-	all := h.acts.all()
+	all := h.Activities.All()
 	if all[len(all)-2].Type != v1alpha1.ActivityInput || all[len(all)-1].Type != v1alpha1.ActivityEnded {
 		t.Errorf("order: %s %s", all[len(all)-2].Type, all[len(all)-1].Type)
 	}
@@ -66,16 +67,16 @@ conversation:
 func TestPeerCloseEndsAndResetBreaks(t *testing.T) {
 	h := start(t, `operation: {port: 1, identifyByPort: true}`)
 	p := h.dial()
-	h.acts.waitFor(t, v1alpha1.ActivityConnected, 1)
+	h.Activities.WaitFor(t, v1alpha1.ActivityConnected, 1)
 	p.conn.Close()
-	if a := h.acts.waitFor(t, v1alpha1.ActivityEnded, 1)[0]; a.Message != "peer closed the connection" {
+	if a := h.Activities.WaitFor(t, v1alpha1.ActivityEnded, 1)[0]; a.Message != "peer closed the connection" {
 		t.Errorf("Ended message %q", a.Message)
 	}
 	q := h.dial()
-	h.acts.waitFor(t, v1alpha1.ActivityConnected, 2)
+	h.Activities.WaitFor(t, v1alpha1.ActivityConnected, 2)
 	_ = q.conn.(*net.TCPConn).SetLinger(0) // close with RST
 	q.conn.Close()
-	if a := h.acts.waitFor(t, v1alpha1.ActivityBroken, 1)[0]; !strings.Contains(a.Message, "reset") {
+	if a := h.Activities.WaitFor(t, v1alpha1.ActivityBroken, 1)[0]; !strings.Contains(a.Message, "reset") {
 		t.Errorf("Broken message %q", a.Message)
 	}
 }
@@ -99,11 +100,11 @@ conversation:
 	}
 	q := h.dial() // same IP: joins the live conversation, no second greeting
 	q.exchange("WHO", "alice;")
-	conns := h.acts.waitFor(t, v1alpha1.ActivityConnected, 2)
+	conns := h.Activities.WaitFor(t, v1alpha1.ActivityConnected, 2)
 	if conns[0].Connection.ID != conns[1].Connection.ID || conns[1].Message == "" {
 		t.Errorf("second socket: %+v %q", conns[1].Connection, conns[1].Message)
 	}
-	if n := len(h.acts.of(v1alpha1.ActivityGreeted)); n != 1 {
+	if n := len(h.Activities.Of(v1alpha1.ActivityGreeted)); n != 1 {
 		t.Errorf("%d greetings", n)
 	}
 }
@@ -130,7 +131,7 @@ conversation:
 			t.Fatalf("request %d: got %q", i, got)
 		}
 	}
-	if n := len(h.acts.of(v1alpha1.ActivityEnded)); n != 0 {
+	if n := len(h.Activities.Of(v1alpha1.ActivityEnded)); n != 0 {
 		t.Errorf("the logical connection ended %d times", n)
 	}
 }
@@ -148,12 +149,12 @@ conversation:
 	if got := c.expectClosed(); got != "" {
 		t.Errorf("refused peer got %q", got)
 	}
-	r := h.acts.waitFor(t, v1alpha1.ActivityRejected, 1)[0]
+	r := h.Activities.WaitFor(t, v1alpha1.ActivityRejected, 1)[0]
 	if !strings.Contains(r.Message, "maxConcurrentConnections") || r.Connection == nil || r.Connection.Peer == "" {
 		t.Errorf("Rejected: %+v", r)
 	}
 	a.conn.Close()
-	h.acts.waitFor(t, v1alpha1.ActivityEnded, 1)
+	h.Activities.WaitFor(t, v1alpha1.ActivityEnded, 1)
 	h.dial().expect("hi;") // a slot is free again
 }
 
@@ -171,13 +172,13 @@ conversation:
 	b := h.dial() // same IP, over a cap of 1: it joins rather than being refused
 	a.exchange("INC", "0;")
 	b.exchange("INC", "1;")
-	if n := len(h.acts.of(v1alpha1.ActivityRejected)); n != 0 {
+	if n := len(h.Activities.Of(v1alpha1.ActivityRejected)); n != 0 {
 		t.Errorf("%d rejected", n)
 	}
 }
 
 func TestExecutionDelay(t *testing.T) {
-	prog := compile(t, `
+	prog := connectortest.Compile(t, `
 operation: {port: 1, executionDelay: 400ms}
 conversation: {greetings: {value: "late;"}}
 `)
@@ -195,7 +196,7 @@ conversation: {greetings: {value: "late;"}}
 		c.Close()
 		t.Fatal("connected before executionDelay")
 	}
-	<-h.c.Ready()
+	<-h.Connector.Ready()
 	if d := time.Since(begin); d < 400*time.Millisecond {
 		t.Errorf("served after %v", d)
 	}
@@ -204,7 +205,7 @@ conversation: {greetings: {value: "late;"}}
 
 func TestConnectionQueueSetsTheBacklog(t *testing.T) {
 	h := start(t, `operation: {port: 1, connectionQueue: 37}`)
-	port := h.c.Addr().(*net.TCPAddr).Port
+	port := h.Connector.Addr().(*net.TCPAddr).Port
 	out, err := exec.Command("ss", "-ltnH", fmt.Sprintf("sport = :%d", port)).Output()
 	if err != nil {
 		t.Fatalf("ss (Debian package iproute2): %v", err)
@@ -226,7 +227,7 @@ conversation:
 	a, b := h.dial(), h.dial()
 	a.expect("hi;")
 	b.expect("hi;")
-	if err := h.stop(); err != nil {
+	if err := h.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range []*peer{a, b} {
@@ -234,11 +235,11 @@ conversation:
 			t.Errorf("got %q", got)
 		}
 	}
-	all := h.acts.all()
+	all := h.Activities.All()
 	if all[0].Type != v1alpha1.ActivityConnectorStarted || all[len(all)-1].Type != v1alpha1.ActivityConnectorStopped {
 		t.Errorf("first %s, last %s", all[0].Type, all[len(all)-1].Type)
 	}
-	if n := len(h.acts.of(v1alpha1.ActivityEnded)); n != 2 {
+	if n := len(h.Activities.Of(v1alpha1.ActivityEnded)); n != 2 {
 		t.Errorf("%d Ended", n)
 	}
 }
@@ -250,15 +251,15 @@ conversation: {greetings: {value: "hi;"}, rules: [{id: 1, mode: Sync, regex: "PI
 `)
 	live := h.dial()
 	live.expect("hi;")
-	h.c.Pause()
+	h.Connector.Pause()
 	if got := h.dial().expectClosed(); got != "" {
 		t.Errorf("paused connector greeted %q", got)
 	}
-	if r := h.acts.waitFor(t, v1alpha1.ActivityRejected, 1)[0]; r.Message != "connector paused" {
+	if r := h.Activities.WaitFor(t, v1alpha1.ActivityRejected, 1)[0]; r.Message != "connector paused" {
 		t.Errorf("Rejected %q", r.Message)
 	}
 	live.exchange("PING", "PONG;") // live conversations go on
-	h.c.Resume()
+	h.Connector.Resume()
 	h.dial().expect("hi;")
 }
 
@@ -271,7 +272,7 @@ conversation: {rules: [{id: 1, mode: Sync, regex: "PING", response: "v1;", opera
 `)
 	old := h.dial()
 	old.exchange("PING", "v1;")
-	h.c.Update(compile(t, `
+	h.Connector.Update(connectortest.Compile(t, `
 operation: {port: 1, identifyByPort: true}
 memory: {global: [{name: hits, type: int}]}
 conversation: {rules: [{id: 1, mode: Sync, regex: "PING", response: "v2 {{hits}};"}]}
@@ -287,7 +288,7 @@ conversation: {default: {value: "."}}
 `)
 	p := h.dial()
 	p.send(strings.Repeat("A", 20))
-	in := h.acts.waitFor(t, v1alpha1.ActivityInput, 3)
+	in := h.Activities.WaitFor(t, v1alpha1.ActivityInput, 3)
 	total := 0
 	for _, a := range in {
 		if a.Input.Bytes > 8 {
@@ -299,7 +300,7 @@ conversation: {default: {value: "."}}
 		t.Error("a full read is not flagged truncated")
 	}
 	if total < 20 {
-		h.acts.waitFor(t, v1alpha1.ActivityInput, 4)
+		h.Activities.WaitFor(t, v1alpha1.ActivityInput, 4)
 	}
 }
 
@@ -310,8 +311,8 @@ func TestRunFailsClearlyWhenThePortIsTaken(t *testing.T) {
 	}
 	defer ln.Close()
 	port := ln.Addr().(*net.TCPAddr).Port
-	prog := compile(t, `operation: {port: 1}`)
-	acts := newCollector()
+	prog := connectortest.Compile(t, `operation: {port: 1}`)
+	acts := &connectortest.Collector{}
 	c, _ := connector.New(prog, connector.Options{Register: newRegister(acts), Port: &port, IP: ptr("127.0.0.1")})
 	err = c.Run(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "address already in use") || !strings.Contains(err.Error(), fmt.Sprint(port)) {
@@ -329,11 +330,11 @@ conversation: {greetings: {value: "hi;"}}
 	for i := 1; i < 64; i++ {
 		h.dial() // same IP: joins the one conversation
 	}
-	h.acts.waitFor(t, v1alpha1.ActivityConnected, 64)
+	h.Activities.WaitFor(t, v1alpha1.ActivityConnected, 64)
 	if got := h.dial().expectClosed(); got != "" {
 		t.Errorf("socket 65 got %q", got)
 	}
-	r := h.acts.waitFor(t, v1alpha1.ActivityRejected, 1)[0]
+	r := h.Activities.WaitFor(t, v1alpha1.ActivityRejected, 1)[0]
 	if !strings.Contains(r.Message, "over 64 sockets") {
 		t.Errorf("Rejected %q", r.Message)
 	}

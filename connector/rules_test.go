@@ -25,11 +25,11 @@ conversation:
 	p.exchange("HELLO\r\n", "-ERR unknown\r\n")
 	p.exchange("\r\n", "-ERR empty\r\n")
 
-	greeted := h.acts.waitFor(t, v1alpha1.ActivityGreeted, 1)[0]
+	greeted := h.Activities.WaitFor(t, v1alpha1.ActivityGreeted, 1)[0]
 	if greeted.Rules.Basic != "greetings" || greeted.Output.Bytes != int32(len("+OK ready\r\n")) {
 		t.Errorf("greeting activity: %+v %+v", greeted.Rules, greeted.Output)
 	}
-	inputs := h.acts.waitFor(t, v1alpha1.ActivityInput, 3)
+	inputs := h.Activities.WaitFor(t, v1alpha1.ActivityInput, 3)
 	if got := ids(inputs[0].Rules.Executed); got != "[1]" {
 		t.Errorf("PING executed %s", got)
 	}
@@ -69,11 +69,11 @@ conversation:
 	p := h.dial()
 	h.quiet(p, "A\r\n", 1)
 	p.exchange("B\r\n", "b\r\n") // nothing came before b: no greeting, no reply to A
-	in := h.acts.waitFor(t, v1alpha1.ActivityInput, 2)
+	in := h.Activities.WaitFor(t, v1alpha1.ActivityInput, 2)
 	if in[0].Rules.Basic != "default" || in[0].Output.Bytes != 0 {
 		t.Errorf("A: default with empty value runs and sends nothing: %+v %+v", in[0].Rules, in[0].Output)
 	}
-	if len(h.acts.of(v1alpha1.ActivityGreeted)) != 0 {
+	if len(h.Activities.Of(v1alpha1.ActivityGreeted)) != 0 {
 		t.Error("a disabled greeting was recorded")
 	}
 }
@@ -107,7 +107,7 @@ conversation:
 	p.exchange("LOGIN\r\n", "ok;")
 	// the group's regex does not match "zX", but its condition now holds
 	p.exchange("zX\r\n", "four;ten;thirty;admin;")
-	in := h.acts.waitFor(t, v1alpha1.ActivityInput, 3)
+	in := h.Activities.WaitFor(t, v1alpha1.ActivityInput, 3)
 	if got := ids(in[0].Rules.Executed); got != "[4 10 30 1 2]" {
 		t.Errorf("executed %s", got)
 	}
@@ -175,12 +175,12 @@ conversation:
 	// Executed (the default): the operation runs after the reply, so the count shows 0.
 	p.expect("230 welcome {{pass}}, login #0\r\n")
 
-	in := h.acts.waitFor(t, v1alpha1.ActivityInput, 5)
+	in := h.Activities.WaitFor(t, v1alpha1.ActivityInput, 5)
 	caps := in[1].Captures
 	if len(caps) != 2 || caps[0].Variable != "user" || caps[0].Value != "{{pass}}" || caps[1].Value != "USER {{pass}}" || caps[0].Rule != 1 {
 		t.Errorf("captures: %+v", caps)
 	}
-	async := h.acts.waitFor(t, v1alpha1.ActivityAsync, 1)
+	async := h.Activities.WaitFor(t, v1alpha1.ActivityAsync, 1)
 	if got := ids(async[0].Rules.Async); got != "[3]" {
 		t.Errorf("async ran %s", got)
 	}
@@ -275,7 +275,7 @@ conversation:
 	p := h.dial()
 	h.quiet(p, "DIV\r\n", 1)
 	h.quiet(p, "BAD\r\n", 2)
-	errs := h.acts.waitFor(t, v1alpha1.ActivityError, 2)
+	errs := h.Activities.WaitFor(t, v1alpha1.ActivityError, 2)
 	if !strings.HasPrefix(errs[0].Message, "rule 1: NBR_DIVIDE: ") || strings.Count(errs[0].Message, "NBR_DIVIDE") != 1 ||
 		!strings.HasPrefix(errs[1].Message, "rule 2: NBR_SUM: ") {
 		t.Errorf("error messages: %q / %q", errs[0].Message, errs[1].Message)

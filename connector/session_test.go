@@ -34,7 +34,7 @@ func TestSessionsTellPeersFromOneIPApart(t *testing.T) {
 	c.exchange("SID=aaa WHO", "alice;")
 
 	conns := map[string]string{}
-	for _, in := range h.acts.waitFor(t, v1alpha1.ActivityInput, 5) {
+	for _, in := range h.Activities.WaitFor(t, v1alpha1.ActivityInput, 5) {
 		if prev, ok := conns[in.Connection.Session]; ok && prev != in.Connection.ID {
 			t.Errorf("session %s in two conversations", in.Connection.Session)
 		}
@@ -113,7 +113,7 @@ conversation:
 	c := h.dial()
 	c.exchange("LOGIN dave", "Set-Cookie: s=dave;")
 	h.quiet(c, "TAKEN", 4) // dave's conversation may not take carol's id
-	e := h.acts.waitFor(t, v1alpha1.ActivityError, 1)[0]
+	e := h.Activities.WaitFor(t, v1alpha1.ActivityError, 1)[0]
 	if !strings.Contains(e.Message, `sessionUpdate: session id "carol" belongs to another live conversation`) {
 		t.Errorf("Error %q", e.Message)
 	}
@@ -138,10 +138,10 @@ conversation:
 	c := h.dialUDP()
 	c.send("INC id=y") // another port, y's session
 	c.expect("y=2")
-	if err := h.stop(); err != nil { // flushes every activity
+	if err := h.Stop(); err != nil { // flushes every activity
 		t.Fatal(err)
 	}
-	if n := len(h.acts.of(v1alpha1.ActivityConnected)); n != 2 {
+	if n := len(h.Activities.Of(v1alpha1.ActivityConnected)); n != 2 {
 		t.Errorf("%d conversations, want 2", n)
 	}
 }

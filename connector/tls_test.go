@@ -1,18 +1,17 @@
 package connector_test
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"net"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
 	"github.com/parley-dev/parley/connector"
+	"github.com/parley-dev/parley/connector/connectortest"
 )
 
 // openssl is a running `openssl s_client` or `s_server`.
@@ -20,21 +19,10 @@ type openssl struct {
 	t     *testing.T
 	cmd   *exec.Cmd
 	stdin io.WriteCloser
-	mu    sync.Mutex
-	out   bytes.Buffer
+	out   connectortest.Buffer
 }
 
-func (o *openssl) Write(p []byte) (int, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.out.Write(p)
-}
-
-func (o *openssl) output() string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.out.String()
-}
+func (o *openssl) output() string { return o.out.String() }
 
 func runOpenSSL(t *testing.T, args ...string) *openssl {
 	t.Helper()
@@ -42,7 +30,7 @@ func runOpenSSL(t *testing.T, args ...string) *openssl {
 		t.Fatal("openssl not found: install the Debian package openssl")
 	}
 	o := &openssl{t: t, cmd: exec.Command("openssl", args...)}
-	o.cmd.Stdout, o.cmd.Stderr = o, o
+	o.cmd.Stdout, o.cmd.Stderr = &o.out, &o.out
 	var err error
 	if o.stdin, err = o.cmd.StdinPipe(); err != nil {
 		t.Fatal(err)
@@ -106,11 +94,11 @@ func tlsServer(t *testing.T, transport string, clientAuth bool, ca *testCA) *har
 func TestTLSServerWithOpenSSLClient(t *testing.T) {
 	ca := newCA(t, "parley-test")
 	h := tlsServer(t, "TCP", false, ca)
-	c := runOpenSSL(t, "s_client", "-connect", h.addr(), "-CAfile", ca.File, "-verify_return_error", "-quiet", "-servername", "decoy.example")
+	c := runOpenSSL(t, "s_client", "-connect", h.Addr(), "-CAfile", ca.File, "-verify_return_error", "-quiet", "-servername", "decoy.example")
 	c.waitOutput("+OK secure")
 	c.send("PING\n")
 	c.waitOutput("+PONG")
-	conn := h.acts.waitFor(t, v1alpha1.ActivityConnected, 1)[0]
+	conn := h.Activities.WaitFor(t, v1alpha1.ActivityConnected, 1)[0]
 	if !strings.HasPrefix(conn.Message, "TLS 1.3") || !strings.Contains(conn.Message, "sni=decoy.example") {
 		t.Errorf("Connected message %q", conn.Message)
 	}
@@ -124,15 +112,15 @@ func TestTLSClientAuthentication(t *testing.T) {
 	expired := ca.issue("bob", true, true)
 	foreign := other.issue("mallory", true, false)
 
-	c := runOpenSSL(t, "s_client", "-connect", h.addr(), "-CAfile", ca.File, "-quiet", "-cert", good.Cert, "-key", good.Key)
+	c := runOpenSSL(t, "s_client", "-connect", h.Addr(), "-CAfile", ca.File, "-quiet", "-cert", good.Cert, "-key", good.Key)
 	c.waitOutput("+OK secure")
-	if conn := h.acts.waitFor(t, v1alpha1.ActivityConnected, 1)[0]; !strings.Contains(conn.Message, "peer=CN=alice") {
+	if conn := h.Activities.WaitFor(t, v1alpha1.ActivityConnected, 1)[0]; !strings.Contains(conn.Message, "peer=CN=alice") {
 		t.Errorf("Connected message %q", conn.Message)
 	}
 
 	refused := []struct{ name, why string }{{"no certificate", "certificate"}, {"expired", "expired"}, {"wrong CA", "unknown authority"}}
 	for i, cert := range []*issued{nil, &expired, &foreign} {
-		args := []string{"s_client", "-connect", h.addr(), "-CAfile", ca.File, "-quiet"}
+		args := []string{"s_client", "-connect", h.Addr(), "-CAfile", ca.File, "-quiet"}
 		if cert != nil {
 			args = append(args, "-cert", cert.Cert, "-key", cert.Key)
 		}
@@ -141,12 +129,12 @@ func TestTLSClientAuthentication(t *testing.T) {
 		if strings.Contains(r.output(), "+OK secure") {
 			t.Errorf("%s: greeted:\n%s", refused[i].name, r.output())
 		}
-		errs := h.acts.waitFor(t, v1alpha1.ActivityError, i+1)
+		errs := h.Activities.WaitFor(t, v1alpha1.ActivityError, i+1)
 		if msg := errs[i].Message; !strings.HasPrefix(msg, "TLS handshake") || !strings.Contains(msg, refused[i].why) {
 			t.Errorf("%s: Error %q", refused[i].name, msg)
 		}
 	}
-	if n := len(h.acts.of(v1alpha1.ActivityConnected)); n != 1 {
+	if n := len(h.Activities.Of(v1alpha1.ActivityConnected)); n != 1 {
 		t.Errorf("%d conversations", n)
 	}
 }
@@ -154,13 +142,13 @@ func TestTLSClientAuthentication(t *testing.T) {
 func TestTLSHandshakeThatNeverCompletesIsTimedOut(t *testing.T) {
 	ca := newCA(t, "parley-test")
 	h := tlsServer(t, "TCP", false, ca)
-	conn, err := net.Dial("tcp", h.addr())
+	conn, err := net.Dial("tcp", h.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
 	begin := time.Now()
-	e := h.acts.waitFor(t, v1alpha1.ActivityError, 1)[0]
+	e := h.Activities.WaitFor(t, v1alpha1.ActivityError, 1)[0]
 	if d := time.Since(begin); d < 1500*time.Millisecond || !strings.Contains(e.Message, "deadline") {
 		t.Errorf("after %v: %q", d, e.Message)
 	}
@@ -170,8 +158,8 @@ func TestTLSHandshakeThatNeverCompletesIsTimedOut(t *testing.T) {
 }
 
 func TestTLSNeedsKeyMaterial(t *testing.T) {
-	prog := compile(t, fmt.Sprintf(tlsRules, "TCP", false))
-	c, _ := connector.New(prog, connector.Options{Register: newRegister(newCollector())})
+	prog := connectortest.Compile(t, fmt.Sprintf(tlsRules, "TCP", false))
+	c, _ := connector.New(prog, connector.Options{Register: newRegister(&connectortest.Collector{})})
 	if err := c.Run(t.Context()); err == nil || !strings.Contains(err.Error(), "--tls-cert") {
 		t.Errorf("Run: %v", err)
 	}
@@ -181,18 +169,18 @@ func TestDTLSServerWithOpenSSLClient(t *testing.T) {
 	ca := newCA(t, "parley-test")
 	h := tlsServer(t, "UDP", true, ca)
 	alice := ca.issue("alice", true, false)
-	c := runOpenSSL(t, "s_client", "-dtls1_2", "-connect", h.addr(), "-CAfile", ca.File, "-quiet", "-cert", alice.Cert, "-key", alice.Key)
+	c := runOpenSSL(t, "s_client", "-dtls1_2", "-connect", h.Addr(), "-CAfile", ca.File, "-quiet", "-cert", alice.Cert, "-key", alice.Key)
 	// UDP greets before the first reply
-	conn := h.acts.waitFor(t, v1alpha1.ActivityConnected, 1)[0]
+	conn := h.Activities.WaitFor(t, v1alpha1.ActivityConnected, 1)[0]
 	if conn.Connection.Transport != "UDP" || !strings.Contains(conn.Message, "DTLS") || !strings.Contains(conn.Message, "peer=CN=alice") {
 		t.Errorf("Connected %+v %q", conn.Connection, conn.Message)
 	}
 	c.send("PING\n")
 	c.waitOutput("+OK secure\n+PONG")
 
-	r := runOpenSSL(t, "s_client", "-dtls1_2", "-connect", h.addr(), "-CAfile", ca.File, "-quiet")
+	r := runOpenSSL(t, "s_client", "-dtls1_2", "-connect", h.Addr(), "-CAfile", ca.File, "-quiet")
 	r.exited()
-	if e := h.acts.waitFor(t, v1alpha1.ActivityError, 1)[0]; !strings.HasPrefix(e.Message, "DTLS handshake") {
+	if e := h.Activities.WaitFor(t, v1alpha1.ActivityError, 1)[0]; !strings.HasPrefix(e.Message, "DTLS handshake") {
 		t.Errorf("Error %q", e.Message)
 	}
 }
@@ -241,7 +229,7 @@ func TestClientModeAgainstOpenSSLServer(t *testing.T) {
 			s.waitOutput("HELLO")
 			s.send("WELCOME\n")
 			s.waitOutput("BYE")
-			if err := h.waitDone(); err != nil {
+			if err := h.Wait(); err != nil {
 				t.Fatal(err)
 			}
 		})
@@ -263,10 +251,10 @@ func TestClientModeRefusesAnUntrustedServer(t *testing.T) {
 			h := start(t, fmt.Sprintf(tlsClientRules, "TCP", port), func(o *connector.Options) {
 				o.TLS = &connector.TLS{RootCAs: ca.pool()}
 			})
-			if err := h.waitDone(); err == nil {
+			if err := h.Wait(); err == nil {
 				t.Fatal("connected to a server it should not trust")
 			}
-			if e := h.acts.of(v1alpha1.ActivityError); len(e) != 1 || !strings.Contains(e[0].Message, tc.why) {
+			if e := h.Activities.Of(v1alpha1.ActivityError); len(e) != 1 || !strings.Contains(e[0].Message, tc.why) {
 				t.Errorf("errors: %+v", e)
 			}
 			if strings.Contains(s.output(), "HELLO") {

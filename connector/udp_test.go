@@ -19,7 +19,7 @@ type udpPeer struct {
 
 func (h *harness) dialUDP() *udpPeer {
 	h.t.Helper()
-	raddr := h.c.Addr().(*net.UDPAddr)
+	raddr := h.Connector.Addr().(*net.UDPAddr)
 	conn, err := net.DialUDP("udp", nil, raddr)
 	if err != nil {
 		h.t.Fatal(err)
@@ -92,7 +92,7 @@ conversation:
 	if d := time.Since(start); d < 300*time.Millisecond {
 		t.Errorf("timed out after %v", d)
 	}
-	to := h.acts.waitFor(t, v1alpha1.ActivityTimedOut, 2)
+	to := h.Activities.WaitFor(t, v1alpha1.ActivityTimedOut, 2)
 	if to[0].Connection.Transport != "UDP" {
 		t.Errorf("transport %q", to[0].Connection.Transport)
 	}
@@ -112,7 +112,7 @@ conversation:
 	u := h.dialUDP()
 	u.send("Q") // 1 byte in: 100 bytes out would amplify 100x
 	u.expectNothing(300 * time.Millisecond)
-	in := h.acts.waitFor(t, v1alpha1.ActivityInput, 1)[0]
+	in := h.Activities.WaitFor(t, v1alpha1.ActivityInput, 1)[0]
 	if !strings.Contains(in.Message, "amplification guard") || in.Output.Bytes != 0 {
 		t.Errorf("first input: %q, %d bytes out", in.Message, in.Output.Bytes)
 	}
@@ -131,7 +131,7 @@ conversation: {rules: [{id: 1, mode: Sync, regex: "PING", response: "PONG"}]}
 	}
 	u.expect("PONG", "PONG", "PONG")
 	u.expectNothing(300 * time.Millisecond)
-	if n := len(h.acts.of(v1alpha1.ActivityInput)); n != 3 {
+	if n := len(h.Activities.Of(v1alpha1.ActivityInput)); n != 3 {
 		t.Errorf("%d inputs recorded past a burst of 3", n)
 	}
 }
@@ -146,7 +146,7 @@ conversation: {rules: [{id: 1, mode: Sync, regex: "PING", response: "PONG"}]}
 	a.expect("PONG")
 	b.send("PING")
 	b.expectNothing(200 * time.Millisecond)
-	if r := h.acts.waitFor(t, v1alpha1.ActivityRejected, 1)[0]; r.Connection.Transport != "UDP" {
+	if r := h.Activities.WaitFor(t, v1alpha1.ActivityRejected, 1)[0]; r.Connection.Transport != "UDP" {
 		t.Errorf("Rejected %+v", r.Connection)
 	}
 }
@@ -159,7 +159,7 @@ conversation: {default: {value: "."}}
 	u := h.dialUDP()
 	u.send(strings.Repeat("Z", 10))
 	u.send(strings.Repeat("Z", 11))
-	in := h.acts.waitFor(t, v1alpha1.ActivityInput, 2)
+	in := h.Activities.WaitFor(t, v1alpha1.ActivityInput, 2)
 	if in[0].Input.Truncated || in[0].Input.Bytes != 10 {
 		t.Errorf("exact fit: %+v", in[0].Input)
 	}
@@ -176,7 +176,7 @@ func TestIPv6Server(t *testing.T) {
 operation: {port: 1, ipv6: true}
 conversation: {greetings: {value: "{{IP}};"}}
 `)
-	dialPeer(t, "tcp6", h.addr()).expect("::1;")
+	dialPeer(t, "tcp6", h.Addr()).expect("::1;")
 }
 
 // A conversation lives on across any number of datagrams; with the limiter off, a burst far
@@ -192,7 +192,7 @@ conversation: {rules: [{id: 1, mode: Sync, regex: "PING", response: "PONG {{coun
 		u.send("PING")
 		u.expect(fmt.Sprintf("PONG %d", i))
 	}
-	if n := len(h.acts.of(v1alpha1.ActivityRejected)); n != 0 {
+	if n := len(h.Activities.Of(v1alpha1.ActivityRejected)); n != 0 {
 		t.Errorf("%d rejected", n)
 	}
 }

@@ -13,13 +13,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
 	"github.com/parley-dev/parley/connector"
-	"github.com/parley-dev/parley/connector/activity"
+	"github.com/parley-dev/parley/connector/connectortest"
 	"github.com/parley-dev/parley/connector/rules"
 )
 
@@ -101,39 +100,15 @@ func TestEveryExampleIsTested(t *testing.T) {
 
 // --- harness ---
 
-// collector is an activity.Sink keeping every activity in memory.
-type collector struct {
-	mu   sync.Mutex
-	acts []*v1alpha1.ActivityRecord
-}
-
-func (c *collector) Write(batch []*v1alpha1.ActivityRecord) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.acts = append(c.acts, batch...)
-	return nil
-}
-
-func (c *collector) snapshot() []*v1alpha1.ActivityRecord {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return slices.Clone(c.acts)
-}
-
-func (c *collector) len() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.acts)
-}
-
 // server is an example served in-process on a free loopback port.
 type server struct {
+	*connectortest.Server
 	name string
 	port int
-	acts *collector
 }
 
-// serve runs the connector of an example until the test ends.
+// serve runs the connector of an example until the test ends, which also checks that Run
+// returns no error once cancelled.
 func serve(t *testing.T, name string) *server {
 	t.Helper()
 	doc, err := Rules(name)
@@ -144,63 +119,39 @@ func serve(t *testing.T, name string) *server {
 	if len(errs) > 0 {
 		t.Fatalf("%s: %v", name, errs.ToAggregate())
 	}
-	col := &collector{}
-	reg := activity.NewRegister(col, 0, func(err error) { t.Errorf("activity sink: %v", err) })
-	go reg.Run()
-	zero, loopback := 0, "127.0.0.1"
-	c, err := connector.New(prog, connector.Options{Name: "example-" + strings.TrimSuffix(name, ".yaml"), Register: reg, Port: &zero, IP: &loopback})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
+	srv := connectortest.Start(t, prog, func(o *connector.Options) {
+		o.Name = "example-" + strings.TrimSuffix(name, ".yaml")
+		loopback := "127.0.0.1" // addr and the client command lines say 127.0.0.1
+		o.IP = &loopback
+	})
 	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(waitTimeout):
-			t.Errorf("Run did not return within %v of cancel", waitTimeout)
-		}
-		closeCtx, closeCancel := context.WithTimeout(context.Background(), waitTimeout)
-		defer closeCancel()
-		if err := reg.Close(closeCtx); err != nil {
-			t.Errorf("closing the register: %v", err)
+		if err := srv.Stop(); err != nil {
+			t.Errorf("Run: %v", err)
 		}
 	})
-	select {
-	case <-c.Ready():
-	case err := <-done:
-		t.Fatalf("Run returned before Ready: %v", err)
-	case <-time.After(waitTimeout):
-		t.Fatalf("connector not ready within %v", waitTimeout)
-	}
 	var port int
-	switch a := c.Addr().(type) {
+	switch a := srv.Connector.Addr().(type) {
 	case *net.TCPAddr:
 		port = a.Port
 	case *net.UDPAddr:
 		port = a.Port
 	default:
-		t.Fatalf("unexpected address %v", c.Addr())
+		t.Fatalf("unexpected address %v", srv.Connector.Addr())
 	}
-	return &server{name: name, port: port, acts: col}
+	return &server{Server: srv, name: name, port: port}
 }
 
 func (s *server) addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
 
 // mark is the number of activities so far; activities from mark on belong to what follows.
-func (s *server) mark() int { return s.acts.len() }
+func (s *server) mark() int { return s.Activities.Len() }
 
 // waitFor polls the activities recorded since mark until cond holds, and returns them.
 func (s *server) waitFor(t *testing.T, mark int, what string, cond func([]*v1alpha1.ActivityRecord) bool) []*v1alpha1.ActivityRecord {
 	t.Helper()
 	deadline := time.Now().Add(waitTimeout)
 	for {
-		acts := s.acts.snapshot()[mark:]
+		acts := s.Activities.All()[mark:]
 		if cond(acts) {
 			return acts
 		}
@@ -367,24 +318,6 @@ func client(t *testing.T, bin string, pkg string) string {
 	return path
 }
 
-// syncBuffer collects a client's output while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // run runs a client to completion with stdin and returns its combined output and exit code.
 func run(t *testing.T, stdin string, bin string, args ...string) (string, int) {
 	t.Helper()
@@ -392,7 +325,7 @@ func run(t *testing.T, stdin string, bin string, args ...string) (string, int) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Stdin = strings.NewReader(stdin)
-	var out syncBuffer
+	var out connectortest.Buffer // collects the client's output while the test reads it
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
 	if ctx.Err() != nil {
@@ -652,7 +585,7 @@ func TestSMTP(t *testing.T) {
 	})
 
 	t.Run("message counter", func(t *testing.T) {
-		if got := global(srv.acts.snapshot(), "messages"); got != "3" {
+		if got := global(srv.Activities.All(), "messages"); got != "3" {
 			t.Errorf("global messages = %q after three messages, want 3", got)
 		}
 	})
@@ -803,7 +736,7 @@ func TestDNS(t *testing.T) {
 	})
 
 	t.Run("global counter", func(t *testing.T) {
-		acts := srv.acts.snapshot()
+		acts := srv.Activities.All()
 		if got, want := global(acts, "queries"), strconv.Itoa(count(acts, v1alpha1.ActivityInput)); got != want {
 			t.Errorf("global queries = %q, want %s (one per query)", got, want)
 		}
@@ -817,7 +750,7 @@ func TestDNS(t *testing.T) {
 type terminal struct {
 	t     *testing.T
 	name  string
-	out   syncBuffer
+	out   connectortest.Buffer
 	pos   int
 	stdin io.WriteCloser
 	done  chan struct{}

@@ -24,6 +24,19 @@ type Op struct {
 	Run func(env Env, in []value.Value, nOut int) ([]value.Value, error)
 }
 
+// Arity describes how many inputs or outputs an operation takes, from lo to hi (hi -1 =
+// unbounded), for messages: "2", "1 to 3", "0 or more".
+func Arity(lo, hi int) string {
+	switch {
+	case hi < 0:
+		return fmt.Sprintf("%d or more", lo)
+	case lo == hi:
+		return fmt.Sprint(lo)
+	default:
+		return fmt.Sprintf("%d to %d", lo, hi)
+	}
+}
+
 // outputLimit bounds what an unbounded operation allocates when handed an absurd count.
 const outputLimit = 1 << 16
 

@@ -245,3 +245,14 @@ func TestLongStatistics(t *testing.T) {
 		}
 	}
 }
+
+func TestArity(t *testing.T) {
+	for _, tc := range []struct {
+		lo, hi int
+		want   string
+	}{{2, 2, "2"}, {1, 3, "1 to 3"}, {0, -1, "0 or more"}, {1, -1, "1 or more"}} {
+		if got := Arity(tc.lo, tc.hi); got != tc.want {
+			t.Errorf("Arity(%d, %d) = %q, want %q", tc.lo, tc.hi, got, tc.want)
+		}
+	}
+}

@@ -264,10 +264,10 @@ func (c *compiler) operationOf(path *field.Path, o *v1alpha1.MemoryOperation) *O
 		return nil
 	}
 	if n := len(o.Inputs); n < op.MinInputs || (op.MaxInputs >= 0 && n > op.MaxInputs) {
-		c.add(field.Invalid(path.Child("inputs"), n, fmt.Sprintf("%s takes %s inputs", op.Name, arity(op.MinInputs, op.MaxInputs))))
+		c.add(field.Invalid(path.Child("inputs"), n, fmt.Sprintf("%s takes %s inputs", op.Name, ops.Arity(op.MinInputs, op.MaxInputs))))
 	}
 	if n := len(o.Outputs); n < op.MinOutputs || (op.MaxOutputs >= 0 && n > op.MaxOutputs) {
-		c.add(field.Invalid(path.Child("outputs"), n, fmt.Sprintf("%s gives %s outputs", op.Name, arity(op.MinOutputs, op.MaxOutputs))))
+		c.add(field.Invalid(path.Child("outputs"), n, fmt.Sprintf("%s gives %s outputs", op.Name, ops.Arity(op.MinOutputs, op.MaxOutputs))))
 	}
 	out := &Operation{Op: op}
 	for i, in := range o.Inputs {
@@ -302,17 +302,6 @@ func (c *compiler) operationOf(path *field.Path, o *v1alpha1.MemoryOperation) *O
 		}
 	}
 	return out
-}
-
-func arity(lo, hi int) string {
-	switch {
-	case hi < 0:
-		return fmt.Sprintf("%d or more", lo)
-	case lo == hi:
-		return fmt.Sprint(lo)
-	default:
-		return fmt.Sprintf("%d to %d", lo, hi)
-	}
 }
 
 func (c *compiler) base64(path *field.Path, s string) ([]byte, bool) {

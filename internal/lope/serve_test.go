@@ -2,16 +2,13 @@ package lope
 
 import (
 	"bufio"
-	"context"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/parley-dev/parley/api/v1alpha1"
 	"github.com/parley-dev/parley/connector"
-	"github.com/parley-dev/parley/connector/activity"
+	"github.com/parley-dev/parley/connector/connectortest"
 	"github.com/parley-dev/parley/connector/rules"
 )
 
@@ -20,25 +17,10 @@ import (
 
 const wait = 10 * time.Second
 
-// sink keeps every activity.
-type sink struct {
-	mu   sync.Mutex
-	acts []*v1alpha1.ActivityRecord
-}
-
-func (s *sink) Write(batch []*v1alpha1.ActivityRecord) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.acts = append(s.acts, batch...)
-	return nil
-}
-
-// captures returns every capture recorded so far, as variable=value.
-func (s *sink) captures() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// captures returns every capture recorded, as variable=value.
+func captures(acts *connectortest.Collector) []string {
 	var out []string
-	for _, a := range s.acts {
+	for _, a := range acts.All() {
 		for _, c := range a.Captures {
 			out = append(out, c.Variable+"="+c.Value)
 		}
@@ -46,20 +28,10 @@ func (s *sink) captures() []string {
 	return out
 }
 
-// running is a connector serving a converted file.
-type running struct {
-	c    *connector.Connector
-	acts *sink
-	// finished is closed when Run has returned, with err.
-	finished chan struct{}
-	err      error
-	stop     func()
-}
-
-// serve converts a testdata file, compiles it and runs it on loopback; override, if set,
-// changes the options (client mode points them at a test server). stop (idempotent)
-// cancels the connector, waits for it and flushes the activities.
-func serve(t *testing.T, file string, override func(*connector.Options)) *running {
+// serve converts a testdata file, compiles it and runs it (in server mode on loopback)
+// until the test ends, once it serves; override, if set, changes the options (client mode
+// points them at a test server).
+func serve(t *testing.T, file string, override func(*connector.Options)) *connectortest.Server {
 	t.Helper()
 	res, err := Convert(file)
 	if err != nil {
@@ -69,47 +41,13 @@ func serve(t *testing.T, file string, override func(*connector.Options)) *runnin
 	if len(errs) > 0 {
 		t.Fatal(errs.ToAggregate())
 	}
-	acts := &sink{}
-	reg := activity.NewRegister(acts, 0, nil)
-	go reg.Run()
-	zero, loopback := 0, "127.0.0.1"
-	opts := connector.Options{Name: res.Rules.Name, Register: reg, Port: &zero, IP: &loopback}
+	tweaks := []func(*connector.Options){func(o *connector.Options) { o.Name = res.Rules.Name }}
 	if override != nil {
-		override(&opts)
+		tweaks = append(tweaks, override)
 	}
-	c, err := connector.New(prog, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	run := &running{c: c, acts: acts, finished: make(chan struct{})}
-	go func() {
-		run.err = c.Run(ctx)
-		close(run.finished)
-	}()
-	var once sync.Once
-	run.stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case <-run.finished:
-			case <-time.After(wait):
-				t.Error("connector did not stop")
-			}
-			flush, cancelFlush := context.WithTimeout(context.Background(), wait)
-			defer cancelFlush()
-			_ = reg.Close(flush)
-		})
-	}
-	t.Cleanup(run.stop)
-	select {
-	case <-c.Ready():
-	case <-run.finished:
-		t.Fatalf("connector stopped: %v", run.err)
-	case <-time.After(wait):
-		t.Fatal("connector not ready")
-	}
-	return run
+	srv := connectortest.Start(t, prog, tweaks...)
+	srv.WaitReady() // in every mode, and after an execution_delay
+	return srv
 }
 
 // TestServeTCPServer drives the converted IoT broker decoy line by line: the greeting with a
@@ -118,7 +56,7 @@ func serve(t *testing.T, file string, override func(*connector.Options)) *runnin
 // default rules, and a base64 ending rule followed by the base64 ending.
 func TestServeTCPServer(t *testing.T) {
 	srv := serve(t, "testdata/tcp_server.yml", nil)
-	conn, err := net.DialTimeout("tcp", srv.c.Addr().String(), wait)
+	conn, err := net.DialTimeout("tcp", srv.Addr(), wait)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,8 +99,10 @@ func TestServeTCPServer(t *testing.T) {
 	if _, err := r.ReadByte(); err == nil {
 		t.Error("the connection is still open after the ending rule")
 	}
-	srv.stop()
-	got := strings.Join(srv.acts.captures(), " ")
+	if err := srv.Stop(); err != nil {
+		t.Fatalf("server run: %v", err)
+	}
+	got := strings.Join(captures(srv.Activities), " ")
 	if got != "user=admin password=hunter2" {
 		t.Errorf("captures: %s", got)
 	}
@@ -200,16 +140,11 @@ func TestServeUDPClient(t *testing.T) {
 		}
 		peer = read(step.want)
 	}
-	select {
-	case <-client.finished:
-		if client.err != nil {
-			t.Fatalf("client run: %v", client.err)
-		}
-	case <-time.After(wait):
-		t.Fatal("the client connector did not finish after the ending rule")
+	// the connector finishes by itself after the ending rule
+	if err := client.Wait(); err != nil {
+		t.Fatalf("client run: %v", err)
 	}
-	client.stop()
-	if got := strings.Join(client.acts.captures(), " "); got != "seq=42" {
+	if got := strings.Join(captures(client.Activities), " "); got != "seq=42" {
 		t.Errorf("captures: %s", got)
 	}
 }

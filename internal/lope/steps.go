@@ -110,10 +110,10 @@ func (c *converter) memoryOperation(path string, b *builtinOp) *v1alpha1.MemoryO
 		c.note(path+".output", "no output: the result is lost (in Lope too); operation left out")
 		return nil
 	case len(b.Input) < op.MinInputs || (op.MaxInputs >= 0 && len(b.Input) > op.MaxInputs):
-		c.drop(path+".input", "%s takes %s inputs, not %d; operation left out", name, arity(op.MinInputs, op.MaxInputs), len(b.Input))
+		c.drop(path+".input", "%s takes %s inputs, not %d; operation left out", name, ops.Arity(op.MinInputs, op.MaxInputs), len(b.Input))
 		return nil
 	case op.MaxOutputs >= 0 && len(b.Output) > op.MaxOutputs:
-		c.drop(path+".output", "%s gives %s outputs, not %d; operation left out", name, arity(op.MinOutputs, op.MaxOutputs), len(b.Output))
+		c.drop(path+".output", "%s gives %s outputs, not %d; operation left out", name, ops.Arity(op.MinOutputs, op.MaxOutputs), len(b.Output))
 		return nil
 	}
 	out := &v1alpha1.MemoryOperation{Name: name}
@@ -157,16 +157,6 @@ func (c *converter) operand(in string) bool {
 	}
 	_, ok := c.vars[in]
 	return ok
-}
-
-func arity(lo, hi int) string {
-	switch {
-	case hi < 0:
-		return fmt.Sprintf("%d or more", lo)
-	case lo == hi:
-		return fmt.Sprint(lo)
-	}
-	return fmt.Sprintf("%d to %d", lo, hi)
 }
 
 // sessionUpdate converts session_update. Which source wins when several are given is not
