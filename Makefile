@@ -7,7 +7,9 @@ STATICCHECK_VERSION := v0.8.2
 STATICCHECK := $(CACHE)/tools/staticcheck-$(STATICCHECK_VERSION)/staticcheck
 FUZZTIME  ?= 30s
 
-.PHONY: all run build test lint vet fmt-check unit fuzz bench clean
+CONTROLLER_GEN = $(shell hack/envtest-assets.sh controller-gen)
+
+.PHONY: all run build test lint vet fmt-check unit fuzz bench clean generate manifests verify-generated envtest
 
 all: build
 
@@ -19,11 +21,31 @@ run:
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/parley ./cmd/parley
 
-## test: lint, then every test (with the race detector), fuzz seeds included
-test: lint unit
+## test: generated files up to date, lint, then every test (race detector, fuzz seeds,
+## envtest suites against a real kube-apiserver and etcd built by hack/envtest-assets.sh)
+test: verify-generated lint unit
 
 unit:
-	$(GO) test -race -count=1 ./...
+	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" $(GO) test -race -count=1 ./...
+
+## envtest: build (once, cached by version) the kube-apiserver, etcd and kubectl the tests use
+envtest:
+	hack/envtest-assets.sh
+
+## generate: deepcopy functions of the API types
+generate:
+	$(CONTROLLER_GEN) object paths=./api/...
+
+## manifests: CRDs and the operator's RBAC from the API and controller markers
+manifests:
+	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/bases
+	$(CONTROLLER_GEN) rbac:roleName=parley-operator paths=./controllers/... output:rbac:artifacts:config=config/rbac
+
+## verify-generated: fail when generated files differ from what make generate manifests writes
+verify-generated: generate manifests
+	@git diff --exit-code -- api config || { echo "generated files are stale: run make generate manifests and commit"; exit 1; }
+	@untracked=$$(git ls-files --others --exclude-standard -- api config); \
+	if [ -n "$$untracked" ]; then echo "generated files not committed: $$untracked"; exit 1; fi
 
 lint: fmt-check vet $(STATICCHECK)
 	$(STATICCHECK) ./...

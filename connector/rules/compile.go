@@ -323,3 +323,12 @@ func (c *compiler) template(path *field.Path, text string, isBase64 bool) *Templ
 	}
 	return t
 }
+
+// Count is the number of custom rules in a spec, valid or not.
+func Count(spec *v1alpha1.ConversationRulesSpec) int {
+	n := len(spec.Conversation.Rules)
+	for _, g := range spec.Conversation.Groups {
+		n += len(g.Rules)
+	}
+	return n
+}

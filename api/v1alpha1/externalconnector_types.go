@@ -1,0 +1,235 @@
+package v1alpha1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// ExternalConnector says where to talk: which rules, on which port, with how many replicas,
+// behind which Service, with which TLS material. The operator runs it as a Deployment
+// (server mode) or a Job (client mode) of `parley connector` pods.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=xconn,categories=parley
+// +kubebuilder:printcolumn:name="Mode",type=string,JSONPath=`.status.mode`
+// +kubebuilder:printcolumn:name="Transport",type=string,JSONPath=`.status.transport`
+// +kubebuilder:printcolumn:name="Port",type=integer,JSONPath=`.status.port`
+// +kubebuilder:printcolumn:name="Rules",type=string,JSONPath=`.status.rules.name`
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Active",type=integer,JSONPath=`.status.connections.active`
+// +kubebuilder:printcolumn:name="Activities",type=integer,JSONPath=`.status.activities.total`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type ExternalConnector struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   ExternalConnectorSpec   `json:"spec"`
+	Status ExternalConnectorStatus `json:"status,omitempty"`
+}
+
+// ExternalConnectorSpec selects rules and says how to run them.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.rules) != has(self.group)",message="set exactly one of rules (a ConversationRules name) or group"
+type ExternalConnectorSpec struct {
+	// Rules names the ConversationRules, in this namespace, to run.
+	// +optional
+	Rules string `json:"rules,omitempty"`
+	// Group selects the one enabled ConversationRules of this namespace with spec.group
+	// equal to it.
+	// +optional
+	Group string `json:"group,omitempty"`
+	// Port overrides operation.port.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	// +optional
+	Port *int32 `json:"port,omitempty"`
+	// IP overrides operation.ip: the bind address in server mode, the target in client mode.
+	// +optional
+	IP string `json:"ip,omitempty"`
+	// Replicas of a server-mode connector. Defaults to 1.
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	Replicas *int32 `json:"replicas,omitempty"`
+	// Paused connectors refuse new connections and keep their pods and live conversations.
+	// +optional
+	Paused bool `json:"paused,omitempty"`
+	// Service exposes a server-mode connector.
+	// +optional
+	Service ConnectorService `json:"service,omitempty"`
+	// TLS names the Secrets holding the key material for rules with operation.tls.
+	// +optional
+	TLS *ConnectorTLS `json:"tls,omitempty"`
+	// Activities says which activities become Activity objects and how long they are kept.
+	// +optional
+	Activities ActivityPolicy `json:"activities,omitempty"`
+	// Pod options for the connector pods.
+	// +optional
+	Pod ConnectorPod `json:"pod,omitempty"`
+	// GracePeriod bounds a graceful end: live conversations get their ending rule and the
+	// last activities are flushed. Defaults to 30s.
+	// +optional
+	GracePeriod *metav1.Duration `json:"gracePeriod,omitempty"`
+}
+
+// ConnectorService shapes the Service of a server-mode connector.
+type ConnectorService struct {
+	// Type of the Service. Defaults to ClusterIP.
+	// +kubebuilder:validation:Enum=ClusterIP;NodePort;LoadBalancer
+	// +optional
+	Type corev1.ServiceType `json:"type,omitempty"`
+	// ExternalTrafficPolicy Local keeps the peer's source IP, which decoys need.
+	// +kubebuilder:validation:Enum=Cluster;Local
+	// +optional
+	ExternalTrafficPolicy corev1.ServiceExternalTrafficPolicy `json:"externalTrafficPolicy,omitempty"`
+	// Annotations of the Service (for cloud load balancers, say).
+	// +optional
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// ConnectorTLS names the Secrets behind operation.tls.
+type ConnectorTLS struct {
+	// SecretName is a kubernetes.io/tls Secret: the server certificate (server mode) or the
+	// client certificate to present (client mode).
+	// +optional
+	SecretName string `json:"secretName,omitempty"`
+	// ClientCASecretName holds ca.crt, the CA bundle peers' certificates must chain to
+	// (server mode with clientAuthentication), or the server's (client mode).
+	// +optional
+	ClientCASecretName string `json:"clientCASecretName,omitempty"`
+	// ServerName the server's certificate must carry (client mode).
+	// +optional
+	ServerName string `json:"serverName,omitempty"`
+	// InsecureSkipVerify accepts any server certificate (client mode).
+	// +optional
+	InsecureSkipVerify bool `json:"insecureSkipVerify,omitempty"`
+}
+
+// RecordPolicy says which activities become Activity objects.
+// +kubebuilder:validation:Enum=All;Alerts;None
+type RecordPolicy string
+
+const (
+	RecordAll    RecordPolicy = "All"
+	RecordAlerts RecordPolicy = "Alerts"
+	RecordNone   RecordPolicy = "None"
+)
+
+// ActivityPolicy says which activities are kept as objects, and for how long.
+type ActivityPolicy struct {
+	// Record All activities, only Alerts, or None as Activity objects; all are still
+	// counted, logged and exported as metrics. Defaults to All.
+	// +optional
+	Record RecordPolicy `json:"record,omitempty"`
+	// MaxCount keeps at most this many Activities of the connector, deleting the oldest.
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	MaxCount *int32 `json:"maxCount,omitempty"`
+	// TTL deletes Activities older than this.
+	// +optional
+	TTL *metav1.Duration `json:"ttl,omitempty"`
+}
+
+// ConnectorPod holds pod options for connector pods.
+type ConnectorPod struct {
+	// +optional
+	Resources corev1.ResourceRequirements `json:"resources,omitempty"`
+	// +optional
+	NodeSelector map[string]string `json:"nodeSelector,omitempty"`
+	// +optional
+	Tolerations []corev1.Toleration `json:"tolerations,omitempty"`
+	// +optional
+	Affinity *corev1.Affinity `json:"affinity,omitempty"`
+	// HostNetwork runs the pods in the node's network namespace.
+	// +optional
+	HostNetwork bool `json:"hostNetwork,omitempty"`
+	// +optional
+	Annotations map[string]string `json:"annotations,omitempty"`
+	// +optional
+	Labels map[string]string `json:"labels,omitempty"`
+}
+
+// Phase is where an ExternalConnector is in its life.
+// +kubebuilder:validation:Enum=Pending;Running;Paused;Succeeded;Failed;Terminating
+type Phase string
+
+const (
+	PhasePending     Phase = "Pending"
+	PhaseRunning     Phase = "Running"
+	PhasePaused      Phase = "Paused"
+	PhaseSucceeded   Phase = "Succeeded"
+	PhaseFailed      Phase = "Failed"
+	PhaseTerminating Phase = "Terminating"
+)
+
+// Condition types of ExternalConnector and ConversationRules.
+const (
+	ConditionValid           = "Valid"
+	ConditionRulesResolved   = "RulesResolved"
+	ConditionReady           = "Ready"
+	ConditionEngineConnected = "EngineConnected"
+)
+
+// ExternalConnectorStatus reports what the operator and the connector pods observe.
+type ExternalConnectorStatus struct {
+	// +optional
+	Phase Phase `json:"phase,omitempty"`
+	// Conditions: RulesResolved, Ready, EngineConnected.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// Rules the connector runs.
+	// +optional
+	Rules *RulesRef `json:"rules,omitempty"`
+	// Mode, Transport and Port of the resolved rules (with the spec's overrides).
+	// +optional
+	Mode Mode `json:"mode,omitempty"`
+	// +optional
+	Transport Transport `json:"transport,omitempty"`
+	// +optional
+	Port int32 `json:"port,omitempty"`
+	// Endpoint where third parties reach a server-mode connector (the Service).
+	// +optional
+	Endpoint string `json:"endpoint,omitempty"`
+	// +optional
+	Replicas int32 `json:"replicas,omitempty"`
+	// +optional
+	ReadyReplicas int32 `json:"readyReplicas,omitempty"`
+	// +optional
+	Connections ConnectionCounts `json:"connections,omitempty"`
+	// +optional
+	Activities ActivityCounts `json:"activities,omitempty"`
+	// +optional
+	LastActivityTime *metav1.Time `json:"lastActivityTime,omitempty"`
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+}
+
+// ConnectionCounts count logical connections.
+type ConnectionCounts struct {
+	Active   int64 `json:"active"`
+	Total    int64 `json:"total"`
+	Rejected int64 `json:"rejected"`
+}
+
+// ActivityCounts count activities: produced by the connectors, recorded as objects, and
+// dropped by the write rate limit.
+type ActivityCounts struct {
+	Total    int64 `json:"total"`
+	Recorded int64 `json:"recorded"`
+	Dropped  int64 `json:"dropped"`
+}
+
+// ExternalConnectorList is a list of ExternalConnectors.
+//
+// +kubebuilder:object:root=true
+type ExternalConnectorList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []ExternalConnector `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&ExternalConnector{}, &ExternalConnectorList{})
+}

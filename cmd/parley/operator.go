@@ -1,0 +1,95 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/parley-dev/parley/api/v1alpha1"
+	"github.com/parley-dev/parley/controllers"
+)
+
+type operatorOptions struct {
+	metricsAddr, probeAddr  string
+	leaderElect             bool
+	leaderElectionNamespace string
+	namespaces              string
+	zap                     zap.Options
+	controllers.Defaults
+}
+
+func newOperatorCommand() *cobra.Command {
+	o := operatorOptions{zap: zap.Options{Development: false}}
+	cmd := &cobra.Command{
+		Use:   "operator",
+		Short: "Run the Parley operator: the controllers of ConversationRules, ExternalConnectors and Activities",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runOperator(cmd, o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint (0 disables it)")
+	f.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz probes")
+	f.BoolVar(&o.leaderElect, "leader-elect", true, "elect a leader so that one replica reconciles at a time")
+	f.StringVar(&o.leaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader election Lease (default: the pod's)")
+	f.StringVar(&o.namespaces, "namespaces", "", "comma-separated namespaces to watch (default: all)")
+	f.StringVar(&o.ConnectorImage, "connector-image", controllers.DefaultConnectorImage, "image of the connector pods")
+	f.StringVar(&o.EngineAddress, "engine-address", "", "host:port connector pods dial to reach the engine")
+	goflags := flag.NewFlagSet("zap", flag.ContinueOnError)
+	o.zap.BindFlags(goflags)
+	f.AddGoFlagSet(goflags)
+	return cmd
+}
+
+func runOperator(cmd *cobra.Command, o operatorOptions) error {
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&o.zap)))
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return err
+	}
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		return err
+	}
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return fmt.Errorf("find the cluster (kubeconfig or in-cluster): %w", err)
+	}
+	opts := ctrl.Options{
+		Scheme:                  scheme,
+		Metrics:                 metricsserver.Options{BindAddress: o.metricsAddr},
+		HealthProbeBindAddress:  o.probeAddr,
+		LeaderElection:          o.leaderElect,
+		LeaderElectionID:        "parley-operator.parley.io",
+		LeaderElectionNamespace: o.leaderElectionNamespace,
+	}
+	if o.namespaces != "" {
+		opts.Cache.DefaultNamespaces = map[string]cache.Config{}
+		for _, ns := range strings.Split(o.namespaces, ",") {
+			opts.Cache.DefaultNamespaces[strings.TrimSpace(ns)] = cache.Config{}
+		}
+	}
+	mgr, err := ctrl.NewManager(cfg, opts)
+	if err != nil {
+		return fmt.Errorf("create the manager: %w", err)
+	}
+	if err := controllers.Setup(mgr, o.Defaults); err != nil {
+		return err
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return err
+	}
+	return mgr.Start(cmd.Context())
+}

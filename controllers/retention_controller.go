@@ -1,0 +1,131 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/parley-dev/parley/api/v1alpha1"
+)
+
+// LabelConnector names the ExternalConnector an Activity belongs to.
+const LabelConnector = "parley.io/connector"
+
+// indexActivityConnector indexes Activities' metadata by their connector label.
+const indexActivityConnector = "activity.connector"
+
+// maxDeletesPerPass bounds one reconcile's work; a larger backlog is taken in further passes.
+const maxDeletesPerPass = 500
+
+// RetentionReconciler keeps each connector's Activities within spec.activities.maxCount and
+// ttl, deleting the oldest first. It caches only the Activities' metadata, indexed by
+// connector, so that 100,000 Activities cost little memory and each pass reads only one
+// connector's.
+type RetentionReconciler struct {
+	client.Client
+	// Now is the clock; tests may replace it.
+	Now func() time.Time
+}
+
+// +kubebuilder:rbac:groups=parley.io,resources=activities,verbs=get;list;watch;delete
+// +kubebuilder:rbac:groups=parley.io,resources=externalconnectors,verbs=get;list;watch
+
+// Reconcile applies one connector's retention policy.
+func (r *RetentionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	var xc v1alpha1.ExternalConnector
+	if err := r.Get(ctx, req.NamespacedName, &xc); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	policy := xc.Spec.Activities
+	if policy.MaxCount == nil && policy.TTL == nil {
+		return ctrl.Result{}, nil
+	}
+	var list metav1.PartialObjectMetadataList
+	list.SetGroupVersionKind(v1alpha1.GroupVersion.WithKind("ActivityList"))
+	if err := r.List(ctx, &list, client.InNamespace(req.Namespace), client.MatchingFields{indexActivityConnector: req.Name}); err != nil {
+		return ctrl.Result{}, fmt.Errorf("list the Activities of %s: %w", req.NamespacedName, err)
+	}
+	items := list.Items
+	// Oldest first; names carry the sequence, so they order activities of the same second.
+	sort.Slice(items, func(i, j int) bool {
+		ti, tj := items[i].CreationTimestamp, items[j].CreationTimestamp
+		if !ti.Equal(&tj) {
+			return ti.Before(&tj)
+		}
+		return items[i].Name < items[j].Name
+	})
+	now := r.now()
+	expired := 0
+	var requeue time.Duration
+	if ttl := policy.TTL; ttl != nil {
+		for expired < len(items) && now.Sub(items[expired].CreationTimestamp.Time) >= ttl.Duration {
+			expired++
+		}
+		if expired < len(items) {
+			requeue = ttl.Duration - now.Sub(items[expired].CreationTimestamp.Time) + time.Second
+		}
+	}
+	excess := 0
+	if policy.MaxCount != nil {
+		excess = len(items) - int(*policy.MaxCount)
+	}
+	doomed := items[:min(max(expired, excess, 0), len(items))]
+	if len(doomed) > maxDeletesPerPass {
+		doomed, requeue = doomed[:maxDeletesPerPass], time.Millisecond
+	}
+	for i := range doomed {
+		if err := r.Delete(ctx, &doomed[i], client.Preconditions{UID: &doomed[i].UID}); err != nil && !apierrors.IsNotFound(err) {
+			return ctrl.Result{}, fmt.Errorf("delete Activity %s/%s: %w", doomed[i].Namespace, doomed[i].Name, err)
+		}
+	}
+	if len(doomed) > 0 {
+		log.FromContext(ctx).V(1).Info("activities expired", "deleted", len(doomed), "kept", len(items)-len(doomed))
+	}
+	return ctrl.Result{RequeueAfter: requeue}, nil
+}
+
+func (r *RetentionReconciler) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+// SetupWithManager watches ExternalConnectors, and Activities' metadata mapped to their
+// connector, so that every new Activity re-checks its connector's count (the work queue
+// merges bursts into one pass).
+func (r *RetentionReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	activityMeta := &metav1.PartialObjectMetadata{}
+	activityMeta.SetGroupVersionKind(v1alpha1.GroupVersion.WithKind("Activity"))
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), activityMeta, indexActivityConnector, func(o client.Object) []string {
+		if c := o.GetLabels()[LabelConnector]; c != "" {
+			return []string{c}
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("index Activities by connector: %w", err)
+	}
+	toConnector := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+		c := o.GetLabels()[LabelConnector]
+		if c == "" {
+			return nil
+		}
+		return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: c}}}
+	})
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("activity-retention").
+		For(&v1alpha1.ExternalConnector{}).
+		WatchesMetadata(activityMeta, toConnector, builder.WithPredicates()).
+		Complete(r)
+}

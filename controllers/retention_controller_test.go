@@ -1,0 +1,97 @@
+package controllers_test
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/parley-dev/parley/api/v1alpha1"
+	"github.com/parley-dev/parley/controllers"
+)
+
+func createActivity(t *testing.T, ns, connector string, seq int) {
+	t.Helper()
+	a := &v1alpha1.Activity{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: ns, Name: fmt.Sprintf("%s-run1-%06d", connector, seq),
+			Labels: map[string]string{controllers.LabelConnector: connector},
+		},
+		ActivityRecord: v1alpha1.ActivityRecord{Connector: connector, Time: metav1.NowMicro(), Type: v1alpha1.ActivityInput},
+	}
+	if err := k8s.Create(context.Background(), a); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func activityNames(t *testing.T, ns, connector string) []string {
+	t.Helper()
+	var list v1alpha1.ActivityList
+	if err := k8s.List(context.Background(), &list, client.InNamespace(ns), client.MatchingLabels{controllers.LabelConnector: connector}); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, a := range list.Items {
+		names = append(names, a.Name)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func connectorWithRetention(t *testing.T, ns, name string, maxCount *int32, ttl time.Duration) {
+	t.Helper()
+	xc := &v1alpha1.ExternalConnector{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec:       v1alpha1.ExternalConnectorSpec{Rules: "absent", Activities: v1alpha1.ActivityPolicy{MaxCount: maxCount}},
+	}
+	if ttl > 0 {
+		xc.Spec.Activities.TTL = &metav1.Duration{Duration: ttl}
+	}
+	if err := k8s.Create(context.Background(), xc); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRetentionByCountKeepsTheNewest(t *testing.T) {
+	ns := namespace(t)
+	three := int32(3)
+	connectorWithRetention(t, ns, "capped", &three, 0)
+	for i := 1; i <= 8; i++ {
+		createActivity(t, ns, "capped", i)
+		createActivity(t, ns, "other", i) // another connector's are not touched
+	}
+	eventually(t, "only the 3 newest left", func() error {
+		if got := activityNames(t, ns, "capped"); fmt.Sprint(got) != "[capped-run1-000006 capped-run1-000007 capped-run1-000008]" {
+			return fmt.Errorf("left: %v", got)
+		}
+		return nil
+	})
+	if got := activityNames(t, ns, "other"); len(got) != 8 {
+		t.Errorf("another connector's activities: %v", got)
+	}
+}
+
+func TestRetentionByAge(t *testing.T) {
+	ns := namespace(t)
+	connectorWithRetention(t, ns, "aging", nil, 2*time.Second)
+	createActivity(t, ns, "aging", 1)
+	createActivity(t, ns, "aging", 2)
+	time.Sleep(2500 * time.Millisecond)
+	createActivity(t, ns, "aging", 3)
+	eventually(t, "the old ones expire", func() error {
+		if got := activityNames(t, ns, "aging"); fmt.Sprint(got) != "[aging-run1-000003]" {
+			return fmt.Errorf("left: %v", got)
+		}
+		return nil
+	})
+	eventually(t, "the young one expires in its turn", func() error {
+		if got := activityNames(t, ns, "aging"); len(got) != 0 {
+			return fmt.Errorf("left: %v", got)
+		}
+		return nil
+	})
+}

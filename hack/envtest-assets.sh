@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Builds the binaries envtest needs (etcd, kube-apiserver, kubectl) and controller-gen at
+# pinned versions from the Go module proxy, into a cache outside the checkout keyed by
+# version, and prints the folder to use as KUBEBUILDER_ASSETS. A second run costs nothing.
+#
+#   export KUBEBUILDER_ASSETS=$(hack/envtest-assets.sh)
+#   hack/envtest-assets.sh controller-gen     # prints the controller-gen binary instead
+#
+# Release tarballs (setup-envtest) are not reachable here, so everything is built from
+# source: about 8 minutes and 6 GB of Go build cache the first time.
+set -euo pipefail
+
+KUBERNETES_VERSION=${KUBERNETES_VERSION:-v1.36.3}
+K8S_STAGING_VERSION=${K8S_STAGING_VERSION:-v0.36.3}
+ETCD_VERSION=${ETCD_VERSION:-v3.6.16}
+CONTROLLER_GEN_VERSION=${CONTROLLER_GEN_VERSION:-v0.23.0}
+
+cache=${PARLEY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/parley}
+assets=$cache/k8s-$KUBERNETES_VERSION-etcd-$ETCD_VERSION
+tools=$cache/tools
+log() { echo "envtest-assets: $*" >&2; }
+
+build_controller_gen() {
+  local dir=$tools/controller-gen-$CONTROLLER_GEN_VERSION
+  if [ ! -x "$dir/controller-gen" ]; then
+    log "building controller-gen $CONTROLLER_GEN_VERSION"
+    GOBIN=$dir go install "sigs.k8s.io/controller-tools/cmd/controller-gen@$CONTROLLER_GEN_VERSION" >&2
+  fi
+  echo "$dir/controller-gen"
+}
+
+# throwaway makes an empty module to build a tool whose go.mod cannot be installed directly.
+throwaway() {
+  local dir
+  dir=$(mktemp -d "${TMPDIR:-/tmp}/parley-build.XXXXXX")
+  (cd "$dir" && go mod init parley.local/build >/dev/null 2>&1)
+  echo "$dir"
+}
+
+build_etcd() {
+  [ -x "$assets/etcd" ] && return
+  log "building etcd $ETCD_VERSION"
+  local dir
+  dir=$(throwaway)
+  cat >"$dir/tools.go" <<GO
+//go:build tools
+
+package tools
+
+import (
+	_ "go.etcd.io/etcd/etcdctl/v3"
+	_ "go.etcd.io/etcd/server/v3"
+)
+GO
+  (
+    cd "$dir"
+    go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" "go.etcd.io/etcd/etcdctl/v3@$ETCD_VERSION" >&2
+    CGO_ENABLED=0 go build -o "$assets/etcd" go.etcd.io/etcd/server/v3 >&2
+  )
+  rm -rf "$dir"
+}
+
+build_kube() {
+  [ -x "$assets/kube-apiserver" ] && [ -x "$assets/kubectl" ] && return
+  log "building kube-apiserver and kubectl $KUBERNETES_VERSION"
+  local dir gomod
+  dir=$(throwaway)
+  (
+    cd "$dir"
+    # kubernetes' own go.mod replaces every k8s.io/X with ./staging/src/k8s.io/X; a module
+    # that requires kubernetes must replace each with its published version instead.
+    gomod=$(go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" | sed -n 's/.*"GoMod": "\(.*\)",/\1/p')
+    {
+      echo "module parley.local/build"
+      echo
+      echo "go 1.26"
+      echo
+      echo "godebug default=go1.26"
+      echo
+      echo "require k8s.io/kubernetes $KUBERNETES_VERSION"
+      grep -o 'k8s.io/[a-z0-9-]* => ./staging/src/k8s.io/[a-z0-9-]*' "$gomod" | awk -v v="$K8S_STAGING_VERSION" '{print "replace " $1 " => " $1 " " v}'
+    } >go.mod
+    cat >tools.go <<GO
+//go:build tools
+
+package tools
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kubectl"
+)
+GO
+    go mod tidy >&2
+    local minor=${KUBERNETES_VERSION#v1.}
+    minor=${minor%%.*}
+    local ldflags="-X k8s.io/component-base/version.gitVersion=$KUBERNETES_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor"
+    CGO_ENABLED=0 go build -ldflags "$ldflags" -o "$assets/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver >&2
+    CGO_ENABLED=0 go build -ldflags "$ldflags" -o "$assets/kubectl" k8s.io/kubernetes/cmd/kubectl >&2
+  )
+  rm -rf "$dir"
+}
+
+case "${1:-assets}" in
+controller-gen)
+  build_controller_gen
+  ;;
+assets)
+  mkdir -p "$assets"
+  build_etcd
+  build_kube
+  echo "$assets"
+  ;;
+*)
+  echo "usage: $0 [assets|controller-gen]" >&2
+  exit 2
+  ;;
+esac
