@@ -9,7 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
-	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -32,12 +32,12 @@ const (
 // that what the cluster calls valid is exactly what a connector can run.
 type ConversationRulesReconciler struct {
 	client.Client
-	Recorder record.EventRecorder
+	Recorder events.EventRecorder
 }
 
 // +kubebuilder:rbac:groups=parley.io,resources=conversationrules,verbs=get;list;watch
 // +kubebuilder:rbac:groups=parley.io,resources=conversationrules/status,verbs=get;update;patch
-// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile compiles the rules and records the result in status.
 func (r *ConversationRulesReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
@@ -60,9 +60,9 @@ func (r *ConversationRulesReconciler) Reconcile(ctx context.Context, req ctrl.Re
 	}
 	if changed {
 		if cond.Status == metav1.ConditionTrue {
-			r.Recorder.Event(&cr, "Normal", ReasonCompiled, cond.Message)
+			r.Recorder.Eventf(&cr, nil, "Normal", ReasonCompiled, "Validate", "%s", cond.Message)
 		} else {
-			r.Recorder.Event(&cr, "Warning", cond.Reason, cond.Message)
+			r.Recorder.Eventf(&cr, nil, "Warning", cond.Reason, "Validate", "%s", cond.Message)
 		}
 		log.FromContext(ctx).Info("rules validated", "valid", cond.Status, "reason", cond.Reason, "errors", len(errs))
 	}

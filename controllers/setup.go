@@ -22,7 +22,7 @@ type Defaults struct {
 // Setup registers every reconciler with the manager.
 func Setup(mgr ctrl.Manager, d Defaults) error {
 	if err := (&ConversationRulesReconciler{
-		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorderFor("parley-conversationrules"),
+		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("parley-conversationrules"),
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up the ConversationRules controller: %w", err)
 	}

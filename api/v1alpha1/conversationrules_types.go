@@ -588,7 +588,3 @@ type ConversationRulesList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []ConversationRules `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&ConversationRules{}, &ConversationRulesList{})
-}

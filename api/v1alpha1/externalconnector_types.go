@@ -229,7 +229,3 @@ type ExternalConnectorList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []ExternalConnector `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&ExternalConnector{}, &ExternalConnectorList{})
-}
