@@ -9,6 +9,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -18,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/yaml"
 
 	"go.uber.org/zap/zapcore"
 
@@ -26,10 +28,13 @@ import (
 )
 
 // The suite runs a real kube-apiserver and etcd (envtest) with the CRDs of config/crd, and
-// the operator's reconcilers in a manager against it.
+// the operator's reconcilers in a manager against it. The manager runs as a user bound to
+// the generated ClusterRole of config/rbac only, not as an administrator, so every test
+// also shows that the RBAC markers grant what the reconcilers need.
 var (
-	k8s     client.Client // direct (uncached) client for the tests
-	cfg     *rest.Config
+	k8s      client.Client // direct (uncached) administrator client for the tests
+	operator client.Client // the operator's own identity, for RBAC checks
+	cfg      *rest.Config
 	testEnv *envtest.Environment
 	scheme  = runtime.NewScheme()
 )
@@ -71,9 +76,17 @@ func run(m *testing.M) int {
 	if k8s, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {
 		panic(err)
 	}
+	operatorCfg, err := operatorIdentity(context.Background())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "operator identity:", err)
+		return 1
+	}
+	if operator, err = client.New(operatorCfg, client.Options{Scheme: scheme}); err != nil {
+		panic(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if err := startManager(ctx, cfg); err != nil {
+	if err := startManager(ctx, operatorCfg); err != nil {
 		fmt.Fprintln(os.Stderr, "start the manager:", err)
 		return 1
 	}
@@ -98,6 +111,37 @@ func startManager(ctx context.Context, cfg *rest.Config) error {
 		}
 	}()
 	return nil
+}
+
+// operatorUser is the identity the manager runs as.
+const operatorUser = "system:serviceaccount:parley-system:parley-operator"
+
+// operatorIdentity binds the generated ClusterRole to operatorUser and returns its config.
+func operatorIdentity(ctx context.Context) (*rest.Config, error) {
+	raw, err := os.ReadFile(filepath.Join("..", "config", "rbac", "role.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	var role rbacv1.ClusterRole
+	if err := yaml.UnmarshalStrict(raw, &role); err != nil {
+		return nil, fmt.Errorf("config/rbac/role.yaml: %w", err)
+	}
+	if err := k8s.Create(ctx, &role); err != nil {
+		return nil, err
+	}
+	binding := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "parley-operator"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
+		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: "User", Name: operatorUser}},
+	}
+	if err := k8s.Create(ctx, binding); err != nil {
+		return nil, err
+	}
+	user, err := testEnv.AddUser(envtest.User{Name: operatorUser}, nil)
+	if err != nil {
+		return nil, err
+	}
+	return user.Config(), nil
 }
 
 var testDefaults = controllers.Defaults{ConnectorImage: "parley:test", EngineAddress: "parley-engine.parley-system:9443"}
