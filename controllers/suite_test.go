@@ -35,8 +35,8 @@ var (
 	k8s      client.Client // direct (uncached) administrator client for the tests
 	operator client.Client // the operator's own identity, for RBAC checks
 	cfg      *rest.Config
-	testEnv *envtest.Environment
-	scheme  = runtime.NewScheme()
+	testEnv  *envtest.Environment
+	scheme   = runtime.NewScheme()
 )
 
 // wait bounds how long a test waits for the reconcilers; generous for loaded CI machines.
