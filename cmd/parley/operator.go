@@ -48,6 +48,11 @@ func newOperatorCommand() *cobra.Command {
 	goflags := flag.NewFlagSet("zap", flag.ContinueOnError)
 	o.zap.BindFlags(goflags)
 	f.AddGoFlagSet(goflags)
+	// controller-runtime registers --kubeconfig on the standard flag set, which cobra does
+	// not parse; without it, KUBECONFIG or the in-cluster config is used.
+	if kc := flag.CommandLine.Lookup("kubeconfig"); kc != nil {
+		f.AddGoFlag(kc)
+	}
 	return cmd
 }
 
