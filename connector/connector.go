@@ -67,7 +67,8 @@ type Connector struct {
 	ready  chan struct{}
 	addr   net.Addr
 
-	udpRejected atomic.Uint64
+	rejected    atomic.Uint64
+	rateLimited atomic.Uint64
 	// waiting counts session-mode sockets that have not sent their first input yet.
 	waiting atomic.Int64
 }
@@ -144,6 +145,22 @@ func (c *Connector) Addr() net.Addr { return c.addr }
 
 // Active is the number of live logical connections.
 func (c *Connector) Active() int { return c.conns.len() }
+
+// Stats are a connector's counters since it started.
+type Stats struct {
+	// Active logical connections now; Total started so far.
+	Active int
+	Total  uint64
+	// Rejected peers (over a cap, paused, too many sockets).
+	Rejected uint64
+	// RateLimited UDP datagrams dropped by the per-peer limit (not recorded one by one).
+	RateLimited uint64
+}
+
+// Stats returns the counters.
+func (c *Connector) Stats() Stats {
+	return Stats{Active: c.conns.len(), Total: c.nextID.Load(), Rejected: c.rejected.Load(), RateLimited: c.rateLimited.Load()}
+}
 
 // Run serves until ctx is cancelled (server) or every conversation has ended (client). On
 // cancel it ends live conversations gracefully: the ending rule is sent, sockets close, and

@@ -153,6 +153,9 @@ conversation:
 	if !strings.Contains(r.Message, "maxConcurrentConnections") || r.Connection == nil || r.Connection.Peer == "" {
 		t.Errorf("Rejected: %+v", r)
 	}
+	if st := h.Connector.Stats(); st.Rejected != 1 || st.Active != 2 || st.Total != 2 {
+		t.Errorf("stats %+v", st)
+	}
 	a.conn.Close()
 	h.Activities.WaitFor(t, v1alpha1.ActivityEnded, 1)
 	h.dial().expect("hi;") // a slot is free again

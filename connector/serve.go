@@ -158,7 +158,7 @@ func (c *Connector) udpLoop(pc *net.UDPConn) {
 		}
 		from = unmap(from)
 		if !limiter.allow(from.Addr(), time.Now()) {
-			c.udpRejected.Add(1)
+			c.rateLimited.Add(1)
 			continue
 		}
 		for range 2 { // a second try when the conversation ended under us

@@ -123,6 +123,7 @@ func addrPortOf(a net.Addr) netip.AddrPort {
 
 // reject refuses a peer and records why.
 func (c *Connector) reject(peer netip.AddrPort, transport v1alpha1.Transport, reason string) {
+	c.rejected.Add(1)
 	c.record(&v1alpha1.ActivityRecord{
 		Time:       nowMicro(),
 		Type:       v1alpha1.ActivityRejected,

@@ -134,6 +134,9 @@ conversation: {rules: [{id: 1, mode: Sync, regex: "PING", response: "PONG"}]}
 	if n := len(h.Activities.Of(v1alpha1.ActivityInput)); n != 3 {
 		t.Errorf("%d inputs recorded past a burst of 3", n)
 	}
+	if st := h.Connector.Stats(); st.RateLimited != 7 {
+		t.Errorf("stats %+v", st)
+	}
 }
 
 func TestUDPOverCapIsRejected(t *testing.T) {

@@ -209,6 +209,9 @@ func run(parent context.Context, stdout, stderr io.Writer, o runOptions, portSet
 				errs[i] = fmt.Errorf("%s: %w", l.name, err)
 				cancel()
 			}
+			st := c.Stats()
+			fmt.Fprintf(stderr, "parley: %s: %d conversations, %d peers rejected, %d datagrams rate-limited\n",
+				opts.Name, st.Total, st.Rejected, st.RateLimited)
 		}()
 	}
 	wg.Wait()
