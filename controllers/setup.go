@@ -15,6 +15,8 @@ type Defaults struct {
 	ConnectorImage string
 	// EngineAddress is what connector pods dial to reach the engine.
 	EngineAddress string
+	// Ender ends deleted connectors gracefully (the engine); nil ends them at once.
+	Ender Ender
 }
 
 // +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
@@ -25,6 +27,12 @@ func Setup(mgr ctrl.Manager, d Defaults) error {
 		Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("parley-conversationrules"),
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up the ConversationRules controller: %w", err)
+	}
+	if err := (&ExternalConnectorReconciler{
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(),
+		Recorder: mgr.GetEventRecorder("parley-externalconnector"), Defaults: d, Ender: d.Ender,
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("set up the ExternalConnector controller: %w", err)
 	}
 	if err := (&RetentionReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up Activity retention: %w", err)
