@@ -3,6 +3,13 @@ package controllers
 import (
 	"fmt"
 
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
 	ctrl "sigs.k8s.io/controller-runtime"
 )
 
@@ -38,4 +45,16 @@ func Setup(mgr ctrl.Manager, d Defaults) error {
 		return fmt.Errorf("set up Activity retention: %w", err)
 	}
 	return nil
+}
+
+// CacheOptions limit the manager's cache of Deployments, Jobs and Services to the ones the
+// operator makes (all labelled as connector workloads), so that a big cluster's others cost
+// no memory. The manager must be built with them: the reconcilers never read the others.
+func CacheOptions() cache.Options {
+	connectorObjects := cache.ByObject{Label: labels.SelectorFromSet(labels.Set{"app.kubernetes.io/component": "connector"})}
+	return cache.Options{ByObject: map[client.Object]cache.ByObject{
+		&appsv1.Deployment{}: connectorObjects,
+		&batchv1.Job{}:       connectorObjects,
+		&corev1.Service{}:    connectorObjects,
+	}}
 }

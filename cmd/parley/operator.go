@@ -76,6 +76,7 @@ func runOperator(cmd *cobra.Command, o operatorOptions) error {
 		LeaderElection:          o.leaderElect,
 		LeaderElectionID:        "parley-operator.parley.io",
 		LeaderElectionNamespace: o.leaderElectionNamespace,
+		Cache:                   controllers.CacheOptions(),
 	}
 	if o.namespaces != "" {
 		opts.Cache.DefaultNamespaces = map[string]cache.Config{}
