@@ -16,6 +16,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/parley-dev/parley/api/v1alpha1"
 )
 
@@ -27,6 +29,9 @@ const indexActivityConnector = "activity.connector"
 
 // maxDeletesPerPass bounds one reconcile's work; a larger backlog is taken in further passes.
 const maxDeletesPerPass = 500
+
+// deletesInFlight bounds the concurrent deletes of one pass.
+const deletesInFlight = 8
 
 // RetentionReconciler keeps each connector's Activities within spec.activities.maxCount and
 // ttl, deleting the oldest first. It caches only the Activities' metadata, indexed by
@@ -84,10 +89,21 @@ func (r *RetentionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	if len(doomed) > maxDeletesPerPass {
 		doomed, requeue = doomed[:maxDeletesPerPass], time.Millisecond
 	}
+	// Deletes are independent: a few in flight hide the API server's latency, and the bound
+	// keeps a backlog from flooding it.
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(deletesInFlight)
 	for i := range doomed {
-		if err := r.Delete(ctx, &doomed[i], client.Preconditions{UID: &doomed[i].UID}); err != nil && !apierrors.IsNotFound(err) {
-			return ctrl.Result{}, fmt.Errorf("delete Activity %s/%s: %w", doomed[i].Namespace, doomed[i].Name, err)
-		}
+		a := &doomed[i]
+		g.Go(func() error {
+			if err := r.Delete(gctx, a, client.Preconditions{UID: &a.UID}); err != nil && !apierrors.IsNotFound(err) {
+				return fmt.Errorf("delete Activity %s/%s: %w", a.Namespace, a.Name, err)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return ctrl.Result{}, err
 	}
 	if len(doomed) > 0 {
 		log.FromContext(ctx).V(1).Info("activities expired", "deleted", len(doomed), "kept", len(items)-len(doomed))

@@ -49,10 +49,12 @@ func Setup(mgr ctrl.Manager, d Defaults) error {
 
 // CacheOptions limit the manager's cache of Deployments, Jobs and Services to the ones the
 // operator makes (all labelled as connector workloads), so that a big cluster's others cost
-// no memory. The manager must be built with them: the reconcilers never read the others.
+// no memory, and drop managedFields from every cached object: they are often larger than
+// the rest of an Activity's metadata, and the reconcilers never read them. The manager must
+// be built with these options: the reconcilers never read the objects they leave out.
 func CacheOptions() cache.Options {
 	connectorObjects := cache.ByObject{Label: labels.SelectorFromSet(labels.Set{"app.kubernetes.io/component": "connector"})}
-	return cache.Options{ByObject: map[client.Object]cache.ByObject{
+	return cache.Options{DefaultTransform: cache.TransformStripManagedFields(), ByObject: map[client.Object]cache.ByObject{
 		&appsv1.Deployment{}: connectorObjects,
 		&batchv1.Job{}:       connectorObjects,
 		&corev1.Service{}:    connectorObjects,
