@@ -31,13 +31,19 @@ func (c *Connector) runTCPServer(ctx context.Context, p *rules.Program) error {
 		_ = ln.Close()
 		return fmt.Errorf("set connectionQueue on %s: %w", address, err)
 	}
+	return c.serveListener(ctx, p, ln)
+}
+
+// serveListener accepts connections of a TCP or DTLS listener until ctx is cancelled, then
+// ends the conversations gracefully.
+func (c *Connector) serveListener(ctx context.Context, p *rules.Program, ln net.Listener) error {
 	c.addr = ln.Addr()
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
 		c.acceptLoop(ln, p)
 	}()
-	c.started(p, "listening on "+ln.Addr().String()+"/TCP"+tlsSuffix(p))
+	c.started(p, "listening on "+ln.Addr().String()+"/"+string(p.Transport)+tlsSuffix(p))
 	<-ctx.Done()
 	_ = ln.Close()
 	c.stop(stopReason, nil)
@@ -95,17 +101,7 @@ func (c *Connector) runDTLSServer(ctx context.Context, p *rules.Program) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s/%s: %w", network, address, err)
 	}
-	c.addr = ln.Addr()
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		c.acceptLoop(ln, p)
-	}()
-	c.started(p, "listening on "+ln.Addr().String()+"/UDP"+tlsSuffix(p))
-	<-ctx.Done()
-	_ = ln.Close()
-	c.stop(stopReason, nil)
-	return nil
+	return c.serveListener(ctx, p, ln)
 }
 
 func tlsSuffix(p *rules.Program) string {
