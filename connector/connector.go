@@ -219,6 +219,11 @@ func (c *Connector) record(a *v1alpha1.ActivityRecord) {
 		a.Time.Time = time.Now()
 	}
 	a.Connector = c.opts.Name
+	// alertAll flags every activity, including those of no conversation (refusals, failed
+	// handshakes, start and stop); conversations set it from their own rules.
+	if a.Connection == nil || a.Connection.ID == "" {
+		a.Alert = a.Alert || c.current.Load().prog.AlertAll
+	}
 	c.reg.Record(a)
 }
 

@@ -352,3 +352,21 @@ conversation: {rules: [{id: 1, mode: Sync, regex: "BYE", response: "bye;", close
 	p.exchange("BYE", "bye;")
 	p.exchange("PING", "PONG;") // still open
 }
+
+func TestAlertAllFlagsEveryActivity(t *testing.T) {
+	h := start(t, `
+operation: {port: 1, identifyByPort: true, maxConcurrentConnections: 1, alertAll: true}
+conversation: {greetings: {value: "hi;"}}
+`)
+	h.dial().expect("hi;")
+	h.dial().expectClosed() // refused: over the cap
+	h.Activities.WaitFor(t, v1alpha1.ActivityRejected, 1)
+	if err := h.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range h.Activities.All() {
+		if !a.Alert {
+			t.Errorf("%s activity not flagged", a.Type)
+		}
+	}
+}
