@@ -263,3 +263,44 @@ func TestClientModeRefusesAnUntrustedServer(t *testing.T) {
 		})
 	}
 }
+
+func TestClientModeServerNameAndInsecureSkipVerify(t *testing.T) {
+	cases := []struct {
+		name    string
+		tls     func(ca *testCA) *connector.TLS
+		connect bool
+		why     string
+	}{
+		{"wrong server name", func(ca *testCA) *connector.TLS {
+			return &connector.TLS{RootCAs: ca.pool(), ServerName: "decoy.example"}
+		}, false, "not decoy.example"},
+		{"untrusted but told to skip verification", func(*testCA) *connector.TLS {
+			return &connector.TLS{InsecureSkipVerify: true}
+		}, true, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ca := newCA(t, "parley-test")
+			srv := ca.issue("server", false, false) // valid for localhost and 127.0.0.1 only
+			port := freePort(t, "tcp")
+			s := runOpenSSL(t, "s_server", "-accept", fmt.Sprintf("127.0.0.1:%d", port), "-cert", srv.Cert, "-key", srv.Key)
+			s.waitOutput("ACCEPT")
+			h := start(t, fmt.Sprintf(tlsClientRules, "TCP", port), func(o *connector.Options) { o.TLS = tc.tls(ca) })
+			if !tc.connect {
+				if err := h.Wait(); err == nil {
+					t.Fatal("connected")
+				}
+				if e := h.Activities.Of(v1alpha1.ActivityError); len(e) != 1 || !strings.Contains(e[0].Message, tc.why) {
+					t.Errorf("errors: %+v", e)
+				}
+				return
+			}
+			s.waitOutput("HELLO")
+			s.send("WELCOME\n")
+			s.waitOutput("BYE")
+			if err := h.Wait(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
