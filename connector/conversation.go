@@ -34,7 +34,10 @@ type conversation struct {
 	gen  *generation
 	prog *rules.Program
 	key  connKey // guarded by the registry's lock
-	id   string
+	// alias is a second key, the address that started a session-mode conversation given a
+	// generated id; guarded by the registry's lock.
+	alias connKey
+	id    string
 
 	mu        sync.Mutex
 	ref       *v1alpha1.ConnectionRef

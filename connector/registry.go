@@ -15,10 +15,12 @@ type connKey struct {
 func addrKey(a netip.AddrPort) connKey { return connKey{addr: a} }
 func sessionKey(id string) connKey     { return connKey{session: id} }
 
-// registry holds the live logical connections by key.
+// registry holds the live logical connections by key. A conversation is filed under its key
+// and, in session mode, may also be found by the address that started it (its alias).
 type registry struct {
 	mu       sync.Mutex
 	m        map[connKey]*conversation
+	count    int // conversations, not keys
 	stopping bool
 }
 
@@ -27,7 +29,7 @@ func (r *registry) init() { r.m = map[connKey]*conversation{} }
 func (r *registry) len() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return len(r.m)
+	return r.count
 }
 
 // joinResult says what join did.
@@ -52,23 +54,39 @@ func (r *registry) join(key connKey, max int, newConv func() *conversation) (*co
 	if cv := r.m[key]; cv != nil {
 		return cv, joined
 	}
-	if len(r.m) >= max {
+	if r.count >= max {
 		return nil, overCap
 	}
 	cv := newConv()
 	cv.key = key
 	cv.mu.Lock()
 	r.m[key] = cv
+	r.count++
 	return cv, created
 }
 
-// remove forgets cv if it is still the conversation of its key.
+// setAlias also files cv under key, unless another conversation has it.
+func (r *registry) setAlias(cv *conversation, key connKey) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.m[key] == nil && r.m[cv.key] == cv {
+		r.m[key] = cv
+		cv.alias = key
+	}
+}
+
+// remove forgets cv, under its key and its alias.
 func (r *registry) remove(cv *conversation) {
 	r.mu.Lock()
-	if r.m[cv.key] == cv {
-		delete(r.m, cv.key)
+	defer r.mu.Unlock()
+	if r.m[cv.key] != cv {
+		return
 	}
-	r.mu.Unlock()
+	delete(r.m, cv.key)
+	if cv.alias != (connKey{}) && r.m[cv.alias] == cv {
+		delete(r.m, cv.alias)
+	}
+	r.count--
 }
 
 // drain refuses new conversations from now on and returns the live ones.
@@ -76,9 +94,11 @@ func (r *registry) drain() []*conversation {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.stopping = true
-	out := make([]*conversation, 0, len(r.m))
-	for _, cv := range r.m {
-		out = append(out, cv)
+	out := make([]*conversation, 0, r.count)
+	for key, cv := range r.m {
+		if key == cv.key { // aliases name the same conversations again
+			out = append(out, cv)
+		}
 	}
 	return out
 }
@@ -90,7 +110,7 @@ func (r *registry) rekey(cv *conversation, key connKey) bool {
 	if other := r.m[key]; other != nil && other != cv {
 		return false
 	}
-	if r.m[cv.key] == cv {
+	if r.m[cv.key] == cv && cv.key != cv.alias {
 		delete(r.m, cv.key)
 	}
 	cv.key = key

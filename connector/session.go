@@ -76,14 +76,28 @@ func (c *Connector) routeSession(p *rules.Program, s socket, raw []byte, isUDP b
 		if cv := c.conns.lookup(keyOf(p, peer)); cv != nil && cv.take(s, !isUDP, detail, id) {
 			return cv
 		}
-	} else if p.Session.Generate != nil {
-		id = p.Session.NewID()
+	} else {
+		// A datagram without an id belongs to the conversation its address started, if
+		// any: otherwise each would start (and hold) a conversation of its own. A new TCP
+		// socket without an id is a new visitor (a browser without its cookie yet).
+		if isUDP {
+			if cv := c.conns.lookup(keyOf(p, peer)); cv != nil && cv.take(s, false, detail, "") {
+				return cv
+			}
+		}
+		if p.Session.Generate != nil {
+			id = p.Session.NewID()
+		}
 	}
 	key := keyOf(p, peer)
-	if id != "" {
-		key = sessionKey(id)
+	if id == "" {
+		return c.join(key, peer, s, true, detail, "")
 	}
-	return c.join(key, peer, s, true, detail, id)
+	cv := c.join(sessionKey(id), peer, s, true, detail, id)
+	if cv != nil && isUDP {
+		c.conns.setAlias(cv, key)
+	}
+	return cv
 }
 
 // take attaches s to a live conversation found by key; with adopt set, only a conversation

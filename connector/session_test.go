@@ -164,3 +164,43 @@ conversation:
 	q := h.dial()
 	q.exchange("WHO", "[];")
 }
+
+// A UDP peer that never echoes its generated id keeps one conversation (found by its
+// address), instead of starting a new one with every datagram.
+func TestUDPGeneratedSessionFollowsTheAddress(t *testing.T) {
+	h := start(t, `
+operation:
+  port: 1
+  transport: UDP
+  identifyByPort: true
+  interactionTimeout: 30s
+  memoryUpdateWhen: Detected
+  session: {enabled: true, key: "id=", separator: "", generate: {length: 8, charset: HexLower}}
+memory: {connection: [{name: count, type: int}]}
+conversation:
+  rules:
+  - {id: 1, mode: Sync, regex: "INC", operation: {name: NBR_SUM, inputs: [count, "1"], outputs: [count]}, response: "{{SESSION_VALUE}}={{count}}"}
+`)
+	u := h.dialUDP()
+	u.send("INC please") // long enough for the amplification guard to let the reply out
+	first := u.recv()
+	id := strings.TrimSuffix(first, "=1")
+	if len(id) != 8 || first != id+"=1" {
+		t.Fatalf("first reply %q", first)
+	}
+	u.send("INC please") // no id: the same conversation, by address
+	u.expect(id + "=2")
+	u.send("INC id=" + id) // with it: the same again
+	u.expect(id + "=3")
+	other := h.dialUDP() // another port: a conversation of its own
+	other.send("INC please")
+	if got := other.recv(); strings.HasPrefix(got, id) || !strings.HasSuffix(got, "=1") {
+		t.Errorf("another peer got %q", got)
+	}
+	if err := h.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(h.Activities.Of(v1alpha1.ActivityConnected)); n != 2 {
+		t.Errorf("%d conversations, want 2", n)
+	}
+}
