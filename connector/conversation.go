@@ -101,8 +101,8 @@ func (cv *conversation) sendBasic(typ v1alpha1.ActivityType, s socket, b *rules.
 	a := cv.activity(typ)
 	a.Rules = &v1alpha1.RulesRecord{Basic: b.Name}
 	a.Alert = a.Alert || b.Alert
-	cv.wire, cv.ends = b.Template.AppendTo(cv.wire[:0], cv.prog.Codec, cv), append(cv.ends[:0], 0)
-	cv.ends[0] = len(cv.wire)
+	cv.wire, cv.ends = cv.wire[:0], cv.ends[:0]
+	cv.appendReply(b.Template)
 	a.Output = &v1alpha1.OutputRecord{Bytes: int32(cv.send(s, a))}
 	cv.record(a)
 }
@@ -178,18 +178,19 @@ func (cv *conversation) finish(typ v1alpha1.ActivityType, msg string, basics ...
 	a := cv.activity(typ)
 	a.Message = msg
 	cv.wire, cv.ends = cv.wire[:0], cv.ends[:0]
-	var names []string
+	first := "" // the activity names the first basic rule sent (timeout, before ending)
 	for _, b := range basics {
 		if b == nil {
 			continue
 		}
-		names = append(names, b.Name)
+		if first == "" {
+			first = b.Name
+		}
 		a.Alert = a.Alert || b.Alert
-		cv.wire = b.Template.AppendTo(cv.wire, cv.prog.Codec, cv)
-		cv.ends = append(cv.ends, len(cv.wire))
+		cv.appendReply(b.Template)
 	}
-	if len(names) > 0 {
-		a.Rules = &v1alpha1.RulesRecord{Basic: names[0]}
+	if first != "" {
+		a.Rules = &v1alpha1.RulesRecord{Basic: first}
 		if s := cv.current(); s != nil {
 			a.Output = &v1alpha1.OutputRecord{Bytes: int32(cv.send(s, a))}
 		}

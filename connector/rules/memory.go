@@ -52,13 +52,18 @@ func (v *Variable) Initial() value.Value {
 		lo, hi := g.Min.AsFloat(), g.Max.AsFloat()
 		return value.OfFloat(lo + rand.Float64()*(hi-lo))
 	default:
-		var b strings.Builder
-		b.Grow(g.Length)
-		for range g.Length {
-			b.WriteByte(g.Alphabet[rand.IntN(len(g.Alphabet))])
-		}
-		return value.OfString(b.String())
+		return value.OfString(g.randomString())
 	}
+}
+
+// randomString is Length characters drawn from Alphabet.
+func (g *Generator) randomString() string {
+	var b strings.Builder
+	b.Grow(g.Length)
+	for range g.Length {
+		b.WriteByte(g.Alphabet[rand.IntN(len(g.Alphabet))])
+	}
+	return b.String()
 }
 
 // NewValues returns fresh values for a scope's variables.

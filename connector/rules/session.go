@@ -49,11 +49,7 @@ func (s *Session) Extract(text string) string {
 }
 
 // NewID makes a session id as operation.session.generate says.
-func (s *Session) NewID() string { return newID(s.Generate) }
-
-func newID(g *Generator) string {
-	return (&Variable{Kind: value.String, Generate: g}).Initial().AsString()
-}
+func (s *Session) NewID() string { return s.Generate.randomString() }
 
 // SessionUpdate is a compiled rule sessionUpdate.
 type SessionUpdate struct {
@@ -64,7 +60,7 @@ type SessionUpdate struct {
 }
 
 // NewID makes a new id for a sessionUpdate with generate.
-func (u *SessionUpdate) NewID() string { return newID(u.Generate) }
+func (u *SessionUpdate) NewID() string { return u.Generate.randomString() }
 
 func (c *compiler) session(path *field.Path) {
 	op := &c.spec.Operation
