@@ -5,6 +5,7 @@
 #
 #   export KUBEBUILDER_ASSETS=$(hack/envtest-assets.sh)
 #   hack/envtest-assets.sh controller-gen     # prints the controller-gen binary instead
+#   hack/envtest-assets.sh helm               # likewise helm, protoc-gen-go, protoc-gen-go-grpc
 #
 # Release tarballs (setup-envtest) are not reachable here, so everything is built from
 # source: about 8 minutes and 6 GB of Go build cache the first time.
@@ -14,6 +15,9 @@ KUBERNETES_VERSION=${KUBERNETES_VERSION:-v1.36.3}
 K8S_STAGING_VERSION=${K8S_STAGING_VERSION:-v0.36.3}
 ETCD_VERSION=${ETCD_VERSION:-v3.6.16}
 CONTROLLER_GEN_VERSION=${CONTROLLER_GEN_VERSION:-v0.23.0}
+HELM_VERSION=${HELM_VERSION:-v3.22.0}
+PROTOC_GEN_GO_VERSION=${PROTOC_GEN_GO_VERSION:-v1.36.12}
+PROTOC_GEN_GO_GRPC_VERSION=${PROTOC_GEN_GO_GRPC_VERSION:-v1.6.2}
 
 cache=${PARLEY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/parley}
 assets=$cache/k8s-$KUBERNETES_VERSION-etcd-$ETCD_VERSION
@@ -27,6 +31,19 @@ build_controller_gen() {
     GOBIN=$dir go install "sigs.k8s.io/controller-tools/cmd/controller-gen@$CONTROLLER_GEN_VERSION" >&2
   fi
   echo "$dir/controller-gen"
+}
+
+# build_tool installs a Go command at a pinned version into its own cached folder and prints
+# its path: build_tool <name> <package> <version> [go install flags...].
+build_tool() {
+  local name=$1 pkg=$2 version=$3
+  shift 3
+  local dir=$tools/$name-$version
+  if [ ! -x "$dir/$name" ]; then
+    log "building $name $version"
+    GOBIN=$dir go install "$@" "$pkg@$version" >&2
+  fi
+  echo "$dir/$name"
 }
 
 # throwaway makes an empty module to build a tool whose go.mod cannot be installed directly.
@@ -104,6 +121,15 @@ case "${1:-assets}" in
 controller-gen)
   build_controller_gen
   ;;
+helm)
+  build_tool helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION" -ldflags "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+  ;;
+protoc-gen-go)
+  build_tool protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go "$PROTOC_GEN_GO_VERSION"
+  ;;
+protoc-gen-go-grpc)
+  build_tool protoc-gen-go-grpc google.golang.org/grpc/cmd/protoc-gen-go-grpc "$PROTOC_GEN_GO_GRPC_VERSION"
+  ;;
 assets)
   mkdir -p "$assets"
   build_etcd
@@ -111,7 +137,7 @@ assets)
   echo "$assets"
   ;;
 *)
-  echo "usage: $0 [assets|controller-gen]" >&2
+  echo "usage: $0 [assets|controller-gen|helm|protoc-gen-go|protoc-gen-go-grpc]" >&2
   exit 2
   ;;
 esac
