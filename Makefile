@@ -8,6 +8,8 @@ STATICCHECK := $(CACHE)/tools/staticcheck-$(STATICCHECK_VERSION)/staticcheck
 FUZZTIME  ?= 30s
 
 CONTROLLER_GEN = $(shell hack/envtest-assets.sh controller-gen)
+# protoc comes from Debian's protobuf-compiler; its Go plugins are pinned like the other tools.
+PROTOC_PLUGINS = $(shell dirname $$(hack/envtest-assets.sh protoc-gen-go)):$(shell dirname $$(hack/envtest-assets.sh protoc-gen-go-grpc))
 
 .PHONY: all run build test lint vet fmt-check unit fuzz bench clean generate manifests verify-generated envtest
 
@@ -32,9 +34,11 @@ unit:
 envtest:
 	hack/envtest-assets.sh
 
-## generate: deepcopy functions of the API types
+## generate: deepcopy functions of the API types and the engine channel's gRPC code
 generate:
 	$(CONTROLLER_GEN) object paths=./api/...
+	PATH="$(PROTOC_PLUGINS):$$PATH" protoc --go_out=. --go_opt=module=github.com/parley-dev/parley \
+		--go-grpc_out=. --go-grpc_opt=module=github.com/parley-dev/parley api/engine/v1/engine.proto
 
 ## manifests: CRDs and the operator's RBAC from the API and controller markers
 manifests:
