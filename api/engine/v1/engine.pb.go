@@ -413,9 +413,13 @@ type Config struct {
 	Ip   *string `protobuf:"bytes,5,opt,name=ip,proto3,oneof" json:"ip,omitempty"`
 	Port *int32  `protobuf:"varint,6,opt,name=port,proto3,oneof" json:"port,omitempty"`
 	// Refuse new connections from the start (ExternalConnector spec.paused).
-	Paused        bool `protobuf:"varint,7,opt,name=paused,proto3" json:"paused,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Paused bool `protobuf:"varint,7,opt,name=paused,proto3" json:"paused,omitempty"`
+	// ExternalConnector spec.tls.serverName and insecureSkipVerify (client mode); the key
+	// material itself is mounted from the Secrets spec.tls names.
+	TlsServerName         string `protobuf:"bytes,8,opt,name=tls_server_name,json=tlsServerName,proto3" json:"tls_server_name,omitempty"`
+	TlsInsecureSkipVerify bool   `protobuf:"varint,9,opt,name=tls_insecure_skip_verify,json=tlsInsecureSkipVerify,proto3" json:"tls_insecure_skip_verify,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *Config) Reset() {
@@ -493,6 +497,20 @@ func (x *Config) GetPort() int32 {
 func (x *Config) GetPaused() bool {
 	if x != nil {
 		return x.Paused
+	}
+	return false
+}
+
+func (x *Config) GetTlsServerName() string {
+	if x != nil {
+		return x.TlsServerName
+	}
+	return ""
+}
+
+func (x *Config) GetTlsInsecureSkipVerify() bool {
+	if x != nil {
+		return x.TlsInsecureSkipVerify
 	}
 	return false
 }
@@ -817,7 +835,7 @@ const file_api_engine_v1_engine_proto_rawDesc = "" +
 	"\aversion\x18\x05 \x01(\tR\aversion\x12\x10\n" +
 	"\x03run\x18\x06 \x01(\tR\x03run\x12\x1d\n" +
 	"\n" +
-	"rules_hash\x18\a \x01(\tR\trulesHash\"\xc5\x01\n" +
+	"rules_hash\x18\a \x01(\tR\trulesHash\"\xa6\x02\n" +
 	"\x06Config\x12\x12\n" +
 	"\x04spec\x18\x01 \x01(\fR\x04spec\x12\x1d\n" +
 	"\n" +
@@ -828,7 +846,9 @@ const file_api_engine_v1_engine_proto_rawDesc = "" +
 	"\x04hash\x18\x04 \x01(\tR\x04hash\x12\x13\n" +
 	"\x02ip\x18\x05 \x01(\tH\x00R\x02ip\x88\x01\x01\x12\x17\n" +
 	"\x04port\x18\x06 \x01(\x05H\x01R\x04port\x88\x01\x01\x12\x16\n" +
-	"\x06paused\x18\a \x01(\bR\x06pausedB\x05\n" +
+	"\x06paused\x18\a \x01(\bR\x06paused\x12&\n" +
+	"\x0ftls_server_name\x18\b \x01(\tR\rtlsServerName\x127\n" +
+	"\x18tls_insecure_skip_verify\x18\t \x01(\bR\x15tlsInsecureSkipVerifyB\x05\n" +
 	"\x03_ipB\a\n" +
 	"\x05_port\"L\n" +
 	"\rActivityBatch\x12\x1b\n" +
