@@ -268,12 +268,27 @@ func flagsOf(t *testing.T, c corev1.Container) map[string]string {
 
 const engineSvc = "parley-engine"
 
+// defaultImage is the operator's image by default: the chart's appVersion as the tag.
+func defaultImage() string {
+	b, err := os.ReadFile(filepath.Join(chartDir, "Chart.yaml"))
+	if err != nil {
+		panic(err)
+	}
+	var chart struct {
+		AppVersion string `json:"appVersion"`
+	}
+	if err := yaml.Unmarshal(b, &chart); err != nil || chart.AppVersion == "" {
+		panic(fmt.Sprintf("Chart.yaml: no appVersion (%v)", err))
+	}
+	return "ghcr.io/parley-dev/parley:" + chart.AppVersion
+}
+
 func defaultFlags() map[string]string {
 	return map[string]string{
 		"--leader-elect":              "true",
 		"--leader-election-namespace": namespace,
 		"--namespaces":                "",
-		"--connector-image":           "ghcr.io/parley-dev/parley:dev",
+		"--connector-image":           defaultImage(),
 		"--metrics-bind-address":      ":8080",
 		"--health-probe-bind-address": ":8081",
 		"--engine-bind-address":       ":9443",
@@ -378,7 +393,7 @@ func TestDeploymentDefaults(t *testing.T) {
 	if d.Spec.Replicas == nil || *d.Spec.Replicas != 1 {
 		t.Errorf("replicas %v, want 1", d.Spec.Replicas)
 	}
-	if c.Image != "ghcr.io/parley-dev/parley:dev" {
+	if c.Image != defaultImage() {
 		t.Errorf("image %q, want ghcr.io/parley-dev/parley:<appVersion>", c.Image)
 	}
 	if c.ImagePullPolicy != corev1.PullIfNotPresent {
