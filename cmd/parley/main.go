@@ -25,7 +25,7 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newRunCommand(), newCheckCommand(), newOperatorCommand(), newImportCommand())
+	root.AddCommand(newRunCommand(), newCheckCommand(), newOperatorCommand(), newImportCommand(), newConnectorCommand())
 	return root
 }
 

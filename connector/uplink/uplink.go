@@ -30,6 +30,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 
 	enginev1 "github.com/parley-dev/parley/api/engine/v1"
@@ -407,7 +408,11 @@ func (u *Uplink) session(ctx context.Context) error {
 	}
 	// A connection per stream: a DISCONNECT means this engine replica is going away, and
 	// a fresh dial lets the Service pick another one.
-	conn, err := grpc.NewClient(u.opts.Address, grpc.WithTransportCredentials(credentials.NewTLS(tlsConfig)))
+	conn, err := grpc.NewClient(u.opts.Address,
+		grpc.WithTransportCredentials(credentials.NewTLS(tlsConfig)),
+		// Pings find a dead engine when nothing awaits an ack; the engine permits one
+		// every 10s.
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 20 * time.Second}))
 	if err != nil {
 		return fmt.Errorf("engine address %q: %w", u.opts.Address, err)
 	}
