@@ -448,6 +448,14 @@ func (p *process) prepare(c *enginev1.Config) (*rules.Program, connector.Options
 		if err != nil {
 			return nil, opts, network{}, fmt.Errorf("TLS material: %w", err)
 		}
+		// Refused here rather than by Run, so that missing material keeps the running rules
+		// instead of stopping the process.
+		switch {
+		case prog.Mode == v1alpha1.ModeServer && t.Certificate == nil:
+			return nil, opts, network{}, fmt.Errorf("operation.tls.enabled: no %s and %s in %s (ExternalConnector spec.tls.secretName)", tlsCertFile, tlsKeyFile, p.o.tlsDir)
+		case prog.Mode == v1alpha1.ModeServer && prog.TLS.ClientAuthentication && t.ClientCAs == nil:
+			return nil, opts, network{}, fmt.Errorf("operation.tls.clientAuthentication: no %s in %s (ExternalConnector spec.tls.clientCASecretName)", caFile, p.o.tlsCADir)
+		}
 		t.ServerName, t.InsecureSkipVerify = c.GetTlsServerName(), c.GetTlsInsecureSkipVerify()
 		opts.TLS = t
 		nw.tls, nw.clientAuth = true, prog.TLS.ClientAuthentication

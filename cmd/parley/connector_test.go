@@ -7,10 +7,18 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -517,5 +525,80 @@ conversation:
 	acts := checkByeCoversEverything(t, e, "client conversations ended")
 	if n := count(acts, v1alpha1.ActivityEnded, nil); n != 1 {
 		t.Errorf("%d Ended activities", n)
+	}
+}
+
+// selfSigned writes a certificate for 127.0.0.1 and its key as a kubernetes.io/tls Secret
+// is mounted, and returns a pool trusting it.
+func selfSigned(t *testing.T, dir string) *x509.CertPool {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	template := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "decoy"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, template, template, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	for name, data := range map[string][]byte{
+		"tls.crt": certPEM,
+		"tls.key": pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(certPEM)
+	return pool
+}
+
+func TestConnectorServesTLSFromTheMountedSecret(t *testing.T) {
+	e := uplinktest.New(t)
+	e.SetToken(engineToken)
+	port := freePort(t)
+	tlsSpec := strings.Replace(pingerSpec("+PONG"), "identifyByPort: true}", "identifyByPort: true, tls: {enabled: true}}", 1)
+	// Without the Secret's files the Config is refused, not run into a failure.
+	e.SetConfig(config(t, tlsSpec, 1, port))
+	empty := startConnector(t, e, "--config-timeout", "2s")
+	if code := empty.wait(t); code == 0 || !strings.Contains(empty.out.String(), "no tls.crt and tls.key in") {
+		t.Fatalf("exit code %d without TLS material; output:\n%s", code, empty.out)
+	}
+
+	tlsDir := filepath.Join(t.TempDir(), "tls")
+	pool := selfSigned(t, tlsDir)
+	p := startConnector(t, e, "--tls-dir", tlsDir)
+	var c *tls.Conn
+	uplinktest.Eventually(t, "a TLS handshake", func() bool {
+		var err error
+		c, err = tls.Dial("tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
+		return err == nil
+	})
+	tp := &peer{t: t, c: c, r: bufio.NewReader(c)}
+	t.Cleanup(func() { c.Close() })
+	if got := tp.line(); got != "+OK ready\r\n" {
+		t.Fatalf("greeting over TLS %q", got)
+	}
+	if got := tp.ask("PING"); got != "+PONG\r\n" {
+		t.Fatalf("reply over TLS %q", got)
+	}
+	e.Order(enginev1.Order_END, "done")
+	tp.ended()
+	if code := p.wait(t); code != 0 {
+		t.Fatalf("exit code %d", code)
 	}
 }
