@@ -4,11 +4,14 @@
 # version, and prints the folder to use as KUBEBUILDER_ASSETS. A second run costs nothing.
 #
 #   export KUBEBUILDER_ASSETS=$(hack/envtest-assets.sh)
+#   hack/envtest-assets.sh cluster            # also kube-controller-manager, kube-scheduler and
+#                                             # kubelet for hack/cluster.sh; prints the same folder
 #   hack/envtest-assets.sh controller-gen     # prints the controller-gen binary instead
 #   hack/envtest-assets.sh helm               # likewise helm, protoc-gen-go, protoc-gen-go-grpc
 #
 # Release tarballs (setup-envtest) are not reachable here, so everything is built from
-# source: about 8 minutes and 6 GB of Go build cache the first time.
+# source: about 8 minutes and 6 GB of Go build cache the first time, a few more minutes for
+# `cluster` (the kubelet needs a C compiler: it is built with cgo).
 set -euo pipefail
 
 KUBERNETES_VERSION=${KUBERNETES_VERSION:-v1.36.3}
@@ -77,9 +80,16 @@ GO
   rm -rf "$dir"
 }
 
+# build_kube builds the given commands of k8s.io/kubernetes (kube-apiserver, kubectl,
+# kube-controller-manager, kube-scheduler, kubelet) into $assets, skipping those already there,
+# all from one throwaway module so the Go build cache is shared between them.
 build_kube() {
-  [ -x "$assets/kube-apiserver" ] && [ -x "$assets/kubectl" ] && return
-  log "building kube-apiserver and kubectl $KUBERNETES_VERSION"
+  local missing=() name
+  for name in "$@"; do
+    [ -x "$assets/$name" ] || missing+=("$name")
+  done
+  [ ${#missing[@]} -eq 0 ] && return
+  log "building ${missing[*]} $KUBERNETES_VERSION"
   local dir gomod
   dir=$(throwaway)
   (
@@ -97,22 +107,24 @@ build_kube() {
       echo "require k8s.io/kubernetes $KUBERNETES_VERSION"
       grep -o 'k8s.io/[a-z0-9-]* => ./staging/src/k8s.io/[a-z0-9-]*' "$gomod" | awk -v v="$K8S_STAGING_VERSION" '{print "replace " $1 " => " $1 " " v}'
     } >go.mod
-    cat >tools.go <<GO
-//go:build tools
-
-package tools
-
-import (
-	_ "k8s.io/kubernetes/cmd/kube-apiserver"
-	_ "k8s.io/kubernetes/cmd/kubectl"
-)
-GO
+    {
+      printf '//go:build tools\n\npackage tools\n\nimport (\n'
+      printf '\t_ "k8s.io/kubernetes/cmd/%s"\n' "${missing[@]}"
+      printf ')\n'
+    } >tools.go
     go mod tidy >&2
     local minor=${KUBERNETES_VERSION#v1.}
     minor=${minor%%.*}
+    # Without these the binaries report a bogus version (v0.0.0-master+$Format:...$).
     local ldflags="-X k8s.io/component-base/version.gitVersion=$KUBERNETES_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor"
-    CGO_ENABLED=0 go build -ldflags "$ldflags" -o "$assets/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver >&2
-    CGO_ENABLED=0 go build -ldflags "$ldflags" -o "$assets/kubectl" k8s.io/kubernetes/cmd/kubectl >&2
+    for name in "${missing[@]}"; do
+      # The kubelet needs cgo (cAdvisor, the cgroup and mount libraries); the rest build
+      # static like the upstream release binaries.
+      local cgo=0
+      [ "$name" = kubelet ] && cgo=1
+      log "  go build $name"
+      CGO_ENABLED=$cgo go build -ldflags "$ldflags" -o "$assets/$name" "k8s.io/kubernetes/cmd/$name" >&2
+    done
   )
   rm -rf "$dir"
 }
@@ -133,11 +145,17 @@ protoc-gen-go-grpc)
 assets)
   mkdir -p "$assets"
   build_etcd
-  build_kube
+  build_kube kube-apiserver kubectl
+  echo "$assets"
+  ;;
+cluster)
+  mkdir -p "$assets"
+  build_etcd
+  build_kube kube-apiserver kubectl kube-controller-manager kube-scheduler kubelet
   echo "$assets"
   ;;
 *)
-  echo "usage: $0 [assets|controller-gen|helm|protoc-gen-go|protoc-gen-go-grpc]" >&2
+  echo "usage: $0 [assets|cluster|controller-gen|helm|protoc-gen-go|protoc-gen-go-grpc]" >&2
   exit 2
   ;;
 esac
