@@ -28,7 +28,7 @@ build:
 test: verify-generated lint unit
 
 unit:
-	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" $(GO) test -race -count=1 ./...
+	HELM="$$(hack/envtest-assets.sh helm)" KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" $(GO) test -race -count=1 ./...
 
 ## envtest: build (once, cached by version) the kube-apiserver, etcd and kubectl the tests use
 envtest:
@@ -43,12 +43,13 @@ generate:
 ## manifests: CRDs and the operator's RBAC from the API and controller markers
 manifests:
 	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/bases
-	$(CONTROLLER_GEN) rbac:roleName=parley-operator paths=./controllers/... output:rbac:artifacts:config=config/rbac
+	$(CONTROLLER_GEN) rbac:roleName=parley-operator paths="./controllers/...;./engine/..." output:rbac:artifacts:config=config/rbac
+	hack/sync-chart.sh
 
 ## verify-generated: fail when generated files differ from what make generate manifests writes
 verify-generated: generate manifests
-	@git diff --exit-code -- api config || { echo "generated files are stale: run make generate manifests and commit"; exit 1; }
-	@untracked=$$(git ls-files --others --exclude-standard -- api config); \
+	@git diff --exit-code -- api config charts/parley/crds charts/parley/files || { echo "generated files are stale: run make generate manifests and commit"; exit 1; }
+	@untracked=$$(git ls-files --others --exclude-standard -- api config charts/parley/crds charts/parley/files); \
 	if [ -n "$$untracked" ]; then echo "generated files not committed: $$untracked"; exit 1; fi
 
 lint: fmt-check vet $(STATICCHECK)

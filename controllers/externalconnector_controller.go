@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -281,6 +282,9 @@ func (r *ExternalConnectorReconciler) ensureSecret(ctx context.Context, ec *v1al
 			Type:       corev1.SecretTypeOpaque,
 			Data:       map[string][]byte{TokenKey: token},
 		}
+		if ca := r.engineCA(); len(ca) > 0 {
+			s.Data[EngineCAKey] = ca
+		}
 		if err := r.Create(ctx, &s); err != nil {
 			return fmt.Errorf("create Secret %s: %w", name, err)
 		}
@@ -318,6 +322,13 @@ func (r *ExternalConnectorReconciler) ensureSecret(ctx context.Context, ec *v1al
 		s.Data[TokenKey], changed = token, true
 		r.event(ec, &s, corev1.EventTypeNormal, ReasonCreated, "Update", fmt.Sprintf("Secret %s had no token: generated one", name))
 	}
+	// The CA follows the engine's: a connector must trust the engine it dials.
+	if ca := r.engineCA(); len(ca) > 0 && !bytes.Equal(s.Data[EngineCAKey], ca) {
+		if s.Data == nil {
+			s.Data = map[string][]byte{}
+		}
+		s.Data[EngineCAKey], changed = ca, true
+	}
 	if !changed {
 		return nil
 	}
@@ -325,6 +336,13 @@ func (r *ExternalConnectorReconciler) ensureSecret(ctx context.Context, ec *v1al
 		return fmt.Errorf("patch Secret %s: %w", name, err)
 	}
 	return nil
+}
+
+func (r *ExternalConnectorReconciler) engineCA() []byte {
+	if r.Defaults.EngineCA == nil {
+		return nil
+	}
+	return r.Defaults.EngineCA()
 }
 
 // newToken is 32 random bytes, hex encoded.

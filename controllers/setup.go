@@ -24,6 +24,9 @@ type Defaults struct {
 	EngineAddress string
 	// Ender ends deleted connectors gracefully (the engine); nil ends them at once.
 	Ender Ender
+	// EngineCA returns the PEM of the CA connector pods trust the engine with, written into
+	// each connector's engine Secret; nil leaves the Secrets without it.
+	EngineCA func() []byte
 }
 
 // +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete

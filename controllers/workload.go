@@ -56,7 +56,7 @@ const (
 	volumeTLSCA  = "tls-ca"
 )
 
-// EngineSecretName is the Secret holding a connector's engine token (and, later, the engine CA).
+// EngineSecretName is the Secret holding a connector's engine token and the engine CA.
 func EngineSecretName(connector string) string { return connector + "-engine" }
 
 // ConnectorLabels select the pods of one connector; every object made for it carries them.

@@ -41,7 +41,7 @@ const (
 // +kubebuilder:printcolumn:name="Type",type=string,JSONPath=`.type`
 // +kubebuilder:printcolumn:name="Peer",type=string,JSONPath=`.connection.peer`
 // +kubebuilder:printcolumn:name="Rules",type=string,JSONPath=`.rules.executed`
-// +kubebuilder:printcolumn:name="Input",type=string,JSONPath=`.input.text`,priority=0
+// +kubebuilder:printcolumn:name="Input",type=string,JSONPath=`.input.preview`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type Activity struct {
 	metav1.TypeMeta   `json:",inline"`
@@ -110,6 +110,10 @@ type InputRecord struct {
 	// Truncated says the input filled maxInputSize (TCP) or was cut to it (UDP).
 	// +optional
 	Truncated bool `json:"truncated,omitempty"`
+	// Preview is the start of the text, escaped on one line: the INPUT column of
+	// `kubectl get activities`. The engine writes it.
+	// +optional
+	Preview string `json:"preview,omitempty"`
 }
 
 // RulesRecord lists what ran.

@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/parley-dev/parley/api/v1alpha1"
 	"github.com/parley-dev/parley/controllers"
+	"github.com/parley-dev/parley/engine"
 )
 
 type operatorOptions struct {
@@ -25,6 +27,7 @@ type operatorOptions struct {
 	namespaces              string
 	zap                     zap.Options
 	controllers.Defaults
+	engine engine.Config
 }
 
 func newOperatorCommand() *cobra.Command {
@@ -44,7 +47,14 @@ func newOperatorCommand() *cobra.Command {
 	f.StringVar(&o.leaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader election Lease (default: the pod's)")
 	f.StringVar(&o.namespaces, "namespaces", "", "comma-separated namespaces to watch (default: all)")
 	f.StringVar(&o.ConnectorImage, "connector-image", controllers.DefaultConnectorImage, "image of the connector pods")
-	f.StringVar(&o.EngineAddress, "engine-address", "", "host:port connector pods dial to reach the engine")
+	f.StringVar(&o.EngineAddress, "engine-address", "", "host:port connector pods dial to reach the engine (default parley-engine.<engine namespace>.svc:<engine port>)")
+	f.StringVar(&o.engine.BindAddress, "engine-bind-address", ":9443", "address the engine's gRPC server listens on (0 disables the engine)")
+	f.StringVar(&o.engine.SecretName, "engine-secret", "parley-engine-tls", "Secret holding the engine's CA and serving certificate (made and renewed by the operator)")
+	f.StringVar(&o.engine.SecretNamespace, "engine-namespace", os.Getenv("POD_NAMESPACE"), "namespace of --engine-secret (default: $POD_NAMESPACE)")
+	f.StringSliceVar(&o.engine.DNSNames, "engine-dns-names", nil, "extra names in the engine's serving certificate (the host of --engine-address is always in it)")
+	f.Float64Var(&o.engine.ActivityQPS, "activity-qps", 20, "Activity objects written per second at most, for all connectors together")
+	f.IntVar(&o.engine.ActivityBurst, "activity-burst", 50, "burst of Activity writes above --activity-qps")
+	f.IntVar(&o.engine.ActivityQueue, "activity-queue", 10000, "activities waiting to be written before new ones are dropped (and counted)")
 	goflags := flag.NewFlagSet("zap", flag.ContinueOnError)
 	o.zap.BindFlags(goflags)
 	f.AddGoFlagSet(goflags)
@@ -87,6 +97,14 @@ func runOperator(cmd *cobra.Command, o operatorOptions) error {
 	mgr, err := ctrl.NewManager(cfg, opts)
 	if err != nil {
 		return fmt.Errorf("create the manager: %w", err)
+	}
+	if o.engine.BindAddress != "0" {
+		o.engine.Address = o.EngineAddress
+		e, err := engine.Setup(cmd.Context(), mgr, o.engine)
+		if err != nil {
+			return err
+		}
+		o.EngineAddress, o.Ender, o.EngineCA = e.Address(), e, e.CA
 	}
 	if err := controllers.Setup(mgr, o.Defaults); err != nil {
 		return err

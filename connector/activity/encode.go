@@ -56,6 +56,10 @@ func AppendJSON(dst []byte, a *v1alpha1.ActivityRecord) []byte {
 		if in.Truncated {
 			dst = append(dst, `,"truncated":true`...)
 		}
+		if in.Preview != "" {
+			dst = appendKey(dst, "preview", false)
+			dst = appendString(dst, in.Preview)
+		}
 		dst = append(dst, '}')
 	}
 	if r := a.Rules; r != nil {

@@ -41,6 +41,9 @@ func record(bits uint16, s string, n int32) *v1alpha1.ActivityRecord {
 	}
 	if on(4) {
 		a.Input = &v1alpha1.InputRecord{Text: s, Base64: s, Bytes: n, Truncated: on(5)}
+		if on(11) {
+			a.Input.Preview = s
+		}
 	}
 	if on(6) {
 		a.Rules = &v1alpha1.RulesRecord{}

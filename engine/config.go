@@ -1,0 +1,196 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	enginev1 "github.com/parley-dev/parley/api/engine/v1"
+	"github.com/parley-dev/parley/api/v1alpha1"
+	"github.com/parley-dev/parley/connector/rules"
+)
+
+// Event reasons of the engine.
+const (
+	ReasonRulesUpdated       = "RulesUpdated"
+	ReasonStarted            = "Started"
+	ReasonStopped            = "Stopped"
+	ReasonConnectorLost      = "ConnectorLost"
+	ReasonRuleAlert          = "RuleAlert"
+	ReasonActivitiesDropped  = "ActivitiesDropped"
+	ReasonEngineConnected    = "Connected"
+	ReasonEngineDisconnected = "Disconnected"
+)
+
+// desired is what a connector's streams should run, from the cache.
+type desired struct {
+	ec *v1alpha1.ExternalConnector
+	// config is nil while the rules are not resolved, or the cache has not caught up with
+	// the rules the connector's status names.
+	config *enginev1.Config
+	// key identifies the config's content, to send it again only when it changes.
+	key string
+}
+
+// desiredFor reads the connector and its resolved rules from the cache. It sends only rules
+// the reconcilers resolved as valid: the status names them with their hash, and the rules
+// in the cache must hash the same (they may be newer, and then a change notification follows).
+func (e *Engine) desiredFor(ctx context.Context, key types.NamespacedName) (*desired, error) {
+	var ec v1alpha1.ExternalConnector
+	if err := e.client.Get(ctx, key, &ec); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	d := &desired{ec: &ec}
+	ref := ec.Status.Rules
+	if ref == nil || ref.Name == "" {
+		return d, nil
+	}
+	var cr v1alpha1.ConversationRules
+	if err := e.client.Get(ctx, client.ObjectKey{Namespace: key.Namespace, Name: ref.Name}, &cr); err != nil {
+		if apierrors.IsNotFound(err) {
+			return d, nil
+		}
+		return nil, err
+	}
+	hash := rules.Hash(&cr.Spec)
+	if hash != ref.Hash || cr.Generation != ref.Generation {
+		return d, nil
+	}
+	spec, err := json.Marshal(&cr.Spec)
+	if err != nil {
+		return nil, fmt.Errorf("marshal rules %s: %w", ref.Name, err)
+	}
+	cfg := &enginev1.Config{Spec: spec, RulesName: cr.Name, Generation: cr.Generation, Hash: hash, Paused: ec.Spec.Paused}
+	if ec.Spec.IP != "" {
+		ip := ec.Spec.IP
+		cfg.Ip = &ip
+	}
+	if ec.Spec.Port != nil {
+		cfg.Port = ec.Spec.Port
+	}
+	if t := ec.Spec.TLS; t != nil {
+		cfg.TlsServerName, cfg.TlsInsecureSkipVerify = t.ServerName, t.InsecureSkipVerify
+	}
+	d.config = cfg
+	d.key = hash + "|" + cfg.GetIp() + "|" + strconv.Itoa(int(cfg.GetPort())) + "|" + strconv.FormatBool(cfg.Ip != nil) +
+		"|" + strconv.FormatBool(cfg.Port != nil) + "|" + cfg.TlsServerName + "|" + strconv.FormatBool(cfg.TlsInsecureSkipVerify)
+	return d, nil
+}
+
+// reconcile brings the stream's connector to the desired state: the current Config, Pause
+// or Resume, and End once the connector is being deleted (or is gone).
+func (s *stream) reconcile(ctx context.Context) error {
+	d, err := s.e.desiredFor(ctx, s.connector)
+	if err != nil {
+		s.log.Error(err, "read the connector's desired state")
+		return nil
+	}
+	if d == nil || d.ec.DeletionTimestamp != nil {
+		if !s.sentEnd {
+			reason := "the ExternalConnector was deleted"
+			if err := s.order(enginev1.Order_END, reason); err != nil {
+				return err
+			}
+			s.sentEnd = true
+		}
+		return nil
+	}
+	if d.config != nil && d.key != s.sentConfig {
+		if err := s.send(&enginev1.EngineMessage{Message: &enginev1.EngineMessage_Config{Config: d.config}}); err != nil {
+			return err
+		}
+		s.e.metrics.configsPushed.WithLabelValues(s.connector.Namespace, s.connector.Name).Inc()
+		first := s.sentConfig == ""
+		s.sentConfig = d.key
+		paused := d.config.Paused
+		s.sentPaused = &paused
+		if !first || (s.helloHash != "" && s.helloHash != d.config.Hash) {
+			s.e.announceRules(s.cs, d.ec, d.config, s.pod)
+		}
+		s.helloHash = d.config.Hash
+		s.log.V(1).Info("sent config", "rules", d.config.RulesName, "generation", d.config.Generation, "hash", d.config.Hash)
+	}
+	if s.sentPaused != nil && *s.sentPaused != d.ec.Spec.Paused {
+		kind, reason := enginev1.Order_RESUME, "spec.paused was cleared"
+		if d.ec.Spec.Paused {
+			kind, reason = enginev1.Order_PAUSE, "spec.paused is set"
+		}
+		if err := s.order(kind, reason); err != nil {
+			return err
+		}
+		paused := d.ec.Spec.Paused
+		s.sentPaused = &paused
+	}
+	return nil
+}
+
+func (s *stream) order(kind enginev1.Order_Kind, reason string) error {
+	if err := s.send(&enginev1.EngineMessage{Message: &enginev1.EngineMessage_Order{Order: &enginev1.Order{Kind: kind, Reason: reason}}}); err != nil {
+		return err
+	}
+	s.e.metrics.ordersSent.WithLabelValues(s.connector.Namespace, s.connector.Name, kind.String()).Inc()
+	s.log.Info("sent order", "order", kind.String(), "reason", reason)
+	return nil
+}
+
+// announceRules emits RulesUpdated once per connector and rules hash, however many pods
+// receive them.
+func (e *Engine) announceRules(cs *connectorState, ec *v1alpha1.ExternalConnector, cfg *enginev1.Config, pod string) {
+	cs.mu.Lock()
+	if cs.announcedHash == cfg.Hash {
+		cs.mu.Unlock()
+		return
+	}
+	cs.announcedHash = cfg.Hash
+	cs.mu.Unlock()
+	e.event(ec, corev1.EventTypeNormal, ReasonRulesUpdated, "Push", fmt.Sprintf(
+		"pushed ConversationRules %s generation %d (%s) to pod %s: new connections use them, live ones finish on their rules",
+		cfg.RulesName, cfg.Generation, shortHash(cfg.Hash), pod))
+}
+
+func shortHash(h string) string {
+	if len(h) > len("sha256:")+12 {
+		return h[:len("sha256:")+12]
+	}
+	return h
+}
+
+// changed wakes the streams that an ExternalConnector or ConversationRules change may
+// concern: the connector's own, or every stream of the rules' namespace.
+func (e *Engine) changed(obj any) {
+	switch o := obj.(type) {
+	case *v1alpha1.ExternalConnector:
+		if cs := e.lookup(types.NamespacedName{Namespace: o.Namespace, Name: o.Name}); cs != nil {
+			cs.mu.Lock()
+			for s := range cs.streams {
+				s.signalKick()
+			}
+			cs.mu.Unlock()
+		}
+	case *v1alpha1.ConversationRules:
+		e.mu.Lock()
+		states := make([]*connectorState, 0, len(e.connectors))
+		for k, cs := range e.connectors {
+			if k.Namespace == o.Namespace {
+				states = append(states, cs)
+			}
+		}
+		e.mu.Unlock()
+		for _, cs := range states {
+			cs.mu.Lock()
+			for s := range cs.streams {
+				s.signalKick()
+			}
+			cs.mu.Unlock()
+		}
+	}
+}

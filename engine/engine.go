@@ -1,0 +1,244 @@
+// Package engine is the operator's side of the connectors' channel (DESIGN §5, §6): a gRPC
+// server over TLS that connector pods dial. It authenticates each pod with its connector's
+// token, streams it the compiled rules and every later change, turns ExternalConnector pause
+// and deletion into orders, takes back activities in batches and writes them as Activity
+// objects through a bounded, rate-limited queue, and reports counters in the connector's
+// status, in Events and in Prometheus metrics.
+//
+// Goroutines: Start owns the gRPC server, the writer's workers and the status loop; gRPC owns
+// one goroutine per stream (the receiver), which owns that stream's sender. Everything ends
+// when Start's context is cancelled.
+package engine
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
+	toolscache "k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	enginev1 "github.com/parley-dev/parley/api/engine/v1"
+	"github.com/parley-dev/parley/api/v1alpha1"
+	"github.com/parley-dev/parley/engine/pki"
+)
+
+// +kubebuilder:rbac:groups=parley.io,resources=activities,verbs=create
+// +kubebuilder:rbac:groups=parley.io,resources=externalconnectors,verbs=get;list;watch
+// +kubebuilder:rbac:groups=parley.io,resources=externalconnectors/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=parley.io,resources=conversationrules,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Options configure the engine.
+type Options struct {
+	// BindAddress is where the gRPC server listens (":9443").
+	BindAddress string
+	// TLS is the server's TLS configuration (certificates from the engine's PKI); the
+	// engine listens once TLSReady (if set) is closed.
+	TLS      *tls.Config
+	TLSReady <-chan struct{}
+	// ActivityQPS and ActivityBurst bound the rate of Activity creates.
+	ActivityQPS   float64
+	ActivityBurst int
+	// ActivityQueue is how many activities may wait to be written before new ones are
+	// dropped (and counted).
+	ActivityQueue int
+	// Writers is how many creates may be in flight at once. Default 4.
+	Writers int
+	// StatusInterval is how often changed counters are written to connectors' status.
+	// Default 2s.
+	StatusInterval time.Duration
+	// Registry receives the engine's metrics. Default: controller-runtime's registry.
+	Registry prometheus.Registerer
+}
+
+// Engine serves connector streams. It implements manager.Runnable (on every replica) and
+// controllers.Ender.
+type Engine struct {
+	enginev1.UnimplementedEngineServer
+
+	opts      Options
+	client    client.Client // cached reads, status patches
+	apiReader client.Reader // Secrets, which the operator does not cache with their data
+	recorder  events.EventRecorder
+	log       logr.Logger
+	// activityLog writes one JSON line per activity.
+	activityLog logr.Logger
+	metrics     *engineMetrics
+	writer      *writer
+
+	mu         sync.Mutex
+	connectors map[types.NamespacedName]*connectorState
+	runs       map[runKey]*runState
+	listener   net.Addr
+	ready      chan struct{}
+	// stopping: streams closing now are the engine's doing, not lost connectors.
+	stopping atomic.Bool
+	// Set by Setup.
+	address string
+	certs   *pki.Manager
+}
+
+// New returns an engine using mgr's cache, clients and event recorder. Activities are
+// created through a client of their own, whose only rate limit is the engine's: the
+// manager's client-side limit is shared with the reconcilers and would cap the write rate.
+func New(mgr ctrl.Manager, opts Options) (*Engine, error) {
+	if opts.TLS == nil {
+		return nil, errors.New("engine: Options.TLS is required")
+	}
+	if opts.ActivityQPS <= 0 {
+		return nil, fmt.Errorf("engine: activity write rate must be positive, got %v", opts.ActivityQPS)
+	}
+	if opts.ActivityBurst <= 0 {
+		opts.ActivityBurst = 1
+	}
+	if opts.ActivityQueue <= 0 {
+		opts.ActivityQueue = 10000
+	}
+	if opts.Writers <= 0 {
+		opts.Writers = 4
+	}
+	if opts.StatusInterval <= 0 {
+		opts.StatusInterval = 2 * time.Second
+	}
+	if opts.Registry == nil {
+		opts.Registry = metrics.Registry
+	}
+	m, err := newEngineMetrics(opts.Registry)
+	if err != nil {
+		return nil, err
+	}
+	cfg := rest.CopyConfig(mgr.GetConfig())
+	cfg.QPS, cfg.Burst = -1, 0
+	writeClient, err := client.New(cfg, client.Options{Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper()})
+	if err != nil {
+		return nil, fmt.Errorf("engine: activity client: %w", err)
+	}
+	log := mgr.GetLogger().WithName("engine")
+	e := &Engine{
+		opts:        opts,
+		client:      mgr.GetClient(),
+		apiReader:   mgr.GetAPIReader(),
+		recorder:    mgr.GetEventRecorder("parley-engine"),
+		log:         log,
+		activityLog: log.WithName("activity"),
+		metrics:     m,
+		connectors:  map[types.NamespacedName]*connectorState{},
+		runs:        map[runKey]*runState{},
+		ready:       make(chan struct{}),
+	}
+	e.writer = newWriter(writeClient, opts, m, log)
+	return e, nil
+}
+
+// SetupWithManager adds the engine to mgr and has it hear about every change of
+// ExternalConnectors and ConversationRules, which may change what its streams should run.
+func (e *Engine) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
+	kick := toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { e.changed(obj) },
+		UpdateFunc: func(_, obj any) { e.changed(obj) },
+		DeleteFunc: func(obj any) {
+			if d, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+				obj = d.Obj
+			}
+			e.changed(obj)
+			if ec, ok := obj.(*v1alpha1.ExternalConnector); ok {
+				if cs := e.lookup(client.ObjectKeyFromObject(ec)); cs != nil {
+					e.forgetConnector(cs)
+				}
+			}
+		},
+	}
+	for _, obj := range []client.Object{&v1alpha1.ExternalConnector{}, &v1alpha1.ConversationRules{}} {
+		inf, err := mgr.GetCache().GetInformer(ctx, obj)
+		if err != nil {
+			return fmt.Errorf("engine: informer for %T: %w", obj, err)
+		}
+		if _, err := inf.AddEventHandler(kick); err != nil {
+			return fmt.Errorf("engine: watch %T: %w", obj, err)
+		}
+	}
+	return mgr.Add(e)
+}
+
+// NeedLeaderElection is false: every replica serves the connectors that dial it.
+func (e *Engine) NeedLeaderElection() bool { return false }
+
+// Ready is closed once the engine listens.
+func (e *Engine) Ready() <-chan struct{} { return e.ready }
+
+// Addr is the address the engine listens on, valid after Ready.
+func (e *Engine) Addr() net.Addr { return e.listener }
+
+// Start serves until ctx is cancelled. Streams are told to reconnect (to another replica,
+// or to this one when it is back); activities queued but not written are not acknowledged,
+// so their connectors replay them.
+func (e *Engine) Start(ctx context.Context) error {
+	if e.opts.TLSReady != nil {
+		select {
+		case <-e.opts.TLSReady:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+	lis, err := net.Listen("tcp", e.opts.BindAddress)
+	if err != nil {
+		return fmt.Errorf("engine: listen on %s: %w", e.opts.BindAddress, err)
+	}
+	e.listener = lis.Addr()
+	srv := grpc.NewServer(
+		grpc.Creds(credentials.NewTLS(e.opts.TLS)),
+		// Connectors behind NATs and load balancers: keep idle streams alive, and notice
+		// dead peers within a minute.
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 20 * time.Second}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.MaxRecvMsgSize(64<<20),
+	)
+	enginev1.RegisterEngineServer(srv, e)
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Go(func() { e.writer.run(runCtx) })
+	wg.Go(func() { e.statusLoop(runCtx) })
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(lis) }()
+	e.log.Info("engine listening", "address", e.listener.String())
+	close(e.ready)
+
+	select {
+	case <-ctx.Done():
+	case err = <-served:
+		err = fmt.Errorf("engine: serve: %w", err)
+	}
+	e.stopping.Store(true)
+	e.disconnectAll()
+	stopped := make(chan struct{})
+	go func() { srv.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(5 * time.Second):
+		srv.Stop()
+		<-stopped
+	}
+	cancel()
+	wg.Wait()
+	e.flushStatus(context.WithoutCancel(ctx))
+	return err
+}

@@ -1,0 +1,271 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	enginev1 "github.com/parley-dev/parley/api/engine/v1"
+	"github.com/parley-dev/parley/api/v1alpha1"
+	"github.com/parley-dev/parley/controllers"
+)
+
+// Labels of Activity objects besides the connector's.
+const (
+	LabelConnection = "parley.io/connection"
+	LabelType       = "parley.io/type"
+)
+
+// previewLength bounds Activity input.preview, the INPUT column of kubectl get activities.
+const previewLength = 48
+
+// maxBatch bounds the activities of one batch.
+const maxBatch = 4096
+
+// attach registers a stream with its connector and its process.
+func (e *Engine) attach(s *stream) {
+	e.metrics.streams.Inc()
+	s.rs.mu.Lock()
+	s.rs.current = s
+	s.rs.mu.Unlock()
+	s.cs.add(func(cs *connectorState) { cs.streams[s] = struct{}{} })
+}
+
+// detach forgets a closed stream; its connections no longer count as active.
+func (e *Engine) detach(s *stream) {
+	e.metrics.streams.Dec()
+	s.rs.mu.Lock()
+	if s.rs.current == s {
+		s.rs.current = nil
+	}
+	s.rs.mu.Unlock()
+	s.cs.add(func(cs *connectorState) { delete(cs.streams, s) })
+	e.metrics.connections.WithLabelValues(s.connector.Namespace, s.connector.Name).Set(float64(s.cs.activeLocked()))
+	if !s.bye.Load() && !e.stopping.Load() {
+		if ec := e.cached(context.Background(), s.connector); ec != nil && ec.DeletionTimestamp == nil {
+			e.event(ec, corev1.EventTypeWarning, ReasonConnectorLost, "Disconnect",
+				fmt.Sprintf("pod %s lost its stream to the engine; it reconnects and replays what was not acknowledged", s.pod))
+		}
+	}
+}
+
+func (cs *connectorState) activeLocked() int64 {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	return cs.active()
+}
+
+// heartbeat takes a process's counters; connection totals are added as deltas, so that
+// process restarts and several pods add up.
+func (e *Engine) heartbeat(s *stream, hb *enginev1.Heartbeat) {
+	s.active.Store(hb.GetActiveConnections())
+	s.rs.mu.Lock()
+	prev := s.rs.heartbeat
+	s.rs.heartbeat = hb
+	s.rs.mu.Unlock()
+	var dTotal, dRejected uint64
+	if prev == nil {
+		dTotal, dRejected = hb.GetTotalConnections(), hb.GetRejectedConnections()
+	} else {
+		dTotal = sub(hb.GetTotalConnections(), prev.GetTotalConnections())
+		dRejected = sub(hb.GetRejectedConnections(), prev.GetRejectedConnections())
+	}
+	s.cs.add(func(cs *connectorState) {
+		cs.counts.connections += int64(dTotal)
+		cs.counts.rejected += int64(dRejected)
+	})
+	e.metrics.connections.WithLabelValues(s.connector.Namespace, s.connector.Name).Set(float64(s.cs.activeLocked()))
+}
+
+func sub(a, b uint64) uint64 {
+	if a < b {
+		return 0
+	}
+	return a - b
+}
+
+// receive takes in a batch: every activity is checked, counted and logged, and those the
+// connector's record policy keeps are queued for writing. The batch is acknowledged once
+// all of them are disposed of.
+func (e *Engine) receive(s *stream, b *enginev1.ActivityBatch) error {
+	n := len(b.GetActivities())
+	if n > maxBatch {
+		return status.Errorf(codes.InvalidArgument, "a batch carries at most %d activities, got %d", maxBatch, n)
+	}
+	if b.GetFirstSeq() == 0 {
+		return status.Error(codes.InvalidArgument, "sequence numbers start at 1")
+	}
+	ec := e.cached(s.srv.Context(), s.connector)
+	if ec == nil {
+		return status.Errorf(codes.NotFound, "ExternalConnector %s is gone", s.connector)
+	}
+	records := make([]*v1alpha1.ActivityRecord, n)
+	for i, raw := range b.GetActivities() {
+		rec := &v1alpha1.ActivityRecord{}
+		if err := json.Unmarshal(raw, rec); err != nil {
+			return status.Errorf(codes.InvalidArgument, "activity %d: %v", b.GetFirstSeq()+uint64(i), err)
+		}
+		switch rec.Connector {
+		case "":
+			rec.Connector = s.connector.Name
+		case s.connector.Name:
+		default:
+			// The token binds the stream to one connector: never write for another.
+			return status.Errorf(codes.PermissionDenied, "activity %d is for connector %q, but this stream is bound to %s",
+				b.GetFirstSeq()+uint64(i), rec.Connector, s.connector)
+		}
+		records[i] = rec
+	}
+
+	isNew, pb := s.rs.admit(b.GetFirstSeq(), n)
+	policy := ec.Spec.Activities.Record
+	ns, name := s.connector.Namespace, s.connector.Name
+	var fresh, inputs, fired, alerts, filtered int64
+	var newest time.Time
+	for i, rec := range records {
+		if !isNew(i) {
+			continue
+		}
+		fresh++
+		seq := b.GetFirstSeq() + uint64(i)
+		e.activityLog.Info("activity", "namespace", ns, "seq", seq, "pod", s.pod, "activity", json.RawMessage(b.GetActivities()[i]))
+		if rec.Type == v1alpha1.ActivityInput {
+			inputs++
+		}
+		if rec.Rules != nil {
+			fired += int64(len(rec.Rules.Executed) + len(rec.Rules.Async))
+		}
+		if rec.Alert {
+			alerts++
+			e.alert(ec, s.pod, rec)
+		}
+		if t := rec.Time.Time; t.After(newest) {
+			newest = t
+		}
+		e.lifecycle(ec, s.pod, rec)
+		if !keep(policy, rec) {
+			filtered++
+			continue
+		}
+		s.rs.hold(pb)
+		act := activityObject(ec, s.run.run, seq, rec)
+		e.writer.enqueue(writeItem{act: act, done: func(r writeResult) { e.written(s.cs, s.rs, pb, r) }})
+	}
+	s.rs.seal()
+
+	e.metrics.received.WithLabelValues(ns, name).Add(float64(fresh))
+	e.metrics.inputs.WithLabelValues(ns, name).Add(float64(inputs))
+	e.metrics.rulesFired.WithLabelValues(ns, name).Add(float64(fired))
+	e.metrics.alerts.WithLabelValues(ns, name).Add(float64(alerts))
+	e.metrics.filtered.WithLabelValues(ns, name).Add(float64(filtered))
+	s.cs.add(func(cs *connectorState) {
+		cs.counts.activities += fresh
+		if newest.After(cs.lastActivity) {
+			cs.lastActivity = newest
+		}
+	})
+	return nil
+}
+
+// keep applies spec.activities.record.
+func keep(policy v1alpha1.RecordPolicy, rec *v1alpha1.ActivityRecord) bool {
+	switch policy {
+	case v1alpha1.RecordNone:
+		return false
+	case v1alpha1.RecordAlerts:
+		return rec.Alert
+	}
+	return true
+}
+
+// written settles one write.
+func (e *Engine) written(cs *connectorState, rs *runState, pb *pendingBatch, r writeResult) {
+	ns, name := cs.key.Namespace, cs.key.Name
+	switch r {
+	case writeCreated:
+		e.metrics.written.WithLabelValues(ns, name).Inc()
+		cs.add(func(cs *connectorState) { cs.counts.recorded++ })
+	case writeDuplicate:
+		// A replay of an activity written before: nothing to count.
+	case writeQueueFull, writeFailed:
+		reason := "queue_full"
+		if r == writeFailed {
+			reason = "write_failed"
+		}
+		e.metrics.dropped.WithLabelValues(ns, name, reason).Inc()
+		cs.add(func(cs *connectorState) {
+			cs.counts.dropped++
+			cs.droppedSinceWarning++
+		})
+	case writeAbandoned:
+		// The engine is stopping: leave the batch unacknowledged, so that it is replayed.
+		return
+	}
+	rs.release(pb)
+}
+
+// activityObject is the Activity for the seq-th activity of a connector process. The name
+// depends only on those, so that a replay writes the same object.
+func activityObject(ec *v1alpha1.ExternalConnector, run string, seq uint64, rec *v1alpha1.ActivityRecord) *v1alpha1.Activity {
+	labels := map[string]string{controllers.LabelConnector: ec.Name, LabelType: string(rec.Type)}
+	if rec.Connection != nil && rec.Connection.ID != "" {
+		labels[LabelConnection] = rec.Connection.ID
+	}
+	if rec.Input != nil {
+		rec.Input.Preview = preview(rec.Input.Text)
+	}
+	return &v1alpha1.Activity{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:      ActivityName(ec.Name, run, seq),
+			Namespace: ec.Namespace,
+			Labels:    labels,
+			OwnerReferences: []metav1.OwnerReference{{
+				APIVersion: v1alpha1.GroupVersion.String(), Kind: "ExternalConnector", Name: ec.Name, UID: ec.UID,
+			}},
+		},
+		ActivityRecord: *rec,
+	}
+}
+
+// ActivityName is <connector>-<run>-<seq>, the seq zero-padded to six digits so that names
+// sort in order for the first million activities of a process.
+func ActivityName(connector, run string, seq uint64) string {
+	s := strconv.FormatUint(seq, 10)
+	if len(s) < 6 {
+		s = strings.Repeat("0", 6-len(s)) + s
+	}
+	return connector + "-" + run + "-" + s
+}
+
+// preview is a short, escaped, one-line form of an input for the INPUT column.
+func preview(text string) string {
+	q := strconv.QuoteToGraphic(text)
+	q = q[1 : len(q)-1]
+	if len(q) <= previewLength {
+		return q
+	}
+	cut := previewLength - 3
+	for cut > 0 && !utf8.RuneStart(q[cut]) {
+		cut--
+	}
+	return q[:cut] + "..."
+}
+
+// cached returns the connector from the cache, or nil when it is gone.
+func (e *Engine) cached(ctx context.Context, key types.NamespacedName) *v1alpha1.ExternalConnector {
+	var ec v1alpha1.ExternalConnector
+	if err := e.client.Get(ctx, key, &ec); err != nil {
+		return nil
+	}
+	return &ec
+}

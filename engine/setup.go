@@ -1,0 +1,82 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/parley-dev/parley/engine/pki"
+)
+
+// Config is the engine as `parley operator` sets it up.
+type Config struct {
+	Options
+	// Address is what connector pods dial; its host is put in the serving certificate.
+	// Default parley-engine.<SecretNamespace>.svc:<port of BindAddress>.
+	Address string
+	// SecretName and SecretNamespace locate the Secret of the engine's CA and serving
+	// certificate, which the operator makes and renews.
+	SecretName, SecretNamespace string
+	// DNSNames are more names for the serving certificate (the engine Service's).
+	DNSNames []string
+}
+
+// Setup adds the engine and its PKI to mgr. The engine listens once its certificate is
+// loaded.
+func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) (*Engine, error) {
+	if cfg.SecretNamespace == "" || cfg.SecretName == "" {
+		return nil, errors.New("engine: the Secret for its certificates needs a name and a namespace (--engine-secret, --engine-namespace or $POD_NAMESPACE)")
+	}
+	_, port, err := net.SplitHostPort(cfg.BindAddress)
+	if err != nil {
+		return nil, fmt.Errorf("engine bind address %q: %w", cfg.BindAddress, err)
+	}
+	if cfg.Address == "" {
+		cfg.Address = net.JoinHostPort("parley-engine."+cfg.SecretNamespace+".svc", port)
+	}
+	host, _, err := net.SplitHostPort(cfg.Address)
+	if err != nil {
+		return nil, fmt.Errorf("engine address %q: want host:port: %w", cfg.Address, err)
+	}
+	certs := &pki.Manager{
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(),
+		Namespace: cfg.SecretNamespace, SecretName: cfg.SecretName,
+		DNSNames: append([]string(nil), cfg.DNSNames...),
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		certs.IPAddresses = append(certs.IPAddresses, ip)
+	} else {
+		certs.DNSNames = append(certs.DNSNames, host)
+	}
+	if err := mgr.Add(certs); err != nil {
+		return nil, err
+	}
+	opts := cfg.Options
+	opts.TLS, opts.TLSReady = certs.ServerTLSConfig(), certs.Ready()
+	e, err := New(mgr, opts)
+	if err != nil {
+		return nil, err
+	}
+	e.address, e.certs = cfg.Address, certs
+	if err := e.SetupWithManager(ctx, mgr); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// Address is what connector pods dial.
+func (e *Engine) Address() string { return e.address }
+
+// CA returns the PEM of the engine's CA, waiting a while for it to be loaded: connector
+// Secrets must not be written without it.
+func (e *Engine) CA() []byte {
+	select {
+	case <-e.certs.Ready():
+	case <-time.After(30 * time.Second):
+	}
+	return e.certs.CAPEM()
+}

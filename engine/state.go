@@ -1,0 +1,206 @@
+package engine
+
+import (
+	"sync"
+	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+
+	enginev1 "github.com/parley-dev/parley/api/engine/v1"
+	"github.com/parley-dev/parley/api/v1alpha1"
+)
+
+// connectorState is what the engine knows of one ExternalConnector: its open streams and the
+// counters it adds to the connector's status. Guarded by its own mutex.
+type connectorState struct {
+	key types.NamespacedName
+
+	mu      sync.Mutex
+	streams map[*stream]struct{}
+	// counts accumulated since this engine started; base is the status as first read, so
+	// that counters survive operator restarts (status.x = base.x + counts.x).
+	counts counts
+	base   *counts
+	// lastActivity is the time of the newest activity received.
+	lastActivity time.Time
+	// dirty says the status needs a patch.
+	dirty bool
+	// announcedHash is the rules hash last announced with a RulesUpdated event.
+	announcedHash string
+	// lastDropWarning rate-limits the ActivitiesDropped event.
+	lastDropWarning     time.Time
+	droppedSinceWarning int64
+}
+
+// counts are the status counters the engine owns.
+type counts struct {
+	activities, recorded, dropped int64
+	connections, rejected         int64
+}
+
+func (c counts) plus(o counts) counts {
+	return counts{c.activities + o.activities, c.recorded + o.recorded, c.dropped + o.dropped,
+		c.connections + o.connections, c.rejected + o.rejected}
+}
+
+func countsOf(st *v1alpha1.ExternalConnectorStatus) counts {
+	return counts{st.Activities.Total, st.Activities.Recorded, st.Activities.Dropped,
+		st.Connections.Total, st.Connections.Rejected}
+}
+
+// connector returns the state of key, making it on first use.
+func (e *Engine) connector(key types.NamespacedName) *connectorState {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	cs := e.connectors[key]
+	if cs == nil {
+		cs = &connectorState{key: key, streams: map[*stream]struct{}{}}
+		e.connectors[key] = cs
+	}
+	return cs
+}
+
+// lookup returns the state of key if the engine has one.
+func (e *Engine) lookup(key types.NamespacedName) *connectorState {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.connectors[key]
+}
+
+// add updates the counters under the connector's lock and marks the status dirty.
+func (cs *connectorState) add(f func(*connectorState)) {
+	cs.mu.Lock()
+	f(cs)
+	cs.dirty = true
+	cs.mu.Unlock()
+}
+
+// active sums the live connections the connector's streams last reported.
+func (cs *connectorState) active() int64 {
+	var n int64
+	for s := range cs.streams {
+		n += s.active.Load()
+	}
+	return n
+}
+
+// runKey names one connector process: activities are numbered per process.
+type runKey struct {
+	connector types.NamespacedName
+	run       string
+}
+
+// runState follows one connector process's activities across its reconnections: which
+// sequence numbers have been taken in, and which are disposed of (written, filtered,
+// dropped) and may be acknowledged. Acks go to whichever stream the process has open.
+type runState struct {
+	mu sync.Mutex
+	// received is the highest sequence number taken in; replays up to it are skipped.
+	received uint64
+	// acked is the highest sequence number whose activities, and all before it, are disposed of.
+	acked   uint64
+	pending []*pendingBatch
+	current *stream
+	// heartbeat is the last one received, for the connection counters' deltas.
+	heartbeat *enginev1.Heartbeat
+	known     bool
+}
+
+// pendingBatch is a run of sequence numbers waiting for writes to finish.
+type pendingBatch struct {
+	last    uint64
+	waiting int
+}
+
+// run returns the state of a connector process, making it on first use.
+func (e *Engine) run(key runKey) *runState {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	rs := e.runs[key]
+	if rs == nil {
+		rs = &runState{}
+		e.runs[key] = rs
+	}
+	return rs
+}
+
+// forgetRun drops a process that said Bye, or whose connector is gone.
+func (e *Engine) forgetRun(key runKey) {
+	e.mu.Lock()
+	delete(e.runs, key)
+	e.mu.Unlock()
+}
+
+// admit takes in a batch: it returns, for each activity, whether it is new (not a replay of
+// one already taken in), and the pendingBatch that its writes must complete before the batch
+// may be acknowledged.
+func (rs *runState) admit(first uint64, n int) (isNew func(i int) bool, b *pendingBatch) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if !rs.known {
+		// A process this engine has not seen (or has forgotten, as after a restart):
+		// everything before its first batch was acknowledged elsewhere.
+		rs.known = true
+		rs.received, rs.acked = first-1, first-1
+	}
+	from := rs.received
+	last := first + uint64(n) - 1
+	if n > 0 && last > rs.received {
+		rs.received = last
+	}
+	b = &pendingBatch{last: last}
+	rs.pending = append(rs.pending, b)
+	return func(i int) bool { return first+uint64(i) > from }, b
+}
+
+// hold counts one more write the batch waits for; call before the batch is sealed.
+func (rs *runState) hold(b *pendingBatch) {
+	rs.mu.Lock()
+	b.waiting++
+	rs.mu.Unlock()
+}
+
+// release records that one write of b finished (or was given up), and acknowledges what is
+// now disposed of, in order.
+func (rs *runState) release(b *pendingBatch) {
+	rs.mu.Lock()
+	b.waiting--
+	s, changed := rs.settle()
+	rs.mu.Unlock()
+	if changed && s != nil {
+		s.signalAck()
+	}
+}
+
+// seal is called once every write of a batch is queued: a batch with nothing to wait for is
+// acknowledged at once. It always signals, so that a replay of activities already
+// acknowledged (whose ack the connector missed) is acknowledged again.
+func (rs *runState) seal() {
+	rs.mu.Lock()
+	s, _ := rs.settle()
+	rs.mu.Unlock()
+	if s != nil {
+		s.signalAck()
+	}
+}
+
+// settle pops finished batches from the front; the caller holds mu.
+func (rs *runState) settle() (*stream, bool) {
+	changed := false
+	for len(rs.pending) > 0 && rs.pending[0].waiting == 0 {
+		if rs.pending[0].last > rs.acked {
+			rs.acked = rs.pending[0].last
+			changed = true
+		}
+		rs.pending[0] = nil
+		rs.pending = rs.pending[1:]
+	}
+	return rs.current, changed
+}
+
+// ackedSeq is the sequence number to acknowledge now.
+func (rs *runState) ackedSeq() uint64 {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	return rs.acked
+}

@@ -1,0 +1,139 @@
+package engine
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	"golang.org/x/time/rate"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/parley-dev/parley/api/v1alpha1"
+)
+
+// writeResult is how one queued activity was disposed of.
+type writeResult int
+
+const (
+	writeCreated writeResult = iota
+	// writeDuplicate: the object exists already (a replay).
+	writeDuplicate
+	// writeQueueFull: dropped at the door, the queue being full.
+	writeQueueFull
+	// writeFailed: the API server refused it, or kept failing.
+	writeFailed
+	// writeAbandoned: the engine stopped before writing it; it stays unacknowledged.
+	writeAbandoned
+)
+
+// writeAttempts bounds the tries of one create that fails for a transient reason.
+const writeAttempts = 4
+
+type writeItem struct {
+	act  *v1alpha1.Activity
+	done func(writeResult)
+}
+
+// writer creates Activity objects from a bounded queue, at a bounded rate, with a few
+// workers so that API latency does not cap the rate.
+type writer struct {
+	client  client.Client
+	queue   chan writeItem
+	limiter *rate.Limiter
+	workers int
+	metrics *engineMetrics
+	log     logr.Logger
+}
+
+func newWriter(c client.Client, opts Options, m *engineMetrics, log logr.Logger) *writer {
+	return &writer{
+		client:  c,
+		queue:   make(chan writeItem, opts.ActivityQueue),
+		limiter: rate.NewLimiter(rate.Limit(opts.ActivityQPS), opts.ActivityBurst),
+		workers: opts.Writers,
+		metrics: m,
+		log:     log.WithName("writer"),
+	}
+}
+
+// enqueue never blocks: a full queue drops the activity, which is counted.
+func (w *writer) enqueue(it writeItem) {
+	select {
+	case w.queue <- it:
+		w.metrics.queueLength.Set(float64(len(w.queue)))
+	default:
+		it.done(writeQueueFull)
+	}
+}
+
+// run writes until ctx is cancelled; what is still queued then is abandoned.
+func (w *writer) run(ctx context.Context) {
+	var wg sync.WaitGroup
+	for range w.workers {
+		wg.Go(func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case it := <-w.queue:
+					w.metrics.queueLength.Set(float64(len(w.queue)))
+					it.done(w.write(ctx, it.act))
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for {
+		select {
+		case it := <-w.queue:
+			it.done(writeAbandoned)
+		default:
+			return
+		}
+	}
+}
+
+// write creates one Activity, retrying transient failures; every try takes a token.
+func (w *writer) write(ctx context.Context, act *v1alpha1.Activity) writeResult {
+	backoff := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		if err := w.limiter.Wait(ctx); err != nil {
+			return writeAbandoned
+		}
+		start := time.Now()
+		err := w.client.Create(ctx, act.DeepCopy())
+		w.metrics.writeDuration.Observe(time.Since(start).Seconds())
+		switch {
+		case err == nil:
+			return writeCreated
+		case apierrors.IsAlreadyExists(err):
+			return writeDuplicate
+		case ctx.Err() != nil:
+			return writeAbandoned
+		case attempt >= writeAttempts || !retriable(err):
+			w.log.Error(err, "could not write an Activity", "namespace", act.Namespace, "name", act.Name)
+			return writeFailed
+		}
+		select {
+		case <-ctx.Done():
+			return writeAbandoned
+		case <-time.After(backoff):
+		}
+		backoff *= 2
+	}
+}
+
+// retriable errors may pass on a later try; the others (invalid, forbidden, the namespace
+// being deleted) will not.
+func retriable(err error) bool {
+	return apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err) || apierrors.IsTooManyRequests(err) ||
+		apierrors.IsInternalError(err) || apierrors.IsServiceUnavailable(err) || apierrors.IsUnexpectedServerError(err) ||
+		!isStatusError(err)
+}
+
+func isStatusError(err error) bool {
+	_, ok := err.(apierrors.APIStatus)
+	return ok
+}
