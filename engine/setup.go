@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -79,4 +80,14 @@ func (e *Engine) CA() []byte {
 	case <-time.After(30 * time.Second):
 	}
 	return e.certs.CAPEM()
+}
+
+// ReadyCheck is a readiness check: the engine listens (its certificate is loaded).
+func (e *Engine) ReadyCheck(*http.Request) error {
+	select {
+	case <-e.ready:
+		return nil
+	default:
+		return errors.New("the engine is not listening yet")
+	}
 }

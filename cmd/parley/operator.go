@@ -105,6 +105,10 @@ func runOperator(cmd *cobra.Command, o operatorOptions) error {
 			return err
 		}
 		o.EngineAddress, o.Ender, o.EngineCA = e.Address(), e, e.CA
+		// The engine Service sends connector pods to ready replicas only.
+		if err := mgr.AddReadyzCheck("engine", e.ReadyCheck); err != nil {
+			return err
+		}
 	}
 	if err := controllers.Setup(mgr, o.Defaults); err != nil {
 		return err
