@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -34,6 +33,7 @@ import (
 	"github.com/parley-dev/parley/connector/rules"
 	"github.com/parley-dev/parley/connector/uplink"
 	"github.com/parley-dev/parley/controllers"
+	"github.com/parley-dev/parley/engine/pki"
 )
 
 // version is said to the engine in Hello; release builds set it with -ldflags -X.
@@ -127,15 +127,6 @@ func (o connectorOptions) validate() error {
 	return nil
 }
 
-// engineTLS is the client configuration for the engine: only the engine CA is trusted.
-func engineTLS(caPEM []byte, serverName string) (*tls.Config, error) {
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(caPEM) {
-		return nil, errors.New("no PEM certificate in the engine CA")
-	}
-	return &tls.Config{RootCAs: pool, ServerName: serverName, MinVersion: tls.VersionTLS12}, nil
-}
-
 func runConnector(parent context.Context, o connectorOptions) error {
 	if err := o.validate(); err != nil {
 		return err
@@ -210,7 +201,7 @@ func (p *process) setup() error {
 			if err != nil {
 				return nil, fmt.Errorf("engine CA: %w", err)
 			}
-			return engineTLS(pem, o.engineServerName)
+			return pki.ClientTLSConfig(pem, o.engineServerName)
 		},
 		Token: func() (string, error) {
 			b, err := os.ReadFile(o.tokenFile)
