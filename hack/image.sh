@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Builds container images without Docker: a single-layer docker-archive tar (manifest.json, the
 # config JSON named by its sha256, the layer's layer.tar) from one static binary, using only
-# go, tar and sha256sum. The layer mirrors gcr.io/distroless/static:nonroot, the base of the
-# Dockerfile: /etc/passwd and /etc/group with nonroot (65532), /home/nonroot, /tmp, the CA
+# go, GNU tar and sha256sum. The layer mirrors gcr.io/distroless/static:nonroot, the base of
+# the Dockerfile: /etc/passwd and /etc/group with nonroot (65532), /home/nonroot, /tmp, the CA
 # bundle when this machine has one. The archive loads with `docker load`, `podman load` and
-# `ctr images import`, and is byte-for-byte reproducible from the same binary.
+# `ctr images import`; the same binary and CA bundle give the same bytes.
 #
 #   hack/image.sh parley [--tag T] [--out FILE] [--import]   # parley at /parley, as the Dockerfile
 #   hack/image.sh pause  [--tag T] [--out FILE] [--import]   # hack/pause as registry.k8s.io/pause:3.10
