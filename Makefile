@@ -6,12 +6,15 @@ CACHE     ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/parley
 STATICCHECK_VERSION := v0.8.2
 STATICCHECK := $(CACHE)/tools/staticcheck-$(STATICCHECK_VERSION)/staticcheck
 FUZZTIME  ?= 30s
+# The image the chart, the local cluster and the e2e test use.
+IMAGE     ?= ghcr.io/parley-dev/parley:dev
 
 CONTROLLER_GEN = $(shell hack/envtest-assets.sh controller-gen)
 # protoc comes from Debian's protobuf-compiler; its Go plugins are pinned like the other tools.
 PROTOC_PLUGINS = $(shell dirname $$(hack/envtest-assets.sh protoc-gen-go)):$(shell dirname $$(hack/envtest-assets.sh protoc-gen-go-grpc))
 
-.PHONY: all run build test lint vet fmt-check unit fuzz bench clean generate manifests verify-generated envtest
+.PHONY: all run build test lint vet fmt-check unit fuzz bench clean generate manifests verify-generated envtest \
+	cluster-assets cluster-up cluster-down cluster-status image image-import docker-build
 
 all: build
 
@@ -76,5 +79,25 @@ fuzz:
 bench:
 	hack/bench.sh
 
+## cluster-up, cluster-down: a real single-node cluster on this machine (root, Debian packages
+## containerd runc containernetworking-plugins iptables); binaries built once by cluster-assets
+cluster-assets:
+	hack/envtest-assets.sh cluster
+cluster-up: cluster-assets
+	hack/cluster.sh up
+cluster-down:
+	hack/cluster.sh down
+cluster-status:
+	hack/cluster.sh status
+
+## image: the parley image as a docker-archive in dist/, without Docker; image-import loads
+## it into the local cluster; docker-build builds the same image from the Dockerfile
+image:
+	hack/image.sh parley --tag $(IMAGE)
+image-import:
+	hack/image.sh parley --tag $(IMAGE) --import
+docker-build:
+	docker build -t $(IMAGE) .
+
 clean:
-	rm -rf bin
+	rm -rf bin dist
