@@ -696,14 +696,19 @@ const maxEventNote = 1024
 // the rules resolved); events.k8s.io folds events of the same type, reason, action and
 // objects into one series that keeps the first note, so it also keeps distinct events apart.
 func (r *ExternalConnectorReconciler) event(ec *v1alpha1.ExternalConnector, related runtime.Object, eventType, reason, action, note string) {
-	if len(note) > maxEventNote {
-		cut := maxEventNote - 3
-		for cut > 0 && !utf8.RuneStart(note[cut]) {
-			cut--
-		}
-		note = note[:cut] + "..."
+	r.Recorder.Eventf(ec, related, eventType, reason, action, "%s", EventNote(note))
+}
+
+// EventNote cuts note to what the events.k8s.io API takes, on a UTF-8 boundary.
+func EventNote(note string) string {
+	if len(note) <= maxEventNote {
+		return note
 	}
-	r.Recorder.Eventf(ec, related, eventType, reason, action, "%s", note)
+	cut := maxEventNote - 3
+	for cut > 0 && !utf8.RuneStart(note[cut]) {
+		cut--
+	}
+	return note[:cut] + "..."
 }
 
 // SetupWithManager watches connectors, what they own, and the ConversationRules they use.

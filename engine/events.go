@@ -3,27 +3,17 @@ package engine
 import (
 	"fmt"
 	"strings"
-	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
+	"github.com/parley-dev/parley/controllers"
 )
-
-// maxEventNote is the events.k8s.io limit on a note.
-const maxEventNote = 1024
 
 // event records an Event about a connector. events.k8s.io folds repeated events of the same
 // reason into one series, so a stream of alerts costs the API server one object per reason.
 func (e *Engine) event(ec *v1alpha1.ExternalConnector, eventType, reason, action, note string) {
-	if len(note) > maxEventNote {
-		cut := maxEventNote - 3
-		for cut > 0 && !utf8.RuneStart(note[cut]) {
-			cut--
-		}
-		note = note[:cut] + "..."
-	}
-	e.recorder.Eventf(ec, nil, eventType, reason, action, "%s", note)
+	e.recorder.Eventf(ec, nil, eventType, reason, action, "%s", controllers.EventNote(note))
 }
 
 // alert announces an activity flagged by an alert rule (or alertAll) as a Warning Event.
