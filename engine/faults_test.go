@@ -166,21 +166,22 @@ func conversation(f fixture) error {
 	return nil
 }
 
-// producedBy is the number of activities a connector process produced, from its last log
-// line (the sequence number of its last activity).
-func producedBy(t *testing.T, p *connectorProcess) int {
+// producedBy is what a connector process says in its last log line: the sequence number of
+// its last activity (how many it sent), and how many it dropped before sending.
+func producedBy(t *testing.T, p *connectorProcess) (sent, dropped int) {
 	t.Helper()
 	for _, line := range strings.Split(p.logs(), "\n") {
 		var entry struct {
 			Msg     string `json:"msg"`
 			LastSeq int    `json:"lastSeq"`
+			Dropped int    `json:"dropped"`
 		}
 		if json.Unmarshal([]byte(line), &entry) == nil && entry.Msg == "parley connector stopped" {
-			return entry.LastSeq
+			return entry.LastSeq, entry.Dropped
 		}
 	}
 	t.Fatalf("the connector did not log how many activities it produced:\n%s", p.logs())
-	return 0
+	return 0, 0
 }
 
 // activitiesPerConversation is what traffic's conversations each produce.
@@ -242,7 +243,10 @@ func TestEngineRestartLosesAndDuplicatesNothing(t *testing.T) {
 	if err := p.wait(t); err != nil {
 		t.Fatalf("exit %v", err)
 	}
-	want := producedBy(t, p)
+	want, dropped := producedBy(t, p)
+	if dropped != 0 {
+		t.Fatalf("the connector dropped %d activities", dropped)
+	}
 	if min := 2 + n*activitiesPerConversation; want < min {
 		t.Fatalf("the connector produced %d activities, fewer than the %d of its %d conversations", want, min, n)
 	}
@@ -256,14 +260,28 @@ func TestEngineRestartLosesAndDuplicatesNothing(t *testing.T) {
 }
 
 func TestFloodIsWrittenAtTheLimitWithExactCounts(t *testing.T) {
+	for name, tc := range map[string]struct {
+		queue int
+		flags []string
+	}{
+		// The engine's queue overflows.
+		"dropped by the engine": {queue: 20},
+		// The connector's buffers overflow first, the engine acknowledging at the write rate.
+		"dropped by the connector": {queue: 10000, flags: []string{"--activity-buffer", "64", "--replay-buffer", "128"}},
+	} {
+		t.Run(name, func(t *testing.T) { flood(t, tc.queue, tc.flags) })
+	}
+}
+
+func flood(t *testing.T, queue int, flags []string) {
 	f := newFixture(t, nil)
 	creds := secretFiles(t, f.ns, f.name)
 	const qps, burst = 10, 10
-	e, err := startOperator(context.Background(), engine.Options{ActivityQPS: qps, ActivityBurst: burst, ActivityQueue: 20}, false)
+	e, err := startOperator(context.Background(), engine.Options{ActivityQPS: qps, ActivityBurst: burst, ActivityQueue: queue}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := startConnector(t, f.ns, f.name, e.Address(), creds)
+	p := startConnector(t, f.ns, f.name, e.Address(), creds, flags...)
 	f.waitServing(t, p)
 
 	stop := make(chan struct{})
@@ -275,19 +293,23 @@ func TestFloodIsWrittenAtTheLimitWithExactCounts(t *testing.T) {
 	if err := p.wait(t); err != nil {
 		t.Fatalf("exit %v", err)
 	}
-	produced := int64(producedBy(t, p))
+	sent, droppedByConnector := producedBy(t, p)
+	produced := int64(sent + droppedByConnector)
 	if min := int64(2 + n*activitiesPerConversation); produced < min {
 		t.Fatalf("the connector produced %d activities, fewer than the %d of its %d conversations", produced, min, n)
 	}
 	if produced < 3*(qps+burst) {
 		t.Fatalf("only %d activities produced: not a flood", produced)
 	}
+	if len(flags) > 0 && droppedByConnector == 0 {
+		t.Fatalf("the connector dropped nothing with its small buffers")
+	}
 	var st v1alpha1.ActivityCounts
 	eventually(t, "exact counts in status", func() error {
 		st = f.connector(t).Status.Activities
 		written := int64(len(f.activities(t)))
 		if st.Total != produced || st.Recorded != written || st.Recorded+st.Dropped != produced {
-			return fmt.Errorf("status %+v, %d written, %d produced", st, written, produced)
+			return fmt.Errorf("status %+v, %d written, %d produced (%d dropped by the connector)", st, written, produced, droppedByConnector)
 		}
 		return nil
 	})

@@ -49,7 +49,7 @@ func newEngineMetrics(reg prometheus.Registerer) (*engineMetrics, error) {
 		filtered: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "parley_engine_activities_filtered_total", Help: "Activities not written because of spec.activities.record."}, connectorLabels),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "parley_engine_activities_dropped_total", Help: "Activities that could not be written, by reason (queue_full, write_failed)."},
+			Name: "parley_engine_activities_dropped_total", Help: "Activities that could not be written, by reason (queue_full, write_failed, connector_buffer)."},
 			append(connectorLabels, "reason")),
 		connections: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "parley_engine_connections_active", Help: "Live logical connections of a connector, from its pods' heartbeats."}, connectorLabels),

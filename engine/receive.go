@@ -73,17 +73,25 @@ func (e *Engine) heartbeat(s *stream, hb *enginev1.Heartbeat) {
 	prev := s.rs.heartbeat
 	s.rs.heartbeat = hb
 	s.rs.mu.Unlock()
-	var dTotal, dRejected uint64
 	if prev == nil {
-		dTotal, dRejected = hb.GetTotalConnections(), hb.GetRejectedConnections()
-	} else {
-		dTotal = sub(hb.GetTotalConnections(), prev.GetTotalConnections())
-		dRejected = sub(hb.GetRejectedConnections(), prev.GetRejectedConnections())
+		prev = &enginev1.Heartbeat{}
 	}
+	dTotal := sub(hb.GetTotalConnections(), prev.GetTotalConnections())
+	dRejected := sub(hb.GetRejectedConnections(), prev.GetRejectedConnections())
+	// Activities the process dropped before they could be sent (its buffers full, as when
+	// the engine acknowledges slower than a flood arrives) were produced and are lost: they
+	// count in total and dropped like those the engine drops.
+	dDropped := sub(hb.GetActivitiesDropped(), prev.GetActivitiesDropped())
 	s.cs.add(func(cs *connectorState) {
 		cs.counts.connections += int64(dTotal)
 		cs.counts.rejected += int64(dRejected)
+		cs.counts.activities += int64(dDropped)
+		cs.counts.dropped += int64(dDropped)
+		cs.droppedSinceWarning += int64(dDropped)
 	})
+	if dDropped > 0 {
+		e.metrics.dropped.WithLabelValues(s.connector.Namespace, s.connector.Name, "connector_buffer").Add(float64(dDropped))
+	}
 	e.metrics.connections.WithLabelValues(s.connector.Namespace, s.connector.Name).Set(float64(s.cs.activeLocked()))
 }
 

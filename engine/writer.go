@@ -28,8 +28,11 @@ const (
 	writeAbandoned
 )
 
-// writeAttempts bounds the tries of one create that fails for a transient reason.
-const writeAttempts = 4
+// writeRetryFor bounds how long one create is retried while it fails for a transient reason
+// (the API server restarting, overloaded, unreachable). Meanwhile the queue fills and what
+// does not fit is dropped and counted, and a failed activity is acknowledged as dropped:
+// past this bound the connector's replay would not fare better than the queue.
+const writeRetryFor = 30 * time.Second
 
 type writeItem struct {
 	act  *v1alpha1.Activity
@@ -95,10 +98,11 @@ func (w *writer) run(ctx context.Context) {
 	}
 }
 
-// write creates one Activity, retrying transient failures; every try takes a token.
+// write creates one Activity, retrying transient failures with capped backoff; every try
+// takes a token.
 func (w *writer) write(ctx context.Context, act *v1alpha1.Activity) writeResult {
-	backoff := 100 * time.Millisecond
-	for attempt := 1; ; attempt++ {
+	backoff, deadline := 100*time.Millisecond, time.Now().Add(writeRetryFor)
+	for {
 		if err := w.limiter.Wait(ctx); err != nil {
 			return writeAbandoned
 		}
@@ -112,7 +116,7 @@ func (w *writer) write(ctx context.Context, act *v1alpha1.Activity) writeResult 
 			return writeDuplicate
 		case ctx.Err() != nil:
 			return writeAbandoned
-		case attempt >= writeAttempts || !retriable(err):
+		case !retriable(err) || time.Now().Add(backoff).After(deadline):
 			w.log.Error(err, "could not write an Activity", "namespace", act.Namespace, "name", act.Name)
 			return writeFailed
 		}
@@ -121,7 +125,7 @@ func (w *writer) write(ctx context.Context, act *v1alpha1.Activity) writeResult 
 			return writeAbandoned
 		case <-time.After(backoff):
 		}
-		backoff *= 2
+		backoff = min(2*backoff, 5*time.Second)
 	}
 }
 

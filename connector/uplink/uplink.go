@@ -553,6 +553,11 @@ func (u *Uplink) send(ctx context.Context, stream grpc.BidiStreamingClient[engin
 			continue
 		}
 		if bye != nil {
+			// The last counters first: what was dropped since the previous heartbeat must
+			// reach the connector's status too.
+			if err := u.heartbeat(stream); err != nil {
+				return err
+			}
 			if err := stream.Send(&enginev1.ConnectorMessage{Message: &enginev1.ConnectorMessage_Bye{Bye: bye}}); err != nil {
 				return err
 			}
