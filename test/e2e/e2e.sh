@@ -98,7 +98,7 @@ on_exit() {
   print_timings
   if [ "$status" = 0 ]; then
     log "PASSED ($MODE)"
-    [ "$MODE" != demo ] || print_demo >&2
+    [ "$MODE" != demo ] || print_demo
   else
     log "FAILED ($MODE, status $status)${ARTIFACTS:+; diagnostics in $ARTIFACTS}"
   fi
@@ -237,6 +237,7 @@ step_install() {
   step "2. helm install"
   ports_free "$ENGINE_PORT/tcp" "$METRICS_PORT/tcp" "$HEALTH_PORT/tcp"
   local repo=${IMAGE%:*} tag=${IMAGE##*:}
+  [[ $IMAGE != *@* && $tag != */* && -n $tag && $repo != "$IMAGE" ]] || fail "IMAGE must be repository:tag, not $IMAGE"
   # The pod network of hack/cluster.sh reaches nothing, Services get no endpoints and there
   # is no kube-proxy: the operator runs on the host network and reaches the API server on
   # the host's loopback; connector pods (hostNetwork too) dial the engine there.
@@ -683,6 +684,7 @@ EOF
   session_wait_exit pinger 30
   ok "the live conversation got the ending rule (+OK bye) and was closed"
   wait_until 90 "ExternalConnector $c to be gone (finalizer parley.io/graceful-end done)" gone -n "$NS" xconn $c
+  no_grace_exceeded
   ok "ExternalConnector gone"
   wait_until 120 "the connector's objects to be garbage-collected" gone -n "$NS" \
     "deploy/$c" "svc/$c" "secret/$c-engine" "pod/$pod"
@@ -694,6 +696,14 @@ EOF
   wait_until 30 "the Stopped event of the pod's graceful end" \
     event_exists "$c" Stopped
   ok "engine log: the conversation ended by the End order; event Stopped: the pod said Bye"
+}
+
+# no_grace_exceeded: no graceful end ran out of its grace period (the finalizer then removes
+# the connector anyway, with a GracePeriodExceeded event).
+no_grace_exceeded() {
+  local ev
+  ev=$(kn get events --field-selector reason=GracePeriodExceeded -o jsonpath='{range .items[*]}{.involvedObject.name}: {.message}{"\n"}{end}')
+  [ -z "$ev" ] || fail "a graceful end did not finish within the grace period" "$ev"
 }
 
 # operator_logged_end <connector> <connection id>: the engine's JSON activity log (logger
@@ -718,10 +728,16 @@ operator_logged_end() {
 step_uninstall() {
   step "8. uninstall: connectors deleted, helm uninstall, nothing of the release left"
   local c
+  local t0=$SECONDS
   kn delete xconn --all --wait=false >&2
-  wait_until 120 "every ExternalConnector to be gone" gone -n "$NS" xconn
+  for c in "${CONNECTORS[@]}"; do
+    wait_until 120 "$c to be gone" gone -n "$NS" "xconn/$c"
+    log "  $c gone after $((SECONDS - t0))s"
+  done
+  no_grace_exceeded
   wait_until 120 "every connector workload to be garbage-collected" gone -n "$NS" deploy,svc,secrets,pods,activities -l app.kubernetes.io/component=connector
   wait_until 60 "every Activity to be garbage-collected" gone -n "$NS" activities
+  log "  Deployments, Services, Secrets, pods and Activities garbage-collected after $((SECONDS - t0))s"
   ok "connectors deleted by their finalizer, their objects garbage-collected"
   kn delete crules --all >&2
 
@@ -794,6 +810,7 @@ EOF
 # --- main -------------------------------------------------------------------------------------
 
 log "parley e2e ($MODE): $root"
+rm -rf "$ARTIFACTS"
 step_cluster
 step_install
 step_examples
