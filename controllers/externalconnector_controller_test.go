@@ -255,7 +255,11 @@ func checkPod(t *testing.T, ns, name string, p corev1.PodTemplateSpec, port int3
 		t.Fatalf("containers: %+v", s.Containers)
 	}
 	c := s.Containers[0]
-	if c.Name != "connector" || c.Image != testDefaults.ConnectorImage || !reflect.DeepEqual(c.Args, []string{"connector"}) {
+	wantArgs := []string{"connector"}
+	if p.Spec.HostNetwork {
+		wantArgs = append(wantArgs, "--metrics-bind-address=0")
+	}
+	if c.Name != "connector" || c.Image != testDefaults.ConnectorImage || !reflect.DeepEqual(c.Args, wantArgs) {
 		t.Errorf("container %s image %s args %q", c.Name, c.Image, c.Args)
 	}
 	env := map[string]string{}
@@ -518,6 +522,10 @@ pod:
 	}
 	if !s.HostNetwork || s.DNSPolicy != corev1.DNSClusterFirstWithHostNet || c.Ports[0].HostPort != 80 {
 		t.Errorf("hostNetwork %v dnsPolicy %s hostPort %d", s.HostNetwork, s.DNSPolicy, c.Ports[0].HostPort)
+	}
+	// Every connector on the node would want the same metrics port.
+	if !reflect.DeepEqual(c.Args, []string{"connector", "--metrics-bind-address=0"}) {
+		t.Errorf("args %q on the host network, want metrics off", c.Args)
 	}
 	if len(sysctls(s)) != 0 {
 		t.Errorf("sysctls on the host network: %v", sysctls(s))

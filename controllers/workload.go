@@ -120,6 +120,15 @@ func lowPortNeedsSysctl(ec *v1alpha1.ExternalConnector, t target) bool {
 	return t.mode == v1alpha1.ModeServer && t.port < 1024 && !ec.Spec.Pod.HostNetwork
 }
 
+// connectorArgs run `parley connector`. On the host network its metrics port (9090) would be
+// the node's, which a second connector on the node could not bind: metrics are off there.
+func connectorArgs(hostNetwork bool) []string {
+	if hostNetwork {
+		return []string{"connector", "--metrics-bind-address=0"}
+	}
+	return []string{"connector"}
+}
+
 // podTemplate is the pod of a connector: `parley connector` with its engine credentials and
 // TLS material, locked down as DESIGN §7 says.
 func podTemplate(ec *v1alpha1.ExternalConnector, t target, d Defaults) corev1.PodTemplateSpec {
@@ -187,7 +196,7 @@ func podTemplate(ec *v1alpha1.ExternalConnector, t target, d Defaults) corev1.Po
 			Containers: []corev1.Container{{
 				Name:  ContainerName,
 				Image: d.ConnectorImage,
-				Args:  []string{"connector"},
+				Args:  connectorArgs(pod.HostNetwork),
 				Env: []corev1.EnvVar{
 					{Name: EnvConnector, Value: ec.Name},
 					{Name: EnvNamespace, Value: ec.Namespace},
