@@ -14,7 +14,7 @@ CONTROLLER_GEN = $(shell hack/envtest-assets.sh controller-gen)
 PROTOC_PLUGINS = $(shell dirname $$(hack/envtest-assets.sh protoc-gen-go)):$(shell dirname $$(hack/envtest-assets.sh protoc-gen-go-grpc))
 
 .PHONY: all run build test lint vet fmt-check unit fuzz bench clean generate manifests verify-generated envtest \
-	cluster-assets cluster-up cluster-down cluster-status image image-import docker-build
+	cluster-assets cluster-up cluster-down cluster-status image image-import docker-build e2e demo
 
 all: build
 
@@ -78,6 +78,16 @@ fuzz:
 ## bench: the load comparison against a bare Go server (see docs/performance.md)
 bench:
 	hack/bench.sh
+
+## e2e: a real single-node cluster, the image, helm install, the examples driven by their
+## clients and checked with kubectl, a live rules edit, pause and delete, uninstall, cluster
+## down (test/e2e/e2e.sh; root and the Debian packages listed there)
+e2e:
+	IMAGE=$(IMAGE) test/e2e/e2e.sh
+
+## demo: the same up to the examples, then leaves the cluster running and prints what to try
+demo:
+	IMAGE=$(IMAGE) test/e2e/e2e.sh demo
 
 ## cluster-up, cluster-down: a real single-node cluster on this machine (root, Debian packages
 ## containerd runc containernetworking-plugins iptables); binaries built once by cluster-assets
