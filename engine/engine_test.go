@@ -267,7 +267,7 @@ func TestActivitiesReachTheCluster(t *testing.T) {
 	})
 	f.waitEvent(t, "Started")
 	ev := f.waitEvent(t, "RuleAlert")
-	if ev.Type != "Warning" || !strings.Contains(ev.Note, "AUTH admin") {
+	if ev.Type != "Warning" || !strings.Contains(ev.Note, `input "AUTH admin hunter2\r\n"`) {
 		t.Errorf("RuleAlert event %s %q", ev.Type, ev.Note)
 	}
 }

@@ -27,7 +27,7 @@ func (e *Engine) alert(ec *v1alpha1.ExternalConnector, pod string, rec *v1alpha1
 		fmt.Fprintf(&b, ", rules %v", append(append([]int32{}, r.Executed...), r.Async...))
 	}
 	if in := rec.Input; in != nil {
-		fmt.Fprintf(&b, ", input %q", preview(in.Text))
+		fmt.Fprintf(&b, ", input \"%s\"", preview(in.Text))
 	}
 	if rec.Message != "" {
 		fmt.Fprintf(&b, ": %s", rec.Message)
