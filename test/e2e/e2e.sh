@@ -623,9 +623,9 @@ step_lifecycle() {
   step "7. pause, resume, delete with a live conversation"
   local c=pinger out pod
   ports_free "$PORT_PINGER/tcp"
-  # The rules of the chart's install notes, plus identifyByPort: every client here comes from
+  # The rules of the chart's install notes (with identifyByPort: every client here comes from
   # 127.0.0.1, and without it a new socket from the same IP joins the live conversation
-  # instead of starting one (and is neither greeted nor refused).
+  # instead of starting one, and is neither greeted nor refused).
   cat >"$WORK/pinger.yaml" <<EOF
 apiVersion: parley.io/v1alpha1
 kind: ConversationRules
