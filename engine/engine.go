@@ -86,7 +86,6 @@ type Engine struct {
 	mu         sync.Mutex
 	connectors map[types.NamespacedName]*connectorState
 	runs       map[runKey]*runState
-	listener   net.Addr
 	ready      chan struct{}
 	// stopping: streams closing now are the engine's doing, not lost connectors.
 	stopping atomic.Bool
@@ -183,9 +182,6 @@ func (e *Engine) NeedLeaderElection() bool { return false }
 // Ready is closed once the engine listens.
 func (e *Engine) Ready() <-chan struct{} { return e.ready }
 
-// Addr is the address the engine listens on, valid after Ready.
-func (e *Engine) Addr() net.Addr { return e.listener }
-
 // Start serves until ctx is cancelled. Streams are told to reconnect (to another replica,
 // or to this one when it is back); activities queued but not written are not acknowledged,
 // so their connectors replay them.
@@ -201,7 +197,6 @@ func (e *Engine) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("engine: listen on %s: %w", e.opts.BindAddress, err)
 	}
-	e.listener = lis.Addr()
 	srv := grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(e.opts.TLS)),
 		// Connectors behind NATs and load balancers: keep idle streams alive, and notice
@@ -219,7 +214,7 @@ func (e *Engine) Start(ctx context.Context) error {
 	wg.Go(func() { e.statusLoop(runCtx) })
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
-	e.log.Info("engine listening", "address", e.listener.String())
+	e.log.Info("engine listening", "address", lis.Addr().String())
 	close(e.ready)
 
 	select {
