@@ -699,16 +699,19 @@ func (r *ExternalConnectorReconciler) event(ec *v1alpha1.ExternalConnector, rela
 	r.Recorder.Eventf(ec, related, eventType, reason, action, "%s", EventNote(note))
 }
 
-// EventNote cuts note to what the events.k8s.io API takes, on a UTF-8 boundary.
-func EventNote(note string) string {
-	if len(note) <= maxEventNote {
-		return note
+// EventNote cuts note to what the events.k8s.io API takes.
+func EventNote(note string) string { return Truncate(note, maxEventNote) }
+
+// Truncate cuts s to at most max bytes on a UTF-8 boundary, ending it with "..." when cut.
+func Truncate(s string, max int) string {
+	if len(s) <= max {
+		return s
 	}
-	cut := maxEventNote - 3
-	for cut > 0 && !utf8.RuneStart(note[cut]) {
+	cut := max - 3
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
 		cut--
 	}
-	return note[:cut] + "..."
+	return s[:cut] + "..."
 }
 
 // SetupWithManager watches connectors, what they own, and the ConversationRules they use.

@@ -8,23 +8,17 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
-	"sigs.k8s.io/yaml"
-
-	"go.uber.org/zap/zapcore"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
 	"github.com/parley-dev/parley/controllers"
+	"github.com/parley-dev/parley/internal/envtestutil"
 )
 
 // The suite runs a real kube-apiserver and etcd (envtest) with the CRDs of config/crd, and
@@ -43,20 +37,12 @@ var (
 const wait = 30 * time.Second
 
 func TestMain(m *testing.M) {
-	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
-		fmt.Fprintln(os.Stderr, "KUBEBUILDER_ASSETS is not set: these tests need a real kube-apiserver and etcd.\n"+
-			"Run `make test`, or: export KUBEBUILDER_ASSETS=$(hack/envtest-assets.sh)")
-		os.Exit(1)
-	}
+	envtestutil.RequireAssets()
 	os.Exit(run(m))
 }
 
 func run(m *testing.M) int {
-	level := zapcore.ErrorLevel
-	if os.Getenv("PARLEY_TEST_VERBOSE") != "" {
-		level = zapcore.DebugLevel
-	}
-	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(level)))
+	envtestutil.SetLogger()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		panic(err)
 	}
@@ -76,7 +62,7 @@ func run(m *testing.M) int {
 	if k8s, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {
 		panic(err)
 	}
-	operatorCfg, err := operatorIdentity(context.Background())
+	operatorCfg, err := envtestutil.OperatorConfig(context.Background(), testEnv, k8s, filepath.Join("..", "config", "rbac", "role.yaml"))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "operator identity:", err)
 		return 1
@@ -114,59 +100,13 @@ func startManager(ctx context.Context, cfg *rest.Config) error {
 	return nil
 }
 
-// operatorUser is the identity the manager runs as.
-const operatorUser = "system:serviceaccount:parley-system:parley-operator"
-
-// operatorIdentity binds the generated ClusterRole to operatorUser and returns its config.
-func operatorIdentity(ctx context.Context) (*rest.Config, error) {
-	raw, err := os.ReadFile(filepath.Join("..", "config", "rbac", "role.yaml"))
-	if err != nil {
-		return nil, err
-	}
-	var role rbacv1.ClusterRole
-	if err := yaml.UnmarshalStrict(raw, &role); err != nil {
-		return nil, fmt.Errorf("config/rbac/role.yaml: %w", err)
-	}
-	if err := k8s.Create(ctx, &role); err != nil {
-		return nil, err
-	}
-	binding := &rbacv1.ClusterRoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: "parley-operator"},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
-		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: "User", Name: operatorUser}},
-	}
-	if err := k8s.Create(ctx, binding); err != nil {
-		return nil, err
-	}
-	user, err := testEnv.AddUser(envtest.User{Name: operatorUser}, nil)
-	if err != nil {
-		return nil, err
-	}
-	return user.Config(), nil
-}
-
 var testDefaults = controllers.Defaults{ConnectorImage: "parley:test", EngineAddress: "parley-engine.parley-system:9443"}
 
 // namespace makes a fresh namespace for one test.
-func namespace(t *testing.T) string {
-	t.Helper()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "t-"}}
-	if err := k8s.Create(context.Background(), ns); err != nil {
-		t.Fatal(err)
-	}
-	return ns.Name
-}
+func namespace(t *testing.T) string { t.Helper(); return envtestutil.Namespace(t, k8s, "t-") }
 
 // eventually polls cond until it returns nil or the wait runs out.
 func eventually(t *testing.T, what string, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(wait)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = cond(); err == nil {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("%s: still not true after %v: %v", what, wait, err)
+	envtestutil.Eventually(t, wait, what, cond)
 }

@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -258,15 +257,7 @@ func ActivityName(connector, run string, seq uint64) string {
 // preview is a short, escaped, one-line form of an input for the INPUT column.
 func preview(text string) string {
 	q := strconv.QuoteToGraphic(text)
-	q = q[1 : len(q)-1]
-	if len(q) <= previewLength {
-		return q
-	}
-	cut := previewLength - 3
-	for cut > 0 && !utf8.RuneStart(q[cut]) {
-		cut--
-	}
-	return q[:cut] + "..."
+	return controllers.Truncate(q[1:len(q)-1], previewLength)
 }
 
 // cached returns the connector from the cache, or nil when it is gone.

@@ -15,9 +15,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -26,13 +24,12 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
-	"sigs.k8s.io/yaml"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
 	"github.com/parley-dev/parley/controllers"
 	"github.com/parley-dev/parley/engine"
+	"github.com/parley-dev/parley/internal/envtestutil"
 )
 
 // The suite runs a real kube-apiserver and etcd (envtest), the operator's reconcilers and
@@ -55,20 +52,12 @@ const wait = 45 * time.Second
 const engineNamespace = "parley-system"
 
 func TestMain(m *testing.M) {
-	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
-		fmt.Fprintln(os.Stderr, "KUBEBUILDER_ASSETS is not set: these tests need a real kube-apiserver and etcd.\n"+
-			"Run `make test`, or: export KUBEBUILDER_ASSETS=$(hack/envtest-assets.sh)")
-		os.Exit(1)
-	}
+	envtestutil.RequireAssets()
 	os.Exit(run(m))
 }
 
 func run(m *testing.M) int {
-	level := zapcore.ErrorLevel
-	if os.Getenv("PARLEY_TEST_VERBOSE") != "" {
-		level = zapcore.DebugLevel
-	}
-	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(level)))
+	envtestutil.SetLogger()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		panic(err)
 	}
@@ -106,7 +95,7 @@ func run(m *testing.M) int {
 	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: engineNamespace}}); err != nil {
 		panic(err)
 	}
-	if operator, err = operatorIdentity(ctx); err != nil {
+	if operator, err = envtestutil.OperatorConfig(ctx, testEnv, k8s, filepath.Join("..", "config", "rbac", "role.yaml")); err != nil {
 		fmt.Fprintln(os.Stderr, "operator identity:", err)
 		return 1
 	}
@@ -175,57 +164,13 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// operatorUser is the identity the operator runs as: bound to the generated ClusterRole only.
-const operatorUser = "system:serviceaccount:parley-system:parley-operator"
-
-func operatorIdentity(ctx context.Context) (*rest.Config, error) {
-	raw, err := os.ReadFile(filepath.Join("..", "config", "rbac", "role.yaml"))
-	if err != nil {
-		return nil, err
-	}
-	var role rbacv1.ClusterRole
-	if err := yaml.UnmarshalStrict(raw, &role); err != nil {
-		return nil, fmt.Errorf("config/rbac/role.yaml: %w", err)
-	}
-	if err := k8s.Create(ctx, &role); err != nil {
-		return nil, err
-	}
-	if err := k8s.Create(ctx, &rbacv1.ClusterRoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: "parley-operator"},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
-		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: "User", Name: operatorUser}},
-	}); err != nil {
-		return nil, err
-	}
-	user, err := testEnv.AddUser(envtest.User{Name: operatorUser}, nil)
-	if err != nil {
-		return nil, err
-	}
-	return user.Config(), nil
-}
-
 // namespace makes a fresh namespace for one test.
-func namespace(t *testing.T) string {
-	t.Helper()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "t-"}}
-	if err := k8s.Create(context.Background(), ns); err != nil {
-		t.Fatal(err)
-	}
-	return ns.Name
-}
+func namespace(t *testing.T) string { t.Helper(); return envtestutil.Namespace(t, k8s, "t-") }
 
 // eventually polls cond until it returns nil or the wait runs out.
 func eventually(t *testing.T, what string, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(wait)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = cond(); err == nil {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("%s: still not true after %v: %v", what, wait, err)
+	envtestutil.Eventually(t, wait, what, cond)
 }
 
 // connectorProcess is a running `parley connector`.
