@@ -265,6 +265,19 @@ func TestActivitiesReachTheCluster(t *testing.T) {
 		}
 		return nil
 	})
+	// The same counts as metrics.
+	written := float64(len(f.activities(t)))
+	for name, want := range map[string]float64{
+		"parley_engine_activities_received_total": written,
+		"parley_engine_activities_written_total":  written,
+		"parley_engine_inputs_total":              3,
+		"parley_engine_rules_fired_total":         3,
+		"parley_engine_alerts_total":              1,
+	} {
+		if got := metric(t, mainMetrics, name, f.ns, f.name); got != want {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
+	}
 	f.waitEvent(t, "Started")
 	ev := f.waitEvent(t, "RuleAlert")
 	if ev.Type != "Warning" || !strings.Contains(ev.Note, `input "AUTH admin hunter2\r\n"`) {

@@ -42,7 +42,9 @@ var (
 	scheme     = runtime.NewScheme()
 	operator   *rest.Config
 	mainEngine *engine.Engine
-	parleyBin  string
+	// mainMetrics holds mainEngine's metrics.
+	mainMetrics *prometheus.Registry
+	parleyBin   string
 )
 
 // wait bounds how long a test waits for something to happen; generous for loaded CI.
@@ -99,7 +101,8 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "operator identity:", err)
 		return 1
 	}
-	e, err := startOperator(ctx, engine.Options{ActivityQPS: 500, ActivityBurst: 500}, true)
+	mainMetrics = prometheus.NewRegistry()
+	e, err := startOperator(ctx, engine.Options{ActivityQPS: 500, ActivityBurst: 500, Registry: mainMetrics}, true)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "start the operator:", err)
 		return 1
@@ -128,7 +131,9 @@ func startOperator(ctx context.Context, opts engine.Options, withControllers boo
 	if err != nil {
 		return nil, err
 	}
-	opts.Registry = prometheus.NewRegistry()
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+	}
 	if opts.StatusInterval == 0 {
 		opts.StatusInterval = 500 * time.Millisecond
 	}
@@ -279,4 +284,29 @@ func startConnector(t *testing.T, ns, name, address string, creds connectorCreds
 		}
 	})
 	return p
+}
+
+// metric is the value of the engine metric name for ns/connector in reg (0 when absent).
+func metric(t *testing.T, reg *prometheus.Registry, name, ns, connector string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["namespace"] == ns && labels["connector"] == connector {
+				sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+			}
+		}
+	}
+	return sum
 }
