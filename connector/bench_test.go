@@ -36,7 +36,7 @@ import (
 	"github.com/parley-dev/parley/api/v1alpha1"
 	"github.com/parley-dev/parley/connector"
 	"github.com/parley-dev/parley/connector/activity"
-	"github.com/parley-dev/parley/connector/rules"
+	"github.com/parley-dev/parley/rules"
 )
 
 // benchSpec is the spec of hack/load/bench-rules.yaml; the UDP one differs in transport.

@@ -20,8 +20,8 @@ import (
 
 	"github.com/parley-dev/parley/api/v1alpha1"
 	"github.com/parley-dev/parley/connector/activity"
-	"github.com/parley-dev/parley/connector/rules"
-	"github.com/parley-dev/parley/connector/value"
+	"github.com/parley-dev/parley/rules"
+	"github.com/parley-dev/parley/rules/value"
 )
 
 // Options configure a Connector beyond its rules.

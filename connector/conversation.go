@@ -12,8 +12,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
-	"github.com/parley-dev/parley/connector/rules"
-	"github.com/parley-dev/parley/connector/value"
+	"github.com/parley-dev/parley/rules"
+	"github.com/parley-dev/parley/rules/value"
 )
 
 // Bounds that keep a hostile peer from growing a conversation without limit.

@@ -7,9 +7,9 @@ import (
 	"time"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
-	"github.com/parley-dev/parley/connector/ops"
-	"github.com/parley-dev/parley/connector/rules"
-	"github.com/parley-dev/parley/connector/value"
+	"github.com/parley-dev/parley/rules"
+	"github.com/parley-dev/parley/rules/ops"
+	"github.com/parley-dev/parley/rules/value"
 )
 
 // input runs the rules over one input received on s, and returns the conversation that

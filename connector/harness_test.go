@@ -12,7 +12,7 @@ import (
 	"github.com/parley-dev/parley/connector"
 	"github.com/parley-dev/parley/connector/activity"
 	"github.com/parley-dev/parley/connector/connectortest"
-	"github.com/parley-dev/parley/connector/rules"
+	"github.com/parley-dev/parley/rules"
 )
 
 // wait is how long tests wait for something that should happen at once; generous, because

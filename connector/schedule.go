@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
-	"github.com/parley-dev/parley/connector/rules"
+	"github.com/parley-dev/parley/rules"
 )
 
 // task is an async rule waiting to run.

@@ -13,7 +13,7 @@ import (
 	"github.com/pion/dtls/v3"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
-	"github.com/parley-dev/parley/connector/rules"
+	"github.com/parley-dev/parley/rules"
 )
 
 // DefaultHandshakeTimeout bounds a TLS or DTLS handshake, so a peer that never completes one

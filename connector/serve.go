@@ -15,7 +15,7 @@ import (
 	"github.com/pion/dtls/v3"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
-	"github.com/parley-dev/parley/connector/rules"
+	"github.com/parley-dev/parley/rules"
 )
 
 const stopReason = "connector stopping"

@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
-	"github.com/parley-dev/parley/connector/rules"
+	"github.com/parley-dev/parley/rules"
 )
 
 // Session mode (operation.session): the id an input carries, not the peer's address, says

@@ -11,7 +11,7 @@ import (
 	"github.com/pion/dtls/v3"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
-	"github.com/parley-dev/parley/connector/rules"
+	"github.com/parley-dev/parley/rules"
 )
 
 // maxDTLSRecord is the largest plaintext a DTLS record carries (2^14 bytes).

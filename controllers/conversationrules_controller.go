@@ -17,12 +17,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
-	"github.com/parley-dev/parley/connector/rules"
+	"github.com/parley-dev/parley/rules"
 )
 
-// Reasons of the Valid condition.
 const (
-	ReasonCompiled = "Compiled"
 	// maxConditionMessage keeps a status readable (and well under the API's limits) when a
 	// broken spec has hundreds of errors.
 	maxConditionMessage = 8 << 10
@@ -60,7 +58,7 @@ func (r *ConversationRulesReconciler) Reconcile(ctx context.Context, req ctrl.Re
 	}
 	if changed {
 		if cond.Status == metav1.ConditionTrue {
-			r.Recorder.Eventf(&cr, nil, "Normal", ReasonCompiled, "Validate", "%s", cond.Message)
+			r.Recorder.Eventf(&cr, nil, "Normal", v1alpha1.ReasonCompiled, "Validate", "%s", cond.Message)
 		} else {
 			r.Recorder.Eventf(&cr, nil, "Warning", cond.Reason, "Validate", "%s", cond.Message)
 		}
@@ -74,7 +72,7 @@ func (r *ConversationRulesReconciler) Reconcile(ctx context.Context, req ctrl.Re
 func ValidCondition(generation int64, errs field.ErrorList) metav1.Condition {
 	c := metav1.Condition{Type: v1alpha1.ConditionValid, ObservedGeneration: generation}
 	if len(errs) == 0 {
-		c.Status, c.Reason, c.Message = metav1.ConditionTrue, ReasonCompiled, "the rules compile"
+		c.Status, c.Reason, c.Message = metav1.ConditionTrue, v1alpha1.ReasonCompiled, "the rules compile"
 		return c
 	}
 	c.Status, c.Reason = metav1.ConditionFalse, ReasonFor(errs[0].Type)

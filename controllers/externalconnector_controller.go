@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"time"
-	"unicode/utf8"
 
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
@@ -32,11 +31,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
+	"github.com/parley-dev/parley/internal/text"
 )
-
-// FinalizerGracefulEnd holds a deleted connector until its pods have ended their
-// conversations and flushed their activities, or its grace period has passed.
-const FinalizerGracefulEnd = "parley.io/graceful-end"
 
 // fieldOwner is the server-side apply field manager of everything the controller applies.
 const fieldOwner = client.FieldOwner("parley-externalconnector")
@@ -46,28 +42,6 @@ const endPoll = time.Second
 
 // conflictRetry is how soon a status write refused for a stale read is tried again.
 const conflictRetry = 100 * time.Millisecond
-
-// Reasons of the Ready condition and of events.
-const (
-	ReasonReplicasReady       = "ReplicasReady"
-	ReasonReplicasNotReady    = "ReplicasNotReady"
-	ReasonScaledToZero        = "ScaledToZero"
-	ReasonJobRunning          = "JobRunning"
-	ReasonJobPending          = "JobPending"
-	ReasonJobSucceeded        = "JobSucceeded"
-	ReasonJobFailed           = "JobFailed"
-	ReasonRulesNotResolved    = "RulesNotResolved"
-	ReasonInvalidName         = "InvalidName"
-	ReasonWorkloadFailed      = "WorkloadFailed"
-	ReasonTerminating         = "Terminating"
-	ReasonCreated             = "Created"
-	ReasonDeleted             = "Deleted"
-	ReasonReplaced            = "Replaced"
-	ReasonLowPortOnHost       = "LowPortOnHostNetwork"
-	ReasonEndFailed           = "EndFailed"
-	ReasonGracePeriodExceeded = "GracePeriodExceeded"
-	ReasonEnded               = "Ended"
-)
 
 // Ender ends a deleted connector gracefully: its pods stop accepting, give live conversations
 // their ending, and flush their activities. The engine implements it; End is called again
@@ -108,9 +82,9 @@ func (r *ExternalConnectorReconciler) Reconcile(ctx context.Context, req ctrl.Re
 	if !ec.DeletionTimestamp.IsZero() {
 		return r.end(ctx, &ec)
 	}
-	if !controllerutil.ContainsFinalizer(&ec, FinalizerGracefulEnd) {
+	if !controllerutil.ContainsFinalizer(&ec, v1alpha1.FinalizerGracefulEnd) {
 		patch := client.MergeFromWithOptions(ec.DeepCopy(), client.MergeFromWithOptimisticLock{})
-		controllerutil.AddFinalizer(&ec, FinalizerGracefulEnd)
+		controllerutil.AddFinalizer(&ec, v1alpha1.FinalizerGracefulEnd)
 		if err := r.Patch(ctx, &ec, patch); err != nil {
 			return ctrl.Result{}, fmt.Errorf("add finalizer to ExternalConnector %s: %w", req.NamespacedName, err)
 		}
@@ -123,7 +97,7 @@ func (r *ExternalConnectorReconciler) Reconcile(ctx context.Context, req ctrl.Re
 	}
 	w, werr := r.workload(ctx, &ec, res)
 	if werr != nil {
-		r.event(&ec, nil, corev1.EventTypeWarning, ReasonWorkloadFailed, "Reconcile", werr.Error())
+		r.event(&ec, nil, corev1.EventTypeWarning, v1alpha1.ReasonWorkloadFailed, "Reconcile", werr.Error())
 		if w.running() == nil {
 			// Report on what runs, not on what this attempt did not get to.
 			if seen, err := r.observe(ctx, &ec); err == nil {
@@ -269,7 +243,7 @@ func (r *ExternalConnectorReconciler) getLive(ctx context.Context, key client.Ob
 // ensureSecret makes the connector's engine Secret with a random token, once: an existing
 // token is never replaced, and other keys (the engine CA) are left alone.
 func (r *ExternalConnectorReconciler) ensureSecret(ctx context.Context, ec *v1alpha1.ExternalConnector) error {
-	name := EngineSecretName(ec.Name)
+	name := v1alpha1.EngineSecretName(ec.Name)
 	var s corev1.Secret
 	err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: ec.Namespace, Name: name}, &s)
 	if apierrors.IsNotFound(err) {
@@ -280,15 +254,15 @@ func (r *ExternalConnectorReconciler) ensureSecret(ctx context.Context, ec *v1al
 		s = corev1.Secret{
 			ObjectMeta: objectMeta(ec, name),
 			Type:       corev1.SecretTypeOpaque,
-			Data:       map[string][]byte{TokenKey: token},
+			Data:       map[string][]byte{v1alpha1.TokenKey: token},
 		}
 		if ca := r.engineCA(); len(ca) > 0 {
-			s.Data[EngineCAKey] = ca
+			s.Data[v1alpha1.EngineCAKey] = ca
 		}
 		if err := r.Create(ctx, &s); err != nil {
 			return fmt.Errorf("create Secret %s: %w", name, err)
 		}
-		r.event(ec, &s, corev1.EventTypeNormal, ReasonCreated, "Create", fmt.Sprintf("created Secret %s with the connector's engine token", name))
+		r.event(ec, &s, corev1.EventTypeNormal, v1alpha1.ReasonCreated, "Create", fmt.Sprintf("created Secret %s with the connector's engine token", name))
 		return nil
 	}
 	if err != nil {
@@ -303,7 +277,7 @@ func (r *ExternalConnectorReconciler) ensureSecret(ctx context.Context, ec *v1al
 		s.OwnerReferences = append(s.OwnerReferences, controllerRef(ec))
 		changed = true
 	}
-	for k, v := range ConnectorLabels(ec.Name) {
+	for k, v := range v1alpha1.ConnectorLabels(ec.Name) {
 		if s.Labels[k] != v {
 			if s.Labels == nil {
 				s.Labels = map[string]string{}
@@ -311,7 +285,7 @@ func (r *ExternalConnectorReconciler) ensureSecret(ctx context.Context, ec *v1al
 			s.Labels[k], changed = v, true
 		}
 	}
-	if len(s.Data[TokenKey]) == 0 {
+	if len(s.Data[v1alpha1.TokenKey]) == 0 {
 		token, err := newToken()
 		if err != nil {
 			return err
@@ -319,15 +293,15 @@ func (r *ExternalConnectorReconciler) ensureSecret(ctx context.Context, ec *v1al
 		if s.Data == nil {
 			s.Data = map[string][]byte{}
 		}
-		s.Data[TokenKey], changed = token, true
-		r.event(ec, &s, corev1.EventTypeNormal, ReasonCreated, "Update", fmt.Sprintf("Secret %s had no token: generated one", name))
+		s.Data[v1alpha1.TokenKey], changed = token, true
+		r.event(ec, &s, corev1.EventTypeNormal, v1alpha1.ReasonCreated, "Update", fmt.Sprintf("Secret %s had no token: generated one", name))
 	}
 	// The CA follows the engine's: a connector must trust the engine it dials.
-	if ca := r.engineCA(); len(ca) > 0 && !bytes.Equal(s.Data[EngineCAKey], ca) {
+	if ca := r.engineCA(); len(ca) > 0 && !bytes.Equal(s.Data[v1alpha1.EngineCAKey], ca) {
 		if s.Data == nil {
 			s.Data = map[string][]byte{}
 		}
-		s.Data[EngineCAKey], changed = ca, true
+		s.Data[v1alpha1.EngineCAKey], changed = ca, true
 	}
 	if !changed {
 		return nil
@@ -369,7 +343,7 @@ func (r *ExternalConnectorReconciler) applyDeployment(ctx context.Context, ec *v
 		return nil, err
 	}
 	if created {
-		r.event(ec, &got, corev1.EventTypeNormal, ReasonCreated, "Create", fmt.Sprintf("created Deployment %s: %s %s port %d, %d replica(s)",
+		r.event(ec, &got, corev1.EventTypeNormal, v1alpha1.ReasonCreated, "Create", fmt.Sprintf("created Deployment %s: %s %s port %d, %d replica(s)",
 			got.Name, t.mode, t.transport, t.port, replicas(ec)))
 	}
 	if created || live.Generation != got.Generation {
@@ -392,7 +366,7 @@ func (r *ExternalConnectorReconciler) applyService(ctx context.Context, ec *v1al
 		return err
 	}
 	if created {
-		r.event(ec, &got, corev1.EventTypeNormal, ReasonCreated, "Create", fmt.Sprintf("created Service %s: %s, %s port %d",
+		r.event(ec, &got, corev1.EventTypeNormal, v1alpha1.ReasonCreated, "Create", fmt.Sprintf("created Service %s: %s, %s port %d",
 			got.Name, got.Spec.Type, t.protocol(), t.port))
 	}
 	return nil
@@ -435,7 +409,7 @@ func (r *ExternalConnectorReconciler) ensureJob(ctx context.Context, ec *v1alpha
 		if err := r.Create(ctx, want, fieldOwner); err != nil {
 			return nil, fmt.Errorf("create Job %s: %w", want.Name, err)
 		}
-		r.event(ec, want, corev1.EventTypeNormal, ReasonCreated, "Create", fmt.Sprintf("created Job %s: %s %s to %s",
+		r.event(ec, want, corev1.EventTypeNormal, v1alpha1.ReasonCreated, "Create", fmt.Sprintf("created Job %s: %s %s to %s",
 			want.Name, t.mode, t.transport, t.endpoint(ec)))
 		r.warnLowPortOnHost(ec, t)
 		return want, nil
@@ -443,17 +417,17 @@ func (r *ExternalConnectorReconciler) ensureJob(ctx context.Context, ec *v1alpha
 	if err := checkController(ec, &live, "Job"); err != nil {
 		return nil, err
 	}
-	if live.Annotations[AnnotationTemplateHash] == want.Annotations[AnnotationTemplateHash] {
+	if live.Annotations[v1alpha1.AnnotationTemplateHash] == want.Annotations[v1alpha1.AnnotationTemplateHash] {
 		return &live, nil
 	}
 	_, finished := jobFinished(&live)
-	if finished && live.Annotations[AnnotationConnectorGeneration] == want.Annotations[AnnotationConnectorGeneration] {
+	if finished && live.Annotations[v1alpha1.AnnotationConnectorGeneration] == want.Annotations[v1alpha1.AnnotationConnectorGeneration] {
 		return &live, nil
 	}
 	if err := r.Delete(ctx, &live, client.PropagationPolicy(metav1.DeletePropagationBackground)); client.IgnoreNotFound(err) != nil {
 		return nil, fmt.Errorf("delete Job %s to replace it: %w", live.Name, err)
 	}
-	r.event(ec, &live, corev1.EventTypeNormal, ReasonReplaced, "Delete", fmt.Sprintf("deleted Job %s made from an older spec; a new one follows", live.Name))
+	r.event(ec, &live, corev1.EventTypeNormal, v1alpha1.ReasonReplaced, "Delete", fmt.Sprintf("deleted Job %s made from an older spec; a new one follows", live.Name))
 	// The deletion event brings the next reconcile, which makes the new Job.
 	return nil, nil
 }
@@ -482,15 +456,15 @@ func (r *ExternalConnectorReconciler) deleteOwned(ctx context.Context, ec *v1alp
 		}
 		return fmt.Errorf("delete %s %s: %w", kind, obj.GetName(), err)
 	}
-	r.event(ec, obj, corev1.EventTypeNormal, ReasonDeleted, "Delete", fmt.Sprintf("deleted %s %s: %s", kind, obj.GetName(), why))
+	r.event(ec, obj, corev1.EventTypeNormal, v1alpha1.ReasonDeleted, "Delete", fmt.Sprintf("deleted %s %s: %s", kind, obj.GetName(), why))
 	return nil
 }
 
 func (r *ExternalConnectorReconciler) warnLowPortOnHost(ec *v1alpha1.ExternalConnector, t target) {
 	if t.mode == v1alpha1.ModeServer && t.port < 1024 && ec.Spec.Pod.HostNetwork {
-		r.event(ec, nil, corev1.EventTypeWarning, ReasonLowPortOnHost, "Apply", fmt.Sprintf(
+		r.event(ec, nil, corev1.EventTypeWarning, v1alpha1.ReasonLowPortOnHost, "Apply", fmt.Sprintf(
 			"port %d is below 1024 on the host network, where %s is the node's own setting: the operator does not set it, so the non-root connector can bind the port only if the node allows it",
-			t.port, UnprivilegedSysctl))
+			t.port, v1alpha1.UnprivilegedSysctl))
 	}
 }
 
@@ -529,11 +503,11 @@ func (r *ExternalConnectorReconciler) setStatus(ec *v1alpha1.ExternalConnector, 
 	}
 	switch {
 	case werr != nil:
-		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, ReasonWorkloadFailed, werr.Error()
+		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, v1alpha1.ReasonWorkloadFailed, werr.Error()
 	case w.invalid != "":
-		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, ReasonInvalidName, w.invalid
+		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, v1alpha1.ReasonInvalidName, w.invalid
 	case w.running() == nil && res.target == nil:
-		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, ReasonRulesNotResolved, "nothing runs until the rules resolve"
+		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, v1alpha1.ReasonRulesNotResolved, "nothing runs until the rules resolve"
 	}
 	if ec.Spec.Paused && w.running() != nil && (phase == v1alpha1.PhaseRunning || phase == v1alpha1.PhasePending) {
 		phase = v1alpha1.PhasePaused
@@ -567,34 +541,34 @@ func workloadState(w observed) (v1alpha1.Phase, metav1.Condition) {
 		ready := d.Status.ReadyReplicas
 		switch {
 		case ready > 0:
-			c.Status, c.Reason = metav1.ConditionTrue, ReasonReplicasReady
+			c.Status, c.Reason = metav1.ConditionTrue, v1alpha1.ReasonReplicasReady
 			c.Message = fmt.Sprintf("%d/%d replicas of Deployment %s ready", ready, want, d.Name)
 			return v1alpha1.PhaseRunning, c
 		case want == 0:
-			c.Reason, c.Message = ReasonScaledToZero, fmt.Sprintf("Deployment %s is scaled to 0 replicas", d.Name)
+			c.Reason, c.Message = v1alpha1.ReasonScaledToZero, fmt.Sprintf("Deployment %s is scaled to 0 replicas", d.Name)
 		default:
-			c.Reason, c.Message = ReasonReplicasNotReady, fmt.Sprintf("0/%d replicas of Deployment %s ready", want, d.Name)
+			c.Reason, c.Message = v1alpha1.ReasonReplicasNotReady, fmt.Sprintf("0/%d replicas of Deployment %s ready", want, d.Name)
 		}
 		return v1alpha1.PhasePending, c
 	case w.job != nil:
 		j := w.job
 		if end, ok := jobFinished(j); ok {
 			if end.Type == batchv1.JobComplete {
-				c.Reason, c.Message = ReasonJobSucceeded, fmt.Sprintf("Job %s completed: every conversation has ended", j.Name)
+				c.Reason, c.Message = v1alpha1.ReasonJobSucceeded, fmt.Sprintf("Job %s completed: every conversation has ended", j.Name)
 				return v1alpha1.PhaseSucceeded, c
 			}
-			c.Reason, c.Message = ReasonJobFailed, fmt.Sprintf("Job %s failed: %s %s", j.Name, end.Reason, end.Message)
+			c.Reason, c.Message = v1alpha1.ReasonJobFailed, fmt.Sprintf("Job %s failed: %s %s", j.Name, end.Reason, end.Message)
 			return v1alpha1.PhaseFailed, c
 		}
 		if j.Status.Active > 0 {
-			c.Status, c.Reason = metav1.ConditionTrue, ReasonJobRunning
+			c.Status, c.Reason = metav1.ConditionTrue, v1alpha1.ReasonJobRunning
 			c.Message = fmt.Sprintf("Job %s has %d active pod(s)", j.Name, j.Status.Active)
 			return v1alpha1.PhaseRunning, c
 		}
-		c.Reason, c.Message = ReasonJobPending, fmt.Sprintf("Job %s has no active pod yet", j.Name)
+		c.Reason, c.Message = v1alpha1.ReasonJobPending, fmt.Sprintf("Job %s has no active pod yet", j.Name)
 		return v1alpha1.PhasePending, c
 	}
-	c.Reason, c.Message = ReasonRulesNotResolved, "no workload yet"
+	c.Reason, c.Message = v1alpha1.ReasonRulesNotResolved, "no workload yet"
 	return v1alpha1.PhasePending, c
 }
 
@@ -642,14 +616,14 @@ func (r *ExternalConnectorReconciler) announce(ctx context.Context, old, ec *v1a
 // done or the grace period after the deletion has passed, then the finalizer goes and owner
 // references take the children with the connector.
 func (r *ExternalConnectorReconciler) end(ctx context.Context, ec *v1alpha1.ExternalConnector) (ctrl.Result, error) {
-	if !controllerutil.ContainsFinalizer(ec, FinalizerGracefulEnd) {
+	if !controllerutil.ContainsFinalizer(ec, v1alpha1.FinalizerGracefulEnd) {
 		return ctrl.Result{}, nil
 	}
 	grace := gracePeriod(ec)
 	old := ec.DeepCopy()
 	ec.Status.Phase = v1alpha1.PhaseTerminating
 	meta.SetStatusCondition(&ec.Status.Conditions, metav1.Condition{
-		Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: ReasonTerminating, ObservedGeneration: ec.Generation,
+		Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonTerminating, ObservedGeneration: ec.Generation,
 		Message: fmt.Sprintf("ending: live conversations get their ending and activities are flushed, for at most %s", grace),
 	})
 	if err := r.patchStatus(ctx, old, ec); err != nil {
@@ -659,7 +633,7 @@ func (r *ExternalConnectorReconciler) end(ctx context.Context, ec *v1alpha1.Exte
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if old.Status.Phase != v1alpha1.PhaseTerminating {
-		r.event(ec, nil, corev1.EventTypeNormal, ReasonTerminating, "End", fmt.Sprintf("ending the connector gracefully (at most %s)", grace))
+		r.event(ec, nil, corev1.EventTypeNormal, v1alpha1.ReasonTerminating, "End", fmt.Sprintf("ending the connector gracefully (at most %s)", grace))
 	}
 
 	done, err := true, error(nil)
@@ -668,50 +642,32 @@ func (r *ExternalConnectorReconciler) end(ctx context.Context, ec *v1alpha1.Exte
 	}
 	if err != nil {
 		log.FromContext(ctx).Error(err, "graceful end")
-		r.event(ec, nil, corev1.EventTypeWarning, ReasonEndFailed, "End", fmt.Sprintf("graceful end: %v", err))
+		r.event(ec, nil, corev1.EventTypeWarning, v1alpha1.ReasonEndFailed, "End", fmt.Sprintf("graceful end: %v", err))
 	}
 	if !done || err != nil {
 		// A failing End is retried like one not done yet, so that the grace period bounds both.
 		if left := time.Until(ec.DeletionTimestamp.Add(grace)); left > 0 {
 			return ctrl.Result{RequeueAfter: min(endPoll, left)}, nil
 		}
-		r.event(ec, nil, corev1.EventTypeWarning, ReasonGracePeriodExceeded, "End", fmt.Sprintf(
+		r.event(ec, nil, corev1.EventTypeWarning, v1alpha1.ReasonGracePeriodExceeded, "End", fmt.Sprintf(
 			"the graceful end did not finish within %s: removing the connector anyway", grace))
 	}
 
 	patch := client.MergeFromWithOptions(ec.DeepCopy(), client.MergeFromWithOptimisticLock{})
-	controllerutil.RemoveFinalizer(ec, FinalizerGracefulEnd)
+	controllerutil.RemoveFinalizer(ec, v1alpha1.FinalizerGracefulEnd)
 	if err := r.Patch(ctx, ec, patch); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	r.event(ec, nil, corev1.EventTypeNormal, ReasonEnded, "End", "the connector has ended; its workload goes with it")
+	r.event(ec, nil, corev1.EventTypeNormal, v1alpha1.ReasonEnded, "End", "the connector has ended; its workload goes with it")
 	return ctrl.Result{}, nil
 }
-
-// maxEventNote is the events.k8s.io limit on a note.
-const maxEventNote = 1024
 
 // event records an event about the connector, its note cut to what the API takes.
 // related names the object the event is about besides the connector (the Deployment made,
 // the rules resolved); events.k8s.io folds events of the same type, reason, action and
 // objects into one series that keeps the first note, so it also keeps distinct events apart.
 func (r *ExternalConnectorReconciler) event(ec *v1alpha1.ExternalConnector, related runtime.Object, eventType, reason, action, note string) {
-	r.Recorder.Eventf(ec, related, eventType, reason, action, "%s", EventNote(note))
-}
-
-// EventNote cuts note to what the events.k8s.io API takes.
-func EventNote(note string) string { return Truncate(note, maxEventNote) }
-
-// Truncate cuts s to at most max bytes on a UTF-8 boundary, ending it with "..." when cut.
-func Truncate(s string, max int) string {
-	if len(s) <= max {
-		return s
-	}
-	cut := max - 3
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "..."
+	r.Recorder.Eventf(ec, related, eventType, reason, action, "%s", text.EventNote(note))
 }
 
 // SetupWithManager watches connectors, what they own, and the ConversationRules they use.

@@ -11,22 +11,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
-	"github.com/parley-dev/parley/connector/rules"
+	"github.com/parley-dev/parley/rules"
 )
 
-// Reasons of the RulesResolved condition.
-const (
-	ReasonResolved       = "Resolved"
-	ReasonRulesNotFound  = "RulesNotFound"
-	ReasonRulesInvalid   = "RulesInvalid"
-	ReasonRulesDisabled  = "RulesDisabled"
-	ReasonGroupNotFound  = "GroupNotFound"
-	ReasonGroupAmbiguous = "GroupAmbiguous"
-
-	// maxRulesErrors is how many compiler errors the RulesResolved message quotes; the
-	// ConversationRules' own Valid condition has them all.
-	maxRulesErrors = 3
-)
+// maxRulesErrors is how many compiler errors the RulesResolved message quotes; the
+// ConversationRules' own Valid condition has them all.
+const maxRulesErrors = 3
 
 // Field indexes the connector controller looks things up by.
 const (
@@ -52,22 +42,22 @@ func (r *ExternalConnectorReconciler) resolve(ctx context.Context, ec *v1alpha1.
 		var cr v1alpha1.ConversationRules
 		err := r.Get(ctx, client.ObjectKey{Namespace: ec.Namespace, Name: ec.Spec.Rules}, &cr)
 		if apierrors.IsNotFound(err) {
-			return resolution{reason: ReasonRulesNotFound,
+			return resolution{reason: v1alpha1.ReasonRulesNotFound,
 				message: fmt.Sprintf("ConversationRules %q not found in namespace %s", ec.Spec.Rules, ec.Namespace)}, nil
 		}
 		if err != nil {
 			return resolution{}, fmt.Errorf("get ConversationRules %s: %w", ec.Spec.Rules, err)
 		}
 		if !enabled(&cr) {
-			return resolution{rules: &cr, reason: ReasonRulesDisabled,
+			return resolution{rules: &cr, reason: v1alpha1.ReasonRulesDisabled,
 				message: fmt.Sprintf("ConversationRules %s is disabled (spec.enabled: false)", cr.Name)}, nil
 		}
 		t, errs := compileFor(ec, &cr)
 		if len(errs) > 0 {
-			return resolution{rules: &cr, reason: ReasonRulesInvalid,
+			return resolution{rules: &cr, reason: v1alpha1.ReasonRulesInvalid,
 				message: fmt.Sprintf("ConversationRules %s is invalid: %s", cr.Name, firstErrors(errs))}, nil
 		}
-		return resolution{target: t, rules: &cr, reason: ReasonResolved, message: resolvedMessage(t)}, nil
+		return resolution{target: t, rules: &cr, reason: v1alpha1.ReasonResolved, message: resolvedMessage(t)}, nil
 	}
 
 	var list v1alpha1.ConversationRulesList
@@ -98,11 +88,11 @@ func (r *ExternalConnectorReconciler) resolve(ctx context.Context, ec *v1alpha1.
 		if len(skipped) > 0 {
 			msg += "; skipped: " + strings.Join(skipped, ", ")
 		}
-		return resolution{reason: ReasonGroupNotFound, message: msg}, nil
+		return resolution{reason: v1alpha1.ReasonGroupNotFound, message: msg}, nil
 	case 1:
-		return resolution{target: found[0], rules: foundRules[0], reason: ReasonResolved, message: resolvedMessage(found[0])}, nil
+		return resolution{target: found[0], rules: foundRules[0], reason: v1alpha1.ReasonResolved, message: resolvedMessage(found[0])}, nil
 	default:
-		return resolution{reason: ReasonGroupAmbiguous, message: fmt.Sprintf(
+		return resolution{reason: v1alpha1.ReasonGroupAmbiguous, message: fmt.Sprintf(
 			"%d enabled and valid ConversationRules have group %q: %s; disable all but one, or name the rules in spec.rules",
 			len(found), ec.Spec.Group, strings.Join(names, ", "))}, nil
 	}

@@ -21,9 +21,6 @@ import (
 	"github.com/parley-dev/parley/api/v1alpha1"
 )
 
-// LabelConnector names the ExternalConnector an Activity belongs to.
-const LabelConnector = "parley.io/connector"
-
 // indexActivityConnector indexes Activities' metadata by their connector label.
 const indexActivityConnector = "activity.connector"
 
@@ -125,7 +122,7 @@ func (r *RetentionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	activityMeta := &metav1.PartialObjectMetadata{}
 	activityMeta.SetGroupVersionKind(v1alpha1.GroupVersion.WithKind("Activity"))
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), activityMeta, indexActivityConnector, func(o client.Object) []string {
-		if c := o.GetLabels()[LabelConnector]; c != "" {
+		if c := o.GetLabels()[v1alpha1.LabelConnector]; c != "" {
 			return []string{c}
 		}
 		return nil
@@ -133,7 +130,7 @@ func (r *RetentionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		return fmt.Errorf("index Activities by connector: %w", err)
 	}
 	toConnector := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
-		c := o.GetLabels()[LabelConnector]
+		c := o.GetLabels()[v1alpha1.LabelConnector]
 		if c == "" {
 			return nil
 		}

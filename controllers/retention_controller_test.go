@@ -11,7 +11,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
-	"github.com/parley-dev/parley/controllers"
 )
 
 func createActivity(t *testing.T, ns, connector string, seq int) {
@@ -19,7 +18,7 @@ func createActivity(t *testing.T, ns, connector string, seq int) {
 	a := &v1alpha1.Activity{
 		ObjectMeta: metav1.ObjectMeta{
 			Namespace: ns, Name: fmt.Sprintf("%s-run1-%06d", connector, seq),
-			Labels: map[string]string{controllers.LabelConnector: connector},
+			Labels: map[string]string{v1alpha1.LabelConnector: connector},
 		},
 		ActivityRecord: v1alpha1.ActivityRecord{Connector: connector, Time: metav1.NowMicro(), Type: v1alpha1.ActivityInput},
 	}
@@ -31,7 +30,7 @@ func createActivity(t *testing.T, ns, connector string, seq int) {
 func activityNames(t *testing.T, ns, connector string) []string {
 	t.Helper()
 	var list v1alpha1.ActivityList
-	if err := k8s.List(context.Background(), &list, client.InNamespace(ns), client.MatchingLabels{controllers.LabelConnector: connector}); err != nil {
+	if err := k8s.List(context.Background(), &list, client.InNamespace(ns), client.MatchingLabels{v1alpha1.LabelConnector: connector}); err != nil {
 		t.Fatal(err)
 	}
 	var names []string

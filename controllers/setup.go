@@ -13,9 +13,6 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 )
 
-// DefaultConnectorImage runs connector pods unless the operator is told otherwise.
-const DefaultConnectorImage = "ghcr.io/parley-dev/parley:latest"
-
 // Defaults are operator-wide settings the reconcilers apply.
 type Defaults struct {
 	// ConnectorImage runs `parley connector` in connector pods.

@@ -20,33 +20,9 @@ import (
 	"github.com/parley-dev/parley/api/v1alpha1"
 )
 
-// What connector pods are made of. The paths and names are the contract with `parley connector`.
 const (
-	ContainerName      = "connector"
-	PortName           = "conversation"
-	EngineMountPath    = "/var/run/parley/engine"
-	TLSMountPath       = "/var/run/parley/tls"
-	TLSCAMountPath     = "/var/run/parley/tls-ca"
-	TokenKey           = "token"
-	EngineCAKey        = "ca.crt"
-	EnvConnector       = "PARLEY_CONNECTOR"
-	EnvNamespace       = "PARLEY_NAMESPACE"
-	EnvEngineAddress   = "PARLEY_ENGINE_ADDRESS"
-	EnvPodName         = "PARLEY_POD_NAME"
-	UnprivilegedSysctl = "net.ipv4.ip_unprivileged_port_start"
-
-	// AnnotationTemplateHash records the Job spec a client-mode Job was made from; Jobs are
-	// immutable, so a different desired spec means a new Job.
-	AnnotationTemplateHash = "parley.io/template-hash"
-	// AnnotationConnectorGeneration records the connector generation a Job was made for.
-	AnnotationConnectorGeneration = "parley.io/connector-generation"
-
-	// NonRootID is the uid and gid connector pods run as (the distroless "nonroot" user).
-	NonRootID = 65532
 	// JobBackoffLimit is how many times a client-mode pod is retried.
 	JobBackoffLimit = 3
-	// DefaultGracePeriod bounds a graceful end when spec.gracePeriod is not set.
-	DefaultGracePeriod = 30 * time.Second
 )
 
 // Volume names in connector pods.
@@ -55,18 +31,6 @@ const (
 	volumeTLS    = "tls"
 	volumeTLSCA  = "tls-ca"
 )
-
-// EngineSecretName is the Secret holding a connector's engine token and the engine CA.
-func EngineSecretName(connector string) string { return connector + "-engine" }
-
-// ConnectorLabels select the pods of one connector; every object made for it carries them.
-func ConnectorLabels(connector string) map[string]string {
-	return map[string]string{
-		"app.kubernetes.io/name":      "parley",
-		"app.kubernetes.io/component": "connector",
-		LabelConnector:                connector,
-	}
-}
 
 // target is what the connector serves or dials once its rules are resolved and the
 // connector's overrides applied.
@@ -99,7 +63,7 @@ func gracePeriod(ec *v1alpha1.ExternalConnector) time.Duration {
 	if ec.Spec.GracePeriod != nil && ec.Spec.GracePeriod.Duration >= 0 {
 		return ec.Spec.GracePeriod.Duration
 	}
-	return DefaultGracePeriod
+	return v1alpha1.DefaultGracePeriod
 }
 
 // defaultResources apply when spec.pod.resources is empty: a connector is small, and a limit
@@ -137,7 +101,7 @@ func podTemplate(ec *v1alpha1.ExternalConnector, t target, d Defaults) corev1.Po
 	for k, v := range pod.Labels {
 		labels[k] = v
 	}
-	for k, v := range ConnectorLabels(ec.Name) {
+	for k, v := range v1alpha1.ConnectorLabels(ec.Name) {
 		labels[k] = v
 	}
 	var annotations map[string]string
@@ -152,7 +116,7 @@ func podTemplate(ec *v1alpha1.ExternalConnector, t target, d Defaults) corev1.Po
 	if len(resources.Requests) == 0 && len(resources.Limits) == 0 && len(resources.Claims) == 0 {
 		resources = defaultResources()
 	}
-	port := corev1.ContainerPort{Name: PortName, ContainerPort: t.port, Protocol: t.protocol()}
+	port := corev1.ContainerPort{Name: v1alpha1.PortName, ContainerPort: t.port, Protocol: t.protocol()}
 	if pod.HostNetwork {
 		// The API would default it; owning it means it goes away with hostNetwork.
 		port.HostPort = t.port
@@ -161,28 +125,28 @@ func podTemplate(ec *v1alpha1.ExternalConnector, t target, d Defaults) corev1.Po
 		return corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
 			SecretName: secret, DefaultMode: to[int32](0o440)}}}
 	}
-	volumes := []corev1.Volume{secretVolume(volumeEngine, EngineSecretName(ec.Name))}
-	mounts := []corev1.VolumeMount{{Name: volumeEngine, MountPath: EngineMountPath, ReadOnly: true}}
+	volumes := []corev1.Volume{secretVolume(volumeEngine, v1alpha1.EngineSecretName(ec.Name))}
+	mounts := []corev1.VolumeMount{{Name: volumeEngine, MountPath: v1alpha1.EngineMountPath, ReadOnly: true}}
 	if tls := ec.Spec.TLS; tls != nil {
 		if tls.SecretName != "" {
 			volumes = append(volumes, secretVolume(volumeTLS, tls.SecretName))
-			mounts = append(mounts, corev1.VolumeMount{Name: volumeTLS, MountPath: TLSMountPath, ReadOnly: true})
+			mounts = append(mounts, corev1.VolumeMount{Name: volumeTLS, MountPath: v1alpha1.TLSMountPath, ReadOnly: true})
 		}
 		if tls.ClientCASecretName != "" {
 			volumes = append(volumes, secretVolume(volumeTLSCA, tls.ClientCASecretName))
-			mounts = append(mounts, corev1.VolumeMount{Name: volumeTLSCA, MountPath: TLSCAMountPath, ReadOnly: true})
+			mounts = append(mounts, corev1.VolumeMount{Name: volumeTLSCA, MountPath: v1alpha1.TLSCAMountPath, ReadOnly: true})
 		}
 	}
 
 	security := &corev1.PodSecurityContext{
 		RunAsNonRoot:   to(true),
-		RunAsUser:      to[int64](NonRootID),
-		RunAsGroup:     to[int64](NonRootID),
-		FSGroup:        to[int64](NonRootID),
+		RunAsUser:      to[int64](v1alpha1.NonRootID),
+		RunAsGroup:     to[int64](v1alpha1.NonRootID),
+		FSGroup:        to[int64](v1alpha1.NonRootID),
 		SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 	}
 	if lowPortNeedsSysctl(ec, t) {
-		security.Sysctls = []corev1.Sysctl{{Name: UnprivilegedSysctl, Value: strconv.Itoa(int(t.port))}}
+		security.Sysctls = []corev1.Sysctl{{Name: v1alpha1.UnprivilegedSysctl, Value: strconv.Itoa(int(t.port))}}
 	}
 	dns := corev1.DNSClusterFirst
 	if pod.HostNetwork {
@@ -194,15 +158,15 @@ func podTemplate(ec *v1alpha1.ExternalConnector, t target, d Defaults) corev1.Po
 		ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: annotations},
 		Spec: corev1.PodSpec{
 			Containers: []corev1.Container{{
-				Name:  ContainerName,
+				Name:  v1alpha1.ContainerName,
 				Image: d.ConnectorImage,
 				Args:  connectorArgs(pod.HostNetwork),
 				Env: []corev1.EnvVar{
-					{Name: EnvConnector, Value: ec.Name},
-					{Name: EnvNamespace, Value: ec.Namespace},
-					{Name: EnvEngineAddress, Value: d.EngineAddress},
+					{Name: v1alpha1.EnvConnector, Value: ec.Name},
+					{Name: v1alpha1.EnvNamespace, Value: ec.Namespace},
+					{Name: v1alpha1.EnvEngineAddress, Value: d.EngineAddress},
 					// The hostname is the node's on the host network: say which pod this is.
-					{Name: EnvPodName, ValueFrom: &corev1.EnvVarSource{
+					{Name: v1alpha1.EnvPodName, ValueFrom: &corev1.EnvVarSource{
 						FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.name"}}},
 				},
 				Ports:        []corev1.ContainerPort{port},
@@ -237,7 +201,7 @@ func controllerRef(ec *v1alpha1.ExternalConnector) metav1.OwnerReference {
 func objectMeta(ec *v1alpha1.ExternalConnector, name string) metav1.ObjectMeta {
 	return metav1.ObjectMeta{
 		Name: name, Namespace: ec.Namespace,
-		Labels:          ConnectorLabels(ec.Name),
+		Labels:          v1alpha1.ConnectorLabels(ec.Name),
 		OwnerReferences: []metav1.OwnerReference{controllerRef(ec)},
 	}
 }
@@ -257,7 +221,7 @@ func deploymentFor(ec *v1alpha1.ExternalConnector, t target, d Defaults) *appsv1
 		ObjectMeta: objectMeta(ec, ec.Name),
 		Spec: appsv1.DeploymentSpec{
 			Replicas: to(replicas(ec)),
-			Selector: &metav1.LabelSelector{MatchLabels: ConnectorLabels(ec.Name)},
+			Selector: &metav1.LabelSelector{MatchLabels: v1alpha1.ConnectorLabels(ec.Name)},
 			Template: podTemplate(ec, t, d),
 			Strategy: strategy,
 		},
@@ -277,8 +241,8 @@ func jobFor(ec *v1alpha1.ExternalConnector, t target, d Defaults) *batchv1.Job {
 		},
 	}
 	job.Annotations = map[string]string{
-		AnnotationTemplateHash:        specHash(job.Spec),
-		AnnotationConnectorGeneration: strconv.FormatInt(ec.Generation, 10),
+		v1alpha1.AnnotationTemplateHash:        specHash(job.Spec),
+		v1alpha1.AnnotationConnectorGeneration: strconv.FormatInt(ec.Generation, 10),
 	}
 	return job
 }
@@ -290,9 +254,9 @@ func serviceFor(ec *v1alpha1.ExternalConnector, t target) *corev1.Service {
 		ObjectMeta: objectMeta(ec, ec.Name),
 		Spec: corev1.ServiceSpec{
 			Type:     serviceType(ec),
-			Selector: ConnectorLabels(ec.Name),
+			Selector: v1alpha1.ConnectorLabels(ec.Name),
 			Ports: []corev1.ServicePort{{
-				Name: PortName, Port: t.port, Protocol: t.protocol(), TargetPort: intstr.FromString(PortName),
+				Name: v1alpha1.PortName, Port: t.port, Protocol: t.protocol(), TargetPort: intstr.FromString(v1alpha1.PortName),
 			}},
 		},
 	}

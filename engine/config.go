@@ -13,19 +13,7 @@ import (
 
 	enginev1 "github.com/parley-dev/parley/api/engine/v1"
 	"github.com/parley-dev/parley/api/v1alpha1"
-	"github.com/parley-dev/parley/connector/rules"
-)
-
-// Event reasons of the engine.
-const (
-	ReasonRulesUpdated       = "RulesUpdated"
-	ReasonStarted            = "Started"
-	ReasonStopped            = "Stopped"
-	ReasonConnectorLost      = "ConnectorLost"
-	ReasonRuleAlert          = "RuleAlert"
-	ReasonActivitiesDropped  = "ActivitiesDropped"
-	ReasonEngineConnected    = "Connected"
-	ReasonEngineDisconnected = "Disconnected"
+	"github.com/parley-dev/parley/rules"
 )
 
 // desired is what a connector's streams should run, from the cache.
@@ -152,7 +140,7 @@ func (e *Engine) announceRules(cs *connectorState, ec *v1alpha1.ExternalConnecto
 	}
 	cs.announcedHash = cfg.Hash
 	cs.mu.Unlock()
-	e.event(ec, corev1.EventTypeNormal, ReasonRulesUpdated, "Push", fmt.Sprintf(
+	e.event(ec, corev1.EventTypeNormal, v1alpha1.ReasonRulesUpdated, "Push", fmt.Sprintf(
 		"pushed ConversationRules %s generation %d (%s) to pod %s: new connections use them, live ones finish on their rules",
 		cfg.RulesName, cfg.Generation, shortHash(cfg.Hash), pod))
 }

@@ -19,7 +19,6 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
-	"github.com/parley-dev/parley/controllers"
 )
 
 // rulesYAML is a line service: a greeting, PING answered with PONG and the rules' version,
@@ -158,7 +157,7 @@ func (f fixture) activities(t *testing.T) []v1alpha1.Activity {
 	t.Helper()
 	var list v1alpha1.ActivityList
 	if err := k8s.List(context.Background(), &list, client.InNamespace(f.ns),
-		client.MatchingLabels{controllers.LabelConnector: f.name}); err != nil {
+		client.MatchingLabels{v1alpha1.LabelConnector: f.name}); err != nil {
 		t.Fatal(err)
 	}
 	sort.Slice(list.Items, func(i, j int) bool { return list.Items[i].Name < list.Items[j].Name })
@@ -239,7 +238,7 @@ func TestActivitiesReachTheCluster(t *testing.T) {
 	if r := input.RulesRef; r == nil || r.Name != "lines" || r.Generation != 1 || r.Hash != ec.Status.Rules.Hash {
 		t.Errorf("rulesRef %+v, want lines generation 1 hash %s", r, ec.Status.Rules.Hash)
 	}
-	if l := input.Labels; l[controllers.LabelConnector] != f.name || l["parley.io/type"] != "Input" || l["parley.io/connection"] != input.Connection.ID {
+	if l := input.Labels; l[v1alpha1.LabelConnector] != f.name || l["parley.io/type"] != "Input" || l["parley.io/connection"] != input.Connection.ID {
 		t.Errorf("labels %v", l)
 	}
 	if refs := input.OwnerReferences; len(refs) != 1 || refs[0].UID != ec.UID {

@@ -7,13 +7,13 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
-	"github.com/parley-dev/parley/controllers"
+	"github.com/parley-dev/parley/internal/text"
 )
 
 // event records an Event about a connector. events.k8s.io folds repeated events of the same
 // reason into one series, so a stream of alerts costs the API server one object per reason.
 func (e *Engine) event(ec *v1alpha1.ExternalConnector, eventType, reason, action, note string) {
-	e.recorder.Eventf(ec, nil, eventType, reason, action, "%s", controllers.EventNote(note))
+	e.recorder.Eventf(ec, nil, eventType, reason, action, "%s", text.EventNote(note))
 }
 
 // alert announces an activity flagged by an alert rule (or alertAll) as a Warning Event.
@@ -33,7 +33,7 @@ func (e *Engine) alert(ec *v1alpha1.ExternalConnector, pod string, rec *v1alpha1
 		fmt.Fprintf(&b, ": %s", rec.Message)
 	}
 	fmt.Fprintf(&b, " (pod %s)", pod)
-	e.event(ec, corev1.EventTypeWarning, ReasonRuleAlert, "Alert", b.String())
+	e.event(ec, corev1.EventTypeWarning, v1alpha1.ReasonRuleAlert, "Alert", b.String())
 }
 
 // lifecycle announces a connector process starting and stopping.
@@ -47,12 +47,12 @@ func (e *Engine) lifecycle(ec *v1alpha1.ExternalConnector, pod string, rec *v1al
 		if rec.Message != "" {
 			note += ": " + rec.Message
 		}
-		e.event(ec, corev1.EventTypeNormal, ReasonStarted, "Start", note)
+		e.event(ec, corev1.EventTypeNormal, v1alpha1.ReasonStarted, "Start", note)
 	case v1alpha1.ActivityConnectorStopped:
 		note := fmt.Sprintf("pod %s stopped", pod)
 		if rec.Message != "" {
 			note += ": " + rec.Message
 		}
-		e.event(ec, corev1.EventTypeNormal, ReasonStopped, "Stop", note)
+		e.event(ec, corev1.EventTypeNormal, v1alpha1.ReasonStopped, "Stop", note)
 	}
 }

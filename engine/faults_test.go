@@ -23,7 +23,6 @@ import (
 	enginev1 "github.com/parley-dev/parley/api/engine/v1"
 	"github.com/parley-dev/parley/api/v1alpha1"
 	"github.com/parley-dev/parley/engine"
-	"github.com/parley-dev/parley/engine/pki"
 )
 
 func TestWrongTokensAreRefused(t *testing.T) {
@@ -91,7 +90,7 @@ func rawStream(t *testing.T, f fixture, creds connectorCreds) grpc.BidiStreaming
 	if err != nil {
 		t.Fatal(err)
 	}
-	tlsConfig, err := pki.ClientTLSConfig(ca, "127.0.0.1")
+	tlsConfig, err := enginev1.ClientTLSConfig(ca, "127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,13 +16,7 @@ import (
 
 	enginev1 "github.com/parley-dev/parley/api/engine/v1"
 	"github.com/parley-dev/parley/api/v1alpha1"
-	"github.com/parley-dev/parley/controllers"
-)
-
-// Labels of Activity objects besides the connector's.
-const (
-	LabelConnection = "parley.io/connection"
-	LabelType       = "parley.io/type"
+	"github.com/parley-dev/parley/internal/text"
 )
 
 // previewLength bounds Activity input.preview, the INPUT column of kubectl get activities.
@@ -52,7 +46,7 @@ func (e *Engine) detach(s *stream) {
 	e.metrics.connections.WithLabelValues(s.connector.Namespace, s.connector.Name).Set(float64(s.cs.activeLocked()))
 	if !s.bye.Load() && !e.stopping.Load() {
 		if ec := e.cached(context.Background(), s.connector); ec != nil && ec.DeletionTimestamp == nil {
-			e.event(ec, corev1.EventTypeWarning, ReasonConnectorLost, "Disconnect",
+			e.event(ec, corev1.EventTypeWarning, v1alpha1.ReasonConnectorLost, "Disconnect",
 				fmt.Sprintf("pod %s lost its stream to the engine; it reconnects and replays what was not acknowledged", s.pod))
 		}
 	}
@@ -224,9 +218,9 @@ func (e *Engine) written(cs *connectorState, rs *runState, pb *pendingBatch, r w
 // activityObject is the Activity for the seq-th activity of a connector process. The name
 // depends only on those, so that a replay writes the same object.
 func activityObject(ec *v1alpha1.ExternalConnector, run string, seq uint64, rec *v1alpha1.ActivityRecord) *v1alpha1.Activity {
-	labels := map[string]string{controllers.LabelConnector: ec.Name, LabelType: string(rec.Type)}
+	labels := map[string]string{v1alpha1.LabelConnector: ec.Name, v1alpha1.LabelType: string(rec.Type)}
 	if rec.Connection != nil && rec.Connection.ID != "" {
-		labels[LabelConnection] = rec.Connection.ID
+		labels[v1alpha1.LabelConnection] = rec.Connection.ID
 	}
 	if rec.Input != nil {
 		rec.Input.Preview = preview(rec.Input.Text)
@@ -255,9 +249,9 @@ func ActivityName(connector, run string, seq uint64) string {
 }
 
 // preview is a short, escaped, one-line form of an input for the INPUT column.
-func preview(text string) string {
-	q := strconv.QuoteToGraphic(text)
-	return controllers.Truncate(q[1:len(q)-1], previewLength)
+func preview(input string) string {
+	q := strconv.QuoteToGraphic(input)
+	return text.Truncate(q[1:len(q)-1], previewLength)
 }
 
 // cached returns the connector from the cache, or nil when it is gone.

@@ -99,10 +99,10 @@ func (e *Engine) patchStatus(ctx context.Context, cs *connectorState) error {
 	}
 	connected := metav1.Condition{Type: v1alpha1.ConditionEngineConnected, ObservedGeneration: ec.Generation}
 	if len(pods) > 0 {
-		connected.Status, connected.Reason = metav1.ConditionTrue, ReasonEngineConnected
+		connected.Status, connected.Reason = metav1.ConditionTrue, v1alpha1.ReasonEngineConnected
 		connected.Message = fmt.Sprintf("%d pod(s) connected to the engine: %s", len(pods), strings.Join(pods, ", "))
 	} else {
-		connected.Status, connected.Reason = metav1.ConditionFalse, ReasonEngineDisconnected
+		connected.Status, connected.Reason = metav1.ConditionFalse, v1alpha1.ReasonEngineDisconnected
 		connected.Message = "no connector pod is connected to the engine"
 	}
 	meta.SetStatusCondition(&st.Conditions, connected)
@@ -135,7 +135,7 @@ func (e *Engine) warnDropped(cs *connectorState, ec *v1alpha1.ExternalConnector,
 	cs.lastDropWarning = time.Now()
 	cs.droppedSinceWarning -= dropped
 	cs.mu.Unlock()
-	e.event(ec, corev1.EventTypeWarning, ReasonActivitiesDropped, "Write", fmt.Sprintf(
+	e.event(ec, corev1.EventTypeWarning, v1alpha1.ReasonActivitiesDropped, "Write", fmt.Sprintf(
 		"%d activities could not be written as Activity objects: more arrive than the engine's write rate (--activity-qps, --activity-burst) and queue allow. "+
 			"They are counted in status.activities.dropped and logged; record only alerts (spec.activities.record: Alerts) or raise the rate", dropped))
 }

@@ -20,7 +20,6 @@ import (
 
 	enginev1 "github.com/parley-dev/parley/api/engine/v1"
 	"github.com/parley-dev/parley/api/v1alpha1"
-	"github.com/parley-dev/parley/controllers"
 )
 
 // helloTimeout bounds how long a new stream may stay silent before its Hello.
@@ -162,14 +161,14 @@ func recvHello(srv enginev1.Engine_ConnectServer) (*enginev1.Hello, error) {
 func (e *Engine) authenticate(ctx context.Context, key types.NamespacedName, token string) error {
 	denied := status.Errorf(codes.PermissionDenied, "the token is not valid for ExternalConnector %s", key)
 	var sec corev1.Secret
-	err := e.apiReader.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: controllers.EngineSecretName(key.Name)}, &sec)
+	err := e.apiReader.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: v1alpha1.EngineSecretName(key.Name)}, &sec)
 	switch {
 	case apierrors.IsNotFound(err):
 		return denied
 	case err != nil:
 		return status.Errorf(codes.Unavailable, "read the engine Secret of %s: %v", key, err)
 	}
-	want := sec.Data[controllers.TokenKey]
+	want := sec.Data[v1alpha1.TokenKey]
 	if len(want) == 0 || subtle.ConstantTimeCompare([]byte(token), want) != 1 {
 		return denied
 	}

@@ -227,17 +227,17 @@ func secretFiles(t *testing.T, ns, name string) connectorCreds {
 	t.Helper()
 	var sec corev1.Secret
 	eventually(t, "the engine Secret with token and CA", func() error {
-		if err := k8s.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: controllers.EngineSecretName(name)}, &sec); err != nil {
+		if err := k8s.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: v1alpha1.EngineSecretName(name)}, &sec); err != nil {
 			return err
 		}
-		if len(sec.Data[controllers.TokenKey]) == 0 || len(sec.Data[controllers.EngineCAKey]) == 0 {
+		if len(sec.Data[v1alpha1.TokenKey]) == 0 || len(sec.Data[v1alpha1.EngineCAKey]) == 0 {
 			return fmt.Errorf("keys %v", keys(sec.Data))
 		}
 		return nil
 	})
 	dir := t.TempDir()
 	c := connectorCreds{token: filepath.Join(dir, "token"), ca: filepath.Join(dir, "ca.crt")}
-	for file, key := range map[string]string{c.token: controllers.TokenKey, c.ca: controllers.EngineCAKey} {
+	for file, key := range map[string]string{c.token: v1alpha1.TokenKey, c.ca: v1alpha1.EngineCAKey} {
 		if err := os.WriteFile(file, sec.Data[key], 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -262,8 +262,8 @@ func startConnector(t *testing.T, ns, name, address string, creds connectorCreds
 		"--metrics-bind-address", "0", "--config-timeout", "30s", "--zap-log-level", "debug"}, extra...)
 	p := &connectorProcess{cmd: exec.Command(parleyBin, args...), done: make(chan struct{})}
 	p.cmd.Env = append(os.Environ(),
-		controllers.EnvConnector+"="+name, controllers.EnvNamespace+"="+ns,
-		controllers.EnvEngineAddress+"="+address, controllers.EnvPodName+"="+name+"-pod-"+strconv.Itoa(int(time.Now().UnixNano()%100000)))
+		v1alpha1.EnvConnector+"="+name, v1alpha1.EnvNamespace+"="+ns,
+		v1alpha1.EnvEngineAddress+"="+address, v1alpha1.EnvPodName+"="+name+"-pod-"+strconv.Itoa(int(time.Now().UnixNano()%100000)))
 	p.cmd.Stdout, p.cmd.Stderr = p, p
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -19,7 +19,7 @@ import (
 	"github.com/parley-dev/parley/api/v1alpha1"
 	"github.com/parley-dev/parley/connector"
 	"github.com/parley-dev/parley/connector/connectortest"
-	"github.com/parley-dev/parley/connector/rules"
+	"github.com/parley-dev/parley/rules"
 )
 
 // Generous bounds: the tests share two cores with other work.

@@ -162,14 +162,6 @@ const (
 	PhaseTerminating Phase = "Terminating"
 )
 
-// Condition types of ExternalConnector and ConversationRules.
-const (
-	ConditionValid           = "Valid"
-	ConditionRulesResolved   = "RulesResolved"
-	ConditionReady           = "Ready"
-	ConditionEngineConnected = "EngineConnected"
-)
-
 // ExternalConnectorStatus reports what the operator and the connector pods observe.
 type ExternalConnectorStatus struct {
 	// +optional

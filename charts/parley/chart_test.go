@@ -32,8 +32,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
-	"github.com/parley-dev/parley/connector/rules"
 	"github.com/parley-dev/parley/internal/rulesfile"
+	"github.com/parley-dev/parley/rules"
 )
 
 const (

@@ -7,8 +7,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/parley-dev/parley/connector/rules"
 	"github.com/parley-dev/parley/internal/rulesfile"
+	"github.com/parley-dev/parley/rules"
 )
 
 func newCheckCommand() *cobra.Command {

@@ -30,10 +30,8 @@ import (
 	"github.com/parley-dev/parley/api/v1alpha1"
 	"github.com/parley-dev/parley/connector"
 	"github.com/parley-dev/parley/connector/activity"
-	"github.com/parley-dev/parley/connector/rules"
 	"github.com/parley-dev/parley/connector/uplink"
-	"github.com/parley-dev/parley/controllers"
-	"github.com/parley-dev/parley/engine/pki"
+	"github.com/parley-dev/parley/rules"
 )
 
 // version is said to the engine in Hello; release builds set it with -ldflags -X.
@@ -69,7 +67,7 @@ type connectorOptions struct {
 
 func newConnectorCommand() *cobra.Command {
 	o := connectorOptions{zap: zap.Options{Development: false}}
-	pod := os.Getenv(controllers.EnvPodName)
+	pod := os.Getenv(v1alpha1.EnvPodName)
 	if pod == "" {
 		pod, _ = os.Hostname()
 	}
@@ -86,15 +84,15 @@ func newConnectorCommand() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.engineAddress, "engine-address", os.Getenv(controllers.EnvEngineAddress), "host:port of the engine (env "+controllers.EnvEngineAddress+")")
+	f.StringVar(&o.engineAddress, "engine-address", os.Getenv(v1alpha1.EnvEngineAddress), "host:port of the engine (env "+v1alpha1.EnvEngineAddress+")")
 	f.StringVar(&o.engineServerName, "engine-server-name", "", "name the engine's certificate must carry (default: the host of --engine-address)")
-	f.StringVar(&o.connector, "connector", os.Getenv(controllers.EnvConnector), "ExternalConnector this pod serves (env "+controllers.EnvConnector+")")
-	f.StringVar(&o.namespace, "namespace", os.Getenv(controllers.EnvNamespace), "namespace of the ExternalConnector (env "+controllers.EnvNamespace+")")
-	f.StringVar(&o.pod, "pod", pod, "pod name reported to the engine (env "+controllers.EnvPodName+", else the hostname)")
-	f.StringVar(&o.tokenFile, "engine-token-file", filepath.Join(controllers.EngineMountPath, controllers.TokenKey), "file holding the engine token, read at every dial")
-	f.StringVar(&o.engineCAFile, "engine-ca-file", filepath.Join(controllers.EngineMountPath, controllers.EngineCAKey), "PEM CA the engine's certificate must chain to, read at every dial")
-	f.StringVar(&o.tlsDir, "tls-dir", controllers.TLSMountPath, "directory of the connector's TLS Secret ("+tlsCertFile+", "+tlsKeyFile+", optional "+caFile+"), for rules with operation.tls.enabled")
-	f.StringVar(&o.tlsCADir, "tls-client-ca-dir", controllers.TLSCAMountPath, "directory of the client CA Secret ("+caFile+"), for operation.tls.clientAuthentication")
+	f.StringVar(&o.connector, "connector", os.Getenv(v1alpha1.EnvConnector), "ExternalConnector this pod serves (env "+v1alpha1.EnvConnector+")")
+	f.StringVar(&o.namespace, "namespace", os.Getenv(v1alpha1.EnvNamespace), "namespace of the ExternalConnector (env "+v1alpha1.EnvNamespace+")")
+	f.StringVar(&o.pod, "pod", pod, "pod name reported to the engine (env "+v1alpha1.EnvPodName+", else the hostname)")
+	f.StringVar(&o.tokenFile, "engine-token-file", filepath.Join(v1alpha1.EngineMountPath, v1alpha1.TokenKey), "file holding the engine token, read at every dial")
+	f.StringVar(&o.engineCAFile, "engine-ca-file", filepath.Join(v1alpha1.EngineMountPath, v1alpha1.EngineCAKey), "PEM CA the engine's certificate must chain to, read at every dial")
+	f.StringVar(&o.tlsDir, "tls-dir", v1alpha1.TLSMountPath, "directory of the connector's TLS Secret ("+tlsCertFile+", "+tlsKeyFile+", optional "+caFile+"), for rules with operation.tls.enabled")
+	f.StringVar(&o.tlsCADir, "tls-client-ca-dir", v1alpha1.TLSCAMountPath, "directory of the client CA Secret ("+caFile+"), for operation.tls.clientAuthentication")
 	f.DurationVar(&o.configTimeout, "config-timeout", 2*time.Minute, "exit non-zero if no usable Config arrives within this time")
 	f.DurationVar(&o.endTimeout, "end-timeout", 25*time.Second, "bound of a graceful end: conversations' endings, activity flush and Bye")
 	f.StringVar(&o.metricsAddr, "metrics-bind-address", ":9090", "address of the Prometheus metrics endpoint (0 disables it)")
@@ -201,7 +199,7 @@ func (p *process) setup() error {
 			if err != nil {
 				return nil, fmt.Errorf("engine CA: %w", err)
 			}
-			return pki.ClientTLSConfig(pem, o.engineServerName)
+			return enginev1.ClientTLSConfig(pem, o.engineServerName)
 		},
 		Token: func() (string, error) {
 			b, err := os.ReadFile(o.tokenFile)

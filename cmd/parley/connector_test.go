@@ -35,8 +35,8 @@ import (
 
 	enginev1 "github.com/parley-dev/parley/api/engine/v1"
 	"github.com/parley-dev/parley/api/v1alpha1"
-	"github.com/parley-dev/parley/connector/rules"
 	"github.com/parley-dev/parley/connector/uplink/uplinktest"
+	"github.com/parley-dev/parley/rules"
 )
 
 const engineToken = "t0ken"

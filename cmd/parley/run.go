@@ -15,9 +15,9 @@ import (
 
 	"github.com/parley-dev/parley/connector"
 	"github.com/parley-dev/parley/connector/activity"
-	"github.com/parley-dev/parley/connector/rules"
 	"github.com/parley-dev/parley/examples"
 	"github.com/parley-dev/parley/internal/rulesfile"
+	"github.com/parley-dev/parley/rules"
 )
 
 type runOptions struct {

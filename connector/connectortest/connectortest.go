@@ -22,7 +22,7 @@ import (
 	"github.com/parley-dev/parley/api/v1alpha1"
 	"github.com/parley-dev/parley/connector"
 	"github.com/parley-dev/parley/connector/activity"
-	"github.com/parley-dev/parley/connector/rules"
+	"github.com/parley-dev/parley/rules"
 )
 
 // wait bounds every wait for something that should happen at once (an activity, Ready, the

@@ -20,6 +20,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	enginev1 "github.com/parley-dev/parley/api/engine/v1"
 	"maps"
 	"math/big"
 	"net"
@@ -327,30 +328,14 @@ func (m *Manager) CAPEM() []byte {
 	return bytes.Clone(b.data[CACertKey])
 }
 
-// ServerTLSConfig is the engine listener's TLS configuration. TLS 1.3 only: both ends are
-// Parley binaries, so there is no older client to accommodate.
+// ServerTLSConfig is the engine listener's TLS configuration, with the channel's settings
+// (enginev1.MinTLSVersion: TLS 1.3 only).
 func (m *Manager) ServerTLSConfig() *tls.Config {
 	return &tls.Config{
-		MinVersion:     tls.VersionTLS13,
+		MinVersion:     enginev1.MinTLSVersion,
 		GetCertificate: m.GetCertificate,
-		NextProtos:     []string{"h2"},
+		NextProtos:     enginev1.NextProtos(),
 	}
-}
-
-// ClientTLSConfig is how a connector dials the engine: it trusts only the engine CA in
-// caPEM and expects serverName among the serving certificate's SANs (an empty serverName
-// lets the dialer take it from the address it dials).
-func ClientTLSConfig(caPEM []byte, serverName string) (*tls.Config, error) {
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(caPEM) {
-		return nil, errors.New("engine CA: no certificate found in the PEM data")
-	}
-	return &tls.Config{
-		MinVersion: tls.VersionTLS13,
-		RootCAs:    pool,
-		ServerName: serverName,
-		NextProtos: []string{"h2"},
-	}, nil
 }
 
 // verdict is what judge decided about the Secret's contents.

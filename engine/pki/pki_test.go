@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	enginev1 "github.com/parley-dev/parley/api/engine/v1"
 	"net"
 	"slices"
 	"strings"
@@ -447,7 +448,7 @@ func TestInvalidSettings(t *testing.T) {
 }
 
 func TestClientTLSConfigNeedsACertificate(t *testing.T) {
-	if _, err := ClientTLSConfig([]byte("not PEM"), engineName); err == nil {
+	if _, err := enginev1.ClientTLSConfig([]byte("not PEM"), engineName); err == nil {
 		t.Error("ClientTLSConfig accepted PEM without a certificate")
 	}
 }
@@ -539,7 +540,7 @@ func TestLostRaceAdoptsTheWinner(t *testing.T) {
 func TestRefusesTLS12(t *testing.T) {
 	m := newManager(namespace(t))
 	startReady(t, m)
-	cfg, err := ClientTLSConfig(m.CAPEM(), engineName)
+	cfg, err := enginev1.ClientTLSConfig(m.CAPEM(), engineName)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	enginev1 "github.com/parley-dev/parley/api/engine/v1"
 	"net"
 	"os"
 	"strings"
@@ -211,7 +212,7 @@ func serve(t *testing.T, m *Manager) string {
 
 // handshake dials addr as a connector would and returns the connection state.
 func handshake(addr string, caPEM []byte, serverName string) (tls.ConnectionState, error) {
-	cfg, err := ClientTLSConfig(caPEM, serverName)
+	cfg, err := enginev1.ClientTLSConfig(caPEM, serverName)
 	if err != nil {
 		return tls.ConnectionState{}, err
 	}

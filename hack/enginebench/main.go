@@ -358,10 +358,10 @@ func (b *bench) startConnector(ctx context.Context) error {
 	}
 	var sec corev1.Secret
 	err = poll(60*time.Second, func() error {
-		if err := b.k8s.Get(ctx, client.ObjectKey{Namespace: namespace, Name: controllers.EngineSecretName(connectorName)}, &sec); err != nil {
+		if err := b.k8s.Get(ctx, client.ObjectKey{Namespace: namespace, Name: v1alpha1.EngineSecretName(connectorName)}, &sec); err != nil {
 			return err
 		}
-		if len(sec.Data[controllers.TokenKey]) == 0 || len(sec.Data[controllers.EngineCAKey]) == 0 {
+		if len(sec.Data[v1alpha1.TokenKey]) == 0 || len(sec.Data[v1alpha1.EngineCAKey]) == 0 {
 			return errors.New("no token or CA yet")
 		}
 		return nil
@@ -375,10 +375,10 @@ func (b *bench) startConnector(ctx context.Context) error {
 	}
 	b.dir = dir
 	token, ca := filepath.Join(dir, "token"), filepath.Join(dir, "ca.crt")
-	if err := os.WriteFile(token, sec.Data[controllers.TokenKey], 0o600); err != nil {
+	if err := os.WriteFile(token, sec.Data[v1alpha1.TokenKey], 0o600); err != nil {
 		return err
 	}
-	if err := os.WriteFile(ca, sec.Data[controllers.EngineCAKey], 0o600); err != nil {
+	if err := os.WriteFile(ca, sec.Data[v1alpha1.EngineCAKey], 0o600); err != nil {
 		return err
 	}
 	mport, err := freePort()
@@ -401,8 +401,8 @@ func (b *bench) startConnector(ctx context.Context) error {
 	cmd := exec.Command(b.cfg.parley, "connector", "--engine-token-file", token, "--engine-ca-file", ca,
 		"--metrics-bind-address", maddr, "--config-timeout", "60s", "--end-timeout", endTimeout)
 	cmd.Env = append(os.Environ(),
-		controllers.EnvConnector+"="+connectorName, controllers.EnvNamespace+"="+namespace,
-		controllers.EnvEngineAddress+"="+b.eng.Address(), controllers.EnvPodName+"="+connectorName+"-pod")
+		v1alpha1.EnvConnector+"="+connectorName, v1alpha1.EnvNamespace+"="+namespace,
+		v1alpha1.EnvEngineAddress+"="+b.eng.Address(), v1alpha1.EnvPodName+"="+connectorName+"-pod")
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		return err
@@ -845,7 +845,7 @@ func converse(addr string) error {
 func (b *bench) activityNames(ctx context.Context) ([]string, error) {
 	var list metav1.PartialObjectMetadataList
 	list.SetGroupVersionKind(v1alpha1.GroupVersion.WithKind("ActivityList"))
-	if err := b.k8s.List(ctx, &list, client.InNamespace(namespace), client.MatchingLabels{controllers.LabelConnector: connectorName}); err != nil {
+	if err := b.k8s.List(ctx, &list, client.InNamespace(namespace), client.MatchingLabels{v1alpha1.LabelConnector: connectorName}); err != nil {
 		return nil, err
 	}
 	names := make([]string, len(list.Items))

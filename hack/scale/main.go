@@ -34,7 +34,6 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
-	"github.com/parley-dev/parley/controllers"
 )
 
 func main() {
@@ -173,7 +172,7 @@ func retention(ctx context.Context, c client.Client, pid, n, workers int) error 
 	err := parallel(n, workers, func(i int) error {
 		return c.Create(ctx, &v1alpha1.Activity{
 			ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: fmt.Sprintf("decoy-0000-scale-%07d", i),
-				Labels: map[string]string{controllers.LabelConnector: "decoy-0000"}},
+				Labels: map[string]string{v1alpha1.LabelConnector: "decoy-0000"}},
 			ActivityRecord: v1alpha1.ActivityRecord{Connector: "decoy-0000", Time: metav1.NowMicro(), Type: v1alpha1.ActivityInput},
 		})
 	})

@@ -9,8 +9,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/parley-dev/parley/connector/rules"
 	"github.com/parley-dev/parley/internal/rulesfile"
+	"github.com/parley-dev/parley/rules"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden.yaml and *.issues.golden")

@@ -18,7 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
-	"github.com/parley-dev/parley/connector/codec"
+	"github.com/parley-dev/parley/rules/codec"
 )
 
 // Issue is one thing reported about a conversion: Path is the Lope field path, e.g.

@@ -7,7 +7,7 @@ import (
 	"strings"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
-	"github.com/parley-dev/parley/connector/value"
+	"github.com/parley-dev/parley/rules/value"
 )
 
 // charsets maps Lope's characters_type to Parley's charsets. Lope defines its

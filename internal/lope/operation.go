@@ -9,7 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
-	"github.com/parley-dev/parley/connector/codec"
+	"github.com/parley-dev/parley/rules/codec"
 )
 
 // operation converts the operation section. Values Lope cannot run with (no port, an

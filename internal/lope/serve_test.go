@@ -9,7 +9,7 @@ import (
 
 	"github.com/parley-dev/parley/connector"
 	"github.com/parley-dev/parley/connector/connectortest"
-	"github.com/parley-dev/parley/connector/rules"
+	"github.com/parley-dev/parley/rules"
 )
 
 // These tests serve converted Lope files with the real connector and talk to them over

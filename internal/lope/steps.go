@@ -5,8 +5,8 @@ import (
 	"strings"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
-	"github.com/parley-dev/parley/connector/ops"
-	"github.com/parley-dev/parley/connector/rules"
+	"github.com/parley-dev/parley/rules"
+	"github.com/parley-dev/parley/rules/ops"
 )
 
 // This file converts what a rule does to memory when it fires: captures, conditions,

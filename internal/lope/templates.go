@@ -4,7 +4,7 @@ import (
 	"encoding/base64"
 	"strings"
 
-	"github.com/parley-dev/parley/connector/rules"
+	"github.com/parley-dev/parley/rules"
 )
 
 // text converts a reply (a response or a basic rule's value), plain or base64, checking its

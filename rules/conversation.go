@@ -10,8 +10,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
-	"github.com/parley-dev/parley/connector/ops"
-	"github.com/parley-dev/parley/connector/value"
+	"github.com/parley-dev/parley/rules/ops"
+	"github.com/parley-dev/parley/rules/value"
 )
 
 const operandInput = "EXT_IN"

@@ -6,7 +6,7 @@ import (
 	"math"
 	"math/big"
 
-	"github.com/parley-dev/parley/connector/value"
+	"github.com/parley-dev/parley/rules/value"
 )
 
 // Python's int and float arithmetic over int64 and float64. Python ints are unbounded; an

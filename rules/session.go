@@ -7,7 +7,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
-	"github.com/parley-dev/parley/connector/value"
+	"github.com/parley-dev/parley/rules/value"
 )
 
 // Names of the session in templates and operation inputs.

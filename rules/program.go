@@ -8,9 +8,9 @@ import (
 	"time"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
-	"github.com/parley-dev/parley/connector/codec"
-	"github.com/parley-dev/parley/connector/ops"
-	"github.com/parley-dev/parley/connector/value"
+	"github.com/parley-dev/parley/rules/codec"
+	"github.com/parley-dev/parley/rules/ops"
+	"github.com/parley-dev/parley/rules/value"
 )
 
 // Program is a compiled, immutable conversation. Live conversations keep the Program they

@@ -8,7 +8,7 @@ import (
 	"sort"
 	"strconv"
 
-	"github.com/parley-dev/parley/connector/value"
+	"github.com/parley-dev/parley/rules/value"
 )
 
 // Python 3.11's statistics module, function by function. It sums exactly with fractions and

@@ -5,7 +5,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/parley-dev/parley/connector/value"
+	"github.com/parley-dev/parley/rules/value"
 )
 
 // The golden file is written by testdata/gen_golden.py from real Python; see there.

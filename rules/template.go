@@ -3,8 +3,8 @@ package rules
 import (
 	"strings"
 
-	"github.com/parley-dev/parley/connector/codec"
-	"github.com/parley-dev/parley/connector/value"
+	"github.com/parley-dev/parley/rules/codec"
+	"github.com/parley-dev/parley/rules/value"
 )
 
 // Names a template may use besides declared variables.

@@ -3,7 +3,7 @@ package ops
 import (
 	"fmt"
 
-	"github.com/parley-dev/parley/connector/value"
+	"github.com/parley-dev/parley/rules/value"
 )
 
 func logicOps() []Op {

@@ -13,8 +13,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
-	"github.com/parley-dev/parley/connector/codec"
-	"github.com/parley-dev/parley/connector/value"
+	"github.com/parley-dev/parley/rules/codec"
+	"github.com/parley-dev/parley/rules/value"
 )
 
 // Defaults of the operation section (Lope's).

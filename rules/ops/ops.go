@@ -7,8 +7,8 @@ import (
 	"fmt"
 	"sort"
 
-	"github.com/parley-dev/parley/connector/codec"
-	"github.com/parley-dev/parley/connector/value"
+	"github.com/parley-dev/parley/rules/codec"
+	"github.com/parley-dev/parley/rules/value"
 )
 
 // Env carries what operations need from the conversation.

@@ -5,8 +5,8 @@ import (
 	"testing"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
-	"github.com/parley-dev/parley/connector/codec"
-	"github.com/parley-dev/parley/connector/value"
+	"github.com/parley-dev/parley/rules/codec"
+	"github.com/parley-dev/parley/rules/value"
 )
 
 var fuzzEncodings = []v1alpha1.Encoding{"", v1alpha1.EncodingASCII, v1alpha1.EncodingBinary, v1alpha1.EncodingUTF16, v1alpha1.EncodingUTF32}

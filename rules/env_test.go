@@ -1,8 +1,8 @@
 package rules_test
 
 import (
-	"github.com/parley-dev/parley/connector/rules"
-	"github.com/parley-dev/parley/connector/value"
+	"github.com/parley-dev/parley/rules"
+	"github.com/parley-dev/parley/rules/value"
 )
 
 // env resolves variables to their defaults.

@@ -5,7 +5,7 @@ import (
 	"strings"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
-	"github.com/parley-dev/parley/connector/value"
+	"github.com/parley-dev/parley/rules/value"
 )
 
 // Generator makes a random value when a variable's scope starts.

@@ -13,8 +13,8 @@ import (
 	"golang.org/x/text/cases"
 	"golang.org/x/text/language"
 
-	"github.com/parley-dev/parley/connector/codec"
-	"github.com/parley-dev/parley/connector/value"
+	"github.com/parley-dev/parley/rules/codec"
+	"github.com/parley-dev/parley/rules/value"
 )
 
 func stringOps() []Op {

@@ -7,7 +7,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
-	"github.com/parley-dev/parley/connector/rules"
+	"github.com/parley-dev/parley/rules"
 )
 
 func compileYAML(t *testing.T, specYAML string) (*rules.Program, []string) {

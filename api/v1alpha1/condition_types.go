@@ -1,0 +1,67 @@
+package v1alpha1
+
+// Condition types of ExternalConnector and ConversationRules.
+const (
+	// ConditionValid says whether a ConversationRules compiles; its message lists every
+	// error with its field path.
+	ConditionValid = "Valid"
+	// ConditionRulesResolved says whether an ExternalConnector's rules were found and valid.
+	ConditionRulesResolved = "RulesResolved"
+	// ConditionReady says whether a connector's pods serve (kstatus-compatible).
+	ConditionReady = "Ready"
+	// ConditionEngineConnected says whether a connector's pods hold a stream to the engine.
+	ConditionEngineConnected = "EngineConnected"
+)
+
+// Reasons of the Valid condition.
+const (
+	ReasonCompiled = "Compiled"
+)
+
+// Reasons of the RulesResolved condition.
+const (
+	ReasonResolved       = "Resolved"
+	ReasonRulesNotFound  = "RulesNotFound"
+	ReasonRulesInvalid   = "RulesInvalid"
+	ReasonRulesDisabled  = "RulesDisabled"
+	ReasonGroupNotFound  = "GroupNotFound"
+	ReasonGroupAmbiguous = "GroupAmbiguous"
+)
+
+// Reasons of the Ready condition and of the ExternalConnector controller's events.
+const (
+	ReasonReplicasReady       = "ReplicasReady"
+	ReasonReplicasNotReady    = "ReplicasNotReady"
+	ReasonScaledToZero        = "ScaledToZero"
+	ReasonJobRunning          = "JobRunning"
+	ReasonJobPending          = "JobPending"
+	ReasonJobSucceeded        = "JobSucceeded"
+	ReasonJobFailed           = "JobFailed"
+	ReasonRulesNotResolved    = "RulesNotResolved"
+	ReasonInvalidName         = "InvalidName"
+	ReasonWorkloadFailed      = "WorkloadFailed"
+	ReasonTerminating         = "Terminating"
+	ReasonCreated             = "Created"
+	ReasonDeleted             = "Deleted"
+	ReasonReplaced            = "Replaced"
+	ReasonLowPortOnHost       = "LowPortOnHostNetwork"
+	ReasonEndFailed           = "EndFailed"
+	ReasonGracePeriodExceeded = "GracePeriodExceeded"
+	ReasonEnded               = "Ended"
+)
+
+// Reasons of the EngineConnected condition and of the engine's events.
+const (
+	ReasonRulesUpdated       = "RulesUpdated"
+	ReasonStarted            = "Started"
+	ReasonStopped            = "Stopped"
+	ReasonConnectorLost      = "ConnectorLost"
+	ReasonRuleAlert          = "RuleAlert"
+	ReasonActivitiesDropped  = "ActivitiesDropped"
+	ReasonEngineConnected    = "Connected"
+	ReasonEngineDisconnected = "Disconnected"
+)
+
+// FinalizerGracefulEnd holds a deleted connector until its pods have ended their
+// conversations and flushed their activities, or its grace period has passed.
+const FinalizerGracefulEnd = "parley.io/graceful-end"

@@ -1,0 +1,94 @@
+// Package operator runs the Parley operator process: one controller-runtime manager with
+// the controllers and, on every replica, the engine connector pods dial.
+package operator
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/parley-dev/parley/api/v1alpha1"
+	"github.com/parley-dev/parley/controllers"
+	"github.com/parley-dev/parley/engine"
+)
+
+// DefaultConnectorImage runs connector pods unless the operator is told otherwise (the chart
+// always passes --connector-image with its own tag).
+const DefaultConnectorImage = "ghcr.io/parley-dev/parley:latest"
+
+// Options are the operator's settings, one per `parley operator` flag.
+type Options struct {
+	MetricsAddr, ProbeAddr  string
+	LeaderElect             bool
+	LeaderElectionNamespace string
+	// Namespaces is a comma-separated list of namespaces to watch; empty watches all.
+	Namespaces string
+	Zap        zap.Options
+	controllers.Defaults
+	Engine engine.Config
+}
+
+// Run runs the operator until ctx is done.
+func Run(ctx context.Context, o Options) error {
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&o.Zap)))
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return err
+	}
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		return err
+	}
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return fmt.Errorf("find the cluster (kubeconfig or in-cluster): %w", err)
+	}
+	opts := ctrl.Options{
+		Scheme:                  scheme,
+		Metrics:                 metricsserver.Options{BindAddress: o.MetricsAddr},
+		HealthProbeBindAddress:  o.ProbeAddr,
+		LeaderElection:          o.LeaderElect,
+		LeaderElectionID:        "parley-operator.parley.io",
+		LeaderElectionNamespace: o.LeaderElectionNamespace,
+		Cache:                   controllers.CacheOptions(),
+	}
+	if o.Namespaces != "" {
+		opts.Cache.DefaultNamespaces = map[string]cache.Config{}
+		for _, ns := range strings.Split(o.Namespaces, ",") {
+			opts.Cache.DefaultNamespaces[strings.TrimSpace(ns)] = cache.Config{}
+		}
+	}
+	mgr, err := ctrl.NewManager(cfg, opts)
+	if err != nil {
+		return fmt.Errorf("create the manager: %w", err)
+	}
+	if o.Engine.BindAddress != "0" {
+		o.Engine.Address = o.EngineAddress
+		e, err := engine.Setup(ctx, mgr, o.Engine)
+		if err != nil {
+			return err
+		}
+		o.EngineAddress, o.Ender, o.EngineCA = e.Address(), e, e.CA
+		// The engine Service sends connector pods to ready replicas only.
+		if err := mgr.AddReadyzCheck("engine", e.ReadyCheck); err != nil {
+			return err
+		}
+	}
+	if err := controllers.Setup(mgr, o.Defaults); err != nil {
+		return err
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return err
+	}
+	return mgr.Start(ctx)
+}
