@@ -105,19 +105,12 @@ func enabled(cr *v1alpha1.ConversationRules) bool {
 // compileFor compiles the rules as the connector runs them: with its port and ip overrides,
 // so that rules without a port (or a client target) can serve as templates for connectors.
 func compileFor(ec *v1alpha1.ExternalConnector, cr *v1alpha1.ConversationRules) (*target, field.ErrorList) {
-	spec := cr.Spec.DeepCopy()
-	if ec.Spec.Port != nil {
-		spec.Operation.Port = *ec.Spec.Port
-	}
-	if ec.Spec.IP != "" {
-		spec.Operation.IP = ec.Spec.IP
-	}
-	p, errs := rules.Compile(cr.Name, cr.Generation, spec)
+	p, errs := rules.CompileEffective(cr.Name, cr.Generation, &cr.Spec, ec.Spec.Overrides())
 	if len(errs) > 0 {
 		return nil, errs
 	}
 	return &target{
-		rules:     v1alpha1.RulesRef{Name: cr.Name, Generation: cr.Generation, Hash: rules.Hash(&cr.Spec)},
+		rules:     p.Ref,
 		mode:      p.Mode,
 		transport: p.Transport,
 		ip:        p.IP,

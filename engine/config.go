@@ -4,7 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strconv"
+	"google.golang.org/protobuf/proto"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -22,8 +22,6 @@ type desired struct {
 	// config is nil while the rules are not resolved, or the cache has not caught up with
 	// the rules the connector's status names.
 	config *enginev1.Config
-	// key identifies the config's content, to send it again only when it changes.
-	key string
 }
 
 // desiredFor reads the connector and its resolved rules from the cache. It sends only rules
@@ -57,20 +55,15 @@ func (e *Engine) desiredFor(ctx context.Context, key types.NamespacedName) (*des
 	if err != nil {
 		return nil, fmt.Errorf("marshal rules %s: %w", ref.Name, err)
 	}
-	cfg := &enginev1.Config{Spec: spec, RulesName: cr.Name, Generation: cr.Generation, Hash: hash, Paused: ec.Spec.Paused}
-	if ec.Spec.IP != "" {
-		ip := ec.Spec.IP
-		cfg.Ip = &ip
-	}
-	if ec.Spec.Port != nil {
-		cfg.Port = ec.Spec.Port
-	}
+	// The rules travel as written, with the connector's overrides beside them: the pod folds
+	// them in with rules.Effective, as the controller did to validate them.
+	o := ec.Spec.Overrides()
+	cfg := &enginev1.Config{Spec: spec, RulesName: cr.Name, Generation: cr.Generation, Hash: hash, Paused: ec.Spec.Paused,
+		Ip: o.IP, Port: o.Port}
 	if t := ec.Spec.TLS; t != nil {
 		cfg.TlsServerName, cfg.TlsInsecureSkipVerify = t.ServerName, t.InsecureSkipVerify
 	}
 	d.config = cfg
-	d.key = hash + "|" + cfg.GetIp() + "|" + strconv.Itoa(int(cfg.GetPort())) + "|" + strconv.FormatBool(cfg.Ip != nil) +
-		"|" + strconv.FormatBool(cfg.Port != nil) + "|" + cfg.TlsServerName + "|" + strconv.FormatBool(cfg.TlsInsecureSkipVerify)
 	return d, nil
 }
 
@@ -92,13 +85,13 @@ func (s *stream) reconcile(ctx context.Context) error {
 		}
 		return nil
 	}
-	if d.config != nil && d.key != s.sentConfig {
+	if d.config != nil && !sameConversation(d.config, s.sentConfig) {
 		if err := s.send(&enginev1.EngineMessage{Message: &enginev1.EngineMessage_Config{Config: d.config}}); err != nil {
 			return err
 		}
 		s.e.metrics.configsPushed.WithLabelValues(s.connector.Namespace, s.connector.Name).Inc()
-		first := s.sentConfig == ""
-		s.sentConfig = d.key
+		first := s.sentConfig == nil
+		s.sentConfig = d.config
 		paused := d.config.Paused
 		s.sentPaused = &paused
 		if !first || (s.helloHash != "" && s.helloHash != d.config.Hash) {
@@ -119,6 +112,18 @@ func (s *stream) reconcile(ctx context.Context) error {
 		s.sentPaused = &paused
 	}
 	return nil
+}
+
+// sameConversation says whether two Configs hold the same conversation: the same rules,
+// overrides and TLS settings. Paused is left out: a pause travels as an order, not as a new
+// Config.
+func sameConversation(a, b *enginev1.Config) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	a, b = proto.CloneOf(a), proto.CloneOf(b)
+	a.Paused, b.Paused = false, false
+	return proto.Equal(a, b)
 }
 
 func (s *stream) order(kind enginev1.Order_Kind, reason string) error {

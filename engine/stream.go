@@ -48,7 +48,7 @@ type stream struct {
 	bye        atomic.Bool
 
 	// Sender state, owned by the sender goroutine.
-	sentConfig string
+	sentConfig *enginev1.Config
 	sentPaused *bool
 	sentEnd    bool
 	sentAck    uint64

@@ -45,6 +45,32 @@ func Compile(name string, generation int64, spec *v1alpha1.ConversationRulesSpec
 	return p, nil
 }
 
+// Effective is the conversation a connector runs: spec with the connector's overrides
+// folded in. spec itself is left as written. The controllers, the engine and the pod all
+// derive what a connector serves through it.
+func Effective(spec *v1alpha1.ConversationRulesSpec, o v1alpha1.Overrides) *v1alpha1.ConversationRulesSpec {
+	eff := spec.DeepCopy()
+	if o.IP != nil {
+		eff.Operation.IP = *o.IP
+	}
+	if o.Port != nil {
+		eff.Operation.Port = *o.Port
+	}
+	return eff
+}
+
+// CompileEffective compiles the effective conversation of spec under o (see Effective).
+// The Program's Ref still names the rules as written (their Hash), as status and
+// activities report them; its IP and Port are the effective ones.
+func CompileEffective(name string, generation int64, spec *v1alpha1.ConversationRulesSpec, o v1alpha1.Overrides) (*Program, field.ErrorList) {
+	p, errs := Compile(name, generation, Effective(spec, o))
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	p.Ref.Hash = Hash(spec)
+	return p, nil
+}
+
 // Hash is the sha256 of the spec's canonical JSON, as reported in status and activities.
 func Hash(spec *v1alpha1.ConversationRulesSpec) string {
 	b, err := json.Marshal(spec)

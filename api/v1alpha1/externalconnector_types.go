@@ -149,6 +149,29 @@ type ConnectorPod struct {
 	Labels map[string]string `json:"labels,omitempty"`
 }
 
+// Overrides are what an ExternalConnector changes of the rules it runs; nil keeps the
+// rules' own value. rules.Effective folds them into a spec, for every side alike.
+type Overrides struct {
+	// IP replaces operation.ip: the bind address in server mode, the target in client mode.
+	IP *string
+	// Port replaces operation.port.
+	Port *int32
+}
+
+// Overrides are the connector's spec.ip and spec.port.
+func (s *ExternalConnectorSpec) Overrides() Overrides {
+	var o Overrides
+	if s.IP != "" {
+		ip := s.IP
+		o.IP = &ip
+	}
+	if s.Port != nil {
+		port := *s.Port
+		o.Port = &port
+	}
+	return o
+}
+
 // Phase is where an ExternalConnector is in its life.
 // +kubebuilder:validation:Enum=Pending;Running;Paused;Succeeded;Failed;Terminating
 type Phase string

@@ -414,7 +414,7 @@ func (p *process) prepare(c *enginev1.Config) (*rules.Program, connector.Options
 	if err := json.Unmarshal(c.GetSpec(), &spec); err != nil {
 		return nil, opts, network{}, fmt.Errorf("decode the rules spec: %w", err)
 	}
-	prog, errs := rules.Compile(c.GetRulesName(), c.GetGeneration(), &spec)
+	prog, errs := rules.CompileEffective(c.GetRulesName(), c.GetGeneration(), &spec, v1alpha1.Overrides{IP: c.Ip, Port: c.Port})
 	if len(errs) > 0 {
 		return nil, opts, network{}, fmt.Errorf("compile: %w", errs.ToAggregate())
 	}
@@ -423,14 +423,6 @@ func (p *process) prepare(c *enginev1.Config) (*rules.Program, connector.Options
 			prog.Ref.Hash, c.GetHash())
 	}
 	nw := network{mode: prog.Mode, transport: prog.Transport, ip: prog.IP, port: prog.Port, ipv6: prog.IPv6}
-	if c.Ip != nil {
-		ip := c.GetIp()
-		opts.IP, nw.ip = &ip, ip
-	}
-	if c.Port != nil {
-		port := int(c.GetPort())
-		opts.Port, nw.port = &port, port
-	}
 	if prog.TLS.Enabled {
 		t, err := connector.LoadTLS(existing(p.o.tlsDir, tlsCertFile), existing(p.o.tlsDir, tlsKeyFile),
 			existing(p.o.tlsCADir, caFile), existing(p.o.tlsDir, caFile))
