@@ -53,6 +53,9 @@ var (
 // after the first build). A missing helm fails the test: the chart is not checked otherwise.
 func helm(t *testing.T) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("skipping: needs helm, which hack/envtest-assets.sh builds (-short)")
+	}
 	helmOnce.Do(func() {
 		if p := os.Getenv("HELM"); p != "" {
 			helmPath = p
