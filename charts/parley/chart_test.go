@@ -426,7 +426,7 @@ func TestDeploymentDefaults(t *testing.T) {
 		t.Errorf("selector %v does not select the pod labels %v", sel, d.Spec.Template.Labels)
 	}
 
-	// Security (DESIGN §7).
+	// Security (docs/design.md §7).
 	psc := pod.SecurityContext
 	if psc == nil || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot || psc.RunAsUser == nil || *psc.RunAsUser != 65532 ||
 		psc.SeccompProfile == nil || psc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
