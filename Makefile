@@ -1,4 +1,5 @@
-# Parley's build. `make run` serves the embedded example; `make test` runs every check CI runs.
+# Parley's build. `make help` lists the targets; `make run` serves the embedded example; `make test`
+# runs every check CI runs; `make quick` is the quick test loop.
 
 GO        ?= go
 # Tools are built from the Go module proxy into a cache outside the checkout, keyed by version.
@@ -13,10 +14,18 @@ CONTROLLER_GEN = $(shell hack/envtest-assets.sh controller-gen)
 # protoc comes from Debian's protobuf-compiler; its Go plugins are pinned like the other tools.
 PROTOC_PLUGINS = $(shell dirname $$(hack/envtest-assets.sh protoc-gen-go)):$(shell dirname $$(hack/envtest-assets.sh protoc-gen-go-grpc))
 
-.PHONY: all run build test lint vet fmt-check unit fuzz bench clean generate manifests verify-generated envtest \
-	cluster-assets cluster-up cluster-down cluster-status image image-import docker-build e2e demo
+.PHONY: all help run build test quick lint vet fmt-check unit fuzz bench clean generate manifests verify-generated \
+	envtest cluster-assets cluster-up cluster-down cluster-status image image-import docker-build e2e demo
 
+## all: the default target: build
 all: build
+
+## help: list the targets with what they do
+help:
+	@echo 'usage: make [TARGET] [VARIABLE=value ...]   (GO, IMAGE, FUZZTIME, CACHE)'
+	@awk '/^## [a-z][a-z0-9-]*: / { sub(/^## /, ""); i = index($$0, ": "); \
+		printf "  %-18s %s\n", substr($$0, 1, i - 1), substr($$0, i + 2); next } \
+		/^## / { sub(/^## /, ""); printf "  %-18s %s\n", "", $$0 }' $(firstword $(MAKEFILE_LIST))
 
 ## run: serve the embedded example (a Redis decoy on :6379) and print activities
 run:
@@ -30,6 +39,12 @@ build:
 ## envtest suites against a real kube-apiserver and etcd built by hack/envtest-assets.sh)
 test: verify-generated lint unit
 
+## quick: the quick loop, go test -short ./... (no envtest suites, helm, root or race
+## detector; under a minute); make test runs everything
+quick:
+	$(GO) test -short ./...
+
+## unit: every test with the race detector, envtest suites and chart tests included
 unit:
 	HELM="$$(hack/envtest-assets.sh helm)" KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" $(GO) test -race -count=1 ./...
 
@@ -55,12 +70,15 @@ verify-generated: generate manifests
 	@untracked=$$(git ls-files --others --exclude-standard -- api config charts/parley/crds charts/parley/files); \
 	if [ -n "$$untracked" ]; then echo "generated files not committed: $$untracked"; exit 1; fi
 
+## lint: fmt-check, vet and staticcheck (built once, cached by version)
 lint: fmt-check vet $(STATICCHECK)
 	$(STATICCHECK) ./...
 
+## vet: go vet ./...
 vet:
 	$(GO) vet ./...
 
+## fmt-check: fail when a Go file needs gofmt
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -89,25 +107,30 @@ e2e:
 demo:
 	IMAGE=$(IMAGE) test/e2e/e2e.sh demo
 
-## cluster-up, cluster-down: a real single-node cluster on this machine (root, Debian packages
-## containerd runc containernetworking-plugins iptables); binaries built once by cluster-assets
+## cluster-assets: build (once, cached by version) the binaries of the local cluster
 cluster-assets:
 	hack/envtest-assets.sh cluster
+## cluster-up: a real single-node cluster on this machine (root, Debian packages containerd
+## runc containernetworking-plugins iptables)
 cluster-up: cluster-assets
 	hack/cluster.sh up
+## cluster-down: stop the local cluster and remove everything it made (also after a failed up)
 cluster-down:
 	hack/cluster.sh down
+## cluster-status: what the local cluster runs; exits 0 only when everything does
 cluster-status:
 	hack/cluster.sh status
 
-## image: the parley image as a docker-archive in dist/, without Docker; image-import loads
-## it into the local cluster; docker-build builds the same image from the Dockerfile
+## image: the parley image (IMAGE) as a docker-archive in dist/, without Docker
 image:
 	hack/image.sh parley --tag $(IMAGE)
+## image-import: the same, loaded into the local cluster
 image-import:
 	hack/image.sh parley --tag $(IMAGE) --import
+## docker-build: the same image from the Dockerfile, with Docker
 docker-build:
 	docker build -t $(IMAGE) .
 
+## clean: remove bin/ and dist/
 clean:
 	rm -rf bin dist

@@ -26,7 +26,7 @@ func (cv *conversation) input(s socket, raw []byte, truncated bool) *conversatio
 	return cv
 }
 
-// handleInput is the per-input step of DESIGN §4. Called with mu held.
+// handleInput is the per-input step of docs/design.md §4. Called with mu held.
 func (cv *conversation) handleInput(s socket, raw []byte, truncated bool) {
 	p := cv.prog
 	cv.touch(time.Now())

@@ -94,7 +94,7 @@ func connectorArgs(hostNetwork bool) []string {
 }
 
 // podTemplate is the pod of a connector: `parley connector` with its engine credentials and
-// TLS material, locked down as DESIGN §7 says.
+// TLS material, locked down as docs/design.md §7 says.
 func podTemplate(ec *v1alpha1.ExternalConnector, t target, d Defaults) corev1.PodTemplateSpec {
 	pod := ec.Spec.Pod
 	labels := map[string]string{}

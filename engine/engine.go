@@ -1,9 +1,9 @@
-// Package engine is the operator's side of the connectors' channel (DESIGN §5, §6): a gRPC
-// server over TLS that connector pods dial. It authenticates each pod with its connector's
-// token, streams it the compiled rules and every later change, turns ExternalConnector pause
-// and deletion into orders, takes back activities in batches and writes them as Activity
-// objects through a bounded, rate-limited queue, and reports counters in the connector's
-// status, in Events and in Prometheus metrics.
+// Package engine is the operator's side of the connectors' channel (docs/design.md §5, §6):
+// a gRPC server over TLS that connector pods dial. It authenticates each pod with its
+// connector's token, streams it the compiled rules and every later change, turns
+// ExternalConnector pause and deletion into orders, takes back activities in batches and
+// writes them as Activity objects through a bounded, rate-limited queue, and reports counters
+// in the connector's status, in Events and in Prometheus metrics.
 //
 // Goroutines: Start owns the gRPC server, the writer's workers and the status loop; gRPC owns
 // one goroutine per stream (the receiver), which owns that stream's sender. Everything ends

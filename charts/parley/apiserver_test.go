@@ -47,6 +47,9 @@ func envtestAssets(t *testing.T) string {
 // of the install notes, then installs the RBAC for real and asks the API server what the
 // operator's ServiceAccount may do.
 func TestAPIServerAccepts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipping: needs a real kube-apiserver and etcd (-short)")
+	}
 	env := &envtest.Environment{
 		BinaryAssetsDirectory: envtestAssets(t),
 		CRDDirectoryPaths:     []string{filepath.Join(chartDir, "crds")},

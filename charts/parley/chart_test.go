@@ -53,6 +53,9 @@ var (
 // after the first build). A missing helm fails the test: the chart is not checked otherwise.
 func helm(t *testing.T) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("skipping: needs helm, which hack/envtest-assets.sh builds (-short)")
+	}
 	helmOnce.Do(func() {
 		if p := os.Getenv("HELM"); p != "" {
 			helmPath = p
@@ -423,7 +426,7 @@ func TestDeploymentDefaults(t *testing.T) {
 		t.Errorf("selector %v does not select the pod labels %v", sel, d.Spec.Template.Labels)
 	}
 
-	// Security (DESIGN §7).
+	// Security (docs/design.md §7).
 	psc := pod.SecurityContext
 	if psc == nil || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot || psc.RunAsUser == nil || *psc.RunAsUser != 65532 ||
 		psc.SeccompProfile == nil || psc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {

@@ -1,5 +1,5 @@
-// Package uplink is the connector's side of the engine channel (DESIGN §5): it dials the
-// engine over TLS, says Hello, streams activities in numbered batches, keeps every
+// Package uplink is the connector's side of the engine channel (docs/design.md §5): it
+// dials the engine over TLS, says Hello, streams activities in numbered batches, keeps every
 // unacknowledged one in a bounded replay buffer, hands Configs and Orders to the process,
 // and redials forever with capped, jittered backoff.
 //

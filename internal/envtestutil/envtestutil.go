@@ -5,6 +5,7 @@ package envtestutil
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"testing"
@@ -22,9 +23,22 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// RequireAssets exits the test binary when KUBEBUILDER_ASSETS is not set: these suites need
-// a real kube-apiserver and etcd, and must fail loudly rather than skip.
+// ShortSkipReason is what an envtest suite prints when `go test -short` skips it.
+const ShortSkipReason = "skipping: envtest suite needs a real kube-apiserver and etcd (-short)"
+
+// RequireAssets is the first call of an envtest suite's TestMain. Under `go test -short` (the
+// quick loop) it ends the test binary successfully, printing ShortSkipReason, before anything
+// is started. Otherwise it exits the test binary when KUBEBUILDER_ASSETS is not set: the
+// suite needs a real kube-apiserver and etcd, and must fail loudly rather than skip.
 func RequireAssets() {
+	// TestMain runs before the testing package parses its flags; -short is one of them.
+	if !flag.Parsed() {
+		flag.Parse()
+	}
+	if testing.Short() {
+		fmt.Println(ShortSkipReason)
+		os.Exit(0)
+	}
 	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
 		fmt.Fprintln(os.Stderr, "KUBEBUILDER_ASSETS is not set: these tests need a real kube-apiserver and etcd.\n"+
 			"Run `make test`, or: export KUBEBUILDER_ASSETS=$(hack/envtest-assets.sh)")

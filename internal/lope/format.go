@@ -7,7 +7,7 @@ import (
 	"strings"
 )
 
-// This file is Lope's rules-file format as its docs describe it (seeds/001 and the reference).
+// This file is Lope's rules-file format as Lope's own documentation describes it.
 // Fields are decoded with go.yaml.in/yaml/v2, which reads YAML 1.1 as Lope's PyYAML does:
 // yes/no are booleans, and a scalar decoded into a Go string keeps its source text, so
 // `value: 1.50` stays "1.50" and `port: "1883"` still becomes a number below.

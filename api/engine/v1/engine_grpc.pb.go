@@ -1,4 +1,4 @@
-// The engine channel between a connector pod and the Parley operator (DESIGN §5).
+// The engine channel between a connector pod and the Parley operator (docs/design.md §5).
 //
 // One bidirectional stream per connector process. The connector speaks first with Hello; the
 // engine answers with Config (and again whenever the rules change), acknowledges activity

@@ -18,6 +18,9 @@ import (
 // It is the namespace of a thread parked until the test ends.
 func newNetns(t *testing.T) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("skipping: makes network namespaces, which needs root (-short)")
+	}
 	if os.Geteuid() != 0 {
 		t.Skip("making a network namespace needs root")
 	}
