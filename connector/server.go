@@ -24,6 +24,9 @@ import (
 	"github.com/parley-dev/parley/rules/value"
 )
 
+// stopReason ends the conversations of a connector that stops.
+const stopReason = "connector stopping"
+
 // Options configure a Connector beyond its rules.
 type Options struct {
 	// Name is the connector name reported in activities.
