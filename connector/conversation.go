@@ -63,7 +63,8 @@ type conversation struct {
 	wire  []byte
 	ends  []int
 	fired []*rules.Rule
-	// onEnd, if set, is called (without the lock) once the conversation has ended.
+	// onEnd, if set, is called once the conversation has ended, with mu held: it must not
+	// take it.
 	onEnd func()
 }
 
@@ -93,7 +94,7 @@ func (cv *conversation) start(s socket, deferGreeting bool, detail string) {
 		cv.schedule(sc, 0, nil, 0, nil)
 	}
 	if t := cv.prog.InteractionTimeout; t > 0 {
-		cv.idle = time.AfterFunc(t, cv.onIdle)
+		cv.idle = time.AfterFunc(t, func() { cv.c.tasks.run(cv.onIdle) })
 	}
 }
 
@@ -165,6 +166,15 @@ func (cv *conversation) endByOrder(reason string) {
 	}
 }
 
+// abort ends the conversation without its ending rule: Close has cut its sockets.
+func (cv *conversation) abort() {
+	cv.mu.Lock()
+	defer cv.mu.Unlock()
+	if !cv.ended {
+		cv.finish(v1alpha1.ActivityEnded, closeReason)
+	}
+}
+
 // finish ends the conversation: it sends the given basic rules, closes every socket,
 // forgets the conversation and records an activity of type typ. Called with mu held.
 func (cv *conversation) finish(typ v1alpha1.ActivityType, msg string, basics ...*rules.Basic) {
@@ -203,7 +213,7 @@ func (cv *conversation) finish(typ v1alpha1.ActivityType, msg string, basics ...
 	cv.c.conns.remove(cv)
 	cv.record(a)
 	if cv.onEnd != nil {
-		go cv.onEnd()
+		cv.onEnd()
 	}
 }
 
@@ -220,7 +230,14 @@ func (cv *conversation) socketClosed(s socket, err error) {
 			break
 		}
 	}
-	if cv.ended || len(cv.socks) > 0 {
+	if cv.ended {
+		return
+	}
+	if cv.c.hardStop.Load() {
+		cv.finish(v1alpha1.ActivityEnded, closeReason)
+		return
+	}
+	if len(cv.socks) > 0 {
 		return
 	}
 	byUs := s.closedByUs()

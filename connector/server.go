@@ -2,15 +2,26 @@
 // runs a compiled rules.Program against every input, keeps per-connection and global memory,
 // schedules async rules, and records every activity in an activity.Register.
 //
-// Goroutines: Run owns the accept loop (or the UDP read loop, or the client dialers) and one
-// reader per stream socket, all tracked by a WaitGroup; timers run conversation callbacks,
-// which take the conversation's lock and do nothing once it has ended. Run returns only when
-// every goroutine it started has returned.
+// A Connector is used as net/http's Server is. In server mode, ListenAndServe listens where
+// the rules say (operation.ip, operation.port, transport and TLS, with the Options'
+// overrides), or Serve takes a net.Listener and ServePacket a UDP net.PacketConn; in client
+// mode, RunClients dials the rules' conversations. Shutdown ends gracefully: it stops
+// accepting, gives every live conversation its ending rule, and waits for them. Close stops
+// at once: it closes every socket, sends no ending, and stops every timer. After either, the
+// serving calls return ErrServerClosed: a connector serves once, and a new Connector serves
+// again. Run does it all for a caller that holds a context.
+//
+// Goroutines: the serving calls run their accept or read loop on the caller's goroutine. The
+// connector starts one goroutine per accepted connection (its handshake, then its reader)
+// and per client conversation, and its timers (idle timeouts, async rules) run conversation
+// callbacks, which take the conversation's lock and do nothing once it has ended. Shutdown,
+// unless its context ends first, and Close return only when every one of them has returned.
 package connector
 
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/netip"
 	"strconv"
@@ -24,8 +35,18 @@ import (
 	"github.com/parley-dev/parley/rules/value"
 )
 
-// stopReason ends the conversations of a connector that stops.
-const stopReason = "connector stopping"
+// ErrServerClosed is returned by the serving calls (Serve, ServePacket, ListenAndServe,
+// RunClients) once Shutdown or Close has been called, and by Run on a connector that had
+// already stopped.
+var ErrServerClosed = errors.New("connector: closed")
+
+// Reasons recorded as a stopping connector ends its conversations.
+const (
+	// stopReason: Shutdown sent their ending rule.
+	stopReason = "connector stopping"
+	// closeReason: Close cut them.
+	closeReason = "connector closed: conversation cut without its ending"
+)
 
 // Options configure a Connector beyond its rules.
 type Options struct {
@@ -65,10 +86,28 @@ type Connector struct {
 	conns    registry
 	nextID   atomic.Uint64
 
-	runCtx context.Context
-	wg     sync.WaitGroup
-	ready  chan struct{}
-	addr   net.Addr
+	// quit is closed when Shutdown or Close begins: loops return, dials, handshakes and
+	// retry pauses give up.
+	quit chan struct{}
+	// ready is closed once the connector serves or dials.
+	ready chan struct{}
+	// serving counts the serving calls under way, on their callers' goroutines; tasks, the
+	// goroutines the connector starts itself. Once stopping, neither takes new members.
+	serving, tasks group
+	// hardStop is set by Close: sockets that end from then on were cut by it.
+	hardStop atomic.Bool
+
+	mu        sync.Mutex // guards the fields below
+	stopping  bool       // Shutdown or Close has begun (or client conversations all ended)
+	reason    string     // recorded in ConnectorStopped
+	listeners map[net.Listener]struct{}
+	packets   map[packetConn]struct{}
+	// sockets are the open sockets, each true once a conversation holds it: Shutdown closes
+	// those still in their handshake or waiting for their first input, Close every one.
+	sockets map[io.Closer]bool
+	addr    net.Addr
+	// didStart and didStop say ConnectorStarted and ConnectorStopped were recorded.
+	didStart, didStop bool
 
 	rejected    atomic.Uint64
 	rateLimited atomic.Uint64
@@ -105,7 +144,13 @@ func New(prog *rules.Program, opts Options) (*Connector, error) {
 	if opts.UDPAmplification <= 0 {
 		opts.UDPAmplification = 3
 	}
-	c := &Connector{opts: opts, reg: opts.Register, ready: make(chan struct{}), globals: map[string]*globalSlot{}}
+	c := &Connector{
+		opts: opts, reg: opts.Register, globals: map[string]*globalSlot{},
+		quit: make(chan struct{}), ready: make(chan struct{}),
+		listeners: map[net.Listener]struct{}{}, packets: map[packetConn]struct{}{}, sockets: map[io.Closer]bool{},
+	}
+	c.serving.init()
+	c.tasks.init()
 	c.conns.init()
 	c.current.Store(c.bind(prog))
 	return c, nil
@@ -131,7 +176,8 @@ func (c *Connector) bind(prog *rules.Program) *generation {
 
 // Update makes new conversations use prog; live ones finish on the rules they started with.
 // Global variables keep their values where name and type are unchanged. Network settings
-// (mode, transport, address) take effect at the next Run.
+// (mode, transport, address, TLS) are read when serving starts: a connector that serves
+// keeps its own, and new ones need a new Connector.
 func (c *Connector) Update(prog *rules.Program) { c.current.Store(c.bind(prog)) }
 
 // Pause refuses new connections (recorded as Rejected) and keeps live ones.
@@ -143,8 +189,13 @@ func (c *Connector) Resume() { c.paused.Store(false) }
 // Ready is closed once the connector serves (server) or has started dialing (client).
 func (c *Connector) Ready() <-chan struct{} { return c.ready }
 
-// Addr is the bound address in server mode, valid after Ready.
-func (c *Connector) Addr() net.Addr { return c.addr }
+// Addr is the bound address in server mode (of the first listener served), valid after
+// Ready; nil before, and in client mode.
+func (c *Connector) Addr() net.Addr {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.addr
+}
 
 // Active is the number of live logical connections.
 func (c *Connector) Active() int { return c.conns.len() }
@@ -165,56 +216,384 @@ func (c *Connector) Stats() Stats {
 	return Stats{Active: c.conns.len(), Total: c.nextID.Load(), Rejected: c.rejected.Load(), RateLimited: c.rateLimited.Load()}
 }
 
-// Run serves until ctx is cancelled (server) or every conversation has ended (client). On
-// cancel it ends live conversations gracefully: the ending rule is sent, sockets close, and
-// their activities are recorded before Run returns. The register is not closed.
+// Run serves (ListenAndServe) or dials (RunClients), as the rules' mode says, until ctx is
+// done, then shuts down without a deadline: live conversations get their ending rule, their
+// sockets close, and their activities are recorded before Run returns. A client-mode Run
+// returns by itself once every conversation has ended. Run returns nil when ctx ended it,
+// the error that ended serving otherwise, and ErrServerClosed if the connector had stopped
+// (it serves once). The register is not closed.
 func (c *Connector) Run(ctx context.Context) error {
-	g := c.current.Load()
-	p := g.prog
+	served := make(chan error, 1)
+	go func() {
+		if c.current.Load().prog.Mode == v1alpha1.ModeClient {
+			served <- c.RunClients()
+		} else {
+			served <- c.ListenAndServe()
+		}
+	}()
+	select {
+	case err := <-served:
+		// Failed, or stopped by someone else, or client conversations all ended: end what
+		// is left (nothing, in the last two cases).
+		_ = c.Shutdown(context.Background())
+		return err
+	case <-ctx.Done():
+	}
+	_ = c.Shutdown(context.Background())
+	if err := <-served; !errors.Is(err, ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// ListenAndServe listens where the rules say (TCP, UDP, or DTLS with operation.tls on UDP,
+// on operation.ip and operation.port unless Options override them) once their
+// executionDelay has passed, and serves until Shutdown or Close (then it returns
+// ErrServerClosed) or a listener error that is not temporary.
+func (c *Connector) ListenAndServe() error {
+	p := c.current.Load().prog
+	if p.Mode == v1alpha1.ModeClient {
+		return errors.New("connector: the rules are in client mode: use RunClients")
+	}
 	if err := c.checkTLS(p); err != nil {
 		return err
 	}
-	if p.ExecutionDelay > 0 {
-		t := time.NewTimer(p.ExecutionDelay)
+	if !c.serving.add() {
+		return ErrServerClosed
+	}
+	defer c.serving.done()
+	if !c.sleep(p.ExecutionDelay) {
+		return ErrServerClosed
+	}
+	switch {
+	case p.Transport == v1alpha1.TransportUDP && p.TLS.Enabled:
+		ln, err := c.listenDTLS(p)
+		if err != nil {
+			return err
+		}
+		return c.serve(ln, p)
+	case p.Transport == v1alpha1.TransportUDP:
+		pc, err := c.listenUDP(p)
+		if err != nil {
+			return err
+		}
+		return c.servePacket(pc, p)
+	default:
+		ln, err := c.listenTCP(p)
+		if err != nil {
+			return err
+		}
+		return c.serve(ln, p)
+	}
+}
+
+// Shutdown stops the connector gracefully. It closes the listeners (and sockets that no
+// conversation holds yet: in their handshake, or waiting for a first input that names their
+// session), ends every live conversation as its rules say (the ending rule is sent, then the
+// sockets close), closes the UDP sockets once those endings are sent, and waits until every
+// goroutine of the connector has returned. If ctx ends first, Shutdown returns its error and
+// the connector goes on stopping; Close then stops it at once. ConnectorStopped is recorded
+// when it has stopped, whoever sees it first.
+func (c *Connector) Shutdown(ctx context.Context) error {
+	if c.beginStop(stopReason) {
+		live := c.conns.drain()
+		c.tasks.goFunc(func() { c.endAll(live) })
+	}
+	for _, idle := range []<-chan struct{}{c.tasks.idle, c.serving.idle} {
 		select {
+		case <-idle:
 		case <-ctx.Done():
-			t.Stop()
-			return nil
-		case <-t.C:
+			return ctx.Err()
 		}
 	}
-	c.runCtx = ctx
-	var err error
-	switch {
-	case p.Mode == v1alpha1.ModeClient:
-		err = c.runClient(ctx, p)
-	case p.Transport == v1alpha1.TransportUDP && p.TLS.Enabled:
-		err = c.runDTLSServer(ctx, p)
-	case p.Transport == v1alpha1.TransportUDP:
-		err = c.runUDPServer(ctx, p)
-	default:
-		err = c.runTCPServer(ctx, p)
+	c.recordStopped()
+	return nil
+}
+
+// Close stops the connector at once: it closes every listener and socket, ends every live
+// conversation without its ending rule (recorded as Ended, cut by Close), stops their timers,
+// and returns once every goroutine of the connector has returned. It may follow a Shutdown
+// whose context ended.
+func (c *Connector) Close() error {
+	c.beginStop(stopReason)
+	c.mu.Lock()
+	c.hardStop.Store(true) // under mu: no socket is tracked after this
+	closers := make([]io.Closer, 0, len(c.packets)+len(c.sockets))
+	for pc := range c.packets {
+		closers = append(closers, pc)
 	}
-	return err
-}
-
-// started records ConnectorStarted and signals Ready.
-func (c *Connector) started(p *rules.Program, msg string) {
-	c.record(&v1alpha1.ActivityRecord{Type: v1alpha1.ActivityConnectorStarted, RulesRef: &p.Ref, Message: msg})
-	close(c.ready)
-}
-
-// stop ends every live conversation with reason, waits for the socket goroutines, and
-// records ConnectorStopped.
-func (c *Connector) stop(reason string, closeTransport func()) {
+	for s := range c.sockets {
+		closers = append(closers, s)
+	}
+	c.mu.Unlock()
+	for _, s := range closers {
+		_ = s.Close()
+	}
+	// Writes blocked on the sockets have failed: conversation locks come free.
 	for _, cv := range c.conns.drain() {
-		cv.endByOrder(reason)
+		cv.abort()
 	}
-	if closeTransport != nil {
-		closeTransport()
+	c.tasks.close()
+	<-c.tasks.idle
+	<-c.serving.idle
+	c.recordStopped()
+	return nil
+}
+
+// beginStop marks the connector stopping, with the reason ConnectorStopped will give: no
+// serving call starts from now on, loops return, dials and handshakes give up, listeners and
+// the sockets no conversation holds close. False if it was stopping already.
+func (c *Connector) beginStop(reason string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopping {
+		return false
 	}
-	c.wg.Wait()
+	c.stopping, c.reason = true, reason
+	close(c.quit)
+	c.serving.close()
+	for ln := range c.listeners {
+		_ = ln.Close()
+	}
+	for s, held := range c.sockets {
+		if !held {
+			_ = s.Close()
+		}
+	}
+	return true
+}
+
+// endAll gives the conversations live when Shutdown began their ending, all at once (a peer
+// that does not read holds up its own ending only), then closes the UDP sockets, which the
+// endings were sent on, and takes no new goroutine.
+func (c *Connector) endAll(live []*conversation) {
+	var wg sync.WaitGroup
+	for _, cv := range live {
+		wg.Go(func() { cv.endByOrder(stopReason) })
+	}
+	wg.Wait()
+	c.mu.Lock()
+	for pc := range c.packets {
+		_ = pc.Close()
+	}
+	c.mu.Unlock()
+	c.tasks.close()
+}
+
+// isStopping says whether Shutdown or Close has begun.
+func (c *Connector) isStopping() bool {
+	select {
+	case <-c.quit:
+		return true
+	default:
+		return false
+	}
+}
+
+// sleep waits d, or until the connector stops; false if it stops.
+func (c *Connector) sleep(d time.Duration) bool {
+	if d > 0 {
+		pause(d, c.quit)
+	}
+	return !c.isStopping()
+}
+
+// pause waits d, or until quit closes.
+func pause(d time.Duration, quit <-chan struct{}) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-quit:
+	}
+}
+
+// started records ConnectorStarted and signals Ready; addr, if set, is what Addr returns
+// unless a listener came first. False (nothing recorded) if the connector is stopping.
+func (c *Connector) started(p *rules.Program, addr net.Addr, msg string) bool {
+	c.mu.Lock()
+	if c.stopping {
+		c.mu.Unlock()
+		return false
+	}
+	if c.addr == nil {
+		c.addr = addr
+	}
+	c.didStart = true
+	c.mu.Unlock()
+	c.record(&v1alpha1.ActivityRecord{Type: v1alpha1.ActivityConnectorStarted, RulesRef: &p.Ref, Message: msg})
+	c.mu.Lock()
+	select {
+	case <-c.ready:
+	default:
+		close(c.ready)
+	}
+	c.mu.Unlock()
+	return true
+}
+
+// recordStopped records ConnectorStopped once, if ConnectorStarted was.
+func (c *Connector) recordStopped() {
+	c.mu.Lock()
+	if !c.didStart || c.didStop {
+		c.mu.Unlock()
+		return
+	}
+	c.didStop = true
+	reason := c.reason
+	c.mu.Unlock()
 	c.record(&v1alpha1.ActivityRecord{Type: v1alpha1.ActivityConnectorStopped, Message: reason})
+}
+
+// trackListener registers a listener for Shutdown and Close to close; false (and ln closed)
+// if the connector is stopping.
+func (c *Connector) trackListener(ln net.Listener) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopping {
+		_ = ln.Close()
+		return false
+	}
+	c.listeners[ln] = struct{}{}
+	return true
+}
+
+func (c *Connector) untrackListener(ln net.Listener) {
+	c.mu.Lock()
+	delete(c.listeners, ln)
+	c.mu.Unlock()
+}
+
+// trackPacket registers a UDP socket served, as trackListener.
+func (c *Connector) trackPacket(pc packetConn) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopping {
+		_ = pc.Close()
+		return false
+	}
+	c.packets[pc] = struct{}{}
+	return true
+}
+
+func (c *Connector) untrackPacket(pc packetConn) {
+	c.mu.Lock()
+	delete(c.packets, pc)
+	c.mu.Unlock()
+}
+
+// trackSocket registers an accepted or dialled socket (the transport's own, under any TLS)
+// for Shutdown and Close to close; held says a conversation holds it already. A stopping
+// connector takes no new socket: it is closed, and the result is false.
+func (c *Connector) trackSocket(s io.Closer, held bool) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopping {
+		_ = s.Close()
+		return false
+	}
+	c.sockets[s] = held
+	return true
+}
+
+// holdSocket marks a tracked socket as held by a conversation.
+func (c *Connector) holdSocket(s io.Closer) {
+	c.mu.Lock()
+	if _, ok := c.sockets[s]; ok {
+		c.sockets[s] = true
+	}
+	c.mu.Unlock()
+}
+
+func (c *Connector) untrackSocket(s io.Closer) {
+	c.mu.Lock()
+	delete(c.sockets, s)
+	c.mu.Unlock()
+}
+
+// stopContext is done once the connector is stopping, for dials and handshakes to give up.
+func (c *Connector) stopContext() context.Context { return stopContext{c.quit} }
+
+// stopContext is a context.Context done when quit closes. The connector keeps a channel, not
+// a context: the contexts of its dials and handshakes derive from this one, made on demand.
+type stopContext struct{ quit <-chan struct{} }
+
+func (stopContext) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (s stopContext) Done() <-chan struct{}     { return s.quit }
+func (stopContext) Value(any) any               { return nil }
+func (s stopContext) Err() error {
+	select {
+	case <-s.quit:
+		return context.Canceled
+	default:
+		return nil
+	}
+}
+
+// group counts goroutines and signals when they have all returned, without a WaitGroup's
+// rule that Add must not race with Wait: once closed, a group takes no new member, and idle
+// closes when the last one returns.
+type group struct {
+	mu     sync.Mutex
+	n      int
+	closed bool
+	idle   chan struct{}
+}
+
+func (g *group) init() { g.idle = make(chan struct{}) }
+
+// add counts one more member; false once the group is closed.
+func (g *group) add() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return false
+	}
+	g.n++
+	return true
+}
+
+func (g *group) done() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.n--
+	if g.closed && g.n == 0 {
+		close(g.idle)
+	}
+}
+
+// close takes no new member from now on.
+func (g *group) close() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.closed {
+		g.closed = true
+		if g.n == 0 {
+			close(g.idle)
+		}
+	}
+}
+
+// goFunc runs f on a new goroutine of the group; false, and f not run, once it is closed.
+func (g *group) goFunc(f func()) bool {
+	if !g.add() {
+		return false
+	}
+	go func() {
+		defer g.done()
+		f()
+	}()
+	return true
+}
+
+// run runs f as a member of the group (a timer callback, on the timer's goroutine), unless
+// the group is closed.
+func (g *group) run(f func()) {
+	if !g.add() {
+		return
+	}
+	defer g.done()
+	f()
 }
 
 func (c *Connector) record(a *v1alpha1.ActivityRecord) {

@@ -1,6 +1,7 @@
 package connector
 
 import (
+	"io"
 	"net"
 	"net/netip"
 	"sync/atomic"
@@ -26,7 +27,9 @@ type socket interface {
 
 // streamSocket is a TCP connection, or a connected UDP socket in client mode.
 type streamSocket struct {
-	conn         net.Conn
+	conn net.Conn
+	// raw is the transport's own socket under conn's TLS or DTLS, as the connector tracks it.
+	raw          io.Closer
 	peer         netip.AddrPort
 	datagrams    bool
 	writeTimeout time.Duration
@@ -84,25 +87,24 @@ func (c *Connector) readLoop(cv *conversation, s *streamSocket) {
 		}
 		if err != nil {
 			_ = s.conn.Close()
+			c.untrackSocket(s.raw)
 			cv.socketClosed(s, err)
 			return
 		}
 	}
 }
 
-// startReader runs readLoop on its own goroutine.
-func (c *Connector) startReader(cv *conversation, s *streamSocket) {
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		c.readLoop(cv, s)
-	}()
+// startReader runs readLoop on a goroutine of the connector; false (and nothing run) once
+// the connector is stopping.
+func (c *Connector) startReader(cv *conversation, s *streamSocket) bool {
+	return c.tasks.goFunc(func() { c.readLoop(cv, s) })
 }
 
-func (c *Connector) newStreamSocket(conn net.Conn, transport v1alpha1.Transport) *streamSocket {
+// newStreamSocket wraps conn, whose transport socket is raw (conn itself without TLS).
+func (c *Connector) newStreamSocket(conn net.Conn, raw io.Closer, transport v1alpha1.Transport) *streamSocket {
 	peer := addrPortOf(conn.RemoteAddr())
 	return &streamSocket{
-		conn: conn, peer: unmap(peer), datagrams: transport == v1alpha1.TransportUDP, writeTimeout: c.opts.WriteTimeout,
+		conn: conn, raw: raw, peer: unmap(peer), datagrams: transport == v1alpha1.TransportUDP, writeTimeout: c.opts.WriteTimeout,
 	}
 }
 

@@ -1,7 +1,6 @@
 package connector
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -14,34 +13,57 @@ import (
 	"github.com/parley-dev/parley/rules"
 )
 
-func (c *Connector) runTCPServer(ctx context.Context, p *rules.Program) error {
-	network, address := c.address(p)
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, network, address)
+// Serve accepts connections on ln and holds their conversations, until Shutdown or Close
+// (then it returns ErrServerClosed) or until ln is closed by another, which it returns.
+// Other accept errors are retried after a pause. ln is TCP (with TLS if the rules ask), or
+// DTLS for rules on UDP with operation.tls; Serve closes it when it returns. It serves at once: executionDelay is
+// ListenAndServe's.
+func (c *Connector) Serve(ln net.Listener) error {
+	p := c.current.Load().prog
+	err := c.checkTLS(p)
+	switch {
+	case p.Mode == v1alpha1.ModeClient:
+		err = errors.New("connector: the rules are in client mode: use RunClients")
+	case p.Transport == v1alpha1.TransportUDP && !p.TLS.Enabled:
+		err = errors.New("connector: the rules are on UDP: use ServePacket")
+	}
 	if err != nil {
-		return fmt.Errorf("listen on %s/%s: %w", network, address, err)
+		_ = ln.Close()
+		return err
+	}
+	if !c.serving.add() {
+		_ = ln.Close()
+		return ErrServerClosed
+	}
+	defer c.serving.done()
+	return c.serve(ln, p)
+}
+
+// serve runs the accept loop of ln for a serving call.
+func (c *Connector) serve(ln net.Listener, p *rules.Program) error {
+	defer ln.Close()
+	if !c.trackListener(ln) {
+		return ErrServerClosed
+	}
+	defer c.untrackListener(ln)
+	if !c.started(p, ln.Addr(), "listening on "+ln.Addr().String()+"/"+string(p.Transport)+tlsSuffix(p)) {
+		return ErrServerClosed
+	}
+	return c.acceptLoop(ln, p)
+}
+
+// listenTCP listens on the rules' address with their connectionQueue.
+func (c *Connector) listenTCP(p *rules.Program) (net.Listener, error) {
+	network, address := c.address(p)
+	ln, err := net.Listen(network, address)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s/%s: %w", network, address, err)
 	}
 	if err := setBacklog(ln, p.ConnectionQueue); err != nil {
 		_ = ln.Close()
-		return fmt.Errorf("set connectionQueue on %s: %w", address, err)
+		return nil, fmt.Errorf("set connectionQueue on %s: %w", address, err)
 	}
-	return c.serveListener(ctx, p, ln)
-}
-
-// serveListener accepts connections of a TCP or DTLS listener until ctx is cancelled, then
-// ends the conversations gracefully.
-func (c *Connector) serveListener(ctx context.Context, p *rules.Program, ln net.Listener) error {
-	c.addr = ln.Addr()
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		c.acceptLoop(ln, p)
-	}()
-	c.started(p, "listening on "+ln.Addr().String()+"/"+string(p.Transport)+tlsSuffix(p))
-	<-ctx.Done()
-	_ = ln.Close()
-	c.stop(stopReason, nil)
-	return nil
+	return ln, nil
 }
 
 // setBacklog applies connectionQueue: Go listens with the system's maximum backlog, and
@@ -62,19 +84,19 @@ func setBacklog(ln net.Listener, backlog int) error {
 	return lerr
 }
 
-// runDTLSServer serves DTLS: the library's listener demultiplexes peers into connections,
+// listenDTLS listens for DTLS: the library's listener demultiplexes peers into connections,
 // so each conversation reads its own socket as over TCP, one datagram per read.
-func (c *Connector) runDTLSServer(ctx context.Context, p *rules.Program) error {
+func (c *Connector) listenDTLS(p *rules.Program) (net.Listener, error) {
 	network, address := c.address(p)
 	laddr, err := net.ResolveUDPAddr(network, address)
 	if err != nil {
-		return fmt.Errorf("listen on %s/%s: %w", network, address, err)
+		return nil, fmt.Errorf("listen on %s/%s: %w", network, address, err)
 	}
 	ln, err := dtls.ListenWithOptions(network, laddr, c.opts.TLS.dtlsServerOptions(p)...)
 	if err != nil {
-		return fmt.Errorf("listen on %s/%s: %w", network, address, err)
+		return nil, fmt.Errorf("listen on %s/%s: %w", network, address, err)
 	}
-	return c.serveListener(ctx, p, ln)
+	return ln, nil
 }
 
 func tlsSuffix(p *rules.Program) string {
@@ -88,32 +110,40 @@ func tlsSuffix(p *rules.Program) string {
 	}
 }
 
-// acceptLoop serves the connections of a TCP or DTLS listener until it is closed.
-func (c *Connector) acceptLoop(ln net.Listener, p *rules.Program) {
+// acceptLoop serves the connections of a TCP or DTLS listener, each on its own goroutine,
+// until the connector stops or the listener fails.
+func (c *Connector) acceptLoop(ln net.Listener, p *rules.Program) error {
 	var backoff time.Duration
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
+			if c.isStopping() {
+				return ErrServerClosed
+			}
 			if errors.Is(err, net.ErrClosed) {
-				return
+				return fmt.Errorf("accept on %s: %w", ln.Addr(), err)
 			}
 			// Out of file descriptors and the like: back off as net/http does.
 			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			time.Sleep(backoff)
+			pause(backoff, c.quit)
 			continue
 		}
 		backoff = 0
-		c.wg.Add(1)
-		go func() {
-			defer c.wg.Done()
-			c.serveStream(conn, p)
-		}()
+		if !c.trackSocket(conn, false) {
+			continue
+		}
+		if !c.tasks.goFunc(func() { c.serveStream(conn, p) }) {
+			_ = conn.Close()
+			c.untrackSocket(conn)
+		}
 	}
 }
 
 // serveStream runs one accepted connection: its handshake when p asks for TLS or DTLS,
 // then its conversation. A failed handshake is recorded as an Error with its reason.
 func (c *Connector) serveStream(conn net.Conn, p *rules.Program) {
+	raw := conn
+	defer c.untrackSocket(raw)
 	detail := ""
 	if p.TLS.Enabled {
 		sc, d, err := c.secureServer(p, conn)
@@ -128,11 +158,12 @@ func (c *Connector) serveStream(conn net.Conn, p *rules.Program) {
 		}
 		conn, detail = sc, d
 	}
-	s := c.newStreamSocket(conn, p.Transport)
+	s := c.newStreamSocket(conn, raw, p.Transport)
 	if p.Session != nil {
 		c.serveSessionStream(p, s, detail)
 		return
 	}
+	c.holdSocket(raw) // before its conversation starts: Shutdown ends it, with its socket
 	cv := c.join(keyOf(p, s.peer), s.peer, s, p.Transport == v1alpha1.TransportUDP, detail, "")
 	if cv == nil {
 		_ = conn.Close()

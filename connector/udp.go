@@ -1,40 +1,98 @@
 package connector
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"time"
 
+	"github.com/parley-dev/parley/api/v1alpha1"
 	"github.com/parley-dev/parley/rules"
 )
 
-func (c *Connector) runUDPServer(ctx context.Context, p *rules.Program) error {
-	network, address := c.address(p)
-	var lc net.ListenConfig
-	pconn, err := lc.ListenPacket(ctx, network, address)
-	if err != nil {
-		return fmt.Errorf("listen on %s/%s: %w", network, address, err)
+// ServePacket reads datagrams on pc, each an input of its peer's conversation, until
+// Shutdown or Close (then it returns ErrServerClosed) or until pc is closed by another.
+// It is for rules on UDP without operation.tls (DTLS is served by Serve, on a DTLS
+// listener). Shutdown closes pc once the conversations' endings are sent; ServePacket closes
+// it when it returns. It serves at once: executionDelay is ListenAndServe's.
+func (c *Connector) ServePacket(pc net.PacketConn) error {
+	p := c.current.Load().prog
+	var err error
+	switch {
+	case p.Mode == v1alpha1.ModeClient:
+		err = errors.New("connector: the rules are in client mode: use RunClients")
+	case p.Transport != v1alpha1.TransportUDP:
+		err = errors.New("connector: the rules are on TCP: use Serve")
+	case p.TLS.Enabled:
+		err = errors.New("connector: the rules ask for DTLS: use Serve with a DTLS listener, or ListenAndServe")
 	}
-	pc := pconn.(*net.UDPConn)
-	c.addr = pc.LocalAddr()
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		c.udpLoop(pc)
-	}()
-	c.started(p, "listening on "+pc.LocalAddr().String()+"/UDP")
-	<-ctx.Done()
-	// End conversations first so that their ending datagrams still go out.
-	c.stop(stopReason, func() { _ = pc.Close() })
-	return nil
+	if err != nil {
+		_ = pc.Close()
+		return err
+	}
+	if !c.serving.add() {
+		_ = pc.Close()
+		return ErrServerClosed
+	}
+	defer c.serving.done()
+	upc, ok := pc.(packetConn)
+	if !ok {
+		upc = anyPacketConn{pc}
+	}
+	return c.servePacket(upc, p)
+}
+
+// listenUDP opens the UDP socket the rules say.
+func (c *Connector) listenUDP(p *rules.Program) (*net.UDPConn, error) {
+	network, address := c.address(p)
+	pc, err := net.ListenPacket(network, address)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s/%s: %w", network, address, err)
+	}
+	return pc.(*net.UDPConn), nil
+}
+
+// servePacket runs the read loop of pc for a serving call.
+func (c *Connector) servePacket(pc packetConn, p *rules.Program) error {
+	defer pc.Close()
+	if !c.trackPacket(pc) {
+		return ErrServerClosed
+	}
+	defer c.untrackPacket(pc)
+	if !c.started(p, pc.LocalAddr(), "listening on "+pc.LocalAddr().String()+"/UDP") {
+		return ErrServerClosed
+	}
+	return c.udpLoop(pc, p)
+}
+
+// packetConn is what a UDP server needs of its socket: *net.UDPConn has it, and reads and
+// writes without an allocation per datagram.
+type packetConn interface {
+	ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error)
+	WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error)
+	LocalAddr() net.Addr
+	Close() error
+}
+
+// anyPacketConn adapts another net.PacketConn.
+type anyPacketConn struct{ net.PacketConn }
+
+func (a anyPacketConn) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
+	n, from, err := a.ReadFrom(b)
+	if from == nil {
+		return n, netip.AddrPort{}, err
+	}
+	return n, addrPortOf(from), err
+}
+
+func (a anyPacketConn) WriteToUDPAddrPort(b []byte, to netip.AddrPort) (int, error) {
+	return a.WriteTo(b, net.UDPAddrFromAddrPort(to))
 }
 
 // udpPeer is the address a UDP server conversation replies to.
 type udpPeer struct {
-	pc   *net.UDPConn
+	pc   packetConn
 	addr netip.AddrPort
 }
 
@@ -57,15 +115,19 @@ func (u *udpPeer) close()                 {}
 func (u *udpPeer) closedByUs() bool       { return false }
 func (u *udpPeer) remote() netip.AddrPort { return u.addr }
 
-// udpLoop reads datagrams until pc is closed; each is one input of its peer's conversation.
-func (c *Connector) udpLoop(pc *net.UDPConn) {
+// udpLoop reads datagrams until the connector stops or pc fails; each is one input of its
+// peer's conversation.
+func (c *Connector) udpLoop(pc packetConn, p *rules.Program) error {
 	limiter := newPeerLimiter(c.opts.UDPPeerRate, c.opts.UDPPeerBurst)
 	buf := make([]byte, 64<<10)
 	for {
 		n, from, err := pc.ReadFromUDPAddrPort(buf)
 		if err != nil {
+			if c.isStopping() {
+				return ErrServerClosed
+			}
 			if errors.Is(err, net.ErrClosed) {
-				return
+				return fmt.Errorf("read on %s/UDP: %w", pc.LocalAddr(), err)
 			}
 			continue
 		}
@@ -90,7 +152,7 @@ func (c *Connector) udpLoop(pc *net.UDPConn) {
 }
 
 // datagram handles one datagram; false means the conversation had already ended.
-func (cv *conversation) datagram(pc *net.UDPConn, from netip.AddrPort, raw []byte) bool {
+func (cv *conversation) datagram(pc packetConn, from netip.AddrPort, raw []byte) bool {
 	cv.mu.Lock()
 	defer cv.mu.Unlock()
 	if cv.ended {
