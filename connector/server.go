@@ -96,6 +96,9 @@ type Connector struct {
 	serving, tasks group
 	// hardStop is set by Close: sockets that end from then on were cut by it.
 	hardStop atomic.Bool
+	// retryWait pauses before a retry after a temporary accept or read error, returning
+	// early if quit closes; tests replace it.
+	retryWait func(d time.Duration, quit <-chan struct{})
 
 	mu        sync.Mutex // guards the fields below
 	stopping  bool       // Shutdown or Close has begun (or client conversations all ended)
@@ -146,7 +149,7 @@ func New(prog *rules.Program, opts Options) (*Connector, error) {
 	}
 	c := &Connector{
 		opts: opts, reg: opts.Register, globals: map[string]*globalSlot{},
-		quit: make(chan struct{}), ready: make(chan struct{}),
+		quit: make(chan struct{}), ready: make(chan struct{}), retryWait: pause,
 		listeners: map[net.Listener]struct{}{}, packets: map[packetConn]struct{}{}, sockets: map[io.Closer]bool{},
 	}
 	c.serving.init()

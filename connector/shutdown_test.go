@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -407,6 +409,204 @@ conversation: {greetings: {value: "hi;"}, ending: {value: "bye;"}}
 	}
 	if n := len(acts.Of(v1alpha1.ActivityConnectorStopped)); n != 1 {
 		t.Errorf("%d ConnectorStopped", n)
+	}
+}
+
+// tempError is an error a listener or socket may recover from, as EMFILE.
+type tempError struct{}
+
+func (tempError) Error() string   { return "too many open files (injected)" }
+func (tempError) Temporary() bool { return true }
+func (tempError) Timeout() bool   { return false }
+
+var _ net.Error = tempError{}
+
+// script hands out injected errors in turn; a nil entry, or the end of the script, means
+// the real call.
+type script struct {
+	mu   sync.Mutex
+	errs []error
+}
+
+func (s *script) next() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.errs) == 0 {
+		return nil
+	}
+	err := s.errs[0]
+	s.errs = s.errs[1:]
+	return err
+}
+
+type scriptedListener struct {
+	net.Listener
+	script
+}
+
+func (l *scriptedListener) Accept() (net.Conn, error) {
+	if err := l.next(); err != nil {
+		return nil, err
+	}
+	return l.Listener.Accept()
+}
+
+type scriptedPacketConn struct {
+	*net.UDPConn
+	script
+}
+
+func (p *scriptedPacketConn) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
+	if err := p.next(); err != nil {
+		return 0, netip.AddrPort{}, err
+	}
+	return p.UDPConn.ReadFromUDPAddrPort(b)
+}
+
+func repeat(err error, n int) []error {
+	out := make([]error, n)
+	for i := range out {
+		out[i] = err
+	}
+	return out
+}
+
+// pauses records the pauses a connector asks for between retries, without waiting them out.
+type pauses struct {
+	mu sync.Mutex
+	d  []time.Duration
+}
+
+func (p *pauses) hook(c *connector.Connector) {
+	connector.SetRetryWait(c, func(d time.Duration) {
+		p.mu.Lock()
+		p.d = append(p.d, d)
+		p.mu.Unlock()
+	})
+}
+
+func (p *pauses) String() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return fmt.Sprint(p.d)
+}
+
+// TestAcceptRetriesTemporaryErrorsWithGrowingPauses: temporary accept errors are recorded
+// and retried after pauses that double from 5ms up to 1s, and start over after a success.
+func TestAcceptRetriesTemporaryErrorsWithGrowingPauses(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	acts := &connectortest.Collector{}
+	reg := newRegister(acts)
+	c := newConnector(t, "tcp", `
+operation: {port: 1, identifyByPort: true}
+conversation: {greetings: {value: "hi;"}}
+`, reg)
+	var p pauses
+	p.hook(c)
+	inner, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := &scriptedListener{Listener: inner}
+	ln.errs = append(append(repeat(tempError{}, 10), nil), repeat(tempError{}, 2)...)
+	s := serveTCP(t, c, ln)
+	dialPeer(t, "tcp4", inner.Addr().String()).expect("hi;") // after 10 errors
+	dialPeer(t, "tcp4", inner.Addr().String()).expect("hi;") // after 2 more
+	want := "[5ms 10ms 20ms 40ms 80ms 160ms 320ms 640ms 1s 1s 5ms 10ms]"
+	if got := p.String(); got != want {
+		t.Errorf("pauses %s, want %s", got, want)
+	}
+	if err := c.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.result(t); !errors.Is(err, connector.ErrServerClosed) {
+		t.Errorf("Serve: %v", err)
+	}
+	closeRegister(t, reg)
+	errs := acts.Of(v1alpha1.ActivityError)
+	if len(errs) != 12 {
+		t.Fatalf("%d Error activities, want one per accept error:\n%s", len(errs), acts.Dump())
+	}
+	if m := errs[0].Message; !strings.Contains(m, "accept on "+inner.Addr().String()) ||
+		!strings.Contains(m, "too many open files (injected)") || !strings.HasSuffix(m, "retrying in 5ms") {
+		t.Errorf("first Error: %q", m)
+	}
+}
+
+// TestAcceptFailsOnAPermanentError: an accept error that is not temporary ends Serve with it.
+func TestAcceptFailsOnAPermanentError(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	reg := newRegister(&connectortest.Collector{})
+	c := newConnector(t, "tcp", `operation: {port: 1}`, reg)
+	var p pauses
+	p.hook(c)
+	inner, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken := errors.New("listener broken (injected)")
+	ln := &scriptedListener{Listener: inner}
+	ln.errs = []error{tempError{}, broken}
+	err = c.Serve(ln)
+	if !errors.Is(err, broken) {
+		t.Fatalf("Serve: %v, want the listener's error", err)
+	}
+	if got := p.String(); got != "[5ms]" {
+		t.Errorf("pauses %s", got)
+	}
+	if _, err := inner.Accept(); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Serve left its listener open: %v", err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	closeRegister(t, reg)
+}
+
+// TestUDPReadRetriesTemporaryErrorsAndFailsOnOthers: the UDP read loop treats its errors as
+// the accept loop does.
+func TestUDPReadRetriesTemporaryErrorsAndFailsOnOthers(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	acts := &connectortest.Collector{}
+	reg := newRegister(acts)
+	c := newConnector(t, "udp", `
+operation: {port: 1, transport: UDP}
+conversation: {rules: [{id: 1, mode: Sync, regex: "PING", response: "PONG"}]}
+`, reg)
+	var p pauses
+	p.hook(c)
+	inner, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken := errors.New("socket broken (injected)")
+	pc := &scriptedPacketConn{UDPConn: inner}
+	// An ICMP error of an earlier datagram is retried too; the real read comes in between.
+	pc.errs = []error{tempError{}, tempError{}, &net.OpError{Op: "read", Net: "udp", Err: syscall.ECONNREFUSED}, nil, broken}
+	s := serveUDP(t, c, pc)
+	u, err := net.DialUDP("udp4", nil, inner.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	if _, err := u.Write([]byte("PING")); err != nil {
+		t.Fatal(err)
+	}
+	if got := readDatagram(t, u); got != "PONG" {
+		t.Fatalf("reply %q", got)
+	}
+	if err := s.result(t); !errors.Is(err, broken) {
+		t.Errorf("ServePacket: %v, want the socket's error", err)
+	}
+	if got := p.String(); got != "[5ms 10ms 20ms]" {
+		t.Errorf("pauses %s", got)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	closeRegister(t, reg)
+	if n := len(acts.Of(v1alpha1.ActivityError)); n != 3 {
+		t.Errorf("%d Error activities, want 3:\n%s", n, acts.Dump())
 	}
 }
 

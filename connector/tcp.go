@@ -13,10 +13,19 @@ import (
 	"github.com/parley-dev/parley/rules"
 )
 
+// Retries after a temporary accept or read error wait firstRetry, then twice as long each
+// time, up to maxRetry, as net/http's Server does; a success starts over.
+const (
+	firstRetry = 5 * time.Millisecond
+	maxRetry   = time.Second
+)
+
 // Serve accepts connections on ln and holds their conversations, until Shutdown or Close
-// (then it returns ErrServerClosed) or until ln is closed by another, which it returns.
-// Other accept errors are retried after a pause. ln is TCP (with TLS if the rules ask), or
-// DTLS for rules on UDP with operation.tls; Serve closes it when it returns. It serves at once: executionDelay is
+// (then it returns ErrServerClosed) or an accept error that is not temporary, which it
+// returns. Temporary errors (out of file descriptors, a connection aborted before it was
+// accepted) are recorded as Error activities and retried after a pause that doubles from
+// 5ms to 1s. ln is TCP (with TLS if the rules ask), or DTLS for rules on UDP with
+// operation.tls; Serve closes it when it returns. It serves at once: executionDelay is
 // ListenAndServe's.
 func (c *Connector) Serve(ln net.Listener) error {
 	p := c.current.Load().prog
@@ -113,22 +122,20 @@ func tlsSuffix(p *rules.Program) string {
 // acceptLoop serves the connections of a TCP or DTLS listener, each on its own goroutine,
 // until the connector stops or the listener fails.
 func (c *Connector) acceptLoop(ln net.Listener, p *rules.Program) error {
-	var backoff time.Duration
+	var delay time.Duration
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
 			if c.isStopping() {
 				return ErrServerClosed
 			}
-			if errors.Is(err, net.ErrClosed) {
+			if !temporary(err) {
 				return fmt.Errorf("accept on %s: %w", ln.Addr(), err)
 			}
-			// Out of file descriptors and the like: back off as net/http does.
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			pause(backoff, c.quit)
+			delay = c.retryAfter(p, delay, "accept on "+ln.Addr().String(), err)
 			continue
 		}
-		backoff = 0
+		delay = 0
 		if !c.trackSocket(conn, false) {
 			continue
 		}
@@ -137,6 +144,25 @@ func (c *Connector) acceptLoop(ln net.Listener, p *rules.Program) error {
 			c.untrackSocket(conn)
 		}
 	}
+}
+
+// temporary says whether an accept or read error may go away by itself (net.Error's
+// Temporary, as net/http's Server asks it).
+func temporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
+}
+
+// retryAfter records a temporary error of what and pauses before the retry: twice as long
+// as the last time (delay), from firstRetry to maxRetry. It returns the pause.
+func (c *Connector) retryAfter(p *rules.Program, delay time.Duration, what string, err error) time.Duration {
+	delay = min(max(2*delay, firstRetry), maxRetry)
+	c.record(&v1alpha1.ActivityRecord{
+		Time: nowMicro(), Type: v1alpha1.ActivityError, RulesRef: &p.Ref,
+		Message: fmt.Sprintf("%s: %v; retrying in %v", what, err, delay),
+	})
+	c.retryWait(delay, c.quit)
+	return delay
 }
 
 // serveStream runs one accepted connection: its handshake when p asks for TLS or DTLS,

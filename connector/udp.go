@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"syscall"
 	"time"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
@@ -12,7 +13,8 @@ import (
 )
 
 // ServePacket reads datagrams on pc, each an input of its peer's conversation, until
-// Shutdown or Close (then it returns ErrServerClosed) or until pc is closed by another.
+// Shutdown or Close (then it returns ErrServerClosed) or a read error that is not
+// temporary, which it returns. Temporary errors are recorded and retried as Serve's are.
 // It is for rules on UDP without operation.tls (DTLS is served by Serve, on a DTLS
 // listener). Shutdown closes pc once the conversations' endings are sent; ServePacket closes
 // it when it returns. It serves at once: executionDelay is ListenAndServe's.
@@ -120,17 +122,20 @@ func (u *udpPeer) remote() netip.AddrPort { return u.addr }
 func (c *Connector) udpLoop(pc packetConn, p *rules.Program) error {
 	limiter := newPeerLimiter(c.opts.UDPPeerRate, c.opts.UDPPeerBurst)
 	buf := make([]byte, 64<<10)
+	var delay time.Duration
 	for {
 		n, from, err := pc.ReadFromUDPAddrPort(buf)
 		if err != nil {
 			if c.isStopping() {
 				return ErrServerClosed
 			}
-			if errors.Is(err, net.ErrClosed) {
+			if !temporaryRead(err) {
 				return fmt.Errorf("read on %s/UDP: %w", pc.LocalAddr(), err)
 			}
+			delay = c.retryAfter(p, delay, "read on "+pc.LocalAddr().String()+"/UDP", err)
 			continue
 		}
+		delay = 0
 		from = unmap(from)
 		if !limiter.allow(from.Addr(), time.Now()) {
 			c.rateLimited.Add(1)
@@ -149,6 +154,14 @@ func (c *Connector) udpLoop(pc packetConn, p *rules.Program) error {
 			}
 		}
 	}
+}
+
+// temporaryRead says whether a read error of a UDP server socket may go away: a temporary
+// one, or one that reports what became of an earlier datagram sent (an ICMP error), not the
+// state of the socket.
+func temporaryRead(err error) bool {
+	return temporary(err) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH)
 }
 
 // datagram handles one datagram; false means the conversation had already ended.
