@@ -348,20 +348,26 @@ func (c *Connector) Close() error {
 // the sockets no conversation holds close. False if it was stopping already.
 func (c *Connector) beginStop(reason string) bool {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.stopping {
+		c.mu.Unlock()
 		return false
 	}
 	c.stopping, c.reason = true, reason
 	close(c.quit)
 	c.serving.close()
+	// Nothing is tracked from now on: close outside the lock, which the loops take.
+	closers := make([]io.Closer, 0, len(c.listeners))
 	for ln := range c.listeners {
-		_ = ln.Close()
+		closers = append(closers, ln)
 	}
 	for s, held := range c.sockets {
 		if !held {
-			_ = s.Close()
+			closers = append(closers, s)
 		}
+	}
+	c.mu.Unlock()
+	for _, s := range closers {
+		_ = s.Close()
 	}
 	return true
 }
@@ -376,10 +382,14 @@ func (c *Connector) endAll(live []*conversation) {
 	}
 	wg.Wait()
 	c.mu.Lock()
+	packets := make([]io.Closer, 0, len(c.packets))
 	for pc := range c.packets {
-		_ = pc.Close()
+		packets = append(packets, pc)
 	}
 	c.mu.Unlock()
+	for _, pc := range packets {
+		_ = pc.Close()
+	}
 	c.tasks.close()
 }
 
