@@ -7,6 +7,7 @@ require (
 	github.com/pion/dtls/v3 v3.1.15
 	github.com/prometheus/client_golang v1.23.2
 	github.com/spf13/cobra v1.10.2
+	go.uber.org/goleak v1.3.0
 	go.uber.org/zap v1.27.1
 	go.yaml.in/yaml/v2 v2.4.3
 	golang.org/x/sync v0.24.0

@@ -2,6 +2,7 @@ package connector
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -62,7 +63,8 @@ type conversation struct {
 	wire  []byte
 	ends  []int
 	fired []*rules.Rule
-	// onEnd, if set, is called (without the lock) once the conversation has ended.
+	// onEnd, if set, is called once the conversation has ended, with mu held: it must not
+	// take it.
 	onEnd func()
 }
 
@@ -92,7 +94,7 @@ func (cv *conversation) start(s socket, deferGreeting bool, detail string) {
 		cv.schedule(sc, 0, nil, 0, nil)
 	}
 	if t := cv.prog.InteractionTimeout; t > 0 {
-		cv.idle = time.AfterFunc(t, cv.onIdle)
+		cv.idle = time.AfterFunc(t, func() { cv.c.tasks.run(cv.onIdle) })
 	}
 }
 
@@ -164,6 +166,15 @@ func (cv *conversation) endByOrder(reason string) {
 	}
 }
 
+// abort ends the conversation without its ending rule: Close has cut its sockets.
+func (cv *conversation) abort() {
+	cv.mu.Lock()
+	defer cv.mu.Unlock()
+	if !cv.ended {
+		cv.finish(v1alpha1.ActivityEnded, closeReason)
+	}
+}
+
 // finish ends the conversation: it sends the given basic rules, closes every socket,
 // forgets the conversation and records an activity of type typ. Called with mu held.
 func (cv *conversation) finish(typ v1alpha1.ActivityType, msg string, basics ...*rules.Basic) {
@@ -202,7 +213,7 @@ func (cv *conversation) finish(typ v1alpha1.ActivityType, msg string, basics ...
 	cv.c.conns.remove(cv)
 	cv.record(a)
 	if cv.onEnd != nil {
-		go cv.onEnd()
+		cv.onEnd()
 	}
 }
 
@@ -219,7 +230,14 @@ func (cv *conversation) socketClosed(s socket, err error) {
 			break
 		}
 	}
-	if cv.ended || len(cv.socks) > 0 {
+	if cv.ended {
+		return
+	}
+	if cv.c.hardStop.Load() {
+		cv.finish(v1alpha1.ActivityEnded, closeReason)
+		return
+	}
+	if len(cv.socks) > 0 {
 		return
 	}
 	byUs := s.closedByUs()
@@ -321,3 +339,75 @@ func (cv *conversation) PeerIP() string { return cv.peer.Addr().String() }
 func (cv *conversation) PeerPort() string { return strconv.Itoa(int(cv.peer.Port())) }
 
 func nowMicro() metav1.MicroTime { return metav1.NewMicroTime(time.Now()) }
+
+// reject refuses a peer and records why.
+func (c *Connector) reject(peer netip.AddrPort, transport v1alpha1.Transport, reason string) {
+	c.rejected.Add(1)
+	c.record(&v1alpha1.ActivityRecord{
+		Time:       nowMicro(),
+		Type:       v1alpha1.ActivityRejected,
+		Connection: &v1alpha1.ConnectionRef{Peer: peer.String(), Transport: transport},
+		Message:    reason,
+	})
+}
+
+// join finds or creates the conversation of a peer and hands it the socket; it returns nil
+// when the peer is refused (the refusal is recorded) or the connector is stopping.
+// deferGreeting is set for UDP servers, which greet before their first reply; detail goes
+// into the Connected activity.
+// key is the peer's address key, or its session's; session is the id a new conversation
+// starts with.
+func (c *Connector) join(key connKey, peer netip.AddrPort, s socket, deferGreeting bool, detail, session string) *conversation {
+	g := c.current.Load()
+	p := g.prog
+	if c.paused.Load() {
+		if cv := c.conns.lookup(key); cv == nil {
+			c.reject(peer, p.Transport, "connector paused")
+			return nil
+		}
+	}
+	for {
+		cv, res := c.conns.join(key, p.MaxConnections, func() *conversation { return c.newConversation(g, peer, session) })
+		switch res {
+		case overCap:
+			c.reject(peer, p.Transport, "over maxConcurrentConnections")
+			return nil
+		case stopping:
+			return nil
+		case created:
+			cv.socks = append(cv.socks, s)
+			cv.start(s, deferGreeting, detail)
+			cv.mu.Unlock()
+			return cv
+		}
+		if _, isUDP := s.(*udpPeer); isUDP {
+			// A datagram is not a socket: datagram() points the conversation at its sender.
+			return cv
+		}
+		cv.mu.Lock()
+		if !cv.ended && len(cv.socks) >= maxSocketsPerConversation {
+			cv.mu.Unlock()
+			c.reject(peer, p.Transport, fmt.Sprintf("over %d sockets for one logical connection", maxSocketsPerConversation))
+			return nil
+		}
+		ok := cv.attach(s)
+		if ok {
+			a := cv.activity(v1alpha1.ActivityConnected)
+			a.Message = joinMessage("socket joined the live conversation", detail)
+			cv.record(a)
+		}
+		cv.mu.Unlock()
+		if ok {
+			return cv
+		}
+		// It ended while we waited for its lock; start a new one.
+	}
+}
+
+// joinMessage describes a socket joining a live conversation, with its TLS detail if any.
+func joinMessage(what, detail string) string {
+	if detail == "" {
+		return what
+	}
+	return what + "; " + detail
+}

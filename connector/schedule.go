@@ -93,7 +93,7 @@ func (cv *conversation) armTasks() {
 	}
 	d := time.Until(cv.tasks[0].due)
 	if cv.taskTimer == nil {
-		cv.taskTimer = time.AfterFunc(d, cv.runDue)
+		cv.taskTimer = time.AfterFunc(d, func() { cv.c.tasks.run(cv.runDue) })
 	} else {
 		cv.taskTimer.Reset(d)
 	}

@@ -150,7 +150,7 @@ func (t *TLS) dtlsClientOptions(host string) []dtls.ClientOption {
 // secureServer runs the server side of a TLS or DTLS handshake on an accepted connection and
 // returns the connection to use and a description of the session for the Connected activity.
 func (c *Connector) secureServer(p *rules.Program, conn net.Conn) (net.Conn, string, error) {
-	ctx, cancel := context.WithTimeout(c.runCtx, c.opts.TLS.handshakeTimeout())
+	ctx, cancel := context.WithTimeout(c.stopContext(), c.opts.TLS.handshakeTimeout())
 	defer cancel()
 	switch sc := conn.(type) {
 	case *dtls.Conn:
@@ -171,7 +171,7 @@ func (c *Connector) secureServer(p *rules.Program, conn net.Conn) (net.Conn, str
 // secureClient runs the client side of a handshake over a dialled TCP connection or an
 // unconnected UDP socket (DTLS).
 func (c *Connector) secureClient(p *rules.Program, conn net.Conn, pc net.PacketConn, raddr net.Addr, host string) (net.Conn, error) {
-	ctx, cancel := context.WithTimeout(c.runCtx, c.opts.TLS.handshakeTimeout())
+	ctx, cancel := context.WithTimeout(c.stopContext(), c.opts.TLS.handshakeTimeout())
 	defer cancel()
 	if p.Transport == v1alpha1.TransportUDP {
 		dc, err := dtls.ClientWithOptions(pc, raddr, c.opts.TLS.dtlsClientOptions(host)...)

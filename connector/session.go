@@ -194,6 +194,7 @@ func (c *Connector) serveSessionStream(p *rules.Program, s *streamSocket, detail
 		_ = s.conn.Close()
 		return
 	}
+	c.holdSocket(s.raw) // it goes to a conversation now: Shutdown ends it, with its socket
 	cv := c.routeSession(p, s, buf[:n], false, detail)
 	if cv == nil {
 		_ = s.conn.Close()

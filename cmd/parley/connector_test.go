@@ -1,26 +1,14 @@
 package main
 
-// `parley connector` runs as the real binary against uplinktest.Engine, an in-process gRPC
-// server over real TLS standing in for the operator's engine (which has its own tests
-// against envtest); peers are real TCP clients and servers on loopback.
+// `parley connector` runs as the real binary against uplinktest.Engine, for what the command
+// adds to the pod process (connector/pod, whose own tests cover the rest): its flags and
+// environment, its exit code, and SIGTERM.
 
 import (
-	"bufio"
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
-	"fmt"
-	"io"
-	"math/big"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -67,7 +55,8 @@ type connectorProc struct {
 	err    error
 }
 
-func startConnector(t *testing.T, e *uplinktest.Engine, args ...string) *connectorProc {
+// startConnector runs the binary against e; env is added to its environment.
+func startConnector(t *testing.T, e *uplinktest.Engine, env []string, args ...string) *connectorProc {
 	t.Helper()
 	dir := t.TempDir()
 	token := filepath.Join(dir, "token")
@@ -79,13 +68,13 @@ func startConnector(t *testing.T, e *uplinktest.Engine, args ...string) *connect
 		t.Fatal(err)
 	}
 	all := append([]string{"connector",
-		"--engine-address", e.Addr(), "--engine-server-name", uplinktest.ServerName,
-		"--connector", "decoy", "--namespace", "ns", "--pod", "decoy-0",
+		"--engine-server-name", uplinktest.ServerName,
 		"--engine-token-file", token, "--engine-ca-file", ca,
 		"--tls-dir", filepath.Join(dir, "none"), "--tls-client-ca-dir", filepath.Join(dir, "none"),
 		"--metrics-bind-address", "0", "--end-timeout", "15s",
 	}, args...)
 	p := &connectorProc{cmd: exec.Command(parleyBinary, all...), out: &lockedBuffer{}, exited: make(chan struct{})}
+	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -126,156 +115,12 @@ func (p *connectorProc) wait(t *testing.T) int {
 	return 0
 }
 
-func (p *connectorProc) waitLog(t *testing.T, what string) {
-	t.Helper()
-	uplinktest.Eventually(t, "log line "+strconv.Quote(what), func() bool { return strings.Contains(p.out.String(), what) })
-}
-
-// config makes the engine's Config of a rules spec written in YAML.
-func config(t *testing.T, specYAML string, generation int64, port int) *enginev1.Config {
-	t.Helper()
-	var spec v1alpha1.ConversationRulesSpec
-	if err := yaml.UnmarshalStrict([]byte(specYAML), &spec); err != nil {
-		t.Fatal(err)
-	}
-	raw, err := json.Marshal(&spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &enginev1.Config{Spec: raw, RulesName: "pinger", Generation: generation, Hash: rules.Hash(&spec)}
-	if port != 0 {
-		p := int32(port)
-		c.Port = &p
-	}
-	return c
-}
-
-func pingerSpec(reply string) string {
-	// identifyByPort: each socket from loopback is a conversation of its own, rather than
-	// joining the live one of the same peer IP.
-	return `
-operation: {port: 7000, identifyByPort: true}
-conversation:
-  greetings: {value: "+OK ready\r\n"}
-  ending: {value: "+OK bye\r\n"}
-  rules: [{id: 1, mode: Sync, regex: "PING", response: "` + reply + `\r\n"}]
-`
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// peer is a third party talking to the connector.
-type peer struct {
-	t *testing.T
-	c net.Conn
-	r *bufio.Reader
-}
-
-// dial connects once the connector listens, and reads its greeting.
-func dial(t *testing.T, port int) *peer {
-	t.Helper()
-	var c net.Conn
-	var err error
-	uplinktest.Eventually(t, fmt.Sprintf("the connector to listen on %d", port), func() bool {
-		c, err = net.Dial("tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		return err == nil
-	})
-	t.Cleanup(func() { c.Close() })
-	p := &peer{t: t, c: c, r: bufio.NewReader(c)}
-	if got := p.line(); got != "+OK ready\r\n" {
-		t.Fatalf("greeting %q", got)
-	}
-	return p
-}
-
-func (p *peer) line() string {
-	p.t.Helper()
-	_ = p.c.SetReadDeadline(time.Now().Add(uplinktest.Wait))
-	s, err := p.r.ReadString('\n')
-	if err != nil {
-		p.t.Fatalf("read after %q: %v", s, err)
-	}
-	return s
-}
-
-func (p *peer) ask(q string) string {
-	p.t.Helper()
-	if _, err := io.WriteString(p.c, q+"\r\n"); err != nil {
-		p.t.Fatal(err)
-	}
-	return p.line()
-}
-
-// ended checks that the connection receives the ending rule's text, then closes.
-func (p *peer) ended() {
-	p.t.Helper()
-	if got := p.line(); got != "+OK bye\r\n" {
-		p.t.Fatalf("got %q, want the ending rule's text", got)
-	}
-	_ = p.c.SetReadDeadline(time.Now().Add(uplinktest.Wait))
-	if rest, err := p.r.ReadString('\n'); err != io.EOF {
-		p.t.Fatalf("after the ending: %q, %v; want EOF", rest, err)
-	}
-}
-
-type act struct {
-	seq uint64
-	v1alpha1.ActivityRecord
-}
-
-func activities(t *testing.T, e *uplinktest.Engine) []act {
-	t.Helper()
-	var out []act
-	for seq, raw := range e.Activities() {
-		a := act{seq: seq}
-		if err := json.Unmarshal(raw, &a.ActivityRecord); err != nil {
-			t.Fatalf("activity %d: %v", seq, err)
-		}
-		out = append(out, a)
-	}
-	return out
-}
-
-func count(acts []act, typ v1alpha1.ActivityType, match func(act) bool) int {
-	n := 0
-	for _, a := range acts {
-		if a.Type == typ && (match == nil || match(a)) {
-			n++
-		}
-	}
-	return n
-}
-
-// checkByeCoversEverything verifies the single Bye and that activities 1..last_seq arrived.
-func checkByeCoversEverything(t *testing.T, e *uplinktest.Engine, reason string) []act {
-	t.Helper()
-	byes := e.Byes()
-	if len(byes) != 1 || !strings.Contains(byes[0].GetReason(), reason) {
-		t.Fatalf("byes %v, want one saying %q", byes, reason)
-	}
-	acts := activities(t, e)
-	if uint64(len(acts)) != byes[0].GetLastSeq() {
-		t.Fatalf("%d activities received, Bye says the last is %d", len(acts), byes[0].GetLastSeq())
-	}
-	if n := count(acts, v1alpha1.ActivityConnectorStopped, nil); n == 0 {
-		t.Fatal("no ConnectorStopped activity before Bye")
-	}
-	return acts
-}
-
 func TestConnectorExitsWithoutConfig(t *testing.T) {
 	e := uplinktest.New(t)
 	e.SetToken(engineToken)
 	began := time.Now()
-	p := startConnector(t, e, "--config-timeout", "1s")
+	p := startConnector(t, e, nil, "--engine-address", e.Addr(), "--connector", "decoy", "--namespace", "ns", "--pod", "decoy-0",
+		"--config-timeout", "1s")
 	if code := p.wait(t); code == 0 {
 		t.Fatal("exit code 0 without a Config")
 	}
@@ -296,309 +141,53 @@ func TestConnectorExitsWithoutConfig(t *testing.T) {
 	}
 }
 
-func TestConnectorServesFollowsRulesAndEnds(t *testing.T) {
+func TestConnectorTakesItsSettingsFromTheEnvironmentAndEndsOnSIGTERM(t *testing.T) {
 	e := uplinktest.New(t)
 	e.SetToken(engineToken)
-	port, metricsPort := freePort(t), freePort(t)
-	e.SetConfig(config(t, pingerSpec("+PONG"), 1, port))
-	p := startConnector(t, e, "--metrics-bind-address", "127.0.0.1:"+strconv.Itoa(metricsPort))
-
-	first := dial(t, port)
-	if got := first.ask("PING"); got != "+PONG\r\n" {
-		t.Fatalf("reply %q", got)
+	var spec v1alpha1.ConversationRulesSpec
+	if err := yaml.UnmarshalStrict([]byte(`
+operation: {port: 7000}
+conversation: {greetings: {value: "+OK ready\r\n"}}
+`), &spec); err != nil {
+		t.Fatal(err)
 	}
-	uplinktest.Eventually(t, "the Input activity at the engine", func() bool {
-		return count(activities(t, e), v1alpha1.ActivityInput, func(a act) bool {
-			return a.Input != nil && strings.HasPrefix(a.Input.Text, "PING") && a.RulesRef != nil && a.RulesRef.Generation == 1 &&
-				a.Connector == "decoy" && a.Rules != nil && len(a.Rules.Executed) == 1
-		}) == 1
-	})
-
-	// New rules: new connections use them at once, the live one keeps its own.
-	e.SetConfig(config(t, pingerSpec("+PONG v2"), 2, port))
-	p.waitLog(t, "rules updated")
-	second := dial(t, port)
-	if got := second.ask("PING"); got != "+PONG v2\r\n" {
-		t.Fatalf("new connection after the new Config: %q", got)
-	}
-	if got := first.ask("PING"); got != "+PONG\r\n" {
-		t.Fatalf("live connection after the new Config: %q, want its own rules' reply", got)
-	}
-
-	// A Config whose hash does not match its spec is refused; the running rules stay.
-	bad := config(t, pingerSpec("+PONG v3"), 3, port)
-	bad.Hash = "sha256:0000"
-	e.SetConfig(bad)
-	p.waitLog(t, "Config rejected")
-	if got := dial(t, port).ask("PING"); got != "+PONG v2\r\n" {
-		t.Fatalf("after a rejected Config: %q", got)
-	}
-
-	uplinktest.Eventually(t, "a heartbeat counting the connections", func() bool {
-		hbs := e.Heartbeats()
-		return len(hbs) > 0 && hbs[len(hbs)-1].GetTotalConnections() == 3 && hbs[len(hbs)-1].GetActiveConnections() == 3
-	})
-	metrics := scrape(t, metricsPort)
-	for _, want := range []string{
-		"parley_connector_connections_active 3", "parley_connector_connections_total 3",
-		"parley_connector_inputs_total 4", "parley_connector_rules_fired_total 4",
-		"parley_connector_connections_rejected_total 0", "parley_connector_activities_dropped_total 0",
-		"parley_connector_engine_connected 1",
-	} {
-		if !strings.Contains(metrics, want+"\n") {
-			t.Errorf("metrics lack %q", want)
-		}
-	}
-	for _, name := range []string{"parley_connector_activities_produced_total", "parley_connector_engine_activities_sent_total",
-		"parley_connector_engine_activities_acked_total", "parley_connector_engine_buffered_activities", "parley_connector_engine_reconnects_total"} {
-		if !strings.Contains(metrics, "\n"+name+" ") {
-			t.Errorf("metrics lack %s", name)
-		}
-	}
-
-	if e.Order(enginev1.Order_END, "connector deleted") != 1 {
-		t.Fatal("no stream to order")
-	}
-	first.ended()
-	second.ended()
-	if code := p.wait(t); code != 0 {
-		t.Fatalf("exit code %d after END", code)
-	}
-	acts := checkByeCoversEverything(t, e, "END order: connector deleted")
-	if n := count(acts, v1alpha1.ActivityInput, nil); n != 4 {
-		t.Errorf("%d Input activities, want 4", n)
-	}
-	if n := count(acts, v1alpha1.ActivityConnected, nil); n != 3 {
-		t.Errorf("%d Connected activities, want 3", n)
-	}
-	if hs := e.Hellos(); len(hs) != 1 {
-		t.Errorf("%d Hellos: the stream should have stayed up", len(hs))
-	}
-}
-
-func scrape(t *testing.T, port int) string {
-	t.Helper()
-	resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(port) + "/metrics")
+	raw, err := json.Marshal(&spec)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return string(b)
-}
-
-func TestConnectorRestartsOnNewNetworkSettingsAndEndsOnSIGTERM(t *testing.T) {
-	e := uplinktest.New(t)
-	e.SetToken(engineToken)
-	port, port2 := freePort(t), freePort(t)
-	e.SetConfig(config(t, pingerSpec("+PONG"), 1, port))
-	p := startConnector(t, e)
-	first := dial(t, port)
-
-	e.SetConfig(config(t, pingerSpec("+PONG v2"), 2, port2))
-	first.ended() // the old connector ends its conversations gracefully
-	p.waitLog(t, "network settings changed")
-	second := dial(t, port2)
-	if got := second.ask("PING"); got != "+PONG v2\r\n" {
-		t.Fatalf("reply on the new port: %q", got)
-	}
-	if c, err := net.DialTimeout("tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), time.Second); err == nil {
-		c.Close()
-		t.Fatal("the old port still accepts connections")
-	}
+	port := int32(l.Addr().(*net.TCPAddr).Port)
+	l.Close()
+	e.SetConfig(&enginev1.Config{Spec: raw, RulesName: "pinger", Generation: 1, Hash: rules.Hash(&spec), Port: &port})
+	p := startConnector(t, e, []string{
+		v1alpha1.EnvEngineAddress + "=" + e.Addr(), v1alpha1.EnvConnector + "=decoy",
+		v1alpha1.EnvNamespace + "=ns", v1alpha1.EnvPodName + "=decoy-7",
+	})
+	uplinktest.Eventually(t, "the connector to serve", func() bool {
+		c, err := net.Dial("tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port))))
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
 
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	second.ended()
 	if code := p.wait(t); code != 0 {
 		t.Fatalf("exit code %d after SIGTERM", code)
 	}
-	acts := checkByeCoversEverything(t, e, "signal")
-	if n := count(acts, v1alpha1.ActivityConnectorStarted, nil); n != 2 {
-		t.Errorf("%d ConnectorStarted, want 2 (one per network settings)", n)
+	if out := p.out.String(); !strings.Contains(out, "signal again to quit at once") {
+		t.Errorf("output lacks the signal:\n%s", out)
 	}
-}
-
-func TestConnectorPauseAndResumeOrders(t *testing.T) {
-	e := uplinktest.New(t)
-	e.SetToken(engineToken)
-	port := freePort(t)
-	e.SetConfig(config(t, pingerSpec("+PONG"), 1, port))
-	p := startConnector(t, e)
-	live := dial(t, port)
-
-	e.Order(enginev1.Order_PAUSE, "spec.paused")
-	uplinktest.Eventually(t, "a refused connection", func() bool {
-		c, err := net.Dial("tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		if err != nil {
-			return false
-		}
-		defer c.Close()
-		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		b, err := bufio.NewReader(c).ReadString('\n')
-		return b == "" && err == io.EOF
-	})
-	if got := live.ask("PING"); got != "+PONG\r\n" {
-		t.Fatalf("live connection while paused: %q", got)
+	byes := e.Byes()
+	if len(byes) != 1 || !strings.Contains(byes[0].GetReason(), "signal") {
+		t.Fatalf("byes %v, want one saying the pod got a signal", byes)
 	}
-	uplinktest.Eventually(t, "a heartbeat saying paused", func() bool {
-		hbs := e.Heartbeats()
-		return len(hbs) > 0 && hbs[len(hbs)-1].GetPaused() && hbs[len(hbs)-1].GetRejectedConnections() > 0
-	})
-	e.Order(enginev1.Order_RESUME, "spec.paused unset")
-	uplinktest.Eventually(t, "an accepted connection", func() bool {
-		c, err := net.Dial("tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		if err != nil {
-			return false
-		}
-		defer c.Close()
-		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		b, _ := bufio.NewReader(c).ReadString('\n')
-		return b == "+OK ready\r\n"
-	})
-	e.Order(enginev1.Order_END, "done")
-	live.ended()
-	if code := p.wait(t); code != 0 {
-		t.Fatalf("exit code %d", code)
-	}
-	if n := count(checkByeCoversEverything(t, e, "END order"), v1alpha1.ActivityRejected, nil); n == 0 {
-		t.Error("no Rejected activity while paused")
-	}
-}
-
-func TestConnectorClientModeExitsWhenConversationsEnd(t *testing.T) {
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	heard := make(chan string, 4)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		r := bufio.NewReader(c)
-		for {
-			line, err := r.ReadString('\n')
-			if err != nil {
-				close(heard)
-				return
-			}
-			heard <- strings.TrimSpace(line)
-			if strings.HasPrefix(line, "HELLO") {
-				fmt.Fprint(c, "WELCOME\n")
-			}
-		}
-	}()
-	e := uplinktest.New(t)
-	e.SetToken(engineToken)
-	e.SetConfig(config(t, fmt.Sprintf(`
-operation: {mode: Client, ip: 127.0.0.1, port: %d, maxConcurrentConnections: 1}
-conversation:
-  greetings: {value: "HELLO\n"}
-  ending: {value: "QUIT\n"}
-  rules: [{id: 1, mode: Sync, regex: "WELCOME", ending: true}]
-`, ln.Addr().(*net.TCPAddr).Port), 1, 0))
-	p := startConnector(t, e)
-	if code := p.wait(t); code != 0 {
-		t.Fatalf("exit code %d", code)
-	}
-	var lines []string
-	for done := false; !done; {
-		select {
-		case l, ok := <-heard:
-			lines, done = append(lines, l), !ok
-		case <-time.After(uplinktest.Wait):
-			t.Fatalf("the target's connection did not end; heard %v", lines)
-		}
-	}
-	lines = lines[:len(lines)-1] // the zero value of the closed channel
-	if strings.Join(lines, "|") != "HELLO|QUIT" {
-		t.Errorf("the target heard %v", lines)
-	}
-	acts := checkByeCoversEverything(t, e, "client conversations ended")
-	if n := count(acts, v1alpha1.ActivityEnded, nil); n != 1 {
-		t.Errorf("%d Ended activities", n)
-	}
-}
-
-// selfSigned writes a certificate for 127.0.0.1 and its key as a kubernetes.io/tls Secret
-// is mounted, and returns a pool trusting it.
-func selfSigned(t *testing.T, dir string) *x509.CertPool {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	template := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "decoy"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, template, template, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	for name, data := range map[string][]byte{
-		"tls.crt": certPEM,
-		"tls.key": pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
-	} {
-		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(certPEM)
-	return pool
-}
-
-func TestConnectorServesTLSFromTheMountedSecret(t *testing.T) {
-	e := uplinktest.New(t)
-	e.SetToken(engineToken)
-	port := freePort(t)
-	tlsSpec := strings.Replace(pingerSpec("+PONG"), "identifyByPort: true}", "identifyByPort: true, tls: {enabled: true}}", 1)
-	// Without the Secret's files the Config is refused, not run into a failure.
-	e.SetConfig(config(t, tlsSpec, 1, port))
-	empty := startConnector(t, e, "--config-timeout", "2s")
-	if code := empty.wait(t); code == 0 || !strings.Contains(empty.out.String(), "no tls.crt and tls.key in") {
-		t.Fatalf("exit code %d without TLS material; output:\n%s", code, empty.out)
-	}
-
-	tlsDir := filepath.Join(t.TempDir(), "tls")
-	pool := selfSigned(t, tlsDir)
-	p := startConnector(t, e, "--tls-dir", tlsDir)
-	var c *tls.Conn
-	uplinktest.Eventually(t, "a TLS handshake", func() bool {
-		var err error
-		c, err = tls.Dial("tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
-		return err == nil
-	})
-	tp := &peer{t: t, c: c, r: bufio.NewReader(c)}
-	t.Cleanup(func() { c.Close() })
-	if got := tp.line(); got != "+OK ready\r\n" {
-		t.Fatalf("greeting over TLS %q", got)
-	}
-	if got := tp.ask("PING"); got != "+PONG\r\n" {
-		t.Fatalf("reply over TLS %q", got)
-	}
-	e.Order(enginev1.Order_END, "done")
-	tp.ended()
-	if code := p.wait(t); code != 0 {
-		t.Fatalf("exit code %d", code)
+	if hs := e.Hellos(); len(hs) == 0 || hs[0].GetConnector() != "decoy" || hs[0].GetNamespace() != "ns" || hs[0].GetPod() != "decoy-7" {
+		t.Errorf("hellos %v", hs)
 	}
 }
