@@ -1,10 +1,12 @@
 package importboundary
 
 import (
-	"encoding/json"
 	"errors"
-	"io"
-	"os/exec"
+	"fmt"
+	"go/build"
+	"io/fs"
+	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 )
@@ -45,32 +47,67 @@ type pkg struct {
 	Deps       []string // direct and indirect
 }
 
-// listPackages runs `go list -deps` over the module: every package with all it imports,
-// directly or not (tests' imports aside: a test may wire sides together).
+// listPackages reads the module's packages in-process with go/build (so that the test
+// cache notices an edited file, which it would not through a `go list` subprocess): every
+// package with its direct imports and, computed here, everything it imports indirectly
+// within the module. Tests' imports are left aside: a test may wire sides together.
 func listPackages(t *testing.T) []pkg {
 	t.Helper()
-	cmd := exec.Command("go", "list", "-json=ImportPath,Imports,Deps", module+"/...")
-	out, err := cmd.Output()
+	root, err := filepath.Abs("../..")
 	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			t.Fatalf("go list: %v\n%s", err, ee.Stderr)
+		t.Fatal(err)
+	}
+	direct := map[string][]string{}
+	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
 		}
-		t.Fatalf("go list: %v", err)
+		if !d.IsDir() {
+			return nil
+		}
+		if name := d.Name(); path != root && (strings.HasPrefix(name, ".") || strings.HasPrefix(name, "_") || name == "testdata") {
+			return filepath.SkipDir
+		}
+		bp, err := build.Default.ImportDir(path, 0)
+		var noGo *build.NoGoError
+		if errors.As(err, &noGo) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		rel, err := filepath.Rel(root, path)
+		if err != nil {
+			return err
+		}
+		direct[module+"/"+filepath.ToSlash(rel)] = bp.Imports
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(direct) < 10 {
+		t.Fatalf("found %d packages under %s; expected the whole module", len(direct), root)
 	}
 	var pkgs []pkg
-	dec := json.NewDecoder(strings.NewReader(string(out)))
-	for {
-		var p pkg
-		if err := dec.Decode(&p); errors.Is(err, io.EOF) {
-			break
-		} else if err != nil {
-			t.Fatalf("decode go list output: %v", err)
+	for path, imports := range direct {
+		seen := map[string]bool{}
+		var visit func(string)
+		visit = func(p string) {
+			for _, imp := range direct[p] {
+				if !seen[imp] {
+					seen[imp] = true
+					visit(imp)
+				}
+			}
 		}
-		pkgs = append(pkgs, p)
-	}
-	if len(pkgs) < 10 {
-		t.Fatalf("go list found %d packages; expected the whole module", len(pkgs))
+		visit(path)
+		deps := make([]string, 0, len(seen))
+		for d := range seen {
+			deps = append(deps, d)
+		}
+		sort.Strings(deps)
+		pkgs = append(pkgs, pkg{ImportPath: path, Imports: imports, Deps: deps})
 	}
 	return pkgs
 }
