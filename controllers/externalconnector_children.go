@@ -243,16 +243,6 @@ func (r *ExternalConnectorReconciler) ensureJob(ctx context.Context, ec *v1alpha
 	return nil, nil
 }
 
-// jobFinished returns the condition that ended a Job, if any.
-func jobFinished(job *batchv1.Job) (batchv1.JobCondition, bool) {
-	for _, c := range job.Status.Conditions {
-		if (c.Type == batchv1.JobComplete || c.Type == batchv1.JobFailed) && c.Status == corev1.ConditionTrue {
-			return c, true
-		}
-	}
-	return batchv1.JobCondition{}, false
-}
-
 // deleteOwned deletes the object named after the connector if the connector controls it.
 func (r *ExternalConnectorReconciler) deleteOwned(ctx context.Context, ec *v1alpha1.ExternalConnector, obj client.Object, kind, why string) error {
 	if err := r.Get(ctx, client.ObjectKey{Namespace: ec.Namespace, Name: ec.Name}, obj); err != nil {

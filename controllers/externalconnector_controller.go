@@ -94,7 +94,7 @@ func (r *ExternalConnectorReconciler) Reconcile(ctx context.Context, req ctrl.Re
 			}
 		}
 	}
-	r.setStatus(&ec, res, w, werr)
+	setStatus(&ec, res, w, werr)
 	if err := r.patchStatus(ctx, old, &ec); err != nil {
 		if apierrors.IsConflict(err) && werr == nil {
 			// The cache is behind a status write (ours, or the engine's), which brings no

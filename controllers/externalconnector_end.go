@@ -8,7 +8,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -29,11 +28,9 @@ func (r *ExternalConnectorReconciler) end(ctx context.Context, ec *v1alpha1.Exte
 	}
 	grace := gracePeriod(ec)
 	old := ec.DeepCopy()
-	ec.Status.Phase = v1alpha1.PhaseTerminating
-	meta.SetStatusCondition(&ec.Status.Conditions, metav1.Condition{
-		Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonTerminating, ObservedGeneration: ec.Generation,
-		Message: fmt.Sprintf("ending: live conversations get their ending and activities are flushed, for at most %s", grace),
-	})
+	phase, ready := terminating(ec)
+	ec.Status.Phase = phase
+	meta.SetStatusCondition(&ec.Status.Conditions, ready)
 	if err := r.patchStatus(ctx, old, ec); err != nil {
 		if apierrors.IsConflict(err) {
 			return ctrl.Result{RequeueAfter: conflictRetry}, nil
