@@ -37,8 +37,9 @@ func (o observed) running() client.Object {
 }
 
 // workload makes the connector's Secret and the workload of its mode, removes the workload of
-// the other mode, and returns what runs. Unresolved rules leave the workload as it is.
-func (r *ExternalConnectorReconciler) workload(ctx context.Context, ec *v1alpha1.ExternalConnector, res resolution) (observed, error) {
+// the other mode, and returns what runs, and whether the Secret waits for the engine's CA.
+// Unresolved rules leave the workload as it is.
+func (r *ExternalConnectorReconciler) workload(ctx context.Context, ec *v1alpha1.ExternalConnector, res resolution) (observed, bool, error) {
 	t := res.target
 	mode := ec.Status.Mode
 	if t != nil {
@@ -47,11 +48,19 @@ func (r *ExternalConnectorReconciler) workload(ctx context.Context, ec *v1alpha1
 	if msg := nameProblem(ec.Name, mode); msg != "" {
 		o, err := r.observe(ctx, ec)
 		o.invalid = msg
-		return o, err
+		return o, false, err
 	}
-	if err := r.ensureSecret(ctx, ec); err != nil {
-		return observed{}, err
+	caPending, err := r.ensureSecret(ctx, ec)
+	if err != nil {
+		return observed{}, false, err
 	}
+	w, err := r.children(ctx, ec, t)
+	return w, caPending, err
+}
+
+// children makes the workload of the target's mode and removes the other mode's; without a
+// target (unresolved rules) they are left as they are.
+func (r *ExternalConnectorReconciler) children(ctx context.Context, ec *v1alpha1.ExternalConnector, t *target) (observed, error) {
 	if t == nil {
 		return r.observe(ctx, ec)
 	}

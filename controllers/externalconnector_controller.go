@@ -83,7 +83,7 @@ func (r *ExternalConnectorReconciler) Reconcile(ctx context.Context, req ctrl.Re
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	w, werr := r.workload(ctx, &ec, res)
+	w, caPending, werr := r.workload(ctx, &ec, res)
 	if werr != nil {
 		r.event(&ec, nil, corev1.EventTypeWarning, v1alpha1.ReasonWorkloadFailed, "Reconcile", werr.Error())
 		if w.running() == nil {
@@ -104,6 +104,11 @@ func (r *ExternalConnectorReconciler) Reconcile(ctx context.Context, req ctrl.Re
 		return ctrl.Result{}, err
 	}
 	r.announce(ctx, old, &ec, res, w)
+	if caPending && werr == nil {
+		// The engine Secret lacks the engine's CA, not loaded yet: come back for it soon
+		// rather than wait for it here. Nothing else would bring a reconcile when it loads.
+		return ctrl.Result{RequeueAfter: caRetry}, nil
+	}
 	return ctrl.Result{}, werr
 }
 
