@@ -3,12 +3,10 @@ package controllers
 import (
 	"context"
 	"fmt"
-	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -27,9 +25,6 @@ import (
 
 // fieldOwner is the server-side apply field manager of everything the controller applies.
 const fieldOwner = client.FieldOwner("parley-externalconnector")
-
-// conflictRetry is how soon a status write refused for a stale read is tried again.
-const conflictRetry = 100 * time.Millisecond
 
 // Ender ends a deleted connector gracefully: its pods stop accepting, give live conversations
 // their ending, and flush their activities. The engine implements it; End is called again
@@ -63,8 +58,12 @@ type ExternalConnectorReconciler struct {
 
 // Reconcile resolves the connector's rules, keeps its workload in shape and reports status.
 func (r *ExternalConnectorReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	// Read from the API server, not the cache: the status written last time is what this
+	// one is computed against (lastTransitionTime, the rules kept while unresolved, events
+	// on changes), and a reconcile often follows the previous one before the cache has its
+	// status write.
 	var ec v1alpha1.ExternalConnector
-	if err := r.Get(ctx, req.NamespacedName, &ec); err != nil {
+	if err := r.APIReader.Get(ctx, req.NamespacedName, &ec); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !ec.DeletionTimestamp.IsZero() {
@@ -95,12 +94,7 @@ func (r *ExternalConnectorReconciler) Reconcile(ctx context.Context, req ctrl.Re
 		}
 	}
 	setStatus(&ec, res, w, werr)
-	if err := r.patchStatus(ctx, old, &ec); err != nil {
-		if apierrors.IsConflict(err) && werr == nil {
-			// The cache is behind a status write (ours, or the engine's), which brings no
-			// event of its own: try again on fresher data, without logging an error.
-			return ctrl.Result{RequeueAfter: conflictRetry}, nil
-		}
+	if err := r.writeStatus(ctx, old, &ec); err != nil {
 		return ctrl.Result{}, err
 	}
 	r.announce(ctx, old, &ec, res, w)

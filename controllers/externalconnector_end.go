@@ -6,7 +6,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -31,10 +30,7 @@ func (r *ExternalConnectorReconciler) end(ctx context.Context, ec *v1alpha1.Exte
 	phase, ready := terminating(ec)
 	ec.Status.Phase = phase
 	meta.SetStatusCondition(&ec.Status.Conditions, ready)
-	if err := r.patchStatus(ctx, old, ec); err != nil {
-		if apierrors.IsConflict(err) {
-			return ctrl.Result{RequeueAfter: conflictRetry}, nil
-		}
+	if err := r.writeStatus(ctx, old, ec); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if old.Status.Phase != v1alpha1.PhaseTerminating {

@@ -9,10 +9,10 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
+	"github.com/parley-dev/parley/internal/statusapply"
 )
 
 // setStatus fills in everything the controller reports; the engine's fields (connections,
@@ -34,17 +34,63 @@ func setStatus(ec *v1alpha1.ExternalConnector, res resolution, w observed, werr 
 	st.ObservedGeneration = ec.Generation
 }
 
-// patchStatus writes the status if it changed. The optimistic lock keeps the engine's fields,
-// written by another writer, from being overwritten with stale values.
-func (r *ExternalConnectorReconciler) patchStatus(ctx context.Context, old, ec *v1alpha1.ExternalConnector) error {
-	if equality.Semantic.DeepEqual(old.Status, ec.Status) {
+// writeStatus applies the controller's part of the status if it changed since before (the
+// connector as read), and reads the connector back into ec. Server-side apply under the
+// controller's field manager leaves the engine's fields to the engine: no lock, no conflict.
+func (r *ExternalConnectorReconciler) writeStatus(ctx context.Context, before, ec *v1alpha1.ExternalConnector) error {
+	if equality.Semantic.DeepEqual(before.Status, ec.Status) {
 		return nil
 	}
-	patch := client.MergeFromWithOptions(old, client.MergeFromWithOptimisticLock{})
-	if err := r.Status().Patch(ctx, ec, patch); err != nil {
-		return fmt.Errorf("update status of ExternalConnector %s/%s: %w", ec.Namespace, ec.Name, err)
+	fields, err := ownedStatus(&ec.Status)
+	if err == nil {
+		err = statusapply.Apply(ctx, r.Client, ec, fieldOwner, fields)
+	}
+	if err != nil {
+		return fmt.Errorf("apply status of ExternalConnector %s/%s: %w", ec.Namespace, ec.Name, err)
 	}
 	return nil
+}
+
+// ownedStatus is every status field the controller owns: the phase, the RulesResolved and
+// Ready conditions, what the rules resolved to (rules, mode, transport, port, endpoint), the
+// replica counts and observedGeneration. The engine owns the rest: the EngineConnected
+// condition, connections, activities and lastActivityTime.
+func ownedStatus(st *v1alpha1.ExternalConnectorStatus) (statusapply.Fields, error) {
+	conditions, err := statusapply.Conditions(st.Conditions, v1alpha1.ConditionRulesResolved, v1alpha1.ConditionReady)
+	if err != nil {
+		return nil, err
+	}
+	f := statusapply.Fields{
+		"conditions": conditions,
+		// Counts of zero are applied, not left out: left out, they would keep the value an
+		// earlier version of the operator wrote without server-side apply.
+		"replicas":           int64(st.Replicas),
+		"readyReplicas":      int64(st.ReadyReplicas),
+		"observedGeneration": st.ObservedGeneration,
+	}
+	if st.Phase != "" {
+		f["phase"] = string(st.Phase)
+	}
+	// Set once the rules first resolve, then kept: a connector whose rules never resolved
+	// has none of them.
+	if st.Rules != nil {
+		if f["rules"], err = statusapply.Object(st.Rules); err != nil {
+			return nil, err
+		}
+	}
+	if st.Mode != "" {
+		f["mode"] = string(st.Mode)
+	}
+	if st.Transport != "" {
+		f["transport"] = string(st.Transport)
+	}
+	if st.Port != 0 {
+		f["port"] = int64(st.Port)
+	}
+	if st.Endpoint != "" {
+		f["endpoint"] = st.Endpoint
+	}
+	return f, nil
 }
 
 // announce records events for changes of rules resolution and of terminal phases.
