@@ -37,8 +37,9 @@ type Ender interface {
 // Deployment and Service (server mode) or a Job (client mode), and reports on them.
 type ExternalConnectorReconciler struct {
 	client.Client
-	// APIReader reads Secrets straight from the API server, so that the operator does not
-	// cache every Secret of the cluster.
+	// APIReader reads straight from the API server: Secrets, so that the operator does not
+	// cache every Secret of the cluster, and the connector, whose status is computed against
+	// the one last written.
 	APIReader client.Reader
 	Recorder  events.EventRecorder
 	Defaults  Defaults
@@ -57,6 +58,10 @@ type ExternalConnectorReconciler struct {
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile resolves the connector's rules, keeps its workload in shape and reports status.
+// Its steps, each idempotent: the finalizer; the rules (externalconnector_rules.go); the
+// engine Secret (_credentials.go) and the workload (_children.go); the status, computed by
+// the pure functions of _readiness.go and applied by _status.go. A deleted connector ends
+// gracefully instead (_end.go).
 func (r *ExternalConnectorReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	// Read from the API server, not the cache: the status written last time is what this
 	// one is computed against (lastTransitionTime, the rules kept while unresolved, events
