@@ -22,7 +22,9 @@ type Defaults struct {
 	// Ender ends deleted connectors gracefully (the engine); nil ends them at once.
 	Ender Ender
 	// EngineCA returns the PEM of the CA connector pods trust the engine with, written into
-	// each connector's engine Secret; nil leaves the Secrets without it.
+	// each connector's engine Secret; nil leaves the Secrets without it. It must not wait:
+	// while it returns nothing (the engine has not loaded its CA yet), reconciles write the
+	// rest and come back for it shortly.
 	EngineCA func() []byte
 }
 

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
 
@@ -72,15 +71,9 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) (*Engine, error) {
 // Address is what connector pods dial.
 func (e *Engine) Address() string { return e.address }
 
-// CA returns the PEM of the engine's CA, waiting a while for it to be loaded: connector
-// Secrets must not be written without it.
-func (e *Engine) CA() []byte {
-	select {
-	case <-e.certs.Ready():
-	case <-time.After(30 * time.Second):
-	}
-	return e.certs.CAPEM()
-}
+// CA returns the PEM of the engine's CA, nil until it is loaded. It does not wait: the
+// connector controller calls it in every reconcile, and comes back later while it is nil.
+func (e *Engine) CA() []byte { return e.certs.CAPEM() }
 
 // ReadyCheck is a readiness check: the engine listens (its certificate is loaded).
 func (e *Engine) ReadyCheck(*http.Request) error {

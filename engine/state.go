@@ -4,6 +4,7 @@ import (
 	"sync"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	enginev1 "github.com/parley-dev/parley/api/engine/v1"
@@ -25,6 +26,9 @@ type connectorState struct {
 	lastActivity time.Time
 	// dirty says the status needs a patch.
 	dirty bool
+	// connected is the EngineConnected condition last applied, which the cache may not have
+	// yet: the next one keeps its lastTransitionTime while its status does not change.
+	connected *metav1.Condition
 	// announcedHash is the rules hash last announced with a RulesUpdated event.
 	announcedHash string
 	// lastDropWarning rate-limits the ActivitiesDropped event.

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
@@ -13,10 +12,10 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
+	"github.com/parley-dev/parley/internal/statusapply"
 )
 
 // dropWarningEvery rate-limits the ActivitiesDropped event per connector.
@@ -47,19 +46,19 @@ func (e *Engine) flushStatus(ctx context.Context) {
 	e.mu.Unlock()
 	for _, cs := range states {
 		if err := e.patchStatus(ctx, cs); err != nil {
-			if apierrors.IsConflict(err) {
-				e.metrics.statusPatches.WithLabelValues("conflict").Inc()
-			} else {
-				e.metrics.statusPatches.WithLabelValues("error").Inc()
-				e.log.Error(err, "update connector status", "connector", cs.key.String())
-			}
+			e.metrics.statusPatches.WithLabelValues("error").Inc()
+			e.log.Error(err, "update connector status", "connector", cs.key.String())
 		}
 	}
 }
 
-// patchStatus writes one connector's engine-owned status fields if they changed. The
-// optimistic lock keeps the reconciler's fields: on a conflict the state stays dirty and
-// the next interval tries again on a fresher cache.
+// statusOwner is the field manager of the status fields the engine owns: the EngineConnected
+// condition, connections, activities and lastActivityTime. The connector controller owns
+// the rest, under its own.
+const statusOwner = client.FieldOwner("parley-engine")
+
+// patchStatus applies one connector's engine-owned status fields if they changed; on an
+// error the state stays dirty and the next interval tries again.
 func (e *Engine) patchStatus(ctx context.Context, cs *connectorState) error {
 	cs.mu.Lock()
 	if !cs.dirty {
@@ -68,7 +67,7 @@ func (e *Engine) patchStatus(ctx context.Context, cs *connectorState) error {
 	}
 	cs.dirty = false
 	c, last, active, pods := cs.counts, cs.lastActivity, cs.active(), podsOf(cs)
-	base := cs.base
+	base, connected := cs.base, cs.connected
 	dropped := cs.droppedSinceWarning
 	cs.mu.Unlock()
 
@@ -97,27 +96,33 @@ func (e *Engine) patchStatus(ctx context.Context, cs *connectorState) error {
 		t := metav1.NewTime(last)
 		st.LastActivityTime = &t
 	}
-	connected := metav1.Condition{Type: v1alpha1.ConditionEngineConnected, ObservedGeneration: ec.Generation}
-	if len(pods) > 0 {
-		connected.Status, connected.Reason = metav1.ConditionTrue, v1alpha1.ReasonEngineConnected
-		connected.Message = fmt.Sprintf("%d pod(s) connected to the engine: %s", len(pods), strings.Join(pods, ", "))
-	} else {
-		connected.Status, connected.Reason = metav1.ConditionFalse, v1alpha1.ReasonEngineDisconnected
-		connected.Message = "no connector pod is connected to the engine"
+	if connected != nil {
+		meta.RemoveStatusCondition(&st.Conditions, v1alpha1.ConditionEngineConnected)
+		st.Conditions = append(st.Conditions, *connected)
 	}
-	meta.SetStatusCondition(&st.Conditions, connected)
+	meta.SetStatusCondition(&st.Conditions, engineConnected(ec.Generation, pods))
 
 	if equality.Semantic.DeepEqual(old.Status, ec.Status) {
 		return nil
 	}
-	if err := e.client.Status().Patch(ctx, &ec, statusPatch(&ec)); err != nil {
+	fields, err := ownedStatus(st)
+	if err == nil {
+		err = statusapply.Apply(ctx, e.client, &ec, statusOwner, fields)
+	}
+	if err != nil {
 		cs.markDirty()
 		if apierrors.IsNotFound(err) {
 			return nil
 		}
-		return fmt.Errorf("patch status of %s: %w", cs.key, err)
+		return fmt.Errorf("apply status of %s: %w", cs.key, err)
 	}
 	e.metrics.statusPatches.WithLabelValues("ok").Inc()
+	if c := meta.FindStatusCondition(ec.Status.Conditions, v1alpha1.ConditionEngineConnected); c != nil {
+		applied := *c
+		cs.mu.Lock()
+		cs.connected = &applied
+		cs.mu.Unlock()
+	}
 	if dropped > 0 {
 		e.warnDropped(cs, &ec, dropped)
 	}
@@ -210,30 +215,35 @@ func (e *Engine) End(_ context.Context, ec *v1alpha1.ExternalConnector) (bool, e
 	return len(cs.streams) == 0, nil
 }
 
-// statusPatch is a merge patch of the engine's status fields, whole: a patch of only the
-// counters that changed would leave the others unset on an object whose status never had
-// them. The resourceVersion makes it fail on a conflict rather than overwrite the
-// reconciler's newer conditions.
-func statusPatch(ec *v1alpha1.ExternalConnector) client.Patch {
-	type status struct {
-		Conditions       []metav1.Condition        `json:"conditions"`
-		Connections      v1alpha1.ConnectionCounts `json:"connections"`
-		Activities       v1alpha1.ActivityCounts   `json:"activities"`
-		LastActivityTime *metav1.Time              `json:"lastActivityTime,omitempty"`
+// engineConnected is the EngineConnected condition of a connector with these pods connected.
+func engineConnected(generation int64, pods []string) metav1.Condition {
+	c := metav1.Condition{Type: v1alpha1.ConditionEngineConnected, ObservedGeneration: generation}
+	if len(pods) > 0 {
+		c.Status, c.Reason = metav1.ConditionTrue, v1alpha1.ReasonEngineConnected
+		c.Message = fmt.Sprintf("%d pod(s) connected to the engine: %s", len(pods), strings.Join(pods, ", "))
+	} else {
+		c.Status, c.Reason = metav1.ConditionFalse, v1alpha1.ReasonEngineDisconnected
+		c.Message = "no connector pod is connected to the engine"
 	}
-	body := struct {
-		Metadata struct {
-			ResourceVersion string `json:"resourceVersion"`
-		} `json:"metadata"`
-		Status status `json:"status"`
-	}{}
-	body.Metadata.ResourceVersion = ec.ResourceVersion
-	st := ec.Status
-	body.Status = status{st.Conditions, st.Connections, st.Activities, st.LastActivityTime}
-	raw, err := json.Marshal(body)
+	return c
+}
+
+// ownedStatus is every status field the engine owns, whole: the counters are applied even at
+// zero, so that a status that never had them gets them all.
+func ownedStatus(st *v1alpha1.ExternalConnectorStatus) (statusapply.Fields, error) {
+	conditions, err := statusapply.Conditions(st.Conditions, v1alpha1.ConditionEngineConnected)
 	if err != nil {
-		// Plain data: Marshal cannot fail on it.
-		panic(err)
+		return nil, err
 	}
-	return client.RawPatch(types.MergePatchType, raw)
+	f := statusapply.Fields{"conditions": conditions}
+	if f["connections"], err = statusapply.Object(&st.Connections); err != nil {
+		return nil, err
+	}
+	if f["activities"], err = statusapply.Object(&st.Activities); err != nil {
+		return nil, err
+	}
+	if st.LastActivityTime != nil {
+		f["lastActivityTime"] = st.LastActivityTime.ToUnstructured()
+	}
+	return f, nil
 }

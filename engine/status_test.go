@@ -1,0 +1,69 @@
+package engine
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/parley-dev/parley/api/v1alpha1"
+)
+
+// The engine applies its fields of the status, every one of them, counters at zero
+// included, and none of the controller's.
+func TestOwnedStatus(t *testing.T) {
+	at := metav1.NewTime(time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC))
+	st := v1alpha1.ExternalConnectorStatus{
+		Phase: v1alpha1.PhaseRunning, Mode: v1alpha1.ModeServer, Port: 6379, Replicas: 1, ReadyReplicas: 1, ObservedGeneration: 2,
+		Rules: &v1alpha1.RulesRef{Name: "r"},
+		Conditions: []metav1.Condition{
+			{Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonReplicasReady, Message: "1/1", LastTransitionTime: at},
+			engineConnected(2, []string{"decoy-a", "decoy-b"}),
+		},
+		Connections: v1alpha1.ConnectionCounts{Total: 3},
+		Activities:  v1alpha1.ActivityCounts{Total: 5, Recorded: 4, Dropped: 1},
+	}
+	st.Conditions[1].LastTransitionTime = at
+	for _, tc := range []struct {
+		name string
+		last *metav1.Time
+		want string
+	}{
+		{name: "no activity yet", want: `{"activities":{"dropped":1,"recorded":4,"total":5},` +
+			`"conditions":[{"lastTransitionTime":"2025-03-04T05:06:07Z","message":"2 pod(s) connected to the engine: decoy-a, decoy-b","observedGeneration":2,"reason":"Connected","status":"True","type":"EngineConnected"}],` +
+			`"connections":{"active":0,"rejected":0,"total":3}}`},
+		{name: "with the last activity", last: &at, want: `{"activities":{"dropped":1,"recorded":4,"total":5},` +
+			`"conditions":[{"lastTransitionTime":"2025-03-04T05:06:07Z","message":"2 pod(s) connected to the engine: decoy-a, decoy-b","observedGeneration":2,"reason":"Connected","status":"True","type":"EngineConnected"}],` +
+			`"connections":{"active":0,"rejected":0,"total":3},"lastActivityTime":"2025-03-04T05:06:07Z"}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := st
+			st.LastActivityTime = tc.last
+			fields, err := ownedStatus(&st)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := json.Marshal(fields)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(b) != tc.want {
+				t.Errorf("applied %s\nwant    %s", b, tc.want)
+			}
+		})
+	}
+}
+
+func TestEngineConnected(t *testing.T) {
+	want := metav1.Condition{Type: v1alpha1.ConditionEngineConnected, Status: metav1.ConditionFalse, ObservedGeneration: 3,
+		Reason: v1alpha1.ReasonEngineDisconnected, Message: "no connector pod is connected to the engine"}
+	if c := engineConnected(3, nil); c != want {
+		t.Errorf("no pods: %+v, want %+v", c, want)
+	}
+	want = metav1.Condition{Type: v1alpha1.ConditionEngineConnected, Status: metav1.ConditionTrue, ObservedGeneration: 3,
+		Reason: v1alpha1.ReasonEngineConnected, Message: "1 pod(s) connected to the engine: decoy-a"}
+	if c := engineConnected(3, []string{"decoy-a"}); c != want {
+		t.Errorf("one pod: %+v, want %+v", c, want)
+	}
+}
