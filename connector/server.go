@@ -54,8 +54,10 @@ type Options struct {
 	Name string
 	// Register receives every activity. Required.
 	Register *activity.Register
-	// IP and Port, when set, override operation.ip and operation.port (as an
-	// ExternalConnector may). Port 0 picks a free port in server mode.
+	// IP and Port, when set, override operation.ip and operation.port where the connector
+	// listens or dials (`parley run --ip --port`). Port 0 picks a free port in server mode.
+	// A connector pod gets its ExternalConnector's overrides folded into the rules instead
+	// (rules.CompileEffective), as the controller validated them.
 	IP   *string
 	Port *int
 	// WriteTimeout bounds each write to a peer that does not read. Default 10s.

@@ -6,7 +6,6 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"net"
 	"os"
@@ -19,12 +18,8 @@ import (
 	"testing"
 	"time"
 
-	"sigs.k8s.io/yaml"
-
-	enginev1 "github.com/parley-dev/parley/api/engine/v1"
 	"github.com/parley-dev/parley/api/v1alpha1"
 	"github.com/parley-dev/parley/connector/uplink/uplinktest"
-	"github.com/parley-dev/parley/rules"
 )
 
 const engineToken = "t0ken"
@@ -144,30 +139,22 @@ func TestConnectorExitsWithoutConfig(t *testing.T) {
 func TestConnectorTakesItsSettingsFromTheEnvironmentAndEndsOnSIGTERM(t *testing.T) {
 	e := uplinktest.New(t)
 	e.SetToken(engineToken)
-	var spec v1alpha1.ConversationRulesSpec
-	if err := yaml.UnmarshalStrict([]byte(`
-operation: {port: 7000}
-conversation: {greetings: {value: "+OK ready\r\n"}}
-`), &spec); err != nil {
-		t.Fatal(err)
-	}
-	raw, err := json.Marshal(&spec)
-	if err != nil {
-		t.Fatal(err)
-	}
 	l, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := int32(l.Addr().(*net.TCPAddr).Port)
+	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
-	e.SetConfig(&enginev1.Config{Spec: raw, RulesName: "pinger", Generation: 1, Hash: rules.Hash(&spec), Port: &port})
+	e.SetConfig(uplinktest.Config(t, `
+operation: {port: 7000}
+conversation: {greetings: {value: "+OK ready\r\n"}}
+`, "pinger", 1, port))
 	p := startConnector(t, e, []string{
 		v1alpha1.EnvEngineAddress + "=" + e.Addr(), v1alpha1.EnvConnector + "=decoy",
 		v1alpha1.EnvNamespace + "=ns", v1alpha1.EnvPodName + "=decoy-7",
 	})
 	uplinktest.Eventually(t, "the connector to serve", func() bool {
-		c, err := net.Dial("tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port))))
+		c, err := net.Dial("tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 		if err == nil {
 			c.Close()
 		}

@@ -32,13 +32,11 @@ import (
 
 	"github.com/go-logr/logr/funcr"
 	"go.uber.org/goleak"
-	"sigs.k8s.io/yaml"
 
 	enginev1 "github.com/parley-dev/parley/api/engine/v1"
 	"github.com/parley-dev/parley/api/v1alpha1"
 	"github.com/parley-dev/parley/connector/pod"
 	"github.com/parley-dev/parley/connector/uplink/uplinktest"
-	"github.com/parley-dev/parley/rules"
 )
 
 const engineToken = "t0ken"
@@ -124,25 +122,6 @@ func (p *connectorProc) wait(t *testing.T) error {
 func (p *connectorProc) waitLog(t *testing.T, what string) {
 	t.Helper()
 	uplinktest.Eventually(t, "log line "+strconv.Quote(what), func() bool { return strings.Contains(p.out.String(), what) })
-}
-
-// config makes the engine's Config of a rules spec written in YAML.
-func config(t *testing.T, specYAML string, generation int64, port int) *enginev1.Config {
-	t.Helper()
-	var spec v1alpha1.ConversationRulesSpec
-	if err := yaml.UnmarshalStrict([]byte(specYAML), &spec); err != nil {
-		t.Fatal(err)
-	}
-	raw, err := json.Marshal(&spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &enginev1.Config{Spec: raw, RulesName: "pinger", Generation: generation, Hash: rules.Hash(&spec)}
-	if port != 0 {
-		p := int32(port)
-		c.Port = &p
-	}
-	return c
 }
 
 func pingerSpec(reply string) string {
@@ -299,7 +278,7 @@ func TestServesFollowsRulesAndEnds(t *testing.T) {
 	e := uplinktest.New(t)
 	e.SetToken(engineToken)
 	port, metricsPort := freePort(t), freePort(t)
-	e.SetConfig(config(t, pingerSpec("+PONG"), 1, port))
+	e.SetConfig(uplinktest.Config(t, pingerSpec("+PONG"), "pinger", 1, port))
 	p := startConnector(t, e, func(o *pod.Options) { o.MetricsAddress = "127.0.0.1:" + strconv.Itoa(metricsPort) })
 
 	first := dial(t, port)
@@ -314,7 +293,7 @@ func TestServesFollowsRulesAndEnds(t *testing.T) {
 	})
 
 	// New rules: new connections use them at once, the live one keeps its own.
-	e.SetConfig(config(t, pingerSpec("+PONG v2"), 2, port))
+	e.SetConfig(uplinktest.Config(t, pingerSpec("+PONG v2"), "pinger", 2, port))
 	p.waitLog(t, "rules updated")
 	second := dial(t, port)
 	if got := second.ask("PING"); got != "+PONG v2\r\n" {
@@ -325,7 +304,7 @@ func TestServesFollowsRulesAndEnds(t *testing.T) {
 	}
 
 	// A Config whose hash does not match its spec is refused; the running rules stay.
-	bad := config(t, pingerSpec("+PONG v3"), 3, port)
+	bad := uplinktest.Config(t, pingerSpec("+PONG v3"), "pinger", 3, port)
 	bad.Hash = "sha256:0000"
 	e.SetConfig(bad)
 	p.waitLog(t, "Config rejected")
@@ -394,11 +373,11 @@ func TestRestartsOnNewNetworkSettingsAndEndsWhenTheContextIs(t *testing.T) {
 	e := uplinktest.New(t)
 	e.SetToken(engineToken)
 	port, port2 := freePort(t), freePort(t)
-	e.SetConfig(config(t, pingerSpec("+PONG"), 1, port))
+	e.SetConfig(uplinktest.Config(t, pingerSpec("+PONG"), "pinger", 1, port))
 	p := startConnector(t, e)
 	first := dial(t, port)
 
-	e.SetConfig(config(t, pingerSpec("+PONG v2"), 2, port2))
+	e.SetConfig(uplinktest.Config(t, pingerSpec("+PONG v2"), "pinger", 2, port2))
 	first.ended() // the old connector ends its conversations gracefully
 	p.waitLog(t, "network settings changed")
 	second := dial(t, port2)
@@ -426,7 +405,7 @@ func TestPauseAndResumeOrders(t *testing.T) {
 	e := uplinktest.New(t)
 	e.SetToken(engineToken)
 	port := freePort(t)
-	e.SetConfig(config(t, pingerSpec("+PONG"), 1, port))
+	e.SetConfig(uplinktest.Config(t, pingerSpec("+PONG"), "pinger", 1, port))
 	p := startConnector(t, e)
 	live := dial(t, port)
 
@@ -497,13 +476,13 @@ func TestClientModeEndsWhenConversationsEnd(t *testing.T) {
 	}()
 	e := uplinktest.New(t)
 	e.SetToken(engineToken)
-	e.SetConfig(config(t, fmt.Sprintf(`
+	e.SetConfig(uplinktest.Config(t, fmt.Sprintf(`
 operation: {mode: Client, ip: 127.0.0.1, port: %d, maxConcurrentConnections: 1}
 conversation:
   greetings: {value: "HELLO\n"}
   ending: {value: "QUIT\n"}
   rules: [{id: 1, mode: Sync, regex: "WELCOME", ending: true}]
-`, ln.Addr().(*net.TCPAddr).Port), 1, 0))
+`, ln.Addr().(*net.TCPAddr).Port), "pinger", 1, 0))
 	p := startConnector(t, e)
 	if err := p.wait(t); err != nil {
 		t.Fatal(err)
@@ -572,7 +551,7 @@ func TestServesTLSFromTheMountedSecret(t *testing.T) {
 	port := freePort(t)
 	tlsSpec := strings.Replace(pingerSpec("+PONG"), "identifyByPort: true}", "identifyByPort: true, tls: {enabled: true}}", 1)
 	// Without the Secret's files the Config is refused, not run into a failure.
-	e.SetConfig(config(t, tlsSpec, 1, port))
+	e.SetConfig(uplinktest.Config(t, tlsSpec, "pinger", 1, port))
 	empty := startConnector(t, e, func(o *pod.Options) { o.ConfigTimeout = 2 * time.Second })
 	if err := empty.wait(t); err == nil || !strings.Contains(empty.out.String(), "no tls.crt and tls.key in") {
 		t.Fatalf("%v without TLS material; log:\n%s", err, empty.out)
@@ -610,13 +589,13 @@ func TestEndTimeoutCutsWhatDidNotEnd(t *testing.T) {
 	e := uplinktest.New(t)
 	e.SetToken(engineToken)
 	port := freePort(t)
-	e.SetConfig(config(t, `
+	e.SetConfig(uplinktest.Config(t, `
 operation: {port: 7000}
 memory: {connection: [{name: blob, type: string, default: "`+strings.Repeat("x", 32<<10)+`"}]}
 conversation:
   greetings: {value: "`+strings.Repeat("{{blob}}", 256)+`"}
   ending: {value: "bye"}
-`, 1, port))
+`, "pinger", 1, port))
 	p := startConnector(t, e, func(o *pod.Options) { o.EndTimeout = time.Second })
 	var c net.Conn
 	uplinktest.Eventually(t, "the connector to listen", func() bool {

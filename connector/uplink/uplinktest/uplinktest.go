@@ -12,6 +12,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -26,8 +27,11 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
+	"sigs.k8s.io/yaml"
 
 	enginev1 "github.com/parley-dev/parley/api/engine/v1"
+	"github.com/parley-dev/parley/api/v1alpha1"
+	"github.com/parley-dev/parley/rules"
 )
 
 // ServerName is the name the engine's certificate carries (as well as 127.0.0.1).
@@ -388,4 +392,25 @@ func keyMaterial() (caPEM []byte, cert tls.Certificate, err error) {
 		return nil, cert, fmt.Errorf("engine key pair: %w", err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), cert, nil
+}
+
+// Config is the engine's Config of the rules spec written in specYAML, as the engine sends
+// it: named name, at generation, hashed as written; a port other than 0 is the connector's
+// port override.
+func Config(t testing.TB, specYAML, name string, generation int64, port int) *enginev1.Config {
+	t.Helper()
+	var spec v1alpha1.ConversationRulesSpec
+	if err := yaml.UnmarshalStrict([]byte(specYAML), &spec); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := json.Marshal(&spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &enginev1.Config{Spec: raw, RulesName: name, Generation: generation, Hash: rules.Hash(&spec)}
+	if port != 0 {
+		p := int32(port)
+		c.Port = &p
+	}
+	return c
 }
