@@ -14,24 +14,27 @@ import (
 func newCheckCommand() *cobra.Command {
 	var files []string
 	cmd := &cobra.Command{
-		Use:   "check -f rules.yaml [-f more.yaml]",
+		Use:   "check [-f] FILE|DIR|- ...",
 		Short: "Validate ConversationRules: exit 0 when valid, else print every error with its field path",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		Long: "Validate ConversationRules. Files come as arguments or with -f, as kubectl apply takes them: " +
+			"a file, a directory (its .yaml, .yml and .json files), or - for standard input; " +
+			"a file may hold several documents and kind: List.",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			files = append(files, args...)
 			if len(files) == 0 {
-				return errors.New("no rules: give at least one -f FILE")
+				return errors.New("no rules: give a FILE, a directory, or - for standard input")
 			}
-			return check(cmd.OutOrStdout(), files)
+			return check(cmd.OutOrStdout(), cmd.InOrStdin(), files)
 		},
 	}
-	cmd.Flags().StringArrayVarP(&files, "filename", "f", nil, "ConversationRules YAML file (repeatable)")
+	cmd.Flags().StringArrayVarP(&files, "filename", "f", nil, "ConversationRules YAML or JSON: a file, a directory, or - for standard input (repeatable)")
 	return cmd
 }
 
-func check(out io.Writer, files []string) error {
+func check(out io.Writer, stdin io.Reader, files []string) error {
 	invalid := 0
 	for _, f := range files {
-		docs, skipped, err := rulesfile.ReadFile(f)
+		docs, skipped, err := rulesfile.ReadPaths([]string{f}, stdin)
 		if err != nil {
 			fmt.Fprintln(out, err)
 			invalid++

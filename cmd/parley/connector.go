@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime/debug"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -17,19 +16,6 @@ import (
 	"github.com/parley-dev/parley/connector/pod"
 	"github.com/parley-dev/parley/connector/uplink"
 )
-
-// version is said to the engine in Hello; release builds set it with -ldflags -X.
-var version = ""
-
-func parleyVersion() string {
-	if version != "" {
-		return version
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		return bi.Main.Version
-	}
-	return "devel"
-}
 
 // newConnectorCommand is `parley connector`, the process of a connector pod (connector/pod):
 // it binds the flags, with defaults from the environment the operator's pods set, and

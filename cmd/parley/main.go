@@ -5,6 +5,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime/debug"
 
 	"github.com/spf13/cobra"
 )
@@ -24,9 +25,24 @@ func newRootCommand() *cobra.Command {
 			"server or a client, and records every activity.",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       parleyVersion(),
 	}
 	root.AddCommand(newRunCommand(), newCheckCommand(), newOperatorCommand(), newImportCommand(), newConnectorCommand())
 	return root
+}
+
+// version is what --version prints and connectors say to the engine in Hello; release
+// builds set it with -ldflags -X main.version=...
+var version = ""
+
+func parleyVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "devel"
 }
 
 // exitError carries a process exit code through cobra.

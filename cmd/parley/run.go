@@ -50,21 +50,26 @@ func (f tlsFlags) load() (*connector.TLS, error) {
 func newRunCommand() *cobra.Command {
 	o := runOptions{}
 	cmd := &cobra.Command{
-		Use:   "run [-f rules.yaml]...",
+		Use:   "run [[-f] FILE|DIR|-]...",
 		Short: "Serve ConversationRules standalone, without a cluster, printing activities live",
 		Long: "Serve (or, in client mode, dial) the conversations of one or more ConversationRules " +
-			"and print every activity. Without -f, serves the embedded example " + examples.Default + ".\n" +
+			"and print every activity. Files come as arguments or with -f, as kubectl apply takes them: a file, " +
+			"a directory (its .yaml, .yml and .json files), or - for standard input. Without any, serves the " +
+			"embedded example " + examples.Default + ".\n" +
 			"Ctrl-C ends live conversations gracefully: the ending rule is sent before sockets close.",
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.output != "table" && o.output != "json" && o.output != "none" {
 				return fmt.Errorf("--output %q: want table, json or none", o.output)
 			}
-			return run(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), o, cmd.Flags().Changed("port"), cmd.Flags().Changed("ip"))
+			if o.port < 0 || o.port > 65535 {
+				return fmt.Errorf("--port %d: want 0 (any free port) to 65535", o.port)
+			}
+			o.files = append(o.files, args...)
+			return run(cmd.Context(), cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr(), o, cmd.Flags().Changed("port"), cmd.Flags().Changed("ip"))
 		},
 	}
 	f := cmd.Flags()
-	f.StringArrayVarP(&o.files, "filename", "f", nil, "ConversationRules YAML file (repeatable; each document is served)")
+	f.StringArrayVarP(&o.files, "filename", "f", nil, "ConversationRules YAML or JSON: a file, a directory, or - for standard input (repeatable; each document is served)")
 	f.StringVarP(&o.output, "output", "o", "table", "activity format: table (for people), json (one Activity per line) or none (counted only)")
 	f.StringVar(&o.ip, "ip", "", "override operation.ip (bind address, or client target)")
 	f.IntVar(&o.port, "port", 0, "override operation.port (0 = any free port, server mode); only with a single rules document")
@@ -87,26 +92,24 @@ type loaded struct {
 }
 
 // load reads and compiles every document, reporting every error of every document.
-func load(stderr io.Writer, files []string) ([]loaded, error) {
+func load(stdin io.Reader, stderr io.Writer, files []string) ([]loaded, error) {
 	var docs []rulesfile.Document
 	if len(files) == 0 {
 		d, err := examples.DefaultRules()
 		if err != nil {
 			return nil, err
 		}
-		fmt.Fprintf(stderr, "parley: no -f given, serving the embedded example %s (%s)\n", examples.Default, examples.DefaultHint)
+		fmt.Fprintf(stderr, "parley: no rules file given, serving the embedded example %s\n", examples.Default)
 		docs = append(docs, d)
 	}
-	for _, f := range files {
-		ds, skipped, err := rulesfile.ReadFile(f)
-		if err != nil {
-			return nil, err
-		}
-		for _, s := range skipped {
-			fmt.Fprintf(stderr, "parley: %s (skipped)\n", s)
-		}
-		docs = append(docs, ds...)
+	ds, skipped, err := rulesfile.ReadPaths(files, stdin)
+	if err != nil {
+		return nil, err
 	}
+	for _, s := range skipped {
+		fmt.Fprintf(stderr, "parley: %s (skipped)\n", s)
+	}
+	docs = append(docs, ds...)
 	if len(docs) == 0 {
 		return nil, fmt.Errorf("no %s in %v", rulesfile.Kind, files)
 	}
@@ -137,8 +140,8 @@ func load(stderr io.Writer, files []string) ([]loaded, error) {
 	return out, nil
 }
 
-func run(parent context.Context, stdout, stderr io.Writer, o runOptions, portSet, ipSet bool) error {
-	progs, err := load(stderr, o.files)
+func run(parent context.Context, stdin io.Reader, stdout, stderr io.Writer, o runOptions, portSet, ipSet bool) error {
+	progs, err := load(stdin, stderr, o.files)
 	if err != nil {
 		return err
 	}
@@ -181,6 +184,11 @@ func run(parent context.Context, stdout, stderr io.Writer, o runOptions, portSet
 	}()
 
 	errs := make([]error, len(progs))
+	type namedConnector struct {
+		name string
+		c    *connector.Connector
+	}
+	started := make([]namedConnector, 0, len(progs))
 	var wg sync.WaitGroup
 	for i, l := range progs {
 		opts := connector.Options{
@@ -202,11 +210,12 @@ func run(parent context.Context, stdout, stderr io.Writer, o runOptions, portSet
 		if err != nil {
 			return err
 		}
+		started = append(started, namedConnector{opts.Name, c})
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			if err := c.Run(ctx); err != nil {
-				errs[i] = fmt.Errorf("%s: %w", l.name, err)
+				errs[i] = fmt.Errorf("%s: %w%s", l.name, err, listenHint(err))
 				cancel()
 			}
 			st := c.Stats()
@@ -214,6 +223,24 @@ func run(parent context.Context, stdout, stderr io.Writer, o runOptions, portSet
 				opts.Name, st.Total, st.Rejected, st.RateLimited)
 		}()
 	}
+	// Say where to reach the connectors once they listen, not before: a port already taken
+	// must not be preceded by an invitation to use it. The table and JSON outputs carry the
+	// ConnectorStarted activity; -o none has only this line.
+	go func() {
+		for _, n := range started {
+			select {
+			case <-n.c.Ready():
+			case <-ctx.Done():
+				return
+			}
+			if a := n.c.Addr(); a != nil && o.output == "none" {
+				fmt.Fprintf(stderr, "parley: %s listening on %s\n", n.name, a)
+			}
+		}
+		if len(o.files) == 0 {
+			fmt.Fprintf(stderr, "parley: %s\n", examples.DefaultHint)
+		}
+	}()
 	wg.Wait()
 	flushCtx, flushCancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer flushCancel()
@@ -228,4 +255,16 @@ func run(parent context.Context, stdout, stderr io.Writer, o runOptions, portSet
 		fmt.Fprintf(stderr, "parley: %d activities recorded\n", st.Recorded)
 	}
 	return errors.Join(errs...)
+}
+
+// listenHint says what to do about the errors a newcomer meets when a port cannot be bound.
+func listenHint(err error) string {
+	switch {
+	case errors.Is(err, syscall.EADDRINUSE):
+		return " (another process holds the port: stop it, or choose another with --port; --port 0 takes any free port)"
+	case errors.Is(err, syscall.EACCES):
+		return " (ports below 1024 need root, the CAP_NET_BIND_SERVICE capability, or a lower " +
+			"net.ipv4.ip_unprivileged_port_start sysctl; or choose a port above 1023 with --port, --port 0 for any free port)"
+	}
+	return ""
 }

@@ -1,0 +1,172 @@
+package main
+
+import (
+	"bufio"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// asList is validRules as `kubectl get -o yaml` would print it: one kind: List.
+const asList = `apiVersion: v1
+kind: List
+items:
+- apiVersion: parley.io/v1alpha1
+  kind: ConversationRules
+  metadata: {name: listed}
+  spec: {operation: {port: 7001}, conversation: {greetings: {value: "hi\n"}}}
+- apiVersion: parley.io/v1alpha1
+  kind: ExternalConnector
+  metadata: {name: listed}
+  spec: {rules: listed}
+`
+
+const asJSON = `{"apiVersion": "parley.io/v1alpha1", "kind": "ConversationRules", "metadata": {"name": "json"},
+ "spec": {"operation": {"port": 7002}}}`
+
+// TestCheckTakesWhatKubectlApplyTakes: files as arguments or with -f, a directory, standard
+// input, kind: List, and JSON.
+func TestCheckTakesWhatKubectlApplyTakes(t *testing.T) {
+	dir := t.TempDir()
+	for name, content := range map[string]string{"a.yaml": validRules, "b.yml": asList, "c.json": asJSON, "notes.txt": "not rules"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Mkdir(filepath.Join(dir, "nested"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		stdin   string
+		want    []string
+		ordered bool
+	}{
+		{"a file as argument", []string{filepath.Join(dir, "a.yaml")}, "", []string{"a.yaml#1: pinger: valid"}, false},
+		{"files as arguments and with -f", []string{filepath.Join(dir, "a.yaml"), "-f", filepath.Join(dir, "c.json")}, "",
+			[]string{"a.yaml#1: pinger: valid", "c.json#1: json: valid"}, false},
+		{"kind List", []string{filepath.Join(dir, "b.yml")}, "",
+			[]string{"b.yml#1/items[0]: listed: valid", `b.yml#1/items[1]: kind "ExternalConnector" is not ConversationRules (skipped)`}, false},
+		{"standard input", []string{"-f", "-"}, asList, []string{"<stdin>#1/items[0]: listed: valid"}, false},
+		{"a directory: its .yaml, .yml and .json files in name order", []string{dir}, "",
+			[]string{"a.yaml#1: pinger: valid", "b.yml#1/items[0]: listed: valid", "c.json#1: json: valid"}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := exec.Command(parleyBinary, append([]string{"check"}, tc.args...)...)
+			cmd.Stdin = strings.NewReader(tc.stdin)
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("%v:\n%s", err, out)
+			}
+			last := -1
+			for _, want := range tc.want {
+				i := strings.Index(string(out), want)
+				if i < 0 {
+					t.Errorf("missing %q in:\n%s", want, out)
+				} else if tc.ordered && i < last {
+					t.Errorf("%q out of order in:\n%s", want, out)
+				}
+				last = i
+			}
+			if strings.Contains(string(out), "notes.txt") {
+				t.Errorf("read a file that is not YAML or JSON:\n%s", out)
+			}
+		})
+	}
+	out, err := exec.Command(parleyBinary, "check", t.TempDir()).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "no .yaml, .yml or .json file in the directory") {
+		t.Errorf("empty directory: err %v, output:\n%s", err, out)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	out, err := exec.Command(parleyBinary, "--version").CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(out), "parley version ") {
+		t.Errorf("err %v, output: %s", err, out)
+	}
+}
+
+func TestRunRefusesAPortOutOfRange(t *testing.T) {
+	out, err := exec.Command(parleyBinary, "run", "--port", "70000").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "--port 70000: want 0 (any free port) to 65535") {
+		t.Errorf("err %v, output:\n%s", err, out)
+	}
+}
+
+// A port already taken fails with what to do about it, and no invitation to use it first.
+func TestRunExplainsAPortInUse(t *testing.T) {
+	l, err := net.Listen("tcp4", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	out, err := exec.Command(parleyBinary, "run", "--port", port).CombinedOutput()
+	if err == nil {
+		t.Fatalf("served on a port in use:\n%s", out)
+	}
+	if !strings.Contains(string(out), "address already in use (another process holds the port") ||
+		!strings.Contains(string(out), "--port 0 takes any free port") {
+		t.Errorf("no hint in:\n%s", out)
+	}
+	if strings.Contains(string(out), "try: redis-cli") {
+		t.Errorf("invited the user to a port it could not take:\n%s", out)
+	}
+}
+
+// With -o none no activity says where the connector listens: a line on stderr does.
+func TestRunOutputNoneSaysWhereItListens(t *testing.T) {
+	cmd := exec.Command(parleyBinary, "run", writeFile(t, validRules), "--port", "0", "--ip", "127.0.0.1", "-o", "none")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	lines := make(chan string)
+	go func() {
+		s := bufio.NewScanner(stderr)
+		for s.Scan() {
+			lines <- s.Text()
+		}
+		close(lines)
+	}()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case line, ok := <-lines:
+			if !ok {
+				t.Fatal("no listening line before the end of stderr")
+			}
+			addr, found := strings.CutPrefix(line, "parley: pinger listening on ")
+			if !found {
+				continue
+			}
+			c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+			if err != nil {
+				t.Fatalf("the line names %s: %v", addr, err)
+			}
+			c.Close()
+			if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+				t.Fatal(err)
+			}
+			for range lines {
+			}
+			if err := cmd.Wait(); err != nil {
+				t.Errorf("exit: %v", err)
+			}
+			return
+		case <-deadline:
+			t.Fatal("no listening line within 10s")
+		}
+	}
+}
