@@ -170,3 +170,90 @@ func TestRunOutputNoneSaysWhereItListens(t *testing.T) {
 		}
 	}
 }
+
+// freePort is a TCP port free on loopback a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// TestRunSeveralConnectorsTable: with several rules files the table names each row's
+// connector, and the summary, after the last row, counts conversations, alerts and captures.
+func TestRunSeveralConnectorsTable(t *testing.T) {
+	rulesOn := func(name string, port int) string {
+		return writeFile(t, `apiVersion: parley.io/v1alpha1
+kind: ConversationRules
+metadata: {name: `+name+`}
+spec:
+  operation: {ip: 127.0.0.1, port: `+strconv.Itoa(port)+`}
+  memory: {connection: [{name: user, type: string}]}
+  conversation:
+    greetings: {value: "hi\n"}
+    rules: [{id: 1, mode: Sync, regex: "^AUTH (\\S+)", response: "ok\n", alert: true, captures: [{regex: "^AUTH (\\S+)", variable: user}]}]
+`)
+	}
+	ports := []int{freePort(t), freePort(t)}
+	var out lockedBuffer // stdout and stderr in one, so that their order shows
+	cmd := exec.Command(parleyBinary, "run", rulesOn("alpha", ports[0]), rulesOn("beta", ports[1]))
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	for _, port := range ports {
+		var c net.Conn
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			var err error
+			if c, err = net.Dial("tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(port))); err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("port %d: %v\n%s", port, err, out.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		r := bufio.NewReader(c)
+		if greeting, _ := r.ReadString('\n'); greeting != "hi\n" {
+			t.Fatalf("greeting %q", greeting)
+		}
+		c.Write([]byte("AUTH root\n"))
+		if reply, _ := r.ReadString('\n'); reply != "ok\n" {
+			t.Fatalf("reply %q", reply)
+		}
+		c.Close()
+	}
+	// Both conversations ended before the interrupt, so the summary has nothing to wait for.
+	deadline := time.Now().Add(10 * time.Second)
+	for strings.Count(out.String(), "Ended ") < 2 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit: %v\n%s", err, out.String())
+	}
+	text := out.String()
+	for _, want := range []string{
+		"TIME            TYPE             CONNECTOR        CONN      PEER",
+		"Input !          alpha            c-000001",
+		"Input !          beta             c-000001",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("missing %q in:\n%s", want, text)
+		}
+	}
+	lastRow := strings.LastIndex(text, "ConnectorStopped")
+	for _, name := range []string{"alpha", "beta"} {
+		line := "parley: " + name + ": 1 conversation (1 alert, 1 capture), 0 peers rejected, 0 datagrams rate-limited"
+		if i := strings.Index(text, line); i < 0 || i < lastRow {
+			t.Errorf("summary %q missing or before the last row:\n%s", line, text)
+		}
+	}
+}

@@ -7,12 +7,14 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/parley-dev/parley/api/v1alpha1"
 	"github.com/parley-dev/parley/connector"
 	"github.com/parley-dev/parley/connector/activity"
 	"github.com/parley-dev/parley/examples"
@@ -152,14 +154,24 @@ func run(parent context.Context, stdin io.Reader, stdout, stderr io.Writer, o ru
 	if (portSet || o.name != "") && len(progs) > 1 {
 		return errors.New("--port and --name need a single rules document")
 	}
-	var sink activity.Sink = activity.NewTableSink(stdout)
+	binary := map[string]bool{}
+	for _, l := range progs {
+		binary[l.name] = l.prog.Encoding == v1alpha1.EncodingBinary
+	}
+	if o.name != "" {
+		binary[o.name] = progs[0].prog.Encoding == v1alpha1.EncodingBinary
+	}
+	var sink activity.Sink = activity.NewTableSink(stdout, activity.TableOptions{
+		ConnectorColumn: len(progs) > 1, Binary: binary, Color: colorTerminal(stdout),
+	})
 	switch o.output {
 	case "json":
 		sink = activity.NewJSONSink(stdout)
 	case "none":
 		sink = activity.DiscardSink{}
 	}
-	reg := activity.NewRegister(sink, o.buffer, func(err error) { fmt.Fprintln(stderr, "parley: activities:", err) })
+	tally := &tallySink{Sink: sink, per: map[string]*tally{}}
+	reg := activity.NewRegister(tally, o.buffer, func(err error) { fmt.Fprintln(stderr, "parley: activities:", err) })
 	go reg.Run()
 
 	if parent == nil {
@@ -218,9 +230,6 @@ func run(parent context.Context, stdin io.Reader, stdout, stderr io.Writer, o ru
 				errs[i] = fmt.Errorf("%s: %w%s", l.name, err, listenHint(err))
 				cancel()
 			}
-			st := c.Stats()
-			fmt.Fprintf(stderr, "parley: %s: %d conversations, %d peers rejected, %d datagrams rate-limited\n",
-				opts.Name, st.Total, st.Rejected, st.RateLimited)
 		}()
 	}
 	// Say where to reach the connectors once they listen, not before: a port already taken
@@ -247,6 +256,10 @@ func run(parent context.Context, stdin io.Reader, stdout, stderr io.Writer, o ru
 	if err := reg.Close(flushCtx); err != nil {
 		fmt.Fprintln(stderr, "parley: activities not all printed:", err)
 	}
+	// The summary comes after the last rows: the register has printed everything by now.
+	for _, n := range started {
+		fmt.Fprintf(stderr, "parley: %s: %s\n", n.name, summary(n.c.Stats(), tally.per[n.name]))
+	}
 	st := reg.Stats()
 	if st.Dropped > 0 || st.Failed > 0 {
 		fmt.Fprintf(stderr, "parley: %d activities dropped (buffer full), %d failed to print\n", st.Dropped, st.Failed)
@@ -267,4 +280,57 @@ func listenHint(err error) string {
 			"net.ipv4.ip_unprivileged_port_start sysctl; or choose a port above 1023 with --port, --port 0 for any free port)"
 	}
 	return ""
+}
+
+// tallySink counts, per connector, what the exit summary reports, on the register's
+// goroutine; read it once the register is closed.
+type tallySink struct {
+	activity.Sink
+	per map[string]*tally
+}
+
+type tally struct{ alerts, captures int }
+
+func (s *tallySink) Write(batch []*v1alpha1.ActivityRecord) error {
+	for _, a := range batch {
+		t := s.per[a.Connector]
+		if t == nil {
+			t = &tally{}
+			s.per[a.Connector] = t
+		}
+		if a.Alert {
+			t.alerts++
+		}
+		t.captures += len(a.Captures)
+	}
+	return s.Sink.Write(batch)
+}
+
+// summary is a connector's line at exit: "3 conversations (2 alerts, 1 capture), 0 peers
+// rejected, 0 datagrams rate-limited".
+func summary(st connector.Stats, t *tally) string {
+	if t == nil {
+		t = &tally{}
+	}
+	return fmt.Sprintf("%s (%s, %s), %s rejected, %s rate-limited",
+		plural(int(st.Total), "conversation"), plural(t.alerts, "alert"), plural(t.captures, "capture"),
+		plural(int(st.Rejected), "peer"), plural(int(st.RateLimited), "datagram"))
+}
+
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.Itoa(n) + " " + noun + "s"
+}
+
+// colorTerminal says whether w is a terminal that takes colour: a character device, and
+// NO_COLOR (no-color.org) unset.
+func colorTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok || os.Getenv("NO_COLOR") != "" {
+		return false
+	}
+	info, err := f.Stat()
+	return err == nil && info.Mode()&os.ModeCharDevice != 0
 }

@@ -90,7 +90,7 @@ func TestJSONSinkWritesOneObjectPerLineWithAPIFieldNames(t *testing.T) {
 
 func TestTableSink(t *testing.T) {
 	var buf bytes.Buffer
-	sink := activity.NewTableSink(&buf)
+	sink := activity.NewTableSink(&buf, activity.TableOptions{})
 	_ = sink.Write([]*v1alpha1.ActivityRecord{{
 		Time: metav1.NewMicroTime(time.Now()), Type: v1alpha1.ActivityInput, Alert: true,
 		Connection: &v1alpha1.ConnectionRef{ID: "c-000001", Peer: "127.0.0.1:1"},

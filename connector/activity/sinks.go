@@ -2,10 +2,15 @@ package activity
 
 import (
 	"bufio"
+	"encoding/base64"
+	"encoding/hex"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
 )
@@ -37,21 +42,45 @@ type DiscardSink struct{}
 // Write implements Sink.
 func (DiscardSink) Write([]*v1alpha1.ActivityRecord) error { return nil }
 
-// TableSink prints activities as aligned columns for people watching a terminal.
+// TableOptions shape a TableSink.
+type TableOptions struct {
+	// ConnectorColumn adds a CONNECTOR column, for a table that several connectors share
+	// (each numbers its conversations from c-000001).
+	ConnectorColumn bool
+	// Binary names the connectors whose rules read bytes (operation.encoding: binary): their
+	// inputs show as hex rather than as one character per byte.
+	Binary map[string]bool
+	// Color marks alert rows in colour, for a terminal (and a user who did not set NO_COLOR).
+	Color bool
+}
+
+// TableSink prints activities as aligned columns for people watching a terminal. Columns:
+// TIME, TYPE ("!" marks an alert), CONNECTOR (with several), CONN, PEER, RULES, DETAIL;
+// docs/rules.md §10 explains the RULES notation.
 type TableSink struct {
 	w      *bufio.Writer
+	o      TableOptions
 	header bool
 }
 
 // NewTableSink writes to w.
-func NewTableSink(w io.Writer) *TableSink { return &TableSink{w: bufio.NewWriter(w)} }
+func NewTableSink(w io.Writer, o TableOptions) *TableSink {
+	return &TableSink{w: bufio.NewWriter(w), o: o}
+}
 
-const tableFormat = "%-15s %-16s %-9s %-22s %-14s %s\n"
+// inputWidth bounds the input shown in DETAIL, escaped.
+const inputWidth = 48
+
+// Colours of alert rows (ANSI SGR): bold red, then reset.
+const (
+	alertStart = "\x1b[1;31m"
+	alertEnd   = "\x1b[0m"
+)
 
 // Write implements Sink.
 func (s *TableSink) Write(batch []*v1alpha1.ActivityRecord) error {
 	if !s.header {
-		fmt.Fprintf(s.w, tableFormat, "TIME", "TYPE", "CONN", "PEER", "RULES", "DETAIL")
+		s.row(false, "TIME", "TYPE", "CONNECTOR", "CONN", "PEER", "RULES", "DETAIL")
 		s.header = true
 	}
 	for _, a := range batch {
@@ -59,9 +88,29 @@ func (s *TableSink) Write(batch []*v1alpha1.ActivityRecord) error {
 		if a.Connection != nil {
 			conn, peer = a.Connection.ID, a.Connection.Peer
 		}
-		fmt.Fprintf(s.w, tableFormat, a.Time.Format("15:04:05.000000"), typeColumn(a), conn, peer, rulesColumn(a.Rules), detail(a))
+		connector := a.Connector
+		if connector == "" {
+			connector = "-"
+		}
+		s.row(a.Alert && s.o.Color, a.Time.Format("15:04:05.000000"), typeColumn(a), connector, conn, peer,
+			rulesColumn(a.Rules), s.detail(a))
 	}
 	return s.w.Flush()
+}
+
+func (s *TableSink) row(alert bool, time, typ, connector, conn, peer, rules, detail string) {
+	if alert {
+		s.w.WriteString(alertStart)
+	}
+	fmt.Fprintf(s.w, "%-15s %-16s ", time, typ)
+	if s.o.ConnectorColumn {
+		fmt.Fprintf(s.w, "%-16s ", connector)
+	}
+	fmt.Fprintf(s.w, "%-9s %-22s %-14s %s", conn, peer, rules, detail)
+	if alert {
+		s.w.WriteString(alertEnd)
+	}
+	s.w.WriteByte('\n')
 }
 
 func typeColumn(a *v1alpha1.ActivityRecord) string {
@@ -71,6 +120,8 @@ func typeColumn(a *v1alpha1.ActivityRecord) string {
 	return string(a.Type)
 }
 
+// rulesColumn: "default" (a basic rule), "1 2" (custom rules fired), "a7" (async rule 7
+// ran), "→5,6" (rules 5 and 6 scheduled).
 func rulesColumn(r *v1alpha1.RulesRecord) string {
 	if r == nil {
 		return "-"
@@ -98,23 +149,55 @@ func rulesColumn(r *v1alpha1.RulesRecord) string {
 	return strings.Join(parts, " ")
 }
 
-// ShortInput is the input as one escaped line of at most n characters, for columns.
+// ShortInput is the input as one escaped line (as strconv.Quote escapes it) of at most n
+// bytes: an ellipsis ends it when it was cut, and a cut never splits a character or an
+// escape.
 func ShortInput(in *v1alpha1.InputRecord, n int) string {
 	if in == nil {
 		return ""
 	}
 	q := strconv.Quote(in.Text)
 	q = q[1 : len(q)-1]
-	if len(q) > n {
-		q = q[:n-1] + "…"
+	if len(q) <= n {
+		return q
 	}
-	return q
+	// Cut after the last whole escaped character that leaves room for the ellipsis.
+	var b strings.Builder
+	text := in.Text
+	for i := 0; i < len(text); {
+		_, size := utf8.DecodeRuneInString(text[i:])
+		piece := strconv.Quote(text[i : i+size])
+		piece = piece[1 : len(piece)-1]
+		if b.Len()+len(piece) > n-len("…") {
+			break
+		}
+		b.WriteString(piece)
+		i += size
+	}
+	return b.String() + "…"
 }
 
-func detail(a *v1alpha1.ActivityRecord) string {
+// hexInput is the input's bytes in hex, at most n characters, an ellipsis ending it when cut.
+func hexInput(in *v1alpha1.InputRecord, n int) string {
+	raw, err := base64.StdEncoding.DecodeString(in.Base64)
+	if err != nil {
+		return ShortInput(in, n)
+	}
+	max := (n - len("…")) / 2
+	if len(raw) <= n/2 {
+		return hex.EncodeToString(raw)
+	}
+	return hex.EncodeToString(raw[:max]) + "…"
+}
+
+func (s *TableSink) detail(a *v1alpha1.ActivityRecord) string {
 	var parts []string
 	if a.Input != nil {
-		parts = append(parts, `in="`+ShortInput(a.Input, 48)+`"`)
+		if s.o.Binary[a.Connector] {
+			parts = append(parts, "in=hex:"+hexInput(a.Input, inputWidth))
+		} else {
+			parts = append(parts, `in="`+ShortInput(a.Input, inputWidth)+`"`)
+		}
 	}
 	if a.Output != nil && a.Output.Bytes > 0 {
 		parts = append(parts, "out="+strconv.Itoa(int(a.Output.Bytes))+"B")
@@ -122,8 +205,23 @@ func detail(a *v1alpha1.ActivityRecord) string {
 	for _, c := range a.Captures {
 		parts = append(parts, fmt.Sprintf("%s=%q", c.Variable, c.Value))
 	}
+	if m := a.Memory; m != nil && len(m.Connection)+len(m.Global) > 0 {
+		parts = append(parts, "memory{"+memoryList(m)+"}")
+	}
 	if a.Message != "" {
 		parts = append(parts, a.Message)
+	}
+	return strings.Join(parts, " ")
+}
+
+// memoryList is the reported variables as name=value, connection scope first, each scope
+// in name order.
+func memoryList(m *v1alpha1.MemorySnapshot) string {
+	var parts []string
+	for _, scope := range []map[string]string{m.Connection, m.Global} {
+		for _, name := range slices.Sorted(maps.Keys(scope)) {
+			parts = append(parts, name+"="+strconv.Quote(scope[name]))
+		}
 	}
 	return strings.Join(parts, " ")
 }
