@@ -121,11 +121,12 @@ func (cv *conversation) runTask(t *task) {
 		return
 	}
 	if cv.holds(r.Conditions) {
+		s := cv.current() // async replies go to the conversation's live socket
+		cv.peerChanged(s)
 		a := cv.activity(v1alpha1.ActivityAsync)
 		rr := &v1alpha1.RulesRecord{Async: []int32{r.ID}}
 		a.Rules = rr
 		a.Alert = a.Alert || r.Alert
-		s := cv.current()
 		if p.UpdateOnDetected {
 			cv.applyMemory(r, "")
 		}
