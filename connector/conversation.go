@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -186,7 +187,9 @@ func (cv *conversation) finish(typ v1alpha1.ActivityType, msg string, basics ...
 }
 
 // finishOn ends the conversation: it sends the given basic rules on s, closes every socket,
-// forgets the conversation and records an activity of type typ. Called with mu held.
+// forgets the conversation and records an activity of type typ. With no socket to send on
+// (a conversation lingering without one), nothing is sent and the activity names no basic
+// rule. Called with mu held.
 func (cv *conversation) finishOn(s socket, typ v1alpha1.ActivityType, msg string, basics ...*rules.Basic) {
 	cv.ended = true
 	if cv.idle != nil {
@@ -201,22 +204,24 @@ func (cv *conversation) finishOn(s socket, typ v1alpha1.ActivityType, msg string
 	a := cv.activity(typ)
 	a.Message = msg
 	cv.wire, cv.ends = cv.wire[:0], cv.ends[:0]
-	first := "" // the activity names the first basic rule sent (timeout, before ending)
+	var names []string // the activity names the first basic rule sent (timeout, before ending)
 	for _, b := range basics {
 		if b == nil {
 			continue
 		}
-		if first == "" {
-			first = b.Name
-		}
-		a.Alert = a.Alert || b.Alert
-		cv.appendReply(b.Template)
-	}
-	if first != "" {
-		a.Rules = &v1alpha1.RulesRecord{Basic: first}
+		names = append(names, b.Name)
 		if s != nil {
-			a.Output = &v1alpha1.OutputRecord{Bytes: int32(cv.send(s, a))}
+			a.Alert = a.Alert || b.Alert
+			cv.appendReply(b.Template)
 		}
+	}
+	switch {
+	case len(names) == 0:
+	case s == nil:
+		note(a, "no open socket: "+strings.Join(names, " and ")+" not sent")
+	default:
+		a.Rules = &v1alpha1.RulesRecord{Basic: names[0]}
+		a.Output = &v1alpha1.OutputRecord{Bytes: int32(cv.send(s, a))}
 	}
 	for _, s := range cv.socks {
 		s.close()

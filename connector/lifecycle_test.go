@@ -464,3 +464,27 @@ conversation:
 		t.Errorf("c got %q", got)
 	}
 }
+
+// A conversation lingering without a socket has nowhere to send timeout and ending: its
+// TimedOut activity names no basic rule and says why nothing went out.
+func TestALingeringConversationTimesOutWithoutSending(t *testing.T) {
+	h := start(t, `
+operation: {port: 1, interactionTimeout: 300ms, socket: {closeAfterReplying: true}}
+conversation:
+  rules: [{id: 1, mode: Sync, regex: "^GET", response: "OK;"}]
+  timeout: {value: "timeout;"}
+  ending: {value: "bye;"}
+`)
+	p := h.dial()
+	p.send("GET")
+	if got := p.expectClosed(); got != "OK;" {
+		t.Fatalf("got %q", got)
+	}
+	a := h.Activities.WaitFor(t, v1alpha1.ActivityTimedOut, 1)[0]
+	if a.Rules != nil || a.Output != nil {
+		t.Errorf("TimedOut claims a reply: rules %+v, output %+v", a.Rules, a.Output)
+	}
+	if !strings.Contains(a.Message, "idle for 300ms") || !strings.Contains(a.Message, "no open socket: timeout and ending not sent") {
+		t.Errorf("TimedOut message %q", a.Message)
+	}
+}
