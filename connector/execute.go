@@ -64,7 +64,7 @@ func (cv *conversation) handleInput(s socket, raw []byte, truncated bool) {
 	}
 	sent := 0
 	for _, r := range fired {
-		if r.ReconnectBefore && p.RuleClosing && p.Mode == v1alpha1.ModeClient {
+		if r.ReconnectBefore && cv.reconnects() {
 			sent += cv.flush(s, a)
 			s = cv.reconnect(a)
 		}
@@ -103,6 +103,14 @@ func (cv *conversation) afterReply(s socket, sent int, ending, closing bool, fir
 		cv.closeWhenDone = append(cv.closeWhenDone, s)
 		cv.closeIfDone()
 	}
+}
+
+// reconnects says whether a rule's reconnectBefore reopens the socket: in client mode, with
+// rule-triggered closing, over TCP or DTLS (as Lope). A plain UDP socket has no connection to
+// renew, so the datagrams keep leaving from the one address the peer knows.
+func (cv *conversation) reconnects() bool {
+	p := cv.prog
+	return p.Mode == v1alpha1.ModeClient && p.RuleClosing && (p.Transport == v1alpha1.TransportTCP || p.TLS.Enabled)
 }
 
 func endingRule(fired []*rules.Rule) int32 {

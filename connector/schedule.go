@@ -133,7 +133,7 @@ func (cv *conversation) runTask(t *task) {
 		if p.Session != nil && p.Session.UpdateOnDetected {
 			cv.updateSession(r)
 		}
-		if p.Mode == v1alpha1.ModeClient && r.Response != nil && (s == nil || (r.ReconnectBefore && p.RuleClosing)) {
+		if p.Mode == v1alpha1.ModeClient && r.Response != nil && (s == nil || (r.ReconnectBefore && cv.reconnects())) {
 			s = cv.reconnect(a)
 		}
 		cv.wire, cv.ends = cv.wire[:0], cv.ends[:0]
