@@ -201,3 +201,61 @@ conversation:
 		}
 	}
 }
+
+// reconnectBefore reopens TCP and DTLS sockets only (as Lope does): a plain UDP client
+// keeps its socket, so every datagram of the conversation leaves from one address.
+func TestClientReconnectBeforeDoesNothingOnUDP(t *testing.T) {
+	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	type datagram struct{ text, from string }
+	got := make(chan datagram, 8)
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			n, from, err := pc.ReadFromUDP(buf)
+			if err != nil {
+				return
+			}
+			got <- datagram{string(buf[:n]), from.String()}
+			if string(buf[:n]) == "hello" {
+				_, _ = pc.WriteToUDP([]byte("NEXT"), from)
+			}
+		}
+	}()
+	h := start(t, fmt.Sprintf(`
+operation: {mode: Client, transport: UDP, ip: 127.0.0.1, port: %d, maxConcurrentConnections: 1}
+conversation:
+  greetings: {value: "hello"}
+  ending: {value: "bye"}
+  rules:
+  - {id: 1, mode: Sync, regex: "NEXT", reconnectBefore: true, response: "two", trigger: [{ruleID: 2, delay: 100ms}]}
+  - {id: 2, mode: Async, reconnectBefore: true, response: "three", ending: true}
+`, pc.LocalAddr().(*net.UDPAddr).Port))
+	if err := h.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	from := ""
+	for _, want := range []string{"hello", "two", "three", "bye"} {
+		select {
+		case g := <-got:
+			if g.text != want {
+				t.Errorf("datagram %q, want %q", g.text, want)
+			}
+			if from == "" {
+				from = g.from
+			} else if g.from != from {
+				t.Errorf("%q came from %s, the conversation began on %s", g.text, g.from, from)
+			}
+		case <-time.After(wait):
+			t.Fatalf("no %q", want)
+		}
+	}
+	for _, a := range h.Activities.All() {
+		if strings.Contains(a.Message, "reconnect") {
+			t.Errorf("%s activity: %q", a.Type, a.Message)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -53,9 +54,9 @@ type conversation struct {
 	tasks     taskQueue
 	taskTimer *time.Timer
 	taskSeq   uint64
-	// closeWhenDone closes the socket once the async rules of a reply have run
-	// (socket.closeAfterReplying).
-	closeWhenDone bool
+	// closeWhenDone are the sockets answered under socket.closeAfterReplying, closed once
+	// the async rules pending with their replies have run.
+	closeWhenDone []socket
 	// UDP server amplification guard.
 	rxBytes, txBytes int
 	rxDatagrams      int
@@ -119,8 +120,13 @@ func (cv *conversation) attach(s socket) bool {
 	return true
 }
 
-// peerChanged follows the peer's address to the socket that last reached us.
+// peerChanged points the conversation's peer (the activities' connection.peer, {{IP}},
+// {{PORT}}) at s, the socket in use: the one that sent the input being handled, the one an
+// async reply, the timeout or the ending goes to, the one that joined or closed.
 func (cv *conversation) peerChanged(s socket) {
+	if s == nil {
+		return
+	}
 	if p := s.remote(); p != cv.peer {
 		cv.peer = p
 		cv.ref = cv.newRef()
@@ -175,9 +181,16 @@ func (cv *conversation) abort() {
 	}
 }
 
-// finish ends the conversation: it sends the given basic rules, closes every socket,
-// forgets the conversation and records an activity of type typ. Called with mu held.
+// finish ends the conversation from its current socket (a timeout, an order): see finishOn.
 func (cv *conversation) finish(typ v1alpha1.ActivityType, msg string, basics ...*rules.Basic) {
+	cv.finishOn(cv.current(), typ, msg, basics...)
+}
+
+// finishOn ends the conversation: it sends the given basic rules on s, closes every socket,
+// forgets the conversation and records an activity of type typ. With no socket to send on
+// (a conversation lingering without one), nothing is sent and the activity names no basic
+// rule. Called with mu held.
+func (cv *conversation) finishOn(s socket, typ v1alpha1.ActivityType, msg string, basics ...*rules.Basic) {
 	cv.ended = true
 	if cv.idle != nil {
 		cv.idle.Stop()
@@ -186,25 +199,29 @@ func (cv *conversation) finish(typ v1alpha1.ActivityType, msg string, basics ...
 		cv.taskTimer.Stop()
 	}
 	cv.tasks = nil
+	cv.closeWhenDone = nil
+	cv.peerChanged(s)
 	a := cv.activity(typ)
 	a.Message = msg
 	cv.wire, cv.ends = cv.wire[:0], cv.ends[:0]
-	first := "" // the activity names the first basic rule sent (timeout, before ending)
+	var names []string // the activity names the first basic rule sent (timeout, before ending)
 	for _, b := range basics {
 		if b == nil {
 			continue
 		}
-		if first == "" {
-			first = b.Name
+		names = append(names, b.Name)
+		if s != nil {
+			a.Alert = a.Alert || b.Alert
+			cv.appendReply(b.Template)
 		}
-		a.Alert = a.Alert || b.Alert
-		cv.appendReply(b.Template)
 	}
-	if first != "" {
-		a.Rules = &v1alpha1.RulesRecord{Basic: first}
-		if s := cv.current(); s != nil {
-			a.Output = &v1alpha1.OutputRecord{Bytes: int32(cv.send(s, a))}
-		}
+	switch {
+	case len(names) == 0:
+	case s == nil:
+		note(a, "no open socket: "+strings.Join(names, " and ")+" not sent")
+	default:
+		a.Rules = &v1alpha1.RulesRecord{Basic: names[0]}
+		a.Output = &v1alpha1.OutputRecord{Bytes: int32(cv.send(s, a))}
 	}
 	for _, s := range cv.socks {
 		s.close()
@@ -240,6 +257,7 @@ func (cv *conversation) socketClosed(s socket, err error) {
 	if len(cv.socks) > 0 {
 		return
 	}
+	cv.peerChanged(s)
 	byUs := s.closedByUs()
 	if (byUs || cv.prog.CloseAfterReplying || cv.prog.Session != nil) && cv.prog.InteractionTimeout > 0 {
 		return

@@ -3,6 +3,7 @@ package connector
 import (
 	"encoding/base64"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -30,6 +31,7 @@ func (cv *conversation) input(s socket, raw []byte, truncated bool) *conversatio
 func (cv *conversation) handleInput(s socket, raw []byte, truncated bool) {
 	p := cv.prog
 	cv.touch(time.Now())
+	cv.peerChanged(s) // the input's own socket, whichever joined last
 	if cv.greet {
 		cv.greet = false
 		cv.sendBasic(v1alpha1.ActivityGreeted, s, p.Greetings)
@@ -62,7 +64,7 @@ func (cv *conversation) handleInput(s socket, raw []byte, truncated bool) {
 	}
 	sent := 0
 	for _, r := range fired {
-		if r.ReconnectBefore && p.RuleClosing && p.Mode == v1alpha1.ModeClient {
+		if r.ReconnectBefore && cv.reconnects() {
 			sent += cv.flush(s, a)
 			s = cv.reconnect(a)
 		}
@@ -86,18 +88,29 @@ func (cv *conversation) handleInput(s socket, raw []byte, truncated bool) {
 	cv.afterReply(s, sent, ending, closing, fired)
 }
 
-// afterReply applies the socket rules once a reply (sync or async) has gone out.
+// afterReply applies the socket rules once a reply (sync or async) has gone out on s: the
+// input's own socket, or the one an async reply went to.
 func (cv *conversation) afterReply(s socket, sent int, ending, closing bool, fired []*rules.Rule) {
 	p := cv.prog
 	switch {
 	case ending:
-		cv.finish(v1alpha1.ActivityEnded, fmt.Sprintf("ending rule %d", endingRule(fired)), p.Ending)
+		cv.finishOn(s, v1alpha1.ActivityEnded, fmt.Sprintf("ending rule %d", endingRule(fired)), p.Ending)
 	case closing && p.RuleClosing && s != nil:
 		s.close()
 	case p.CloseAfterReplying && sent > 0 && s != nil:
-		cv.closeWhenDone = true
+		// Sockets gone meanwhile are dropped, so the list stays within the sockets held.
+		cv.closeWhenDone = slices.DeleteFunc(cv.closeWhenDone, func(o socket) bool { return o == s || !slices.Contains(cv.socks, o) })
+		cv.closeWhenDone = append(cv.closeWhenDone, s)
 		cv.closeIfDone()
 	}
+}
+
+// reconnects says whether a rule's reconnectBefore reopens the socket: in client mode, with
+// rule-triggered closing, over TCP or DTLS (as Lope). A plain UDP socket has no connection to
+// renew, so the datagrams keep leaving from the one address the peer knows.
+func (cv *conversation) reconnects() bool {
+	p := cv.prog
+	return p.Mode == v1alpha1.ModeClient && p.RuleClosing && (p.Transport == v1alpha1.TransportTCP || p.TLS.Enabled)
 }
 
 func endingRule(fired []*rules.Rule) int32 {
@@ -109,15 +122,20 @@ func endingRule(fired []*rules.Rule) int32 {
 	return 0
 }
 
-// closeIfDone closes the socket of a closeAfterReplying answer once its async rules ran.
+// closeIfDone closes the sockets answered under closeAfterReplying once no async rule is
+// pending, so that the replies of triggered rules go out first. A socket gone meanwhile is
+// left alone.
 func (cv *conversation) closeIfDone() {
-	if !cv.closeWhenDone || len(cv.tasks) > 0 {
+	if len(cv.closeWhenDone) == 0 || len(cv.tasks) > 0 {
 		return
 	}
-	cv.closeWhenDone = false
-	if s := cv.current(); s != nil {
-		s.close()
+	for i, s := range cv.closeWhenDone {
+		if slices.Contains(cv.socks, s) {
+			s.close()
+		}
+		cv.closeWhenDone[i] = nil
 	}
+	cv.closeWhenDone = cv.closeWhenDone[:0]
 }
 
 func (cv *conversation) basicReply(a *v1alpha1.ActivityRecord, b *rules.Basic) {

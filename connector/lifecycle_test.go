@@ -370,3 +370,121 @@ conversation: {greetings: {value: "hi;"}}
 		}
 	}
 }
+
+// Two sockets from one IP share a conversation; the one that sent an input is the one
+// answered, closed (closeAfterReplying) and named in {{PORT}} and the Input activity, however
+// many sockets joined after it.
+func TestTheInputsOwnSocketIsAnsweredClosedAndReported(t *testing.T) {
+	h := start(t, `
+operation: {port: 1, interactionTimeout: 30s, socket: {closeAfterReplying: true}}
+conversation:
+  rules:
+  - {id: 1, mode: Sync, regex: "^GET", response: "OK\r\n"}
+  - {id: 2, mode: Sync, regex: "^PORT", response: "port={{PORT}}\n"}
+`)
+	a := h.dial()
+	h.Activities.WaitFor(t, v1alpha1.ActivityConnected, 1)
+	b := h.dial() // same IP: joins a's conversation, and is its most recent socket
+	h.Activities.WaitFor(t, v1alpha1.ActivityConnected, 2)
+	portOf := func(p *peer) string { return fmt.Sprint(p.conn.LocalAddr().(*net.TCPAddr).Port) }
+
+	a.send("PORT\r\n")
+	if got := a.expectClosed(); got != "port="+portOf(a)+"\n" {
+		t.Errorf("a got %q before its close, want its own port %s", got, portOf(a))
+	}
+	b.expectSilence(200 * time.Millisecond) // still open, and told nothing
+	b.send("GET\r\n")
+	if got := b.expectClosed(); got != "OK\r\n" {
+		t.Errorf("b got %q", got)
+	}
+	in := h.Activities.WaitFor(t, v1alpha1.ActivityInput, 2)
+	for i, p := range []*peer{a, b} {
+		if want := p.conn.LocalAddr().String(); in[i].Connection.Peer != want {
+			t.Errorf("input %d: peer %s, want %s", i+1, in[i].Connection.Peer, want)
+		}
+	}
+	if in[0].Connection.ID != in[1].Connection.ID {
+		t.Errorf("two conversations: %s, %s", in[0].Connection.ID, in[1].Connection.ID)
+	}
+}
+
+// An ending rule's reply and the ending go to the socket that sent the input; every other
+// socket of the conversation is closed with it.
+func TestAnEndingRuleAnswersTheInputsOwnSocket(t *testing.T) {
+	h := start(t, `
+operation: {port: 1}
+conversation:
+  ending: {value: "bye;"}
+  rules: [{id: 1, mode: Sync, regex: "^QUIT", response: "ok;", ending: true}]
+`)
+	a := h.dial()
+	h.Activities.WaitFor(t, v1alpha1.ActivityConnected, 1)
+	b := h.dial()
+	h.Activities.WaitFor(t, v1alpha1.ActivityConnected, 2)
+	a.send("QUIT")
+	if got := a.expectClosed(); got != "ok;bye;" {
+		t.Errorf("a got %q", got)
+	}
+	if got := b.expectClosed(); got != "" {
+		t.Errorf("b got %q", got)
+	}
+	ended := h.Activities.WaitFor(t, v1alpha1.ActivityEnded, 1)[0]
+	if want := a.conn.LocalAddr().String(); ended.Connection.Peer != want || ended.Output.Bytes != int32(len("bye;")) {
+		t.Errorf("Ended: peer %s (want %s), %+v", ended.Connection.Peer, want, ended.Output)
+	}
+}
+
+// With closeAfterReplying, the sockets answered while triggered rules were pending close once
+// those have run, and the sockets that were not answered stay open.
+func TestCloseAfterReplyingClosesEveryAnsweredSocketOnly(t *testing.T) {
+	h := start(t, `
+operation: {port: 1, interactionTimeout: 30s, socket: {closeAfterReplying: true}}
+conversation:
+  rules:
+  - {id: 1, mode: Sync, regex: "^GET", response: "OK;", trigger: [{ruleID: 3, delay: 300ms}]}
+  - {id: 2, mode: Sync, regex: "^HEAD", response: "HEAD;"}
+  - {id: 3, mode: Async, response: "later;"}
+`)
+	a := h.dial()
+	h.Activities.WaitFor(t, v1alpha1.ActivityConnected, 1)
+	b := h.dial()
+	h.Activities.WaitFor(t, v1alpha1.ActivityConnected, 2)
+	c := h.dial() // the most recent socket: async replies go to it
+	h.Activities.WaitFor(t, v1alpha1.ActivityConnected, 3)
+	a.exchange("GET", "OK;")
+	b.exchange("HEAD", "HEAD;") // answered, but rule 3 is pending: b waits with a
+	if got := a.expectClosed(); got != "" {
+		t.Errorf("a got %q before its close", got)
+	}
+	if got := b.expectClosed(); got != "" {
+		t.Errorf("b got %q before its close", got)
+	}
+	// c got the async reply; being answered, it closes too.
+	if got := c.expectClosed(); got != "later;" {
+		t.Errorf("c got %q", got)
+	}
+}
+
+// A conversation lingering without a socket has nowhere to send timeout and ending: its
+// TimedOut activity names no basic rule and says why nothing went out.
+func TestALingeringConversationTimesOutWithoutSending(t *testing.T) {
+	h := start(t, `
+operation: {port: 1, interactionTimeout: 300ms, socket: {closeAfterReplying: true}}
+conversation:
+  rules: [{id: 1, mode: Sync, regex: "^GET", response: "OK;"}]
+  timeout: {value: "timeout;"}
+  ending: {value: "bye;"}
+`)
+	p := h.dial()
+	p.send("GET")
+	if got := p.expectClosed(); got != "OK;" {
+		t.Fatalf("got %q", got)
+	}
+	a := h.Activities.WaitFor(t, v1alpha1.ActivityTimedOut, 1)[0]
+	if a.Rules != nil || a.Output != nil {
+		t.Errorf("TimedOut claims a reply: rules %+v, output %+v", a.Rules, a.Output)
+	}
+	if !strings.Contains(a.Message, "idle for 300ms") || !strings.Contains(a.Message, "no open socket: timeout and ending not sent") {
+		t.Errorf("TimedOut message %q", a.Message)
+	}
+}

@@ -103,15 +103,21 @@ func (r *registry) drain() []*conversation {
 	return out
 }
 
-// rekey files cv under key instead of its current key; false when key is taken.
-func (r *registry) rekey(cv *conversation, key connKey) bool {
+// rekey files cv under key instead of its current key; false when key is taken. With
+// keepAddress, a conversation filed under an address and without an alias keeps that
+// address as its alias.
+func (r *registry) rekey(cv *conversation, key connKey, keepAddress bool) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if other := r.m[key]; other != nil && other != cv {
 		return false
 	}
 	if r.m[cv.key] == cv && cv.key != cv.alias {
-		delete(r.m, cv.key)
+		if keepAddress && cv.key.session == "" && cv.alias == (connKey{}) {
+			cv.alias = cv.key
+		} else {
+			delete(r.m, cv.key)
+		}
 	}
 	cv.key = key
 	r.m[key] = cv

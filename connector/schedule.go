@@ -121,18 +121,19 @@ func (cv *conversation) runTask(t *task) {
 		return
 	}
 	if cv.holds(r.Conditions) {
+		s := cv.current() // async replies go to the conversation's live socket
+		cv.peerChanged(s)
 		a := cv.activity(v1alpha1.ActivityAsync)
 		rr := &v1alpha1.RulesRecord{Async: []int32{r.ID}}
 		a.Rules = rr
 		a.Alert = a.Alert || r.Alert
-		s := cv.current()
 		if p.UpdateOnDetected {
 			cv.applyMemory(r, "")
 		}
 		if p.Session != nil && p.Session.UpdateOnDetected {
 			cv.updateSession(r)
 		}
-		if p.Mode == v1alpha1.ModeClient && r.Response != nil && (s == nil || (r.ReconnectBefore && p.RuleClosing)) {
+		if p.Mode == v1alpha1.ModeClient && r.Response != nil && (s == nil || (r.ReconnectBefore && cv.reconnects())) {
 			s = cv.reconnect(a)
 		}
 		cv.wire, cv.ends = cv.wire[:0], cv.ends[:0]

@@ -22,7 +22,10 @@ func (cv *conversation) setSession(id string) bool {
 	if id == cv.session {
 		return true
 	}
-	if cv.prog.Mode != v1alpha1.ModeClient && !cv.c.conns.rekey(cv, sessionKey(id)) {
+	// A plain UDP conversation started by an address stays that address's, so that the
+	// datagrams its client sends without the id still reach it.
+	udp := cv.prog.Transport == v1alpha1.TransportUDP && !cv.prog.TLS.Enabled
+	if cv.prog.Mode != v1alpha1.ModeClient && !cv.c.conns.rekey(cv, sessionKey(id), udp) {
 		return false
 	}
 	cv.session = id
@@ -68,12 +71,19 @@ func sessionOf(p *rules.Program, raw []byte) string {
 func (c *Connector) routeSession(p *rules.Program, s socket, raw []byte, isUDP bool, detail string) *conversation {
 	peer := s.remote()
 	id := sessionOf(p, raw)
+	// The address that stands in for a missing id. A UDP client's is its IP and port, its
+	// socket, whatever identifyByPort says: with the IP alone, every client behind one
+	// address would share the conversation the first of them started.
+	key := keyOf(p, peer)
+	if isUDP {
+		key = addrKey(peer)
+	}
 	if id != "" {
 		if cv := c.conns.lookup(sessionKey(id)); cv != nil && cv.take(s, !isUDP, detail, "") {
 			return cv
 		}
 		// A peer known by its address presents an id for the first time: adopt it.
-		if cv := c.conns.lookup(keyOf(p, peer)); cv != nil && cv.take(s, !isUDP, detail, id) {
+		if cv := c.conns.lookup(key); cv != nil && cv.take(s, !isUDP, detail, id) {
 			return cv
 		}
 	} else {
@@ -81,7 +91,7 @@ func (c *Connector) routeSession(p *rules.Program, s socket, raw []byte, isUDP b
 		// any: otherwise each would start (and hold) a conversation of its own. A new TCP
 		// socket without an id is a new visitor (a browser without its cookie yet).
 		if isUDP {
-			if cv := c.conns.lookup(keyOf(p, peer)); cv != nil && cv.take(s, false, detail, "") {
+			if cv := c.conns.lookup(key); cv != nil && cv.take(s, false, detail, "") {
 				return cv
 			}
 		}
@@ -89,7 +99,6 @@ func (c *Connector) routeSession(p *rules.Program, s socket, raw []byte, isUDP b
 			id = p.Session.NewID()
 		}
 	}
-	key := keyOf(p, peer)
 	if id == "" {
 		return c.join(key, peer, s, true, detail, "")
 	}

@@ -1,6 +1,7 @@
 package connector_test
 
 import (
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -197,6 +198,89 @@ conversation:
 	if got := other.recv(); strings.HasPrefix(got, id) || !strings.HasSuffix(got, "=1") {
 		t.Errorf("another peer got %q", got)
 	}
+	if err := h.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(h.Activities.Of(v1alpha1.ActivityConnected)); n != 2 {
+		t.Errorf("%d conversations, want 2", n)
+	}
+}
+
+// Five UDP clients on one IP, each given its own id by the server and echoing it, keep five
+// conversations (as under Lope): a first datagram without an id does not join the
+// conversation another client started from that IP, and each conversation's async replies
+// go to its own client.
+func TestUDPSessionsOfClientsOnOneIPStayApart(t *testing.T) {
+	h := start(t, `
+operation:
+  port: 1
+  transport: UDP
+  interactionTimeout: 30s
+  memoryUpdateWhen: Detected
+  session: {enabled: true, key: "id=", separator: "", generate: {length: 8, charset: HexLower}}
+memory: {connection: [{name: count, type: int}]}
+conversation:
+  rules:
+  - {id: 1, mode: Sync, regex: "HELLO", response: "id={{SESSION_VALUE}}"}
+  - id: 2
+    mode: Sync
+    regex: "INC"
+    operation: {name: NBR_SUM, inputs: [count, "1"], outputs: [count]}
+    response: "{{SESSION_VALUE}}={{count}}"
+    trigger: [{ruleID: 3, delay: 50ms}]
+  - {id: 3, mode: Async, response: "async {{SESSION_VALUE}}={{count}}"}
+`)
+	clients := make([]*udpPeer, 5)
+	ids := make([]string, 5)
+	seen := map[string]bool{}
+	for i := range clients {
+		clients[i] = h.dialUDP()
+		clients[i].send("HELLO please") // no id yet: the server gives one
+		got := clients[i].recv()
+		ids[i] = strings.TrimPrefix(got, "id=")
+		if len(ids[i]) != 8 || seen[ids[i]] {
+			t.Fatalf("client %d got %q (ids so far %v)", i, got, ids[:i])
+		}
+		seen[ids[i]] = true
+	}
+	for round := 1; round <= 2; round++ {
+		for i, c := range clients {
+			c.send("INC id=" + ids[i])
+			c.expect(fmt.Sprintf("%s=%d", ids[i], round))
+		}
+		for i, c := range clients {
+			c.expect(fmt.Sprintf("async %s=%d", ids[i], round))
+		}
+	}
+	if err := h.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(h.Activities.Of(v1alpha1.ActivityConnected)); n != 5 {
+		t.Errorf("%d conversations, want 5", n)
+	}
+}
+
+// In UDP session mode a datagram without an id belongs to the conversation its own address
+// (IP and port) started, never to one another client on the same IP started.
+func TestUDPDatagramWithoutSessionFollowsItsOwnAddressOnly(t *testing.T) {
+	h := start(t, `
+operation: {port: 1, transport: UDP, interactionTimeout: 30s, memoryUpdateWhen: Detected, session: {enabled: true, key: "id=", separator: ""}}
+memory: {connection: [{name: count, type: int}]}
+conversation:
+  rules:
+  - {id: 1, mode: Sync, regex: "INC", operation: {name: NBR_SUM, inputs: [count, "1"], outputs: [count]}, response: "[{{SESSION_VALUE}}]={{count}}"}
+`)
+	a, b := h.dialUDP(), h.dialUDP()
+	a.send("INC id=a")
+	a.expect("[a]=1")
+	b.send("INC please") // no id, another port: a conversation of its own
+	b.expect("[]=1")
+	b.send("INC id=b") // its conversation adopts the id
+	b.expect("[b]=2")
+	a.send("INC please") // no id: the conversation a's address started
+	a.expect("[a]=2")
+	b.send("INC please")
+	b.expect("[b]=3")
 	if err := h.Stop(); err != nil {
 		t.Fatal(err)
 	}
