@@ -27,13 +27,15 @@ help:
 		printf "  %-18s %s\n", substr($$0, 1, i - 1), substr($$0, i + 2); next } \
 		/^## / { sub(/^## /, ""); printf "  %-18s %s\n", "", $$0 }' $(firstword $(MAKEFILE_LIST))
 
-## run: serve the embedded example (a Redis decoy on :6379) and print activities
-run:
-	$(GO) run ./cmd/parley run
+## run: build bin/parley, then serve the embedded example (a Redis decoy on :6379) and print
+## activities; Ctrl-C ends it gracefully
+run: build
+	@bin/parley run
 
-## build: the parley binary in bin/
+## build: the parley binary in bin/ (static, stripped, as in the image)
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -o bin/parley ./cmd/parley
+	@echo "building bin/parley (the first build fetches and compiles the dependencies: a few minutes)"
+	@CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o bin/parley ./cmd/parley
 
 ## test: generated files up to date, lint, then every test (race detector, fuzz seeds,
 ## envtest suites against a real kube-apiserver and etcd built by hack/envtest-assets.sh)
