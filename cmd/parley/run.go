@@ -25,6 +25,8 @@ import (
 type runOptions struct {
 	files        []string
 	output       string
+	logFile      string
+	watch        bool
 	ip           string
 	port         int
 	name         string
@@ -67,12 +69,17 @@ func newRunCommand() *cobra.Command {
 				return fmt.Errorf("--port %d: want 0 (any free port) to 65535", o.port)
 			}
 			o.files = append(o.files, args...)
+			if why := reloadable(o.files); o.watch && why != "" {
+				return fmt.Errorf("--watch: %s", why)
+			}
 			return run(cmd.Context(), cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr(), o, cmd.Flags().Changed("port"), cmd.Flags().Changed("ip"))
 		},
 	}
 	f := cmd.Flags()
 	f.StringArrayVarP(&o.files, "filename", "f", nil, "ConversationRules YAML or JSON: a file, a directory, or - for standard input (repeatable; each document is served)")
 	f.StringVarP(&o.output, "output", "o", "table", "activity format: table (for people), json (one Activity per line) or none (counted only)")
+	f.StringVar(&o.logFile, "log-file", "", "also append every activity to this file as JSON lines, whatever --output shows")
+	f.BoolVar(&o.watch, "watch", false, "reload the rules files when they change, as SIGHUP does: new conversations use the new rules")
 	f.StringVar(&o.ip, "ip", "", "override operation.ip (bind address, or client target)")
 	f.IntVar(&o.port, "port", 0, "override operation.port (0 = any free port, server mode); only with a single rules document")
 	f.StringVar(&o.name, "name", "", "connector name reported in activities (default: the rules' name)")
@@ -170,6 +177,14 @@ func run(parent context.Context, stdin io.Reader, stdout, stderr io.Writer, o ru
 	case "none":
 		sink = activity.DiscardSink{}
 	}
+	if o.logFile != "" {
+		f, err := os.OpenFile(o.logFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+		if err != nil {
+			return fmt.Errorf("--log-file: %w", err)
+		}
+		defer f.Close()
+		sink = activity.MultiSink{sink, activity.NewJSONSink(f)}
+	}
 	tally := &tallySink{Sink: sink, per: map[string]*tally{}}
 	reg := activity.NewRegister(tally, o.buffer, func(err error) { fmt.Fprintln(stderr, "parley: activities:", err) })
 	go reg.Run()
@@ -196,11 +211,7 @@ func run(parent context.Context, stdin io.Reader, stdout, stderr io.Writer, o ru
 	}()
 
 	errs := make([]error, len(progs))
-	type namedConnector struct {
-		name string
-		c    *connector.Connector
-	}
-	started := make([]namedConnector, 0, len(progs))
+	started := make([]*served, 0, len(progs))
 	var wg sync.WaitGroup
 	for i, l := range progs {
 		opts := connector.Options{
@@ -222,7 +233,7 @@ func run(parent context.Context, stdin io.Reader, stdout, stderr io.Writer, o ru
 		if err != nil {
 			return err
 		}
-		started = append(started, namedConnector{opts.Name, c})
+		started = append(started, &served{name: opts.Name, c: c, prog: l.prog})
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -250,7 +261,16 @@ func run(parent context.Context, stdin io.Reader, stdout, stderr io.Writer, o ru
 			fmt.Fprintf(stderr, "parley: %s\n", examples.DefaultHint)
 		}
 	}()
+	reloads := make(chan struct{})
+	go func() {
+		defer close(reloads)
+		if reloadable(o.files) == "" {
+			watchReloads(ctx, stderr, o, portSet, ipSet, o.watch, started)
+		}
+	}()
 	wg.Wait()
+	cancel() // client conversations may all have ended by themselves
+	<-reloads
 	flushCtx, flushCancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer flushCancel()
 	if err := reg.Close(flushCtx); err != nil {

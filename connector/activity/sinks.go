@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -224,4 +225,19 @@ func memoryList(m *v1alpha1.MemorySnapshot) string {
 		}
 	}
 	return strings.Join(parts, " ")
+}
+
+// MultiSink writes each batch to every sink in turn (`parley run --log-file`: the table on
+// the terminal, JSON lines in a file). A failing sink does not keep the others from theirs.
+type MultiSink []Sink
+
+// Write implements Sink.
+func (m MultiSink) Write(batch []*v1alpha1.ActivityRecord) error {
+	var errs []error
+	for _, s := range m {
+		if err := s.Write(batch); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }

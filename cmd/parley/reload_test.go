@@ -1,0 +1,151 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/parley-dev/parley/api/v1alpha1"
+)
+
+func pongRules(port int, reply string) string {
+	return `apiVersion: parley.io/v1alpha1
+kind: ConversationRules
+metadata: {name: pinger}
+spec:
+  operation: {ip: 127.0.0.1, port: ` + strconv.Itoa(port) + `, identifyByPort: true}
+  conversation:
+    rules: [{id: 1, mode: Sync, regex: "PING", response: "` + reply + `\n"}]
+`
+}
+
+// replaceFile writes content as editors do: a new file renamed over the old one.
+func replaceFile(t *testing.T, path, content string) {
+	t.Helper()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRunReloadsRulesLikeTheCluster: --watch and SIGHUP hand new rules to new
+// conversations while live ones keep theirs; what cannot change live, and invalid rules,
+// keep the running rules and say why. --log-file keeps every activity as JSON lines.
+func TestRunReloadsRulesLikeTheCluster(t *testing.T) {
+	dir := t.TempDir()
+	rulesPath, logPath := filepath.Join(dir, "rules.yaml"), filepath.Join(dir, "activities.jsonl")
+	port := freePort(t)
+	if err := os.WriteFile(rulesPath, []byte(pongRules(port, "v1")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stderr lockedBuffer
+	cmd := exec.Command(parleyBinary, "run", rulesPath, "--watch", "--log-file", logPath, "-o", "none")
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	waitFor := func(what string, n int) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for strings.Count(stderr.String(), what) < n {
+			if time.Now().After(deadline) {
+				t.Fatalf("no %q (x%d) on stderr:\n%s", what, n, stderr.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitFor("listening on", 1)
+	dial := func() (net.Conn, *bufio.Reader) {
+		c, err := net.Dial("tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c, bufio.NewReader(c)
+	}
+	ask := func(c net.Conn, r *bufio.Reader) string {
+		t.Helper()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Write([]byte("PING\n")); err != nil {
+			t.Fatal(err)
+		}
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("reply: %v\n%s", err, stderr.String())
+		}
+		return strings.TrimSpace(line)
+	}
+	live, liveR := dial()
+	if got := ask(live, liveR); got != "v1" {
+		t.Fatalf("first reply %q", got)
+	}
+
+	replaceFile(t, rulesPath, pongRules(port, "v2"))
+	waitFor("pinger: rules reloaded", 1)
+	fresh, freshR := dial()
+	if got := ask(fresh, freshR); got != "v2" {
+		t.Errorf("a new conversation after the edit got %q, want v2", got)
+	}
+	if got := ask(live, liveR); got != "v1" {
+		t.Errorf("the live conversation got %q, want v1: it finishes on its rules", got)
+	}
+
+	replaceFile(t, rulesPath, pongRules(port+1, "v3"))
+	waitFor("pinger: operation.port changed: restart parley run to apply it; the running rules stay", 1)
+
+	// SIGHUP reloads too; invalid rules keep the running ones.
+	if err := os.WriteFile(rulesPath, []byte(strings.Replace(pongRules(port, "v4"), `regex: "PING"`, `regex: "(PING"`, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("reload refused, the running rules stay", 1)
+	third, thirdR := dial()
+	if got := ask(third, thirdR); got != "v2" {
+		t.Errorf("after refused reloads a new conversation got %q, want v2", got)
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit: %v\n%s", err, stderr.String())
+	}
+	raw, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inputs := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
+		var a v1alpha1.ActivityRecord
+		if err := json.Unmarshal([]byte(line), &a); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		if a.Type == v1alpha1.ActivityInput {
+			inputs++
+		}
+	}
+	if inputs != 4 {
+		t.Errorf("%d Input activities in the log file, want 4:\n%s", inputs, raw)
+	}
+}
+
+func TestRunWatchNeedsFiles(t *testing.T) {
+	out, err := exec.Command(parleyBinary, "run", "--watch").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "--watch: the embedded example is not a file") {
+		t.Errorf("err %v, output:\n%s", err, out)
+	}
+}
