@@ -3,7 +3,9 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -148,4 +150,71 @@ func TestRunWatchNeedsFiles(t *testing.T) {
 	if err == nil || !strings.Contains(string(out), "--watch: the embedded example is not a file") {
 		t.Errorf("err %v, output:\n%s", err, out)
 	}
+}
+
+// TestRunServesTheConnectorMetrics: the same metrics as connector pods, for parley run.
+func TestRunServesTheConnectorMetrics(t *testing.T) {
+	port := freePort(t)
+	var stderr lockedBuffer
+	cmd := exec.Command(parleyBinary, "run", writeFile(t, pongRules(port, "pong")), "-o", "none", "--metrics-bind-address", "127.0.0.1:0")
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	var url string
+	deadline := time.Now().Add(10 * time.Second)
+	for url == "" || !strings.Contains(stderr.String(), "listening on") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no metrics or listening line:\n%s", stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+		for _, line := range strings.Split(stderr.String(), "\n") {
+			if u, ok := strings.CutPrefix(line, "parley: metrics at "); ok {
+				url = u
+			}
+		}
+	}
+	c, err := net.Dial("tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Write([]byte("PING\n"))
+	if line, _ := bufio.NewReader(c).ReadString('\n'); line != "pong\n" {
+		t.Fatalf("reply %q", line)
+	}
+	c.Close()
+	want := []string{"parley_connector_inputs_total 1", "parley_connector_rules_fired_total 1", "parley_connector_connections_total 1",
+		"parley_connector_connections_active ", "parley_connector_activities_produced_total ", "go_goroutines "}
+	var body string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		body = string(b)
+		if containsAll(body, want) {
+			break
+		}
+	}
+	if !containsAll(body, want) {
+		t.Errorf("metrics lack one of %q:\n%s", want, body)
+	}
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("exit: %v\n%s", err, stderr.String())
+	}
+}
+
+func containsAll(s string, subs []string) bool {
+	for _, sub := range subs {
+		if !strings.Contains(s, sub) {
+			return false
+		}
+	}
+	return true
 }

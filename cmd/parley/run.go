@@ -17,6 +17,7 @@ import (
 	"github.com/parley-dev/parley/api/v1alpha1"
 	"github.com/parley-dev/parley/connector"
 	"github.com/parley-dev/parley/connector/activity"
+	"github.com/parley-dev/parley/connector/metrics"
 	"github.com/parley-dev/parley/examples"
 	"github.com/parley-dev/parley/internal/rulesfile"
 	"github.com/parley-dev/parley/rules"
@@ -27,6 +28,7 @@ type runOptions struct {
 	output       string
 	logFile      string
 	watch        bool
+	metricsAddr  string
 	ip           string
 	port         int
 	name         string
@@ -79,6 +81,7 @@ func newRunCommand() *cobra.Command {
 	f.StringArrayVarP(&o.files, "filename", "f", nil, "ConversationRules YAML or JSON: a file, a directory, or - for standard input (repeatable; each document is served)")
 	f.StringVarP(&o.output, "output", "o", "table", "activity format: table (for people), json (one Activity per line) or none (counted only)")
 	f.StringVar(&o.logFile, "log-file", "", "also append every activity to this file as JSON lines, whatever --output shows")
+	f.StringVar(&o.metricsAddr, "metrics-bind-address", "0", "serve the connector pods' Prometheus metrics at http://ADDRESS/metrics (0: none), summed over every rules document")
 	f.BoolVar(&o.watch, "watch", false, "reload the rules files when they change, as SIGHUP does: new conversations use the new rules")
 	f.StringVar(&o.ip, "ip", "", "override operation.ip (bind address, or client target)")
 	f.IntVar(&o.port, "port", 0, "override operation.port (0 = any free port, server mode); only with a single rules document")
@@ -186,7 +189,13 @@ func run(parent context.Context, stdin io.Reader, stdout, stderr io.Writer, o ru
 		sink = activity.MultiSink{sink, activity.NewJSONSink(f)}
 	}
 	tally := &tallySink{Sink: sink, per: map[string]*tally{}}
-	reg := activity.NewRegister(tally, o.buffer, func(err error) { fmt.Fprintln(stderr, "parley: activities:", err) })
+	var reg *activity.Register
+	started := make([]*served, 0, len(progs))
+	m, err := metrics.New(func() metrics.Counters { return runCounters(reg, started) })
+	if err != nil {
+		return err
+	}
+	reg = activity.NewRegister(m.Sink(tally), o.buffer, func(err error) { fmt.Fprintln(stderr, "parley: activities:", err) })
 	go reg.Run()
 
 	if parent == nil {
@@ -210,10 +219,7 @@ func run(parent context.Context, stdin io.Reader, stdout, stderr io.Writer, o ru
 		}
 	}()
 
-	errs := make([]error, len(progs))
-	started := make([]*served, 0, len(progs))
-	var wg sync.WaitGroup
-	for i, l := range progs {
+	for _, l := range progs {
 		opts := connector.Options{
 			Name: l.name, Register: reg, UDPPeerRate: o.udpPeerRate, UDPPeerBurst: o.udpPeerBurst, TLS: tlsMaterial,
 		}
@@ -234,11 +240,24 @@ func run(parent context.Context, stdin io.Reader, stdout, stderr io.Writer, o ru
 			return err
 		}
 		started = append(started, &served{name: opts.Name, c: c, prog: l.prog})
+	}
+	// The metrics read started from here on: it no longer changes.
+	metricsAddr, stopMetrics, err := m.Serve(o.metricsAddr)
+	if err != nil {
+		return fmt.Errorf("--metrics-bind-address: %w", err)
+	}
+	defer stopMetrics()
+	if metricsAddr != nil {
+		fmt.Fprintf(stderr, "parley: metrics at http://%s/metrics\n", metricsAddr)
+	}
+	errs := make([]error, len(started))
+	var wg sync.WaitGroup
+	for i, s := range started {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := c.Run(ctx); err != nil {
-				errs[i] = fmt.Errorf("%s: %w%s", l.name, err, listenHint(err))
+			if err := s.c.Run(ctx); err != nil {
+				errs[i] = fmt.Errorf("%s: %w%s", s.name, err, listenHint(err))
 				cancel()
 			}
 		}()
@@ -353,4 +372,19 @@ func colorTerminal(w io.Writer) bool {
 	}
 	info, err := f.Stat()
 	return err == nil && info.Mode()&os.ModeCharDevice != 0
+}
+
+// runCounters sums the counters of every connector `parley run` serves. The metrics
+// endpoint may read them while the connectors start: the slice only grows before serving.
+func runCounters(reg *activity.Register, running []*served) metrics.Counters {
+	var c metrics.Counters
+	for _, s := range running {
+		st := s.c.Stats()
+		c.ActiveConnections += int64(st.Active)
+		c.TotalConnections += st.Total
+		c.RejectedConnections += st.Rejected
+	}
+	rs := reg.Stats()
+	c.ActivitiesProduced, c.ActivitiesDropped = rs.Recorded+rs.Dropped, rs.Dropped
+	return c
 }

@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,14 +20,12 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	enginev1 "github.com/parley-dev/parley/api/engine/v1"
 	"github.com/parley-dev/parley/api/v1alpha1"
 	"github.com/parley-dev/parley/connector"
 	"github.com/parley-dev/parley/connector/activity"
+	"github.com/parley-dev/parley/connector/metrics"
 	"github.com/parley-dev/parley/connector/uplink"
 	"github.com/parley-dev/parley/rules"
 )
@@ -132,15 +129,18 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	log := o.Logger.WithValues("connector", o.Namespace+"/"+o.Connector, "pod", o.Pod)
-	p := &process{o: o, log: log, metrics: prometheus.NewRegistry()}
+	p := &process{o: o, log: log}
 	if err := p.setup(); err != nil {
 		return err
 	}
-	stopMetrics, err := p.serveMetrics()
+	addr, stopMetrics, err := p.metrics.Serve(o.MetricsAddress)
 	if err != nil {
 		return err
 	}
 	defer stopMetrics()
+	if addr != nil {
+		log.Info("metrics endpoint", "address", addr.String())
+	}
 	log.Info("parley connector starting", "version", o.Version, "engine", o.EngineAddress, "run", p.up.RunID())
 
 	go p.reg.Run()
@@ -161,7 +161,7 @@ func Run(ctx context.Context, o Options) error {
 type process struct {
 	o       Options
 	log     logr.Logger
-	metrics *prometheus.Registry
+	metrics *metrics.Metrics
 	reg     *activity.Register
 	up      *uplink.Uplink
 
@@ -186,6 +186,10 @@ type process struct {
 func (p *process) setup() error {
 	o := p.o
 	var err error
+	// Scrapes start once setup is done: the counters read the register and the uplink.
+	if p.metrics, err = metrics.New(p.counters); err != nil {
+		return err
+	}
 	p.up, err = uplink.New(uplink.Options{
 		Address: o.EngineAddress,
 		TLS: func() (*tls.Config, error) {
@@ -206,73 +210,25 @@ func (p *process) setup() error {
 		ReplayCapacity: o.ReplayBuffer,
 		Heartbeat:      p.heartbeat,
 		Logger:         p.log.WithName("engine"),
-		Registerer:     p.metrics,
+		Registerer:     p.metrics.Registerer(),
 	})
 	if err != nil {
 		return err
 	}
-	sink := &countingSink{
-		next: p.up,
-		inputs: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_connector_inputs_total",
-			Help: "Inputs received from peers."}),
-		rules: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_connector_rules_fired_total",
-			Help: "Custom rules that ran: fired by an input, or run as async rules."}),
-	}
-	p.reg = activity.NewRegister(sink, o.ActivityBuffer, func(err error) {
+	p.reg = activity.NewRegister(p.metrics.Sink(p.up), o.ActivityBuffer, func(err error) {
 		p.log.Error(err, "activities not handed to the engine client")
 	})
-	counter := func(name, help string, f func() float64) prometheus.Collector {
-		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, f)
-	}
-	hb := p.heartbeat
-	for _, c := range []prometheus.Collector{
-		sink.inputs, sink.rules,
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "parley_connector_connections_active", Help: "Live logical connections."},
-			func() float64 { return float64(hb().GetActiveConnections()) }),
-		counter("parley_connector_connections_total", "Logical connections started.",
-			func() float64 { return float64(hb().GetTotalConnections()) }),
-		counter("parley_connector_connections_rejected_total", "Peers refused (over a cap, paused).",
-			func() float64 { return float64(hb().GetRejectedConnections()) }),
-		counter("parley_connector_activities_produced_total", "Activities recorded or dropped.",
-			func() float64 { return float64(hb().GetActivitiesProduced()) }),
-		counter("parley_connector_activities_dropped_total", "Activities dropped before reaching the engine client (buffers full).",
-			func() float64 { return float64(hb().GetActivitiesDropped()) }),
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-	} {
-		if err := p.metrics.Register(c); err != nil {
-			return err
-		}
-	}
 	return nil
 }
 
-// serveMetrics starts the metrics endpoint; a bad address fails the start, not later.
-func (p *process) serveMetrics() (stop func(), err error) {
-	if p.o.MetricsAddress == "0" || p.o.MetricsAddress == "" {
-		return func() {}, nil
+// counters are the metrics' view of the heartbeat.
+func (p *process) counters() metrics.Counters {
+	hb := p.heartbeat()
+	return metrics.Counters{
+		ActiveConnections: hb.GetActiveConnections(), TotalConnections: hb.GetTotalConnections(),
+		RejectedConnections: hb.GetRejectedConnections(), ActivitiesProduced: hb.GetActivitiesProduced(),
+		ActivitiesDropped: hb.GetActivitiesDropped(),
 	}
-	l, err := net.Listen("tcp", p.o.MetricsAddress)
-	if err != nil {
-		return nil, fmt.Errorf("metrics endpoint: %w", err)
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(p.metrics, promhttp.HandlerOpts{}))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		_ = srv.Serve(l)
-	}()
-	p.log.Info("metrics endpoint", "address", l.Addr().String())
-	return func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		if srv.Shutdown(ctx) != nil {
-			_ = srv.Close()
-		}
-		<-served
-	}, nil
 }
 
 // heartbeat gathers the counters the engine adds into the connector's status.
@@ -561,26 +517,4 @@ func (p *process) end(reason string, flush bool) {
 	rs, us := p.reg.Stats(), p.up.Stats()
 	p.log.Info("parley connector stopped", "reason", reason, "activities", rs.Recorded+rs.Dropped,
 		"dropped", rs.Dropped+us.Dropped, "acknowledged", us.Acked, "lastSeq", us.LastSeq)
-}
-
-// countingSink counts inputs and fired rules on their way to the engine, so the runtime
-// needs no counters of its own.
-type countingSink struct {
-	next          activity.Sink
-	inputs, rules prometheus.Counter
-}
-
-func (s *countingSink) Write(batch []*v1alpha1.ActivityRecord) error {
-	inputs, fired := 0, 0
-	for _, a := range batch {
-		if a.Type == v1alpha1.ActivityInput {
-			inputs++
-		}
-		if r := a.Rules; r != nil {
-			fired += len(r.Executed) + len(r.Async)
-		}
-	}
-	s.inputs.Add(float64(inputs))
-	s.rules.Add(float64(fired))
-	return s.next.Write(batch)
 }

@@ -1,0 +1,126 @@
+// Package metrics holds the Prometheus metrics of a connector process: `parley connector`
+// in a pod and `parley run` serve the same names (docs/engine.md lists them).
+package metrics
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/parley-dev/parley/api/v1alpha1"
+	"github.com/parley-dev/parley/connector/activity"
+)
+
+// Counters are what a connector process has counted; read at every scrape.
+type Counters struct {
+	ActiveConnections   int64
+	TotalConnections    uint64
+	RejectedConnections uint64
+	ActivitiesProduced  uint64
+	ActivitiesDropped   uint64
+}
+
+// Metrics are one process's connector metrics, in a registry of their own.
+type Metrics struct {
+	registry      *prometheus.Registry
+	inputs, rules prometheus.Counter
+}
+
+// New registers the connector metrics, the Go runtime's and the process's; counters is
+// called at every scrape, so it must be safe to call from any goroutine once serving starts.
+func New(counters func() Counters) (*Metrics, error) {
+	m := &Metrics{
+		registry: prometheus.NewRegistry(),
+		inputs: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_connector_inputs_total",
+			Help: "Inputs received from peers."}),
+		rules: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_connector_rules_fired_total",
+			Help: "Custom rules that ran: fired by an input, or run as async rules."}),
+	}
+	counter := func(name, help string, f func(Counters) uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(f(counters())) })
+	}
+	for _, c := range []prometheus.Collector{
+		m.inputs, m.rules,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "parley_connector_connections_active", Help: "Live logical connections."},
+			func() float64 { return float64(counters().ActiveConnections) }),
+		counter("parley_connector_connections_total", "Logical connections started.",
+			func(c Counters) uint64 { return c.TotalConnections }),
+		counter("parley_connector_connections_rejected_total", "Peers refused (over a cap, paused).",
+			func(c Counters) uint64 { return c.RejectedConnections }),
+		counter("parley_connector_activities_produced_total", "Activities recorded or dropped.",
+			func(c Counters) uint64 { return c.ActivitiesProduced }),
+		counter("parley_connector_activities_dropped_total", "Activities dropped before reaching their destination (buffers full).",
+			func(c Counters) uint64 { return c.ActivitiesDropped }),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	} {
+		if err := m.registry.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// Registerer is where the process's other parts (the engine client) register theirs.
+func (m *Metrics) Registerer() prometheus.Registerer { return m.registry }
+
+// Gatherer reads every metric of the process.
+func (m *Metrics) Gatherer() prometheus.Gatherer { return m.registry }
+
+// Sink counts inputs and fired rules on their way to next, so that the runtime needs no
+// counters of its own.
+func (m *Metrics) Sink(next activity.Sink) activity.Sink { return &countingSink{next: next, m: m} }
+
+type countingSink struct {
+	next activity.Sink
+	m    *Metrics
+}
+
+func (s *countingSink) Write(batch []*v1alpha1.ActivityRecord) error {
+	inputs, fired := 0, 0
+	for _, a := range batch {
+		if a.Type == v1alpha1.ActivityInput {
+			inputs++
+		}
+		if r := a.Rules; r != nil {
+			fired += len(r.Executed) + len(r.Async)
+		}
+	}
+	s.m.inputs.Add(float64(inputs))
+	s.m.rules.Add(float64(fired))
+	return s.next.Write(batch)
+}
+
+// Serve starts the /metrics endpoint on addr ("" or "0": none, and a nil address); a bad
+// address fails here, not later. stop ends the endpoint and waits for its goroutine.
+func (m *Metrics) Serve(addr string) (bound net.Addr, stop func(), err error) {
+	if addr == "" || addr == "0" {
+		return nil, func() {}, nil
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("metrics endpoint: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = srv.Serve(l) // ErrServerClosed: the listener is ours and closes only through stop
+	}()
+	return l.Addr(), func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if srv.Shutdown(ctx) != nil {
+			_ = srv.Close()
+		}
+		<-served
+	}, nil
+}
