@@ -1,18 +1,24 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 
 	"github.com/spf13/cobra"
 
+	"github.com/parley-dev/parley/internal/kube"
 	"github.com/parley-dev/parley/internal/rulesfile"
 	"github.com/parley-dev/parley/rules"
 )
 
 func newCheckCommand() *cobra.Command {
-	var files []string
+	var (
+		files   []string
+		cluster bool
+		f       kube.Flags
+	)
 	cmd := &cobra.Command{
 		Use:   "check [-f] FILE|DIR|- ...",
 		Short: "Validate ConversationRules: exit 0 when valid, else print every error with its field path",
@@ -24,14 +30,26 @@ func newCheckCommand() *cobra.Command {
 			if len(files) == 0 {
 				return errors.New("no rules: give a FILE, a directory, or - for standard input")
 			}
-			return check(cmd.OutOrStdout(), cmd.InOrStdin(), files)
+			var server *kube.Client
+			if cluster {
+				var err error
+				if server, err = kube.Connect(f); err != nil {
+					return err
+				}
+			}
+			return check(cmd.Context(), cmd.OutOrStdout(), cmd.InOrStdin(), files, server)
 		},
 	}
+	cmd.Flags().BoolVar(&cluster, "cluster", asPlugin(), "also ask the cluster's API server (a server-side dry run: its schema and admission) "+
+		"whether it takes each valid document (default with kubectl parley)")
+	addKubeFlags(cmd.Flags(), &f)
 	cmd.Flags().StringArrayVarP(&files, "filename", "f", nil, "ConversationRules YAML or JSON: a file, a directory, or - for standard input (repeatable)")
 	return cmd
 }
 
-func check(out io.Writer, stdin io.Reader, files []string) error {
+// check compiles every document of files; with a server, it also asks the cluster whether
+// it would take each valid one.
+func check(ctx context.Context, out io.Writer, stdin io.Reader, files []string, server *kube.Client) error {
 	invalid := 0
 	for _, f := range files {
 		docs, skipped, err := rulesfile.ReadPaths([]string{f}, stdin)
@@ -55,6 +73,13 @@ func check(out io.Writer, stdin io.Reader, files []string) error {
 					fmt.Fprintf(out, "%s: %s: %s\n", d.Source, d.Name(), e.Error())
 				}
 				continue
+			}
+			if server != nil {
+				if err := server.CheckRules(ctx, &d.Rules); err != nil {
+					invalid++
+					fmt.Fprintf(out, "%s: %s: refused by the cluster: %v\n", d.Source, d.Name(), err)
+					continue
+				}
 			}
 			fmt.Fprintf(out, "%s: %s: valid (%d rules, %s %s %s:%d)\n", d.Source, d.Name(), prog.RuleCount,
 				prog.Mode, prog.Transport, prog.IP, prog.Port)

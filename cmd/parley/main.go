@@ -27,7 +27,11 @@ func newRootCommand() *cobra.Command {
 		SilenceErrors: true,
 		Version:       parleyVersion(),
 	}
-	root.AddCommand(newRunCommand(), newCheckCommand(), newOperatorCommand(), newImportCommand(), newConnectorCommand())
+	if asPlugin() {
+		root.Use = "kubectl parley"
+	}
+	root.AddCommand(newRunCommand(), newCheckCommand(), newOperatorCommand(), newImportCommand(), newConnectorCommand(),
+		newTailCommand())
 	return root
 }
 
