@@ -3,7 +3,6 @@ package rules
 import (
 	"encoding/base64"
 	"fmt"
-	"regexp"
 	"sort"
 	"strings"
 
@@ -313,7 +312,7 @@ func (c *compiler) base64(path *field.Path, s string) ([]byte, bool) {
 	return b, true
 }
 
-func (c *compiler) regex(path *field.Path, expr string, isBase64 bool) *regexp.Regexp {
+func (c *compiler) regex(path *field.Path, expr string, isBase64 bool) *Regexp {
 	if isBase64 {
 		raw, ok := c.base64(path, expr)
 		if !ok {
@@ -325,7 +324,7 @@ func (c *compiler) regex(path *field.Path, expr string, isBase64 bool) *regexp.R
 		c.add(field.Required(path, "a regular expression"))
 		return nil
 	}
-	re, err := regexp.Compile(expr)
+	re, err := compileRegex(expr)
 	if err != nil {
 		c.add(field.Invalid(path, expr, explainRegexError(err)))
 		return nil
