@@ -312,9 +312,10 @@ func (cv *conversation) Get(r rules.VarRef) value.Value {
 	return v
 }
 
-// set stores v, converted to the variable's type and bounded in size.
+// set stores v, converted to the variable's type (text read as Lope reads it, see
+// value.FromText) and bounded in size.
 func (cv *conversation) set(r rules.VarRef, v value.Value) error {
-	v, err := v.Convert(r.Kind)
+	v, err := v.Store(r.Kind)
 	if err != nil {
 		return errors.New("variable " + r.Name + ": " + err.Error())
 	}

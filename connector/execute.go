@@ -313,7 +313,7 @@ func (cv *conversation) operate(r *rules.Rule, text string) {
 	out, err := op.Op.Run(ops.Env{Codec: cv.prog.Codec}, in, len(op.Outputs))
 	if err == nil {
 		for i := range min(len(out), len(op.Outputs)) {
-			if out[i], err = out[i].Convert(op.Outputs[i].Kind); err != nil {
+			if out[i], err = out[i].Store(op.Outputs[i].Kind); err != nil {
 				err = fmt.Errorf("%s: output %s: %w", op.Op.Name, op.Outputs[i].Name, err)
 				break
 			}
