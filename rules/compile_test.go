@@ -168,6 +168,10 @@ conversation:
 			"spec.conversation.rules[0].sessionUpdate: Invalid value", "exactly one of value, fromVariable or generate",
 			`spec.conversation.rules[1].sessionUpdate.fromVariable: Not found: "ghost"`,
 		}},
+		{"generated session id longer than it reads back", `
+operation: {port: 1, session: {enabled: true, key: sid, generate: {length: 257}}}`, []string{
+			"spec.operation.session.generate.length: Invalid value: 257", "at most 256 bytes",
+		}},
 		{"session names need operation.session", `
 operation: {port: 1}
 memory: {connection: [{name: v}]}
