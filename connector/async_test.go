@@ -205,3 +205,39 @@ conversation:
 	}
 	p.exchange("PING", "PONG")
 }
+
+// With memoryUpdateWhen: Detected, an async rule's updates and operation run when the rule
+// is scheduled, as in Lope, not when it runs: the input that schedules it sees them (its
+// operation's EXT_IN is that input), and its own run later shows memory as it is then.
+func TestDetectedAsyncUpdatesHappenWhenScheduled(t *testing.T) {
+	h := start(t, `
+operation: {port: 1, memoryUpdateWhen: Detected}
+memory:
+  connection:
+  - {name: v, default: "initial"}
+  - {name: seen}
+  - {name: runs, type: int}
+conversation:
+  rules:
+  - {id: 10, mode: Sync, regex: "^TRIG", response: "ok;", trigger: [{ruleID: 11, delay: 1h}]}
+  - id: 11
+    mode: Async
+    updates: [{variable: v, value: "updated"}]
+    operation: {name: STR_TRIM, inputs: [EXT_IN], outputs: [seen]}
+    response: "never;"
+  - {id: 12, mode: Sync, regex: "^SHOW", response: "show {{v}} {{seen}} {{runs}};"}
+  - {id: 20, mode: Sync, regex: "^LOOP", asyncLoop: {rules: [{ruleID: 21, delay: 50ms, maxIterations: 2}]}}
+  - {id: 21, mode: Async, operation: {name: NBR_SUM, inputs: [runs, "1"], outputs: [runs]}, response: "run {{runs}};"}
+`)
+	p := h.dial()
+	p.exchange("SHOW\n", "show initial  0;")
+	p.exchange("TRIG now\n", "ok;")
+	p.exchange("SHOW\n", "show updated TRIG now 0;")
+	// each iteration of a loop is scheduled, and updates, before it runs
+	p.send("LOOP\n")
+	p.expect("run 1;run 2;")
+	p.exchange("SHOW\n", "show updated TRIG now 2;")
+	if n := len(h.Activities.Of(v1alpha1.ActivityError)); n != 0 {
+		t.Errorf("%d errors", n)
+	}
+}

@@ -91,7 +91,7 @@ func (cv *conversation) start(s socket, deferGreeting bool, detail string) {
 		cv.sendBasic(v1alpha1.ActivityGreeted, s, cv.prog.Greetings)
 	}
 	for _, sc := range cv.prog.OnStart {
-		cv.schedule(sc, 0, nil, 0, nil)
+		cv.schedule(sc, 0, nil, 0, nil, "")
 	}
 	if t := cv.prog.InteractionTimeout; t > 0 {
 		cv.idle = time.AfterFunc(t, func() { cv.c.tasks.run(cv.onIdle) })

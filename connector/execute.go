@@ -77,7 +77,7 @@ func (cv *conversation) handleInput(s socket, raw []byte, truncated bool) {
 		if p.Session != nil && !p.Session.UpdateOnDetected {
 			cv.updateSession(r)
 		}
-		cv.scheduleFrom(r, 0, rr)
+		cv.scheduleFrom(r, 0, rr, text)
 		ending = ending || r.Ending
 		closing = closing || r.CloseConnection
 	}

@@ -40,10 +40,11 @@ func (q *taskQueue) Pop() any {
 }
 
 // scheduleFrom schedules what a rule that just ran asks for: its triggers, the chosen
-// branch of its asyncSwitch and the first iteration of its asyncLoop.
-func (cv *conversation) scheduleFrom(r *rules.Rule, depth int, rr *v1alpha1.RulesRecord) {
+// branch of its asyncSwitch and the first iteration of its asyncLoop. text is the input the
+// rule fired on ("" for an async run).
+func (cv *conversation) scheduleFrom(r *rules.Rule, depth int, rr *v1alpha1.RulesRecord, text string) {
 	for _, t := range r.Trigger {
-		cv.schedule(t, depth, nil, 0, rr)
+		cv.schedule(t, depth, nil, 0, rr, text)
 	}
 	if sw := r.Switch; sw != nil {
 		chosen := sw.Default
@@ -54,18 +55,22 @@ func (cv *conversation) scheduleFrom(r *rules.Rule, depth int, rr *v1alpha1.Rule
 			}
 		}
 		for _, t := range chosen {
-			cv.schedule(t, depth, nil, 0, rr)
+			cv.schedule(t, depth, nil, 0, rr, text)
 		}
 	}
 	if r.Loop != nil {
 		for _, t := range r.Loop.Rules {
-			cv.schedule(t, depth, r.Loop, 1, rr)
+			cv.schedule(t, depth, r.Loop, 1, rr, text)
 		}
 	}
 }
 
 // schedule queues one async run, within the bounds on pending tasks and zero-delay chains.
-func (cv *conversation) schedule(sc rules.Schedule, parentDepth int, loop *rules.Loop, iter int, rr *v1alpha1.RulesRecord) {
+// With memoryUpdateWhen Detected, the rule's updates and operation (and its sessionUpdate
+// with session.updateWhen Detected) run now, as Lope runs them when it detects the rule:
+// text is the input that scheduled it, the operation's EXT_IN ("" when an async run or the
+// start of the conversation scheduled it).
+func (cv *conversation) schedule(sc rules.Schedule, parentDepth int, loop *rules.Loop, iter int, rr *v1alpha1.RulesRecord, text string) {
 	depth := 0
 	if sc.Delay == 0 {
 		depth = parentDepth + 1
@@ -84,6 +89,12 @@ func (cv *conversation) schedule(sc rules.Schedule, parentDepth int, loop *rules
 		rr.Scheduled = append(rr.Scheduled, sc.Rule.ID)
 	}
 	cv.armTasks()
+	if cv.prog.UpdateOnDetected {
+		cv.applyMemory(sc.Rule, text)
+	}
+	if cv.prog.Session != nil && cv.prog.Session.UpdateOnDetected {
+		cv.updateSession(sc.Rule)
+	}
 }
 
 // armTasks sets the conversation's one timer to the earliest task.
@@ -126,12 +137,7 @@ func (cv *conversation) runTask(t *task) {
 		a.Rules = rr
 		a.Alert = a.Alert || r.Alert
 		s := cv.current()
-		if p.UpdateOnDetected {
-			cv.applyMemory(r, "")
-		}
-		if p.Session != nil && p.Session.UpdateOnDetected {
-			cv.updateSession(r)
-		}
+		// With Detected, its updates, operation and sessionUpdate ran when it was scheduled.
 		if p.Mode == v1alpha1.ModeClient && r.Response != nil && (s == nil || (r.ReconnectBefore && p.RuleClosing)) {
 			s = cv.reconnect(a)
 		}
@@ -144,7 +150,7 @@ func (cv *conversation) runTask(t *task) {
 		if p.Session != nil && !p.Session.UpdateOnDetected {
 			cv.updateSession(r)
 		}
-		cv.scheduleFrom(r, t.depth, rr)
+		cv.scheduleFrom(r, t.depth, rr, "")
 		a.Output = &v1alpha1.OutputRecord{Bytes: int32(sent)}
 		cv.record(a)
 		cv.afterReply(s, sent, r.Ending, r.CloseConnection, []*rules.Rule{r})
@@ -153,6 +159,6 @@ func (cv *conversation) runTask(t *task) {
 		}
 	}
 	if t.loop != nil && (t.sched.MaxIterations == 0 || t.iter < t.sched.MaxIterations) {
-		cv.schedule(t.sched, t.depth, t.loop, t.iter+1, nil)
+		cv.schedule(t.sched, t.depth, t.loop, t.iter+1, nil, "")
 	}
 }
