@@ -70,6 +70,7 @@ func (cv *conversation) handleInput(s socket, raw []byte, truncated bool) {
 	}
 	sent += cv.flush(s, a)
 	ending, closing := false, false
+	from := newCause("this input", text)
 	for _, r := range fired {
 		if !p.UpdateOnDetected {
 			cv.applyMemory(r, text)
@@ -77,7 +78,7 @@ func (cv *conversation) handleInput(s socket, raw []byte, truncated bool) {
 		if p.Session != nil && !p.Session.UpdateOnDetected {
 			cv.updateSession(r)
 		}
-		cv.scheduleFrom(r, 0, rr, text)
+		cv.scheduleFrom(r, from, rr)
 		ending = ending || r.Ending
 		closing = closing || r.CloseConnection
 	}
