@@ -91,6 +91,7 @@ $(STATICCHECK):
 ## fuzz: run each fuzz target for FUZZTIME (seeds in testdata/fuzz run with every `make test`)
 fuzz:
 	$(GO) test ./rules/ -run '^$$' -fuzz FuzzCompile -fuzztime $(FUZZTIME)
+	$(GO) test ./rules/ -run '^$$' -fuzz FuzzRegexp -fuzztime $(FUZZTIME)
 	$(GO) test ./connector/ -run '^$$' -fuzz FuzzInput -fuzztime $(FUZZTIME)
 	$(GO) test ./rules/ops/ -run '^$$' -fuzz FuzzRun -fuzztime $(FUZZTIME)
 	$(GO) test ./connector/activity/ -run '^$$' -fuzz FuzzAppendJSON -fuzztime $(FUZZTIME)

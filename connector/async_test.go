@@ -1,11 +1,13 @@
 package connector_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
+	"github.com/parley-dev/parley/rules"
 )
 
 func TestTriggerDelaysRunInOrder(t *testing.T) {
@@ -167,15 +169,18 @@ conversation:
 }
 
 func TestZeroDelayChainIsBounded(t *testing.T) {
+	// A zero-delay cycle is refused by the compiler; a zero-delay loop of 64 iterations,
+	// each triggering one more rule, still reaches a depth of 65.
 	h := start(t, `
 operation: {port: 1}
 memory:
   connection: [{name: hops, type: int, default: "0"}]
 conversation:
   rules:
-  - {id: 1, mode: Sync, regex: "GO", trigger: [{ruleID: 2}]}
-  - {id: 2, mode: Async, operation: {name: NBR_SUM, inputs: [hops, "1"], outputs: [hops]}, trigger: [{ruleID: 2}]}
+  - {id: 1, mode: Sync, regex: "GO", asyncLoop: {rules: [{ruleID: 2, maxIterations: 64}]}}
+  - {id: 2, mode: Async, operation: {name: NBR_SUM, inputs: [hops, "1"], outputs: [hops]}, trigger: [{ruleID: 4}]}
   - {id: 3, mode: Sync, regex: "HOPS", response: "{{hops}}"}
+  - {id: 4, mode: Async}
 `)
 	p := h.dial()
 	h.quiet(p, "GO", 1)
@@ -204,4 +209,69 @@ conversation:
 		t.Errorf("error: %q", errs[0].Message)
 	}
 	p.exchange("PING", "PONG")
+}
+
+// With memoryUpdateWhen: Detected, an async rule's updates and operation run when the rule
+// is scheduled, as in Lope, not when it runs: the input that schedules it sees them (its
+// operation's EXT_IN is that input), and its own run later shows memory as it is then.
+func TestDetectedAsyncUpdatesHappenWhenScheduled(t *testing.T) {
+	h := start(t, `
+operation: {port: 1, memoryUpdateWhen: Detected}
+memory:
+  connection:
+  - {name: v, default: "initial"}
+  - {name: seen}
+  - {name: runs, type: int}
+conversation:
+  rules:
+  - {id: 10, mode: Sync, regex: "^TRIG", response: "ok;", trigger: [{ruleID: 11, delay: 1h}]}
+  - id: 11
+    mode: Async
+    updates: [{variable: v, value: "updated"}]
+    operation: {name: STR_TRIM, inputs: [EXT_IN], outputs: [seen]}
+    response: "never;"
+  - {id: 12, mode: Sync, regex: "^SHOW", response: "show {{v}} {{seen}} {{runs}};"}
+  - {id: 20, mode: Sync, regex: "^LOOP", asyncLoop: {rules: [{ruleID: 21, delay: 50ms, maxIterations: 2}]}}
+  - {id: 21, mode: Async, operation: {name: NBR_SUM, inputs: [runs, "1"], outputs: [runs]}, response: "run {{runs}};"}
+`)
+	p := h.dial()
+	p.exchange("SHOW\n", "show initial  0;")
+	p.exchange("TRIG now\n", "ok;")
+	p.exchange("SHOW\n", "show updated TRIG now 0;")
+	// each iteration of a loop is scheduled, and updates, before it runs
+	p.send("LOOP\n")
+	p.expect("run 1;run 2;")
+	p.exchange("SHOW\n", "show updated TRIG now 2;")
+	if n := len(h.Activities.Of(v1alpha1.ActivityError)); n != 0 {
+		t.Errorf("%d errors", n)
+	}
+}
+
+// One input sets off at most rules.MaxChainRuns async runs without delay, whatever the
+// rules' fan-out, and the cut is one Error activity, not one per refused run. Here each
+// level triggers the next twice: 8191 runs without the bound.
+func TestAsyncFanOutIsBoundedPerInput(t *testing.T) {
+	var spec strings.Builder
+	spec.WriteString("operation: {port: 1}\nconversation:\n  rules:\n")
+	spec.WriteString("  - {id: 1, mode: Sync, regex: \"^GO\", trigger: [{ruleID: 10}]}\n")
+	spec.WriteString("  - {id: 2, mode: Sync, regex: \"^PING\", response: \"PONG\"}\n")
+	for id := 10; id < 22; id++ {
+		fmt.Fprintf(&spec, "  - {id: %d, mode: Async, response: x, trigger: [{ruleID: %d}, {ruleID: %d}]}\n", id, id+1, id+1)
+	}
+	spec.WriteString("  - {id: 22, mode: Async, response: x}\n")
+	h := start(t, spec.String())
+	p := h.dial()
+	for n := 1; n <= 2; n++ { // each input has a budget of its own
+		p.send("GO\n")
+		p.expect(strings.Repeat("x", rules.MaxChainRuns))
+		p.expectSilence(300 * time.Millisecond)
+		errs := h.Activities.WaitFor(t, v1alpha1.ActivityError, n)
+		if len(errs) != n || !strings.Contains(errs[n-1].Message, fmt.Sprintf("more than %d async runs without delay", rules.MaxChainRuns)) {
+			t.Fatalf("after GO #%d: %d errors, last %q", n, len(errs), errs[len(errs)-1].Message)
+		}
+	}
+	p.exchange("PING\n", "PONG")
+	if n := len(h.Activities.Of(v1alpha1.ActivityAsync)); n != 2*rules.MaxChainRuns {
+		t.Errorf("%d async runs, want %d", n, 2*rules.MaxChainRuns)
+	}
 }

@@ -91,8 +91,9 @@ func (cv *conversation) start(s socket, deferGreeting bool, detail string) {
 	} else if cv.prog.Greetings != nil {
 		cv.sendBasic(v1alpha1.ActivityGreeted, s, cv.prog.Greetings)
 	}
+	from := newCause("the start of the conversation", "")
 	for _, sc := range cv.prog.OnStart {
-		cv.schedule(sc, 0, nil, 0, nil)
+		cv.schedule(sc, from, nil, 0, nil)
 	}
 	if t := cv.prog.InteractionTimeout; t > 0 {
 		cv.idle = time.AfterFunc(t, func() { cv.c.tasks.run(cv.onIdle) })
@@ -330,9 +331,10 @@ func (cv *conversation) Get(r rules.VarRef) value.Value {
 	return v
 }
 
-// set stores v, converted to the variable's type and bounded in size.
+// set stores v, converted to the variable's type (text read as Lope reads it, see
+// value.FromText) and bounded in size.
 func (cv *conversation) set(r rules.VarRef, v value.Value) error {
-	v, err := v.Convert(r.Kind)
+	v, err := v.Store(r.Kind)
 	if err != nil {
 		return errors.New("variable " + r.Name + ": " + err.Error())
 	}

@@ -72,6 +72,7 @@ func (cv *conversation) handleInput(s socket, raw []byte, truncated bool) {
 	}
 	sent += cv.flush(s, a)
 	ending, closing := false, false
+	from := newCause("this input", text)
 	for _, r := range fired {
 		if !p.UpdateOnDetected {
 			cv.applyMemory(r, text)
@@ -79,7 +80,7 @@ func (cv *conversation) handleInput(s socket, raw []byte, truncated bool) {
 		if p.Session != nil && !p.Session.UpdateOnDetected {
 			cv.updateSession(r)
 		}
-		cv.scheduleFrom(r, 0, rr)
+		cv.scheduleFrom(r, from, rr)
 		ending = ending || r.Ending
 		closing = closing || r.CloseConnection
 	}
@@ -331,7 +332,7 @@ func (cv *conversation) operate(r *rules.Rule, text string) {
 	out, err := op.Op.Run(ops.Env{Codec: cv.prog.Codec}, in, len(op.Outputs))
 	if err == nil {
 		for i := range min(len(out), len(op.Outputs)) {
-			if out[i], err = out[i].Convert(op.Outputs[i].Kind); err != nil {
+			if out[i], err = out[i].Store(op.Outputs[i].Kind); err != nil {
 				err = fmt.Errorf("%s: output %s: %w", op.Op.Name, op.Outputs[i].Name, err)
 				break
 			}

@@ -16,7 +16,38 @@ type task struct {
 	sched rules.Schedule
 	loop  *rules.Loop // set for asyncLoop iterations
 	iter  int
-	depth int // length of the chain of zero-delay schedules that led here
+	depth int    // length of the chain of zero-delay schedules that led here
+	burst *burst // the zero-delay work it belongs to
+}
+
+// burst is the async work set off without delay, directly or not, by one input, the start
+// of a conversation or one run that came after a delay: rules.MaxChainRuns bounds its runs,
+// whatever the rules' fan-out.
+type burst struct {
+	runs   int // zero-delay schedules made in it
+	origin *origin
+}
+
+// origin is an input or the start of a conversation, with all it sets off, delays included.
+// The first schedule of it that a bound refuses records an Error, the later ones do not, so
+// a cut is one activity rather than one per refused run.
+type origin struct {
+	what    string // "this input", "the start of the conversation"
+	refused bool
+}
+
+// cause is what schedules rules: an input, the start of a conversation or an async run.
+type cause struct {
+	depth int // length of the chain of zero-delay schedules that led to it
+	burst *burst
+	// text is the input ("" for the others): EXT_IN of the operations that
+	// memoryUpdateWhen Detected runs as a rule is scheduled.
+	text string
+}
+
+// newCause is an input (text) or the start of a conversation (what names it).
+func newCause(what, text string) cause {
+	return cause{burst: &burst{origin: &origin{what: what}}, text: text}
 }
 
 // taskQueue is a min-heap of tasks by due time, then scheduling order.
@@ -41,9 +72,9 @@ func (q *taskQueue) Pop() any {
 
 // scheduleFrom schedules what a rule that just ran asks for: its triggers, the chosen
 // branch of its asyncSwitch and the first iteration of its asyncLoop.
-func (cv *conversation) scheduleFrom(r *rules.Rule, depth int, rr *v1alpha1.RulesRecord) {
+func (cv *conversation) scheduleFrom(r *rules.Rule, from cause, rr *v1alpha1.RulesRecord) {
 	for _, t := range r.Trigger {
-		cv.schedule(t, depth, nil, 0, rr)
+		cv.schedule(t, from, nil, 0, rr)
 	}
 	if sw := r.Switch; sw != nil {
 		chosen := sw.Default
@@ -54,36 +85,59 @@ func (cv *conversation) scheduleFrom(r *rules.Rule, depth int, rr *v1alpha1.Rule
 			}
 		}
 		for _, t := range chosen {
-			cv.schedule(t, depth, nil, 0, rr)
+			cv.schedule(t, from, nil, 0, rr)
 		}
 	}
 	if r.Loop != nil {
 		for _, t := range r.Loop.Rules {
-			cv.schedule(t, depth, r.Loop, 1, rr)
+			cv.schedule(t, from, r.Loop, 1, rr)
 		}
 	}
 }
 
-// schedule queues one async run, within the bounds on pending tasks and zero-delay chains.
-func (cv *conversation) schedule(sc rules.Schedule, parentDepth int, loop *rules.Loop, iter int, rr *v1alpha1.RulesRecord) {
-	depth := 0
+// schedule queues one async run, within the bounds on zero-delay chains, on the runs of a
+// burst and on pending tasks; the first refusal of an origin records an Error. With
+// memoryUpdateWhen Detected, the rule's updates and operation (and its sessionUpdate with
+// session.updateWhen Detected) run now, as Lope runs them when it detects the rule, with
+// from's text as EXT_IN.
+func (cv *conversation) schedule(sc rules.Schedule, from cause, loop *rules.Loop, iter int, rr *v1alpha1.RulesRecord) {
+	depth, b := 0, from.burst
 	if sc.Delay == 0 {
-		depth = parentDepth + 1
+		depth = from.depth + 1
+	} else {
+		b = &burst{origin: b.origin} // it runs later: a burst of its own
 	}
+	var why string
 	switch {
 	case depth > maxZeroDelayRun:
-		cv.recordError(fmt.Sprintf("rule %d not scheduled: chain of zero-delay triggers deeper than %d", sc.Rule.ID, maxZeroDelayRun))
-		return
+		why = fmt.Sprintf("chain of zero-delay triggers deeper than %d", maxZeroDelayRun)
+	case sc.Delay == 0 && b.runs >= rules.MaxChainRuns:
+		why = fmt.Sprintf("more than %d async runs without delay after one input, start or delayed run", rules.MaxChainRuns)
 	case len(cv.tasks) >= maxPendingTasks:
-		cv.recordError(fmt.Sprintf("rule %d not scheduled: %d async tasks already pending", sc.Rule.ID, maxPendingTasks))
+		why = fmt.Sprintf("%d async tasks already pending", maxPendingTasks)
+	}
+	if why != "" {
+		if o := b.origin; !o.refused {
+			o.refused = true
+			cv.recordError(fmt.Sprintf("rule %d not scheduled: %s (later refusals of what %s sets off are not recorded)", sc.Rule.ID, why, o.what))
+		}
 		return
 	}
+	if sc.Delay == 0 {
+		b.runs++
+	}
 	cv.taskSeq++
-	heap.Push(&cv.tasks, &task{due: time.Now().Add(sc.Delay), seq: cv.taskSeq, sched: sc, loop: loop, iter: iter, depth: depth})
+	heap.Push(&cv.tasks, &task{due: time.Now().Add(sc.Delay), seq: cv.taskSeq, sched: sc, loop: loop, iter: iter, depth: depth, burst: b})
 	if rr != nil {
 		rr.Scheduled = append(rr.Scheduled, sc.Rule.ID)
 	}
 	cv.armTasks()
+	if cv.prog.UpdateOnDetected {
+		cv.applyMemory(sc.Rule, from.text)
+	}
+	if cv.prog.Session != nil && cv.prog.Session.UpdateOnDetected {
+		cv.updateSession(sc.Rule)
+	}
 }
 
 // armTasks sets the conversation's one timer to the earliest task.
@@ -120,6 +174,7 @@ func (cv *conversation) runTask(t *task) {
 	if t.loop != nil && !cv.holds(t.loop.Conditions) {
 		return
 	}
+	from := cause{depth: t.depth, burst: t.burst}
 	if cv.holds(r.Conditions) {
 		s := cv.current() // async replies go to the conversation's live socket
 		cv.peerChanged(s)
@@ -127,12 +182,7 @@ func (cv *conversation) runTask(t *task) {
 		rr := &v1alpha1.RulesRecord{Async: []int32{r.ID}}
 		a.Rules = rr
 		a.Alert = a.Alert || r.Alert
-		if p.UpdateOnDetected {
-			cv.applyMemory(r, "")
-		}
-		if p.Session != nil && p.Session.UpdateOnDetected {
-			cv.updateSession(r)
-		}
+		// With Detected, its updates, operation and sessionUpdate ran when it was scheduled.
 		if p.Mode == v1alpha1.ModeClient && r.Response != nil && (s == nil || (r.ReconnectBefore && cv.reconnects())) {
 			s = cv.reconnect(a)
 		}
@@ -145,7 +195,7 @@ func (cv *conversation) runTask(t *task) {
 		if p.Session != nil && !p.Session.UpdateOnDetected {
 			cv.updateSession(r)
 		}
-		cv.scheduleFrom(r, t.depth, rr)
+		cv.scheduleFrom(r, from, rr)
 		a.Output = &v1alpha1.OutputRecord{Bytes: int32(sent)}
 		cv.record(a)
 		cv.afterReply(s, sent, r.Ending, r.CloseConnection, []*rules.Rule{r})
@@ -154,6 +204,6 @@ func (cv *conversation) runTask(t *task) {
 		}
 	}
 	if t.loop != nil && (t.sched.MaxIterations == 0 || t.iter < t.sched.MaxIterations) {
-		cv.schedule(t.sched, t.depth, t.loop, t.iter+1, nil)
+		cv.schedule(t.sched, from, t.loop, t.iter+1, nil)
 	}
 }

@@ -25,6 +25,10 @@ const (
 	DefaultGenerateLength  = 12
 	// MaxZeroDelayChain bounds chains of async runs scheduled without delay.
 	MaxZeroDelayChain = 64
+	// MaxChainRuns bounds the async runs scheduled without delay that one input, the start
+	// of a conversation or one run that came after a delay may set off in all, whatever the
+	// rules' fan-out (a rule triggering two that each trigger two...).
+	MaxChainRuns      = 256
 	maxInputSizeLimit = 1 << 20
 )
 
@@ -95,9 +99,12 @@ type compiler struct {
 
 // ruleRef is a schedule waiting for its rule to be known.
 type ruleRef struct {
-	path *field.Path
-	id   int32
-	set  func(*Rule)
+	entry *field.Path // the schedule: its ruleID is entry.ruleID
+	from  *Rule       // the rule that schedules
+	id    int32
+	// zeroDelay marks a schedule without delay, an edge of the graph that must have no cycle.
+	zeroDelay bool
+	set       func(*Rule)
 }
 
 func (c *compiler) add(err *field.Error) { c.errs = append(c.errs, err) }

@@ -101,6 +101,20 @@ operation: {port: 1}
 conversation: {rules: [{id: 1, mode: Sync, regex: a, asyncLoop: {rules: [{ruleID: 2, maxIterations: 100}]}}, {id: 2, mode: Async}]}`, []string{
 			"spec.conversation.rules[0].asyncLoop.rules[0].maxIterations: Invalid value: 100", "at most 64 iterations",
 		}},
+		{"zero-delay cycles", `
+operation: {port: 1}
+memory: {connection: [{name: more, type: bool}]}
+conversation:
+  rules:
+  - {id: 1, mode: Sync, regex: "^GO", trigger: [{ruleID: 10}]}
+  - {id: 10, mode: Async, response: "x", trigger: [{ruleID: 10}, {ruleID: 10}]}
+  - {id: 20, mode: Hybrid, regex: a, trigger: [{ruleID: 21, delay: 0s}]}
+  - {id: 21, mode: Async, asyncSwitch: {options: [{conditions: [{variable: more, value: "true"}], trigger: [{ruleID: 22}]}]}}
+  - {id: 22, mode: Async, asyncLoop: {rules: [{ruleID: 20, maxIterations: 3}]}}`, []string{
+			"spec.conversation.rules[1].trigger[0]: Forbidden: a cycle 10 → 10 with no delay",
+			"spec.conversation.rules[1].trigger[1]: Forbidden: a cycle 10 → 10 with no delay",
+			"spec.conversation.rules[4].asyncLoop.rules[0]: Forbidden: a cycle 20 → 21 → 22 → 20 with no delay",
+		}},
 		{"unknown template variables", `
 operation: {port: 1}
 memory: {connection: [{name: user}]}
@@ -167,6 +181,10 @@ conversation:
 			"spec.operation.session.generate.length: Invalid value: 0",
 			"spec.conversation.rules[0].sessionUpdate: Invalid value", "exactly one of value, fromVariable or generate",
 			`spec.conversation.rules[1].sessionUpdate.fromVariable: Not found: "ghost"`,
+		}},
+		{"generated session id longer than it reads back", `
+operation: {port: 1, session: {enabled: true, key: sid, generate: {length: 257}}}`, []string{
+			"spec.operation.session.generate.length: Invalid value: 257", "at most 256 bytes",
 		}},
 		{"session names need operation.session", `
 operation: {port: 1}
@@ -250,5 +268,21 @@ conversation: {greetings: {value: "[{{v}}] {{ not a name }} {{"}}`)
 	out := prog.Greetings.Template.AppendTo(nil, prog.Codec, env{prog})
 	if string(out) != "[{{v}}] {{ not a name }} {{" {
 		t.Errorf("rendered %q", out)
+	}
+}
+
+// A cycle of schedules with a delay somewhere repeats at that pace: it is valid.
+func TestCyclesWithADelayCompile(t *testing.T) {
+	_, errs := compileYAML(t, `
+operation: {port: 1}
+conversation:
+  rules:
+  - {id: 1, mode: Sync, regex: "^GO", trigger: [{ruleID: 10}, {ruleID: 11}]}
+  - {id: 10, mode: Async, response: "tick", trigger: [{ruleID: 10, delay: 1s}]}
+  - {id: 11, mode: Async, trigger: [{ruleID: 12}], asyncLoop: {rules: [{ruleID: 12, maxIterations: 3}]}}
+  - {id: 12, mode: Async, asyncSwitch: {options: [{trigger: [{ruleID: 13}]}], default: [{ruleID: 11, delay: 10ms}]}}
+  - {id: 13, mode: Async}`)
+	if len(errs) > 0 {
+		t.Fatal(errs)
 	}
 }

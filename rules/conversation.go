@@ -3,7 +3,6 @@ package rules
 import (
 	"encoding/base64"
 	"fmt"
-	"regexp"
 	"sort"
 	"strings"
 
@@ -127,7 +126,7 @@ func (c *compiler) rule(path *field.Path, s *v1alpha1.Rule) *Rule {
 	if s.Operation != nil {
 		r.Operation = c.operationOf(path.Child("operation"), s.Operation)
 	}
-	c.schedules(path.Child("trigger"), s.Trigger, &r.Trigger)
+	c.schedules(path.Child("trigger"), r, s.Trigger, &r.Trigger)
 	if s.OnStart != nil {
 		if !async {
 			c.add(field.Invalid(path.Child("onStart"), "", "only Async and Hybrid rules can run at the start of a conversation"))
@@ -141,10 +140,10 @@ func (c *compiler) rule(path *field.Path, s *v1alpha1.Rule) *Rule {
 		for i, o := range s.AsyncSwitch.Options {
 			op := sp.Child("options").Index(i)
 			opt := SwitchOption{Conditions: c.conditions(op.Child("conditions"), o.Conditions)}
-			c.schedules(op.Child("trigger"), o.Trigger, &opt.Trigger)
+			c.schedules(op.Child("trigger"), r, o.Trigger, &opt.Trigger)
 			sw.Options = append(sw.Options, opt)
 		}
-		c.schedules(sp.Child("default"), s.AsyncSwitch.Default, &sw.Default)
+		c.schedules(sp.Child("default"), r, s.AsyncSwitch.Default, &sw.Default)
 		r.Switch = sw
 	}
 	if s.AsyncLoop != nil {
@@ -168,7 +167,7 @@ func (c *compiler) rule(path *field.Path, s *v1alpha1.Rule) *Rule {
 					fmt.Sprintf("a loop without delay runs at most %d iterations (the bound on zero-delay chains)", MaxZeroDelayChain)))
 			}
 			loop.Rules[i] = Schedule{Delay: delay, MaxIterations: int(lr.MaxIterations)}
-			c.refer(p.Child("ruleID"), lr.RuleID, &loop.Rules[i])
+			c.refer(p, r, lr.RuleID, &loop.Rules[i])
 		}
 		r.Loop = loop
 	}
@@ -184,31 +183,98 @@ func (c *compiler) rule(path *field.Path, s *v1alpha1.Rule) *Rule {
 	return r
 }
 
-func (c *compiler) schedules(path *field.Path, ts []v1alpha1.Trigger, into *[]Schedule) {
+// schedules compiles the schedules rule from asks for.
+func (c *compiler) schedules(path *field.Path, from *Rule, ts []v1alpha1.Trigger, into *[]Schedule) {
 	*into = make([]Schedule, len(ts))
 	for i, t := range ts {
 		p := path.Index(i)
 		(*into)[i].Delay = c.duration(p.Child("delay"), t.Delay)
-		c.refer(p.Child("ruleID"), t.RuleID, &(*into)[i])
+		c.refer(p, from, t.RuleID, &(*into)[i])
 	}
 }
 
-func (c *compiler) refer(path *field.Path, id int32, s *Schedule) {
-	c.refs = append(c.refs, ruleRef{path: path, id: id, set: func(r *Rule) { s.Rule = r }})
+// refer notes the schedule at entry, made by rule from, to be resolved once every rule is
+// known; its delay must be set already.
+func (c *compiler) refer(entry *field.Path, from *Rule, id int32, s *Schedule) {
+	c.refs = append(c.refs, ruleRef{entry: entry, from: from, id: id, zeroDelay: s.Delay == 0, set: func(r *Rule) { s.Rule = r }})
 }
 
 func (c *compiler) resolveSchedules() {
 	for _, ref := range c.refs {
 		r := c.byID[ref.id]
+		path := ref.entry.Child("ruleID")
 		switch {
 		case r == nil:
-			c.add(field.NotFound(ref.path, ref.id))
+			c.add(field.NotFound(path, ref.id))
 		case r.Mode == "disabled":
-			c.add(field.Invalid(ref.path, ref.id, "rule is disabled"))
+			c.add(field.Invalid(path, ref.id, "rule is disabled"))
 		case r.Mode == v1alpha1.RuleSync:
-			c.add(field.Invalid(ref.path, ref.id, "is a Sync rule; only Async and Hybrid rules can be scheduled"))
+			c.add(field.Invalid(path, ref.id, "is a Sync rule; only Async and Hybrid rules can be scheduled"))
 		default:
 			ref.set(r)
+		}
+	}
+	c.zeroDelayCycles()
+}
+
+// zeroDelayCycles refuses every cycle of schedules without delay (a rule that triggers
+// itself, or A → B → A): it would run again and again at once, for as long as the runtime's
+// bounds let it, where Lope paced it by its worker loop. Each cycle is reported once, at the
+// schedule that closes it, with the rules it goes through.
+func (c *compiler) zeroDelayCycles() {
+	type edge struct {
+		to    *Rule
+		entry *field.Path
+	}
+	out := map[*Rule][]edge{}
+	var starts []*Rule // in the order of the spec
+	for _, ref := range c.refs {
+		to := c.byID[ref.id]
+		if !ref.zeroDelay || c.byID[ref.from.ID] != ref.from || to == nil || to.Mode == "disabled" || to.Mode == v1alpha1.RuleSync {
+			continue // a delay, a disabled or duplicate rule, or a reference reported above
+		}
+		if _, seen := out[ref.from]; !seen {
+			starts = append(starts, ref.from)
+		}
+		out[ref.from] = append(out[ref.from], edge{to: to, entry: ref.entry})
+	}
+	const (
+		unseen = iota
+		onPath
+		done
+	)
+	state := map[*Rule]int{}
+	var path []*Rule
+	var visit func(r *Rule)
+	visit = func(r *Rule) {
+		state[r] = onPath
+		path = append(path, r)
+		for _, e := range out[r] {
+			switch state[e.to] {
+			case unseen:
+				visit(e.to)
+			case onPath:
+				var ids []string
+				for i := len(path) - 1; i >= 0; i-- {
+					if path[i] == e.to {
+						for _, q := range path[i:] {
+							ids = append(ids, fmt.Sprint(q.ID))
+						}
+						break
+					}
+				}
+				ids = append(ids, fmt.Sprint(e.to.ID))
+				c.add(field.Forbidden(e.entry, fmt.Sprintf(
+					"a cycle %s with no delay would run again and again at once; give one of its schedules a delay",
+					strings.Join(ids, " → "))))
+			}
+		}
+		path = path[:len(path)-1]
+		state[r] = done
+	}
+	for _, r := range starts {
+		if state[r] == unseen {
+			visit(r)
 		}
 	}
 }
@@ -313,7 +379,7 @@ func (c *compiler) base64(path *field.Path, s string) ([]byte, bool) {
 	return b, true
 }
 
-func (c *compiler) regex(path *field.Path, expr string, isBase64 bool) *regexp.Regexp {
+func (c *compiler) regex(path *field.Path, expr string, isBase64 bool) *Regexp {
 	if isBase64 {
 		raw, ok := c.base64(path, expr)
 		if !ok {
@@ -325,7 +391,7 @@ func (c *compiler) regex(path *field.Path, expr string, isBase64 bool) *regexp.R
 		c.add(field.Required(path, "a regular expression"))
 		return nil
 	}
-	re, err := regexp.Compile(expr)
+	re, err := compileRegex(expr)
 	if err != nil {
 		c.add(field.Invalid(path, expr, explainRegexError(err)))
 		return nil

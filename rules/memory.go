@@ -2,7 +2,7 @@ package rules
 
 import (
 	"math/rand/v2"
-	"strings"
+	"strconv"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
 	"github.com/parley-dev/parley/rules/value"
@@ -12,6 +12,8 @@ import (
 type Generator struct {
 	Length   int
 	Alphabet string
+	// Avoid lists texts a generated string never holds (a session's separator and endValue).
+	Avoid    []string
 	Min, Max value.Value
 }
 
@@ -19,8 +21,11 @@ const (
 	digits = "0123456789"
 	lower  = "abcdefghijklmnopqrstuvwxyz"
 	upper  = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-	// symbols is the printable ASCII punctuation Lope's *_and_symbols sets add.
-	symbols = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
+	// symbols are the 22 symbols Lope's *_and_symbols sets add, not all of ASCII's
+	// punctuation: no quotes, backslash, comma, dot, semicolon, braces, backtick or tilde.
+	symbols = "/?+-*=:[]^@#$%&()_!<>|"
+	// floatDecimals is how many decimals a generated float keeps, as in Lope.
+	floatDecimals = 2
 )
 
 var alphabets = map[v1alpha1.Charset]string{
@@ -50,20 +55,45 @@ func (v *Variable) Initial() value.Value {
 		return value.OfInt(lo + rand.Int64N(hi-lo+1))
 	case value.Float:
 		lo, hi := g.Min.AsFloat(), g.Max.AsFloat()
-		return value.OfFloat(lo + rand.Float64()*(hi-lo))
+		return value.OfFloat(round(lo+rand.Float64()*(hi-lo), floatDecimals))
 	default:
 		return value.OfString(g.randomString())
 	}
 }
 
-// randomString is Length characters drawn from Alphabet.
-func (g *Generator) randomString() string {
-	var b strings.Builder
-	b.Grow(g.Length)
-	for range g.Length {
-		b.WriteByte(g.Alphabet[rand.IntN(len(g.Alphabet))])
+// round rounds f to n decimals as Python's round(f, n) does: from f's exact binary value,
+// ties to even.
+func round(f float64, n int) float64 {
+	r, err := strconv.ParseFloat(strconv.FormatFloat(f, 'f', n, 64), 64)
+	if err != nil {
+		return f
 	}
-	return b.String()
+	return r
+}
+
+// randomString is Length characters drawn from Alphabet, none of Avoid among them: a
+// character that would complete one of them is drawn again (at most one character per
+// text in Avoid is refused at each step, and every alphabet has ten or more).
+func (g *Generator) randomString() string {
+	b := make([]byte, 0, g.Length)
+	for len(b) < g.Length {
+		c := g.Alphabet[rand.IntN(len(g.Alphabet))]
+		if !g.completesAvoided(b, c) {
+			b = append(b, c)
+		}
+	}
+	return string(b)
+}
+
+// completesAvoided reports whether b followed by c ends with a text of Avoid.
+func (g *Generator) completesAvoided(b []byte, c byte) bool {
+	for _, a := range g.Avoid {
+		n := len(a)
+		if a[n-1] == c && len(b) >= n-1 && string(b[len(b)-(n-1):]) == a[:n-1] {
+			return true
+		}
+	}
+	return false
 }
 
 // NewValues returns fresh values for a scope's variables.

@@ -4,7 +4,6 @@
 package rules
 
 import (
-	"regexp"
 	"time"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
@@ -93,7 +92,7 @@ type Basic struct {
 type Rule struct {
 	ID              int32
 	Mode            v1alpha1.RuleMode
-	Regex           *regexp.Regexp
+	Regex           *Regexp
 	Response        *Template // nil: runs without sending
 	Captures        []Capture
 	Conditions      []Condition
@@ -112,14 +111,14 @@ type Rule struct {
 // Group is a compiled rule group.
 type Group struct {
 	ID         string
-	Regex      *regexp.Regexp
+	Regex      *Regexp
 	Conditions []Condition
 	Rules      []*Rule
 }
 
 // Capture stores a regex's find into a variable.
 type Capture struct {
-	Regex *regexp.Regexp
+	Regex *Regexp
 	Var   VarRef
 }
 

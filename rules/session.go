@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"fmt"
 	"strings"
 	"unicode"
 
@@ -23,6 +24,8 @@ type Session struct {
 	Key, Separator, EndValue string
 	Generate                 *Generator
 	UpdateOnDetected         bool
+	// avoid are the texts a generated id never holds: the separator and endValue.
+	avoid []string
 }
 
 // Extract returns the session id an input carries: the text after the first key and
@@ -82,6 +85,18 @@ func (c *compiler) session(path *field.Path) {
 	sess.Generate = c.generator(path.Child("generate"), value.String, gen)
 	if s.Generate == nil {
 		sess.Generate = nil
+	} else if sess.Generate.Length > MaxSessionValue {
+		c.add(field.Invalid(path.Child("generate", "length"), sess.Generate.Length,
+			fmt.Sprintf("a session id is read back at most %d bytes long", MaxSessionValue)))
+	}
+	// A generated id holding the separator or endValue would not read back whole.
+	for _, a := range []string{sess.Separator, sess.EndValue} {
+		if a != "" {
+			sess.avoid = append(sess.avoid, a)
+		}
+	}
+	if sess.Generate != nil {
+		sess.Generate.Avoid = sess.avoid
 	}
 	switch s.UpdateWhen {
 	case "":
@@ -108,7 +123,7 @@ func (c *compiler) sessionUpdate(path *field.Path, u *v1alpha1.SessionUpdate) *S
 		// Without operation.session.generate, ids are made with Lope's defaults.
 		out.Generate = c.p.Session.Generate
 		if out.Generate == nil {
-			out.Generate = &Generator{Length: DefaultGenerateLength, Alphabet: alphabets[v1alpha1.CharsetAlphanumericLower]}
+			out.Generate = &Generator{Length: DefaultGenerateLength, Alphabet: alphabets[v1alpha1.CharsetAlphanumericLower], Avoid: c.p.Session.avoid}
 		}
 	}
 	if u.FromVariable != "" {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"regexp"
 	"strconv"
 	"strings"
 )
@@ -238,6 +239,58 @@ func (v Value) Convert(k Kind) (Value, error) {
 			return OfInt(int64(v.f)), nil
 		}
 		return OfInt(v.i), nil
+	}
+}
+
+// Store returns v as it is written into a variable of kind k at run time (a capture, an
+// update fromVariable, an operation's output): text is read as Lope reads it (see FromText),
+// anything else converts as Convert does.
+func (v Value) Store(k Kind) (Value, error) {
+	if v.kind == String && k != String {
+		return FromText(k, v.s)
+	}
+	return v.Convert(k)
+}
+
+// number is the first number in a text: a sign, digits with Python's single underscores
+// between them, and a fraction; no exponent, as Lope reads numbers.
+var number = regexp.MustCompile(`[-+]?(?:[0-9](?:_?[0-9])*(?:\.(?:[0-9](?:_?[0-9])*)?)?|\.[0-9](?:_?[0-9])*)`)
+
+// FromText reads text as Lope reads what a conversation writes into a typed variable: a
+// bool is true only for "true" in any case, and false for anything else ("1", "yes"); an int
+// is the integer part of the first number in the text ("12abc" is 12, "7.9" is 7); a float
+// is the first number ("1.2.3" is 1.2, "1e3" is 1.0). Numbers take underscores between
+// digits as Python does ("1_000" is 1000). Text without a number, or an int that does not
+// fit 64 bits, is an error. Values written in the API are read strictly, by Parse.
+func FromText(k Kind, text string) (Value, error) {
+	switch k {
+	case Bool:
+		return OfBool(strings.ToLower(text) == "true"), nil
+	case Int, Float:
+		n := number.FindString(text)
+		if n == "" {
+			return Value{}, fmt.Errorf("%w: %q holds no number", ErrSyntax, text)
+		}
+		n = strings.ReplaceAll(n, "_", "")
+		if k == Float {
+			f, err := strconv.ParseFloat(n, 64)
+			if err != nil && !errors.Is(err, strconv.ErrRange) {
+				return Value{}, fmt.Errorf("%w: %q is not a float", ErrSyntax, text)
+			}
+			return OfFloat(f), nil
+		}
+		whole, _, _ := strings.Cut(n, ".")
+		switch whole {
+		case "", "-", "+": // ".5"
+			return OfInt(0), nil
+		}
+		i, err := strconv.ParseInt(whole, 10, 64)
+		if err != nil {
+			return Value{}, fmt.Errorf("%w: %s does not fit an int", ErrSyntax, whole)
+		}
+		return OfInt(i), nil
+	default:
+		return OfString(text), nil
 	}
 }
 

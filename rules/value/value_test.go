@@ -54,3 +54,51 @@ func TestParseAndConvert(t *testing.T) {
 		t.Error("ParseNumber(3.0) is not a float")
 	}
 }
+
+// Text a conversation writes into a typed variable (a capture, a string an operation or
+// another variable hands over) is read as Lope reads it, never refused for what surrounds
+// the number: bools are true only for "true" in any case, numbers are the first number in
+// the text, with Python's underscores between digits.
+func TestStoreReadsTextAsLope(t *testing.T) {
+	for _, c := range []struct {
+		k    Kind
+		text string
+		want string // "" means an error
+	}{
+		{Bool, "true", "true"}, {Bool, "TRUE", "true"}, {Bool, "True", "true"}, {Bool, "1", "false"},
+		{Bool, "yes", "false"}, {Bool, " true", "false"}, {Bool, "", "false"},
+		{Int, "12abc", "12"}, {Int, "abc12", "12"}, {Int, " 42 ", "42"}, {Int, "-5x", "-5"}, {Int, "+7", "7"},
+		{Int, "x-3y", "-3"}, {Int, "--4", "-4"}, {Int, "1_000", "1000"}, {Int, "1__000", "1"}, {Int, "7.9", "7"},
+		{Int, "-7.9", "-7"}, {Int, "1e3", "1"}, {Int, "abc", ""}, {Int, "", ""}, {Int, "99999999999999999999", ""},
+		{Float, "1.2.3", "1.2"}, {Float, "2.5kg", "2.5"}, {Float, ".5", "0.5"}, {Float, "5.", "5.0"},
+		{Float, "1e3", "1.0"}, {Float, "-0.25 units", "-0.25"}, {Float, "1_000.5", "1000.5"}, {Float, "12", "12.0"},
+		{Float, "inf", ""}, {Float, "abc", ""},
+		{String, "12abc", "12abc"},
+	} {
+		v, err := OfString(c.text).Store(c.k)
+		switch {
+		case c.want == "" && c.k != String:
+			if err == nil {
+				t.Errorf("Store(%s, %q) = %v, want an error", c.k, c.text, v)
+			}
+		case err != nil || v.Kind() != c.k || v.String() != c.want:
+			t.Errorf("Store(%s, %q) = %v (%s, err %v), want %s", c.k, c.text, v, v.Kind(), err, c.want)
+		}
+	}
+	// Values that are not text convert as Convert does.
+	if v, err := OfFloat(-2.9).Store(Int); err != nil || v.AsInt() != -2 {
+		t.Errorf("float to int: %v %v", v, err)
+	}
+	if v, err := OfInt(0).Store(Bool); err != nil || v.AsBool() {
+		t.Errorf("int to bool: %v %v", v, err)
+	}
+	// Values written in the API keep the strict syntax, with their errors.
+	for _, bad := range []struct {
+		k Kind
+		s string
+	}{{Int, "12abc"}, {Int, "1_000"}, {Bool, "yes"}, {Float, "2.5kg"}} {
+		if _, err := Parse(bad.k, bad.s); err == nil {
+			t.Errorf("Parse(%s, %q) accepted", bad.k, bad.s)
+		}
+	}
+}
