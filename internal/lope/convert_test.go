@@ -526,7 +526,7 @@ memory_variables:
       - {name: f, type: float, default_value: .inf}
       - {name: b, type: bool, default_value: "True"}
 conversation:
-    greetings: {value: "hello {{ who }} {{n}} {{ IP }}", enable: yes}
+    greetings: {value: "hello {{who}} {{n}} {{ IP }} {{ip}}", enable: yes}
 `))
 	s := res.Rules.Spec
 	if s.Operation.Port != 8080 || dur(s.Operation.InteractionTimeout) != 2500*time.Millisecond || *s.Operation.MaxInputSize != 4096 {
@@ -536,10 +536,11 @@ conversation:
 	if c[0].Default != "16" || c[1].Default != "inf" || c[2].Default != "true" {
 		t.Errorf("defaults: %+v", c)
 	}
-	if g := s.Conversation.Greetings.Value; g != "hello None {{n}} {{ IP }}" {
+	// Lope reads reserved names in any case, but not with spaces around them.
+	if g := s.Conversation.Greetings.Value; g != "hello None {{n}} None {{IP}}" {
 		t.Errorf("greetings: %q", g)
 	}
-	if !hasIssue(res.Notes, "conversation.greetings.value", "{{who}}") {
+	if !hasIssue(res.Notes, "conversation.greetings.value", "{{who}}") || !hasIssue(res.Notes, "conversation.greetings.value", "{{ IP }}") {
 		t.Errorf("notes: %v", res.Notes)
 	}
 }

@@ -119,6 +119,15 @@ func (c *converter) memoryOperation(path string, b *builtinOp) *v1alpha1.MemoryO
 	out := &v1alpha1.MemoryOperation{Name: name}
 	for i, in := range b.Input {
 		p := fmt.Sprintf("%s.input[%d]", path, i)
+		// Lope reads its reserved inputs in any case, before variables of the same name.
+		if r := reservedInput(in); r != "" {
+			if r != in {
+				if _, shadowed := c.vars[in]; shadowed {
+					c.note(p, "%q is Lope's reserved %s (in any case), not variable %q; written %s", in, r, in, r)
+				}
+			}
+			in = r
+		}
 		switch {
 		case in == rules.TemplateSessionKey || in == rules.TemplateSessionValue:
 			if !c.hasSession() {
