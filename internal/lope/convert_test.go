@@ -474,6 +474,36 @@ conversation:
 	}
 }
 
+// TestLopeRoot: Lope reads every is_relative import from its working directory, nested ones
+// too; Options.Root stands for it, and without it the importing file's directory is used.
+func TestLopeRoot(t *testing.T) {
+	main := lopeFile(t, "operation: {port: 7}\nmemory_variables:\n    import: [{path: /conv_rules/a.yml, is_relative: yes}]\n",
+		"conv_rules/a.yml", "connection_level: [{name: a}]\nimport: [{path: /conv_rules/b.yml, is_relative: yes}]\n",
+		"conv_rules/b.yml", "connection_level: [{name: b}]\n")
+	root := filepath.Dir(main)
+	// The first import is found next to the importing file; the nested one is not, and the
+	// error says where it was looked for and why.
+	_, err := Convert(main)
+	tried := filepath.Join(root, "conv_rules", "conv_rules", "b.yml")
+	if err == nil || !strings.Contains(err.Error(), "memory_variables.import[0].import[0]: no file "+tried) ||
+		!strings.Contains(err.Error(), "importing file's directory "+filepath.Join(root, "conv_rules")) ||
+		!strings.Contains(err.Error(), "--lope-root") {
+		t.Errorf("without a root: %v", err)
+	}
+	res, err := ConvertWith(main, Options{Root: root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := res.Rules.Spec.Memory.Connection; len(c) != 2 || c[0].Name != "a" || c[1].Name != "b" {
+		t.Errorf("variables: %+v", c)
+	}
+	_, err = ConvertWith(main, Options{Root: filepath.Join(root, "elsewhere")})
+	if err == nil || !strings.Contains(err.Error(), "no file "+filepath.Join(root, "elsewhere", "conv_rules", "a.yml")) ||
+		!strings.Contains(err.Error(), "import root "+filepath.Join(root, "elsewhere")) {
+		t.Errorf("wrong root: %v", err)
+	}
+}
+
 func TestImportErrors(t *testing.T) {
 	_, err := Convert("testdata/cycle/main.yml")
 	if err == nil || !strings.Contains(err.Error(), "conversation.custom_rules.import[0].import[0].import[0]: import cycle: b.yml -> c.yml -> b.yml") {

@@ -40,11 +40,24 @@ type Result struct {
 	Notes []Issue
 }
 
+// Options tune a conversion.
+type Options struct {
+	// Root is the directory that imports with is_relative: yes are read from, leading slash
+	// or not, as Lope reads them from its engine's working directory. Empty means the
+	// directory of the file that holds the import.
+	Root string
+}
+
 // Convert reads the Lope rules file at path, resolves its imports and converts it. An error
 // means the input could not be read or is not a usable Lope file; everything else is
 // converted as far as possible and reported in the Result.
 func Convert(path string) (*Result, error) {
-	src, err := load(path)
+	return ConvertWith(path, Options{})
+}
+
+// ConvertWith is Convert with options.
+func ConvertWith(path string, opts Options) (*Result, error) {
+	src, err := load(path, opts.Root)
 	if err != nil {
 		return nil, err
 	}
