@@ -3,6 +3,7 @@ package lope
 import (
 	"fmt"
 	"math"
+	"sort"
 	"strings"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
@@ -44,6 +45,12 @@ func (c *converter) conversation(conv *conversation) v1alpha1.Conversation {
 		all = append(all, infos...)
 		groups = append(groups, groupOut{g, infos})
 	}
+	c.fileOrder(ungrouped)
+	for _, g := range groups {
+		if g.g != nil {
+			c.fileOrder(g.rules)
+		}
+	}
 	for _, info := range all {
 		if info.out != nil {
 			c.references(info)
@@ -61,6 +68,33 @@ func (c *converter) conversation(conv *conversation) v1alpha1.Conversation {
 		out.Groups = append(out.Groups, *g.g)
 	}
 	return out
+}
+
+// fileOrder renumbers the rules of one list (the ungrouped rules, or one group's) that match
+// inputs so that ascending id, the order Parley tries and answers them in, is their order in
+// the file, the order Lope uses: with conversation_use_only_first_hit the first match in the
+// file wins, and rules that fire together answer in file order. The list's own ids are
+// handed out again in ascending order, so no id clashes with another list's or an async
+// rule's. References follow, since they are resolved through the Lope id afterwards.
+func (c *converter) fileOrder(infos []*ruleInfo) {
+	var matching []*ruleInfo
+	var ids []int32
+	for _, info := range infos {
+		if info.out != nil && info.out.Mode != v1alpha1.RuleAsync {
+			matching = append(matching, info)
+			ids = append(ids, info.out.ID)
+		}
+	}
+	if sort.SliceIsSorted(ids, func(i, j int) bool { return ids[i] < ids[j] }) {
+		return
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	for k, info := range matching {
+		if old := info.out.ID; old != ids[k] {
+			info.out.ID = ids[k]
+			c.note(info.path+".id", "renumbered %d (was %d): Lope tries rules in file order (the first match wins with conversation_use_only_first_hit, and rules firing together answer in that order), Parley in ascending id; references to rule %d follow", ids[k], old, old)
+		}
+	}
 }
 
 func kept(infos []*ruleInfo) []v1alpha1.Rule {
