@@ -575,6 +575,56 @@ conversation:
 	}
 }
 
+// TestOperationsWhen: Lope runs built-in operations when custom_functions_when says, memory
+// updates when memory_update_when says; Parley has one moment for both.
+func TestOperationsWhen(t *testing.T) {
+	const memory = `
+memory_variables:
+    connection_level: [{name: n, type: int}]
+conversation:
+    custom_rules:
+        rules:
+`
+	const op = `          - {id: 1, mode: sync, regex: a, builtin_memory_operation: {enable: yes, operation: NBR_SUM, input: [n, 1], output: [n]}}
+`
+	const update = `          - {id: 2, mode: sync, regex: b, memory: {updates: [{var_name: n, value: 0}]}}
+`
+	for _, tc := range []struct {
+		name, operation, rules string
+		want                   v1alpha1.MemoryUpdateWhen
+		notePath               string
+	}{
+		// Both at the same moment: nothing to say.
+		{"same", "{port: 1, memory_update_when: rule_detected, custom_functions_when: rule_detected}", op + update, v1alpha1.MemoryUpdateDetected, ""},
+		// Operations only: memoryUpdateWhen is their moment.
+		{"operations only", "{port: 1, custom_functions_when: rule_detected}", op, v1alpha1.MemoryUpdateDetected, "operation.custom_functions_when"},
+		{"operations only, default", "{port: 1, memory_update_when: rule_detected}", op, v1alpha1.MemoryUpdateExecuted, "operation.custom_functions_when"},
+		// Updates only: custom_functions_when has nothing to decide.
+		{"updates only", "{port: 1, memory_update_when: rule_detected}", update, v1alpha1.MemoryUpdateDetected, ""},
+		// Both: the updates keep their moment and each operation is noted.
+		{"both", "{port: 1, memory_update_when: rule_detected}", op + update, v1alpha1.MemoryUpdateDetected, "conversation.custom_rules.rules[0].builtin_memory_operation"},
+		// Anything but rule_detected is rule_executed for Lope.
+		{"unknown", "{port: 1, memory_update_when: rule_detected, custom_functions_when: later}", op, v1alpha1.MemoryUpdateExecuted, "operation.custom_functions_when"},
+	} {
+		res := convert(t, lopeFile(t, "operation: "+tc.operation+"\n"+memory+tc.rules))
+		if got := effective(res.Rules.Spec.Operation.MemoryUpdateWhen); got != tc.want {
+			t.Errorf("%s: memoryUpdateWhen %s, want %s", tc.name, got, tc.want)
+		}
+		noted := false
+		for _, n := range res.Notes {
+			if strings.Contains(n.Path, "_when") || strings.Contains(n.Path, "builtin_memory_operation") {
+				noted = noted || n.Path == tc.notePath
+				if n.Path != tc.notePath {
+					t.Errorf("%s: unexpected note %s", tc.name, n)
+				}
+			}
+		}
+		if tc.notePath != "" && !noted {
+			t.Errorf("%s: no note at %s: %v", tc.name, tc.notePath, res.Notes)
+		}
+	}
+}
+
 func TestNameFor(t *testing.T) {
 	for in, want := range map[string]string{
 		"rules/Tutorial_8888.yml":   "tutorial-8888",

@@ -78,8 +78,13 @@ type converter struct {
 	vars map[string]v1alpha1.VariableType
 	// sessionUpdates says whether Lope applies rules' session_update (session.update.enable).
 	sessionUpdates bool
+	// opsWhen is when Lope runs built-in operations: custom_functions_when, read as Lope
+	// reads it ("" when absent).
+	opsWhen v1alpha1.MemoryUpdateWhen
 	// byID indexes the converted custom rules, for references (triggers, switches, loops).
 	byID map[int32]*ruleInfo
+	// rulesInOrder holds every custom rule converted, ungrouped ones first, in file order.
+	rulesInOrder []*ruleInfo
 }
 
 func (c *converter) drop(path, format string, args ...interface{}) {
@@ -111,6 +116,7 @@ func (c *converter) convert() error {
 	out.Spec.Operation = op
 	out.Spec.Memory = c.memory()
 	out.Spec.Conversation = c.conversation(&f.Conversation)
+	c.operationsWhen(&f.Operation)
 	c.compileCheck()
 	return nil
 }

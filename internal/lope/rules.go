@@ -56,6 +56,7 @@ func (c *converter) conversation(conv *conversation) v1alpha1.Conversation {
 			c.references(info)
 		}
 	}
+	c.rulesInOrder = all
 	out.Rules = kept(ungrouped)
 	for _, g := range groups {
 		if g.g == nil {
