@@ -300,5 +300,21 @@ func (c *converter) group(i int, gs groupSrc, ids map[string]string) (*v1alpha1.
 	ids[id] = p
 	out := &v1alpha1.RuleGroup{ID: id, Regex: re, RegexBase64: re != "" && g.RegexB64.on}
 	out.Conditions = c.conditions(p+".memory_conditions", g.MemoryConditions)
+	// Lope applies a group when its regex matches or its conditions hold, so one with
+	// neither never applies; Parley applies such a group to every input. It gets a regex
+	// that matches nothing instead: its rules never fire on an input, and its async rules
+	// can still be scheduled, as in Lope.
+	switch {
+	case out.Regex != "" || len(out.Conditions) > 0:
+	case len(g.MemoryConditions) == 0:
+		out.Regex = neverMatches
+		c.note(p, "neither regex nor memory_conditions: Lope never applies such a group, Parley would apply it to every input; imported with the regex %s, which matches nothing, so its rules never fire on an input (they can still be scheduled)", neverMatches)
+	default:
+		out.Regex = neverMatches
+		c.note(p, "none of its memory_conditions could be carried over (see above) and it has no regex; rather than apply it to every input, it is imported with the regex %s, which matches nothing, so its rules never fire on an input (they can still be scheduled)", neverMatches)
+	}
 	return out, infos
 }
+
+// neverMatches is a regex no text matches: a word boundary that is not one.
+const neverMatches = `\b\B`
