@@ -120,7 +120,7 @@ func TestTCPServerFieldByField(t *testing.T) {
 		}
 	}
 
-	// yes/no become "true"/"false"; numbers keep their source text; generators carry over.
+	// Bools are written true/false; numbers keep their source text; generators carry over.
 	mem := s.Memory
 	if v := variableNamed(t, mem.Connection, "logged"); v.Type != v1alpha1.TypeBool || v.Default != "false" {
 		t.Errorf("logged: %+v", v)

@@ -101,6 +101,7 @@ func (c *converter) variable(vs varSrc) (v1alpha1.Variable, bool) {
 	out := v1alpha1.Variable{Name: name, Type: typ, Report: v.Report.on}
 	if v.Default != nil {
 		if d, ok := normalize(typ, *v.Default); ok {
+			c.boolNote(vs.path+".default_value", typ, *v.Default)
 			out.Default = d
 		} else {
 			c.drop(vs.path+".default_value", "%q is not of type %s; the variable starts at its zero value", *v.Default, typ)
@@ -171,9 +172,10 @@ func (c *converter) stringGenerate(path string, g *generated) *v1alpha1.Generate
 	return out
 }
 
-// normalize writes a Lope value (YAML 1.1 source text) the way Parley parses values of
-// typ: yes/no become true/false, 0x1F and 1_000 become decimal, .inf becomes inf. ok is
-// false when the value is not of that type.
+// normalize writes a Lope value (YAML source text) the way Parley parses values of typ:
+// 0x1F and 1_000 become decimal, .inf becomes inf. A bool is true only for the text true in
+// any case, as Lope reads it: yes, 1 or test2 are false. ok is false when the value is not of
+// that type.
 func normalize(typ v1alpha1.VariableType, raw string) (string, bool) {
 	s := strings.TrimSpace(raw)
 	var kind value.Kind
@@ -181,10 +183,7 @@ func normalize(typ v1alpha1.VariableType, raw string) (string, bool) {
 	case v1alpha1.TypeString:
 		return raw, true
 	case v1alpha1.TypeBool:
-		if b, ok := yamlBool(s); ok {
-			s = strconv.FormatBool(b)
-		}
-		kind = value.Bool
+		return strconv.FormatBool(strings.EqualFold(raw, "true")), true
 	case v1alpha1.TypeInt:
 		if i, ok := yamlInt(s); ok {
 			s = strconv.FormatInt(i, 10)
@@ -198,6 +197,13 @@ func normalize(typ v1alpha1.VariableType, raw string) (string, bool) {
 		return "", false
 	}
 	return s, true
+}
+
+// boolNote notes a bool literal that Lope reads as false though it may not look it.
+func (c *converter) boolNote(path string, typ v1alpha1.VariableType, raw string) {
+	if typ == v1alpha1.TypeBool && !strings.EqualFold(raw, "true") && !strings.EqualFold(raw, "false") {
+		c.note(path, "%q is false for Lope, which reads a bool as true only from the text true (in any case); written false", raw)
+	}
 }
 
 // yamlInt reads YAML 1.1 integers: signs, underscores, 0x, 0b, and a leading 0 for octal.

@@ -193,7 +193,7 @@ func (c *converter) operationsWhen(o *operation) {
 		if info.out.Operation != nil {
 			withOps = append(withOps, info)
 		}
-		if len(info.out.Updates) > 0 {
+		if len(info.out.Updates) > info.opUpdates {
 			updates = true
 		}
 	}

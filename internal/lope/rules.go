@@ -16,6 +16,9 @@ type ruleInfo struct {
 	src  *rule
 	out  *v1alpha1.Rule
 	why  string
+	// opUpdates counts the updates at the end of out.Updates that stand for outputs of the
+	// operation (memoryOperation), not for the rule's memory.updates.
+	opUpdates int
 }
 
 // conversation converts the basic rules, then the custom rules in two passes: first every
@@ -223,7 +226,12 @@ func (c *converter) rule(info *ruleInfo) {
 		out.Conditions = c.conditions(p+".memory.conditions", m.Conditions)
 		out.Updates = c.updates(p+".memory.updates", m.Updates)
 	}
-	out.Operation = c.memoryOperation(p+".builtin_memory_operation", r.BuiltinOperation)
+	var spare []v1alpha1.Update
+	out.Operation, spare = c.memoryOperation(p+".builtin_memory_operation", r.BuiltinOperation)
+	// Updates run before the operation at the same moment, so those standing for the
+	// operation's spare outputs come last and are counted apart from the rule's own.
+	out.Updates = append(out.Updates, spare...)
+	info.opUpdates = len(spare)
 	if f := r.CustomFunction; f != nil {
 		if f.Enable.on {
 			c.drop(p+".custom_function", "Python custom function %q cannot run in Parley (CEL functions are planned); the rule runs without it", f.Name)

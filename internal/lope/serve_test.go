@@ -51,7 +51,7 @@ func serve(t *testing.T, file string, override func(*connector.Options)) *connec
 }
 
 // TestServeTCPServer drives the converted IoT broker decoy line by line: the greeting with a
-// generated id, Python's $ before a newline, a lookbehind capture, a delayed trigger, a yes/no
+// generated id, Python's $ before a newline, a lookbehind capture, a delayed trigger, a bool
 // update checked by a later condition, a STR_REPLACE with \1, a disabled rule, the empty and
 // default rules, and a base64 ending rule followed by the base64 ending.
 func TestServeTCPServer(t *testing.T) {
