@@ -132,14 +132,14 @@ func (c *converter) operationNotes(o *operation) {
 	}
 }
 
-// pythonHook reports a Python pre/postprocessor: Lope runs it when it has a name, unless
-// enable says no.
+// pythonHook reports a Python pre/postprocessor. Lope runs one only with enable: yes, so
+// one without it is off and nothing is lost.
 func (c *converter) pythonHook(path string, f *function, what string) {
 	if f == nil || strings.TrimSpace(f.Name) == "" {
 		return
 	}
-	if f.Enable.set && !f.Enable.on {
-		c.note(path, "not enabled; ignored")
+	if !f.Enable.on {
+		c.note(path, "not enabled (enable: yes is needed, as in Lope); ignored")
 		return
 	}
 	c.drop(path, "Python function %q (%s) cannot run in Parley (CEL functions are planned); the conversation runs without it", f.Name, what)
