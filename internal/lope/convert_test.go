@@ -445,7 +445,8 @@ func TestImports(t *testing.T) {
 	if g := res.Rules.Spec.Conversation.Groups; len(g) != 1 || g[0].ID != "shell" || g[0].Rules[0].ID != 11 {
 		t.Errorf("groups: %+v", g)
 	}
-	if len(res.Dropped)+len(res.Notes) != 0 {
+	// Lope reads both memory imports (the first imports another) but no rule import.
+	if len(res.Dropped) != 0 || len(res.Notes) != 1 || !hasIssue(res.Notes, "conversation.custom_rules.import[0]", "never loads rule imports") {
 		t.Errorf("issues: %v %v", res.Dropped, res.Notes)
 	}
 }
@@ -471,6 +472,36 @@ conversation:
 	}
 	if len(res.Rules.Spec.Memory.Global) != 1 || len(res.Rules.Spec.Conversation.Rules) != 1 {
 		t.Errorf("spec: %+v", res.Rules.Spec)
+	}
+}
+
+// TestMemoryImportsLopeReads: Lope reads memory imports as one list, the entries of each
+// file read appended, and stops after the first file that imports nothing.
+func TestMemoryImportsLopeReads(t *testing.T) {
+	res := convert(t, lopeFile(t, `
+operation: {port: 7}
+memory_variables:
+    import:
+      - {path: a.yml, is_relative: yes}
+      - {path: b.yml, is_relative: yes}
+      - {path: c.yml, is_relative: yes}
+`, "a.yml", "connection_level: [{name: a}]\nimport: [{path: a2.yml, is_relative: yes}]\n",
+		"a2.yml", "connection_level: [{name: a2}]\nimport: [{path: a3.yml, is_relative: yes}]\n",
+		"a3.yml", "connection_level: [{name: a3}]\n",
+		"b.yml", "connection_level: [{name: b}]\n",
+		"c.yml", "connection_level: [{name: c}]\n"))
+	// Lope's list: a, b, c, then a2 (appended by a); b imports nothing, so it stops there.
+	var noted []string
+	for _, n := range res.Notes {
+		if strings.Contains(n.Message, "stops reading memory imports") {
+			noted = append(noted, n.Path)
+		}
+	}
+	if strings.Join(noted, " ") != "memory_variables.import[0].import[0] memory_variables.import[2]" {
+		t.Errorf("never read: %v", noted)
+	}
+	if len(res.Rules.Spec.Memory.Connection) != 5 {
+		t.Errorf("every variable is converted: %+v", res.Rules.Spec.Memory.Connection)
 	}
 }
 

@@ -29,6 +29,15 @@ type source struct {
 	rules   []ruleSrc
 	groups  []groupSrc
 	unknown []Issue
+	// memImports and ruleImports are the import entries read, as trees: what each
+	// imported file imports in turn.
+	memImports, ruleImports []*importNode
+}
+
+// importNode is an import entry that was read, with the entries of the file it brought in.
+type importNode struct {
+	path     string // the Lope path of the entry, e.g. memory_variables.import[1]
+	children []*importNode
 }
 
 type varSrc struct {
@@ -77,12 +86,12 @@ func load(path, root string) (*source, error) {
 
 	m := &src.file.Memory
 	l.addVars("memory_variables.", m.Shared, m.Global, m.Connection)
-	if err := l.imports("memory_variables.", m.Import, l.mainDir, []string{abs}, l.addAuxVars); err != nil {
+	if err := l.imports("memory_variables.", m.Import, l.mainDir, []string{abs}, l.addAuxVars, &src.memImports); err != nil {
 		return nil, err
 	}
 	cr := &src.file.Conversation.CustomRules
 	l.addRules("conversation.custom_rules.", cr.Rules, cr.Groups)
-	if err := l.imports("conversation.custom_rules.", cr.Import, l.mainDir, []string{abs}, l.addAuxRules); err != nil {
+	if err := l.imports("conversation.custom_rules.", cr.Import, l.mainDir, []string{abs}, l.addAuxRules, &src.ruleImports); err != nil {
 		return nil, err
 	}
 	return src, nil
@@ -136,7 +145,7 @@ func (l *loader) addAuxRules(prefix string, aux *auxFile) {
 
 // imports reads each imported file, hands it to add, and follows its own imports. stack
 // holds the absolute paths of the files being imported, to refuse cycles.
-func (l *loader) imports(prefix string, refs []importRef, dir string, stack []string, add func(string, *auxFile)) error {
+func (l *loader) imports(prefix string, refs []importRef, dir string, stack []string, add func(string, *auxFile), tree *[]*importNode) error {
 	for i, ref := range refs {
 		at := fmt.Sprintf("%simport[%d]", prefix, i)
 		if strings.TrimSpace(ref.Path) == "" {
@@ -175,7 +184,9 @@ func (l *loader) imports(prefix string, refs []importRef, dir string, stack []st
 		}
 		l.reportUnknown(abs, at, aux)
 		add(at+".", aux)
-		if err := l.imports(at+".", aux.Import, filepath.Dir(abs), append(stack[:len(stack):len(stack)], abs), add); err != nil {
+		node := &importNode{path: at}
+		*tree = append(*tree, node)
+		if err := l.imports(at+".", aux.Import, filepath.Dir(abs), append(stack[:len(stack):len(stack)], abs), add, &node.children); err != nil {
 			return err
 		}
 	}

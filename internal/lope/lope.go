@@ -114,6 +114,7 @@ func (c *converter) convert() error {
 		return err
 	}
 	out.Spec.Operation = op
+	c.importNotes()
 	out.Spec.Memory = c.memory()
 	out.Spec.Conversation = c.conversation(&f.Conversation)
 	c.operationsWhen(&f.Operation)

@@ -102,6 +102,9 @@ func (c *converter) variable(vs varSrc) (v1alpha1.Variable, bool) {
 	if v.Default != nil {
 		if d, ok := normalize(typ, *v.Default); ok {
 			c.boolNote(vs.path+".default_value", typ, *v.Default)
+			if typ == v1alpha1.TypeString {
+				c.nestedTemplate(vs.path+".default_value", d)
+			}
 			out.Default = d
 		} else {
 			c.drop(vs.path+".default_value", "%q is not of type %s; the variable starts at its zero value", *v.Default, typ)
@@ -197,6 +200,39 @@ func normalize(typ v1alpha1.VariableType, raw string) (string, bool) {
 		return "", false
 	}
 	return s, true
+}
+
+// importNotes notes the imports Lope never loads, whose contents a converted file holds.
+// Lope ignores rule imports altogether (a bug). It reads memory imports as one list: the
+// primary file's entries, then the entries of each file read, appended; and it stops after
+// the first file that imports nothing itself (a bug), so what comes after it is never read.
+func (c *converter) importNotes() {
+	queue := append([]*importNode(nil), c.src.memImports...)
+	read := map[*importNode]bool{}
+	stop := ""
+	for i := 0; i < len(queue); i++ {
+		n := queue[i]
+		read[n] = true
+		if len(n.children) == 0 {
+			stop = n.path
+			break
+		}
+		queue = append(queue, n.children...)
+	}
+	var walk func([]*importNode)
+	walk = func(ns []*importNode) {
+		for _, n := range ns {
+			if !read[n] {
+				c.note(n.path, "Lope stops reading memory imports after the first imported file that imports nothing itself (%s), a bug, so it never read this file nor what it imports; their variables are converted all the same", stop)
+				continue
+			}
+			walk(n.children)
+		}
+	}
+	walk(c.src.memImports)
+	for _, n := range c.src.ruleImports {
+		c.note(n.path, "Lope never loads rule imports (a bug): the rules and groups of this file and of what it imports are converted, though Lope never ran them; check them")
+	}
 }
 
 // boolNote notes a bool literal that Lope reads as false though it may not look it.

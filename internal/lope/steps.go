@@ -88,6 +88,9 @@ func (c *converter) assignment(path string, it memItem, what string) (name, val,
 		c.drop(path+".value", "%q is not of type %s (the type of %s); %s left out", *it.Value, typ, name, what)
 		return "", "", "", false
 	}
+	if typ == v1alpha1.TypeString && what == "update" {
+		c.nestedTemplate(path+".value", v)
+	}
 	return name, v, "", true
 }
 

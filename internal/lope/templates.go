@@ -2,6 +2,7 @@ package lope
 
 import (
 	"encoding/base64"
+	"regexp"
 	"strings"
 
 	"github.com/parley-dev/parley/rules"
@@ -85,6 +86,19 @@ func (c *converter) placeholder(path, inner string) string {
 	}
 	c.note(path, "{{%s}} names no declared variable: Lope sends the text None in its place, and so does the converted reply", name)
 	return "None"
+}
+
+// lopeTemplate finds what Lope takes for a placeholder: any text between {{ and }} on one
+// line.
+var lopeTemplate = regexp.MustCompile(`\{\{(.*?)\}\}`)
+
+// nestedTemplate notes a value that holds a placeholder: when a reply shows the variable,
+// Lope fills templates again in what it substituted, until none is left; Parley fills a
+// reply in one pass and sends the value as it is.
+func (c *converter) nestedTemplate(path, val string) {
+	if m := lopeTemplate.FindString(val); m != "" {
+		c.note(path, "holds %s: Lope fills templates again in a variable's value when a reply shows it, Parley sends the value as it is (one pass), so that reply shows %s literally", m, m)
+	}
 }
 
 // reservedInput returns the canonical spelling of an operation input Lope reads as a
