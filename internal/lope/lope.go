@@ -117,7 +117,7 @@ func (c *converter) convert() error {
 	c.importNotes()
 	out.Spec.Memory = c.memory()
 	out.Spec.Conversation = c.conversation(&f.Conversation)
-	c.operationsWhen(&f.Operation)
+	c.operationsWhen()
 	c.compileCheck()
 	return nil
 }

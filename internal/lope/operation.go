@@ -177,7 +177,7 @@ func lopeWhen(w v1alpha1.MemoryUpdateWhen) string {
 // operation at one moment, memoryUpdateWhen. When the two differ and the rules have
 // operations but no updates, memoryUpdateWhen takes the operations' moment. When rules have
 // both, it keeps the updates' and each operation that now runs at another moment is noted.
-func (c *converter) operationsWhen(o *operation) {
+func (c *converter) operationsWhen() {
 	const p = "operation."
 	op := &c.res.Rules.Spec.Operation
 	updatesAt, opsAt := effective(op.MemoryUpdateWhen), effective(c.opsWhen)
