@@ -48,10 +48,10 @@ func (c *converter) conversation(conv *conversation) v1alpha1.Conversation {
 		all = append(all, infos...)
 		groups = append(groups, groupOut{g, infos})
 	}
-	c.fileOrder(ungrouped)
-	for _, g := range groups {
+	c.fileOrder(p+"custom_rules.rules", ungrouped)
+	for i, g := range groups {
 		if g.g != nil {
-			c.fileOrder(g.rules)
+			c.fileOrder(c.src.groups[i].path+".rules", g.rules)
 		}
 	}
 	for _, info := range all {
@@ -80,7 +80,7 @@ func (c *converter) conversation(conv *conversation) v1alpha1.Conversation {
 // file wins, and rules that fire together answer in file order. The list's own ids are
 // handed out again in ascending order, so no id clashes with another list's or an async
 // rule's. References follow, since they are resolved through the Lope id afterwards.
-func (c *converter) fileOrder(infos []*ruleInfo) {
+func (c *converter) fileOrder(path string, infos []*ruleInfo) {
 	var matching []*ruleInfo
 	var ids []int32
 	for _, info := range infos {
@@ -93,12 +93,14 @@ func (c *converter) fileOrder(infos []*ruleInfo) {
 		return
 	}
 	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	var moves []string
 	for k, info := range matching {
 		if old := info.out.ID; old != ids[k] {
 			info.out.ID = ids[k]
-			c.note(info.path+".id", "renumbered %d (was %d): Lope tries rules in file order (the first match wins with conversation_use_only_first_hit, and rules firing together answer in that order), Parley in ascending id; references to rule %d follow", ids[k], old, old)
+			moves = append(moves, fmt.Sprintf("%d→%d", old, ids[k]))
 		}
 	}
+	c.note(path, "ids renumbered, %s: Lope tries rules in file order (the first match wins with conversation_use_only_first_hit, and rules firing together answer in that order), Parley in ascending id; references follow their rules", strings.Join(moves, ", "))
 }
 
 func kept(infos []*ruleInfo) []v1alpha1.Rule {
