@@ -12,9 +12,9 @@ import (
 )
 
 func newImportCommand() *cobra.Command {
-	var dir string
+	var dir, root string
 	cmd := &cobra.Command{
-		Use:   "import FILE... [-o DIR]",
+		Use:   "import FILE... [-o DIR] [--lope-root DIR]",
 		Short: "Convert Lope rules files into ConversationRules",
 		Long: "Convert Lope (\"Sec Lope de Vega\") conversation rules files, with the files they import, " +
 			"into ConversationRules for kubectl apply and parley run.\n\n" +
@@ -22,18 +22,26 @@ func newImportCommand() *cobra.Command {
 			"Everything that could not be carried over (Python functions, forks, shared Redis memory, " +
 			"regexes RE2 cannot run, unknown fields) and every change of meaning is printed on stderr as " +
 			"FILE: PATH: message, PATH being the Lope field.\n\n" +
+			"Imports with is_relative: yes are read from --lope-root (Lope reads them from its working " +
+			"directory, a leading / included), or else from the directory of the file that imports them.\n\n" +
 			"Exit status: 0 all converted; 2 something was dropped (the rest is still written); " +
 			"1 an input could not be read or is not a usable Lope file.",
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, files []string) error {
-			return importFiles(cmd.OutOrStdout(), cmd.ErrOrStderr(), files, dir)
+			return importFiles(cmd.OutOrStdout(), cmd.ErrOrStderr(), files, dir, root)
 		},
 	}
 	cmd.Flags().StringVarP(&dir, "output-dir", "o", "", "write one NAME.yaml per input into this directory instead of stdout")
+	cmd.Flags().StringVar(&root, "lope-root", "", "read imports with is_relative: yes from this directory, as Lope does from its working directory (default: the importing file's directory)")
 	return cmd
 }
 
-func importFiles(stdout, stderr io.Writer, files []string, dir string) error {
+func importFiles(stdout, stderr io.Writer, files []string, dir, root string) error {
+	if root != "" {
+		if st, err := os.Stat(root); err != nil || !st.IsDir() {
+			return &exitError{code: 1, err: fmt.Errorf("--lope-root %s: not a directory", root)}
+		}
+	}
 	if dir != "" {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return &exitError{code: 1, err: err}
@@ -42,7 +50,7 @@ func importFiles(stdout, stderr io.Writer, files []string, dir string) error {
 	failed, dropped := 0, 0
 	used := map[string]bool{}
 	for _, f := range files {
-		res, err := lope.Convert(f)
+		res, err := lope.ConvertWith(f, lope.Options{Root: root})
 		if err != nil {
 			fmt.Fprintf(stderr, "%s: %v\n", f, err)
 			failed++

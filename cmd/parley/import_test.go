@@ -101,6 +101,38 @@ func TestImportBadInputExitsOne(t *testing.T) {
 	}
 }
 
+// TestImportLopeRoot: --lope-root is where is_relative imports are read from, as Lope reads
+// them from its working directory; without it a Lope-style import is not found, and
+// the error names the file looked for.
+func TestImportLopeRoot(t *testing.T) {
+	root := t.TempDir()
+	for name, text := range map[string]string{
+		"conv_rules/main.yml": "enable_use: yes\noperation: {port: 7}\nmemory_variables:\n    import: [{path: /conv_rules/a.yml, is_relative: yes}]\n",
+		"conv_rules/a.yml":    "connection_level: [{name: a}]\nimport: [{path: /conv_rules/b.yml, is_relative: yes}]\n",
+		"conv_rules/b.yml":    "connection_level: [{name: b}]\n",
+	} {
+		if err := os.MkdirAll(filepath.Join(root, "conv_rules"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	main := filepath.Join(root, "conv_rules", "main.yml")
+	_, stderr, code := parley(t, "import", main)
+	if code != 1 || !strings.Contains(stderr, "memory_variables.import[0]: no file "+filepath.Join(root, "conv_rules", "conv_rules", "a.yml")) || !strings.Contains(stderr, "--lope-root") {
+		t.Errorf("without --lope-root: exit %d:\n%s", code, stderr)
+	}
+	stdout, stderr, code := parley(t, "import", "--lope-root", root, main)
+	if code != 0 || !strings.Contains(stdout, "name: a\n") || !strings.Contains(stdout, "name: b\n") {
+		t.Errorf("with --lope-root: exit %d:\n%s%s", code, stdout, stderr)
+	}
+	checkOutput(t, stdout, 1)
+	if _, stderr, code := parley(t, "import", "--lope-root", filepath.Join(root, "absent"), main); code != 1 || !strings.Contains(stderr, "not a directory") {
+		t.Errorf("absent root: exit %d:\n%s", code, stderr)
+	}
+}
+
 func TestImportToDirectory(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "out")
 	other := filepath.Join(t.TempDir(), "tcp_server.yml")

@@ -120,7 +120,7 @@ func TestTCPServerFieldByField(t *testing.T) {
 		}
 	}
 
-	// yes/no become "true"/"false"; numbers keep their source text; generators carry over.
+	// Bools are written true/false; numbers keep their source text; generators carry over.
 	mem := s.Memory
 	if v := variableNamed(t, mem.Connection, "logged"); v.Type != v1alpha1.TypeBool || v.Default != "false" {
 		t.Errorf("logged: %+v", v)
@@ -445,7 +445,8 @@ func TestImports(t *testing.T) {
 	if g := res.Rules.Spec.Conversation.Groups; len(g) != 1 || g[0].ID != "shell" || g[0].Rules[0].ID != 11 {
 		t.Errorf("groups: %+v", g)
 	}
-	if len(res.Dropped)+len(res.Notes) != 0 {
+	// Lope reads both memory imports (the first imports another) but no rule import.
+	if len(res.Dropped) != 0 || len(res.Notes) != 1 || !hasIssue(res.Notes, "conversation.custom_rules.import[0]", "never loads rule imports") {
 		t.Errorf("issues: %v %v", res.Dropped, res.Notes)
 	}
 }
@@ -471,6 +472,66 @@ conversation:
 	}
 	if len(res.Rules.Spec.Memory.Global) != 1 || len(res.Rules.Spec.Conversation.Rules) != 1 {
 		t.Errorf("spec: %+v", res.Rules.Spec)
+	}
+}
+
+// TestMemoryImportsLopeReads: Lope reads memory imports as one list, the entries of each
+// file read appended, and stops after the first file that imports nothing.
+func TestMemoryImportsLopeReads(t *testing.T) {
+	res := convert(t, lopeFile(t, `
+operation: {port: 7}
+memory_variables:
+    import:
+      - {path: a.yml, is_relative: yes}
+      - {path: b.yml, is_relative: yes}
+      - {path: c.yml, is_relative: yes}
+`, "a.yml", "connection_level: [{name: a}]\nimport: [{path: a2.yml, is_relative: yes}]\n",
+		"a2.yml", "connection_level: [{name: a2}]\nimport: [{path: a3.yml, is_relative: yes}]\n",
+		"a3.yml", "connection_level: [{name: a3}]\n",
+		"b.yml", "connection_level: [{name: b}]\n",
+		"c.yml", "connection_level: [{name: c}]\n"))
+	// Lope's list: a, b, c, then a2 (appended by a); b imports nothing, so it stops there.
+	var noted []string
+	for _, n := range res.Notes {
+		if strings.Contains(n.Message, "stops reading memory imports") {
+			noted = append(noted, n.Path)
+		}
+	}
+	if strings.Join(noted, " ") != "memory_variables.import[0].import[0] memory_variables.import[2]" {
+		t.Errorf("never read: %v", noted)
+	}
+	if len(res.Rules.Spec.Memory.Connection) != 5 {
+		t.Errorf("every variable is converted: %+v", res.Rules.Spec.Memory.Connection)
+	}
+}
+
+// TestLopeRoot: Lope reads every is_relative import from its working directory, nested ones
+// too; Options.Root stands for it, and without it the importing file's directory is used.
+func TestLopeRoot(t *testing.T) {
+	main := lopeFile(t, "operation: {port: 7}\nmemory_variables:\n    import: [{path: /conv_rules/a.yml, is_relative: yes}]\n",
+		"conv_rules/a.yml", "connection_level: [{name: a}]\nimport: [{path: /conv_rules/b.yml, is_relative: yes}]\n",
+		"conv_rules/b.yml", "connection_level: [{name: b}]\n")
+	root := filepath.Dir(main)
+	// The first import is found next to the importing file; the nested one is not, and the
+	// error says where it was looked for and why.
+	_, err := Convert(main)
+	tried := filepath.Join(root, "conv_rules", "conv_rules", "b.yml")
+	if err == nil || !strings.Contains(err.Error(), "memory_variables.import[0].import[0]: no file "+tried) ||
+		!strings.Contains(err.Error(), "importing file's directory "+filepath.Join(root, "conv_rules")) ||
+		!strings.Contains(err.Error(), "--lope-root") {
+		t.Errorf("without a root: %v", err)
+	}
+	res, err := ConvertWith(main, Options{Root: root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := res.Rules.Spec.Memory.Connection; len(c) != 2 || c[0].Name != "a" || c[1].Name != "b" {
+		t.Errorf("variables: %+v", c)
+	}
+	_, err = ConvertWith(main, Options{Root: filepath.Join(root, "elsewhere")})
+	if err == nil || !strings.Contains(err.Error(), "no file "+filepath.Join(root, "elsewhere", "conv_rules", "a.yml")) ||
+		!strings.Contains(err.Error(), "import root "+filepath.Join(root, "elsewhere")) {
+		t.Errorf("wrong root: %v", err)
 	}
 }
 
@@ -526,7 +587,7 @@ memory_variables:
       - {name: f, type: float, default_value: .inf}
       - {name: b, type: bool, default_value: "True"}
 conversation:
-    greetings: {value: "hello {{ who }} {{n}} {{ IP }}", enable: yes}
+    greetings: {value: "hello {{who}} {{n}} {{ IP }} {{ip}}", enable: yes}
 `))
 	s := res.Rules.Spec
 	if s.Operation.Port != 8080 || dur(s.Operation.InteractionTimeout) != 2500*time.Millisecond || *s.Operation.MaxInputSize != 4096 {
@@ -536,11 +597,62 @@ conversation:
 	if c[0].Default != "16" || c[1].Default != "inf" || c[2].Default != "true" {
 		t.Errorf("defaults: %+v", c)
 	}
-	if g := s.Conversation.Greetings.Value; g != "hello None {{n}} {{ IP }}" {
+	// Lope reads reserved names in any case, but not with spaces around them.
+	if g := s.Conversation.Greetings.Value; g != "hello None {{n}} None {{IP}}" {
 		t.Errorf("greetings: %q", g)
 	}
-	if !hasIssue(res.Notes, "conversation.greetings.value", "{{who}}") {
+	if !hasIssue(res.Notes, "conversation.greetings.value", "{{who}}") || !hasIssue(res.Notes, "conversation.greetings.value", "{{ IP }}") {
 		t.Errorf("notes: %v", res.Notes)
+	}
+}
+
+// TestOperationsWhen: Lope runs built-in operations when custom_functions_when says, memory
+// updates when memory_update_when says; Parley has one moment for both.
+func TestOperationsWhen(t *testing.T) {
+	const memory = `
+memory_variables:
+    connection_level: [{name: n, type: int}]
+conversation:
+    custom_rules:
+        rules:
+`
+	const op = `          - {id: 1, mode: sync, regex: a, builtin_memory_operation: {enable: yes, operation: NBR_SUM, input: [n, 1], output: [n]}}
+`
+	const update = `          - {id: 2, mode: sync, regex: b, memory: {updates: [{var_name: n, value: 0}]}}
+`
+	for _, tc := range []struct {
+		name, operation, rules string
+		want                   v1alpha1.MemoryUpdateWhen
+		notePath               string
+	}{
+		// Both at the same moment: nothing to say.
+		{"same", "{port: 1, memory_update_when: rule_detected, custom_functions_when: rule_detected}", op + update, v1alpha1.MemoryUpdateDetected, ""},
+		// Operations only: memoryUpdateWhen is their moment.
+		{"operations only", "{port: 1, custom_functions_when: rule_detected}", op, v1alpha1.MemoryUpdateDetected, "operation.custom_functions_when"},
+		{"operations only, default", "{port: 1, memory_update_when: rule_detected}", op, v1alpha1.MemoryUpdateExecuted, "operation.custom_functions_when"},
+		// Updates only: custom_functions_when has nothing to decide.
+		{"updates only", "{port: 1, memory_update_when: rule_detected}", update, v1alpha1.MemoryUpdateDetected, ""},
+		// Both: the updates keep their moment and each operation is noted.
+		{"both", "{port: 1, memory_update_when: rule_detected}", op + update, v1alpha1.MemoryUpdateDetected, "conversation.custom_rules.rules[0].builtin_memory_operation"},
+		// Anything but rule_detected is rule_executed for Lope.
+		{"unknown", "{port: 1, memory_update_when: rule_detected, custom_functions_when: later}", op, v1alpha1.MemoryUpdateExecuted, "operation.custom_functions_when"},
+	} {
+		res := convert(t, lopeFile(t, "operation: "+tc.operation+"\n"+memory+tc.rules))
+		if got := effective(res.Rules.Spec.Operation.MemoryUpdateWhen); got != tc.want {
+			t.Errorf("%s: memoryUpdateWhen %s, want %s", tc.name, got, tc.want)
+		}
+		noted := false
+		for _, n := range res.Notes {
+			if strings.Contains(n.Path, "_when") || strings.Contains(n.Path, "builtin_memory_operation") {
+				noted = noted || n.Path == tc.notePath
+				if n.Path != tc.notePath {
+					t.Errorf("%s: unexpected note %s", tc.name, n)
+				}
+			}
+		}
+		if tc.notePath != "" && !noted {
+			t.Errorf("%s: no note at %s: %v", tc.name, tc.notePath, res.Notes)
+		}
 	}
 }
 

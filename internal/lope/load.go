@@ -1,7 +1,9 @@
 package lope
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -27,6 +29,15 @@ type source struct {
 	rules   []ruleSrc
 	groups  []groupSrc
 	unknown []Issue
+	// memImports and ruleImports are the import entries read, as trees: what each
+	// imported file imports in turn.
+	memImports, ruleImports []*importNode
+}
+
+// importNode is an import entry that was read, with the entries of the file it brought in.
+type importNode struct {
+	path     string // the Lope path of the entry, e.g. memory_variables.import[1]
+	children []*importNode
 }
 
 type varSrc struct {
@@ -49,11 +60,14 @@ type groupSrc struct {
 type loader struct {
 	src     *source
 	mainDir string
+	// root, when set, is where every is_relative import is read from (Lope's working
+	// directory); otherwise each is read from the directory of the file that imports it.
+	root string
 	// seen dedupes unknown-field reports of an auxiliary file imported more than once.
 	seen map[string]bool
 }
 
-func load(path string) (*source, error) {
+func load(path, root string) (*source, error) {
 	src := &source{path: path}
 	if err := readYAML(path, &src.file); err != nil {
 		return nil, err
@@ -62,17 +76,22 @@ func load(path string) (*source, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &loader{src: src, mainDir: filepath.Dir(abs), seen: map[string]bool{}}
+	if root != "" {
+		if root, err = filepath.Abs(root); err != nil {
+			return nil, err
+		}
+	}
+	l := &loader{src: src, mainDir: filepath.Dir(abs), root: root, seen: map[string]bool{}}
 	unknownFields(reflect.ValueOf(&src.file), "", &src.unknown)
 
 	m := &src.file.Memory
 	l.addVars("memory_variables.", m.Shared, m.Global, m.Connection)
-	if err := l.imports("memory_variables.", m.Import, l.mainDir, []string{abs}, l.addAuxVars); err != nil {
+	if err := l.imports("memory_variables.", m.Import, l.mainDir, []string{abs}, l.addAuxVars, &src.memImports); err != nil {
 		return nil, err
 	}
 	cr := &src.file.Conversation.CustomRules
 	l.addRules("conversation.custom_rules.", cr.Rules, cr.Groups)
-	if err := l.imports("conversation.custom_rules.", cr.Import, l.mainDir, []string{abs}, l.addAuxRules); err != nil {
+	if err := l.imports("conversation.custom_rules.", cr.Import, l.mainDir, []string{abs}, l.addAuxRules, &src.ruleImports); err != nil {
 		return nil, err
 	}
 	return src, nil
@@ -126,17 +145,23 @@ func (l *loader) addAuxRules(prefix string, aux *auxFile) {
 
 // imports reads each imported file, hands it to add, and follows its own imports. stack
 // holds the absolute paths of the files being imported, to refuse cycles.
-func (l *loader) imports(prefix string, refs []importRef, dir string, stack []string, add func(string, *auxFile)) error {
+func (l *loader) imports(prefix string, refs []importRef, dir string, stack []string, add func(string, *auxFile), tree *[]*importNode) error {
 	for i, ref := range refs {
 		at := fmt.Sprintf("%simport[%d]", prefix, i)
 		if strings.TrimSpace(ref.Path) == "" {
 			return fmt.Errorf("%s.path: an import needs a path", at)
 		}
 		target := ref.Path
-		// Lope resolves is_relative paths from the importing file; others are used as
-		// written (absolute, or relative to the working directory).
-		if ref.IsRelative.on && !filepath.IsAbs(target) {
-			target = filepath.Join(dir, target)
+		// Lope joins an is_relative path to its working directory, a leading slash
+		// included (/conv_rules/x.yml); others are used as written (absolute, or relative
+		// to the working directory).
+		var base string
+		if ref.IsRelative.on {
+			base = dir
+			if l.root != "" {
+				base = l.root
+			}
+			target = filepath.Join(base, target)
 		}
 		abs, err := filepath.Abs(target)
 		if err != nil {
@@ -152,15 +177,31 @@ func (l *loader) imports(prefix string, refs []importRef, dir string, stack []st
 		}
 		aux := &auxFile{}
 		if err := readYAML(target, aux); err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("%s: %s", at, l.notFound(ref, abs, base))
+			}
 			return fmt.Errorf("%s: %w", at, err)
 		}
 		l.reportUnknown(abs, at, aux)
 		add(at+".", aux)
-		if err := l.imports(at+".", aux.Import, filepath.Dir(abs), append(stack[:len(stack):len(stack)], abs), add); err != nil {
+		node := &importNode{path: at}
+		*tree = append(*tree, node)
+		if err := l.imports(at+".", aux.Import, filepath.Dir(abs), append(stack[:len(stack):len(stack)], abs), add, &node.children); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// notFound says which file an import was looked for as, and why there.
+func (l *loader) notFound(ref importRef, abs, base string) string {
+	switch {
+	case !ref.IsRelative.on:
+		return fmt.Sprintf("no file %s (path %q without is_relative: yes is used as written)", abs, ref.Path)
+	case l.root != "":
+		return fmt.Sprintf("no file %s (path %q with is_relative: yes is read from the import root %s)", abs, ref.Path, base)
+	}
+	return fmt.Sprintf("no file %s (path %q with is_relative: yes is read from the importing file's directory %s; Lope reads it from its working directory: give that as the import root, --lope-root)", abs, ref.Path, base)
 }
 
 // reportUnknown reports an auxiliary file's unknown fields once, under the first import

@@ -40,11 +40,24 @@ type Result struct {
 	Notes []Issue
 }
 
+// Options tune a conversion.
+type Options struct {
+	// Root is the directory that imports with is_relative: yes are read from, leading slash
+	// or not, as Lope reads them from its engine's working directory. Empty means the
+	// directory of the file that holds the import.
+	Root string
+}
+
 // Convert reads the Lope rules file at path, resolves its imports and converts it. An error
 // means the input could not be read or is not a usable Lope file; everything else is
 // converted as far as possible and reported in the Result.
 func Convert(path string) (*Result, error) {
-	src, err := load(path)
+	return ConvertWith(path, Options{})
+}
+
+// ConvertWith is Convert with options.
+func ConvertWith(path string, opts Options) (*Result, error) {
+	src, err := load(path, opts.Root)
 	if err != nil {
 		return nil, err
 	}
@@ -65,8 +78,13 @@ type converter struct {
 	vars map[string]v1alpha1.VariableType
 	// sessionUpdates says whether Lope applies rules' session_update (session.update.enable).
 	sessionUpdates bool
+	// opsWhen is when Lope runs built-in operations: custom_functions_when, read as Lope
+	// reads it ("" when absent).
+	opsWhen v1alpha1.MemoryUpdateWhen
 	// byID indexes the converted custom rules, for references (triggers, switches, loops).
 	byID map[int32]*ruleInfo
+	// rulesInOrder holds every custom rule converted, ungrouped ones first, in file order.
+	rulesInOrder []*ruleInfo
 }
 
 func (c *converter) drop(path, format string, args ...interface{}) {
@@ -96,8 +114,10 @@ func (c *converter) convert() error {
 		return err
 	}
 	out.Spec.Operation = op
+	c.importNotes()
 	out.Spec.Memory = c.memory()
 	out.Spec.Conversation = c.conversation(&f.Conversation)
+	c.operationsWhen()
 	c.compileCheck()
 	return nil
 }

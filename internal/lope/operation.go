@@ -84,7 +84,7 @@ func (c *converter) operation(o *operation) (v1alpha1.Operation, error) {
 		return out, err
 	}
 	out.MemoryUpdateWhen = updateWhen
-	c.operationNotes(o, updateWhen)
+	c.operationNotes(o)
 	out.ReportMemory = o.ReportMemory.on
 	out.AlertAll = o.AlertAll.on
 	return out, nil
@@ -96,16 +96,21 @@ var encodings = map[string]v1alpha1.Encoding{
 }
 
 // operationNotes reports the operation fields Parley has no place for.
-func (c *converter) operationNotes(o *operation, updateWhen v1alpha1.MemoryUpdateWhen) {
+func (c *converter) operationNotes(o *operation) {
 	const p = "operation."
-	if o.MemoryOperationsWhen != "" {
-		opsWhen, err := when(p+"memory_operations_when", o.MemoryOperationsWhen)
-		if err != nil || effective(opsWhen) != effective(updateWhen) {
-			c.note(p+"memory_operations_when", "Lope ignores this field (a bug) and so does Parley: operations run with the updates, as memory_update_when says")
-		}
+	// Lope decides when built-in operations run with custom_functions_when; anything but
+	// rule_detected is rule_executed there.
+	opsWhen, err := when(p+"custom_functions_when", o.CustomFunctionsWhen)
+	if err != nil {
+		c.note(p+"custom_functions_when", "%q is not rule_detected or rule_executed; Lope reads it as rule_executed, and so does the importer", o.CustomFunctionsWhen)
+		opsWhen = v1alpha1.MemoryUpdateExecuted
 	}
-	if o.CustomFunctionsWhen != "" {
-		c.note(p+"custom_functions_when", "Parley has no Python custom functions; ignored")
+	c.opsWhen = opsWhen
+	if o.MemoryOperationsWhen != "" {
+		w, err := when(p+"memory_operations_when", o.MemoryOperationsWhen)
+		if err != nil || effective(w) != effective(opsWhen) {
+			c.note(p+"memory_operations_when", "Lope ignores this field (a bug): built-in operations run when custom_functions_when says (%s), and so they do in the converted rules", lopeWhen(opsWhen))
+		}
 	}
 	if o.SharedMemory.on {
 		c.drop(p+"memory_variables_multi_ext_connector_enable", "memory shared by all connectors through Redis is not supported yet; multi_extconn_level variables become global variables of this connector")
@@ -127,14 +132,14 @@ func (c *converter) operationNotes(o *operation, updateWhen v1alpha1.MemoryUpdat
 	}
 }
 
-// pythonHook reports a Python pre/postprocessor: Lope runs it when it has a name, unless
-// enable says no.
+// pythonHook reports a Python pre/postprocessor. Lope runs one only with enable: yes, so
+// one without it is off and nothing is lost.
 func (c *converter) pythonHook(path string, f *function, what string) {
 	if f == nil || strings.TrimSpace(f.Name) == "" {
 		return
 	}
-	if f.Enable.set && !f.Enable.on {
-		c.note(path, "not enabled; ignored")
+	if !f.Enable.on {
+		c.note(path, "not enabled (enable: yes is needed, as in Lope); ignored")
 		return
 	}
 	c.drop(path, "Python function %q (%s) cannot run in Parley (CEL functions are planned); the conversation runs without it", f.Name, what)
@@ -157,6 +162,60 @@ func effective(w v1alpha1.MemoryUpdateWhen) v1alpha1.MemoryUpdateWhen {
 		return v1alpha1.MemoryUpdateExecuted
 	}
 	return w
+}
+
+// lopeWhen spells a moment as Lope's files do.
+func lopeWhen(w v1alpha1.MemoryUpdateWhen) string {
+	if effective(w) == v1alpha1.MemoryUpdateDetected {
+		return "rule_detected"
+	}
+	return "rule_executed"
+}
+
+// operationsWhen carries custom_functions_when. Lope runs built-in operations when it says
+// and memory updates when memory_update_when says; Parley runs a rule's updates and its
+// operation at one moment, memoryUpdateWhen. When the two differ and the rules have
+// operations but no updates, memoryUpdateWhen takes the operations' moment. When rules have
+// both, it keeps the updates' and each operation that now runs at another moment is noted.
+func (c *converter) operationsWhen() {
+	const p = "operation."
+	op := &c.res.Rules.Spec.Operation
+	updatesAt, opsAt := effective(op.MemoryUpdateWhen), effective(c.opsWhen)
+	if updatesAt == opsAt {
+		return
+	}
+	var withOps []*ruleInfo
+	updates := false
+	for _, info := range c.rulesInOrder {
+		if info.out == nil {
+			continue
+		}
+		if info.out.Operation != nil {
+			withOps = append(withOps, info)
+		}
+		if len(info.out.Updates) > info.opUpdates {
+			updates = true
+		}
+	}
+	switch {
+	case len(withOps) == 0:
+		return
+	case !updates:
+		op.MemoryUpdateWhen = opsAt
+		c.note(p+"custom_functions_when", "Lope runs built-in operations %s (custom_functions_when) and memory updates %s (memory_update_when); Parley runs both at memoryUpdateWhen, and as no rule has memory updates, memoryUpdateWhen is %s", moment(opsAt), moment(updatesAt), opsAt)
+		return
+	}
+	for _, info := range withOps {
+		c.note(info.path+".builtin_memory_operation", "Lope runs built-in operations %s (custom_functions_when: %s), memory updates %s; Parley runs both at memoryUpdateWhen, %s, which the rules' memory updates keep: this operation runs %s", moment(opsAt), lopeWhen(opsAt), moment(updatesAt), updatesAt, moment(updatesAt))
+	}
+}
+
+// moment says when a rule's steps run, relative to its reply.
+func moment(w v1alpha1.MemoryUpdateWhen) string {
+	if effective(w) == v1alpha1.MemoryUpdateDetected {
+		return "when the rule is detected, before the replies"
+	}
+	return "when the rule is executed, after the replies"
 }
 
 // count converts a positive limit; Lope's default applies when it is absent or unusable.
@@ -204,7 +263,9 @@ func (c *converter) session(s *session) *v1alpha1.Session {
 		if err != nil {
 			c.drop(p+".update.when", "%q is not rule_detected or rule_executed; the default (memory_update_when) is used", u.When)
 		}
-		out.UpdateWhen = w
+		// Lope's default is rule_executed, whatever memory_update_when says; Parley's
+		// follows memoryUpdateWhen, so the moment is always written.
+		out.UpdateWhen = effective(w)
 		c.sessionUpdates = true
 	}
 	return out

@@ -65,7 +65,8 @@ func (c *converter) target(path string, id integer) (int32, bool) {
 	case info.out.Mode == v1alpha1.RuleSync:
 		c.drop(path, "rule %d is a sync rule; only async and hybrid rules can be scheduled; reference left out", id.v)
 	default:
-		return int32(id.v), true
+		// The rule may have been renumbered to keep Lope's order (fileOrder).
+		return info.out.ID, true
 	}
 	return 0, false
 }

@@ -126,10 +126,13 @@ func TestNormalize(t *testing.T) {
 		in, out string
 		ok      bool
 	}{
-		{v1alpha1.TypeBool, "yes", "true", true},
+		// Lope: true only for the text true, in any case.
+		{v1alpha1.TypeBool, "yes", "false", true},
 		{v1alpha1.TypeBool, "Off", "false", true},
 		{v1alpha1.TypeBool, "True", "true", true},
-		{v1alpha1.TypeBool, "maybe", "", false},
+		{v1alpha1.TypeBool, "TRUE", "true", true},
+		{v1alpha1.TypeBool, "1", "false", true},
+		{v1alpha1.TypeBool, "maybe", "false", true},
 		{v1alpha1.TypeInt, "0x1F", "31", true},
 		{v1alpha1.TypeInt, "1_000", "1000", true},
 		{v1alpha1.TypeInt, "017", "15", true},

@@ -3,6 +3,7 @@ package lope
 import (
 	"fmt"
 	"math"
+	"sort"
 	"strings"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
@@ -15,6 +16,9 @@ type ruleInfo struct {
 	src  *rule
 	out  *v1alpha1.Rule
 	why  string
+	// opUpdates counts the updates at the end of out.Updates that stand for outputs of the
+	// operation (memoryOperation), not for the rule's memory.updates.
+	opUpdates int
 }
 
 // conversation converts the basic rules, then the custom rules in two passes: first every
@@ -44,11 +48,18 @@ func (c *converter) conversation(conv *conversation) v1alpha1.Conversation {
 		all = append(all, infos...)
 		groups = append(groups, groupOut{g, infos})
 	}
+	c.fileOrder(p+"custom_rules.rules", ungrouped)
+	for i, g := range groups {
+		if g.g != nil {
+			c.fileOrder(c.src.groups[i].path+".rules", g.rules)
+		}
+	}
 	for _, info := range all {
 		if info.out != nil {
 			c.references(info)
 		}
 	}
+	c.rulesInOrder = all
 	out.Rules = kept(ungrouped)
 	for _, g := range groups {
 		if g.g == nil {
@@ -61,6 +72,35 @@ func (c *converter) conversation(conv *conversation) v1alpha1.Conversation {
 		out.Groups = append(out.Groups, *g.g)
 	}
 	return out
+}
+
+// fileOrder renumbers the rules of one list (the ungrouped rules, or one group's) that match
+// inputs so that ascending id, the order Parley tries and answers them in, is their order in
+// the file, the order Lope uses: with conversation_use_only_first_hit the first match in the
+// file wins, and rules that fire together answer in file order. The list's own ids are
+// handed out again in ascending order, so no id clashes with another list's or an async
+// rule's. References follow, since they are resolved through the Lope id afterwards.
+func (c *converter) fileOrder(path string, infos []*ruleInfo) {
+	var matching []*ruleInfo
+	var ids []int32
+	for _, info := range infos {
+		if info.out != nil && info.out.Mode != v1alpha1.RuleAsync {
+			matching = append(matching, info)
+			ids = append(ids, info.out.ID)
+		}
+	}
+	if sort.SliceIsSorted(ids, func(i, j int) bool { return ids[i] < ids[j] }) {
+		return
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	var moves []string
+	for k, info := range matching {
+		if old := info.out.ID; old != ids[k] {
+			info.out.ID = ids[k]
+			moves = append(moves, fmt.Sprintf("%d→%d", old, ids[k]))
+		}
+	}
+	c.note(path, "ids renumbered, %s: Lope tries rules in file order (the first match wins with conversation_use_only_first_hit, and rules firing together answer in that order), Parley in ascending id; references follow their rules", strings.Join(moves, ", "))
 }
 
 func kept(infos []*ruleInfo) []v1alpha1.Rule {
@@ -188,7 +228,12 @@ func (c *converter) rule(info *ruleInfo) {
 		out.Conditions = c.conditions(p+".memory.conditions", m.Conditions)
 		out.Updates = c.updates(p+".memory.updates", m.Updates)
 	}
-	out.Operation = c.memoryOperation(p+".builtin_memory_operation", r.BuiltinOperation)
+	var spare []v1alpha1.Update
+	out.Operation, spare = c.memoryOperation(p+".builtin_memory_operation", r.BuiltinOperation)
+	// Updates run before the operation at the same moment, so those standing for the
+	// operation's spare outputs come last and are counted apart from the rule's own.
+	out.Updates = append(out.Updates, spare...)
+	info.opUpdates = len(spare)
 	if f := r.CustomFunction; f != nil {
 		if f.Enable.on {
 			c.drop(p+".custom_function", "Python custom function %q cannot run in Parley (CEL functions are planned); the rule runs without it", f.Name)
@@ -265,5 +310,21 @@ func (c *converter) group(i int, gs groupSrc, ids map[string]string) (*v1alpha1.
 	ids[id] = p
 	out := &v1alpha1.RuleGroup{ID: id, Regex: re, RegexBase64: re != "" && g.RegexB64.on}
 	out.Conditions = c.conditions(p+".memory_conditions", g.MemoryConditions)
+	// Lope applies a group when its regex matches or its conditions hold, so one with
+	// neither never applies; Parley applies such a group to every input. It gets a regex
+	// that matches nothing instead: its rules never fire on an input, and its async rules
+	// can still be scheduled, as in Lope.
+	switch {
+	case out.Regex != "" || len(out.Conditions) > 0:
+	case len(g.MemoryConditions) == 0:
+		out.Regex = neverMatches
+		c.note(p, "neither regex nor memory_conditions: Lope never applies such a group, Parley would apply it to every input; imported with the regex %s, which matches nothing, so its rules never fire on an input (they can still be scheduled)", neverMatches)
+	default:
+		out.Regex = neverMatches
+		c.note(p, "none of its memory_conditions could be carried over (see above) and it has no regex; rather than apply it to every input, it is imported with the regex %s, which matches nothing, so its rules never fire on an input (they can still be scheduled)", neverMatches)
+	}
 	return out, infos
 }
+
+// neverMatches is a regex no text matches: a word boundary that is not one.
+const neverMatches = `\b\B`

@@ -51,7 +51,7 @@ func serve(t *testing.T, file string, override func(*connector.Options)) *connec
 }
 
 // TestServeTCPServer drives the converted IoT broker decoy line by line: the greeting with a
-// generated id, Python's $ before a newline, a lookbehind capture, a delayed trigger, a yes/no
+// generated id, Python's $ before a newline, a lookbehind capture, a delayed trigger, a bool
 // update checked by a later condition, a STR_REPLACE with \1, a disabled rule, the empty and
 // default rules, and a base64 ending rule followed by the base64 ending.
 func TestServeTCPServer(t *testing.T) {
@@ -147,4 +147,56 @@ func TestServeUDPClient(t *testing.T) {
 	if got := strings.Join(captures(client.Activities), " "); got != "seq=42" {
 		t.Errorf("captures: %s", got)
 	}
+}
+
+// lineConn dials a served TCP file and returns a function that sends a line and reads the
+// replies wanted, in order.
+func lineConn(t *testing.T, srv *connectortest.Server) func(line string, replies ...string) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", srv.Addr(), wait)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	_ = conn.SetDeadline(time.Now().Add(wait))
+	r := bufio.NewReader(conn)
+	return func(line string, replies ...string) {
+		t.Helper()
+		if _, err := conn.Write([]byte(line)); err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range replies {
+			if got, err := r.ReadString('\n'); err != nil || got != want {
+				t.Fatalf("after %q: got %q (%v), want %q", line, got, err, want)
+			}
+		}
+	}
+}
+
+// TestServeFileOrder: rules whose ids are not ascending in the file fire as Lope fires them,
+// in file order: the first in the file wins with conversation_use_only_first_hit, and rules
+// firing together answer in file order.
+func TestServeFileOrder(t *testing.T) {
+	const rulesFile = `
+enable_use: yes
+operation: {port: 1, conversation_use_only_first_hit: %s}
+conversation:
+    custom_rules:
+        rules:
+          - {id: 5, mode: sync, regex: ^A, response: "first\n"}
+          - {id: 3, mode: sync, regex: ^A, response: "second\n"}
+`
+	say := lineConn(t, serve(t, lopeFile(t, strings.Replace(rulesFile, "%s", "yes", 1)), nil))
+	say("A\n", "first\n")
+	say = lineConn(t, serve(t, lopeFile(t, strings.Replace(rulesFile, "%s", "no", 1)), nil))
+	say("A\n", "first\n", "second\n")
+}
+
+// TestServeGroupsThatNeverApply: a group with neither regex nor conditions, or whose
+// conditions could not be carried over, never applies, as in Lope; its async rule can still
+// be scheduled.
+func TestServeGroupsThatNeverApply(t *testing.T) {
+	say := lineConn(t, serve(t, "testdata/group_never.yml", nil))
+	say("X\n", "default\n")
+	say("LATER\n", "ok\n", "scheduled\n")
 }

@@ -83,23 +83,82 @@ func (c *converter) assignment(path string, it memItem, what string) (name, val,
 		return "", "", "", false
 	}
 	v, ok := normalize(typ, *it.Value)
+	c.boolNote(path+".value", typ, *it.Value)
 	if !ok {
 		c.drop(path+".value", "%q is not of type %s (the type of %s); %s left out", *it.Value, typ, name, what)
 		return "", "", "", false
+	}
+	if typ == v1alpha1.TypeString && what == "update" {
+		c.nestedTemplate(path+".value", v)
 	}
 	return name, v, "", true
 }
 
 // memoryOperation converts builtin_memory_operation. Regex inputs given literally are
 // translated like other regexes, and a literal STR_REPLACE replacement gets Go's $-syntax.
-func (c *converter) memoryOperation(path string, b *builtinOp) *v1alpha1.MemoryOperation {
+// Outputs beyond the operation's results come back as updates (spareOutputs).
+func (c *converter) memoryOperation(path string, b *builtinOp) (*v1alpha1.MemoryOperation, []v1alpha1.Update) {
 	if b == nil {
-		return nil
+		return nil, nil
 	}
 	if !b.Enable.on {
 		c.note(path, "not enabled (enable: yes is needed, as in Lope); left out")
-		return nil
+		return nil, nil
 	}
+	op := c.operationBody(path, b)
+	if op == nil {
+		return nil, nil
+	}
+	return c.spareOutputs(path, op)
+}
+
+// spareOutputs handles an operation given more outputs than it has results, as Lope's
+// reference file gives STR_CONCAT two. Lope writes the result to the first output and
+// Python's None to each other one: the text None in a string variable, no value at all in
+// a number or bool. The operation keeps the outputs it has results for; a spare string
+// output becomes an update to "None", which runs at the operation's moment; any other is
+// left unchanged (reported), as is one the operation also reads or writes, which an update
+// running before the operation would change under it.
+func (c *converter) spareOutputs(path string, op *v1alpha1.MemoryOperation) (*v1alpha1.MemoryOperation, []v1alpha1.Update) {
+	def, _ := ops.Lookup(op.Name)
+	if def.MaxOutputs < 0 || len(op.Outputs) <= def.MaxOutputs {
+		return op, nil
+	}
+	used := map[string]bool{}
+	for _, in := range op.Inputs {
+		used[in] = true
+	}
+	for _, o := range op.Outputs[:def.MaxOutputs] {
+		used[o] = true
+	}
+	var updates []v1alpha1.Update
+	for i := def.MaxOutputs; i < len(op.Outputs); i++ {
+		o, p := op.Outputs[i], fmt.Sprintf("%s.output[%d]", path, i)
+		switch typ := c.vars[o]; {
+		case used[o]:
+			c.drop(p, "%s has %s; Lope writes None to output %q, which the operation also reads or writes; left unchanged", op.Name, results(def.MaxOutputs), o)
+		case typ != v1alpha1.TypeString:
+			c.drop(p, "%s has %s; Lope stores no value (Python's None) in %s variable %q, which Parley cannot hold; left unchanged", op.Name, results(def.MaxOutputs), typ, o)
+		default:
+			updates = append(updates, v1alpha1.Update{Variable: o, Value: "None"})
+			used[o] = true
+			c.note(p, "%s has %s; Lope writes the text None to this string output, and so does the converted rule (an update of %q)", op.Name, results(def.MaxOutputs), o)
+		}
+	}
+	op.Outputs = op.Outputs[:def.MaxOutputs]
+	return op, updates
+}
+
+func results(n int) string {
+	if n == 1 {
+		return "one result"
+	}
+	return fmt.Sprintf("%d results", n)
+}
+
+// operationBody converts an enabled builtin_memory_operation, outputs beyond its results
+// included.
+func (c *converter) operationBody(path string, b *builtinOp) *v1alpha1.MemoryOperation {
 	name := strings.TrimSpace(b.Operation)
 	op, ok := ops.Lookup(name)
 	switch {
@@ -112,13 +171,19 @@ func (c *converter) memoryOperation(path string, b *builtinOp) *v1alpha1.MemoryO
 	case len(b.Input) < op.MinInputs || (op.MaxInputs >= 0 && len(b.Input) > op.MaxInputs):
 		c.drop(path+".input", "%s takes %s inputs, not %d; operation left out", name, ops.Arity(op.MinInputs, op.MaxInputs), len(b.Input))
 		return nil
-	case op.MaxOutputs >= 0 && len(b.Output) > op.MaxOutputs:
-		c.drop(path+".output", "%s gives %s outputs, not %d; operation left out", name, ops.Arity(op.MinOutputs, op.MaxOutputs), len(b.Output))
-		return nil
 	}
 	out := &v1alpha1.MemoryOperation{Name: name}
 	for i, in := range b.Input {
 		p := fmt.Sprintf("%s.input[%d]", path, i)
+		// Lope reads its reserved inputs in any case, before variables of the same name.
+		if r := reservedInput(in); r != "" {
+			if r != in {
+				if _, shadowed := c.vars[in]; shadowed {
+					c.note(p, "%q is Lope's reserved %s (in any case), not variable %q; written %s", in, r, in, r)
+				}
+			}
+			in = r
+		}
 		switch {
 		case in == rules.TemplateSessionKey || in == rules.TemplateSessionValue:
 			if !c.hasSession() {

@@ -2,6 +2,7 @@ package lope
 
 import (
 	"encoding/base64"
+	"regexp"
 	"strings"
 
 	"github.com/parley-dev/parley/rules"
@@ -45,38 +46,69 @@ func (c *converter) templates(path, s string) string {
 		if j < 0 {
 			break
 		}
-		name := strings.TrimSpace(rest[i+2 : i+2+j])
-		if !variableName.MatchString(name) {
+		inner := rest[i+2 : i+2+j]
+		if !variableName.MatchString(strings.TrimSpace(inner)) {
 			b.WriteString(rest[:i+2])
 			rest = rest[i+2:]
 			continue
 		}
 		b.WriteString(rest[:i])
-		b.WriteString(c.placeholder(path, name, rest[i:i+2+j+2]))
+		b.WriteString(c.placeholder(path, inner))
 		rest = rest[i+2+j+2:]
 	}
 	b.WriteString(rest)
 	return b.String()
 }
 
-// placeholder returns what a {{name}} placeholder (written as raw) becomes.
-func (c *converter) placeholder(path, name, raw string) string {
-	switch {
-	case name == rules.TemplateIP || name == rules.TemplatePort:
-		return raw
-	case name == rules.TemplateSessionKey || name == rules.TemplateSessionValue:
-		if c.hasSession() {
-			return raw
-		}
-		c.drop(path, "{{%s}} needs operation.session to be enabled; replaced by the text None, as Lope writes for names it cannot resolve", name)
+// placeholder returns what a {{inner}} placeholder becomes. Lope looks the text between the
+// braces up as it is: IP, PORT, SESSION_KEY and SESSION_VALUE in any case (before variables,
+// which they shadow), then a variable of exactly that name, else it writes None. So spaces
+// around a name make it unknown to Lope, where Parley would trim them.
+func (c *converter) placeholder(path, inner string) string {
+	name := strings.TrimSpace(inner)
+	if name != inner {
+		c.note(path, "{{%s}}: Lope looks the name up with its spaces, finds nothing and sends the text None in its place; so does the converted reply", inner)
 		return "None"
-	default:
-		if _, ok := c.vars[name]; ok {
-			return raw
+	}
+	switch reserved := strings.ToUpper(name); reserved {
+	case rules.TemplateIP, rules.TemplatePort, rules.TemplateSessionKey, rules.TemplateSessionValue:
+		if _, shadowed := c.vars[name]; shadowed {
+			c.note(path, "{{%s}} is Lope's reserved %s (in any case), not variable %q; written {{%s}}", name, reserved, name, reserved)
 		}
+		if (reserved == rules.TemplateSessionKey || reserved == rules.TemplateSessionValue) && !c.hasSession() {
+			c.drop(path, "{{%s}} needs operation.session to be enabled; replaced by the text None, as Lope writes for names it cannot resolve", name)
+			return "None"
+		}
+		return "{{" + reserved + "}}"
+	}
+	if _, ok := c.vars[name]; ok {
+		return "{{" + name + "}}"
 	}
 	c.note(path, "{{%s}} names no declared variable: Lope sends the text None in its place, and so does the converted reply", name)
 	return "None"
+}
+
+// lopeTemplate finds what Lope takes for a placeholder: any text between {{ and }} on one
+// line.
+var lopeTemplate = regexp.MustCompile(`\{\{(.*?)\}\}`)
+
+// nestedTemplate notes a value that holds a placeholder: when a reply shows the variable,
+// Lope fills templates again in what it substituted, until none is left; Parley fills a
+// reply in one pass and sends the value as it is.
+func (c *converter) nestedTemplate(path, val string) {
+	if m := lopeTemplate.FindString(val); m != "" {
+		c.note(path, "holds %s: Lope fills templates again in a variable's value when a reply shows it, Parley sends the value as it is (one pass), so that reply shows %s literally", m, m)
+	}
+}
+
+// reservedInput returns the canonical spelling of an operation input Lope reads as a
+// reserved name (EXT_IN, IP, PORT, SESSION_KEY, SESSION_VALUE, in any case), or "".
+func reservedInput(in string) string {
+	switch up := strings.ToUpper(in); up {
+	case "EXT_IN", rules.TemplateIP, rules.TemplatePort, rules.TemplateSessionKey, rules.TemplateSessionValue:
+		return up
+	}
+	return ""
 }
 
 // hasSession says whether the converted rules identify connections by a session id, which
