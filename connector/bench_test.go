@@ -46,7 +46,7 @@ operation:
   transport: %TRANSPORT%
   ip: 127.0.0.1
   port: 16379
-  identifyByPort: true
+  identifyBy: Address
   interactionTimeout: 0s
   maxConcurrentConnections: 20000
   connectionQueue: 4096

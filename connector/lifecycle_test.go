@@ -65,7 +65,7 @@ conversation:
 }
 
 func TestPeerCloseEndsAndResetBreaks(t *testing.T) {
-	h := start(t, `operation: {port: 1, identifyByPort: true}`)
+	h := start(t, `operation: {port: 1, identifyBy: Address}`)
 	p := h.dial()
 	h.Activities.WaitFor(t, v1alpha1.ActivityConnected, 1)
 	p.conn.Close()
@@ -83,7 +83,7 @@ func TestPeerCloseEndsAndResetBreaks(t *testing.T) {
 
 func TestCloseConnectionKeepsTheLogicalConnection(t *testing.T) {
 	h := start(t, `
-operation: {port: 1, interactionTimeout: 5s}
+operation: {port: 1, interactionTimeout: 5s, identifyBy: IP}
 memory:
   connection: [{name: name, type: string, default: "nobody"}]
 conversation:
@@ -111,7 +111,7 @@ conversation:
 
 func TestCloseAfterReplyingWaitsForTriggeredRules(t *testing.T) {
 	h := start(t, `
-operation: {port: 1, interactionTimeout: 5s, socket: {closeAfterReplying: true}}
+operation: {port: 1, interactionTimeout: 5s, socket: {closeAfterReplying: true}, identifyBy: IP}
 memory:
   connection: [{name: hits, type: int}]
 conversation:
@@ -138,7 +138,7 @@ conversation:
 
 func TestMaxConcurrentConnectionsRefusesAndRecords(t *testing.T) {
 	h := start(t, `
-operation: {port: 1, identifyByPort: true, maxConcurrentConnections: 2}
+operation: {port: 1, identifyBy: Address, maxConcurrentConnections: 2}
 conversation:
   greetings: {value: "hi;"}
 `)
@@ -163,7 +163,7 @@ conversation:
 
 func TestIdentifyByIPJoinsSocketsFromOneAddress(t *testing.T) {
 	h := start(t, `
-operation: {port: 1, maxConcurrentConnections: 1}
+operation: {port: 1, maxConcurrentConnections: 1, identifyBy: IP}
 memory:
   connection: [{name: count, type: int}]
 conversation:
@@ -177,6 +177,39 @@ conversation:
 	b.exchange("INC", "1;")
 	if n := len(h.Activities.Of(v1alpha1.ActivityRejected)); n != 0 {
 		t.Errorf("%d rejected", n)
+	}
+}
+
+// By default (identifyBy: Address) each socket is a conversation of its own, as every
+// server behaves: two clients on one machine are each greeted, keep their own memory, and
+// one's QUIT leaves the other's socket open.
+func TestIdentifyByAddressIsTheDefault(t *testing.T) {
+	h := start(t, `
+operation: {port: 1}
+memory:
+  connection: [{name: count, type: int}]
+conversation:
+  greetings: {value: "hi;"}
+  rules:
+  - {id: 1, mode: Sync, regex: "INC", operation: {name: NBR_SUM, inputs: [count, "1"], outputs: [count]}, response: "{{count}};"}
+  - {id: 2, mode: Sync, regex: "QUIT", response: "bye;", ending: true}
+`)
+	a := h.dial()
+	a.expect("hi;")
+	b := h.dial()
+	b.expect("hi;")
+	a.exchange("INC", "0;") // the reply goes out before the update (memoryUpdateWhen: Executed)
+	b.exchange("INC", "0;")
+	a.exchange("QUIT", "bye;")
+	a.expectClosed()
+	b.exchange("INC", "1;")
+	h.Activities.WaitFor(t, v1alpha1.ActivityInput, 4)
+	ids := map[string]bool{}
+	for _, in := range h.Activities.Of(v1alpha1.ActivityInput) {
+		ids[in.Connection.ID] = true
+	}
+	if len(ids) != 2 {
+		t.Errorf("conversations %v, want two", ids)
 	}
 }
 
@@ -222,7 +255,7 @@ func TestConnectionQueueSetsTheBacklog(t *testing.T) {
 
 func TestStopEndsConversationsGracefully(t *testing.T) {
 	h := start(t, `
-operation: {port: 1, identifyByPort: true}
+operation: {port: 1, identifyBy: Address}
 conversation:
   greetings: {value: "hi;"}
   ending: {value: "bye;"}
@@ -249,7 +282,7 @@ conversation:
 
 func TestPauseRefusesNewConnectionsAndResumeAccepts(t *testing.T) {
 	h := start(t, `
-operation: {port: 1, identifyByPort: true}
+operation: {port: 1, identifyBy: Address}
 conversation: {greetings: {value: "hi;"}, rules: [{id: 1, mode: Sync, regex: "PING", response: "PONG;"}]}
 `)
 	live := h.dial()
@@ -269,14 +302,14 @@ conversation: {greetings: {value: "hi;"}, rules: [{id: 1, mode: Sync, regex: "PI
 func TestUpdateAppliesToNewConversationsOnly(t *testing.T) {
 	// Detected: the count is updated before the reply, so the client cannot outrun it.
 	h := start(t, `
-operation: {port: 1, identifyByPort: true, memoryUpdateWhen: Detected}
+operation: {port: 1, identifyBy: Address, memoryUpdateWhen: Detected}
 memory: {global: [{name: hits, type: int}]}
 conversation: {rules: [{id: 1, mode: Sync, regex: "PING", response: "v1;", operation: {name: NBR_SUM, inputs: [hits, "1"], outputs: [hits]}}]}
 `)
 	old := h.dial()
 	old.exchange("PING", "v1;")
 	h.Connector.Update(connectortest.Compile(t, `
-operation: {port: 1, identifyByPort: true}
+operation: {port: 1, identifyBy: Address}
 memory: {global: [{name: hits, type: int}]}
 conversation: {rules: [{id: 1, mode: Sync, regex: "PING", response: "v2 {{hits}};"}]}
 `))
@@ -325,7 +358,7 @@ func TestRunFailsClearlyWhenThePortIsTaken(t *testing.T) {
 
 func TestSocketsPerLogicalConnectionAreBounded(t *testing.T) {
 	h := start(t, `
-operation: {port: 1, maxConcurrentConnections: 1}
+operation: {port: 1, maxConcurrentConnections: 1, identifyBy: IP}
 conversation: {greetings: {value: "hi;"}}
 `)
 	first := h.dial()
@@ -355,7 +388,7 @@ conversation: {rules: [{id: 1, mode: Sync, regex: "BYE", response: "bye;", close
 
 func TestAlertAllFlagsEveryActivity(t *testing.T) {
 	h := start(t, `
-operation: {port: 1, identifyByPort: true, maxConcurrentConnections: 1, alertAll: true}
+operation: {port: 1, identifyBy: Address, maxConcurrentConnections: 1, alertAll: true}
 conversation: {greetings: {value: "hi;"}}
 `)
 	h.dial().expect("hi;")
@@ -376,7 +409,7 @@ conversation: {greetings: {value: "hi;"}}
 // many sockets joined after it.
 func TestTheInputsOwnSocketIsAnsweredClosedAndReported(t *testing.T) {
 	h := start(t, `
-operation: {port: 1, interactionTimeout: 30s, socket: {closeAfterReplying: true}}
+operation: {port: 1, interactionTimeout: 30s, socket: {closeAfterReplying: true}, identifyBy: IP}
 conversation:
   rules:
   - {id: 1, mode: Sync, regex: "^GET", response: "OK\r\n"}
@@ -412,7 +445,7 @@ conversation:
 // socket of the conversation is closed with it.
 func TestAnEndingRuleAnswersTheInputsOwnSocket(t *testing.T) {
 	h := start(t, `
-operation: {port: 1}
+operation: {port: 1, identifyBy: IP}
 conversation:
   ending: {value: "bye;"}
   rules: [{id: 1, mode: Sync, regex: "^QUIT", response: "ok;", ending: true}]
@@ -438,7 +471,7 @@ conversation:
 // those have run, and the sockets that were not answered stay open.
 func TestCloseAfterReplyingClosesEveryAnsweredSocketOnly(t *testing.T) {
 	h := start(t, `
-operation: {port: 1, interactionTimeout: 30s, socket: {closeAfterReplying: true}}
+operation: {port: 1, interactionTimeout: 30s, socket: {closeAfterReplying: true}, identifyBy: IP}
 conversation:
   rules:
   - {id: 1, mode: Sync, regex: "^GET", response: "OK;", trigger: [{ruleID: 3, delay: 300ms}]}

@@ -6,7 +6,7 @@ import (
 )
 
 // connKey identifies a logical connection: by the peer's address (IP, plus port with
-// identifyByPort), or by the session id its inputs carry (operation.session).
+// identifyBy: Address), or by the session id its inputs carry (operation.session).
 type connKey struct {
 	addr    netip.AddrPort
 	session string

@@ -215,7 +215,7 @@ conversation:
 
 func TestGlobalMemorySharedConnectionMemoryFresh(t *testing.T) {
 	h := start(t, `
-operation: {port: 1, identifyByPort: true}
+operation: {port: 1, identifyBy: Address}
 memory:
   global: [{name: total, type: int}]
   connection: [{name: mine, type: int}]
@@ -237,7 +237,7 @@ conversation:
 
 func TestGeneratedValues(t *testing.T) {
 	h := start(t, `
-operation: {port: 1, identifyByPort: true}
+operation: {port: 1, identifyBy: Address}
 memory:
   connection:
   - {name: token, type: string, generate: {length: 16, charset: HexUpper}}

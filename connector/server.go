@@ -590,9 +590,9 @@ func (c *Connector) newConnectionID() string {
 	return string(append(out, digits...))
 }
 
-// keyOf is the logical-connection key of a peer: its IP, plus its port with identifyByPort.
+// keyOf is the logical-connection key of a peer: its IP, and its port unless identifyBy: IP.
 func keyOf(p *rules.Program, peer netip.AddrPort) connKey {
-	if p.IdentifyByPort {
+	if p.IdentifyByAddress {
 		return addrKey(peer)
 	}
 	return addrKey(netip.AddrPortFrom(peer.Addr(), 0))

@@ -72,7 +72,7 @@ func (c *Connector) routeSession(p *rules.Program, s socket, raw []byte, isUDP b
 	peer := s.remote()
 	id := sessionOf(p, raw)
 	// The address that stands in for a missing id. A UDP client's is its IP and port, its
-	// socket, whatever identifyByPort says: with the IP alone, every client behind one
+	// socket, whatever identifyBy says: with the IP alone, every client behind one
 	// address would share the conversation the first of them started.
 	key := keyOf(p, peer)
 	if isUDP {

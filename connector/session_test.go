@@ -173,7 +173,7 @@ func TestUDPGeneratedSessionFollowsTheAddress(t *testing.T) {
 operation:
   port: 1
   transport: UDP
-  identifyByPort: true
+  identifyBy: Address
   interactionTimeout: 30s
   memoryUpdateWhen: Detected
   session: {enabled: true, key: "id=", separator: "", generate: {length: 8, charset: HexLower}}

@@ -130,7 +130,7 @@ func closeRegister(t *testing.T, reg *activity.Register) {
 }
 
 const liveRules = `
-operation: {port: 1, transport: %s, identifyByPort: true, interactionTimeout: 1m}
+operation: {port: 1, transport: %s, identifyBy: Address, interactionTimeout: 1m}
 conversation:
   greetings: {value: "hi;"}
   ending: {value: "bye;"}
@@ -376,7 +376,7 @@ func TestServeTwoListeners(t *testing.T) {
 	acts := &connectortest.Collector{}
 	reg := newRegister(acts)
 	c := newConnector(t, "tcp", `
-operation: {port: 1, identifyByPort: true}
+operation: {port: 1, identifyBy: Address}
 conversation: {greetings: {value: "hi;"}, ending: {value: "bye;"}}
 `, reg)
 	first := serveTCP(t, c, nil)
@@ -498,7 +498,7 @@ func TestAcceptRetriesTemporaryErrorsWithGrowingPauses(t *testing.T) {
 	acts := &connectortest.Collector{}
 	reg := newRegister(acts)
 	c := newConnector(t, "tcp", `
-operation: {port: 1, identifyByPort: true}
+operation: {port: 1, identifyBy: Address}
 conversation: {greetings: {value: "hi;"}}
 `, reg)
 	var p pauses

@@ -67,7 +67,7 @@ func (u *udpPeer) expectNothing(d time.Duration) {
 
 func TestUDPServerGreetsBeforeTheFirstReplyAndKeysByPeer(t *testing.T) {
 	h := start(t, `
-operation: {port: 1, transport: UDP, identifyByPort: true, interactionTimeout: 400ms}
+operation: {port: 1, transport: UDP, identifyBy: Address, interactionTimeout: 400ms}
 memory: {connection: [{name: count, type: int}]}
 conversation:
   greetings: {value: "HELLO"}
@@ -141,7 +141,7 @@ conversation: {rules: [{id: 1, mode: Sync, regex: "PING", response: "PONG"}]}
 
 func TestUDPOverCapIsRejected(t *testing.T) {
 	h := start(t, `
-operation: {port: 1, transport: UDP, identifyByPort: true, maxConcurrentConnections: 1}
+operation: {port: 1, transport: UDP, identifyBy: Address, maxConcurrentConnections: 1}
 conversation: {rules: [{id: 1, mode: Sync, regex: "PING", response: "PONG"}]}
 `)
 	a, b := h.dialUDP(), h.dialUDP()

@@ -23,10 +23,10 @@ import (
 
 // rulesYAML is a line service: a greeting, PING answered with PONG and the rules' version,
 // QUIT ending the conversation, and an ending sent when the connector stops. Every socket
-// is a conversation of its own (identifyByPort): the tests' peers all come from 127.0.0.1.
+// is a conversation of its own (identifyBy: Address): the tests' peers all come from 127.0.0.1.
 func rulesYAML(version string) string {
 	return `
-operation: {port: 7000, interactionTimeout: 60s, identifyByPort: true}
+operation: {port: 7000, interactionTimeout: 60s, identifyBy: Address}
 conversation:
   greetings: {value: "+OK ready\r\n"}
   default:   {value: "-ERR unknown\r\n"}

@@ -157,7 +157,13 @@ func (c *compiler) operation(path *field.Path) {
 		cd, _ = codec.For(v1alpha1.EncodingUTF8)
 	}
 	p.Codec = cd
-	p.IdentifyByPort = op.IdentifyByPort
+	switch op.IdentifyBy {
+	case "", v1alpha1.IdentifyByAddress:
+		p.IdentifyByAddress = true
+	case v1alpha1.IdentifyByIP:
+	default:
+		c.add(field.NotSupported(path.Child("identifyBy"), op.IdentifyBy, []string{string(v1alpha1.IdentifyByAddress), string(v1alpha1.IdentifyByIP)}))
+	}
 	p.InteractionTimeout = c.duration(path.Child("interactionTimeout"), op.InteractionTimeout)
 	p.ExecutionDelay = c.duration(path.Child("executionDelay"), op.ExecutionDelay)
 	p.ConnectionQueue = c.intIn(path.Child("connectionQueue"), op.ConnectionQueue, DefaultConnectionQueue, 1, 65535)

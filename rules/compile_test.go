@@ -31,7 +31,8 @@ func TestCompileErrorsCarryFieldPaths(t *testing.T) {
 	}{
 		{"port missing", `operation: {}`, []string{"spec.operation.port: Required value"}},
 		{"port range", `operation: {port: 70000}`, []string{"spec.operation.port: Invalid value: 70000"}},
-		{"enums", `operation: {port: 1, mode: Peer, transport: SCTP, encoding: latin-1, memoryUpdateWhen: Later}`, []string{
+		{"enums", `operation: {port: 1, mode: Peer, transport: SCTP, encoding: latin-1, memoryUpdateWhen: Later, identifyBy: Port}`, []string{
+			`spec.operation.identifyBy: Unsupported value: "Port": supported values: "Address", "IP"`,
 			`spec.operation.mode: Unsupported value: "Peer"`, `spec.operation.transport: Unsupported value: "SCTP"`,
 			`spec.operation.encoding: Unsupported value: "latin-1"`, `spec.operation.memoryUpdateWhen: Unsupported value: "Later"`,
 		}},

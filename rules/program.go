@@ -24,7 +24,7 @@ type Program struct {
 	IPv6               bool
 	Encoding           v1alpha1.Encoding
 	Codec              codec.Codec
-	IdentifyByPort     bool
+	IdentifyByAddress  bool
 	InteractionTimeout time.Duration
 	ConnectionQueue    int
 	MaxInputSize       int

@@ -78,6 +78,17 @@ const (
 	EncodingBinary Encoding = "binary"
 )
 
+// IdentifyBy is what keys a logical connection.
+// +kubebuilder:validation:Enum=Address;IP
+type IdentifyBy string
+
+const (
+	// IdentifyByAddress: the peer's IP and port, one conversation per socket.
+	IdentifyByAddress IdentifyBy = "Address"
+	// IdentifyByIP: the peer's IP alone; sockets from one IP join one conversation.
+	IdentifyByIP IdentifyBy = "IP"
+)
+
 // MemoryUpdateWhen says whether a fired rule's updates and operation run before or after its
 // response is sent.
 // +kubebuilder:validation:Enum=Detected;Executed
@@ -117,9 +128,12 @@ type Operation struct {
 	// +optional
 	Encoding Encoding `json:"encoding,omitempty"`
 
-	// IdentifyByPort keys logical connections by peer IP and port instead of IP only.
+	// IdentifyBy says what makes one logical connection: Address (the peer's IP and port:
+	// one conversation per socket, as every server behaves; the default) or IP (every socket
+	// from one IP joins the live conversation: Lope's model, which keeps state across
+	// reconnects).
 	// +optional
-	IdentifyByPort bool `json:"identifyByPort,omitempty"`
+	IdentifyBy IdentifyBy `json:"identifyBy,omitempty"`
 
 	// InteractionTimeout ends a conversation idle for this long (timeout then ending are
 	// sent). 0 means no timeout.

@@ -23,7 +23,7 @@ func pongRules(port int, reply string) string {
 kind: ConversationRules
 metadata: {name: pinger}
 spec:
-  operation: {ip: 127.0.0.1, port: ` + strconv.Itoa(port) + `, identifyByPort: true}
+  operation: {ip: 127.0.0.1, port: ` + strconv.Itoa(port) + `, identifyBy: Address}
   conversation:
     rules: [{id: 1, mode: Sync, regex: "PING", response: "` + reply + `\n"}]
 `

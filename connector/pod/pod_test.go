@@ -125,10 +125,10 @@ func (p *connectorProc) waitLog(t *testing.T, what string) {
 }
 
 func pingerSpec(reply string) string {
-	// identifyByPort: each socket from loopback is a conversation of its own, rather than
+	// identifyBy: Address: each socket from loopback is a conversation of its own, rather than
 	// joining the live one of the same peer IP.
 	return `
-operation: {port: 7000, identifyByPort: true}
+operation: {port: 7000, identifyBy: Address}
 conversation:
   greetings: {value: "+OK ready\r\n"}
   ending: {value: "+OK bye\r\n"}
@@ -549,7 +549,7 @@ func TestServesTLSFromTheMountedSecret(t *testing.T) {
 	e := uplinktest.New(t)
 	e.SetToken(engineToken)
 	port := freePort(t)
-	tlsSpec := strings.Replace(pingerSpec("+PONG"), "identifyByPort: true}", "identifyByPort: true, tls: {enabled: true}}", 1)
+	tlsSpec := strings.Replace(pingerSpec("+PONG"), "identifyBy: Address}", "identifyBy: Address, tls: {enabled: true}}", 1)
 	// Without the Secret's files the Config is refused, not run into a failure.
 	e.SetConfig(uplinktest.Config(t, tlsSpec, "pinger", 1, port))
 	empty := startConnector(t, e, func(o *pod.Options) { o.ConfigTimeout = 2 * time.Second })

@@ -70,10 +70,10 @@ import (
 const perConversation = 5
 
 // rulesYAML is a line service: greeting, PING answered, QUIT ending the conversation. Every
-// socket is its own conversation (identifyByPort): the clients all come from 127.0.0.1. The
+// socket is its own conversation (identifyBy: Address): the clients all come from 127.0.0.1. The
 // listen backlog (connectionQueue, default 5) must hold the clients' concurrent dials.
 const rulesYAML = `
-operation: {port: 7000, interactionTimeout: 60s, identifyByPort: true, maxConcurrentConnections: 1000, connectionQueue: 4096}
+operation: {port: 7000, interactionTimeout: 60s, identifyBy: Address, maxConcurrentConnections: 1000, connectionQueue: 4096}
 conversation:
   greetings: {value: "+OK ready\r\n"}
   default:   {value: "-ERR unknown\r\n"}

@@ -19,7 +19,7 @@ import (
 //     1024 bytes (Parley's default maxInputSize) is one input; an input containing PING is
 //     answered "+PONG\r\n".
 //   - UDP: one read loop for all peers; the first datagram from a peer (IP and port, as with
-//     identifyByPort) gets the greeting datagram before its reply; peers are remembered.
+//     identifyBy: Address) gets the greeting datagram before its reply; peers are remembered.
 const maxInput = 1024
 
 // The replies as byte slices made once: the baseline allocates nothing per input.

@@ -100,7 +100,7 @@ func TestTCPServerFieldByField(t *testing.T) {
 		"ip":                       op.IP == "",
 		"ipv6":                     !op.IPv6,
 		"encoding":                 op.Encoding == v1alpha1.EncodingUTF8,
-		"identifyByPort":           op.IdentifyByPort,
+		"identifyBy":               op.IdentifyBy == v1alpha1.IdentifyByAddress,
 		"interactionTimeout":       dur(op.InteractionTimeout) == 300*time.Second,
 		"connectionQueue":          *op.ConnectionQueue == 10,
 		"maxInputSize":             *op.MaxInputSize == 2048,

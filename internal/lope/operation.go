@@ -55,7 +55,11 @@ func (c *converter) operation(o *operation) (v1alpha1.Operation, error) {
 		return out, fmt.Errorf("%sencoding: %w", p, err)
 	}
 	c.codec = cd
-	out.IdentifyByPort = o.IdentifyByPort.on
+	// Lope keys conversations by IP unless the file asks for the port.
+	out.IdentifyBy = v1alpha1.IdentifyByIP
+	if o.IdentifyByPort.on {
+		out.IdentifyBy = v1alpha1.IdentifyByAddress
+	}
 	// Lope: 0 or less means no timeout.
 	if o.InteractionTimeout.set && o.InteractionTimeout.v > 0 {
 		out.InteractionTimeout = duration(o.InteractionTimeout.v)

@@ -623,7 +623,7 @@ step_lifecycle() {
   step "7. pause, resume, delete with a live conversation"
   local c=pinger out pod
   ports_free "$PORT_PINGER/tcp"
-  # The rules of the chart's install notes (with identifyByPort: every client here comes from
+  # The rules of the chart's install notes (with identifyBy: Address: every client here comes from
   # 127.0.0.1, and without it a new socket from the same IP joins the live conversation
   # instead of starting one, and is neither greeted nor refused).
   cat >"$WORK/pinger.yaml" <<EOF
@@ -633,7 +633,7 @@ metadata:
   name: pinger
 spec:
   description: PING/PONG demo
-  operation: {mode: Server, transport: TCP, port: 7000, interactionTimeout: 60s, identifyByPort: true}
+  operation: {mode: Server, transport: TCP, port: 7000, interactionTimeout: 60s, identifyBy: Address}
   conversation:
     greetings: {value: "+OK ready\r\n"}
     default:   {value: "-ERR unknown command\r\n"}
