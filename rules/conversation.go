@@ -326,7 +326,11 @@ func (c *compiler) assignment(path *field.Path, name, val, fromName string) (Var
 func (c *compiler) operationOf(path *field.Path, o *v1alpha1.MemoryOperation) *Operation {
 	op, ok := ops.Lookup(o.Name)
 	if !ok {
-		c.add(field.NotSupported(path.Child("name"), o.Name, ops.Names()))
+		if near, ok := closest(o.Name, ops.Names()); ok {
+			c.add(field.Invalid(path.Child("name"), o.Name, "unknown operation; did you mean "+near+"? (docs/rules.md §5 lists them)"))
+		} else {
+			c.add(field.NotSupported(path.Child("name"), o.Name, ops.Names()))
+		}
 		return nil
 	}
 	if n := len(o.Inputs); n < op.MinInputs || (op.MaxInputs >= 0 && n > op.MaxInputs) {

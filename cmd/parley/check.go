@@ -17,6 +17,7 @@ func newCheckCommand() *cobra.Command {
 	var (
 		files   []string
 		cluster bool
+		strict  bool
 		f       kube.Flags
 	)
 	cmd := &cobra.Command{
@@ -37,20 +38,23 @@ func newCheckCommand() *cobra.Command {
 					return err
 				}
 			}
-			return check(cmd.Context(), cmd.OutOrStdout(), cmd.InOrStdin(), files, server)
+			return check(cmd.Context(), cmd.OutOrStdout(), cmd.InOrStdin(), files, server, strict)
 		},
 	}
 	cmd.Flags().BoolVar(&cluster, "cluster", asPlugin(), "also ask the cluster's API server (a server-side dry run: its schema and admission) "+
 		"whether it takes each valid document (default with kubectl parley)")
+	cmd.Flags().BoolVar(&strict, "strict", false, "fail on warnings too (what compiles but will not work as written)")
 	addKubeFlags(cmd.Flags(), &f)
 	cmd.Flags().StringArrayVarP(&files, "filename", "f", nil, "ConversationRules YAML or JSON: a file, a directory, or - for standard input (repeatable)")
 	return cmd
 }
 
 // check compiles every document of files; with a server, it also asks the cluster whether
-// it would take each valid one.
-func check(ctx context.Context, out io.Writer, stdin io.Reader, files []string, server *kube.Client) error {
-	invalid := 0
+// it would take each valid one. Warnings fail it only when strict.
+func check(ctx context.Context, out io.Writer, stdin io.Reader, files []string, server *kube.Client, strict bool) error {
+	invalid, warned := 0, 0
+	var all []rulesfile.Document
+	progs := map[int]*rules.Program{}
 	for _, f := range files {
 		docs, skipped, err := rulesfile.ReadPaths([]string{f}, stdin)
 		if err != nil {
@@ -66,14 +70,17 @@ func check(ctx context.Context, out io.Writer, stdin io.Reader, files []string, 
 			invalid++
 		}
 		for _, d := range docs {
-			prog, errs := rules.Compile(d.Name(), d.Rules.Generation, &d.Rules.Spec)
+			prog, errs, warnings := compileDocument(&d)
+			for _, line := range append(errs, warnings...) {
+				fmt.Fprintln(out, line)
+			}
+			warned += len(warnings)
 			if len(errs) > 0 {
 				invalid++
-				for _, e := range errs {
-					fmt.Fprintf(out, "%s: %s: %s\n", d.Source, d.Name(), e.Error())
-				}
 				continue
 			}
+			progs[len(all)] = prog
+			all = append(all, d)
 			if server != nil {
 				if err := server.CheckRules(ctx, &d.Rules); err != nil {
 					invalid++
@@ -85,8 +92,16 @@ func check(ctx context.Context, out io.Writer, stdin io.Reader, files []string, 
 				prog.Mode, prog.Transport, prog.IP, prog.Port)
 		}
 	}
-	if invalid > 0 {
+	across := documentWarnings(all, progs)
+	for _, w := range across {
+		fmt.Fprintln(out, w)
+	}
+	warned += len(across)
+	switch {
+	case invalid > 0:
 		return &exitError{code: 1, err: fmt.Errorf("%d invalid rules document(s)", invalid)}
+	case warned > 0 && strict:
+		return &exitError{code: 1, err: fmt.Errorf("%d warning(s), and --strict", warned)}
 	}
 	return nil
 }

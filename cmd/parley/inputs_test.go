@@ -257,3 +257,60 @@ spec:
 		}
 	}
 }
+
+// TestCheckWarnsOfWhatSilentlyNeverWorks: warnings are marked, do not fail check unless
+// --strict; errors come in the spec's order and name each rule's id beside its index.
+func TestCheckWarnsOfWhatSilentlyNeverWorks(t *testing.T) {
+	warnOnly := writeFile(t, `apiVersion: parley.io/v1alpha1
+kind: ConversationRules
+metadata: {name: Web_Decoy}
+spec:
+  operation: {port: 8080, encoding: ascii, interactionTimeout: 30s, socket: {closeAfterReplying: true}}
+  conversation:
+    rules: [{id: 42, mode: Sync, regex: "^GET /café", response: "HTTP/1.0 200 OK\r\n\r\n"}]
+---
+apiVersion: parley.io/v1alpha1
+kind: ConversationRules
+metadata: {name: other}
+spec:
+  operation: {port: 8080}
+`)
+	out, err := exec.Command(parleyBinary, "check", warnOnly).CombinedOutput()
+	if err != nil {
+		t.Fatalf("warnings failed check: %v\n%s", err, out)
+	}
+	for _, want := range []string{
+		`#1: warning: metadata.name: Invalid value: "Web_Decoy": the cluster refuses it`,
+		`Web_Decoy: warning: spec.conversation.rules[0] (id 42).regex: 'é' can never be in an input decoded as ascii`,
+		"Web_Decoy: warning: spec.operation.socket.closeAfterReplying: each request comes on a new socket",
+		"other: warning: spec.operation.port: 8080/TCP is also where",
+	} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("missing %q in:\n%s", want, out)
+		}
+	}
+	if out, err := exec.Command(parleyBinary, "check", "--strict", warnOnly).CombinedOutput(); err == nil ||
+		!strings.Contains(string(out), "warning(s), and --strict") {
+		t.Errorf("--strict: %v\n%s", err, out)
+	}
+
+	broken := writeFile(t, `apiVersion: parley.io/v1alpha1
+kind: ConversationRules
+metadata: {name: broken}
+spec:
+  operation: {port: 1}
+  memory: {connection: [{name: n, type: int}]}
+  conversation:
+    rules:
+    - {id: 5, mode: Sync, regex: "a", trigger: [{ruleID: 99}]}
+    - {id: 17, mode: Sync, regex: "(", operation: {name: NBR_SUMM, inputs: [n, "1"], outputs: [n]}}
+`)
+	out, _ = exec.Command(parleyBinary, "check", broken).CombinedOutput()
+	text := string(out)
+	first := strings.Index(text, "spec.conversation.rules[0] (id 5).trigger[0].ruleID: Not found: 99")
+	second := strings.Index(text, "spec.conversation.rules[1] (id 17).regex")
+	third := strings.Index(text, `spec.conversation.rules[1] (id 17).operation.name: Invalid value: "NBR_SUMM": unknown operation; did you mean NBR_SUM?`)
+	if first < 0 || second < 0 || third < 0 || !(first < second && second < third) {
+		t.Errorf("errors missing or out of the spec's order:\n%s", text)
+	}
+}

@@ -85,10 +85,10 @@ spec:
 	}
 	for _, want := range []string{
 		"spec.operation.port: Required value",
-		"spec.conversation.rules[0].regex", "lookarounds",
-		"spec.conversation.rules[0].trigger[0].ruleID: Not found: 42",
-		"spec.conversation.rules[1].id: Duplicate value: 1",
-		`spec.conversation.rules[1].response: Invalid value: "{{who}}"`,
+		"spec.conversation.rules[0] (id 1).regex", "lookarounds",
+		"spec.conversation.rules[0] (id 1).trigger[0].ruleID: Not found: 42",
+		"spec.conversation.rules[1] (id 1).id: Duplicate value: 1",
+		`spec.conversation.rules[1] (id 1).response: Invalid value: "{{who}}"`,
 	} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("missing %q in:\n%s", want, out)
@@ -177,7 +177,7 @@ func TestRunJSONAndGracefulInterrupt(t *testing.T) {
 
 func TestRunRefusesInvalidRules(t *testing.T) {
 	out, err := exec.Command(parleyBinary, "run", "-f", writeFile(t, strings.Replace(validRules, `regex: "PING"`, `regex: "(?<=P)ING"`, 1))).CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "spec.conversation.rules[0].regex") {
+	if err == nil || !strings.Contains(string(out), "spec.conversation.rules[0] (id 1).regex") {
 		t.Errorf("err %v, output:\n%s", err, out)
 	}
 }

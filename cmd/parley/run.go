@@ -133,9 +133,9 @@ func load(stdin io.Reader, stderr io.Writer, files []string) ([]loaded, error) {
 			disabled++
 			continue
 		}
-		prog, errs := rules.Compile(d.Name(), d.Rules.Generation, &d.Rules.Spec)
-		for _, e := range errs {
-			fmt.Fprintf(stderr, "%s: %s: %s\n", d.Source, d.Name(), e.Error())
+		prog, errs, warnings := compileDocument(&d)
+		for _, line := range append(errs, warnings...) {
+			fmt.Fprintln(stderr, line)
 		}
 		if len(errs) > 0 {
 			invalid++

@@ -1,0 +1,295 @@
+package rules
+
+import (
+	"fmt"
+	"reflect"
+	"regexp/syntax"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/parley-dev/parley/api/v1alpha1"
+)
+
+// Warning is something that compiles but will silently never work as written.
+type Warning struct {
+	// Field is the path under "spec", as compile errors have it.
+	Field   string
+	Message string
+}
+
+func (w Warning) String() string { return w.Field + ": " + w.Message }
+
+// udpAmplification is the connector's default cap on bytes sent per byte received before a
+// UDP peer sends a second datagram; greetingRequestBytes is the first datagram a greeting
+// may ask for before a warning: a few bytes more than most protocols' opening request.
+const (
+	udpAmplification     = 3
+	greetingRequestBytes = 32
+)
+
+// Lint warns of what compiles but will not work as written: regexes that cannot match any
+// input the operation produces, a UDP greeting the amplification guard holds back, and
+// closeAfterReplying whose state cannot survive between requests. spec must have compiled
+// into p.
+func Lint(spec *v1alpha1.ConversationRulesSpec, p *Program) []Warning {
+	var ws []Warning
+	add := func(path *field.Path, format string, args ...any) {
+		ws = append(ws, Warning{Field: path.String(), Message: fmt.Sprintf(format, args...)})
+	}
+	root := field.NewPath("spec")
+	op := root.Child("operation")
+
+	if p.Transport == v1alpha1.TransportUDP && p.Mode == v1alpha1.ModeServer {
+		if g := spec.Conversation.Greetings; g != nil && (g.Enabled == nil || *g.Enabled) {
+			n := len(g.Value)
+			if need := (n + udpAmplification - 1) / udpAmplification; need > greetingRequestBytes {
+				add(root.Child("conversation", "greetings", "value"),
+					"a %d-byte greeting goes out only to peers whose first datagram has at least %d bytes: a UDP server sends at most %d times what a peer sent before its second datagram (the reflection guard)",
+					n, need, udpAmplification)
+			}
+		}
+	}
+	if p.CloseAfterReplying && p.Session == nil {
+		switch {
+		case p.IdentifyByAddress:
+			add(op.Child("socket", "closeAfterReplying"),
+				"each request comes on a new socket, and with identifyBy: Address each socket is a new conversation: memory and pending async rules are lost between requests; use identifyBy: IP or a session")
+		case p.InteractionTimeout == 0:
+			add(op.Child("socket", "closeAfterReplying"),
+				"without interactionTimeout a conversation ends when its socket closes: memory is lost between requests; set an interactionTimeout for it to wait for the next one")
+		}
+	}
+	lintRegex := func(path *field.Path, expr string, isBase64 bool) {
+		if isBase64 || expr == "" {
+			return
+		}
+		re, err := syntax.Parse(expr, syntax.Perl)
+		if err != nil {
+			return // compile has said so
+		}
+		if max := maxLiteralRune(p.Encoding); max >= 0 {
+			if r, ok := runeAbove(re, max); ok {
+				add(path, "%q can never be in an input decoded as %s (at most U+%04X): the regex never matches", r, p.Encoding, max)
+				return
+			}
+		}
+		if p.MaxInputSize > 0 {
+			if n := minRunes(re); n > p.MaxInputSize {
+				add(path, "matches at least %d characters but an input holds at most %d bytes (maxInputSize): the regex never matches", n, p.MaxInputSize)
+			}
+		}
+	}
+	lintRules := func(path *field.Path, rs []v1alpha1.Rule) {
+		for i, r := range rs {
+			lintRegex(path.Index(i).Child("regex"), r.Regex, r.RegexBase64)
+		}
+	}
+	conv := root.Child("conversation")
+	lintRules(conv.Child("rules"), spec.Conversation.Rules)
+	for i, g := range spec.Conversation.Groups {
+		gp := conv.Child("groups").Index(i)
+		lintRegex(gp.Child("regex"), g.Regex, false)
+		lintRules(gp.Child("rules"), g.Rules)
+	}
+	return ws
+}
+
+// maxLiteralRune is the largest character an encoding's decoded inputs hold, or -1 for any.
+func maxLiteralRune(e v1alpha1.Encoding) rune {
+	switch e {
+	case v1alpha1.EncodingASCII:
+		return 0x7f
+	case v1alpha1.EncodingBinary:
+		return 0xff
+	}
+	return -1
+}
+
+// runeAbove finds a literal character above max that every match needs. It looks at
+// literals on the regex's mandatory path only (concatenations, captures, repeats of at
+// least one), so alternatives and classes never give a false warning.
+func runeAbove(re *syntax.Regexp, max rune) (rune, bool) {
+	switch re.Op {
+	case syntax.OpLiteral:
+		if re.Flags&syntax.FoldCase != 0 {
+			return 0, false
+		}
+		for _, r := range re.Rune {
+			if r > max {
+				return r, true
+			}
+		}
+	case syntax.OpConcat, syntax.OpCapture:
+		for _, sub := range re.Sub {
+			if r, ok := runeAbove(sub, max); ok {
+				return r, true
+			}
+		}
+	case syntax.OpPlus:
+		return runeAbove(re.Sub[0], max)
+	case syntax.OpRepeat:
+		if re.Min > 0 {
+			return runeAbove(re.Sub[0], max)
+		}
+	}
+	return 0, false
+}
+
+// minRunes is the fewest characters a match of re holds.
+func minRunes(re *syntax.Regexp) int {
+	switch re.Op {
+	case syntax.OpLiteral:
+		return len(re.Rune)
+	case syntax.OpCharClass, syntax.OpAnyChar, syntax.OpAnyCharNotNL:
+		return 1
+	case syntax.OpCapture, syntax.OpPlus:
+		return minRunes(re.Sub[0])
+	case syntax.OpRepeat:
+		return re.Min * minRunes(re.Sub[0])
+	case syntax.OpConcat:
+		n := 0
+		for _, sub := range re.Sub {
+			n += minRunes(sub)
+		}
+		return n
+	case syntax.OpAlternate:
+		n := -1
+		for _, sub := range re.Sub {
+			if m := minRunes(sub); n < 0 || m < n {
+				n = m
+			}
+		}
+		return max(n, 0)
+	}
+	return 0
+}
+
+// Annotate adds, after each rules[N] of a field path, the id of that rule, so that a message
+// names the rule as the user knows it: spec.conversation.rules[17] (id 42).regex.
+func Annotate(spec *v1alpha1.ConversationRulesSpec, path string) string {
+	var b strings.Builder
+	rest := path
+	var groupRules []v1alpha1.Rule
+	for {
+		i := strings.Index(rest, "[")
+		if i < 0 {
+			b.WriteString(rest)
+			return b.String()
+		}
+		j := strings.Index(rest[i:], "]")
+		if j < 0 {
+			b.WriteString(rest)
+			return b.String()
+		}
+		j += i
+		before := rest[:i]
+		b.WriteString(rest[:j+1])
+		idx, err := strconv.Atoi(rest[i+1 : j])
+		rest = rest[j+1:]
+		if err != nil {
+			continue
+		}
+		switch {
+		case strings.HasSuffix(before, "conversation.groups") && idx < len(spec.Conversation.Groups):
+			groupRules = spec.Conversation.Groups[idx].Rules
+			fmt.Fprintf(&b, " (id %s)", spec.Conversation.Groups[idx].ID)
+		case strings.HasSuffix(before, "conversation.rules") && idx < len(spec.Conversation.Rules):
+			fmt.Fprintf(&b, " (id %d)", spec.Conversation.Rules[idx].ID)
+		case groupRules != nil && strings.HasSuffix(before, ".rules") && idx < len(groupRules):
+			fmt.Fprintf(&b, " (id %d)", groupRules[idx].ID)
+			groupRules = nil
+		}
+	}
+}
+
+// closest is the candidate nearest to s by edit distance, ignoring case, if it is near
+// enough to be a likely typo.
+func closest(s string, candidates []string) (string, bool) {
+	best, bestD := "", -1
+	for _, c := range candidates {
+		if d := editDistance(strings.ToUpper(s), strings.ToUpper(c)); bestD < 0 || d < bestD {
+			best, bestD = c, d
+		}
+	}
+	return best, bestD >= 0 && bestD <= max(2, utf8.RuneCountInString(s)/3)
+}
+
+func editDistance(a, b string) int {
+	ra, rb := []rune(a), []rune(b)
+	prev := make([]int, len(rb)+1)
+	cur := make([]int, len(rb)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(ra); i++ {
+		cur[0] = i
+		for j := 1; j <= len(rb); j++ {
+			cost := 1
+			if ra[i-1] == rb[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(rb)]
+}
+
+// SortFieldErrors orders errors as the fields stand in a spec written in the order the API
+// declares them (operation, memory, conversation; rules by index), so that a long list reads
+// from the top of the file down. Errors on one field keep their order.
+func SortFieldErrors(errs field.ErrorList) {
+	keys := make(map[*field.Error][]int, len(errs))
+	for _, e := range errs {
+		keys[e] = pathKey(e.Field)
+	}
+	slices.SortStableFunc(errs, func(a, b *field.Error) int { return slices.Compare(keys[a], keys[b]) })
+}
+
+// pathKey turns spec.conversation.rules[3].regex into ranks: each field's position among
+// its struct's JSON fields, each index as it is.
+func pathKey(path string) []int {
+	var key []int
+	t := reflect.TypeFor[v1alpha1.ConversationRules]()
+	for _, part := range strings.FieldsFunc(path, func(r rune) bool { return r == '.' }) {
+		name, idx := part, -1
+		if i := strings.IndexByte(part, '['); i >= 0 {
+			name = part[:i]
+			if n, err := strconv.Atoi(strings.TrimSuffix(part[i+1:], "]")); err == nil {
+				idx = n
+			}
+		}
+		rank := 1 << 20 // unknown fields go last
+		for t != nil && (t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice || t.Kind() == reflect.Map) {
+			t = t.Elem()
+		}
+		if t != nil && t.Kind() == reflect.Struct {
+			if f, i, ok := jsonField(t, name); ok {
+				rank, t = i, f.Type
+			} else {
+				t = nil
+			}
+		}
+		key = append(key, rank)
+		if idx >= 0 {
+			key = append(key, idx)
+		}
+	}
+	return key
+}
+
+// jsonField finds the field of struct t whose JSON name is name, and its position.
+func jsonField(t reflect.Type, name string) (reflect.StructField, int, bool) {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		tag, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if tag == name || (tag == "" && f.Name == name) {
+			return f, i, true
+		}
+	}
+	return reflect.StructField{}, 0, false
+}
