@@ -12,6 +12,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -161,8 +162,14 @@ func (c *Client) CheckRules(ctx context.Context, rules *v1alpha1.ConversationRul
 	if obj.Namespace == "" {
 		obj.Namespace = c.Namespace
 	}
-	obj.ResourceVersion, obj.ManagedFields = "", nil
-	err := c.Patch(ctx, obj, client.Apply, client.DryRunAll, FieldOwner, client.ForceOwnership)
+	obj.ResourceVersion, obj.ManagedFields, obj.Status = "", nil, v1alpha1.ConversationRulesStatus{}
+	u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+	if err != nil {
+		return err
+	}
+	delete(u, "status")
+	err = c.Apply(ctx, client.ApplyConfigurationFromUnstructured(&unstructured.Unstructured{Object: u}),
+		client.DryRunAll, FieldOwner, client.ForceOwnership)
 	var status apierrors.APIStatus
 	if err == nil || !errors.As(err, &status) {
 		return err
