@@ -27,7 +27,7 @@ func newRootCommand() *cobra.Command {
 		SilenceErrors: true,
 		Version:       parleyVersion(),
 	}
-	root.AddCommand(newRunCommand(), newCheckCommand(), newOperatorCommand(), newImportCommand(), newConnectorCommand())
+	root.AddCommand(newRunCommand(), newCheckCommand(), newOperatorCommand(), newImportCommand(), newConnectorCommand(), newTranscriptCommand())
 	return root
 }
 
