@@ -24,7 +24,7 @@ func (c *Conversation) Start() time.Time { return c.Steps[0].Time.Time }
 // Peer is the peer's address when the conversation began.
 func (c *Conversation) Peer() string { return c.Steps[0].Connection.Peer }
 
-// Count counts the steps of type typ, or the alerts when typ is empty.
+// count counts the steps of type typ, or the alerts when typ is empty.
 func (c *Conversation) count(typ v1alpha1.ActivityType) int {
 	n := 0
 	for _, s := range c.Steps {

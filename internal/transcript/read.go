@@ -41,7 +41,6 @@ func ReadLog(r io.Reader) ([]Entry, error) {
 	sc.Buffer(make([]byte, 64<<10), maxLine)
 	var entries []Entry
 	runs := map[string]int{} // connector → its current run, counted from 1
-	seen := map[string]bool{}
 	for line := 1; sc.Scan(); line++ {
 		b := bytes.TrimSpace(sc.Bytes())
 		if len(b) == 0 || b[0] != '{' {
@@ -51,10 +50,9 @@ func ReadLog(r io.Reader) ([]Entry, error) {
 		if err := json.Unmarshal(b, rec); err != nil {
 			return nil, fmt.Errorf("line %d: not an activity: %v", line, err)
 		}
-		if runs[rec.Connector] == 0 || (rec.Type == v1alpha1.ActivityConnectorStarted && seen[rec.Connector]) {
+		if runs[rec.Connector] == 0 || rec.Type == v1alpha1.ActivityConnectorStarted {
 			runs[rec.Connector]++
 		}
-		seen[rec.Connector] = true
 		entries = append(entries, Entry{Run: strconv.Itoa(runs[rec.Connector]), Record: rec})
 	}
 	if err := sc.Err(); err != nil {
