@@ -107,7 +107,8 @@ func (cv *conversation) sendBasic(typ v1alpha1.ActivityType, s socket, b *rules.
 	a.Alert = a.Alert || b.Alert
 	cv.wire, cv.ends = cv.wire[:0], cv.ends[:0]
 	cv.appendReply(b.Template)
-	a.Output = &v1alpha1.OutputRecord{Bytes: int32(cv.send(s, a))}
+	replied(a)
+	cv.send(s, a)
 	cv.record(a)
 }
 
@@ -222,7 +223,8 @@ func (cv *conversation) finishOn(s socket, typ v1alpha1.ActivityType, msg string
 		note(a, "no open socket: "+strings.Join(names, " and ")+" not sent")
 	default:
 		a.Rules = &v1alpha1.RulesRecord{Basic: names[0]}
-		a.Output = &v1alpha1.OutputRecord{Bytes: int32(cv.send(s, a))}
+		replied(a)
+		cv.send(s, a)
 	}
 	for _, s := range cv.socks {
 		s.close()

@@ -84,7 +84,7 @@ func (cv *conversation) handleInput(s socket, raw []byte, truncated bool) {
 		ending = ending || r.Ending
 		closing = closing || r.CloseConnection
 	}
-	a.Output = &v1alpha1.OutputRecord{Bytes: int32(sent)}
+	replied(a)
 	cv.record(a)
 	cv.afterReply(s, sent, ending, closing, fired)
 }
@@ -178,6 +178,7 @@ func (cv *conversation) send(s socket, a *v1alpha1.ActivityRecord) int {
 	}
 	n, err := s.send(wire, ends)
 	cv.txBytes += n
+	cv.wrote(a, wire[:n])
 	if err != nil {
 		note(a, "send: "+err.Error())
 	}

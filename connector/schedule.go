@@ -196,7 +196,7 @@ func (cv *conversation) runTask(t *task) {
 			cv.updateSession(r)
 		}
 		cv.scheduleFrom(r, from, rr)
-		a.Output = &v1alpha1.OutputRecord{Bytes: int32(sent)}
+		replied(a)
 		cv.record(a)
 		cv.afterReply(s, sent, r.Ending, r.CloseConnection, []*rules.Rule{r})
 		if cv.ended {

@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
+	"github.com/parley-dev/parley/internal/transcript"
 )
 
 // rulesYAML is a line service: a greeting, PING answered with PONG and the rules' version,
@@ -234,6 +235,28 @@ func TestActivitiesReachTheCluster(t *testing.T) {
 	}
 	if input.Input.Preview != `PING\r\n` {
 		t.Errorf("preview %q, want the escaped input", input.Input.Preview)
+	}
+	if o := input.Output; o == nil || o.Text != "+PONG v1\r\n" || o.Base64 != "K1BPTkcgdjENCg==" || o.Bytes != 10 || o.Truncated {
+		t.Errorf("output %+v, want the reply", o)
+	}
+	// parley transcript --from-cluster reads the conversation back from these objects.
+	entries, err := transcript.FromCluster(context.Background(), k8s, f.ns, f.name, input.Connection.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conv, err := transcript.Pick(transcript.Conversations(entries), transcript.Choice{ID: input.Connection.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dialogue strings.Builder
+	if err := transcript.Write(&dialogue, conv); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Connector:  decoy\n", "Rules:      lines generation 1 sha256:", ">> +OK ready\\r\\n\n",
+		"<< PING\\r\\n\n", ">> +PONG v1\\r\\n\n", "Input  ALERT  rule 3\n", "<< AUTH admin hunter2\\r\\n\n", "Ended  ending rule 2\n"} {
+		if !strings.Contains(dialogue.String(), want) {
+			t.Errorf("transcript lacks %q:\n%s", want, dialogue.String())
+		}
 	}
 	if r := input.RulesRef; r == nil || r.Name != "lines" || r.Generation != 1 || r.Hash != ec.Status.Rules.Hash {
 		t.Errorf("rulesRef %+v, want lines generation 1 hash %s", r, ec.Status.Rules.Hash)

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -24,6 +25,13 @@ const previewLength = 48
 
 // maxBatch bounds the activities of one batch.
 const maxBatch = 4096
+
+// maxObjectPayload bounds the bytes of an input or an output an Activity object keeps, in
+// text and in base64. Connectors record up to maxInputSize (at most 1 MiB) of each: the text
+// (up to twice the bytes with binary) and the base64 of both would pass what the API server
+// takes in one object (1.5 MiB in etcd by default). A multiple of 3, so that base64 is cut
+// by slicing.
+const maxObjectPayload = 64<<10 - 1
 
 // attach registers a stream with its connector and its process.
 func (e *Engine) attach(s *stream) {
@@ -222,8 +230,12 @@ func activityObject(ec *v1alpha1.ExternalConnector, run string, seq uint64, rec 
 	if rec.Connection != nil && rec.Connection.ID != "" {
 		labels[v1alpha1.LabelConnection] = rec.Connection.ID
 	}
-	if rec.Input != nil {
-		rec.Input.Preview = preview(rec.Input.Text)
+	if in := rec.Input; in != nil {
+		in.Preview = preview(in.Text)
+		in.Text, in.Base64, in.Truncated = fitPayload(in.Text, in.Base64, in.Truncated)
+	}
+	if out := rec.Output; out != nil {
+		out.Text, out.Base64, out.Truncated = fitPayload(out.Text, out.Base64, out.Truncated)
 	}
 	return &v1alpha1.Activity{
 		ObjectMeta: metav1.ObjectMeta{
@@ -246,6 +258,22 @@ func ActivityName(connector, run string, seq uint64) string {
 		s = strings.Repeat("0", 6-len(s)) + s
 	}
 	return connector + "-" + run + "-" + s
+}
+
+// fitPayload cuts the text and base64 of an input or output to maxObjectPayload bytes each
+// (text on a character boundary), saying whether they are cut now.
+func fitPayload(text, b64 string, truncated bool) (string, string, bool) {
+	if len(text) > maxObjectPayload {
+		cut := maxObjectPayload
+		for cut > 0 && !utf8.RuneStart(text[cut]) {
+			cut--
+		}
+		text, truncated = text[:cut], true
+	}
+	if n := maxObjectPayload / 3 * 4; len(b64) > n {
+		b64, truncated = b64[:n], true
+	}
+	return text, b64, truncated
 }
 
 // preview is a short, escaped, one-line form of an input for the INPUT column.

@@ -107,7 +107,9 @@ type InputRecord struct {
 	Base64 string `json:"base64"`
 	// Bytes is the number of raw bytes.
 	Bytes int32 `json:"bytes"`
-	// Truncated says the input filled maxInputSize (TCP) or was cut to it (UDP).
+	// Truncated says the input filled maxInputSize (TCP) or was cut to it (UDP); on an
+	// Activity object, also that the engine cut text and base64 to fit the object (bytes
+	// keeps the count received).
 	// +optional
 	Truncated bool `json:"truncated,omitempty"`
 	// Preview is the start of the text, escaped on one line: the INPUT column of
@@ -132,9 +134,22 @@ type RulesRecord struct {
 	Basic string `json:"basic,omitempty"`
 }
 
-// OutputRecord is what was sent.
+// OutputRecord is what was sent: the bytes actually written (after the UDP amplification
+// guard, and only as far as a failed write got), and of those, up to the conversation's
+// maxInputSize (the bound its inputs have), the text and the raw bytes.
 type OutputRecord struct {
+	// Bytes is the number of bytes written.
 	Bytes int32 `json:"bytes"`
+	// Text is what was written, decoded with the conversation's encoding as inputs are.
+	// +optional
+	Text string `json:"text,omitempty"`
+	// Base64 is the raw bytes written.
+	// +optional
+	Base64 string `json:"base64,omitempty"`
+	// Truncated says that text and base64 hold only the first bytes of what was written:
+	// maxInputSize of them, or fewer on an Activity object (see docs/rules.md §10).
+	// +optional
+	Truncated bool `json:"truncated,omitempty"`
 }
 
 // CaptureRecord is a value a rule captured from the input.

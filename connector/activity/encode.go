@@ -86,6 +86,17 @@ func AppendJSON(dst []byte, a *v1alpha1.ActivityRecord) []byte {
 		dst = appendKey(dst, "output", false)
 		dst = append(dst, `{"bytes":`...)
 		dst = strconv.AppendInt(dst, int64(o.Bytes), 10)
+		if o.Text != "" {
+			dst = appendKey(dst, "text", false)
+			dst = appendString(dst, o.Text)
+		}
+		if o.Base64 != "" {
+			dst = appendKey(dst, "base64", false)
+			dst = appendString(dst, o.Base64)
+		}
+		if o.Truncated {
+			dst = append(dst, `,"truncated":true`...)
+		}
 		dst = append(dst, '}')
 	}
 	if len(a.Captures) > 0 {

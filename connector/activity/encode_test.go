@@ -62,6 +62,9 @@ func record(bits uint16, s string, n int32) *v1alpha1.ActivityRecord {
 	}
 	if on(10) {
 		a.Output = &v1alpha1.OutputRecord{Bytes: n}
+		if on(5) {
+			a.Output.Text, a.Output.Base64, a.Output.Truncated = s, s, on(3)
+		}
 		a.Captures = []v1alpha1.CaptureRecord{{Rule: n, Variable: s, Value: s}, {Rule: 2, Variable: "v", Value: ""}}
 	}
 	if on(11) {

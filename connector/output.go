@@ -1,0 +1,74 @@
+package connector
+
+import (
+	"encoding/base64"
+	"strings"
+
+	"github.com/parley-dev/parley/api/v1alpha1"
+)
+
+// replied returns a's output record, made on first use: an activity that replies records an
+// output even when nothing could be written.
+func replied(a *v1alpha1.ActivityRecord) *v1alpha1.OutputRecord {
+	if a.Output == nil {
+		a.Output = &v1alpha1.OutputRecord{}
+	}
+	return a.Output
+}
+
+// wrote records on a the bytes b just written for it: their count and, up to maxInputSize
+// (the bound the conversation's inputs have), the bytes in base64 and their text decoded as
+// inputs are; truncated when more was written. A reply written in several parts (a rule's
+// reconnectBefore flushes what came before it) is recorded as one.
+func (cv *conversation) wrote(a *v1alpha1.ActivityRecord, b []byte) {
+	o := replied(a)
+	if len(b) == 0 {
+		return
+	}
+	before := o.Bytes
+	o.Bytes += int32(len(b))
+	if o.Truncated {
+		return
+	}
+	if before > 0 {
+		// Rare: join what the record holds with the new part, to decode them as one.
+		held, _ := base64.StdEncoding.DecodeString(o.Base64)
+		b = append(held, b...)
+	}
+	if limit := cv.prog.MaxInputSize; len(b) > limit {
+		b, o.Truncated = b[:limit], true
+	}
+	// Every reply passes here: one allocation holds the base64 and, with utf-8 (whose text
+	// is the bytes themselves, invalid ones included), the text before it.
+	asBytes := cv.prog.Encoding == "" || cv.prog.Encoding == v1alpha1.EncodingUTF8
+	var sb strings.Builder
+	if asBytes {
+		sb.Grow(len(b) + base64.StdEncoding.EncodedLen(len(b)))
+		sb.Write(b)
+	} else {
+		sb.Grow(base64.StdEncoding.EncodedLen(len(b)))
+	}
+	writeBase64(&sb, b)
+	s := sb.String()
+	if asBytes {
+		o.Text, o.Base64 = s[:len(b)], s[len(b):]
+	} else {
+		o.Text, o.Base64 = cv.prog.Codec.Decode(b), s
+	}
+}
+
+// base64Chunk is a multiple of 3 bytes, so that only the last chunk is padded.
+const base64Chunk = 768
+
+// writeBase64 writes b to sb in standard base64, through a buffer on the stack rather than
+// the slice and string base64.StdEncoding.EncodeToString allocates.
+func writeBase64(sb *strings.Builder, b []byte) {
+	enc := base64.StdEncoding
+	var buf [base64Chunk / 3 * 4]byte
+	for len(b) > 0 {
+		n := min(len(b), base64Chunk)
+		enc.Encode(buf[:], b[:n])
+		sb.Write(buf[:enc.EncodedLen(n)])
+		b = b[n:]
+	}
+}

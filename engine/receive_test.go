@@ -1,0 +1,43 @@
+package engine
+
+import (
+	"encoding/base64"
+	"strings"
+	"testing"
+
+	"github.com/parley-dev/parley/api/v1alpha1"
+)
+
+// An Activity object keeps at most maxObjectPayload bytes of an input's and an output's text
+// and base64, cut on whole characters and base64 quanta and marked truncated; the counts stay.
+func TestActivityObjectFitsLargePayloads(t *testing.T) {
+	ec := &v1alpha1.ExternalConnector{}
+	ec.Name = "decoy"
+	big := []byte(strings.Repeat("é", maxObjectPayload)) // 2 bytes a character
+	bigText, bigB64 := string(big), base64.StdEncoding.EncodeToString(big)
+	rec := &v1alpha1.ActivityRecord{
+		Type:   v1alpha1.ActivityInput,
+		Input:  &v1alpha1.InputRecord{Text: bigText, Base64: bigB64, Bytes: int32(len(big))},
+		Output: &v1alpha1.OutputRecord{Bytes: int32(len(big)), Text: bigText, Base64: bigB64},
+	}
+	act := activityObject(ec, "0a1b2c3d", 1, rec)
+	wantText := bigText[:maxObjectPayload-1] // the last whole character
+	raw, err := base64.StdEncoding.DecodeString(act.Input.Base64)
+	if err != nil || string(raw) != string(big[:maxObjectPayload]) {
+		t.Errorf("input base64 holds %d bytes (%v), want the first %d", len(raw), err, maxObjectPayload)
+	}
+	if in := act.Input; in.Text != wantText || !in.Truncated || in.Bytes != int32(len(big)) || in.Preview == "" {
+		t.Errorf("input: %d bytes of text, truncated %v, bytes %d, preview %q", len(in.Text), in.Truncated, in.Bytes, in.Preview)
+	}
+	if o := act.Output; o.Text != wantText || o.Base64 != act.Input.Base64 || !o.Truncated || o.Bytes != int32(len(big)) {
+		t.Errorf("output: %d bytes of text, %d of base64, truncated %v, bytes %d", len(o.Text), len(o.Base64), o.Truncated, o.Bytes)
+	}
+
+	small := &v1alpha1.ActivityRecord{Type: v1alpha1.ActivityInput,
+		Input:  &v1alpha1.InputRecord{Text: "PING\r\n", Base64: "UElORw0K", Bytes: 6},
+		Output: &v1alpha1.OutputRecord{Bytes: 7, Text: "+PONG\r\n", Base64: "K1BPTkcNCg=="}}
+	act = activityObject(ec, "0a1b2c3d", 2, small)
+	if *act.Output != (v1alpha1.OutputRecord{Bytes: 7, Text: "+PONG\r\n", Base64: "K1BPTkcNCg=="}) || act.Input.Truncated || act.Input.Text != "PING\r\n" {
+		t.Errorf("small payloads changed: %+v %+v", act.Input, act.Output)
+	}
+}
