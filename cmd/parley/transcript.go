@@ -2,19 +2,20 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 
 	"github.com/spf13/cobra"
 
+	"github.com/parley-dev/parley/internal/kube"
 	"github.com/parley-dev/parley/internal/transcript"
 )
 
 type transcriptOptions struct {
-	file, connector, run, namespace string
-	cluster                         bool
+	file, connector, run string
+	cluster              bool
+	kube                 kube.Flags
 }
 
 func newTranscriptCommand() *cobra.Command {
@@ -35,7 +36,7 @@ func newTranscriptCommand() *cobra.Command {
 		Args: cobra.MaximumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f := cmd.Flags()
-			o.cluster = o.cluster || f.Changed("kubeconfig") || f.Changed("namespace")
+			o.cluster = o.cluster || f.Changed("kubeconfig") || f.Changed("namespace") || f.Changed("context")
 			switch {
 			case o.cluster && o.file != "":
 				return errors.New("a log file and --from-cluster exclude each other")
@@ -51,37 +52,27 @@ func newTranscriptCommand() *cobra.Command {
 			if len(args) == 1 {
 				id = args[0]
 			}
-			kubeconfig := ""
-			if kc := f.Lookup("kubeconfig"); kc != nil {
-				kubeconfig = kc.Value.String()
-			}
-			return printTranscript(cmd, o, id, kubeconfig)
+			return printTranscript(cmd, o, id)
 		},
 	}
 	f := cmd.Flags()
 	f.StringVarP(&o.file, "filename", "f", "", "JSON activity log, one activity per line as parley run -o json prints them (- for standard input)")
 	f.StringVar(&o.connector, "connector", "", "the connector whose conversation to print, when several recorded one of that id")
 	f.StringVar(&o.run, "run", "", "the run (a connector process) whose conversation to print, when several recorded one of that id")
-	f.BoolVar(&o.cluster, "from-cluster", false, "read the Activity objects of the cluster instead of a log")
-	f.StringVarP(&o.namespace, "namespace", "n", "", "namespace of the Activities (default: the kubeconfig context's); implies --from-cluster")
-	// As for parley operator: controller-runtime registers --kubeconfig on the standard flag set.
-	if kc := flag.CommandLine.Lookup("kubeconfig"); kc != nil {
-		f.AddGoFlag(kc)
-	}
+	f.BoolVar(&o.cluster, "from-cluster", asPlugin(), "read the Activity objects of the cluster instead of a log (default with kubectl parley); --kubeconfig, --context and -n imply it")
+	addKubeFlags(f, &o.kube)
 	return cmd
 }
 
-func printTranscript(cmd *cobra.Command, o transcriptOptions, id, kubeconfig string) error {
+func printTranscript(cmd *cobra.Command, o transcriptOptions, id string) error {
 	var entries []transcript.Entry
 	var err error
 	if o.cluster {
-		c, ns, cerr := transcript.Connect(kubeconfig)
+		c, cerr := kube.Connect(o.kube)
 		if cerr != nil {
 			return fmt.Errorf("reading the cluster's Activities: %w", cerr)
 		}
-		if o.namespace != "" {
-			ns = o.namespace
-		}
+		ns := c.Namespace
 		entries, err = transcript.FromCluster(cmd.Context(), c, ns, o.connector, id)
 		if err == nil && len(entries) == 0 {
 			what := "Activities"
