@@ -36,7 +36,8 @@ func newTranscriptCommand() *cobra.Command {
 		Args: cobra.MaximumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f := cmd.Flags()
-			o.cluster = o.cluster || f.Changed("kubeconfig") || f.Changed("namespace") || f.Changed("context")
+			o.cluster = o.cluster || f.Changed("kubeconfig") || f.Changed("namespace") || f.Changed("context") ||
+				asPlugin() && o.file == "" // kubectl parley reads the cluster unless given a log with -f
 			switch {
 			case o.cluster && o.file != "":
 				return errors.New("a log file and --from-cluster exclude each other")
@@ -59,7 +60,7 @@ func newTranscriptCommand() *cobra.Command {
 	f.StringVarP(&o.file, "filename", "f", "", "JSON activity log, one activity per line as parley run -o json prints them (- for standard input)")
 	f.StringVar(&o.connector, "connector", "", "the connector whose conversation to print, when several recorded one of that id")
 	f.StringVar(&o.run, "run", "", "the run (a connector process) whose conversation to print, when several recorded one of that id")
-	f.BoolVar(&o.cluster, "from-cluster", asPlugin(), "read the Activity objects of the cluster instead of a log (default with kubectl parley); --kubeconfig, --context and -n imply it")
+	f.BoolVar(&o.cluster, "from-cluster", false, "read the Activity objects of the cluster instead of a log (kubectl parley does unless given -f); --kubeconfig, --context and -n imply it")
 	addKubeFlags(f, &o.kube)
 	return cmd
 }
