@@ -78,7 +78,7 @@ func writeActivity(t *testing.T, c client.Client, connector string, seq int, typ
 	t.Helper()
 	a := &v1alpha1.Activity{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "decoys", Name: connector + "-run-" + strings.Repeat("0", 5) + string(rune('0'+seq)),
-			Labels: map[string]string{v1alpha1.LabelConnector: connector}},
+			Labels: map[string]string{v1alpha1.LabelConnector: connector, v1alpha1.LabelConnection: "c-000001"}}, // as the engine labels them
 		ActivityRecord: v1alpha1.ActivityRecord{Connector: connector, Type: typ, Message: message,
 			Time:       metav1.NewMicroTime(time.Date(2026, 12, 6, 10, 0, seq, 0, time.UTC)),
 			Connection: &v1alpha1.ConnectionRef{ID: "c-000001", Peer: "203.0.113.9:5000", Transport: v1alpha1.TransportTCP}},
@@ -139,6 +139,13 @@ func TestKubectlParley(t *testing.T) {
 		writeActivity(t, c, "decoy", 5, v1alpha1.ActivityConnected, "followed")
 		if l := next(); !strings.Contains(l, "followed") {
 			t.Errorf("followed activity: %q", l)
+		}
+	})
+
+	t.Run("transcript", func(t *testing.T) {
+		out, err := exec.Command(plugin, "transcript", "c-000001", "--connector", "decoy", "-n", "decoys", "--kubeconfig", kubeconfig).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "Connector:  decoy") || !strings.Contains(string(out), "first ended") {
+			t.Errorf("%v\n%s", err, out)
 		}
 	})
 
