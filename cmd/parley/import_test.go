@@ -158,3 +158,31 @@ func TestImportToDirectory(t *testing.T) {
 		t.Errorf("the second tcp_server.yml must get its own name:\n%s", b)
 	}
 }
+
+// TestImportWritesTheDocsOrder: fields come out in the order of docs/rules.md (its
+// reference tables and examples, the API types' order), not alphabetically: apiVersion
+// first, the operation before memory and conversation, id first in a rule, name first in a
+// variable.
+func TestImportWritesTheDocsOrder(t *testing.T) {
+	stdout, stderr, code := parley(t, "import", lopeData+"session.yml")
+	if code != 0 {
+		t.Fatalf("exit %d:\n%s", code, stderr)
+	}
+	at := 0
+	for _, want := range []string{
+		"---\napiVersion: parley.io/v1alpha1\nkind: ConversationRules\nmetadata:\n  name: session\nspec:\n",
+		"  description: session api\n  group: web\n  enabled: true\n",
+		"  operation:\n    mode: Server\n    transport: TCP\n    port: 8443\n    identifyBy: IP\n    tls:\n",
+		"    session:\n      enabled: true\n      key: SESSIONID\n",
+		"  memory:\n    connection:\n    - name: token\n      type: string\n      generate:\n        length: 6\n",
+		"  conversation:\n    default:\n",
+		"    rules:\n    - id: 1\n      mode: Sync\n      regex: ^POST /login\n      response: ",
+	} {
+		i := strings.Index(stdout[at:], want)
+		if i < 0 {
+			t.Fatalf("after byte %d, stdout lacks %q:\n%s", at, want, stdout)
+		}
+		at += i + len(want)
+	}
+	checkOutput(t, stdout, 1)
+}
