@@ -186,3 +186,25 @@ func TestImportWritesTheDocsOrder(t *testing.T) {
 	}
 	checkOutput(t, stdout, 1)
 }
+
+// TestImportDropsEmptyGroups: a group with no rules, or none left, is not written (as
+// `rules: []`) but left out with a note.
+func TestImportDropsEmptyGroups(t *testing.T) {
+	stdout, stderr, code := parley(t, "import", lopeData+"empty_groups.yml")
+	if code != 2 { // groups[2]'s rule has no regex: dropped
+		t.Fatalf("exit %d, want 2:\n%s", code, stderr)
+	}
+	_, groups, _ := strings.Cut(stdout, "\n    groups:\n")
+	if strings.Contains(stdout, "rules: []") || !strings.HasPrefix(groups, "    - id: kept\n") || strings.Count(groups, "\n    - ") != 0 {
+		t.Errorf("only the group with a rule must be written, under its own id:\n%s", stdout)
+	}
+	for _, want := range []string{
+		lopeData + "empty_groups.yml: conversation.custom_rules.groups[0]: note: no rules; an empty group does nothing",
+		lopeData + "empty_groups.yml: conversation.custom_rules.groups[2]: note: none of its rules could be carried over",
+	} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+	checkOutput(t, stdout, 1)
+}
