@@ -208,3 +208,59 @@ func TestImportDropsEmptyGroups(t *testing.T) {
 	}
 	checkOutput(t, stdout, 1)
 }
+
+// TestImportNamesTheFileOnce: every line on stderr but the closing summary is one message
+// that starts with the file it is about and names it only there, whatever went wrong: a
+// missing or empty file, one that is not YAML, values of the wrong type (one line for all),
+// or what a conversion dropped or noted.
+func TestImportNamesTheFileOnce(t *testing.T) {
+	dir := t.TempDir()
+	inputs := []string{filepath.Join(dir, "absent.yml"), lopeData + "dropped.yml", lopeData + "tcp_server.yml"}
+	for name, text := range map[string]string{
+		"empty.yml":   "\n",
+		"notyaml.yml": "operation: [\n",
+		"types.yml":   "enable_use: yes\noperation:\n  port: abc\n  max_input_size: x\n",
+	} {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		inputs = append(inputs, p)
+	}
+	_, stderr, code := parley(t, append([]string{"import"}, inputs...)...)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1:\n%s", code, stderr)
+	}
+	seen := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSuffix(stderr, "\n"), "\n") {
+		if strings.HasPrefix(line, "parley: ") {
+			continue
+		}
+		file := ""
+		for _, f := range inputs {
+			if strings.HasPrefix(line, f+": ") {
+				file = f
+			}
+		}
+		if file == "" {
+			t.Errorf("a line that names no input first: %q", line)
+			continue
+		}
+		seen[file] = true
+		if n := strings.Count(line, filepath.Base(file)); n != 1 {
+			t.Errorf("names %s %d times: %q", filepath.Base(file), n, line)
+		}
+	}
+	if len(seen) != len(inputs) {
+		t.Errorf("messages for %d of %d inputs:\n%s", len(seen), len(inputs), stderr)
+	}
+	for _, want := range []string{
+		filepath.Join(dir, "absent.yml") + ": no such file or directory\n",
+		filepath.Join(dir, "empty.yml") + ": empty file\n",
+		filepath.Join(dir, "types.yml") + ": line 3: cannot unmarshal !!str `abc` into float64; line 4: ",
+	} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+}
