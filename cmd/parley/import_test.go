@@ -264,3 +264,34 @@ func TestImportNamesTheFileOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestImportRecognisesConversationRules: a file that is already ConversationRules is said
+// to be so, once, and left out of the output without failing the import; another
+// Kubernetes manifest is an input that could not be converted.
+func TestImportRecognisesConversationRules(t *testing.T) {
+	const example = "../../examples/redis.yaml"
+	stdout, stderr, code := parley(t, "import", example, lopeData+"tcp_server.yml")
+	if code != 0 {
+		t.Fatalf("exit %d, want 0:\n%s", code, stderr)
+	}
+	want := example + ": already ConversationRules, nothing to convert (parley check validates it; parley run and kubectl apply take it as it is)\n"
+	if !strings.HasPrefix(stderr, want) || strings.Count(stderr, "redis.yaml") != 1 {
+		t.Errorf("stderr:\n%s", stderr)
+	}
+	golden, err := os.ReadFile(lopeData + "tcp_server.golden.yaml")
+	if err != nil || stdout != "---\n"+string(golden) {
+		t.Errorf("stdout must be the converted tcp_server.yml alone (%v):\n%s", err, stdout)
+	}
+
+	dir := filepath.Join(t.TempDir(), "out")
+	stdout, stderr, code = parley(t, "import", "-o", dir, example)
+	if entries, _ := os.ReadDir(dir); code != 0 || stdout != "" || stderr != want || len(entries) != 0 {
+		t.Errorf("-o: exit %d, %d files written, stdout %q:\n%s", code, len(entries), stdout, stderr)
+	}
+
+	connector := writeFile(t, "apiVersion: parley.io/v1alpha1\nkind: ExternalConnector\nmetadata: {name: c}\nspec: {rules: r}\n")
+	_, stderr, code = parley(t, "import", connector)
+	if code != 1 || !strings.HasPrefix(stderr, connector+": a Kubernetes manifest (kind ExternalConnector), not a Lope rules file\n") {
+		t.Errorf("an ExternalConnector: exit %d:\n%s", code, stderr)
+	}
+}

@@ -69,7 +69,14 @@ type loader struct {
 
 func load(path, root string) (*source, error) {
 	src := &source{path: path}
-	if err := readYAML(path, &src.file); err != nil {
+	data, err := readFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := notLope(data); err != nil {
+		return nil, err
+	}
+	if err := decode(data, &src.file); err != nil {
 		return nil, err
 	}
 	abs, err := filepath.Abs(path)
@@ -100,18 +107,30 @@ func load(path, root string) (*source, error) {
 // readYAML reads a Lope file into into. Its errors do not name the file: whoever reports
 // them does, once.
 func readYAML(path string, into interface{}) error {
+	data, err := readFile(path)
+	if err != nil {
+		return err
+	}
+	return decode(data, into)
+}
+
+func readFile(path string) ([]byte, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		// "open FILE: no such file or directory" without the FILE.
 		var pe *fs.PathError
 		if errors.As(err, &pe) {
-			return pe.Err
+			return nil, pe.Err
 		}
-		return err
+		return nil, err
 	}
 	if strings.TrimSpace(string(data)) == "" {
-		return errors.New("empty file")
+		return nil, errors.New("empty file")
 	}
+	return data, nil
+}
+
+func decode(data []byte, into interface{}) error {
 	if err := yaml.Unmarshal(data, into); err != nil {
 		// yaml lists wrongly typed values on lines of their own under a heading; one line
 		// each, joined, keeps one report per line.
