@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -24,6 +25,8 @@ func newImportCommand() *cobra.Command {
 			"FILE: PATH: message, PATH being the Lope field.\n\n" +
 			"Imports with is_relative: yes are read from --lope-root (Lope reads them from its working " +
 			"directory, a leading / included), or else from the directory of the file that imports them.\n\n" +
+			"A file that already holds ConversationRules is not converted and not copied to the output: " +
+			"stderr says so, and it does not change the exit status.\n\n" +
 			"Exit status: 0 all converted; 2 something was dropped (the rest is still written); " +
 			"1 an input could not be read or is not a usable Lope file.",
 		Args: cobra.MinimumNArgs(1),
@@ -51,6 +54,12 @@ func importFiles(stdout, stderr io.Writer, files []string, dir, root string) err
 	used := map[string]bool{}
 	for _, f := range files {
 		res, err := lope.ConvertWith(f, lope.Options{Root: root})
+		if errors.Is(err, lope.ErrConversationRules) {
+			// Not a failure: the file needs nothing, and is not copied into the output,
+			// which holds what was converted (and compiled) only.
+			fmt.Fprintf(stderr, "%s: %v (parley check validates it; parley run and kubectl apply take it as it is)\n", f, err)
+			continue
+		}
 		if err != nil {
 			fmt.Fprintf(stderr, "%s: %v\n", f, err)
 			failed++

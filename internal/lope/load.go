@@ -69,7 +69,14 @@ type loader struct {
 
 func load(path, root string) (*source, error) {
 	src := &source{path: path}
-	if err := readYAML(path, &src.file); err != nil {
+	data, err := readFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := notLope(data); err != nil {
+		return nil, err
+	}
+	if err := decode(data, &src.file); err != nil {
 		return nil, err
 	}
 	abs, err := filepath.Abs(path)
@@ -97,16 +104,41 @@ func load(path, root string) (*source, error) {
 	return src, nil
 }
 
+// readYAML reads a Lope file into into. Its errors do not name the file: whoever reports
+// them does, once.
 func readYAML(path string, into interface{}) error {
-	data, err := os.ReadFile(path)
+	data, err := readFile(path)
 	if err != nil {
 		return err
 	}
-	if strings.TrimSpace(string(data)) == "" {
-		return fmt.Errorf("%s: empty file", path)
+	return decode(data, into)
+}
+
+func readFile(path string) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		// "open FILE: no such file or directory" without the FILE.
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			return nil, pe.Err
+		}
+		return nil, err
 	}
+	if strings.TrimSpace(string(data)) == "" {
+		return nil, errors.New("empty file")
+	}
+	return data, nil
+}
+
+func decode(data []byte, into interface{}) error {
 	if err := yaml.Unmarshal(data, into); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
+		// yaml lists wrongly typed values on lines of their own under a heading; one line
+		// each, joined, keeps one report per line.
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			return errors.New(strings.Join(te.Errors, "; "))
+		}
+		return err
 	}
 	return nil
 }
@@ -180,7 +212,7 @@ func (l *loader) imports(prefix string, refs []importRef, dir string, stack []st
 			if errors.Is(err, fs.ErrNotExist) {
 				return fmt.Errorf("%s: %s", at, l.notFound(ref, abs, base))
 			}
-			return fmt.Errorf("%s: %w", at, err)
+			return fmt.Errorf("%s: %s: %w", at, target, err)
 		}
 		l.reportUnknown(abs, at, aux)
 		add(at+".", aux)

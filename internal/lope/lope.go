@@ -50,7 +50,10 @@ type Options struct {
 
 // Convert reads the Lope rules file at path, resolves its imports and converts it. An error
 // means the input could not be read or is not a usable Lope file; everything else is
-// converted as far as possible and reported in the Result.
+// converted as far as possible and reported in the Result. Like the Result's Issues, an
+// error does not name the file at path (the caller prefixes it once); one about an imported
+// file names that file. A file that already holds ConversationRules gives
+// ErrConversationRules.
 func Convert(path string) (*Result, error) {
 	return ConvertWith(path, Options{})
 }

@@ -66,9 +66,6 @@ func (c *converter) conversation(conv *conversation) v1alpha1.Conversation {
 			continue
 		}
 		g.g.Rules = kept(g.rules)
-		if g.g.Rules == nil {
-			g.g.Rules = []v1alpha1.Rule{}
-		}
 		out.Groups = append(out.Groups, *g.g)
 	}
 	return out
@@ -274,7 +271,8 @@ func ruleMode(s string) (v1alpha1.RuleMode, bool) {
 }
 
 // group converts a group and its rules. A group whose regex RE2 cannot run is left out
-// with all its rules: without the regex it would apply to every input.
+// with all its rules: without the regex it would apply to every input. A group left with
+// no rule is left out too; its result is then nil.
 func (c *converter) group(i int, gs groupSrc, ids map[string]string) (*v1alpha1.RuleGroup, []*ruleInfo) {
 	g, p := gs.g, gs.path
 	var re string
@@ -294,6 +292,16 @@ func (c *converter) group(i int, gs groupSrc, ids map[string]string) (*v1alpha1.
 		return nil, infos
 	}
 	infos := c.ruleList(gs.rules)
+	// A group without rules does nothing, in Lope as in Parley; it is left out before it
+	// claims its id or has its conditions reported.
+	switch {
+	case len(gs.rules) == 0:
+		c.note(p, "no rules; an empty group does nothing, in Lope as in Parley, so it is left out")
+		return nil, infos
+	case len(kept(infos)) == 0:
+		c.note(p, "none of its rules could be carried over (see above); the group is left out too")
+		return nil, infos
+	}
 	id := strings.TrimSpace(g.ID)
 	if id == "" {
 		id = fmt.Sprintf("group-%d", i+1)
