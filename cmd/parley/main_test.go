@@ -189,3 +189,22 @@ func TestRunSkipsDisabledRules(t *testing.T) {
 		t.Errorf("err %v, output:\n%s", err, out)
 	}
 }
+
+// TestMakeRunBuildsVisibly: make run says it is building (the first build takes minutes),
+// builds the stripped binary make build makes, and runs it rather than go run, whose exit
+// status turned Ctrl-C into make's "Error 1".
+func TestMakeRunBuildsVisibly(t *testing.T) {
+	if _, err := exec.LookPath("make"); err != nil {
+		t.Skip("make is not installed")
+	}
+	out, err := exec.Command("make", "-n", "-C", filepath.Join("..", ".."), "run").CombinedOutput()
+	if err != nil {
+		t.Fatalf("make -n run: %v\n%s", err, out)
+	}
+	text := string(out)
+	build := strings.Index(text, `go build -trimpath -ldflags "-s -w" -o bin/parley ./cmd/parley`)
+	run := strings.Index(text, "bin/parley run")
+	if !strings.Contains(text, "building bin/parley") || build < 0 || run < build || strings.Contains(text, "go run") {
+		t.Errorf("make run does not build visibly, then run the binary:\n%s", text)
+	}
+}
