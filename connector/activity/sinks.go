@@ -49,7 +49,8 @@ type TableOptions struct {
 	// (each numbers its conversations from c-000001).
 	ConnectorColumn bool
 	// Binary names the connectors whose rules read bytes (operation.encoding: binary): their
-	// inputs show as hex rather than as one character per byte.
+	// inputs that hold more than printable ASCII and line ends show as hex rather than as
+	// one character per byte.
 	Binary map[string]bool
 	// Color marks alert rows in colour, for a terminal (and a user who did not set NO_COLOR).
 	Color bool
@@ -62,11 +63,16 @@ type TableSink struct {
 	w      *bufio.Writer
 	o      TableOptions
 	header bool
+	// memory is each live conversation's memory as its last row had it: a row shows only
+	// the variables that changed, so that reportMemory does not drown the table.
+	memory map[memoryKey]*v1alpha1.MemorySnapshot
 }
+
+type memoryKey struct{ connector, connection string }
 
 // NewTableSink writes to w.
 func NewTableSink(w io.Writer, o TableOptions) *TableSink {
-	return &TableSink{w: bufio.NewWriter(w), o: o}
+	return &TableSink{w: bufio.NewWriter(w), o: o, memory: map[memoryKey]*v1alpha1.MemorySnapshot{}}
 }
 
 // inputWidth bounds the input shown in DETAIL, escaped.
@@ -178,6 +184,17 @@ func ShortInput(in *v1alpha1.InputRecord, n int) string {
 	return b.String() + "…"
 }
 
+// printable says whether a binary input reads as text: printable ASCII, tabs and line ends
+// (Redis's RESP, SMTP), so that only inputs with other bytes show as hex.
+func printable(text string) bool {
+	for i := 0; i < len(text); i++ {
+		if c := text[i]; (c < 0x20 || c > 0x7e) && c != '\r' && c != '\n' && c != '\t' {
+			return false
+		}
+	}
+	return true
+}
+
 // hexInput is the input's bytes in hex, at most n characters, an ellipsis ending it when cut.
 func hexInput(in *v1alpha1.InputRecord, n int) string {
 	raw, err := base64.StdEncoding.DecodeString(in.Base64)
@@ -194,7 +211,7 @@ func hexInput(in *v1alpha1.InputRecord, n int) string {
 func (s *TableSink) detail(a *v1alpha1.ActivityRecord) string {
 	var parts []string
 	if a.Input != nil {
-		if s.o.Binary[a.Connector] {
+		if s.o.Binary[a.Connector] && !printable(a.Input.Text) {
 			parts = append(parts, "in=hex:"+hexInput(a.Input, inputWidth))
 		} else {
 			parts = append(parts, `in="`+ShortInput(a.Input, inputWidth)+`"`)
@@ -207,7 +224,18 @@ func (s *TableSink) detail(a *v1alpha1.ActivityRecord) string {
 		parts = append(parts, fmt.Sprintf("%s=%q", c.Variable, c.Value))
 	}
 	if m := a.Memory; m != nil && len(m.Connection)+len(m.Global) > 0 {
-		parts = append(parts, "memory{"+memoryList(m)+"}")
+		key := memoryKey{a.Connector, ""}
+		if a.Connection != nil {
+			key.connection = a.Connection.ID
+		}
+		last := s.memory[key]
+		if changed := memoryList(m, last); changed != "" {
+			parts = append(parts, "memory{"+changed+"}")
+		}
+		s.memory[key] = m
+		if a.Type == v1alpha1.ActivityEnded || a.Type == v1alpha1.ActivityTimedOut || a.Type == v1alpha1.ActivityBroken {
+			delete(s.memory, key)
+		}
 	}
 	if a.Message != "" {
 		parts = append(parts, a.Message)
@@ -216,11 +244,18 @@ func (s *TableSink) detail(a *v1alpha1.ActivityRecord) string {
 }
 
 // memoryList is the reported variables as name=value, connection scope first, each scope
-// in name order.
-func memoryList(m *v1alpha1.MemorySnapshot) string {
+// in name order: those that differ from last, or all without last.
+func memoryList(m, last *v1alpha1.MemorySnapshot) string {
 	var parts []string
-	for _, scope := range []map[string]string{m.Connection, m.Global} {
+	var before [2]map[string]string
+	if last != nil {
+		before = [2]map[string]string{last.Connection, last.Global}
+	}
+	for i, scope := range []map[string]string{m.Connection, m.Global} {
 		for _, name := range slices.Sorted(maps.Keys(scope)) {
+			if old, ok := before[i][name]; last != nil && ok && old == scope[name] {
+				continue
+			}
 			parts = append(parts, name+"="+strconv.Quote(scope[name]))
 		}
 	}

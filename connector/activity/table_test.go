@@ -33,7 +33,10 @@ func tableConversation() []*v1alpha1.ActivityRecord {
 		{Connector: "mqtt", Time: at(3), Type: v1alpha1.ActivityInput, Connection: conn,
 			Input: &v1alpha1.InputRecord{Text: string(mqtt), Base64: base64.StdEncoding.EncodeToString(mqtt), Bytes: int32(len(mqtt))},
 			Rules: &v1alpha1.RulesRecord{Basic: "default"}},
-		{Connector: "redis", Time: at(4), Type: v1alpha1.ActivityAsync, Connection: conn, Rules: &v1alpha1.RulesRecord{Async: []int32{20}}},
+		{Connector: "mqtt", Time: at(3), Type: v1alpha1.ActivityInput, Connection: conn,
+			Input: &v1alpha1.InputRecord{Text: "PING\r\n", Base64: "UElORw0K", Bytes: 6}, Rules: &v1alpha1.RulesRecord{Basic: "default"}},
+		{Connector: "redis", Time: at(4), Type: v1alpha1.ActivityAsync, Connection: conn, Rules: &v1alpha1.RulesRecord{Async: []int32{20}},
+			Memory: &v1alpha1.MemorySnapshot{Connection: map[string]string{"user": "admin"}, Global: map[string]string{"hits": "5"}}},
 		{Connector: "redis", Time: at(5), Type: v1alpha1.ActivityEnded, Connection: conn, Message: "peer closed the connection"},
 	}
 }
@@ -48,14 +51,16 @@ func TestTableSinkByteForByte(t *testing.T) {
 10:00:00.000001 Connected        c-000001  127.0.0.1:40000        -              
 10:00:00.000002 Input !          c-000001  127.0.0.1:40000        2 →20          in="AUTH éééééééééééééééééééé…" out=5B password="ééé" memory{user="admin" hits="4"}
 10:00:00.000003 Input            c-000001  127.0.0.1:40000        default        in=hex:100c00044d5154540402003c0000
-10:00:00.000004 Async            c-000001  127.0.0.1:40000        a20            
+10:00:00.000003 Input            c-000001  127.0.0.1:40000        default        in="PING\r\n"
+10:00:00.000004 Async            c-000001  127.0.0.1:40000        a20            memory{hits="5"}
 10:00:00.000005 Ended            c-000001  127.0.0.1:40000        -              peer closed the connection
 `},
 		{"several connectors, colour", activity.TableOptions{ConnectorColumn: true, Color: true}, `TIME            TYPE             CONNECTOR        CONN      PEER                   RULES          DETAIL
 10:00:00.000001 Connected        redis            c-000001  127.0.0.1:40000        -              
 ` + "\x1b[1;31m" + `10:00:00.000002 Input !          redis            c-000001  127.0.0.1:40000        2 →20          in="AUTH éééééééééééééééééééé…" out=5B password="ééé" memory{user="admin" hits="4"}` + "\x1b[0m" + `
 10:00:00.000003 Input            mqtt             c-000001  127.0.0.1:40000        default        in="\x10\f\x00\x04MQTT\x04\x02\x00<\x00\x00"
-10:00:00.000004 Async            redis            c-000001  127.0.0.1:40000        a20            
+10:00:00.000003 Input            mqtt             c-000001  127.0.0.1:40000        default        in="PING\r\n"
+10:00:00.000004 Async            redis            c-000001  127.0.0.1:40000        a20            memory{hits="5"}
 10:00:00.000005 Ended            redis            c-000001  127.0.0.1:40000        -              peer closed the connection
 `},
 	} {
