@@ -58,14 +58,15 @@ func check(ctx context.Context, out io.Writer, stdin io.Reader, files []string, 
 	for _, f := range files {
 		docs, skipped, err := rulesfile.ReadPaths([]string{f}, stdin)
 		if err != nil {
+			// Every mistake of every document; the documents read without one are still
+			// compiled below.
 			fmt.Fprintln(out, err)
-			invalid++
-			continue
+			invalid += rulesfile.InvalidDocuments(err)
 		}
 		for _, s := range skipped {
 			fmt.Fprintf(out, "%s (skipped)\n", s)
 		}
-		if len(docs) == 0 {
+		if len(docs) == 0 && err == nil {
 			fmt.Fprintf(out, "%s: no %s found\n", f, rulesfile.Kind)
 			invalid++
 		}

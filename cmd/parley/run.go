@@ -116,17 +116,22 @@ func load(stdin io.Reader, stderr io.Writer, files []string) ([]loaded, error) {
 	}
 	ds, skipped, err := rulesfile.ReadPaths(files, stdin)
 	if err != nil {
-		return nil, err
+		var mistake *rulesfile.Error
+		if !errors.As(err, &mistake) {
+			return nil, err // no file could be read, or a path is missing
+		}
+		// Every reading mistake, then the compile errors of the documents read without one.
+		fmt.Fprintln(stderr, err)
 	}
 	for _, s := range skipped {
 		fmt.Fprintf(stderr, "parley: %s (skipped)\n", s)
 	}
 	docs = append(docs, ds...)
-	if len(docs) == 0 {
+	invalid, disabled := rulesfile.InvalidDocuments(err), 0
+	if len(docs) == 0 && invalid == 0 {
 		return nil, fmt.Errorf("no %s in %v", rulesfile.Kind, files)
 	}
 	var out []loaded
-	invalid, disabled := 0, 0
 	for _, d := range docs {
 		if e := d.Rules.Spec.Enabled; e != nil && !*e {
 			fmt.Fprintf(stderr, "parley: %s: %s is disabled (spec.enabled: false), not served\n", d.Source, d.Name())

@@ -4,18 +4,21 @@
 package rulesfile
 
 import (
-	"bufio"
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	yaml3 "go.yaml.in/yaml/v3"
 	"sigs.k8s.io/yaml"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
@@ -45,7 +48,11 @@ const Stdin = "-"
 // ReadPaths reads every ConversationRules of paths, in order: a file, a directory (its .yaml,
 // .yml and .json files in name order, not its subdirectories, as kubectl without -R), or
 // Stdin, read from stdin.
+//
+// Every mistake of every document of every path is reported, as Errors; the documents read
+// without one are returned beside them.
 func ReadPaths(paths []string, stdin io.Reader) (docs []Document, skipped []string, err error) {
+	var errs Errors
 	for _, path := range paths {
 		var ds []Document
 		var sk []string
@@ -55,12 +62,9 @@ func ReadPaths(paths []string, stdin io.Reader) (docs []Document, skipped []stri
 		default:
 			ds, sk, err = readPath(path)
 		}
-		if err != nil {
-			return nil, nil, err
-		}
-		docs, skipped = append(docs, ds...), append(skipped, sk...)
+		docs, skipped, errs = append(docs, ds...), append(skipped, sk...), errs.add(err)
 	}
-	return docs, skipped, nil
+	return docs, skipped, errs.err()
 }
 
 func readPath(path string) ([]Document, []string, error) {
@@ -77,6 +81,7 @@ func readPath(path string) ([]Document, []string, error) {
 	}
 	var docs []Document
 	var skipped []string
+	var errs Errors
 	found := false
 	for _, e := range entries { // ReadDir sorts by name
 		if e.IsDir() || !slices.Contains([]string{".yaml", ".yml", ".json"}, strings.ToLower(filepath.Ext(e.Name()))) {
@@ -84,19 +89,16 @@ func readPath(path string) ([]Document, []string, error) {
 		}
 		found = true
 		ds, sk, err := ReadFile(filepath.Join(path, e.Name()))
-		if err != nil {
-			return nil, nil, err
-		}
-		docs, skipped = append(docs, ds...), append(skipped, sk...)
+		docs, skipped, errs = append(docs, ds...), append(skipped, sk...), errs.add(err)
 	}
 	if !found {
 		return nil, nil, fmt.Errorf("%s: no .yaml, .yml or .json file in the directory", path)
 	}
-	return docs, skipped, nil
+	return docs, skipped, errs.err()
 }
 
 // ReadFile reads every ConversationRules document of a file. Documents of other kinds (an
-// ExternalConnector kept beside its rules, say) are skipped; skipped reports them.
+// ExternalConnector kept beside its rules) are skipped; skipped says which and why.
 func ReadFile(path string) (docs []Document, skipped []string, err error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -107,62 +109,292 @@ func ReadFile(path string) (docs []Document, skipped []string, err error) {
 }
 
 // Read is ReadFile over any reader; name is used in messages.
+//
+// Documents are decoded exactly as kubectl decodes them (sigs.k8s.io/yaml: YAML 1.1, field
+// names strict). A document that does not decode is read again with its positions, to report
+// each of its mistakes at FILE:LINE:COLUMN with its field path. A document that decodes but
+// gives a string field an unquoted YAML 1.1 boolean word (n, yes, off, ...) is refused too:
+// the field would silently be "true" or "false".
 func Read(name string, r io.Reader) (docs []Document, skipped []string, err error) {
-	reader := utilyaml.NewYAMLReader(bufio.NewReader(r))
-	for i := 1; ; i++ {
-		raw, err := reader.Read()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, nil, fmt.Errorf("%s: %w", name, err)
-		}
-		if len(bytes.TrimSpace(raw)) == 0 || isOnlyComments(raw) {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, nil, Errors{fmt.Errorf("%s: %w", name, err)}
+	}
+	parts, splitErr := split(data)
+	rd := &reader{file: name}
+	for i, p := range parts {
+		if len(bytes.TrimSpace(p.raw)) == 0 || isOnlyComments(p.raw) {
 			continue
 		}
-		source := fmt.Sprintf("%s#%d", name, i)
-		ds, sk, err := decode(source, raw)
-		if err != nil {
-			return nil, nil, err
-		}
-		docs, skipped = append(docs, ds...), append(skipped, sk...)
+		rd.offset = p.line - 1
+		rd.decode(fmt.Sprintf("%s#%d", name, i+1), p.raw, bytes.Count(p.raw, []byte("\n")), parseNode(p.raw), 0)
 	}
-	return docs, skipped, nil
+	if splitErr != nil {
+		rd.errs = append(rd.errs, &Error{File: name, Line: splitErr.line, Source: fmt.Sprintf("%s#%d", name, len(parts)+1), Message: splitErr.message})
+	}
+	return rd.docs, rd.skipped, rd.errs.err()
 }
 
+// add appends err, or each of its Errors.
+func (es Errors) add(err error) Errors {
+	var more Errors
+	switch {
+	case err == nil:
+		return es
+	case errors.As(err, &more):
+		return append(es, more...)
+	}
+	return append(es, err)
+}
+
+func (es Errors) err() error {
+	if len(es) == 0 {
+		return nil
+	}
+	return es
+}
+
+// part is one document of a stream and the file line it starts on.
+type part struct {
+	raw  []byte
+	line int
+}
+
+type splitError struct {
+	line    int
+	message string
+}
+
+// split cuts a stream into documents exactly as kubectl's reader
+// (k8s.io/apimachinery/pkg/util/yaml.YAMLReader) does, and says on which line each starts: a
+// line that starts with "---" ends the document before it and is dropped, or, with no document
+// before it, is kept as the first line of the next; lines end with "\n" or "\r\n". A separator
+// followed by anything but a comment stops the stream.
+func split(data []byte) ([]part, *splitError) {
+	var parts []part
+	var buf []byte
+	first := 0
+	for line, rest := 1, data; len(rest) > 0; line++ {
+		l, next, found := bytes.Cut(rest, []byte("\n"))
+		if found {
+			l = bytes.TrimSuffix(l, []byte("\r"))
+		}
+		rest = next
+		if bytes.HasPrefix(l, []byte(separator)) {
+			if after := strings.TrimSpace(string(l[len(separator):])); after != "" && after[0] != '#' {
+				return parts, &splitError{line, fmt.Sprintf("invalid document separator %q: only a comment may follow ---", string(l))}
+			}
+			if len(buf) > 0 {
+				parts = append(parts, part{buf, first})
+				buf = nil
+				continue
+			}
+		}
+		if len(buf) == 0 {
+			first = line
+		}
+		buf = append(append(buf, l...), '\n')
+	}
+	if len(buf) > 0 {
+		parts = append(parts, part{buf, first})
+	}
+	return parts, nil
+}
+
+const separator = "---"
+
+// parseNode parses a document with its positions and returns its top node, or nil when it
+// cannot.
+func parseNode(raw []byte) (n *yaml3.Node) {
+	defer func() {
+		if recover() != nil {
+			n = nil
+		}
+	}()
+	var doc yaml3.Node
+	if err := yaml3.Unmarshal(raw, &doc); err != nil || doc.Kind != yaml3.DocumentNode || len(doc.Content) == 0 {
+		return nil
+	}
+	return doc.Content[0]
+}
+
+// reader gathers the documents of one file and the mistakes found in them.
+type reader struct {
+	file    string
+	offset  int // of the document being read: its first line in the file, minus one
+	docs    []Document
+	skipped []string
+	errs    Errors
+}
+
+// maxListDepth bounds kind: List inside kind: List.
+const maxListDepth = 8
+
 // decode reads one document: a ConversationRules, a list of objects (kind List, or
-// ConversationRulesList), or another kind, skipped.
-func decode(source string, raw []byte) (docs []Document, skipped []string, err error) {
+// ConversationRulesList), or another kind, skipped. raw is the document as written, or (an
+// item of a List) as JSON; lines counts raw's lines when they are the file's from the
+// document's first, else is 0; node is the same document parsed with positions (nil when it
+// could not be).
+func (rd *reader) decode(source string, raw []byte, lines int, node *yaml3.Node, depth int) {
 	var meta struct {
 		APIVersion string            `json:"apiVersion"`
 		Kind       string            `json:"kind"`
 		Items      []json.RawMessage `json:"items"`
 	}
 	if err := yaml.Unmarshal(raw, &meta); err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", source, err)
+		// Not even apiVersion and kind could be read: YAML the decoder cannot take (a
+		// mapping as a key, as an unquoted {{template}} is), or a kind that is not a string.
+		if k := topField(node, "kind"); k != nil && k.Kind == yaml3.ScalarNode && k.Value == Kind {
+			rd.refuse(source, node, true, err, lines, reflect.TypeFor[v1alpha1.ConversationRules]())
+		} else {
+			rd.refuse(source, node, false, err, lines, reflect.TypeOf(meta))
+		}
+		return
 	}
 	switch meta.Kind {
 	case Kind:
 	case "List", Kind + "List":
-		for i, item := range meta.Items {
-			ds, sk, err := decode(fmt.Sprintf("%s/items[%d]", source, i), item)
-			if err != nil {
-				return nil, nil, err
-			}
-			docs, skipped = append(docs, ds...), append(skipped, sk...)
+		if depth >= maxListDepth {
+			rd.fail(source, node, "", fmt.Sprintf("a List nested in %d Lists: flatten it", depth))
+			return
 		}
-		return docs, skipped, nil
+		items := topField(node, "items")
+		for i, item := range meta.Items {
+			var in *yaml3.Node
+			if items != nil && items.Kind == yaml3.SequenceNode && i < len(items.Content) {
+				in = items.Content[i]
+				for in.Kind == yaml3.AliasNode && in.Alias != nil {
+					in = in.Alias
+				}
+			}
+			rd.decode(fmt.Sprintf("%s/items[%d]", source, i), item, 0, in, depth+1)
+		}
+		return
 	default:
-		return nil, []string{fmt.Sprintf("%s: kind %q is not %s", source, meta.Kind, Kind)}, nil
+		note := fmt.Sprintf("%s: kind %q is not %s", source, meta.Kind, Kind)
+		if meta.Kind == "" && meta.APIVersion == "" && looksLikeLope(node) {
+			note += fmt.Sprintf(": this looks like a Lope rules file; convert it with `parley import %s`", rd.file)
+		}
+		rd.skipped = append(rd.skipped, note)
+		return
 	}
 	if meta.APIVersion != v1alpha1.GroupVersion.String() {
-		return nil, nil, fmt.Errorf("%s: apiVersion %q: want %s", source, meta.APIVersion, v1alpha1.GroupVersion)
+		at, msg := topField(node, "apiVersion"), fmt.Sprintf("%q: want %s", meta.APIVersion, v1alpha1.GroupVersion)
+		if meta.APIVersion == "" {
+			at, msg = node, "missing: want "+v1alpha1.GroupVersion.String()
+		}
+		rd.fail(source, at, "apiVersion", msg)
+		return
 	}
 	doc := Document{Source: source}
 	if err := yaml.UnmarshalStrict(raw, &doc.Rules); err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", source, err)
+		rd.refuse(source, node, true, err, lines, reflect.TypeOf(doc.Rules))
+		return
 	}
-	return []Document{doc}, nil, nil
+	if node != nil {
+		w := newWalker(node, rd.offset, true)
+		w.check(node, reflect.TypeOf(doc.Rules))
+		if words := slices.DeleteFunc(w.findings, func(f finding) bool { return !f.quoteIt }); len(words) > 0 {
+			rd.report(source, words)
+			return
+		}
+	}
+	rd.docs = append(rd.docs, doc)
+}
+
+// refuse reports a document the decoder refused: every mistake the walk against t finds, or,
+// when it finds none it is sure of, the decoder's own error.
+func (rd *reader) refuse(source string, node *yaml3.Node, strict bool, err error, lines int, t reflect.Type) {
+	var found []finding
+	complete := false
+	if node != nil {
+		w := newWalker(node, rd.offset, strict)
+		w.check(node, t)
+		found, complete = w.findings, !w.aborted
+	}
+	rd.report(source, found)
+	if !complete || !slices.ContainsFunc(found, func(f finding) bool { return !f.quoteIt }) {
+		rd.decoderError(source, node, err, lines)
+	}
+}
+
+func (rd *reader) report(source string, found []finding) {
+	slices.SortStableFunc(found, func(a, b finding) int {
+		return cmp.Or(cmp.Compare(a.line, b.line), cmp.Compare(a.column, b.column))
+	})
+	for _, f := range found {
+		rd.errs = append(rd.errs, &Error{File: rd.file, Line: f.line, Column: f.column, Source: source, Path: f.path, Message: f.message, quoteIt: f.quoteIt})
+	}
+}
+
+func (rd *reader) fail(source string, at *yaml3.Node, path, message string) {
+	e := &Error{File: rd.file, Source: source, Path: path, Message: message}
+	if at != nil {
+		e.Line, e.Column = at.Line+rd.offset, at.Column
+	}
+	rd.errs = append(rd.errs, e)
+}
+
+var yamlLine = regexp.MustCompile(`^\s*line (\d+): `)
+
+// decoderError reports the decoder's error without its Go wording, at the line it names when
+// raw's lines are the file's, else at the document.
+func (rd *reader) decoderError(source string, node *yaml3.Node, err error, lines int) {
+	msg := err.Error()
+	for _, prefix := range []string{"error converting YAML to JSON: ", "error unmarshaling JSON: ", "while decoding JSON: ", "json: ", "yaml: "} {
+		msg = strings.TrimPrefix(msg, prefix)
+	}
+	// go.yaml.in/yaml/v2 lists type errors one a line: "unmarshal errors:\n  line 3: ...".
+	msgs := []string{msg}
+	if rest, ok := strings.CutPrefix(msg, "unmarshal errors:\n"); ok {
+		msgs = strings.Split(rest, "\n")
+	}
+	for _, msg := range msgs {
+		e := &Error{File: rd.file, Source: source, Message: msg}
+		if m := yamlLine.FindStringSubmatch(msg); m != nil && lines > 0 {
+			n, _ := strconv.Atoi(m[1])
+			// The parser may name the line after the last, at the end of the input.
+			e.Line, e.Message = min(n, lines)+rd.offset, msg[len(m[0]):]
+			if len(msgs) == 1 {
+				e.Message = "invalid YAML: " + e.Message
+			}
+		} else if node != nil {
+			e.Line, e.Column = node.Line+rd.offset, node.Column
+		} else if lines > 0 {
+			e.Line = rd.offset + 1
+		}
+		rd.errs = append(rd.errs, e)
+	}
+}
+
+// topField is the value of a top-level key of a document, or nil.
+func topField(node *yaml3.Node, name string) *yaml3.Node {
+	if node == nil || node.Kind != yaml3.MappingNode {
+		return nil
+	}
+	var folded *yaml3.Node
+	for i := 0; i+1 < len(node.Content); i += 2 {
+		switch k := node.Content[i]; {
+		case k.Value == name:
+			return node.Content[i+1]
+		case folded == nil && strings.EqualFold(k.Value, name):
+			folded = node.Content[i+1]
+		}
+	}
+	return folded
+}
+
+// looksLikeLope says a document without apiVersion and kind has Lope's top-level keys.
+func looksLikeLope(node *yaml3.Node) bool {
+	if node == nil || node.Kind != yaml3.MappingNode {
+		return false
+	}
+	for i := 0; i < len(node.Content); i += 2 {
+		if k := node.Content[i].Value; isSnakeCase(k) || k == "operation" || k == "conversation" {
+			return true
+		}
+	}
+	return false
 }
 
 func isOnlyComments(raw []byte) bool {
