@@ -87,7 +87,7 @@ func TestAnnotateNamesRuleIDs(t *testing.T) {
 }
 
 func TestUnknownOperationSuggestsTheClosest(t *testing.T) {
-	_, errs := compileYAML(t, `{operation: {port: 1}, memory: {connection: [{name: n, type: int}]}, conversation: {rules: [{id: 1, mode: Sync, regex: x, operation: {name: NBR_SUMM, inputs: [n, "1"], outputs: [n]}}]}}`)
+	_, errs := compileYAML(t, `{operation: {port: 1}, memory: {connection: [{name: num, type: int}]}, conversation: {rules: [{id: 1, mode: Sync, regex: x, operation: {name: NBR_SUMM, inputs: [num, "1"], outputs: [num]}}]}}`)
 	if len(errs) != 1 || !strings.Contains(errs[0], "unknown operation; did you mean NBR_SUM?") {
 		t.Errorf("errors %q", errs)
 	}

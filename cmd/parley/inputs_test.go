@@ -299,11 +299,11 @@ kind: ConversationRules
 metadata: {name: broken}
 spec:
   operation: {port: 1}
-  memory: {connection: [{name: n, type: int}]}
+  memory: {connection: [{name: num, type: int}]}
   conversation:
     rules:
     - {id: 5, mode: Sync, regex: "a", trigger: [{ruleID: 99}]}
-    - {id: 17, mode: Sync, regex: "(", operation: {name: NBR_SUMM, inputs: [n, "1"], outputs: [n]}}
+    - {id: 17, mode: Sync, regex: "(", operation: {name: NBR_SUMM, inputs: [num, "1"], outputs: [num]}}
 `)
 	out, _ = exec.Command(parleyBinary, "check", broken).CombinedOutput()
 	text := string(out)
