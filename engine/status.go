@@ -52,6 +52,19 @@ func (e *Engine) flushStatus(ctx context.Context) {
 	}
 }
 
+// lastActivityTime is the status's lastActivityTime once an activity at last has been
+// seen: later than stored, it replaces it. The API keeps whole seconds, so last is compared
+// and stored truncated to the second; otherwise every heartbeat of an idle connector would
+// carry a sub-second time "after" the stored one and cost a status write for nothing.
+func lastActivityTime(stored *metav1.Time, last time.Time) *metav1.Time {
+	last = last.Truncate(time.Second)
+	if last.IsZero() || (stored != nil && !last.After(stored.Time)) {
+		return stored
+	}
+	t := metav1.NewTime(last)
+	return &t
+}
+
 // statusOwner is the field manager of the status fields the engine owns: the EngineConnected
 // condition, connections, activities and lastActivityTime. The connector controller owns
 // the rest, under its own.
@@ -92,10 +105,7 @@ func (e *Engine) patchStatus(ctx context.Context, cs *connectorState) error {
 	st := &ec.Status
 	st.Activities = v1alpha1.ActivityCounts{Total: total.activities, Recorded: total.recorded, Dropped: total.dropped}
 	st.Connections = v1alpha1.ConnectionCounts{Active: active, Total: total.connections, Rejected: total.rejected}
-	if !last.IsZero() && (st.LastActivityTime == nil || last.After(st.LastActivityTime.Time)) {
-		t := metav1.NewTime(last)
-		st.LastActivityTime = &t
-	}
+	st.LastActivityTime = lastActivityTime(st.LastActivityTime, last)
 	if connected != nil {
 		meta.RemoveStatusCondition(&st.Conditions, v1alpha1.ConditionEngineConnected)
 		st.Conditions = append(st.Conditions, *connected)

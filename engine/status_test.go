@@ -67,3 +67,32 @@ func TestEngineConnected(t *testing.T) {
 		t.Errorf("one pod: %+v, want %+v", c, want)
 	}
 }
+
+func TestLastActivityTime(t *testing.T) {
+	at := func(s string) time.Time {
+		v, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	stored := func(s string) *metav1.Time { v := metav1.NewTime(at(s)); return &v }
+	for _, tc := range []struct {
+		name   string
+		stored *metav1.Time
+		last   time.Time
+		want   *metav1.Time
+	}{
+		{"no activity yet", nil, time.Time{}, nil},
+		{"the first activity, cut to the second", nil, at("2026-12-06T10:00:00.7Z"), stored("2026-12-06T10:00:00Z")},
+		// The API stored 10:00:00 for an activity at 10:00:00.7: seeing it again is no change.
+		{"same second as stored", stored("2026-12-06T10:00:00Z"), at("2026-12-06T10:00:00.7Z"), stored("2026-12-06T10:00:00Z")},
+		{"a later second", stored("2026-12-06T10:00:00Z"), at("2026-12-06T10:00:01.2Z"), stored("2026-12-06T10:00:01Z")},
+		{"older than stored (another replica's)", stored("2026-12-06T10:00:05Z"), at("2026-12-06T10:00:01Z"), stored("2026-12-06T10:00:05Z")},
+	} {
+		got := lastActivityTime(tc.stored, tc.last)
+		if (got == nil) != (tc.want == nil) || got != nil && !got.Equal(tc.want) {
+			t.Errorf("%s: got %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
