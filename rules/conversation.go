@@ -217,6 +217,15 @@ func (c *compiler) resolveSchedules() {
 	c.zeroDelayCycles()
 }
 
+// zeroDelayCycleDetail starts the detail of a zero-delay cycle's error (IsZeroDelayCycle).
+const zeroDelayCycleDetail = "a cycle "
+
+// IsZeroDelayCycle says whether a compile error is a cycle of schedules without delay; its
+// Field is the schedule that closes the cycle (`parley import` gives it Lope's pace).
+func IsZeroDelayCycle(err *field.Error) bool {
+	return err.Type == field.ErrorTypeForbidden && strings.HasPrefix(err.Detail, zeroDelayCycleDetail)
+}
+
 // zeroDelayCycles refuses every cycle of schedules without delay (a rule that triggers
 // itself, or A → B → A): it would run again and again at once, for as long as the runtime's
 // bounds let it, where Lope paced it by its worker loop. Each cycle is reported once, at the
@@ -265,7 +274,7 @@ func (c *compiler) zeroDelayCycles() {
 				}
 				ids = append(ids, fmt.Sprint(e.to.ID))
 				c.add(field.Forbidden(e.entry, fmt.Sprintf(
-					"a cycle %s with no delay would run again and again at once; give one of its schedules a delay",
+					zeroDelayCycleDetail+"%s with no delay would run again and again at once; give one of its schedules a delay",
 					strings.Join(ids, " → "))))
 			}
 		}

@@ -121,6 +121,7 @@ func (c *converter) convert() error {
 	out.Spec.Memory = c.memory()
 	out.Spec.Conversation = c.conversation(&f.Conversation)
 	c.operationsWhen()
+	c.paceZeroDelayCycles()
 	c.compileCheck()
 	return nil
 }

@@ -3,6 +3,10 @@ package lope
 import (
 	"fmt"
 	"strings"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
 	"github.com/parley-dev/parley/rules"
@@ -268,6 +272,71 @@ func (c *converter) sessionUpdate(path string, su *sessionUpdate) *v1alpha1.Sess
 	}
 	if len(ignored) > 0 {
 		c.note(path, "%s is used; %s ignored", used[0], strings.Join(ignored, " and "))
+	}
+	return out
+}
+
+// lopePace is the delay a schedule of delay 0 gets when it closes a cycle: Lope runs such a
+// schedule at the next pass of its worker loop, Parley at once, which it refuses in a cycle.
+const lopePace = 100 * time.Millisecond
+
+// paceZeroDelayCycles gives each schedule that closes a cycle of zero-delay schedules
+// Lope's pace, with a note, so that a Lope file whose rules trigger each other without
+// delay still converts.
+func (c *converter) paceZeroDelayCycles() {
+	spec := &c.res.Rules.Spec
+	for range 64 { // each pass breaks at least one cycle; a spec has far fewer
+		_, errs := rules.Compile(c.res.Rules.Name, 0, spec)
+		delays := scheduleDelays(spec)
+		broken := false
+		for _, e := range errs {
+			d, ok := delays[e.Field]
+			if !rules.IsZeroDelayCycle(e) || !ok {
+				continue
+			}
+			*d = &metav1.Duration{Duration: lopePace}
+			broken = true
+			c.note(e.Field, "delay 0 closes %s: Lope runs it at its worker loop's next pass, Parley at once, so it gets %s",
+				strings.SplitN(e.Detail, " with no delay", 2)[0], lopePace)
+		}
+		if !broken {
+			return
+		}
+	}
+}
+
+// scheduleDelays maps the field path of every schedule (trigger, asyncSwitch, asyncLoop
+// entry) to its delay, as the compiler names them.
+func scheduleDelays(spec *v1alpha1.ConversationRulesSpec) map[string]**metav1.Duration {
+	out := map[string]**metav1.Duration{}
+	addRules := func(path *field.Path, rs []v1alpha1.Rule) {
+		for i := range rs {
+			r := &rs[i]
+			rp := path.Index(i)
+			for j := range r.Trigger {
+				out[rp.Child("trigger").Index(j).String()] = &r.Trigger[j].Delay
+			}
+			if sw := r.AsyncSwitch; sw != nil {
+				for j := range sw.Options {
+					for k := range sw.Options[j].Trigger {
+						out[rp.Child("asyncSwitch", "options").Index(j).Child("trigger").Index(k).String()] = &sw.Options[j].Trigger[k].Delay
+					}
+				}
+				for k := range sw.Default {
+					out[rp.Child("asyncSwitch", "default").Index(k).String()] = &sw.Default[k].Delay
+				}
+			}
+			if l := r.AsyncLoop; l != nil {
+				for k := range l.Rules {
+					out[rp.Child("asyncLoop", "rules").Index(k).String()] = &l.Rules[k].Delay
+				}
+			}
+		}
+	}
+	conv := field.NewPath("spec", "conversation")
+	addRules(conv.Child("rules"), spec.Conversation.Rules)
+	for i := range spec.Conversation.Groups {
+		addRules(conv.Child("groups").Index(i).Child("rules"), spec.Conversation.Groups[i].Rules)
 	}
 	return out
 }
