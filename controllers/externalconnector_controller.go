@@ -48,7 +48,7 @@ type ExternalConnectorReconciler struct {
 }
 
 // +kubebuilder:rbac:groups=parley.io,resources=externalconnectors,verbs=get;list;watch;update;patch
-// +kubebuilder:rbac:groups=parley.io,resources=externalconnectors/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=parley.io,resources=externalconnectors/status,verbs=get;patch
 // +kubebuilder:rbac:groups=parley.io,resources=externalconnectors/finalizers,verbs=update
 // +kubebuilder:rbac:groups=parley.io,resources=conversationrules,verbs=get;list;watch
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch;delete

@@ -40,7 +40,7 @@ import (
 
 // +kubebuilder:rbac:groups=parley.io,resources=activities,verbs=create
 // +kubebuilder:rbac:groups=parley.io,resources=externalconnectors,verbs=get;list;watch
-// +kubebuilder:rbac:groups=parley.io,resources=externalconnectors/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=parley.io,resources=externalconnectors/status,verbs=get;patch
 // +kubebuilder:rbac:groups=parley.io,resources=conversationrules,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
