@@ -11,6 +11,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -990,5 +991,50 @@ func TestSomeoneElsesDeploymentIsLeftAlone(t *testing.T) {
 	get(t, ns, "taken", other)
 	if c := other.Spec.Template.Spec.Containers; len(c) != 1 || c[0].Image != "other:1" || other.Labels["parley.io/connector"] != "" {
 		t.Errorf("the other Deployment was changed: %+v", other)
+	}
+}
+
+// TestScaleSubresource: kubectl scale and HorizontalPodAutoscalers work through the scale
+// subresource: it sets spec.replicas, and reads status.replicas and status.selector; READY
+// shows ready out of wanted.
+func TestScaleSubresource(t *testing.T) {
+	ns := namespace(t)
+	createRules(t, ns, "r", serverRules)
+	ec := createConnector(t, ns, "scaled", `{rules: r}`)
+	get(t, ns, "scaled", &appsv1.Deployment{})
+	setDeploymentReady(t, ns, "scaled", 1)
+	connectorWhen(t, ns, "scaled", "1/1 ready", func(ec *v1alpha1.ExternalConnector) error {
+		if ec.Status.Ready != "1/1" {
+			return fmt.Errorf("ready %q", ec.Status.Ready)
+		}
+		return nil
+	})
+
+	scale := &autoscalingv1.Scale{Spec: autoscalingv1.ScaleSpec{Replicas: 3}}
+	if err := k8s.SubResource("scale").Update(context.Background(), ec, client.WithSubResourceBody(scale)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the Deployment scaled", func() error {
+		var dep appsv1.Deployment
+		if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "scaled"}, &dep); err != nil {
+			return err
+		}
+		if dep.Spec.Replicas == nil || *dep.Spec.Replicas != 3 {
+			return fmt.Errorf("replicas %v", dep.Spec.Replicas)
+		}
+		return nil
+	})
+	connectorWhen(t, ns, "scaled", "1/3 ready", func(ec *v1alpha1.ExternalConnector) error {
+		if ec.Status.Ready != "1/3" {
+			return fmt.Errorf("ready %q", ec.Status.Ready)
+		}
+		return nil
+	})
+	got := &autoscalingv1.Scale{}
+	if err := k8s.SubResource("scale").Get(context.Background(), ec, got); err != nil {
+		t.Fatal(err)
+	}
+	if want := "app.kubernetes.io/component=connector,app.kubernetes.io/name=parley,parley.io/connector=scaled"; got.Spec.Replicas != 3 || got.Status.Selector != want {
+		t.Errorf("scale %+v, want 3 replicas and selector %s", got, want)
 	}
 }

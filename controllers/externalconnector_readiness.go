@@ -107,6 +107,20 @@ func terminating(ec *v1alpha1.ExternalConnector) (v1alpha1.Phase, metav1.Conditi
 	}
 }
 
+// wantedReplicas is how many pods the connector should run: spec.replicas (default 1) in
+// server mode, the one pod of its Job in client mode, none once its rules do not resolve.
+func wantedReplicas(ec *v1alpha1.ExternalConnector, res resolution) int32 {
+	switch {
+	case res.target == nil:
+		return 0
+	case res.target.mode == v1alpha1.ModeClient:
+		return 1
+	case ec.Spec.Replicas != nil:
+		return *ec.Spec.Replicas
+	}
+	return 1
+}
+
 // replicaCounts are the pods the workload has, and those of them ready.
 func replicaCounts(w observed) (replicas, ready int32) {
 	switch {

@@ -278,3 +278,24 @@ func TestSetStatus(t *testing.T) {
 		}
 	}
 }
+
+func TestWantedReplicas(t *testing.T) {
+	server := resolution{target: &target{mode: v1alpha1.ModeServer}}
+	client := resolution{target: &target{mode: v1alpha1.ModeClient}}
+	three := int32(3)
+	for _, tc := range []struct {
+		name string
+		ec   *v1alpha1.ExternalConnector
+		res  resolution
+		want int32
+	}{
+		{"server, default", connector(), server, 1},
+		{"server, scaled", connector(func(ec *v1alpha1.ExternalConnector) { ec.Spec.Replicas = &three }), server, 3},
+		{"client: one Job pod", connector(func(ec *v1alpha1.ExternalConnector) { ec.Spec.Replicas = &three }), client, 1},
+		{"rules not resolved", connector(), resolution{}, 0},
+	} {
+		if got := wantedReplicas(tc.ec, tc.res); got != tc.want {
+			t.Errorf("%s: %d, want %d", tc.name, got, tc.want)
+		}
+	}
+}

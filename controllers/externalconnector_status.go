@@ -8,6 +8,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -28,6 +29,8 @@ func setStatus(ec *v1alpha1.ExternalConnector, res resolution, w observed, werr 
 	}
 	meta.SetStatusCondition(&st.Conditions, rulesResolved(ec, res, w))
 	st.Replicas, st.ReadyReplicas = replicaCounts(w)
+	st.Ready = fmt.Sprintf("%d/%d", st.ReadyReplicas, wantedReplicas(ec, res))
+	st.Selector = labels.SelectorFromSet(v1alpha1.ConnectorLabels(ec.Name)).String()
 	phase, ready := readiness(ec, res, w, werr)
 	st.Phase = phase
 	meta.SetStatusCondition(&st.Conditions, ready)
@@ -53,7 +56,8 @@ func (r *ExternalConnectorReconciler) writeStatus(ctx context.Context, before, e
 
 // ownedStatus is every status field the controller owns: the phase, the RulesResolved and
 // Ready conditions, what the rules resolved to (rules, mode, transport, port, endpoint), the
-// replica counts and observedGeneration. The engine owns the rest: the EngineConnected
+// replica counts, ready and selector (the READY column and the scale subresource) and
+// observedGeneration. The engine owns the rest: the EngineConnected
 // condition, connections, activities and lastActivityTime.
 func ownedStatus(st *v1alpha1.ExternalConnectorStatus) (statusapply.Fields, error) {
 	conditions, err := statusapply.Conditions(st.Conditions, v1alpha1.ConditionRulesResolved, v1alpha1.ConditionReady)
@@ -67,6 +71,13 @@ func ownedStatus(st *v1alpha1.ExternalConnectorStatus) (statusapply.Fields, erro
 		"replicas":           int64(st.Replicas),
 		"readyReplicas":      int64(st.ReadyReplicas),
 		"observedGeneration": st.ObservedGeneration,
+	}
+	// setStatus always fills these two in.
+	if st.Ready != "" {
+		f["ready"] = st.Ready
+	}
+	if st.Selector != "" {
+		f["selector"] = st.Selector
 	}
 	if st.Phase != "" {
 		f["phase"] = string(st.Phase)

@@ -11,11 +11,13 @@ import (
 //
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
+// +kubebuilder:subresource:scale:specpath=.spec.replicas,statuspath=.status.replicas,selectorpath=.status.selector
 // +kubebuilder:resource:shortName=xconn,categories=parley
 // +kubebuilder:printcolumn:name="Mode",type=string,JSONPath=`.status.mode`
 // +kubebuilder:printcolumn:name="Transport",type=string,JSONPath=`.status.transport`
 // +kubebuilder:printcolumn:name="Port",type=integer,JSONPath=`.status.port`
 // +kubebuilder:printcolumn:name="Rules",type=string,JSONPath=`.status.rules.name`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.ready`
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Active",type=integer,JSONPath=`.status.connections.active`
 // +kubebuilder:printcolumn:name="Activities",type=integer,JSONPath=`.status.activities.total`
@@ -211,6 +213,13 @@ type ExternalConnectorStatus struct {
 	Replicas int32 `json:"replicas,omitempty"`
 	// +optional
 	ReadyReplicas int32 `json:"readyReplicas,omitempty"`
+	// Ready is readyReplicas out of the replicas wanted ("1/1"), the READY column.
+	// +optional
+	Ready string `json:"ready,omitempty"`
+	// Selector selects the connector's pods, in label-selector form: the scale subresource
+	// hands it to `kubectl scale` and HorizontalPodAutoscalers.
+	// +optional
+	Selector string `json:"selector,omitempty"`
 	// +optional
 	Connections ConnectionCounts `json:"connections,omitempty"`
 	// +optional
