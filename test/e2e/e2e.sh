@@ -506,19 +506,19 @@ step_kubectl() {
     field_is xconn/telnet-decoy '{.status.connections.active}' 1
   out=$(kn get xconn)
   printf '%s\n' "$out" | sed 's/^/    /' >&2
-  columns_are "$(head -n 1 <<<"$out")" NAME MODE TRANSPORT PORT RULES PHASE ACTIVE ACTIVITIES AGE
+  columns_are "$(head -n 1 <<<"$out")" NAME MODE TRANSPORT PORT RULES READY PHASE ACTIVE ACTIVITIES AGE
   for c in "${CONNECTORS[@]}"; do
     line=$(grep "^$c " <<<"$out") || fail "no row for $c in kubectl get xconn" "$out"
     read -r -a f <<<"$line"
     if ! { [ "${f[1]}" = Server ] && [ "${f[2]}" = "${TRANSPORT_OF[$c]}" ] && [ "${f[3]}" = "${PORT_OF[$c]}" ] &&
-      [ "${f[4]}" = "${RULES_OF[$c]}" ] && [ "${f[5]}" = Running ] && [ "${f[7]}" -gt 0 ]; }; then
-      fail "unexpected kubectl get xconn row for $c (want Server ${TRANSPORT_OF[$c]} ${PORT_OF[$c]} ${RULES_OF[$c]} Running, ACTIVITIES > 0)" "$line"
+      [ "${f[4]}" = "${RULES_OF[$c]}" ] && [ "${f[5]}" = 1/1 ] && [ "${f[6]}" = Running ] && [ "${f[8]}" -gt 0 ]; }; then
+      fail "unexpected kubectl get xconn row for $c (want Server ${TRANSPORT_OF[$c]} ${PORT_OF[$c]} ${RULES_OF[$c]} 1/1 Running, ACTIVITIES > 0)" "$line"
     fi
     if [ "$c" = telnet-decoy ]; then
-      [ "${f[6]}" = 1 ] || fail "ACTIVE of telnet-decoy is ${f[6]} with one live conversation" "$line"
+      [ "${f[7]}" = 1 ] || fail "ACTIVE of telnet-decoy is ${f[7]} with one live conversation" "$line"
     fi
   done
-  ok "kubectl get xconn: MODE TRANSPORT PORT RULES PHASE ACTIVE ACTIVITIES as expected"
+  ok "kubectl get xconn: MODE TRANSPORT PORT RULES READY PHASE ACTIVE ACTIVITIES as expected"
   session_send live admin
   session_expect live "Password: "
   session_close live
