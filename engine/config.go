@@ -110,8 +110,28 @@ func (s *stream) reconcile(ctx context.Context) error {
 		}
 		paused := d.ec.Spec.Paused
 		s.sentPaused = &paused
+		s.e.announcePaused(s.cs, d.ec, paused)
 	}
 	return nil
+}
+
+// announcePaused emits Paused or Resumed once per connector and change, however many pods
+// receive the order.
+func (e *Engine) announcePaused(cs *connectorState, ec *v1alpha1.ExternalConnector, paused bool) {
+	cs.mu.Lock()
+	if cs.announcedPaused != nil && *cs.announcedPaused == paused {
+		cs.mu.Unlock()
+		return
+	}
+	cs.announcedPaused = &paused
+	cs.mu.Unlock()
+	if paused {
+		e.event(ec, corev1.EventTypeNormal, v1alpha1.ReasonPaused, "Pause",
+			"spec.paused is set: the connector's pods refuse new connections (Rejected activities); live conversations go on")
+		return
+	}
+	e.event(ec, corev1.EventTypeNormal, v1alpha1.ReasonResumed, "Resume",
+		"spec.paused was cleared: the connector's pods accept new connections again")
 }
 
 // sameConversation says whether two Configs hold the same conversation: the same rules,

@@ -77,6 +77,9 @@ func TestPauseRefusesAndResumeAccepts(t *testing.T) {
 	live.expect("+OK ready\r\n")
 
 	setPaused(t, f, true)
+	if ev := f.waitEvent(t, v1alpha1.ReasonPaused); !strings.Contains(ev.Note, "refuse new connections") {
+		t.Errorf("Paused note %q", ev.Note)
+	}
 	eventually(t, "new connections refused", func() error {
 		if refused(f) {
 			return nil
@@ -101,6 +104,12 @@ func TestPauseRefusesAndResumeAccepts(t *testing.T) {
 		}
 		return fmt.Errorf("still refused")
 	})
+	if ev := f.waitEvent(t, v1alpha1.ReasonResumed); !strings.Contains(ev.Note, "accept new connections again") {
+		t.Errorf("Resumed note %q", ev.Note)
+	}
+	if n := len(f.events(t, v1alpha1.ReasonPaused)); n != 1 {
+		t.Errorf("%d Paused events for one pause, want 1", n)
+	}
 }
 
 // refused says whether a new connection is closed without a greeting.

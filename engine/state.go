@@ -31,6 +31,8 @@ type connectorState struct {
 	connected *metav1.Condition
 	// announcedHash is the rules hash last announced with a RulesUpdated event.
 	announcedHash string
+	// announcedPaused is the pause state last announced with a Paused or Resumed event.
+	announcedPaused *bool
 	// lastDropWarning rate-limits the ActivitiesDropped event.
 	lastDropWarning     time.Time
 	droppedSinceWarning int64

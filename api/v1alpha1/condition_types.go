@@ -53,6 +53,8 @@ const (
 // Reasons of the EngineConnected condition and of the engine's events.
 const (
 	ReasonRulesUpdated       = "RulesUpdated"
+	ReasonPaused             = "Paused"
+	ReasonResumed            = "Resumed"
 	ReasonStarted            = "Started"
 	ReasonStopped            = "Stopped"
 	ReasonConnectorLost      = "ConnectorLost"
