@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
+	"github.com/parley-dev/parley/internal/text"
 	"github.com/parley-dev/parley/rules/ops"
 	"github.com/parley-dev/parley/rules/value"
 )
@@ -335,7 +336,7 @@ func (c *compiler) assignment(path *field.Path, name, val, fromName string) (Var
 func (c *compiler) operationOf(path *field.Path, o *v1alpha1.MemoryOperation) *Operation {
 	op, ok := ops.Lookup(o.Name)
 	if !ok {
-		if near, ok := closest(o.Name, ops.Names()); ok {
+		if near := text.Closest(o.Name, ops.Names()); near != "" {
 			c.add(field.Invalid(path.Child("name"), o.Name, "unknown operation; did you mean "+near+"? (docs/rules.md §5 lists them)"))
 		} else {
 			c.add(field.NotSupported(path.Child("name"), o.Name, ops.Names()))

@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
@@ -204,39 +203,6 @@ func Annotate(spec *v1alpha1.ConversationRulesSpec, path string) string {
 			groupRules = nil
 		}
 	}
-}
-
-// closest is the candidate nearest to s by edit distance, ignoring case, if it is near
-// enough to be a likely typo.
-func closest(s string, candidates []string) (string, bool) {
-	best, bestD := "", -1
-	for _, c := range candidates {
-		if d := editDistance(strings.ToUpper(s), strings.ToUpper(c)); bestD < 0 || d < bestD {
-			best, bestD = c, d
-		}
-	}
-	return best, bestD >= 0 && bestD <= max(2, utf8.RuneCountInString(s)/3)
-}
-
-func editDistance(a, b string) int {
-	ra, rb := []rune(a), []rune(b)
-	prev := make([]int, len(rb)+1)
-	cur := make([]int, len(rb)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(ra); i++ {
-		cur[0] = i
-		for j := 1; j <= len(rb); j++ {
-			cost := 1
-			if ra[i-1] == rb[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(rb)]
 }
 
 // SortFieldErrors orders errors as the fields stand in a spec written in the order the API

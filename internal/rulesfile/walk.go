@@ -14,6 +14,8 @@ import (
 
 	yaml "go.yaml.in/yaml/v3"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/parley-dev/parley/internal/text"
 )
 
 // The walker reads a document's node tree (positions kept) against the Go type it decodes
@@ -480,7 +482,7 @@ func join(path, name string) string {
 // Lope field name to `parley import`.
 func unknownField(name string, fields []field) string {
 	msg := "unknown field"
-	if s := suggest(name, fields); s != "" {
+	if s := text.Closest(name, fieldNames(fields)); s != "" {
 		msg += fmt.Sprintf(" (did you mean %s?)", s)
 	}
 	if isSnakeCase(name) {
@@ -493,63 +495,12 @@ func isSnakeCase(name string) bool {
 	return strings.Contains(name, "_") && strings.ToLower(name) == name
 }
 
-// suggest is the known field closest to name: the same once case and underscores are
-// ignored, else within a small edit distance.
-func suggest(name string, fields []field) string {
-	norm := func(s string) string {
-		return strings.ToLower(strings.NewReplacer("_", "", "-", "").Replace(s))
+func fieldNames(fields []field) []string {
+	names := make([]string, len(fields))
+	for i, f := range fields {
+		names[i] = f.name
 	}
-	n := norm(name)
-	if len(n) > 64 {
-		return ""
-	}
-	limit := 1
-	switch {
-	case len(n) <= 2:
-		limit = 0
-	case len(n) > 8:
-		limit = 3
-	case len(n) > 4:
-		limit = 2
-	}
-	best, bestD := "", limit+1
-	for _, f := range fields {
-		c := norm(f.name)
-		if c == n {
-			return f.name
-		}
-		if d := editDistance(n, c); d < bestD {
-			best, bestD = f.name, d
-		}
-	}
-	return best
-}
-
-// editDistance is the optimal string alignment distance: insertions, deletions,
-// substitutions and swaps of neighbours.
-func editDistance(a, b string) int {
-	ra, rb := []rune(a), []rune(b)
-	d := make([][]int, len(ra)+1)
-	for i := range d {
-		d[i] = make([]int, len(rb)+1)
-		d[i][0] = i
-	}
-	for j := range d[0] {
-		d[0][j] = j
-	}
-	for i := 1; i <= len(ra); i++ {
-		for j := 1; j <= len(rb); j++ {
-			cost := 1
-			if ra[i-1] == rb[j-1] {
-				cost = 0
-			}
-			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
-			if i > 1 && j > 1 && ra[i-1] == rb[j-2] && ra[i-2] == rb[j-1] {
-				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
-			}
-		}
-	}
-	return d[len(ra)][len(rb)]
+	return names
 }
 
 // field is a struct field as encoding/json names it.
