@@ -167,14 +167,7 @@ func (e *Engine) announceRules(cs *connectorState, ec *v1alpha1.ExternalConnecto
 	cs.mu.Unlock()
 	e.event(ec, corev1.EventTypeNormal, v1alpha1.ReasonRulesUpdated, "Push", fmt.Sprintf(
 		"pushed ConversationRules %s generation %d (%s) to pod %s: new connections use them, live ones finish on their rules",
-		cfg.RulesName, cfg.Generation, shortHash(cfg.Hash), pod))
-}
-
-func shortHash(h string) string {
-	if len(h) > len("sha256:")+12 {
-		return h[:len("sha256:")+12]
-	}
-	return h
+		cfg.RulesName, cfg.Generation, rules.ShortHash(cfg.Hash), pod))
 }
 
 // changed wakes the streams that an ExternalConnector or ConversationRules change may

@@ -75,6 +75,14 @@ func CompileEffective(name string, generation int64, spec *v1alpha1.Conversation
 	return p, nil
 }
 
+// ShortHash is a Hash cut to its first 12 hex digits, for messages and events.
+func ShortHash(h string) string {
+	if len(h) > len("sha256:")+12 {
+		return h[:len("sha256:")+12]
+	}
+	return h
+}
+
 // Hash is the sha256 of the spec's canonical JSON, as reported in status and activities.
 func Hash(spec *v1alpha1.ConversationRulesSpec) string {
 	b, err := json.Marshal(spec)

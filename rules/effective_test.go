@@ -71,3 +71,13 @@ func TestConnectorOverrides(t *testing.T) {
 		t.Error("Overrides shares the spec's port")
 	}
 }
+
+func TestShortHash(t *testing.T) {
+	h := rules.Hash(&v1alpha1.ConversationRulesSpec{})
+	if got := rules.ShortHash(h); got != h[:len("sha256:")+12] || len(got) != 19 {
+		t.Errorf("ShortHash(%s) = %s", h, got)
+	}
+	if got := rules.ShortHash("sha256:ab"); got != "sha256:ab" {
+		t.Errorf("a short hash is kept whole: %s", got)
+	}
+}

@@ -112,7 +112,7 @@ func reload(stderr io.Writer, o runOptions, portSet, ipSet bool, running []*serv
 			s.c.Update(p)
 			s.prog = p
 			fmt.Fprintf(stderr, "parley: %s: rules reloaded (%s): new conversations use them, live ones finish on theirs\n",
-				s.name, shortHash(p.Ref.Hash))
+				s.name, rules.ShortHash(p.Ref.Hash))
 		}
 	}
 	for name := range fresh {
@@ -138,13 +138,6 @@ func networkChange(old, new *rules.Program, portSet, ipSet bool) string {
 		return "operation.tls"
 	}
 	return ""
-}
-
-func shortHash(h string) string {
-	if len(h) > len("sha256:")+12 {
-		return h[:len("sha256:")+12]
-	}
-	return h
 }
 
 // fileWatcher watches the folders of the rules files: editors often replace a file rather
