@@ -179,6 +179,42 @@ func (c *Connector) bind(prog *rules.Program) *generation {
 	return g
 }
 
+// Network is what a serving Connector cannot change: where and how it listens or dials.
+// Update keeps a connector's own; a program whose Network differs needs a new Connector.
+type Network struct {
+	Mode      v1alpha1.Mode
+	Transport v1alpha1.Transport
+	IP        string
+	Port      int
+	IPv6      bool
+	TLS       v1alpha1.TLS
+}
+
+// NetworkOf is the Network a program asks for.
+func NetworkOf(p *rules.Program) Network {
+	return Network{Mode: p.Mode, Transport: p.Transport, IP: p.IP, Port: p.Port, IPv6: p.IPv6, TLS: p.TLS}
+}
+
+// Changed names the first setting of n that differs in o, as the rules spell it
+// ("operation.port"), or "" when none does.
+func (n Network) Changed(o Network) string {
+	switch {
+	case n.Mode != o.Mode:
+		return "operation.mode"
+	case n.Transport != o.Transport:
+		return "operation.transport"
+	case n.IP != o.IP:
+		return "operation.ip"
+	case n.Port != o.Port:
+		return "operation.port"
+	case n.IPv6 != o.IPv6:
+		return "operation.ipv6"
+	case n.TLS != o.TLS:
+		return "operation.tls"
+	}
+	return ""
+}
+
 // Update makes new conversations use prog; live ones finish on the rules they started with.
 // Global variables keep their values where name and type are unchanged. Network settings
 // (mode, transport, address, TLS) are read when serving starts: a connector that serves

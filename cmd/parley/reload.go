@@ -123,21 +123,14 @@ func reload(stderr io.Writer, o runOptions, portSet, ipSet bool, running []*serv
 // networkChange names what differs between two programs that a serving connector cannot
 // change; "" when nothing does. Flags that override the address make its changes moot.
 func networkChange(old, new *rules.Program, portSet, ipSet bool) string {
-	switch {
-	case old.Mode != new.Mode:
-		return "operation.mode"
-	case old.Transport != new.Transport:
-		return "operation.transport"
-	case old.Port != new.Port && !portSet:
-		return "operation.port"
-	case old.IP != new.IP && !ipSet:
-		return "operation.ip"
-	case old.IPv6 != new.IPv6:
-		return "operation.ipv6"
-	case old.TLS != new.TLS:
-		return "operation.tls"
+	was, is := connector.NetworkOf(old), connector.NetworkOf(new)
+	if portSet {
+		is.Port = was.Port
 	}
-	return ""
+	if ipSet {
+		is.IP = was.IP
+	}
+	return was.Changed(is)
 }
 
 // fileWatcher watches the folders of the rules files: editors often replace a file rather

@@ -307,22 +307,18 @@ func (p *process) loop(ctx context.Context) error {
 
 // network is what a running connector cannot change: a difference means a new one.
 type network struct {
-	mode               v1alpha1.Mode
-	transport          v1alpha1.Transport
-	ip                 string
-	port               int
-	ipv6               bool
-	tls, clientAuth    bool
+	connector.Network
+	// The TLS client settings come from the ExternalConnector, not the rules.
 	serverName         string
 	insecureSkipVerify bool
 }
 
 func (n network) String() string {
-	s := fmt.Sprintf("%s %s %s", n.mode, n.transport, net.JoinHostPort(n.ip, fmt.Sprint(n.port)))
-	if n.ipv6 {
+	s := fmt.Sprintf("%s %s %s", n.Mode, n.Transport, net.JoinHostPort(n.IP, fmt.Sprint(n.Port)))
+	if n.IPv6 {
 		s += " ipv6"
 	}
-	if n.tls {
+	if n.TLS.Enabled {
 		s += " tls"
 	}
 	return s
@@ -378,7 +374,7 @@ func (p *process) prepare(c *enginev1.Config) (*rules.Program, connector.Options
 		return nil, opts, network{}, fmt.Errorf("the spec hashes to %s, the engine says %s: operator and connector versions disagree on the rules' form",
 			prog.Ref.Hash, c.GetHash())
 	}
-	nw := network{mode: prog.Mode, transport: prog.Transport, ip: prog.IP, port: prog.Port, ipv6: prog.IPv6}
+	nw := network{Network: connector.NetworkOf(prog)}
 	if prog.TLS.Enabled {
 		t, err := connector.LoadTLS(existing(p.o.TLSDir, TLSCertFile), existing(p.o.TLSDir, TLSKeyFile),
 			existing(p.o.TLSClientCADir, CAFile), existing(p.o.TLSDir, CAFile))
@@ -395,7 +391,6 @@ func (p *process) prepare(c *enginev1.Config) (*rules.Program, connector.Options
 		}
 		t.ServerName, t.InsecureSkipVerify = c.GetTlsServerName(), c.GetTlsInsecureSkipVerify()
 		opts.TLS = t
-		nw.tls, nw.clientAuth = true, prog.TLS.ClientAuthentication
 		nw.serverName, nw.insecureSkipVerify = t.ServerName, t.InsecureSkipVerify
 	}
 	return prog, opts, nw, nil
