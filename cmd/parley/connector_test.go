@@ -5,7 +5,6 @@ package main
 // environment, its exit code, and SIGTERM.
 
 import (
-	"bytes"
 	"errors"
 	"net"
 	"os"
@@ -13,39 +12,21 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
+	"github.com/parley-dev/parley/connector/connectortest"
 	"github.com/parley-dev/parley/connector/uplink/uplinktest"
 )
 
 const engineToken = "t0ken"
 
-// lockedBuffer collects a process's output while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // connectorProc is a running `parley connector`.
 type connectorProc struct {
 	cmd    *exec.Cmd
-	out    *lockedBuffer
+	out    *connectortest.Output
 	exited chan struct{}
 	err    error
 }
@@ -68,7 +49,7 @@ func startConnector(t *testing.T, e *uplinktest.Engine, env []string, args ...st
 		"--tls-dir", filepath.Join(dir, "none"), "--tls-client-ca-dir", filepath.Join(dir, "none"),
 		"--metrics-bind-address", "0", "--end-timeout", "15s",
 	}, args...)
-	p := &connectorProc{cmd: exec.Command(parleyBinary, all...), out: &lockedBuffer{}, exited: make(chan struct{})}
+	p := &connectorProc{cmd: exec.Command(parleyBinary, all...), out: &connectortest.Output{}, exited: make(chan struct{})}
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/parley-dev/parley/connector/connectortest"
 )
 
 // asList is validRules as `kubectl get -o yaml` would print it: one kind: List.
@@ -171,17 +173,6 @@ func TestRunOutputNoneSaysWhereItListens(t *testing.T) {
 	}
 }
 
-// freePort is a TCP port free on loopback a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // TestRunSeveralConnectorsTable: with several rules files the table names each row's
 // connector, and the summary, after the last row, counts conversations, alerts and captures.
 func TestRunSeveralConnectorsTable(t *testing.T) {
@@ -197,8 +188,8 @@ spec:
     rules: [{id: 1, mode: Sync, regex: "^AUTH (\\S+)", response: "ok\n", alert: true, captures: [{regex: "^AUTH (\\S+)", variable: user}]}]
 `)
 	}
-	ports := []int{freePort(t), freePort(t)}
-	var out lockedBuffer // stdout and stderr in one, so that their order shows
+	ports := []int{connectortest.FreePort(t), connectortest.FreePort(t)}
+	var out connectortest.Output // stdout and stderr in one, so that their order shows
 	cmd := exec.Command(parleyBinary, "run", rulesOn("alpha", ports[0]), rulesOn("beta", ports[1]))
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
+	"github.com/parley-dev/parley/connector/connectortest"
 )
 
 func pongRules(port int, reply string) string {
@@ -47,11 +48,11 @@ func replaceFile(t *testing.T, path, content string) {
 func TestRunReloadsRulesLikeTheCluster(t *testing.T) {
 	dir := t.TempDir()
 	rulesPath, logPath := filepath.Join(dir, "rules.yaml"), filepath.Join(dir, "activities.jsonl")
-	port := freePort(t)
+	port := connectortest.FreePort(t)
 	if err := os.WriteFile(rulesPath, []byte(pongRules(port, "v1")), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var stderr lockedBuffer
+	var stderr connectortest.Output
 	cmd := exec.Command(parleyBinary, "run", rulesPath, "--watch", "--log-file", logPath, "-o", "none")
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
@@ -154,8 +155,8 @@ func TestRunWatchNeedsFiles(t *testing.T) {
 
 // TestRunServesTheConnectorMetrics: the same metrics as connector pods, for parley run.
 func TestRunServesTheConnectorMetrics(t *testing.T) {
-	port := freePort(t)
-	var stderr lockedBuffer
+	port := connectortest.FreePort(t)
+	var stderr connectortest.Output
 	cmd := exec.Command(parleyBinary, "run", writeFile(t, pongRules(port, "pong")), "-o", "none", "--metrics-bind-address", "127.0.0.1:0")
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/parley-dev/parley/connector/connectortest"
 )
 
 // transcriptRules: a greeting, a capture, a default reply, an alerting ending rule.
@@ -49,14 +51,14 @@ func normalize(s string) string {
 // TestTranscriptOfARealConversation runs parley run -o json, holds two conversations with
 // it (one with a binary input), and prints them with parley transcript from the log.
 func TestTranscriptOfARealConversation(t *testing.T) {
-	port := freePort(t)
+	port := connectortest.FreePort(t)
 	logPath := filepath.Join(t.TempDir(), "log.json")
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer logFile.Close()
-	var stderr lockedBuffer
+	var stderr connectortest.Output
 	cmd := exec.Command(parleyBinary, "run", "-o", "json", writeFile(t, strings.Replace(transcriptRules, "PORT", strconv.Itoa(port), 1)))
 	cmd.Stdout, cmd.Stderr = logFile, &stderr
 	if err := cmd.Start(); err != nil {

@@ -7,7 +7,6 @@ package pod_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -26,7 +25,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -35,33 +33,16 @@ import (
 
 	enginev1 "github.com/parley-dev/parley/api/engine/v1"
 	"github.com/parley-dev/parley/api/v1alpha1"
+	"github.com/parley-dev/parley/connector/connectortest"
 	"github.com/parley-dev/parley/connector/pod"
 	"github.com/parley-dev/parley/connector/uplink/uplinktest"
 )
 
 const engineToken = "t0ken"
 
-// lockedBuffer collects the process's log while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // connectorProc is a running pod process.
 type connectorProc struct {
-	out    *lockedBuffer
+	out    *connectortest.Output
 	cancel context.CancelFunc // as SIGTERM
 	exited chan struct{}
 	err    error
@@ -80,7 +61,7 @@ func startConnector(t *testing.T, e *uplinktest.Engine, tweak ...func(*pod.Optio
 	if err := os.WriteFile(ca, e.CAPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	p := &connectorProc{out: &lockedBuffer{}, exited: make(chan struct{})}
+	p := &connectorProc{out: &connectortest.Output{}, exited: make(chan struct{})}
 	o := pod.Options{
 		EngineAddress: e.Addr(), EngineServerName: uplinktest.ServerName,
 		Connector: "decoy", Namespace: "ns", Pod: "decoy-0",
@@ -134,16 +115,6 @@ conversation:
   ending: {value: "+OK bye\r\n"}
   rules: [{id: 1, mode: Sync, regex: "PING", response: "` + reply + `\r\n"}]
 `
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // peer is a third party talking to the connector.
@@ -277,7 +248,7 @@ func TestExitsWithoutConfig(t *testing.T) {
 func TestServesFollowsRulesAndEnds(t *testing.T) {
 	e := uplinktest.New(t)
 	e.SetToken(engineToken)
-	port, metricsPort := freePort(t), freePort(t)
+	port, metricsPort := connectortest.FreePort(t), connectortest.FreePort(t)
 	e.SetConfig(uplinktest.Config(t, pingerSpec("+PONG"), "pinger", 1, port))
 	p := startConnector(t, e, func(o *pod.Options) { o.MetricsAddress = "127.0.0.1:" + strconv.Itoa(metricsPort) })
 
@@ -372,7 +343,7 @@ func TestRestartsOnNewNetworkSettingsAndEndsWhenTheContextIs(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	e := uplinktest.New(t)
 	e.SetToken(engineToken)
-	port, port2 := freePort(t), freePort(t)
+	port, port2 := connectortest.FreePort(t), connectortest.FreePort(t)
 	e.SetConfig(uplinktest.Config(t, pingerSpec("+PONG"), "pinger", 1, port))
 	p := startConnector(t, e)
 	first := dial(t, port)
@@ -404,7 +375,7 @@ func TestRestartsOnNewNetworkSettingsAndEndsWhenTheContextIs(t *testing.T) {
 func TestPauseAndResumeOrders(t *testing.T) {
 	e := uplinktest.New(t)
 	e.SetToken(engineToken)
-	port := freePort(t)
+	port := connectortest.FreePort(t)
 	e.SetConfig(uplinktest.Config(t, pingerSpec("+PONG"), "pinger", 1, port))
 	p := startConnector(t, e)
 	live := dial(t, port)
@@ -548,7 +519,7 @@ func selfSigned(t *testing.T, dir string) *x509.CertPool {
 func TestServesTLSFromTheMountedSecret(t *testing.T) {
 	e := uplinktest.New(t)
 	e.SetToken(engineToken)
-	port := freePort(t)
+	port := connectortest.FreePort(t)
 	tlsSpec := strings.Replace(pingerSpec("+PONG"), "identifyBy: Address}", "identifyBy: Address, tls: {enabled: true}}", 1)
 	// Without the Secret's files the Config is refused, not run into a failure.
 	e.SetConfig(uplinktest.Config(t, tlsSpec, "pinger", 1, port))
@@ -588,7 +559,7 @@ func TestEndTimeoutCutsWhatDidNotEnd(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	e := uplinktest.New(t)
 	e.SetToken(engineToken)
-	port := freePort(t)
+	port := connectortest.FreePort(t)
 	e.SetConfig(uplinktest.Config(t, `
 operation: {port: 7000}
 memory: {connection: [{name: blob, type: string, default: "`+strings.Repeat("x", 32<<10)+`"}]}
