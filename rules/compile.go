@@ -123,6 +123,7 @@ func (c *compiler) compile() *Program {
 	c.session(c.root.Child("operation", "session"))
 	c.memory(c.root.Child("memory"))
 	c.conversation(c.root.Child("conversation"))
+	c.unsupported()
 	return c.p
 }
 

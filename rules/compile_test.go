@@ -287,3 +287,20 @@ conversation:
 		t.Fatal(errs)
 	}
 }
+
+func TestFieldsNotYetCarriedOutAreRefused(t *testing.T) {
+	spec := &v1alpha1.ConversationRulesSpec{
+		Operation: v1alpha1.Operation{Port: 7000, StartWhen: &v1alpha1.StartWhen{When: "true"}},
+		Memory:    v1alpha1.Memory{Shared: []v1alpha1.Variable{{Name: "k"}}},
+	}
+	_, errs := rules.Compile("r", 1, spec)
+	got := map[string]bool{}
+	for _, e := range errs {
+		got[e.Field] = true
+	}
+	for _, f := range []string{"spec.operation.startWhen", "spec.memory.shared"} {
+		if !got[f] {
+			t.Errorf("no error at %s in %v", f, errs)
+		}
+	}
+}

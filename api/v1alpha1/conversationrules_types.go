@@ -181,6 +181,21 @@ type Operation struct {
 	// +optional
 	Session *Session `json:"session,omitempty"`
 
+	// Framing says how a TCP byte stream is cut into inputs. Unset is Read: one read of at
+	// most maxInputSize bytes is one input, as in Lope. TCP only.
+	// +optional
+	Framing *Framing `json:"framing,omitempty"`
+
+	// Transform rewrites every input before the rules see it and every reply before it is
+	// sent, with CEL expressions (Lope's pre- and post-processor functions).
+	// +optional
+	Transform *Transform `json:"transform,omitempty"`
+
+	// StartWhen makes a client wait until shared memory says go before it dials (Lope's
+	// conditional_execution). Client mode only.
+	// +optional
+	StartWhen *StartWhen `json:"startWhen,omitempty"`
+
 	// MemoryUpdateWhen runs a fired rule's updates and operation when it is Detected (before
 	// its response) or Executed (after). Defaults to Executed.
 	// +optional
@@ -193,6 +208,114 @@ type Operation struct {
 	// AlertAll flags every activity as an alert.
 	// +optional
 	AlertAll bool `json:"alertAll,omitempty"`
+}
+
+// FramingType names how a byte stream is cut into inputs.
+// +kubebuilder:validation:Enum=Read;Delimiter;Length;RESP;HTTP
+type FramingType string
+
+const (
+	// FramingRead makes one read one input (Lope's model; the default).
+	FramingRead FramingType = "Read"
+	// FramingDelimiter ends an input with, and includes, a delimiter.
+	FramingDelimiter FramingType = "Delimiter"
+	// FramingLength reads each frame's size from a field of its header.
+	FramingLength FramingType = "Length"
+	// FramingRESP cuts Redis commands: inline commands and multi-bulk arrays.
+	FramingRESP FramingType = "RESP"
+	// FramingHTTP cuts HTTP/1.x requests: headers, then a Content-Length or chunked body.
+	FramingHTTP FramingType = "HTTP"
+)
+
+// Framing says how a TCP byte stream is cut into inputs.
+type Framing struct {
+	// Type of framing. Defaults to Read.
+	// +optional
+	Type FramingType `json:"type,omitempty"`
+	// Delimiter ends each input (Delimiter framing); the input includes it.
+	// +optional
+	Delimiter string `json:"delimiter,omitempty"`
+	// DelimiterBase64 says Delimiter is base64-encoded bytes.
+	// +optional
+	DelimiterBase64 bool `json:"delimiterBase64,omitempty"`
+	// Length describes the length field of Length framing.
+	// +optional
+	Length *LengthField `json:"length,omitempty"`
+	// MaxFrameSize bounds one frame in bytes: a longer frame is an Error activity and closes
+	// the socket, and is never buffered past this size. Defaults to 65536.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=16777216
+	// +optional
+	MaxFrameSize *int32 `json:"maxFrameSize,omitempty"`
+}
+
+// Endian is the byte order of a length field.
+// +kubebuilder:validation:Enum=Big;Little
+type Endian string
+
+const (
+	EndianBig    Endian = "Big"
+	EndianLittle Endian = "Little"
+)
+
+// LengthFormat is how a length field is written, other than a fixed-size integer.
+// +kubebuilder:validation:Enum=MQTT
+type LengthFormat string
+
+// LengthMQTT is MQTT's variable-length integer of 1 to 4 bytes.
+const LengthMQTT LengthFormat = "MQTT"
+
+// LengthField locates a frame's size in its header: frame size = field value + Adjust.
+type LengthField struct {
+	// Offset of the field from the start of the frame, in bytes.
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	Offset int32 `json:"offset,omitempty"`
+	// Size of the field in bytes: 1, 2, 4 or 8. Defaults to 2. Ignored with Format.
+	// +kubebuilder:validation:Enum=1;2;4;8
+	// +optional
+	Size int32 `json:"size,omitempty"`
+	// Endian is the field's byte order. Defaults to Big.
+	// +optional
+	Endian Endian `json:"endian,omitempty"`
+	// Format MQTT reads MQTT's 1-4 byte variable-length integer instead of a fixed-size one.
+	// +optional
+	Format LengthFormat `json:"format,omitempty"`
+	// Adjust is added to the field's value to give the frame's whole size (for example +2
+	// for DNS over TCP, whose field excludes itself).
+	// +optional
+	Adjust int32 `json:"adjust,omitempty"`
+	// FillReplies writes each reply's own size into its length field before sending.
+	// +optional
+	FillReplies bool `json:"fillReplies,omitempty"`
+}
+
+// Transform rewrites inputs and replies with CEL expressions over the whole conversation.
+type Transform struct {
+	// Input is a CEL expression whose string (or bytes) result replaces each input before
+	// the rules see it.
+	// +optional
+	Input string `json:"input,omitempty"`
+	// Output is a CEL expression, with `output` bound to the reply, whose result replaces
+	// each reply before it is sent.
+	// +optional
+	Output string `json:"output,omitempty"`
+}
+
+// StartWhen holds a client back until shared memory says go.
+type StartWhen struct {
+	// Conditions over shared variables that must all hold.
+	// +optional
+	Conditions []Condition `json:"conditions,omitempty"`
+	// When is a CEL expression over shared variables that must hold as well.
+	// +optional
+	When string `json:"when,omitempty"`
+	// IPFromVariable takes the target host from this shared variable.
+	// +optional
+	IPFromVariable string `json:"ipFromVariable,omitempty"`
+	// PortFromVariable takes the target port from this shared variable.
+	// +optional
+	PortFromVariable string `json:"portFromVariable,omitempty"`
 }
 
 // TLS turns on encryption for the conversation; the certificates come from the connector.
@@ -257,8 +380,33 @@ type Socket struct {
 	RuleTriggeredClosing *bool `json:"ruleTriggeredClosing,omitempty"`
 }
 
+// SharedInit says how shared variables' defaults meet a store that already has values.
+// +kubebuilder:validation:Enum=KeepExisting;Overwrite
+type SharedInit string
+
+const (
+	// SharedInitKeepExisting writes defaults only where the store has no value.
+	SharedInitKeepExisting SharedInit = "KeepExisting"
+	// SharedInitOverwrite writes every default when the connector starts (Lope's
+	// multi_ext_connector_memory_overwrite_during_init).
+	SharedInitOverwrite SharedInit = "Overwrite"
+)
+
 // Memory declares variables by scope.
 type Memory struct {
+	// Space names the memory space whose shared variables this connector sees; every
+	// connector of one space shares them. In the cluster a space never crosses a namespace.
+	// Defaults to "default".
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9_.-]{1,63}$`
+	// +optional
+	Space string `json:"space,omitempty"`
+	// SharedInit says how shared defaults meet existing values. Defaults to KeepExisting.
+	// +optional
+	SharedInit SharedInit `json:"sharedInit,omitempty"`
+	// Shared variables are shared by every connector of the memory space (Lope's
+	// multi_extconn_level), kept in the shared-memory store.
+	// +optional
+	Shared []Variable `json:"shared,omitempty"`
 	// Global variables live as long as the connector and are shared by its conversations.
 	// +optional
 	Global []Variable `json:"global,omitempty"`
@@ -419,6 +567,9 @@ type Rule struct {
 	// Conditions must all hold for the rule to fire (and, for async runs, to run).
 	// +optional
 	Conditions []Condition `json:"conditions,omitempty"`
+	// When is a CEL expression that must hold as well as Conditions.
+	// +optional
+	When string `json:"when,omitempty"`
 	// Updates set variables when the rule fires.
 	// +optional
 	Updates []Update `json:"updates,omitempty"`
@@ -452,6 +603,10 @@ type Rule struct {
 	// Alert flags the activity as an alert (a Warning Event in the cluster).
 	// +optional
 	Alert bool `json:"alert,omitempty"`
+	// Framing switches the conversation's framing from the next input on (SMTP's DATA, or
+	// protocols whose first message is shaped differently from the rest). TCP only.
+	// +optional
+	Framing *Framing `json:"framing,omitempty"`
 }
 
 // Capture stores what a regex finds in the input into a variable.
@@ -487,6 +642,10 @@ type Update struct {
 	// FromVariable copies another variable (converted to this one's type) instead of Value.
 	// +optional
 	FromVariable string `json:"fromVariable,omitempty"`
+	// Expr is a CEL expression whose result (converted to the variable's type) is the new
+	// value, instead of Value or FromVariable.
+	// +optional
+	Expr string `json:"expr,omitempty"`
 }
 
 // MemoryOperation is a built-in operation over variables and literals.
