@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -239,17 +240,37 @@ conversation: {greetings: {value: "late;"}}
 	dialPeer(t, "tcp4", addr).expect("late;")
 }
 
-func TestConnectionQueueSetsTheBacklog(t *testing.T) {
-	h := start(t, `operation: {port: 1, connectionQueue: 37}`)
-	port := h.Connector.Addr().(*net.TCPAddr).Port
+// listenBacklog is the backlog ss reports for the listening socket on port: ss shows it
+// in the Send-Q column of listening sockets.
+func listenBacklog(t *testing.T, port int) string {
+	t.Helper()
 	out, err := exec.Command("ss", "-ltnH", fmt.Sprintf("sport = :%d", port)).Output()
 	if err != nil {
 		t.Fatalf("ss (Debian package iproute2): %v", err)
 	}
-	// Listening sockets show their backlog in ss's Send-Q column.
 	fields := strings.Fields(string(out))
-	if len(fields) < 3 || fields[2] != "37" {
-		t.Errorf("ss: %q", out)
+	if len(fields) < 3 {
+		t.Fatalf("ss: %q", out)
+	}
+	return fields[2]
+}
+
+func TestConnectionQueueDefaultsToTheSystemsMaximum(t *testing.T) {
+	somaxconn, err := os.ReadFile("/proc/sys/net/core/somaxconn")
+	if err != nil {
+		t.Skipf("no somaxconn to compare with: %v", err)
+	}
+	h := start(t, `operation: {port: 1}`)
+	port := h.Connector.Addr().(*net.TCPAddr).Port
+	if got, want := listenBacklog(t, port), strings.TrimSpace(string(somaxconn)); got != want {
+		t.Errorf("backlog %s, want the system's maximum %s", got, want)
+	}
+}
+
+func TestConnectionQueueSetsTheBacklog(t *testing.T) {
+	h := start(t, `operation: {port: 1, connectionQueue: 37}`)
+	if got := listenBacklog(t, h.Connector.Addr().(*net.TCPAddr).Port); got != "37" {
+		t.Errorf("backlog %s, want 37", got)
 	}
 }
 

@@ -61,12 +61,16 @@ func (c *Connector) serve(ln net.Listener, p *rules.Program) error {
 	return c.acceptLoop(ln, p)
 }
 
-// listenTCP listens on the rules' address with their connectionQueue.
+// listenTCP listens on the rules' address with their connectionQueue, or with the system's
+// maximum backlog (Go's) when the rules leave it unset.
 func (c *Connector) listenTCP(p *rules.Program) (net.Listener, error) {
 	network, address := c.address(p)
 	ln, err := net.Listen(network, address)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s/%s: %w", network, address, err)
+	}
+	if p.ConnectionQueue == 0 {
+		return ln, nil
 	}
 	if err := setBacklog(ln, p.ConnectionQueue); err != nil {
 		_ = ln.Close()

@@ -17,12 +17,13 @@ import (
 	"github.com/parley-dev/parley/rules/value"
 )
 
-// Defaults of the operation section (Lope's).
+// Defaults of the operation section (Lope's, but for the listen backlog: an unset
+// connectionQueue is the system's maximum, as Go's own listeners use, because a decoy is
+// scanned in bursts and Lope's 5 drops their SYNs).
 const (
-	DefaultConnectionQueue = 5
-	DefaultMaxInputSize    = 1024
-	DefaultMaxConnections  = 5
-	DefaultGenerateLength  = 12
+	DefaultMaxInputSize   = 1024
+	DefaultMaxConnections = 5
+	DefaultGenerateLength = 12
 	// MaxZeroDelayChain bounds chains of async runs scheduled without delay.
 	MaxZeroDelayChain = 64
 	// MaxChainRuns bounds the async runs scheduled without delay that one input, the start
@@ -175,7 +176,7 @@ func (c *compiler) operation(path *field.Path) {
 	}
 	p.InteractionTimeout = c.duration(path.Child("interactionTimeout"), op.InteractionTimeout)
 	p.ExecutionDelay = c.duration(path.Child("executionDelay"), op.ExecutionDelay)
-	p.ConnectionQueue = c.intIn(path.Child("connectionQueue"), op.ConnectionQueue, DefaultConnectionQueue, 1, 65535)
+	p.ConnectionQueue = c.intIn(path.Child("connectionQueue"), op.ConnectionQueue, 0, 1, 65535)
 	p.MaxInputSize = c.intIn(path.Child("maxInputSize"), op.MaxInputSize, DefaultMaxInputSize, 1, maxInputSizeLimit)
 	p.MaxConnections = c.intIn(path.Child("maxConcurrentConnections"), op.MaxConcurrentConnections, DefaultMaxConnections, 1, 1000000)
 	p.OnlyFirstHit = op.OnlyFirstHit

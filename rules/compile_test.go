@@ -232,7 +232,7 @@ conversation:
 		t.Fatal(errs)
 	}
 	if prog.Mode != v1alpha1.ModeServer || prog.Transport != v1alpha1.TransportTCP || prog.Encoding != v1alpha1.EncodingUTF8 ||
-		prog.ConnectionQueue != 5 || prog.MaxInputSize != 1024 || prog.MaxConnections != 5 || !prog.RuleClosing || prog.UpdateOnDetected {
+		prog.ConnectionQueue != 0 || prog.MaxInputSize != 1024 || prog.MaxConnections != 5 || !prog.RuleClosing || prog.UpdateOnDetected {
 		t.Errorf("defaults: %+v", prog)
 	}
 	if prog.Greetings == nil || prog.Default != nil {

@@ -52,6 +52,11 @@ func Lint(spec *v1alpha1.ConversationRulesSpec, p *Program) []Warning {
 			}
 		}
 	}
+	if q := p.ConnectionQueue; q > 0 && p.Mode == v1alpha1.ModeServer && p.Transport == v1alpha1.TransportTCP && q < p.MaxConnections {
+		add(op.Child("connectionQueue"),
+			"a backlog of %d cannot hold a burst of the %d peers maxConcurrentConnections allows: the kernel drops the SYNs beyond it and those peers wait 1 s or more before they retry; leave connectionQueue unset for the system's maximum",
+			q, p.MaxConnections)
+	}
 	if p.CloseAfterReplying && p.Session == nil {
 		switch {
 		case p.IdentifyByAddress:

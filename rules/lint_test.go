@@ -48,6 +48,10 @@ func TestLint(t *testing.T) {
 			[]string{"spec.operation.socket.closeAfterReplying: each request comes on a new socket, and with identifyBy: Address"}},
 		{"closeAfterReplying without a timeout", `{operation: {port: 1, identifyBy: IP, socket: {closeAfterReplying: true}}}`,
 			[]string{"spec.operation.socket.closeAfterReplying: without interactionTimeout"}},
+		{"small backlog, many peers", `{operation: {port: 1, connectionQueue: 5, maxConcurrentConnections: 100}}`,
+			[]string{"spec.operation.connectionQueue: a backlog of 5 cannot hold a burst of the 100 peers"}},
+		{"backlog as large as the cap", `{operation: {port: 1, connectionQueue: 100, maxConcurrentConnections: 100}}`, nil},
+		{"client mode has no backlog", `{operation: {port: 1, ip: h, mode: Client, connectionQueue: 1, maxConcurrentConnections: 100}}`, nil},
 		{"closeAfterReplying that works", `{operation: {port: 1, identifyBy: IP, interactionTimeout: 30s, socket: {closeAfterReplying: true}}}`, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

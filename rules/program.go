@@ -26,6 +26,7 @@ type Program struct {
 	Codec              codec.Codec
 	IdentifyByAddress  bool
 	InteractionTimeout time.Duration
+	// ConnectionQueue is the listen backlog; 0 leaves the system's maximum.
 	ConnectionQueue    int
 	MaxInputSize       int
 	MaxConnections     int

@@ -140,7 +140,8 @@ type Operation struct {
 	// +optional
 	InteractionTimeout *metav1.Duration `json:"interactionTimeout,omitempty"`
 
-	// ConnectionQueue is the listen backlog. Defaults to 5.
+	// ConnectionQueue is the listen backlog. Defaults to the system's maximum
+	// (net.core.somaxconn), so a burst of connections is not dropped; Lope's default was 5.
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=65535
 	// +optional

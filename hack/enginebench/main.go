@@ -71,7 +71,7 @@ const perConversation = 5
 
 // rulesYAML is a line service: greeting, PING answered, QUIT ending the conversation. Every
 // socket is its own conversation (identifyBy: Address): the clients all come from 127.0.0.1. The
-// listen backlog (connectionQueue, default 5) must hold the clients' concurrent dials.
+// listen backlog (connectionQueue) must hold the clients' concurrent dials.
 const rulesYAML = `
 operation: {port: 7000, interactionTimeout: 60s, identifyBy: Address, maxConcurrentConnections: 1000, connectionQueue: 4096}
 conversation:
