@@ -36,8 +36,32 @@ const deletesInFlight = 8
 // connector's.
 type RetentionReconciler struct {
 	client.Client
+	// Defaults apply where a connector's spec.activities leaves maxCount or ttl unset, and
+	// their TTL to the Activities a deleted connector left behind (keepOnDelete).
+	Defaults Retention
 	// Now is the clock; tests may replace it.
 	Now func() time.Time
+}
+
+// Retention is the operator's default Activity retention. Zero fields mean no limit.
+type Retention struct {
+	MaxCount int32
+	TTL      time.Duration
+}
+
+// retentionOf is the retention a connector's Activities get: its own maxCount and ttl, each
+// defaulting to the operator's; a nil maxCount or a zero ttl means no such limit (ttl: 0s
+// turns the default off).
+func retentionOf(p v1alpha1.ActivityPolicy, d Retention) (maxCount *int32, ttl time.Duration) {
+	maxCount = p.MaxCount
+	if maxCount == nil && d.MaxCount > 0 {
+		maxCount = &d.MaxCount
+	}
+	ttl = d.TTL
+	if p.TTL != nil {
+		ttl = p.TTL.Duration
+	}
+	return maxCount, max(ttl, 0)
 }
 
 // +kubebuilder:rbac:groups=parley.io,resources=activities,verbs=get;list;watch;delete
@@ -46,11 +70,17 @@ type RetentionReconciler struct {
 // Reconcile applies one connector's retention policy.
 func (r *RetentionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	var xc v1alpha1.ExternalConnector
-	if err := r.Get(ctx, req.NamespacedName, &xc); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
+	maxCount, ttl := (*int32)(nil), r.Defaults.TTL
+	switch err := r.Get(ctx, req.NamespacedName, &xc); {
+	case apierrors.IsNotFound(err):
+		// What is left of a deleted connector's Activities was kept on delete: they
+		// expire after the operator's default ttl. The others go with their owner.
+	case err != nil:
+		return ctrl.Result{}, err
+	default:
+		maxCount, ttl = retentionOf(xc.Spec.Activities, r.Defaults)
 	}
-	policy := xc.Spec.Activities
-	if policy.MaxCount == nil && policy.TTL == nil {
+	if maxCount == nil && ttl == 0 {
 		return ctrl.Result{}, nil
 	}
 	var list metav1.PartialObjectMetadataList
@@ -70,17 +100,17 @@ func (r *RetentionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	now := r.now()
 	expired := 0
 	var requeue time.Duration
-	if ttl := policy.TTL; ttl != nil {
-		for expired < len(items) && now.Sub(items[expired].CreationTimestamp.Time) >= ttl.Duration {
+	if ttl > 0 {
+		for expired < len(items) && now.Sub(items[expired].CreationTimestamp.Time) >= ttl {
 			expired++
 		}
 		if expired < len(items) {
-			requeue = ttl.Duration - now.Sub(items[expired].CreationTimestamp.Time) + time.Second
+			requeue = ttl - now.Sub(items[expired].CreationTimestamp.Time) + time.Second
 		}
 	}
 	excess := 0
-	if policy.MaxCount != nil {
-		excess = len(items) - int(*policy.MaxCount)
+	if maxCount != nil {
+		excess = len(items) - int(*maxCount)
 	}
 	doomed := items[:min(max(expired, excess, 0), len(items))]
 	if len(doomed) > maxDeletesPerPass {

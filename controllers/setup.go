@@ -26,6 +26,8 @@ type Defaults struct {
 	// while it returns nothing (the engine has not loaded its CA yet), reconciles write the
 	// rest and come back for it shortly.
 	EngineCA func() []byte
+	// Retention applies to connectors whose spec.activities leaves maxCount or ttl unset.
+	Retention Retention
 }
 
 // +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
@@ -43,7 +45,7 @@ func Setup(mgr ctrl.Manager, d Defaults) error {
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up the ExternalConnector controller: %w", err)
 	}
-	if err := (&RetentionReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+	if err := (&RetentionReconciler{Client: mgr.GetClient(), Defaults: d.Retention}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up Activity retention: %w", err)
 	}
 	return nil

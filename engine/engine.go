@@ -66,6 +66,10 @@ type Options struct {
 	StatusInterval time.Duration
 	// Registry receives the engine's metrics. Default: controller-runtime's registry.
 	Registry prometheus.Registerer
+	// AlertEvents caps the alert Events of one connector per minute (a burst of as many,
+	// then as many a minute); the alerts beyond it are summed up in one AlertsSuppressed
+	// Event a minute. Default 30.
+	AlertEvents int
 }
 
 // Engine serves connector streams. It implements manager.Runnable (on every replica) and
@@ -115,6 +119,9 @@ func New(mgr ctrl.Manager, opts Options) (*Engine, error) {
 	}
 	if opts.StatusInterval <= 0 {
 		opts.StatusInterval = 2 * time.Second
+	}
+	if opts.AlertEvents <= 0 {
+		opts.AlertEvents = 30
 	}
 	if opts.Registry == nil {
 		opts.Registry = metrics.Registry

@@ -28,6 +28,7 @@ import (
 func rulesYAML(version string) string {
 	return `
 operation: {port: 7000, interactionTimeout: 60s, identifyBy: Address}
+memory: {connection: [{name: password}]}
 conversation:
   greetings: {value: "+OK ready\r\n"}
   default:   {value: "-ERR unknown\r\n"}
@@ -35,7 +36,7 @@ conversation:
   rules:
   - {id: 1, mode: Sync, regex: "^PING", response: "+PONG ` + version + `\r\n"}
   - {id: 2, mode: Sync, regex: "^QUIT", ending: true}
-  - {id: 3, mode: Sync, regex: "^AUTH", response: "+OK\r\n", alert: true}
+  - {id: 3, mode: Sync, regex: "^AUTH", response: "+OK\r\n", alert: true, captures: [{regex: "^AUTH (\\S+)", variable: password}]}
 `
 }
 
@@ -253,7 +254,7 @@ func TestActivitiesReachTheCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"Connector:  decoy\n", "Rules:      lines generation 1 sha256:", ">> +OK ready\\r\\n\n",
-		"<< PING\\r\\n\n", ">> +PONG v1\\r\\n\n", "Input  ALERT  rule 3\n", "<< AUTH admin hunter2\\r\\n\n", "Ended  ending rule 2\n"} {
+		"<< PING\\r\\n\n", ">> +PONG v1\\r\\n\n", "Input  ALERT  rule 3  password=\"admin\"\n", "<< AUTH admin hunter2\\r\\n\n", "Ended  ending rule 2\n"} {
 		if !strings.Contains(dialogue.String(), want) {
 			t.Errorf("transcript lacks %q:\n%s", want, dialogue.String())
 		}
@@ -302,7 +303,7 @@ func TestActivitiesReachTheCluster(t *testing.T) {
 	}
 	f.waitEvent(t, "Started")
 	ev := f.waitEvent(t, "RuleAlert")
-	if ev.Type != "Warning" || !strings.Contains(ev.Note, `input "AUTH admin hunter2\r\n"`) {
+	if ev.Type != "Warning" || !strings.Contains(ev.Note, `input "AUTH *** hunter2\r\n"`) {
 		t.Errorf("RuleAlert event %s %q", ev.Type, ev.Note)
 	}
 }

@@ -156,7 +156,7 @@ func (e *Engine) receive(s *stream, b *enginev1.ActivityBatch) error {
 		}
 		if rec.Alert {
 			alerts++
-			e.alert(ec, s.pod, rec)
+			e.alert(s.cs, ec, s.pod, ActivityName(ec.Name, s.run.run, b.GetFirstSeq()+uint64(i)), rec)
 		}
 		if t := rec.Time.Time; t.After(newest) {
 			newest = t
@@ -226,7 +226,8 @@ func (e *Engine) written(cs *connectorState, rs *runState, pb *pendingBatch, r w
 // activityObject is the Activity for the seq-th activity of a connector process. The name
 // depends only on those, so that a replay writes the same object.
 func activityObject(ec *v1alpha1.ExternalConnector, run string, seq uint64, rec *v1alpha1.ActivityRecord) *v1alpha1.Activity {
-	labels := map[string]string{v1alpha1.LabelConnector: ec.Name, v1alpha1.LabelType: string(rec.Type)}
+	labels := map[string]string{v1alpha1.LabelConnector: ec.Name, v1alpha1.LabelType: string(rec.Type),
+		v1alpha1.LabelAlert: strconv.FormatBool(rec.Alert)}
 	if rec.Connection != nil && rec.Connection.ID != "" {
 		labels[v1alpha1.LabelConnection] = rec.Connection.ID
 	}
@@ -237,17 +238,18 @@ func activityObject(ec *v1alpha1.ExternalConnector, run string, seq uint64, rec 
 	if out := rec.Output; out != nil {
 		out.Text, out.Base64, out.Truncated = fitPayload(out.Text, out.Base64, out.Truncated)
 	}
-	return &v1alpha1.Activity{
-		ObjectMeta: metav1.ObjectMeta{
-			Name:      ActivityName(ec.Name, run, seq),
-			Namespace: ec.Namespace,
-			Labels:    labels,
-			OwnerReferences: []metav1.OwnerReference{{
-				APIVersion: v1alpha1.GroupVersion.String(), Kind: "ExternalConnector", Name: ec.Name, UID: ec.UID,
-			}},
-		},
+	act := &v1alpha1.Activity{
+		ObjectMeta:     metav1.ObjectMeta{Name: ActivityName(ec.Name, run, seq), Namespace: ec.Namespace, Labels: labels},
 		ActivityRecord: *rec,
 	}
+	// Owned, an Activity goes with its connector; kept on delete, it outlives it and
+	// expires by the operator's default ttl.
+	if !ec.Spec.Activities.KeepOnDelete {
+		act.OwnerReferences = []metav1.OwnerReference{{
+			APIVersion: v1alpha1.GroupVersion.String(), Kind: "ExternalConnector", Name: ec.Name, UID: ec.UID,
+		}}
+	}
+	return act
 }
 
 // ActivityName is <connector>-<run>-<seq>, the seq zero-padded to six digits so that names

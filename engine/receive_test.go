@@ -2,6 +2,7 @@ package engine
 
 import (
 	"encoding/base64"
+	"maps"
 	"strings"
 	"testing"
 
@@ -39,5 +40,25 @@ func TestActivityObjectFitsLargePayloads(t *testing.T) {
 	act = activityObject(ec, "0a1b2c3d", 2, small)
 	if *act.Output != (v1alpha1.OutputRecord{Bytes: 7, Text: "+PONG\r\n", Base64: "K1BPTkcNCg=="}) || act.Input.Truncated || act.Input.Text != "PING\r\n" {
 		t.Errorf("small payloads changed: %+v %+v", act.Input, act.Output)
+	}
+}
+
+// An Activity is owned by its connector, and so deleted with it, unless the connector keeps
+// its Activities on delete; either way it is labeled with its connector, type and alert.
+func TestActivityObjectOwnerAndLabels(t *testing.T) {
+	ec := &v1alpha1.ExternalConnector{}
+	ec.Name, ec.Namespace, ec.UID = "decoy", "ns", "uid-1"
+	rec := &v1alpha1.ActivityRecord{Type: v1alpha1.ActivityInput, Alert: true, Connection: &v1alpha1.ConnectionRef{ID: "c-000001"}}
+	act := activityObject(ec, "0a1b2c3d", 1, rec)
+	if len(act.OwnerReferences) != 1 || act.OwnerReferences[0].UID != "uid-1" || act.OwnerReferences[0].Kind != "ExternalConnector" {
+		t.Errorf("owners %+v", act.OwnerReferences)
+	}
+	want := map[string]string{v1alpha1.LabelConnector: "decoy", v1alpha1.LabelType: "Input", v1alpha1.LabelAlert: "true", v1alpha1.LabelConnection: "c-000001"}
+	if !maps.Equal(act.Labels, want) {
+		t.Errorf("labels %v, want %v", act.Labels, want)
+	}
+	ec.Spec.Activities.KeepOnDelete = true
+	if act := activityObject(ec, "0a1b2c3d", 2, rec); len(act.OwnerReferences) != 0 {
+		t.Errorf("kept on delete, yet owned: %+v", act.OwnerReferences)
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -33,6 +35,11 @@ type connectorState struct {
 	announcedHash string
 	// announcedPaused is the pause state last announced with a Paused or Resumed event.
 	announcedPaused *bool
+	// alertEvents caps the connector's alert Events; suppressedAlerts counts the alerts
+	// it held back since the last AlertsSuppressed event, sent at lastSuppressedEvent.
+	alertEvents         *rate.Limiter
+	suppressedAlerts    int64
+	lastSuppressedEvent time.Time
 	// lastDropWarning rate-limits the ActivitiesDropped event.
 	lastDropWarning     time.Time
 	droppedSinceWarning int64

@@ -45,6 +45,7 @@ func (e *Engine) flushStatus(ctx context.Context) {
 	}
 	e.mu.Unlock()
 	for _, cs := range states {
+		e.suppressedAlerts(ctx, cs)
 		if err := e.patchStatus(ctx, cs); err != nil {
 			e.metrics.statusPatches.WithLabelValues("error").Inc()
 			e.log.Error(err, "update connector status", "connector", cs.key.String())

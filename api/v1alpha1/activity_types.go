@@ -39,6 +39,7 @@ const (
 // +kubebuilder:resource:shortName=act,categories=parley
 // +kubebuilder:printcolumn:name="Connector",type=string,JSONPath=`.connector`
 // +kubebuilder:printcolumn:name="Type",type=string,JSONPath=`.type`
+// +kubebuilder:printcolumn:name="Alert",type=boolean,JSONPath=`.alert`
 // +kubebuilder:printcolumn:name="Peer",type=string,JSONPath=`.connection.peer`
 // +kubebuilder:printcolumn:name="Rules",type=string,JSONPath=`.rules.executed`
 // +kubebuilder:printcolumn:name="Input",type=string,JSONPath=`.input.preview`

@@ -59,6 +59,7 @@ const (
 	ReasonStopped            = "Stopped"
 	ReasonConnectorLost      = "ConnectorLost"
 	ReasonRuleAlert          = "RuleAlert"
+	ReasonAlertsSuppressed   = "AlertsSuppressed"
 	ReasonActivitiesDropped  = "ActivitiesDropped"
 	ReasonEngineConnected    = "Connected"
 	ReasonEngineDisconnected = "Disconnected"

@@ -124,13 +124,27 @@ type ActivityPolicy struct {
 	// +optional
 	Record RecordPolicy `json:"record,omitempty"`
 	// MaxCount keeps at most this many Activities of the connector, deleting the oldest.
+	// Defaults to the operator's --activity-max-count (the chart's 1000).
 	// +kubebuilder:validation:Minimum=0
 	// +optional
 	MaxCount *int32 `json:"maxCount,omitempty"`
-	// TTL deletes Activities older than this.
+	// TTL deletes Activities older than this; 0s keeps them however old. Defaults to the
+	// operator's --activity-ttl (the chart's 168h).
 	// +optional
 	TTL *metav1.Duration `json:"ttl,omitempty"`
+	// KeepOnDelete leaves the connector's Activities in place when it is deleted (they
+	// carry no owner reference); they then expire after the operator's --activity-ttl.
+	// +optional
+	KeepOnDelete bool `json:"keepOnDelete,omitempty"`
+	// RedactEvents masks captured values in the inputs that alert Events quote. Events are
+	// readable by anyone with the built-in view role, and captures are where credentials a
+	// peer tried end up. Defaults to true; the Activities keep everything.
+	// +optional
+	RedactEvents *bool `json:"redactEvents,omitempty"`
 }
+
+// Redacts says whether alert Events mask captured values (redactEvents, true by default).
+func (p ActivityPolicy) Redacts() bool { return p.RedactEvents == nil || *p.RedactEvents }
 
 // ConnectorPod holds pod options for connector pods.
 type ConnectorPod struct {

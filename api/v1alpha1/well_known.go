@@ -10,6 +10,9 @@ const (
 	LabelConnection = "parley.io/connection"
 	// LabelType is an Activity's type.
 	LabelType = "parley.io/type"
+	// LabelAlert is "true" on an Activity flagged as an alert, "false" otherwise, so that
+	// `kubectl get activities -l parley.io/alert=true` lists the alerts.
+	LabelAlert = "parley.io/alert"
 
 	// AnnotationTemplateHash records the Job spec a client-mode Job was made from; Jobs are
 	// immutable, so a different desired spec means a new Job.

@@ -300,11 +300,14 @@ func defaultFlags() map[string]string {
 		"--engine-namespace":          namespace,
 		"--engine-dns-names": strings.Join([]string{engineSvc, engineSvc + "." + namespace, engineSvc + "." + namespace + ".svc",
 			engineSvc + "." + namespace + ".svc.cluster.local"}, ","),
-		"--activity-qps":   "20",
-		"--activity-burst": "50",
-		"--activity-queue": "10000",
-		"--zap-log-level":  "info",
-		"--zap-encoder":    "json",
+		"--activity-qps":       "50",
+		"--activity-burst":     "300",
+		"--activity-queue":     "10000",
+		"--alert-events":       "30",
+		"--activity-max-count": "1000",
+		"--activity-ttl":       "168h",
+		"--zap-log-level":      "info",
+		"--zap-encoder":        "json",
 	}
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -32,8 +33,11 @@ func newOperatorCommand() *cobra.Command {
 	f.StringVar(&o.Engine.SecretName, "engine-secret", "parley-engine-tls", "Secret holding the engine's CA and serving certificate (made and renewed by the operator)")
 	f.StringVar(&o.Engine.SecretNamespace, "engine-namespace", os.Getenv("POD_NAMESPACE"), "namespace of --engine-secret (default: $POD_NAMESPACE)")
 	f.StringSliceVar(&o.Engine.DNSNames, "engine-dns-names", nil, "extra names in the engine's serving certificate (the host of --engine-address is always in it)")
-	f.Float64Var(&o.Engine.ActivityQPS, "activity-qps", 20, "Activity objects written per second at most, for all connectors together")
-	f.IntVar(&o.Engine.ActivityBurst, "activity-burst", 50, "burst of Activity writes above --activity-qps")
+	f.Float64Var(&o.Engine.ActivityQPS, "activity-qps", 50, "Activity objects written per second at most, for all connectors together")
+	f.IntVar(&o.Engine.ActivityBurst, "activity-burst", 300, "burst of Activity writes above --activity-qps")
+	f.IntVar(&o.Engine.AlertEvents, "alert-events", 30, "alert Events per connector and minute at most; the alerts beyond are counted in one AlertsSuppressed Event a minute")
+	f.Int32Var(&o.Retention.MaxCount, "activity-max-count", 1000, "Activities kept per connector whose spec.activities.maxCount is unset (0: no limit)")
+	f.DurationVar(&o.Retention.TTL, "activity-ttl", 7*24*time.Hour, "age at which Activities expire when their connector's spec.activities.ttl is unset, and Activities kept after their connector was deleted (0: never)")
 	f.IntVar(&o.Engine.ActivityQueue, "activity-queue", 10000, "activities waiting to be written before new ones are dropped (and counted)")
 	goflags := flag.NewFlagSet("zap", flag.ContinueOnError)
 	o.Zap.BindFlags(goflags)
