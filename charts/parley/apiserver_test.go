@@ -15,6 +15,7 @@ import (
 
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -182,6 +183,40 @@ func TestAPIServerAccepts(t *testing.T) {
 	}
 	can("parley", slices.Concat(all, local, never))
 	can("parley-watched", slices.Concat(watched, local, never))
+
+	// The roles aggregated into view and edit, bound as the aggregation controller (not part
+	// of envtest) would fold them in: a viewer reads Parley's kinds, never Secrets; an editor
+	// changes conversations and connectors, and never writes Activities, which the engine
+	// alone does.
+	for _, role := range []string{"view", "edit"} {
+		if err := k8s.Create(ctx, &rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "decoys", Name: "parley-" + role},
+			RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "parley-" + role},
+			Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: role + "-user", Namespace: namespace}},
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	can("view-user", []access{
+		{"list", "parley.io", "activities", "decoys", true},
+		{"watch", "parley.io", "activities", "decoys", true},
+		{"get", "parley.io", "externalconnectors", "decoys", true},
+		{"get", "parley.io", "conversationrules", "decoys", true},
+		{"list", "parley.io", "activitysinks", "decoys", true},
+		{"create", "parley.io", "conversationrules", "decoys", false},
+		{"delete", "parley.io", "activities", "decoys", false},
+		{"get", "", "secrets", "decoys", false},
+		{"list", "parley.io", "activities", "qa", false},
+	})
+	can("edit-user", []access{
+		{"create", "parley.io", "conversationrules", "decoys", true},
+		{"patch", "parley.io", "externalconnectors", "decoys", true},
+		{"update", "parley.io", "externalconnectors/scale", "decoys", true},
+		{"delete", "parley.io", "activities", "decoys", true},
+		{"create", "parley.io", "activities", "decoys", false},
+		{"update", "parley.io", "activities", "decoys", false},
+		{"get", "", "secrets", "decoys", false},
+	})
 }
 
 func unstructuredObjects(t *testing.T, out string) []*unstructured.Unstructured {

@@ -830,6 +830,18 @@ func TestRBAC(t *testing.T) {
 	}
 	checkLocalRole(t, m, "parley", sa)
 	checkCommon(t, m)
+	for role, into := range map[string][]string{"parley-view": {"view", "edit", "admin"}, "parley-edit": {"edit", "admin"}} {
+		cr := get[*rbacv1.ClusterRole](t, m, "ClusterRole", "", role)
+		for _, to := range into {
+			if cr.Labels["rbac.authorization.k8s.io/aggregate-to-"+to] != "true" {
+				t.Errorf("%s is not aggregated to %s: %v", role, to, cr.Labels)
+			}
+		}
+	}
+	if m = render(t, "--set", "rbac.aggregate=false"); len(m.kinds("ClusterRole")) != 1 {
+		t.Errorf("rbac.aggregate=false: ClusterRoles %v", m.kinds("ClusterRole"))
+	}
+	m = render(t)
 
 	// watchNamespaces: the same rules, bound in each watched namespace only.
 	for _, set := range []string{"watchNamespaces", "watchNamespacesCSV"} {
