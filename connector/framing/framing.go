@@ -183,4 +183,4 @@ func cutterFor(f *rules.Framing) cutter {
 type readCut struct{ max int }
 
 func (c readCut) cut(b []byte) (int, int, error) { return min(len(b), c.max), 0, nil }
-func (readCut) reset()                            {}
+func (readCut) reset()                           {}
