@@ -31,6 +31,7 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/yaml"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
@@ -115,6 +116,12 @@ func benchProgram(b *testing.B, transport v1alpha1.Transport) *rules.Program {
 // or "json").
 func startBenchParley(b *testing.B, transport v1alpha1.Transport, sinkKind string) *benchTarget {
 	b.Helper()
+	return startBenchProgram(b, benchProgram(b, transport), sinkKind)
+}
+
+// startBenchProgram serves prog as startBenchParley serves the bench rules.
+func startBenchProgram(b *testing.B, prog *rules.Program, sinkKind string) *benchTarget {
+	b.Helper()
 	var sink activity.Sink
 	var count func() int64
 	switch sinkKind {
@@ -130,7 +137,7 @@ func startBenchParley(b *testing.B, transport v1alpha1.Transport, sinkKind strin
 	reg := activity.NewRegister(sink, 0, nil)
 	go reg.Run()
 	ip, port := "127.0.0.1", 0
-	c, err := connector.New(benchProgram(b, transport), connector.Options{
+	c, err := connector.New(prog, connector.Options{
 		Name: "bench", Register: reg, IP: &ip, Port: &port,
 		UDPPeerRate: -1, // no per-peer limit, as `parley run --udp-peer-rate 0`
 	})
@@ -297,7 +304,46 @@ func benchExpect(conn net.Conn, buf []byte, want string) error {
 // BenchmarkTCPRoundTrip: PING/PONG round trips over 16 persistent connections, opened and
 // greeted before the timer starts.
 func BenchmarkTCPRoundTrip(b *testing.B) {
-	benchServers(b, v1alpha1.TransportTCP, func(b *testing.B, addr string) {
+	benchServers(b, v1alpha1.TransportTCP, benchRoundTrips)
+}
+
+// BenchmarkTCPRoundTripFraming: the round trips of BenchmarkTCPRoundTrip against the same
+// rules read as Lope reads them (one read, one input) and with Delimiter framing on "\r\n",
+// in one run, so their ratio says what framing costs (docs/performance.md).
+func BenchmarkTCPRoundTripFraming(b *testing.B) {
+	for _, tc := range []struct{ name, framing string }{
+		{"read", ""},
+		{"delimiter", `{type: Delimiter, delimiter: "\r\n"}`},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			prog := benchProgram(b, v1alpha1.TransportTCP)
+			if tc.framing != "" {
+				var f v1alpha1.Framing
+				if err := yaml.UnmarshalStrict([]byte(tc.framing), &f); err != nil {
+					b.Fatal(err)
+				}
+				spec := v1alpha1.ConversationRulesSpec{}
+				src := bytes.ReplaceAll([]byte(benchSpec), []byte("%TRANSPORT%"), []byte(v1alpha1.TransportTCP))
+				if err := yaml.UnmarshalStrict(src, &spec); err != nil {
+					b.Fatal(err)
+				}
+				spec.Operation.Framing = &f
+				var errs field.ErrorList
+				if prog, errs = rules.Compile("bench", 1, &spec); len(errs) > 0 {
+					b.Fatal(errs.ToAggregate())
+				}
+			}
+			t := startBenchProgram(b, prog, "discard")
+			benchRoundTrips(b, t.addr)
+			b.StopTimer()
+			t.stop()
+		})
+	}
+}
+
+// benchRoundTrips runs PING/PONG round trips against addr over persistent connections.
+func benchRoundTrips(b *testing.B, addr string) {
+	{
 		n := benchParallelism(b)
 		conns := make(chan net.Conn, n)
 		buf := make([]byte, 64)
@@ -332,7 +378,7 @@ func BenchmarkTCPRoundTrip(b *testing.B) {
 		})
 		b.StopTimer()
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "rt/s")
-	})
+	}
 }
 
 // BenchmarkTCPConnectPerRequest: connect, read the greeting, PING/PONG, close, from 16

@@ -86,6 +86,7 @@ func (cv *conversation) handleInput(s socket, raw []byte, truncated bool) {
 	}
 	replied(a)
 	cv.record(a)
+	switchFraming(s, fired)
 	cv.afterReply(s, sent, ending, closing, fired)
 }
 
@@ -176,6 +177,7 @@ func (cv *conversation) send(s socket, a *v1alpha1.ActivityRecord) int {
 	if _, isUDP := s.(*udpPeer); isUDP && cv.rxDatagrams < 2 {
 		wire, ends = cv.amplificationGuard(a, wire, ends)
 	}
+	wire, ends = fillLengths(s, a, wire, ends)
 	n, err := s.send(wire, ends)
 	cv.txBytes += n
 	cv.wrote(a, wire[:n])

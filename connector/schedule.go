@@ -198,6 +198,7 @@ func (cv *conversation) runTask(t *task) {
 		cv.scheduleFrom(r, from, rr)
 		replied(a)
 		cv.record(a)
+		switchFraming(s, []*rules.Rule{r})
 		cv.afterReply(s, sent, r.Ending, r.CloseConnection, []*rules.Rule{r})
 		if cv.ended {
 			return

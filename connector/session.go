@@ -184,14 +184,26 @@ func (c *Connector) serveSessionStream(p *rules.Program, s *streamSocket, detail
 		_ = s.conn.Close()
 		return
 	}
-	if t := p.InteractionTimeout; t > 0 {
-		_ = s.conn.SetReadDeadline(time.Now().Add(t))
+	var (
+		first     []byte
+		truncated bool
+		err       error
+		framed    *frameReader
+	)
+	if f := framingOf(p); f != nil {
+		framed, first, truncated, err = firstFrame(p, s, f)
+	} else {
+		if t := p.InteractionTimeout; t > 0 {
+			_ = s.conn.SetReadDeadline(time.Now().Add(t))
+		}
+		buf := make([]byte, p.MaxInputSize)
+		var n int
+		n, err = s.conn.Read(buf)
+		_ = s.conn.SetReadDeadline(time.Time{})
+		first, truncated = buf[:n], n >= len(buf)
 	}
-	buf := make([]byte, p.MaxInputSize)
-	n, err := s.conn.Read(buf)
 	c.waiting.Add(-1)
-	_ = s.conn.SetReadDeadline(time.Time{})
-	if n == 0 {
+	if len(first) == 0 {
 		msg := "socket closed before its first input"
 		if err != nil {
 			msg += ": " + err.Error()
@@ -204,12 +216,16 @@ func (c *Connector) serveSessionStream(p *rules.Program, s *streamSocket, detail
 		return
 	}
 	c.holdSocket(s.raw) // it goes to a conversation now: Shutdown ends it, with its socket
-	cv := c.routeSession(p, s, buf[:n], false, detail)
+	cv := c.routeSession(p, s, first, false, detail)
 	if cv == nil {
 		_ = s.conn.Close()
 		return
 	}
-	cv = cv.input(s, buf[:n], n >= len(buf))
+	cv = cv.input(s, first, truncated)
+	if framed != nil {
+		c.framedLoop(cv, framed)
+		return
+	}
 	if err != nil {
 		_ = s.conn.Close()
 		cv.socketClosed(s, err)

@@ -10,6 +10,7 @@ import (
 	"github.com/pion/dtls/v3"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
+	"github.com/parley-dev/parley/rules"
 )
 
 // maxDTLSRecord is the largest plaintext a DTLS record carries (2^14 bytes).
@@ -35,6 +36,11 @@ type streamSocket struct {
 	writeTimeout time.Duration
 	byUs         atomic.Bool
 	detail       string // the TLS session of a client socket, for the Connected activity
+	// framing is what the reader cuts inputs with (nil: the plain read loop), for
+	// fillReplies; next is a framing a fired rule asks for, taken by the reader before the
+	// next input (framed.go).
+	framing atomic.Pointer[rules.Framing]
+	next    atomic.Pointer[rules.Framing]
 }
 
 func (s *streamSocket) send(buf []byte, ends []int) (int, error) {
@@ -66,6 +72,10 @@ func (s *streamSocket) remote() netip.AddrPort { return s.peer }
 
 // readLoop turns reads into inputs until the socket closes.
 func (c *Connector) readLoop(cv *conversation, s *streamSocket) {
+	if f := framingOf(cv.prog); f != nil {
+		c.framedLoop(cv, newFrameReader(s, f))
+		return
+	}
 	limit := cv.prog.MaxInputSize
 	size := limit
 	if s.datagrams {

@@ -465,6 +465,21 @@ func TestRedis(t *testing.T) {
 		srv.waitEnded(t, mark)
 	})
 
+	t.Run("pipelined commands get one reply each", func(t *testing.T) {
+		mark := srv.mark()
+		// --pipe writes every command at once (then an ECHO it waits for): with RESP framing
+		// each command is its own input, whatever reads they arrive in.
+		cmds := strings.Repeat("*1\r\n$4\r\nPING\r\n", 50) + "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$3\r\nv v\r\n" + "PING\r\n"
+		out := runOK(t, cmds, cli, "-h", "127.0.0.1", "-p", port, "--pipe")
+		wantContains(t, "--pipe", out, "errors: 0, replies: 52")
+		acts := srv.waitEnded(t, mark)
+		want := append(slices.Repeat([]int32{1}, 50), 3, 1, 12)
+		if got := executed(acts); !slices.Equal(got, want) {
+			t.Errorf("executed %v, want %v", got, want)
+		}
+		wantValues(t, acts, "captured val", captured(acts, "val"), "v v")
+	})
+
 	t.Run("CONFIG SET and SLAVEOF alert", func(t *testing.T) {
 		mark := srv.mark()
 		out := runOK(t, "CONFIG SET dir /root/.ssh\nSLAVEOF 203.0.113.7 21000\nFLUSHALL\n", cli, "--no-raw", "-h", "127.0.0.1", "-p", port)

@@ -121,6 +121,7 @@ func (c *compiler) add(err *field.Error) { c.errs = append(c.errs, err) }
 func (c *compiler) compile() *Program {
 	c.p = &Program{}
 	c.operation(c.root.Child("operation"))
+	c.operationFraming(c.root.Child("operation"))
 	c.session(c.root.Child("operation", "session"))
 	c.memory(c.root.Child("memory"))
 	c.conversation(c.root.Child("conversation"))

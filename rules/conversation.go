@@ -175,6 +175,7 @@ func (c *compiler) rule(path *field.Path, s *v1alpha1.Rule) *Rule {
 	if s.SessionUpdate != nil {
 		r.SessionUpdate = c.sessionUpdate(path.Child("sessionUpdate"), s.SessionUpdate)
 	}
+	r.Framing = c.ruleFraming(path.Child("framing"), s.Framing)
 	if s.ReconnectBefore && c.spec.Operation.Mode != v1alpha1.ModeClient {
 		c.add(field.Invalid(path.Child("reconnectBefore"), true, "only client mode can reconnect"))
 	}

@@ -41,6 +41,10 @@ type Program struct {
 	AlertAll         bool
 	// Session, when set, identifies logical connections by an id in the payload.
 	Session *Session
+	// Framing cuts a TCP stream into inputs; nil is Read (one read is one input).
+	Framing *Framing
+	// Reframes says some rule switches its socket's framing.
+	Reframes bool
 
 	Global     []*Variable
 	Connection []*Variable
@@ -107,6 +111,9 @@ type Rule struct {
 	ReconnectBefore bool
 	Ending          bool
 	Alert           bool
+	// Framing, when set, becomes the framing of the socket the rule answered, from the next
+	// input on.
+	Framing *Framing
 }
 
 // Group is a compiled rule group.

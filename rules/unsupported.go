@@ -13,9 +13,6 @@ func (c *compiler) unsupported() {
 	const why = "not supported by this version of Parley"
 	op := &c.spec.Operation
 	path := c.root.Child("operation")
-	if op.Framing != nil {
-		c.add(field.Forbidden(path.Child("framing"), why))
-	}
 	if op.Transform != nil {
 		c.add(field.Forbidden(path.Child("transform"), why))
 	}
@@ -38,9 +35,6 @@ func (c *compiler) unsupported() {
 			r, rp := &rs[i], path.Index(i)
 			if r.When != "" {
 				c.add(field.Forbidden(rp.Child("when"), why))
-			}
-			if r.Framing != nil {
-				c.add(field.Forbidden(rp.Child("framing"), why))
 			}
 			for j, u := range r.Updates {
 				if u.Expr != "" {
