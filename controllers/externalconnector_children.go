@@ -22,6 +22,8 @@ import (
 type observed struct {
 	deployment *appsv1.Deployment
 	job        *batchv1.Job
+	// pods are the connector's pods, by name, to explain a workload that is not ready.
+	pods []corev1.Pod
 	// invalid says why no workload can be made for the connector (a bad name).
 	invalid string
 }

@@ -3,11 +3,13 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"sort"
 
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -56,6 +58,7 @@ type ExternalConnectorReconciler struct {
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
 
 // Reconcile resolves the connector's rules, keeps its workload in shape and reports status.
 // Its steps, each idempotent: the finalizer; the rules (externalconnector_rules.go); the
@@ -97,6 +100,9 @@ func (r *ExternalConnectorReconciler) Reconcile(ctx context.Context, req ctrl.Re
 				w = seen
 			}
 		}
+	}
+	if w.pods, err = r.podsOf(ctx, &ec); err != nil {
+		return ctrl.Result{}, err
 	}
 	setStatus(&ec, res, w, werr)
 	if err := r.writeStatus(ctx, old, &ec); err != nil {
@@ -165,10 +171,32 @@ func (r *ExternalConnectorReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&corev1.Service{}).
 		// Metadata only: the operator does not keep every Secret of the cluster in memory.
 		Owns(&corev1.Secret{}, builder.OnlyMetadata).
+		// Pods explain a workload that is not ready (unschedulable, an image not pulled).
+		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(connectorOfPod)).
 		Watches(&v1alpha1.ConversationRules{}, handler.EnqueueRequestsFromMapFunc(r.connectorsOf),
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Named("externalconnector").
 		Complete(r)
+}
+
+// podsOf lists the connector's pods (from the cache, which holds connector pods only), by
+// name.
+func (r *ExternalConnectorReconciler) podsOf(ctx context.Context, ec *v1alpha1.ExternalConnector) ([]corev1.Pod, error) {
+	var list corev1.PodList
+	if err := r.List(ctx, &list, client.InNamespace(ec.Namespace), client.MatchingLabels{v1alpha1.LabelConnector: ec.Name}); err != nil {
+		return nil, fmt.Errorf("list the pods of ExternalConnector %s/%s: %w", ec.Namespace, ec.Name, err)
+	}
+	sort.Slice(list.Items, func(i, j int) bool { return list.Items[i].Name < list.Items[j].Name })
+	return list.Items, nil
+}
+
+// connectorOfPod maps a connector pod to its connector.
+func connectorOfPod(_ context.Context, o client.Object) []reconcile.Request {
+	name := o.GetLabels()[v1alpha1.LabelConnector]
+	if name == "" {
+		return nil
+	}
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: name}}}
 }
 
 // connectorsOf maps ConversationRules to the connectors of their namespace that name them or

@@ -275,8 +275,19 @@ func checkPod(t *testing.T, ns, name string, p corev1.PodTemplateSpec, port int3
 	if !reflect.DeepEqual(env, want) {
 		t.Errorf("env %v, want %v", env, want)
 	}
-	if len(c.Ports) != 1 || c.Ports[0].Name != "conversation" || c.Ports[0].ContainerPort != port || c.Ports[0].Protocol != proto {
+	if len(c.Ports) == 0 || c.Ports[0].Name != "conversation" || c.Ports[0].ContainerPort != port || c.Ports[0].Protocol != proto {
 		t.Errorf("ports %+v, want conversation %d/%s", c.Ports, port, proto)
+	}
+	// Ready once it serves and is connected to the engine: /readyz on the metrics port,
+	// which the host network turns off.
+	if p.Spec.HostNetwork {
+		if len(c.Ports) != 1 || c.ReadinessProbe != nil {
+			t.Errorf("on the host network: ports %+v, readiness probe %+v", c.Ports, c.ReadinessProbe)
+		}
+	} else if len(c.Ports) != 2 || c.Ports[1].Name != "metrics" || c.Ports[1].ContainerPort != 9090 ||
+		c.ReadinessProbe == nil || c.ReadinessProbe.HTTPGet == nil || c.ReadinessProbe.HTTPGet.Path != "/readyz" ||
+		c.ReadinessProbe.HTTPGet.Port.String() != "metrics" {
+		t.Errorf("ports %+v, readiness probe %+v: want /readyz on metrics 9090", c.Ports, c.ReadinessProbe)
 	}
 	mount := mountOf(c, "/var/run/parley/engine")
 	if mount == nil || !mount.ReadOnly {
@@ -786,7 +797,12 @@ func TestClientJobSucceedsOrFails(t *testing.T) {
 	absent(t, ns, "ok", &appsv1.Deployment{})
 
 	start := metav1.NewTime(time.Now().Add(-time.Minute).Truncate(time.Second))
-	change(t, &job, true, func() { job.Status.StartTime, job.Status.Active = &start, 1 })
+	// Its pod runs but is not ready (it has not reached the engine): not Ready yet.
+	change(t, &job, true, func() { job.Status.StartTime, job.Status.Active, job.Status.Ready = &start, 1, new(int32(0)) })
+	connectorWhen(t, ns, "ok", "active, not ready", func(ec *v1alpha1.ExternalConnector) error {
+		return hasCondition(ec, "Ready", metav1.ConditionFalse, "JobPending", "no ready pod")
+	})
+	change(t, &job, true, func() { job.Status.Ready = new(int32(1)) })
 	connectorWhen(t, ns, "ok", "Running", func(ec *v1alpha1.ExternalConnector) error {
 		if err := hasCondition(ec, "Ready", metav1.ConditionTrue, "JobRunning"); err != nil {
 			return err
@@ -795,7 +811,7 @@ func TestClientJobSucceedsOrFails(t *testing.T) {
 	})
 	change(t, &job, true, func() {
 		now := metav1.Now()
-		job.Status.Active, job.Status.Succeeded, job.Status.CompletionTime = 0, 1, &now
+		job.Status.Active, job.Status.Ready, job.Status.Succeeded, job.Status.CompletionTime = 0, new(int32(0)), 1, &now
 		job.Status.Conditions = []batchv1.JobCondition{
 			{Type: batchv1.JobSuccessCriteriaMet, Status: corev1.ConditionTrue, LastTransitionTime: now},
 			{Type: batchv1.JobComplete, Status: corev1.ConditionTrue, LastTransitionTime: now},
@@ -1037,4 +1053,55 @@ func TestScaleSubresource(t *testing.T) {
 	if want := "app.kubernetes.io/component=connector,app.kubernetes.io/name=parley,parley.io/connector=scaled"; got.Spec.Replicas != 3 || got.Status.Selector != want {
 		t.Errorf("scale %+v, want 3 replicas and selector %s", got, want)
 	}
+}
+
+// A connector whose pod cannot be scheduled, or whose client Job's pod is not ready, is not
+// Ready, and says why; once the pod is ready, it is.
+func TestPendingPodsExplainReadiness(t *testing.T) {
+	ns := namespace(t)
+	createRules(t, ns, "r", serverRules)
+	createConnector(t, ns, "stuck", `{rules: r, replicas: 2}`)
+	connectorWhen(t, ns, "stuck", "waiting for replicas", func(ec *v1alpha1.ExternalConnector) error {
+		return hasCondition(ec, "Ready", metav1.ConditionFalse, "ReplicasNotReady")
+	})
+	// Play the Deployment controller, scheduler and kubelet, which envtest lacks: one pod
+	// ready, one that cannot be scheduled.
+	setDeploymentReady(t, ns, "stuck", 1)
+	ready := connectorPod(t, ns, "stuck", "stuck-a")
+	change(t, ready, true, func() {
+		ready.Status.Phase = corev1.PodRunning
+		ready.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
+	})
+	pending := connectorPod(t, ns, "stuck", "stuck-b")
+	change(t, pending, true, func() {
+		pending.Status.Phase = corev1.PodPending
+		pending.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: "Unschedulable",
+			Message: "0/1 nodes are available: 1 node(s) didn't have free ports for the requested pod ports."}}
+	})
+	connectorWhen(t, ns, "stuck", "Unschedulable", func(ec *v1alpha1.ExternalConnector) error {
+		if err := hasCondition(ec, "Ready", metav1.ConditionFalse, "Unschedulable",
+			"1/2 replicas", "pod stuck-b cannot be scheduled", "didn't have free ports"); err != nil {
+			return err
+		}
+		return phaseIs(v1alpha1.PhaseRunning)(ec)
+	})
+	change(t, pending, true, func() {
+		pending.Status.Phase = corev1.PodRunning
+		pending.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
+	})
+	setDeploymentReady(t, ns, "stuck", 2)
+	connectorWhen(t, ns, "stuck", "Ready", func(ec *v1alpha1.ExternalConnector) error {
+		return hasCondition(ec, "Ready", metav1.ConditionTrue, "ReplicasReady", "2/2")
+	})
+}
+
+// connectorPod creates a pod as the connector's Deployment would, labeled as its pods are.
+func connectorPod(t *testing.T, ns, connector, name string) *corev1.Pod {
+	t.Helper()
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labelsOf(connector)},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "connector", Image: "parley:test"}}}}
+	if err := k8s.Create(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

@@ -66,15 +66,21 @@ func workloadState(w observed) (v1alpha1.Phase, metav1.Condition) {
 			want = *d.Spec.Replicas
 		}
 		ready := d.Status.ReadyReplicas
+		// A connector pod is ready when it serves and is connected to the engine (its
+		// readiness probe): Ready means every replica wanted is.
 		switch {
-		case ready > 0:
+		case want == 0:
+			c.Reason, c.Message = v1alpha1.ReasonScaledToZero, fmt.Sprintf("Deployment %s is scaled to 0 replicas", d.Name)
+			return v1alpha1.PhasePending, c
+		case ready >= want:
 			c.Status, c.Reason = metav1.ConditionTrue, v1alpha1.ReasonReplicasReady
 			c.Message = fmt.Sprintf("%d/%d replicas of Deployment %s ready", ready, want, d.Name)
 			return v1alpha1.PhaseRunning, c
-		case want == 0:
-			c.Reason, c.Message = v1alpha1.ReasonScaledToZero, fmt.Sprintf("Deployment %s is scaled to 0 replicas", d.Name)
-		default:
-			c.Reason, c.Message = v1alpha1.ReasonReplicasNotReady, fmt.Sprintf("0/%d replicas of Deployment %s ready", want, d.Name)
+		}
+		c.Reason, c.Message = v1alpha1.ReasonReplicasNotReady, fmt.Sprintf("%d/%d replicas of Deployment %s ready", ready, want, d.Name)
+		explainPods(&c, w.pods)
+		if ready > 0 {
+			return v1alpha1.PhaseRunning, c // some serve
 		}
 		return v1alpha1.PhasePending, c
 	case w.job != nil:
@@ -87,16 +93,70 @@ func workloadState(w observed) (v1alpha1.Phase, metav1.Condition) {
 			c.Reason, c.Message = v1alpha1.ReasonJobFailed, fmt.Sprintf("Job %s failed: %s %s", j.Name, end.Reason, end.Message)
 			return v1alpha1.PhaseFailed, c
 		}
-		if j.Status.Active > 0 {
+		if j.Status.Ready != nil && *j.Status.Ready > 0 {
 			c.Status, c.Reason = metav1.ConditionTrue, v1alpha1.ReasonJobRunning
-			c.Message = fmt.Sprintf("Job %s has %d active pod(s)", j.Name, j.Status.Active)
+			c.Message = fmt.Sprintf("Job %s has %d ready pod(s)", j.Name, *j.Status.Ready)
 			return v1alpha1.PhaseRunning, c
 		}
-		c.Reason, c.Message = v1alpha1.ReasonJobPending, fmt.Sprintf("Job %s has no active pod yet", j.Name)
+		c.Reason, c.Message = v1alpha1.ReasonJobPending, fmt.Sprintf("Job %s has no ready pod yet", j.Name)
+		explainPods(&c, w.pods)
 		return v1alpha1.PhasePending, c
 	}
 	c.Reason, c.Message = v1alpha1.ReasonRulesNotResolved, "no workload yet"
 	return v1alpha1.PhasePending, c
+}
+
+// explainPods adds to a Ready condition that is not true why the first pod in trouble is:
+// one that cannot be scheduled (reason Unschedulable: a hostPort taken, no node matching), a
+// container that waits (ContainerWaiting: an image that cannot be pulled, a crash loop), or a
+// running pod whose readiness probe fails (it is not connected to the engine, or does not
+// serve yet). Pods being deleted are left out.
+func explainPods(c *metav1.Condition, pods []corev1.Pod) {
+	for i := range pods {
+		p := &pods[i]
+		if p.DeletionTimestamp != nil || podReady(p) || p.Status.Phase == corev1.PodSucceeded {
+			continue
+		}
+		for _, pc := range p.Status.Conditions {
+			if pc.Type == corev1.PodScheduled && pc.Status == corev1.ConditionFalse {
+				c.Reason = v1alpha1.ReasonUnschedulable
+				c.Message += fmt.Sprintf("; pod %s cannot be scheduled: %s", p.Name, firstNonEmpty(pc.Message, pc.Reason))
+				return
+			}
+		}
+		for _, cs := range p.Status.ContainerStatuses {
+			if w := cs.State.Waiting; w != nil && w.Reason != "" && w.Reason != "ContainerCreating" {
+				c.Reason = v1alpha1.ReasonContainerWaiting
+				c.Message += fmt.Sprintf("; pod %s: container %s is waiting: %s", p.Name, cs.Name, w.Reason)
+				if w.Message != "" {
+					c.Message += ": " + w.Message
+				}
+				return
+			}
+		}
+		if p.Status.Phase == corev1.PodRunning {
+			c.Message += fmt.Sprintf("; pod %s runs but is not ready: it is not connected to the engine or does not serve yet (its /readyz says which)", p.Name)
+			return
+		}
+	}
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
 }
 
 // terminating is the phase and the Ready condition of a deleted connector while it ends.

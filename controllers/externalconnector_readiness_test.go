@@ -33,9 +33,37 @@ func deployment(replicas *int32, ready int32) *appsv1.Deployment {
 		Status: appsv1.DeploymentStatus{Replicas: ready, ReadyReplicas: ready}}
 }
 
+// job is a Job whose active pods are all ready.
 func job(active int32, conditions ...batchv1.JobCondition) *batchv1.Job {
 	return &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: "decoy"},
-		Status: batchv1.JobStatus{Active: active, Conditions: conditions}}
+		Status: batchv1.JobStatus{Active: active, Ready: &active, Conditions: conditions}}
+}
+
+// pod is a connector pod in a state that explains why it is not ready.
+func pod(name string, mutate func(*corev1.Pod)) corev1.Pod {
+	p := corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name}, Status: corev1.PodStatus{Phase: corev1.PodPending}}
+	mutate(&p)
+	return p
+}
+
+func unschedulable(p *corev1.Pod) {
+	p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: "Unschedulable",
+		Message: "0/1 nodes are available: 1 node(s) didn't have free ports for the requested pod ports."}}
+}
+
+func imagePullBackOff(p *corev1.Pod) {
+	p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "connector", State: corev1.ContainerState{
+		Waiting: &corev1.ContainerStateWaiting{Reason: "ImagePullBackOff", Message: `Back-off pulling image "parley:nope"`}}}}
+}
+
+func runningNotReady(p *corev1.Pod) {
+	p.Status.Phase = corev1.PodRunning
+	p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionFalse}}
+}
+
+func runningReady(p *corev1.Pod) {
+	p.Status.Phase = corev1.PodRunning
+	p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
 }
 
 var (
@@ -69,9 +97,25 @@ func TestReadiness(t *testing.T) {
 		{name: "Deployment ready", ec: connector(), res: resolved, w: observed{deployment: deployment(new(int32(3)), 3)},
 			phase: v1alpha1.PhaseRunning, status: metav1.ConditionTrue, reason: v1alpha1.ReasonReplicasReady,
 			message: "3/3 replicas of Deployment decoy ready"},
-		{name: "Deployment partly ready runs", ec: connector(), res: resolved, w: observed{deployment: deployment(new(int32(3)), 1)},
-			phase: v1alpha1.PhaseRunning, status: metav1.ConditionTrue, reason: v1alpha1.ReasonReplicasReady,
+		{name: "Deployment partly ready runs, not Ready", ec: connector(), res: resolved, w: observed{deployment: deployment(new(int32(3)), 1)},
+			phase: v1alpha1.PhaseRunning, status: metav1.ConditionFalse, reason: v1alpha1.ReasonReplicasNotReady,
 			message: "1/3 replicas of Deployment decoy ready"},
+		{name: "a pod that cannot be scheduled", ec: connector(), res: resolved,
+			w: observed{deployment: deployment(new(int32(2)), 1), pods: []corev1.Pod{pod("decoy-a", runningReady), pod("decoy-b", unschedulable)}},
+			phase: v1alpha1.PhaseRunning, status: metav1.ConditionFalse, reason: v1alpha1.ReasonUnschedulable,
+			message: "1/2 replicas of Deployment decoy ready; pod decoy-b cannot be scheduled: 0/1 nodes are available: 1 node(s) didn't have free ports for the requested pod ports."},
+		{name: "an image that cannot be pulled", ec: connector(), res: resolved,
+			w:     observed{deployment: deployment(new(int32(1)), 0), pods: []corev1.Pod{pod("decoy-a", imagePullBackOff)}},
+			phase: v1alpha1.PhasePending, status: metav1.ConditionFalse, reason: v1alpha1.ReasonContainerWaiting,
+			message: `0/1 replicas of Deployment decoy ready; pod decoy-a: container connector is waiting: ImagePullBackOff: Back-off pulling image "parley:nope"`},
+		{name: "a running pod not connected to the engine", ec: connector(), res: resolved,
+			w:     observed{deployment: deployment(new(int32(1)), 0), pods: []corev1.Pod{pod("decoy-a", runningNotReady)}},
+			phase: v1alpha1.PhasePending, status: metav1.ConditionFalse, reason: v1alpha1.ReasonReplicasNotReady,
+			message: "0/1 replicas of Deployment decoy ready; pod decoy-a runs but is not ready: it is not connected to the engine or does not serve yet (its /readyz says which)"},
+		{name: "a Job whose pod waits for a port", ec: connector(), res: resolved,
+			w:     observed{job: &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: "decoy"}, Status: batchv1.JobStatus{Active: 1}}, pods: []corev1.Pod{pod("decoy-x", unschedulable)}},
+			phase: v1alpha1.PhasePending, status: metav1.ConditionFalse, reason: v1alpha1.ReasonUnschedulable,
+			message: "Job decoy has no ready pod yet; pod decoy-x cannot be scheduled: 0/1 nodes are available: 1 node(s) didn't have free ports for the requested pod ports."},
 		{name: "Deployment not ready", ec: connector(), res: resolved, w: observed{deployment: deployment(new(int32(2)), 0)},
 			phase: v1alpha1.PhasePending, status: metav1.ConditionFalse, reason: v1alpha1.ReasonReplicasNotReady,
 			message: "0/2 replicas of Deployment decoy ready"},
@@ -83,13 +127,13 @@ func TestReadiness(t *testing.T) {
 			message: "Deployment decoy is scaled to 0 replicas"},
 		{name: "Job running", ec: connector(), res: resolved, w: observed{job: job(2)},
 			phase: v1alpha1.PhaseRunning, status: metav1.ConditionTrue, reason: v1alpha1.ReasonJobRunning,
-			message: "Job decoy has 2 active pod(s)"},
+			message: "Job decoy has 2 ready pod(s)"},
 		{name: "Job pending", ec: connector(), res: resolved, w: observed{job: job(0)},
 			phase: v1alpha1.PhasePending, status: metav1.ConditionFalse, reason: v1alpha1.ReasonJobPending,
-			message: "Job decoy has no active pod yet"},
+			message: "Job decoy has no ready pod yet"},
 		{name: "Job conditions that do not end it", ec: connector(), res: resolved, w: observed{job: job(1, jobNotComplete, jobSuspended)},
 			phase: v1alpha1.PhaseRunning, status: metav1.ConditionTrue, reason: v1alpha1.ReasonJobRunning,
-			message: "Job decoy has 1 active pod(s)"},
+			message: "Job decoy has 1 ready pod(s)"},
 		{name: "Job succeeded", ec: connector(), res: resolved, w: observed{job: job(0, jobComplete)},
 			phase: v1alpha1.PhaseSucceeded, status: metav1.ConditionFalse, reason: v1alpha1.ReasonJobSucceeded,
 			message: "Job decoy completed: every conversation has ended"},
@@ -135,7 +179,7 @@ func TestReadiness(t *testing.T) {
 			message: "0/1 replicas of Deployment decoy ready"},
 		{name: "paused Job running", ec: connector(paused), res: resolved, w: observed{job: job(1)},
 			phase: v1alpha1.PhasePaused, status: metav1.ConditionTrue, reason: v1alpha1.ReasonJobRunning,
-			message: "Job decoy has 1 active pod(s)"},
+			message: "Job decoy has 1 ready pod(s)"},
 		{name: "paused, the Job's end stays", ec: connector(paused), res: resolved, w: observed{job: job(0, jobComplete)},
 			phase: v1alpha1.PhaseSucceeded, status: metav1.ConditionFalse, reason: v1alpha1.ReasonJobSucceeded,
 			message: "Job decoy completed: every conversation has ended"},
@@ -221,7 +265,7 @@ func TestReplicaCounts(t *testing.T) {
 		{name: "Deployment", w: observed{deployment: &appsv1.Deployment{Status: appsv1.DeploymentStatus{Replicas: 3, ReadyReplicas: 2}}},
 			replicas: 3, ready: 2},
 		{name: "Job", w: observed{job: &batchv1.Job{Status: batchv1.JobStatus{Active: 2, Ready: new(int32(1))}}}, replicas: 2, ready: 1},
-		{name: "Job without ready count", w: observed{job: job(1)}, replicas: 1},
+		{name: "Job without ready count", w: observed{job: &batchv1.Job{Status: batchv1.JobStatus{Active: 1}}}, replicas: 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if r, ready := replicaCounts(tc.w); r != tc.replicas || ready != tc.ready {

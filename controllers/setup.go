@@ -51,7 +51,7 @@ func Setup(mgr ctrl.Manager, d Defaults) error {
 	return nil
 }
 
-// CacheOptions limit the manager's cache of Deployments, Jobs and Services to the ones the
+// CacheOptions limit the manager's cache of Deployments, Jobs, Services and Pods to the ones the
 // operator makes (all labelled as connector workloads), so that a big cluster's others cost
 // no memory, and drop managedFields from every cached object: they are often larger than
 // the rest of an Activity's metadata, and the reconcilers never read them. The manager must
@@ -62,5 +62,6 @@ func CacheOptions() cache.Options {
 		&appsv1.Deployment{}: connectorObjects,
 		&batchv1.Job{}:       connectorObjects,
 		&corev1.Service{}:    connectorObjects,
+		&corev1.Pod{}:        connectorObjects,
 	}}
 }

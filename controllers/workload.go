@@ -148,6 +148,19 @@ func podTemplate(ec *v1alpha1.ExternalConnector, t target, d Defaults) corev1.Po
 	if lowPortNeedsSysctl(ec, t) {
 		security.Sysctls = []corev1.Sysctl{{Name: v1alpha1.UnprivilegedSysctl, Value: strconv.Itoa(int(t.port))}}
 	}
+	// The metrics port serves /readyz too: a pod is ready once it serves and is connected to
+	// the engine, so the Deployment's ready replicas (and the connector's Ready) mean that.
+	// On the host network the port is off (connectorArgs), and so is the probe.
+	ports := []corev1.ContainerPort{port}
+	var readiness *corev1.Probe
+	if !pod.HostNetwork {
+		ports = append(ports, corev1.ContainerPort{Name: v1alpha1.MetricsPortName, ContainerPort: v1alpha1.MetricsPort, Protocol: corev1.ProtocolTCP})
+		readiness = &corev1.Probe{
+			ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
+				Path: v1alpha1.ReadinessPath, Port: intstr.FromString(v1alpha1.MetricsPortName)}},
+			PeriodSeconds: 5, FailureThreshold: 2, TimeoutSeconds: 2,
+		}
+	}
 	dns := corev1.DNSClusterFirst
 	if pod.HostNetwork {
 		dns = corev1.DNSClusterFirstWithHostNet
@@ -169,7 +182,8 @@ func podTemplate(ec *v1alpha1.ExternalConnector, t target, d Defaults) corev1.Po
 					{Name: v1alpha1.EnvPodName, ValueFrom: &corev1.EnvVarSource{
 						FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.name"}}},
 				},
-				Ports:        []corev1.ContainerPort{port},
+				Ports:          ports,
+				ReadinessProbe: readiness,
 				Resources:    resources,
 				VolumeMounts: mounts,
 				SecurityContext: &corev1.SecurityContext{

@@ -35,6 +35,12 @@ const (
 	ReasonScaledToZero        = "ScaledToZero"
 	ReasonJobRunning          = "JobRunning"
 	ReasonJobPending          = "JobPending"
+	// ReasonUnschedulable: a connector pod cannot be scheduled (a hostPort taken, no node
+	// matching its selector).
+	ReasonUnschedulable = "Unschedulable"
+	// ReasonContainerWaiting: a connector container waits (an image that cannot be pulled,
+	// a crash loop).
+	ReasonContainerWaiting = "ContainerWaiting"
 	ReasonJobSucceeded        = "JobSucceeded"
 	ReasonJobFailed           = "JobFailed"
 	ReasonRulesNotResolved    = "RulesNotResolved"

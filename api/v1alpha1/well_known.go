@@ -26,6 +26,12 @@ const (
 const (
 	ContainerName    = "connector"
 	PortName         = "conversation"
+	// MetricsPortName names the port of the connector's /metrics, /healthz and /readyz
+	// (MetricsPort, `parley connector --metrics-bind-address`).
+	MetricsPortName = "metrics"
+	MetricsPort     = 9090
+	// ReadinessPath answers 200 once the connector serves and is connected to the engine.
+	ReadinessPath = "/readyz"
 	EngineMountPath  = "/var/run/parley/engine"
 	TLSMountPath     = "/var/run/parley/tls"
 	TLSCAMountPath   = "/var/run/parley/tls-ca"

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -53,7 +54,7 @@ func newConnectorCommand() *cobra.Command {
 	f.StringVar(&o.TLSClientCADir, "tls-client-ca-dir", v1alpha1.TLSCAMountPath, "directory of the client CA Secret ("+pod.CAFile+"), for operation.tls.clientAuthentication")
 	f.DurationVar(&o.ConfigTimeout, "config-timeout", pod.DefaultConfigTimeout, "exit non-zero if no usable Config arrives within this time")
 	f.DurationVar(&o.EndTimeout, "end-timeout", pod.DefaultEndTimeout, "bound of a graceful end: conversations' endings, activity flush and Bye; conversations still live then are cut")
-	f.StringVar(&o.MetricsAddress, "metrics-bind-address", ":9090", "address of the Prometheus metrics endpoint (0 disables it)")
+	f.StringVar(&o.MetricsAddress, "metrics-bind-address", ":"+strconv.Itoa(v1alpha1.MetricsPort), "address of the Prometheus metrics endpoint and of /readyz (0 disables them)")
 	f.IntVar(&o.ActivityBuffer, "activity-buffer", activity.DefaultCapacity, "activities waiting for the engine client before new ones are dropped (and counted)")
 	f.IntVar(&o.ReplayBuffer, "replay-buffer", uplink.DefaultReplayCapacity, "activities kept until the engine acknowledges them (replayed after a reconnection)")
 	goflags := flag.NewFlagSet("zap", flag.ContinueOnError)

@@ -247,7 +247,7 @@ func run(parent context.Context, stdin io.Reader, stdout, stderr io.Writer, o ru
 		started = append(started, &served{name: opts.Name, c: c, prog: l.prog})
 	}
 	// The metrics read started from here on: it no longer changes.
-	metricsAddr, stopMetrics, err := m.Serve(o.metricsAddr)
+	metricsAddr, stopMetrics, err := m.Serve(o.metricsAddr, nil)
 	if err != nil {
 		return fmt.Errorf("--metrics-bind-address: %w", err)
 	}

@@ -5,6 +5,7 @@ package metrics
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"time"
@@ -99,7 +100,9 @@ func (s *countingSink) Write(batch []*v1alpha1.ActivityRecord) error {
 
 // Serve starts the /metrics endpoint on addr ("" or "0": none, and a nil address); a bad
 // address fails here, not later. stop ends the endpoint and waits for its goroutine.
-func (m *Metrics) Serve(addr string) (bound net.Addr, stop func(), err error) {
+// /healthz answers 200 while the process serves HTTP; /readyz answers 200 when ready
+// returns nil (or is nil) and 503 with ready's error otherwise: a pod's readiness probe.
+func (m *Metrics) Serve(addr string, ready func() error) (bound net.Addr, stop func(), err error) {
 	if addr == "" || addr == "0" {
 		return nil, func() {}, nil
 	}
@@ -109,6 +112,16 @@ func (m *Metrics) Serve(addr string) (bound net.Addr, stop func(), err error) {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if ready != nil {
+			if err := ready(); err != nil {
+				http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+		}
+		_, _ = io.WriteString(w, "ok\n")
+	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	served := make(chan struct{})
 	go func() {

@@ -133,7 +133,7 @@ func Run(ctx context.Context, o Options) error {
 	if err := p.setup(); err != nil {
 		return err
 	}
-	addr, stopMetrics, err := p.metrics.Serve(o.MetricsAddress)
+	addr, stopMetrics, err := p.metrics.Serve(o.MetricsAddress, p.ready)
 	if err != nil {
 		return err
 	}
@@ -219,6 +219,30 @@ func (p *process) setup() error {
 		p.log.Error(err, "activities not handed to the engine client")
 	})
 	return nil
+}
+
+// ready is the pod's readiness (/readyz): connected to the engine, and serving (or, in
+// client mode, dialing) the rules it sent. Kubernetes then counts a pod ready only when it
+// both answers peers and reports what they do.
+func (p *process) ready() error {
+	if !p.up.Stats().Connected {
+		if err := p.up.LastError(); err != nil {
+			return fmt.Errorf("not connected to the engine: %w", err)
+		}
+		return errors.New("not connected to the engine yet")
+	}
+	p.statsMu.Lock()
+	c := p.current
+	p.statsMu.Unlock()
+	if c == nil {
+		return errors.New("no rules from the engine yet")
+	}
+	select {
+	case <-c.Ready():
+		return nil
+	default:
+		return errors.New("not serving yet")
+	}
 }
 
 // counters are the metrics' view of the heartbeat.

@@ -256,6 +256,9 @@ func TestServesFollowsRulesAndEnds(t *testing.T) {
 	if got := first.ask("PING"); got != "+PONG\r\n" {
 		t.Fatalf("reply %q", got)
 	}
+	if code, body := get(t, metricsPort, v1alpha1.ReadinessPath); code != http.StatusOK {
+		t.Errorf("serving and connected, /readyz answers %d %q", code, body)
+	}
 	uplinktest.Eventually(t, "the Input activity at the engine", func() bool {
 		return count(activities(t, e), v1alpha1.ActivityInput, func(a act) bool {
 			return a.Input != nil && strings.HasPrefix(a.Input.Text, "PING") && a.RulesRef != nil && a.RulesRef.Generation == 1 &&
@@ -323,6 +326,46 @@ func TestServesFollowsRulesAndEnds(t *testing.T) {
 	if hs := e.Hellos(); len(hs) != 1 {
 		t.Errorf("%d Hellos: the stream should have stayed up", len(hs))
 	}
+}
+
+// A pod is not ready until it is connected to the engine and serves its rules: before the
+// engine sends a Config, /readyz says why; /healthz answers all along.
+func TestNotReadyBeforeTheRules(t *testing.T) {
+	e := uplinktest.New(t)
+	e.SetToken(engineToken)
+	metricsPort := connectortest.FreePort(t)
+	startConnector(t, e, func(o *pod.Options) {
+		o.MetricsAddress = "127.0.0.1:" + strconv.Itoa(metricsPort)
+		o.ConfigTimeout = time.Minute
+	})
+	uplinktest.Eventually(t, "a stream to the engine", func() bool { return len(e.Hellos()) > 0 })
+	var code int
+	var body string
+	uplinktest.Eventually(t, "/readyz answers", func() bool {
+		code, body = get(t, metricsPort, v1alpha1.ReadinessPath)
+		return code != 0
+	})
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "no rules from the engine yet") {
+		t.Errorf("/readyz without rules: %d %q", code, body)
+	}
+	if code, _ := get(t, metricsPort, "/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz %d", code)
+	}
+}
+
+// get returns the status and body of GET path on the local port; 0 if nothing answers.
+func get(t *testing.T, port int, path string) (int, string) {
+	t.Helper()
+	resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(port) + path)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
 }
 
 func scrape(t *testing.T, port int) string {
