@@ -184,8 +184,8 @@ func podTemplate(ec *v1alpha1.ExternalConnector, t target, d Defaults) corev1.Po
 				},
 				Ports:          ports,
 				ReadinessProbe: readiness,
-				Resources:    resources,
-				VolumeMounts: mounts,
+				Resources:      resources,
+				VolumeMounts:   mounts,
 				SecurityContext: &corev1.SecurityContext{
 					RunAsNonRoot:             to(true),
 					AllowPrivilegeEscalation: to(false),
