@@ -101,7 +101,7 @@ func TestReadiness(t *testing.T) {
 			phase: v1alpha1.PhaseRunning, status: metav1.ConditionFalse, reason: v1alpha1.ReasonReplicasNotReady,
 			message: "1/3 replicas of Deployment decoy ready"},
 		{name: "a pod that cannot be scheduled", ec: connector(), res: resolved,
-			w: observed{deployment: deployment(new(int32(2)), 1), pods: []corev1.Pod{pod("decoy-a", runningReady), pod("decoy-b", unschedulable)}},
+			w:     observed{deployment: deployment(new(int32(2)), 1), pods: []corev1.Pod{pod("decoy-a", runningReady), pod("decoy-b", unschedulable)}},
 			phase: v1alpha1.PhaseRunning, status: metav1.ConditionFalse, reason: v1alpha1.ReasonUnschedulable,
 			message: "1/2 replicas of Deployment decoy ready; pod decoy-b cannot be scheduled: 0/1 nodes are available: 1 node(s) didn't have free ports for the requested pod ports."},
 		{name: "an image that cannot be pulled", ec: connector(), res: resolved,
