@@ -30,17 +30,17 @@ const (
 
 // Reasons of the Ready condition and of the ExternalConnector controller's events.
 const (
-	ReasonReplicasReady       = "ReplicasReady"
-	ReasonReplicasNotReady    = "ReplicasNotReady"
-	ReasonScaledToZero        = "ScaledToZero"
-	ReasonJobRunning          = "JobRunning"
-	ReasonJobPending          = "JobPending"
+	ReasonReplicasReady    = "ReplicasReady"
+	ReasonReplicasNotReady = "ReplicasNotReady"
+	ReasonScaledToZero     = "ScaledToZero"
+	ReasonJobRunning       = "JobRunning"
+	ReasonJobPending       = "JobPending"
 	// ReasonUnschedulable: a connector pod cannot be scheduled (a hostPort taken, no node
 	// matching its selector).
 	ReasonUnschedulable = "Unschedulable"
 	// ReasonContainerWaiting: a connector container waits (an image that cannot be pulled,
 	// a crash loop).
-	ReasonContainerWaiting = "ContainerWaiting"
+	ReasonContainerWaiting    = "ContainerWaiting"
 	ReasonJobSucceeded        = "JobSucceeded"
 	ReasonJobFailed           = "JobFailed"
 	ReasonRulesNotResolved    = "RulesNotResolved"

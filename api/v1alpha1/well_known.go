@@ -24,14 +24,14 @@ const (
 // The connector pod contract: what the operator puts in a connector pod and `parley
 // connector` reads from it. Both sides use these names; changing one is an API change.
 const (
-	ContainerName    = "connector"
-	PortName         = "conversation"
+	ContainerName = "connector"
+	PortName      = "conversation"
 	// MetricsPortName names the port of the connector's /metrics, /healthz and /readyz
 	// (MetricsPort, `parley connector --metrics-bind-address`).
 	MetricsPortName = "metrics"
 	MetricsPort     = 9090
 	// ReadinessPath answers 200 once the connector serves and is connected to the engine.
-	ReadinessPath = "/readyz"
+	ReadinessPath    = "/readyz"
 	EngineMountPath  = "/var/run/parley/engine"
 	TLSMountPath     = "/var/run/parley/tls"
 	TLSCAMountPath   = "/var/run/parley/tls-ca"
