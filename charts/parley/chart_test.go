@@ -838,10 +838,9 @@ func TestRBAC(t *testing.T) {
 			}
 		}
 	}
-	if m = render(t, "--set", "rbac.aggregate=false"); len(m.kinds("ClusterRole")) != 1 {
-		t.Errorf("rbac.aggregate=false: ClusterRoles %v", m.kinds("ClusterRole"))
+	if off := render(t, "--set", "rbac.aggregate=false"); len(off.kinds("ClusterRole")) != 1 {
+		t.Errorf("rbac.aggregate=false: ClusterRoles %v", off.kinds("ClusterRole"))
 	}
-	m = render(t)
 
 	// watchNamespaces: the same rules, bound in each watched namespace only.
 	for _, set := range []string{"watchNamespaces", "watchNamespacesCSV"} {
