@@ -60,10 +60,11 @@ generate:
 	PATH="$(PROTOC_PLUGINS):$$PATH" protoc --go_out=. --go_opt=module=github.com/parley-dev/parley \
 		--go-grpc_out=. --go-grpc_opt=module=github.com/parley-dev/parley api/engine/v1/engine.proto
 
-## manifests: CRDs and the operator's RBAC from the API and controller markers
+## manifests: CRDs, the operator's RBAC and its webhooks from the API, controller and admission markers
 manifests:
 	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/bases
-	$(CONTROLLER_GEN) rbac:roleName=parley-operator paths="./controllers/...;./engine/..." output:rbac:artifacts:config=config/rbac
+	$(CONTROLLER_GEN) rbac:roleName=parley-operator paths="./controllers/...;./engine/...;./admission/..." output:rbac:artifacts:config=config/rbac
+	$(CONTROLLER_GEN) webhook paths=./admission/... output:webhook:artifacts:config=config/webhook
 	hack/sync-chart.sh
 
 ## verify-generated: fail when generated files differ from what make generate manifests writes

@@ -82,8 +82,8 @@ func TestAPIServerAccepts(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, obj := range unstructuredObjects(t, out) {
-			if obj.GetKind() == "ServiceMonitor" {
-				continue // the Prometheus Operator's CRD is not installed; TestServiceMonitor checks it
+			if obj.GetKind() == "ServiceMonitor" || obj.GetAPIVersion() == "cert-manager.io/v1" {
+				continue // the Prometheus Operator's and cert-manager's CRDs are not installed; TestServiceMonitor and TestWebhook check them
 			}
 			if err := k8s.Create(ctx, obj, client.DryRunAll); err != nil {
 				t.Errorf("%s: the API server refuses %s %s: %v", name, obj.GetKind(), obj.GetName(), err)
@@ -127,6 +127,7 @@ func TestAPIServerAccepts(t *testing.T) {
 	type access struct {
 		verb, group, resource, ns string
 		allowed                   bool
+		name                      string // a rule with resourceNames allows those only
 	}
 	can := func(sa string, checks []access) {
 		t.Helper()
@@ -135,51 +136,65 @@ func TestAPIServerAccepts(t *testing.T) {
 				User:   "system:serviceaccount:" + namespace + ":" + sa,
 				Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"},
 				ResourceAttributes: &authorizationv1.ResourceAttributes{
-					Verb: c.verb, Group: c.group, Resource: c.resource, Namespace: c.ns,
+					Verb: c.verb, Group: c.group, Resource: c.resource, Namespace: c.ns, Name: c.name,
 				},
 			}}
 			if err := k8s.Create(ctx, review); err != nil {
 				t.Fatal(err)
 			}
 			if review.Status.Allowed != c.allowed {
-				t.Errorf("%s: %s %s.%s in %q: allowed %v, want %v (%s)", sa, c.verb, c.resource, c.group, c.ns,
+				t.Errorf("%s: %s %s.%s %q in %q: allowed %v, want %v (%s)", sa, c.verb, c.resource, c.group, c.name, c.ns,
 					review.Status.Allowed, c.allowed, review.Status.Reason)
 			}
 		}
 	}
 	// Every generated rule: everywhere for the first release, in the watched namespaces only
-	// for the second.
+	// for the second; a rule on named cluster-scoped objects (the webhook configuration) for
+	// those objects only, in both.
 	var all, watched []access
 	for _, rule := range generatedClusterRole(t).Rules {
+		if len(rule.ResourceNames) > 0 {
+			for _, group := range rule.APIGroups {
+				for _, resource := range rule.Resources {
+					for _, verb := range rule.Verbs {
+						for _, name := range rule.ResourceNames {
+							all = append(all, access{verb, group, resource, "", true, name}, access{verb, group, resource, "", false, "other"})
+						}
+					}
+				}
+			}
+			watched = append(watched, all[len(all)-2*len(rule.Verbs)*len(rule.ResourceNames)*len(rule.Resources)*len(rule.APIGroups):]...)
+			continue
+		}
 		for _, group := range rule.APIGroups {
 			for _, resource := range rule.Resources {
 				for _, verb := range rule.Verbs {
-					all = append(all, access{verb, group, resource, "", true}, access{verb, group, resource, "elsewhere", true})
-					watched = append(watched, access{verb, group, resource, "decoys", true}, access{verb, group, resource, "qa", true},
-						access{verb, group, resource, "elsewhere", false}, access{verb, group, resource, "", false})
+					all = append(all, access{verb, group, resource, "", true, ""}, access{verb, group, resource, "elsewhere", true, ""})
+					watched = append(watched, access{verb, group, resource, "decoys", true, ""}, access{verb, group, resource, "qa", true, ""},
+						access{verb, group, resource, "elsewhere", false, ""}, access{verb, group, resource, "", false, ""})
 				}
 			}
 		}
 	}
 	// The release namespace: leader election and the engine's Secret, in both.
 	local := []access{
-		{"create", "coordination.k8s.io", "leases", namespace, true},
-		{"update", "coordination.k8s.io", "leases", namespace, true},
-		{"create", "", "events", namespace, true},
-		{"create", "events.k8s.io", "events", namespace, true},
-		{"create", "", "secrets", namespace, true},
-		{"update", "", "secrets", namespace, true},
-		{"watch", "", "secrets", namespace, true},
+		{"create", "coordination.k8s.io", "leases", namespace, true, ""},
+		{"update", "coordination.k8s.io", "leases", namespace, true, ""},
+		{"create", "", "events", namespace, true, ""},
+		{"create", "events.k8s.io", "events", namespace, true, ""},
+		{"create", "", "secrets", namespace, true, ""},
+		{"update", "", "secrets", namespace, true, ""},
+		{"watch", "", "secrets", namespace, true, ""},
 	}
 	// Nothing else.
 	never := []access{
-		{"get", "", "configmaps", namespace, false},
-		{"list", "", "pods", "", false},
-		{"create", "", "pods", namespace, false},
-		{"delete", "", "secrets", namespace, false},
-		{"create", "apiextensions.k8s.io", "customresourcedefinitions", "", false},
-		{"escalate", "rbac.authorization.k8s.io", "clusterroles", "", false},
-		{"delete", "parley.io", "conversationrules", "decoys", false},
+		{"get", "", "configmaps", namespace, false, ""},
+		{"delete", "", "pods", "", false, ""},
+		{"create", "", "pods", namespace, false, ""},
+		{"delete", "", "secrets", namespace, false, ""},
+		{"create", "apiextensions.k8s.io", "customresourcedefinitions", "", false, ""},
+		{"escalate", "rbac.authorization.k8s.io", "clusterroles", "", false, ""},
+		{"delete", "parley.io", "conversationrules", "decoys", false, ""},
 	}
 	can("parley", slices.Concat(all, local, never))
 	can("parley-watched", slices.Concat(watched, local, never))
@@ -198,24 +213,24 @@ func TestAPIServerAccepts(t *testing.T) {
 		}
 	}
 	can("view-user", []access{
-		{"list", "parley.io", "activities", "decoys", true},
-		{"watch", "parley.io", "activities", "decoys", true},
-		{"get", "parley.io", "externalconnectors", "decoys", true},
-		{"get", "parley.io", "conversationrules", "decoys", true},
-		{"list", "parley.io", "activitysinks", "decoys", true},
-		{"create", "parley.io", "conversationrules", "decoys", false},
-		{"delete", "parley.io", "activities", "decoys", false},
-		{"get", "", "secrets", "decoys", false},
-		{"list", "parley.io", "activities", "qa", false},
+		{"list", "parley.io", "activities", "decoys", true, ""},
+		{"watch", "parley.io", "activities", "decoys", true, ""},
+		{"get", "parley.io", "externalconnectors", "decoys", true, ""},
+		{"get", "parley.io", "conversationrules", "decoys", true, ""},
+		{"list", "parley.io", "activitysinks", "decoys", true, ""},
+		{"create", "parley.io", "conversationrules", "decoys", false, ""},
+		{"delete", "parley.io", "activities", "decoys", false, ""},
+		{"get", "", "secrets", "decoys", false, ""},
+		{"list", "parley.io", "activities", "qa", false, ""},
 	})
 	can("edit-user", []access{
-		{"create", "parley.io", "conversationrules", "decoys", true},
-		{"patch", "parley.io", "externalconnectors", "decoys", true},
-		{"update", "parley.io", "externalconnectors/scale", "decoys", true},
-		{"delete", "parley.io", "activities", "decoys", true},
-		{"create", "parley.io", "activities", "decoys", false},
-		{"update", "parley.io", "activities", "decoys", false},
-		{"get", "", "secrets", "decoys", false},
+		{"create", "parley.io", "conversationrules", "decoys", true, ""},
+		{"patch", "parley.io", "externalconnectors", "decoys", true, ""},
+		{"update", "parley.io", "externalconnectors/scale", "decoys", true, ""},
+		{"delete", "parley.io", "activities", "decoys", true, ""},
+		{"create", "parley.io", "activities", "decoys", false, ""},
+		{"update", "parley.io", "activities", "decoys", false, ""},
+		{"get", "", "secrets", "decoys", false, ""},
 	})
 }
 

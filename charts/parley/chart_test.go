@@ -22,6 +22,7 @@ import (
 	"sync"
 	"testing"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -31,6 +32,7 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 
+	"github.com/parley-dev/parley/admission"
 	"github.com/parley-dev/parley/api/v1alpha1"
 	"github.com/parley-dev/parley/internal/rulesfile"
 	"github.com/parley-dev/parley/rules"
@@ -124,7 +126,10 @@ func newObject(apiVersion, kind string) (any, error) {
 		return &rbacv1.RoleBinding{}, nil
 	case "policy/v1/PodDisruptionBudget":
 		return &policyv1.PodDisruptionBudget{}, nil
-	case "monitoring.coreos.com/v1/ServiceMonitor", "apiextensions.k8s.io/v1/CustomResourceDefinition":
+	case "admissionregistration.k8s.io/v1/ValidatingWebhookConfiguration":
+		return &admissionregistrationv1.ValidatingWebhookConfiguration{}, nil
+	case "monitoring.coreos.com/v1/ServiceMonitor", "apiextensions.k8s.io/v1/CustomResourceDefinition",
+		"cert-manager.io/v1/Issuer", "cert-manager.io/v1/Certificate":
 		return &map[string]any{}, nil
 	}
 	return nil, fmt.Errorf("unexpected object %s %s", apiVersion, kind)
@@ -230,6 +235,9 @@ var valueSets = map[string][]string{
 	"activities":         {"--set", "activities.qps=5", "--set", "activities.burst=7", "--set", "activities.queue=99", "--set", "logLevel=debug", "--set", "logFormat=console"},
 	"fullnameOverride":   {"--set", "fullnameOverride=decoy-operator"},
 	"externalAccount":    {"--set", "serviceAccount.create=false", "--set", "serviceAccount.name=ops", "--set", "rbac.create=false"},
+	"webhookAddress":     {"--set", "webhook.address=127.0.0.1:19444", "--set", "webhook.port=19444", "--set", "webhook.failurePolicy=Fail"},
+	"certManager":        {"--set", "webhook.certManager.enabled=true"},
+	"noWebhook":          {"--set", "webhook.enabled=false"},
 }
 
 func TestLint(t *testing.T) {
@@ -300,20 +308,34 @@ func defaultFlags() map[string]string {
 		"--engine-namespace":          namespace,
 		"--engine-dns-names": strings.Join([]string{engineSvc, engineSvc + "." + namespace, engineSvc + "." + namespace + ".svc",
 			engineSvc + "." + namespace + ".svc.cluster.local"}, ","),
-		"--activity-qps":       "50",
-		"--activity-burst":     "300",
-		"--activity-queue":     "10000",
-		"--alert-events":       "30",
-		"--activity-max-count": "1000",
-		"--activity-ttl":       "168h",
-		"--zap-log-level":      "info",
-		"--zap-encoder":        "json",
+		"--activity-qps":         "50",
+		"--activity-burst":       "300",
+		"--activity-queue":       "10000",
+		"--alert-events":         "30",
+		"--activity-max-count":   "1000",
+		"--activity-ttl":         "168h",
+		"--zap-log-level":        "info",
+		"--zap-encoder":          "json",
+		"--webhook-bind-address": ":9444",
+		"--webhook-secret":       "parley-webhook-tls",
+		"--webhook-hosts":        webhookHosts("parley-webhook"),
 	}
+}
+
+// webhookHosts are the webhook Service's names, as the chart passes them.
+func webhookHosts(svc string) string {
+	return strings.Join([]string{svc, svc + "." + namespace, svc + "." + namespace + ".svc", svc + "." + namespace + ".svc.cluster.local"}, ",")
 }
 
 // TestFlags checks the operator's whole command line (its CLI contract) for each value set:
 // every flag present with its value, and no other.
 func TestFlags(t *testing.T) {
+	without := func(f map[string]string, flags ...string) map[string]string {
+		for _, k := range flags {
+			delete(f, k)
+		}
+		return f
+	}
 	with := func(changes map[string]string) map[string]string {
 		f := defaultFlags()
 		for k, v := range changes {
@@ -333,6 +355,7 @@ func TestFlags(t *testing.T) {
 			"--engine-secret":  "my-engine",
 			"--engine-dns-names": strings.Join([]string{engineSvc, engineSvc + "." + namespace, engineSvc + "." + namespace + ".svc",
 				engineSvc + "." + namespace + ".svc.corp.local", "engine.example.org"}, ","),
+			"--webhook-hosts": strings.Replace(webhookHosts("parley-webhook"), "cluster.local", "corp.local", 1),
 		}),
 		"noProbes": defaultFlags(),
 		"image":    with(map[string]string{"--connector-image": "registry.example.org/parley:v1.2.3"}),
@@ -342,12 +365,17 @@ func TestFlags(t *testing.T) {
 		"activities": with(map[string]string{"--activity-qps": "5", "--activity-burst": "7", "--activity-queue": "99",
 			"--zap-log-level": "debug", "--zap-encoder": "console"}),
 		"fullnameOverride": with(map[string]string{
+			"--webhook-secret": "decoy-operator-webhook-tls",
+			"--webhook-hosts":  webhookHosts("decoy-operator-webhook"),
 			"--engine-address": "decoy-operator-engine." + namespace + ".svc:9443",
 			"--engine-secret":  "decoy-operator-engine-tls",
 			"--engine-dns-names": strings.Join([]string{"decoy-operator-engine", "decoy-operator-engine." + namespace,
 				"decoy-operator-engine." + namespace + ".svc", "decoy-operator-engine." + namespace + ".svc.cluster.local"}, ","),
 		}),
 		"externalAccount": defaultFlags(),
+		"webhookAddress":  with(map[string]string{"--webhook-bind-address": ":19444", "--webhook-hosts": "127.0.0.1"}),
+		"certManager":     without(with(map[string]string{"--webhook-cert-dir": "/var/run/parley/webhook-tls"}), "--webhook-secret", "--webhook-hosts"),
+		"noWebhook":       without(with(map[string]string{"--webhook-bind-address": "0"}), "--webhook-secret", "--webhook-hosts"),
 	}
 	for _, name := range slices.Sorted(maps.Keys(valueSets)) {
 		t.Run(name, func(t *testing.T) {
@@ -468,7 +496,7 @@ func TestDeploymentDefaults(t *testing.T) {
 	}
 
 	// Ports and probes.
-	wantPorts := map[string]int32{"grpc": 9443, "metrics": 8080, "health": 8081}
+	wantPorts := map[string]int32{"grpc": 9443, "metrics": 8080, "health": 8081, "webhook": 9444}
 	gotPorts := map[string]int32{}
 	for _, p := range c.Ports {
 		gotPorts[p.Name] = p.ContainerPort
@@ -535,7 +563,7 @@ func checkCommon(t *testing.T, m *manifest) {
 		kind, ns, _ := strings.Cut(k, "/")
 		ns, _, _ = strings.Cut(ns, "/")
 		switch kind {
-		case "ClusterRole", "ClusterRoleBinding":
+		case "ClusterRole", "ClusterRoleBinding", "ValidatingWebhookConfiguration":
 			if ns != "" {
 				t.Errorf("%s has a namespace", k)
 			}
@@ -607,8 +635,17 @@ func TestServices(t *testing.T) {
 			if len(metrics.Spec.Ports) != 1 || metrics.Spec.Ports[0].Name != "metrics" || metrics.Spec.Ports[0].Port != 8080 {
 				t.Errorf("metrics Service ports %+v: want metrics 8080", metrics.Spec.Ports)
 			}
-			if got := len(m.kinds("Service")); got != 2 {
-				t.Errorf("%d Services, want 2", got)
+			want := 3
+			if name == "noWebhook" {
+				want = 2
+			} else {
+				wh := get[*corev1.Service](t, m, "Service", namespace, fullname+"-webhook")
+				if len(wh.Spec.Ports) != 1 || wh.Spec.Ports[0].Name != "webhook" || wh.Spec.Ports[0].Protocol != corev1.ProtocolTCP {
+					t.Errorf("webhook Service ports %+v: want webhook/TCP", wh.Spec.Ports)
+				}
+			}
+			if got := len(m.kinds("Service")); got != want {
+				t.Errorf("%d Services, want %d", got, want)
 			}
 			checkCommon(t, m)
 		})
@@ -848,8 +885,19 @@ func TestRBAC(t *testing.T) {
 		if !reflect.DeepEqual(get[*rbacv1.ClusterRole](t, m, "ClusterRole", "", "parley").Rules, generated.Rules) {
 			t.Errorf("%s: ClusterRole rules differ", set)
 		}
-		if crb := m.kinds("ClusterRoleBinding"); len(crb) != 0 {
-			t.Errorf("%s: ClusterRoleBinding %v: the rules must apply in the watched namespaces only", set, crb)
+		// Only the rule on the webhook configuration, which is cluster-scoped, is bound
+		// cluster-wide.
+		if crb := m.kinds("ClusterRoleBinding"); !slices.Equal(crb, []string{key("ClusterRoleBinding", "", "parley-webhook")}) {
+			t.Errorf("%s: ClusterRoleBindings %v: the rules must apply in the watched namespaces only, but for the webhook's", set, crb)
+		}
+		var clusterScoped []rbacv1.PolicyRule
+		for _, r := range generated.Rules {
+			if slices.Contains(r.APIGroups, "admissionregistration.k8s.io") {
+				clusterScoped = append(clusterScoped, r)
+			}
+		}
+		if got := get[*rbacv1.ClusterRole](t, m, "ClusterRole", "", "parley-webhook").Rules; len(clusterScoped) != 1 || !reflect.DeepEqual(got, clusterScoped) {
+			t.Errorf("%s: ClusterRole parley-webhook rules %+v; want the generated %+v", set, got, clusterScoped)
 		}
 		for _, ns := range []string{"decoys", "qa"} {
 			rb := get[*rbacv1.RoleBinding](t, m, "RoleBinding", ns, "parley")
@@ -1096,4 +1144,115 @@ func checkNotesExample(t *testing.T, text string) {
 	if connectors != 1 {
 		t.Errorf("example holds %d ExternalConnectors, want 1", connectors)
 	}
+}
+
+// generatedWebhooks are the webhooks `make manifests` generates from the operator's markers.
+func generatedWebhooks(t *testing.T) admissionregistrationv1.ValidatingWebhookConfiguration {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(repoRoot, "config", "webhook", "manifests.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vwc admissionregistrationv1.ValidatingWebhookConfiguration
+	if err := yaml.UnmarshalStrict(raw, &vwc); err != nil {
+		t.Fatal(err)
+	}
+	return vwc
+}
+
+// TestWebhook: the configuration carries the generated webhooks with the chart's client
+// config, failurePolicy and the match condition that never sends an object being deleted;
+// the operator's certificate or cert-manager's.
+func TestWebhook(t *testing.T) {
+	generated := generatedWebhooks(t)
+	check := func(t *testing.T, m *manifest, policy admissionregistrationv1.FailurePolicyType) *admissionregistrationv1.ValidatingWebhookConfiguration {
+		t.Helper()
+		vwc := get[*admissionregistrationv1.ValidatingWebhookConfiguration](t, m, "ValidatingWebhookConfiguration", "", admission.ConfigurationName)
+		if len(vwc.Webhooks) != len(generated.Webhooks) {
+			t.Fatalf("%d webhooks, want the %d generated", len(vwc.Webhooks), len(generated.Webhooks))
+		}
+		for i, w := range vwc.Webhooks {
+			g := generated.Webhooks[i]
+			if w.Name != g.Name || !reflect.DeepEqual(w.Rules, g.Rules) || *w.SideEffects != *g.SideEffects {
+				t.Errorf("webhook %d: %s %+v; want the generated %s %+v", i, w.Name, w.Rules, g.Name, g.Rules)
+			}
+			for _, r := range w.Rules {
+				if !slices.Equal(r.Operations, []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update}) {
+					t.Errorf("%s: operations %v; want CREATE and UPDATE only: deletes must never be blocked", w.Name, r.Operations)
+				}
+			}
+			if w.FailurePolicy == nil || *w.FailurePolicy != policy {
+				t.Errorf("%s: failurePolicy %v, want %s", w.Name, w.FailurePolicy, policy)
+			}
+			if len(w.MatchConditions) != 1 || w.MatchConditions[0].Expression != admission.SkipDeletingObjects {
+				t.Errorf("%s: matchConditions %+v; want the one of admission.SkipDeletingObjects", w.Name, w.MatchConditions)
+			}
+			if w.NamespaceSelector != nil || w.ObjectSelector != nil {
+				t.Errorf("%s: selectors: the rules alone scope the webhook to Parley's kinds", w.Name)
+			}
+			if len(w.ClientConfig.CABundle) != 0 {
+				t.Errorf("%s: a caBundle in the chart: the operator or cert-manager injects it", w.Name)
+			}
+		}
+		return vwc
+	}
+
+	m := render(t)
+	vwc := check(t, m, admissionregistrationv1.Ignore)
+	for i, w := range vwc.Webhooks {
+		s := w.ClientConfig.Service
+		if s == nil || s.Name != "parley-webhook" || s.Namespace != namespace || *s.Port != 9444 || *s.Path != *generated.Webhooks[i].ClientConfig.Service.Path {
+			t.Errorf("%s: clientConfig %+v; want the webhook Service with the generated path", w.Name, w.ClientConfig)
+		}
+	}
+	if len(vwc.Annotations) != 0 {
+		t.Errorf("annotations %v without cert-manager", vwc.Annotations)
+	}
+
+	m = render(t, valueSets["webhookAddress"]...)
+	for i, w := range check(t, m, admissionregistrationv1.Fail).Webhooks {
+		want := "https://127.0.0.1:19444" + *generated.Webhooks[i].ClientConfig.Service.Path
+		if w.ClientConfig.URL == nil || *w.ClientConfig.URL != want || w.ClientConfig.Service != nil {
+			t.Errorf("%s: clientConfig %+v; want url %s", w.Name, w.ClientConfig, want)
+		}
+	}
+
+	m = render(t, valueSets["certManager"]...)
+	vwc = check(t, m, admissionregistrationv1.Ignore)
+	if got := vwc.Annotations["cert-manager.io/inject-ca-from"]; got != namespace+"/parley-webhook" {
+		t.Errorf("cert-manager.io/inject-ca-from %q", got)
+	}
+	cert := *get[*map[string]any](t, m, "Certificate", namespace, "parley-webhook")
+	spec := cert["spec"].(map[string]any)
+	if spec["secretName"] != "parley-webhook-tls" || !reflect.DeepEqual(spec["dnsNames"], toAny(strings.Split(webhookHosts("parley-webhook"), ","))) {
+		t.Errorf("Certificate spec %v", spec)
+	}
+	if ref := spec["issuerRef"].(map[string]any); ref["name"] != "parley-webhook" || ref["kind"] != "Issuer" {
+		t.Errorf("issuerRef %v; want the chart's self-signed Issuer", ref)
+	}
+	get[*map[string]any](t, m, "Issuer", namespace, "parley-webhook")
+	d := get[*appsv1.Deployment](t, m, "Deployment", namespace, "parley")
+	if v := d.Spec.Template.Spec.Volumes; len(v) != 2 || v[1].Secret == nil || v[1].Secret.SecretName != "parley-webhook-tls" {
+		t.Errorf("volumes %+v: want cert-manager's Secret mounted", v)
+	}
+	m = render(t, "--set", "webhook.certManager.enabled=true", "--set", "webhook.certManager.issuerRef.name=corp-ca", "--set", "webhook.certManager.issuerRef.kind=ClusterIssuer")
+	if k := m.kinds("Issuer"); len(k) != 0 {
+		t.Errorf("%v rendered with an issuerRef", k)
+	}
+
+	m = render(t, valueSets["noWebhook"]...)
+	if k := m.kinds("ValidatingWebhookConfiguration"); len(k) != 0 {
+		t.Errorf("webhook.enabled=false: %v rendered", k)
+	}
+	if _, err := runHelm(t, "template", release, chartDir, "--namespace", namespace, "--set", "webhook.failurePolicy=Never"); err == nil {
+		t.Error("webhook.failurePolicy=Never rendered")
+	}
+}
+
+func toAny(s []string) []any {
+	out := make([]any, len(s))
+	for i, v := range s {
+		out[i] = v
+	}
+	return out
 }

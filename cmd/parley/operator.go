@@ -2,12 +2,14 @@ package main
 
 import (
 	"flag"
+	"fmt"
 	"os"
 	"time"
 
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"github.com/parley-dev/parley/admission"
 	"github.com/parley-dev/parley/internal/operator"
 )
 
@@ -33,6 +35,10 @@ func newOperatorCommand() *cobra.Command {
 	f.StringVar(&o.Engine.SecretName, "engine-secret", "parley-engine-tls", "Secret holding the engine's CA and serving certificate (made and renewed by the operator)")
 	f.StringVar(&o.Engine.SecretNamespace, "engine-namespace", os.Getenv("POD_NAMESPACE"), "namespace of --engine-secret (default: $POD_NAMESPACE)")
 	f.StringSliceVar(&o.Engine.DNSNames, "engine-dns-names", nil, "extra names in the engine's serving certificate (the host of --engine-address is always in it)")
+	f.StringVar(&o.Webhook.BindAddress, "webhook-bind-address", fmt.Sprintf(":%d", admission.DefaultPort), "address the validating admission webhook listens on (0 disables it)")
+	f.StringVar(&o.Webhook.CertDir, "webhook-cert-dir", "", "directory of tls.crt and tls.key for the webhook, kept by another issuer (cert-manager); default: the operator issues them and injects its CA into the ValidatingWebhookConfiguration "+admission.ConfigurationName)
+	f.StringVar(&o.Webhook.SecretName, "webhook-secret", "parley-webhook-tls", "Secret, in --engine-namespace, holding the webhook's CA and serving certificate (made and renewed by the operator; unused with --webhook-cert-dir)")
+	f.StringSliceVar(&o.Webhook.Hosts, "webhook-hosts", nil, "names or IP addresses the API server dials to reach the webhook, for its serving certificate (default parley-webhook.<engine namespace>.svc)")
 	f.Float64Var(&o.Engine.ActivityQPS, "activity-qps", 50, "Activity objects written per second at most, for all connectors together")
 	f.IntVar(&o.Engine.ActivityBurst, "activity-burst", 300, "burst of Activity writes above --activity-qps")
 	f.IntVar(&o.Engine.AlertEvents, "alert-events", 30, "alert Events per connector and minute at most; the alerts beyond are counted in one AlertsSuppressed Event a minute")

@@ -91,6 +91,11 @@ type Manager struct {
 	// CheckInterval is how often the Secret is re-read, to renew or to adopt what another
 	// replica wrote; DefaultCheckInterval if zero.
 	CheckInterval time.Duration
+	// CAChanged, if set, is called after a CA other than the one served before is loaded
+	// (the first included), so that those who hand the CA to clients can follow a rotation:
+	// the admission webhook's caBundle does. It runs on Start's goroutine and must not
+	// block.
+	CAChanged func()
 
 	initOnce  sync.Once
 	ready     chan struct{}
@@ -296,6 +301,9 @@ func (m *Manager) load(ctx context.Context, b *bundle) {
 		log.FromContext(ctx).Info("serving engine certificate",
 			"serial", b.cert.Leaf.SerialNumber.Text(16), "notAfter", b.cert.Leaf.NotAfter,
 			"dnsNames", b.cert.Leaf.DNSNames, "caChanged", caChanged)
+		if (prev == nil || caChanged) && m.CAChanged != nil {
+			m.CAChanged()
+		}
 	}
 	m.readyOnce.Do(func() { close(m.ready) })
 }

@@ -553,3 +553,71 @@ func TestRefusesTLS12(t *testing.T) {
 		t.Error("a TLS 1.2 client completed a handshake")
 	}
 }
+
+// TestCAChangedFollowsTheCA: the hook fires on the first load and when the CA is replaced,
+// never for a renewed serving certificate, which clients need not hear about.
+func TestCAChangedFollowsTheCA(t *testing.T) {
+	ns := namespace(t)
+	var mu sync.Mutex
+	var seen [][]byte
+	m := newManager(ns)
+	m.CheckInterval = 200 * time.Millisecond
+	m.CAChanged = func() {
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, m.CAPEM())
+	}
+	calls := func() [][]byte {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(seen)
+	}
+	startReady(t, m)
+	first := m.CAPEM()
+	if got := calls(); len(got) != 1 || !bytes.Equal(got[0], first) {
+		t.Fatalf("after the first load: %d calls; want 1 with the CA loaded", len(got))
+	}
+
+	// A new leaf of the same CA, as another replica's renewal writes it.
+	s := getSecret(t, ns)
+	ca := parseCert(t, s.Data[CACertKey])
+	caKey, err := parseKey(s.Data[CAKeyKey])
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, keyPEM, err := issueServing(ca, caKey, m.DNSNames, m.IPAddresses, DefaultServingValidity, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Data[CertKey], s.Data[KeyKey] = certPEM, keyPEM
+	if err := k8s.Update(context.Background(), s); err != nil {
+		t.Fatal(err)
+	}
+	renewed := parseCert(t, certPEM)
+	eventually(t, 10*time.Second, "the renewed certificate is served", func() error {
+		if !served(t, m).Equal(renewed) {
+			return errSame
+		}
+		return nil
+	})
+	if got := calls(); len(got) != 1 {
+		t.Fatalf("a renewed serving certificate called CAChanged: %d calls; want still 1", len(got))
+	}
+
+	// A broken CA: the manager replaces it, and says so.
+	s = getSecret(t, ns)
+	s.Data[CACertKey] = []byte("garbage")
+	if err := k8s.Update(context.Background(), s); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "CAChanged called with the new CA", func() error {
+		got := calls()
+		if len(got) != 2 {
+			return fmt.Errorf("%d calls", len(got))
+		}
+		if bytes.Equal(got[1], first) || !bytes.Equal(got[1], getSecret(t, ns).Data[CACertKey]) {
+			return errors.New("the second call did not see the Secret's new CA")
+		}
+		return nil
+	})
+}

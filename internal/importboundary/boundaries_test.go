@@ -36,6 +36,8 @@ var rules = []rule{
 		why: "the engine and the controllers share the API package, not each other"},
 	{from: "controllers", forbidden: []string{"engine", "connector", "internal/operator", "cmd"},
 		why: "the controllers and the engine share the API package, not each other"},
+	{from: "admission", forbidden: []string{"controllers", "engine", "connector", "internal/operator", "cmd"}, allow: []string{"engine/pki"},
+		why: "the webhook judges objects with the rules compiler and the API alone; of the engine it shares only the PKI package"},
 	{from: "cmd", forbidden: []string{"controllers", "engine"}, direct: true,
 		why: "cmd/parley is a thin CLI: the operator process is internal/operator, the pod process connector/pod"},
 	{from: "internal/text", forbidden: []string{""}, why: "a leaf helper"},

@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/parley-dev/parley/admission"
 	"github.com/parley-dev/parley/api/v1alpha1"
 	"github.com/parley-dev/parley/controllers"
 	"github.com/parley-dev/parley/engine"
@@ -34,6 +35,9 @@ type Options struct {
 	Zap        zap.Options
 	controllers.Defaults
 	Engine engine.Config
+	// Webhook is the validating admission webhook; BindAddress "0" disables it. Its Secret
+	// lives in the engine's namespace; Hosts default to the chart's webhook Service.
+	Webhook admission.Options
 }
 
 // Run runs the operator until ctx is done.
@@ -59,6 +63,11 @@ func Run(ctx context.Context, o Options) error {
 		LeaderElectionNamespace: o.LeaderElectionNamespace,
 		Cache:                   controllers.CacheOptions(),
 	}
+	webhookOn := o.Webhook.BindAddress != "" && o.Webhook.BindAddress != "0"
+	if webhookOn && o.Webhook.CertDir == "" {
+		obj, byObject := admission.CacheByObject(o.Webhook.ConfigurationName)
+		opts.Cache.ByObject[obj] = byObject
+	}
 	if o.Namespaces != "" {
 		opts.Cache.DefaultNamespaces = map[string]cache.Config{}
 		for _, ns := range strings.Split(o.Namespaces, ",") {
@@ -83,6 +92,19 @@ func Run(ctx context.Context, o Options) error {
 	}
 	if err := controllers.Setup(mgr, o.Defaults); err != nil {
 		return err
+	}
+	if webhookOn {
+		if o.Webhook.SecretNamespace == "" {
+			o.Webhook.SecretNamespace = o.Engine.SecretNamespace
+		}
+		if len(o.Webhook.Hosts) == 0 && o.Webhook.SecretNamespace != "" {
+			o.Webhook.Hosts = []string{"parley-webhook." + o.Webhook.SecretNamespace + ".svc"}
+		}
+		// Registered before the manager starts, its /readyz check included: a replica is
+		// ready once it answers admission reviews too.
+		if err := admission.Setup(mgr, o.Webhook); err != nil {
+			return err
+		}
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err

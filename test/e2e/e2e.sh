@@ -11,7 +11,8 @@
 # Steps: 1 cluster up, image built and imported; 2 helm install; 3 examples and connectors
 # applied, Running with the engine connected; 4 redis-cli, swaks, mosquitto_pub/sub, dig and
 # socat against them, answers and Activities checked; 5 kubectl get activities / xconn /
-# describe; 6 a rules edit applied live; 7 pause, resume, delete with a live conversation;
+# describe; 5b kubectl apply of rules that do not compile and of a connector that cannot work
+# refused by the admission webhook, with the field paths; 6 a rules edit applied live; 7 pause, resume, delete with a live conversation;
 # 8 uninstall, nothing of the release left; 9 cluster down.
 #
 # Needs root, Go, the Debian packages of hack/cluster.sh (containerd runc
@@ -27,7 +28,8 @@
 #   E2E_NAMESPACE       namespace of the examples (default parley-e2e)
 #   E2E_PORT_REDIS, _SMTP, _MQTT, _DNS (UDP), _TELNET, _PINGER: the connectors' ports on the
 #   node's loopback (26379 22525 21883 20053 22323 27000); E2E_ENGINE_PORT, E2E_METRICS_PORT,
-#   E2E_HEALTH_PORT: the operator's (19443 18080 18081). Both are on the host network.
+#   E2E_HEALTH_PORT, E2E_WEBHOOK_PORT: the operator's (19443 18080 18081 19444). Both are on the
+#   host network.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -60,6 +62,7 @@ PORT_PINGER=${E2E_PORT_PINGER:-27000}
 ENGINE_PORT=${E2E_ENGINE_PORT:-19443}
 METRICS_PORT=${E2E_METRICS_PORT:-18080}
 HEALTH_PORT=${E2E_HEALTH_PORT:-18081}
+WEBHOOK_PORT=${E2E_WEBHOOK_PORT:-19444}
 # The connectors, each serving one example: name, ConversationRules, example file, port.
 CONNECTORS=(redis-decoy smtp-decoy mqtt-decoy dns-decoy telnet-decoy)
 declare -A RULES_OF=([redis-decoy]=fake-redis [smtp-decoy]=fake-smtp [mqtt-decoy]=fake-mqtt [dns-decoy]=fake-dns [telnet-decoy]=fake-telnet)
@@ -179,7 +182,7 @@ uninstall_all() {
   fi
   # The operator makes this Secret itself; Helm does not know it (charts/parley/README.md).
   if k get ns "$RELEASE_NS" >/dev/null 2>&1; then
-    ks delete secret "$RELEASE-engine-tls" --ignore-not-found >/dev/null
+    ks delete secret "$RELEASE-engine-tls" "$RELEASE-webhook-tls" --ignore-not-found >/dev/null
   fi
   # Helm never deletes CRDs; an old CRD would survive into the next install, whose crds/
   # Helm then skips. Delete them as the chart's README says.
@@ -235,12 +238,13 @@ step_cluster() {
 
 step_install() {
   step "2. helm install"
-  ports_free "$ENGINE_PORT/tcp" "$METRICS_PORT/tcp" "$HEALTH_PORT/tcp"
+  ports_free "$ENGINE_PORT/tcp" "$METRICS_PORT/tcp" "$HEALTH_PORT/tcp" "$WEBHOOK_PORT/tcp"
   local repo=${IMAGE%:*} tag=${IMAGE##*:}
   [[ $IMAGE != *@* && $tag != */* && -n $tag && $repo != "$IMAGE" ]] || fail "IMAGE must be repository:tag, not $IMAGE"
   # The pod network of hack/cluster.sh reaches nothing, Services get no endpoints and there
   # is no kube-proxy: the operator runs on the host network and reaches the API server on
-  # the host's loopback; connector pods (hostNetwork too) dial the engine there.
+  # the host's loopback; connector pods (hostNetwork too) dial the engine there, and the API
+  # server calls the admission webhook there (webhook.address instead of its Service).
   cat >"$WORK/values.yaml" <<EOF
 image:
   repository: $repo
@@ -253,6 +257,9 @@ extraEnv:
 engine:
   port: $ENGINE_PORT
   address: "127.0.0.1:$ENGINE_PORT"
+webhook:
+  port: $WEBHOOK_PORT
+  address: "127.0.0.1:$WEBHOOK_PORT"
 metrics:
   port: $METRICS_PORT
 healthPort: $HEALTH_PORT
@@ -265,7 +272,8 @@ EOF
   ok "operator Ready: $(ks get pods -l app.kubernetes.io/instance=$RELEASE -o jsonpath='{.items[*].metadata.name}')"
   local args
   args=$(ks get deploy "$RELEASE" -o jsonpath='{.spec.template.spec.containers[0].args}')
-  want_contains "operator arguments" "$args" "--engine-address=127.0.0.1:$ENGINE_PORT" "--connector-image=$IMAGE"
+  want_contains "operator arguments" "$args" "--engine-address=127.0.0.1:$ENGINE_PORT" "--connector-image=$IMAGE" \
+    "--webhook-hosts=127.0.0.1"
 }
 
 # --- step 3: the examples ------------------------------------------------------------------------
@@ -557,6 +565,97 @@ describe_has_events() {
   done
 }
 
+# --- step 5b: admission ---------------------------------------------------------------------------
+
+# webhook_refuses <file> <text>: a server-side dry run of the file is refused, saying text:
+# for wait_until, until the API server calls the webhook with the CA the operator injected
+# (failurePolicy Ignore lets everything through before that). kubectl prints a webhook's
+# refusal as it prints the schema's ("The <Kind> "<name>" is invalid:" and the causes), so
+# text must be something only the webhook says.
+webhook_refuses() {
+  local out
+  if out=$(kn apply --dry-run=server -f "$1" 2>&1); then
+    echo "accepted: $out"
+    return 1
+  fi
+  [[ $out == *"$2"* ]] || {
+    echo "$out"
+    return 1
+  }
+}
+
+# ca_injected succeeds once the operator has put its CA into the webhook configuration.
+ca_injected() {
+  local ca
+  ca=$(k get validatingwebhookconfiguration parley-validating-webhook -o jsonpath='{.webhooks[0].clientConfig.caBundle}') || return 1
+  [ -n "$ca" ] || {
+    echo "no caBundle in ValidatingWebhookConfiguration parley-validating-webhook yet"
+    return 1
+  }
+}
+
+step_admission() {
+  step "5b. admission: invalid rules and connectors refused at kubectl apply"
+  wait_until 60 "the operator to inject its CA into the ValidatingWebhookConfiguration" ca_injected
+  # Two rules with three mistakes between them: an unknown template variable, a trigger of
+  # a rule that does not exist, a regex. Each must be named with its rule's id.
+  cat >"$WORK/broken-rules.yaml" <<'EOF'
+apiVersion: parley.io/v1alpha1
+kind: ConversationRules
+metadata:
+  name: broken
+spec:
+  operation: {mode: Server, transport: TCP, port: 7000}
+  conversation:
+    rules:
+    - {id: 8, mode: Sync, regex: "a", response: "{{nope}}", trigger: [{ruleID: 99}]}
+    - {id: 7, mode: Sync, regex: "(", response: "x"}
+EOF
+  wait_until 60 "the webhook to refuse rules that do not compile" webhook_refuses "$WORK/broken-rules.yaml" "(id 8)"
+  local out status=0
+  out=$(kn apply -f "$WORK/broken-rules.yaml" 2>&1) || status=$?
+  [ "$status" != 0 ] || fail "kubectl apply of rules that do not compile succeeded" "$out"
+  want_contains "kubectl apply of invalid rules" "$out" \
+    'The ConversationRules "broken" is invalid' \
+    'spec.conversation.rules[0] (id 8).response: Invalid value: "{{nope}}"' \
+    'spec.conversation.rules[0] (id 8).trigger[0].ruleID: Not found: 99' \
+    'spec.conversation.rules[1] (id 7).regex: Invalid value: "("'
+  gone -n "$NS" crules/broken >/dev/null || fail "refused rules were stored"
+  ok "invalid rules refused with every field path: $(squash "$out")"
+
+  # Rules that do not exist yet are no reason to refuse a connector; these mistakes are.
+  cat >"$WORK/broken-connector.yaml" <<'EOF'
+apiVersion: parley.io/v1alpha1
+kind: ExternalConnector
+metadata:
+  name: broken
+spec:
+  rules: not-written-yet
+  ip: "10.0.0.1:6379"
+  tls: {secretName: Redis_TLS}
+EOF
+  status=0
+  out=$(kn apply -f "$WORK/broken-connector.yaml" 2>&1) || status=$?
+  [ "$status" != 0 ] || fail "kubectl apply of a connector that cannot work succeeded" "$out"
+  want_contains "kubectl apply of an invalid connector" "$out" \
+    'The ExternalConnector "broken" is invalid' \
+    'spec.ip: Invalid value' 'spec.tls.secretName: Invalid value'
+  ok "invalid connector refused: $(squash "$out")"
+
+  # Valid rules with a lint finding: accepted, and kubectl prints the warning.
+  cat >"$WORK/lint-rules.yaml" <<'EOF'
+apiVersion: parley.io/v1alpha1
+kind: ConversationRules
+metadata:
+  name: small-backlog
+spec:
+  operation: {mode: Server, transport: TCP, port: 7001, connectionQueue: 2, maxConcurrentConnections: 5}
+EOF
+  out=$(kn apply --dry-run=server -f "$WORK/lint-rules.yaml" 2>&1) || fail "kubectl apply of valid rules with a lint warning failed" "$out"
+  want_contains "kubectl apply of rules with a lint warning" "$out" "Warning: spec.operation.connectionQueue: a backlog of 2"
+  ok "lint warnings printed by kubectl: $(squash "$out")"
+}
+
 # --- step 6: a live rules edit ----------------------------------------------------------------
 
 step_rules_edit() {
@@ -748,7 +847,8 @@ step_uninstall() {
   local sel=app.kubernetes.io/instance=$RELEASE
   wait_until 60 "nothing labelled $sel in $RELEASE_NS" gone -n "$RELEASE_NS" \
     deploy,rs,pods,svc,sa,roles,rolebindings,configmaps,secrets,pdb -l "$sel"
-  wait_until 60 "no ClusterRole or ClusterRoleBinding labelled $sel" gone clusterroles,clusterrolebindings -l "$sel"
+  wait_until 60 "no ClusterRole, ClusterRoleBinding or webhook configuration labelled $sel" \
+    gone clusterroles,clusterrolebindings,validatingwebhookconfigurations -l "$sel"
   gone -n "$RELEASE_NS" secrets -l owner=helm,name=$RELEASE >/dev/null || fail "Helm's release Secret is left"
   ok "operator, Services, ServiceAccount, RBAC and Helm's release record removed"
   # What Helm leaves by design: the CRDs (crds/ is never deleted) and the engine Secret the
@@ -757,12 +857,12 @@ step_uninstall() {
   local left
   left=$(ks get secrets,leases -o name)
   log "left in $RELEASE_NS after helm uninstall (not Helm's): $(squash "$left")"
-  ks delete secret "$RELEASE-engine-tls" >&2
+  ks delete secret "$RELEASE-engine-tls" "$RELEASE-webhook-tls" >&2
   k delete crd activities.parley.io externalconnectors.parley.io conversationrules.parley.io >&2
   wait_until 60 "the parley.io API group to be gone" no_parley_api
   k delete ns "$NS" "$RELEASE_NS" --wait=false >&2
   wait_until 120 "namespaces $NS and $RELEASE_NS to be deleted" gone ns "$NS" "$RELEASE_NS"
-  ok "engine Secret, CRDs and namespaces deleted: nothing of Parley is left"
+  ok "engine and webhook Secrets, CRDs and namespaces deleted: nothing of Parley is left"
 }
 
 no_parley_api() {
@@ -817,6 +917,7 @@ step_examples
 step_clients
 step_kubectl
 [ "$MODE" = demo ] && exit 0
+step_admission
 step_rules_edit
 step_lifecycle
 step_uninstall

@@ -136,3 +136,35 @@ names, then engine.extraDNSNames.
 {{- end -}}
 {{- join "," (uniq $names) -}}
 {{- end -}}
+
+{{/*
+The webhook Service.
+*/}}
+{{- define "parley.webhookServiceName" -}}
+{{- printf "%s-webhook" (include "parley.fullname" .) -}}
+{{- end -}}
+
+{{/*
+The Secret holding the webhook's serving certificate: the operator's, or cert-manager's.
+*/}}
+{{- define "parley.webhookSecretName" -}}
+{{- default (printf "%s-webhook-tls" (include "parley.fullname" .)) .Values.webhook.secretName -}}
+{{- end -}}
+
+{{/*
+The names the API server dials to reach the webhook, comma-separated: the Service's, or the
+host of webhook.address.
+*/}}
+{{- define "parley.webhookHosts" -}}
+{{- if .Values.webhook.address -}}
+{{- $hostPort := splitList ":" .Values.webhook.address -}}
+{{- if ne (len $hostPort) 2 -}}
+{{- fail (printf "webhook.address must be host:port, not %q" .Values.webhook.address) -}}
+{{- end -}}
+{{- first $hostPort -}}
+{{- else -}}
+{{- $svc := include "parley.webhookServiceName" . -}}
+{{- $ns := .Release.Namespace -}}
+{{- join "," (list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.%s" $svc $ns (.Values.clusterDomain | trimSuffix "."))) -}}
+{{- end -}}
+{{- end -}}
