@@ -45,6 +45,9 @@ func Setup(mgr ctrl.Manager, d Defaults) error {
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up the ExternalConnector controller: %w", err)
 	}
+	if err := (&ActivitySinkReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader()}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("set up the ActivitySink controller: %w", err)
+	}
 	if err := (&RetentionReconciler{Client: mgr.GetClient(), Defaults: d.Retention}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up Activity retention: %w", err)
 	}

@@ -88,6 +88,26 @@ type ActivityRecord struct {
 	// Message explains errors, refusals and lifecycle events.
 	// +optional
 	Message string `json:"message,omitempty"`
+	// Evidence links the activity into its chain: the hash chain of every activity one
+	// connector process (or one `parley run`) recorded, so that a missing activity shows as a
+	// gap and an altered one breaks the chain (docs/evidence.md).
+	// +optional
+	Evidence *EvidenceRecord `json:"evidence,omitempty"`
+}
+
+// EvidenceRecord is an activity's place in its hash chain.
+type EvidenceRecord struct {
+	// Chain identifies the chain: random, one per connector process or `parley run`.
+	Chain string `json:"chain"`
+	// Seq numbers the activities of the chain from 1, in the order they were recorded,
+	// dropped ones included.
+	Seq uint64 `json:"seq"`
+	// PrevHash is the hash of the activity recorded just before this one ("" for seq 1).
+	// +optional
+	PrevHash string `json:"prevHash,omitempty"`
+	// Hash is "sha256:" and the hex SHA-256 of the activity's canonical encoding (its JSON
+	// with this hash empty and input.preview left out; docs/evidence.md).
+	Hash string `json:"hash"`
 }
 
 // ConnectionRef identifies the logical connection.

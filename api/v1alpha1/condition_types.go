@@ -74,3 +74,17 @@ const (
 // FinalizerGracefulEnd holds a deleted connector until its pods have ended their
 // conversations and flushed their activities, or its grace period has passed.
 const FinalizerGracefulEnd = "parley.io/graceful-end"
+
+// Reasons of an ActivitySink's Ready condition.
+const (
+	// ReasonSinkConfigured: the sink's spec is valid and its Secrets hold what it needs.
+	ReasonSinkConfigured = "Configured"
+	// ReasonSinkInvalid: the spec cannot work; the message lists every error with its path.
+	ReasonSinkInvalid = "Invalid"
+	// ReasonSecretNotFound: a Secret the sink names does not exist.
+	ReasonSecretNotFound = "SecretNotFound"
+	// ReasonSecretKeyMissing: a Secret the sink names lacks a key it needs.
+	ReasonSecretKeyMissing = "SecretKeyMissing"
+	// ReasonSinkDropping: the engine dropped activities of the sink (its Warning event).
+	ReasonSinkDropping = "ActivitiesDropped"
+)

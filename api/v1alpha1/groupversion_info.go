@@ -32,6 +32,7 @@ func addKnownTypes(s *runtime.Scheme) error {
 		&ConversationRules{}, &ConversationRulesList{},
 		&ExternalConnector{}, &ExternalConnectorList{},
 		&Activity{}, &ActivityList{},
+		&ActivitySink{}, &ActivitySinkList{},
 	)
 	metav1.AddToGroupVersion(s, GroupVersion)
 	return nil

@@ -31,7 +31,7 @@ func newRootCommand() *cobra.Command {
 		root.Use = "kubectl parley"
 	}
 	root.AddCommand(newRunCommand(), newCheckCommand(), newOperatorCommand(), newImportCommand(), newConnectorCommand(),
-		newTailCommand(), newTranscriptCommand())
+		newTailCommand(), newTranscriptCommand(), newVerifyCommand())
 	return root
 }
 

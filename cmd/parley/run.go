@@ -18,6 +18,7 @@ import (
 	"github.com/parley-dev/parley/connector"
 	"github.com/parley-dev/parley/connector/activity"
 	"github.com/parley-dev/parley/connector/metrics"
+	"github.com/parley-dev/parley/evidence"
 	"github.com/parley-dev/parley/examples"
 	"github.com/parley-dev/parley/internal/rulesfile"
 	"github.com/parley-dev/parley/rules"
@@ -36,6 +37,7 @@ type runOptions struct {
 	udpPeerBurst int
 	buffer       int
 	tls          tlsFlags
+	signKey      string
 }
 
 // tlsFlags carry the key material for rules with operation.tls.enabled.
@@ -89,6 +91,7 @@ func newRunCommand() *cobra.Command {
 	f.Float64Var(&o.udpPeerRate, "udp-peer-rate", 100, "UDP server: datagrams per second accepted from one peer IP (0 = unlimited)")
 	f.IntVar(&o.udpPeerBurst, "udp-peer-burst", 200, "UDP server: burst of datagrams accepted from one peer IP")
 	f.IntVar(&o.buffer, "activity-buffer", activity.DefaultCapacity, "activities waiting to be printed before new ones are dropped (and counted)")
+	f.StringVar(&o.signKey, "sign-key", "", "PEM Ed25519 private key (PKCS #8): sign checkpoints of the activities' evidence chain into the JSON outputs (-o json, --log-file) for parley verify")
 	f.StringVar(&o.tls.cert, "tls-cert", "", "PEM certificate (chain): the server's, or the one a client presents")
 	f.StringVar(&o.tls.key, "tls-key", "", "PEM private key of --tls-cert")
 	f.StringVar(&o.tls.clientCA, "tls-client-ca", "", "server: PEM CA bundle that client certificates must chain to (operation.tls.clientAuthentication)")
@@ -176,12 +179,17 @@ func run(parent context.Context, stdin io.Reader, stdout, stderr io.Writer, o ru
 	if o.name != "" {
 		binary[o.name] = progs[0].prog.Encoding == v1alpha1.EncodingBinary
 	}
+	signed, closeSigning, err := checkpointSigning(o, stderr)
+	if err != nil {
+		return err
+	}
+	defer closeSigning() // on an early return; the normal end signs after the last activities
 	var sink activity.Sink = activity.NewTableSink(stdout, activity.TableOptions{
 		ConnectorColumn: len(progs) > 1, Binary: binary, Color: colorTerminal(stdout),
 	})
 	switch o.output {
 	case "json":
-		sink = activity.NewJSONSink(stdout)
+		sink = signed(activity.NewJSONSink(stdout), stdout)
 	case "none":
 		sink = activity.DiscardSink{}
 	}
@@ -191,7 +199,7 @@ func run(parent context.Context, stdin io.Reader, stdout, stderr io.Writer, o ru
 			return fmt.Errorf("--log-file: %w", err)
 		}
 		defer f.Close()
-		sink = activity.MultiSink{sink, activity.NewJSONSink(f)}
+		sink = activity.MultiSink{sink, signed(activity.NewJSONSink(f), f)}
 	}
 	tally := &tallySink{Sink: sink, per: map[string]*tally{}}
 	var reg *activity.Register
@@ -300,6 +308,7 @@ func run(parent context.Context, stdin io.Reader, stdout, stderr io.Writer, o ru
 	if err := reg.Close(flushCtx); err != nil {
 		fmt.Fprintln(stderr, "parley: activities not all printed:", err)
 	}
+	closeSigning()
 	// The summary comes after the last rows: the register has printed everything by now.
 	for _, n := range started {
 		fmt.Fprintf(stderr, "parley: %s: %s\n", n.name, summary(n.c.Stats(), tally.per[n.name]))
@@ -312,6 +321,41 @@ func run(parent context.Context, stdin io.Reader, stdout, stderr io.Writer, o ru
 		fmt.Fprintf(stderr, "parley: %d activities recorded\n", st.Recorded)
 	}
 	return errors.Join(errs...)
+}
+
+// checkpointSigning reads --sign-key and returns what puts a JSON sink's checkpoints into
+// its output (the sink unchanged without a key), and what signs the last activities at
+// the end.
+func checkpointSigning(o runOptions, stderr io.Writer) (signed func(activity.Sink, io.Writer) activity.Sink, closeAll func(), err error) {
+	if o.signKey == "" {
+		return func(s activity.Sink, _ io.Writer) activity.Sink { return s }, func() {}, nil
+	}
+	if o.output != "json" && o.logFile == "" {
+		return nil, nil, errors.New("--sign-key signs JSON activities: add -o json or --log-file")
+	}
+	key, err := evidence.ReadPrivateKey(o.signKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--sign-key: %w", err)
+	}
+	onError := func(err error) { fmt.Fprintln(stderr, "parley: evidence:", err) }
+	var sinks []*evidence.SigningSink
+	signed = func(s activity.Sink, w io.Writer) activity.Sink {
+		ss := evidence.NewSigningSink(s, w, evidence.NewSigner(key, 0, 0))
+		sinks = append(sinks, ss)
+		go ss.Run(onError)
+		return ss
+	}
+	var once sync.Once
+	closeAll = func() {
+		once.Do(func() {
+			for _, ss := range sinks {
+				if err := ss.Close(true); err != nil {
+					onError(err)
+				}
+			}
+		})
+	}
+	return signed, closeAll, nil
 }
 
 // listenHint says what to do about the errors a newcomer meets when a port cannot be bound.

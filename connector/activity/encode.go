@@ -148,6 +148,20 @@ func AppendJSON(dst []byte, a *v1alpha1.ActivityRecord) []byte {
 		dst = appendKey(dst, "message", false)
 		dst = appendString(dst, a.Message)
 	}
+	if e := a.Evidence; e != nil {
+		dst = appendKey(dst, "evidence", false)
+		dst = append(dst, `{"chain":`...)
+		dst = appendString(dst, e.Chain)
+		dst = append(dst, `,"seq":`...)
+		dst = strconv.AppendUint(dst, e.Seq, 10)
+		if e.PrevHash != "" {
+			dst = appendKey(dst, "prevHash", false)
+			dst = appendString(dst, e.PrevHash)
+		}
+		dst = appendKey(dst, "hash", false)
+		dst = appendString(dst, e.Hash)
+		dst = append(dst, '}')
+	}
 	return append(dst, '}', '\n')
 }
 

@@ -5,10 +5,12 @@ package activity
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
+	"github.com/parley-dev/parley/evidence"
 )
 
 // Sink receives batches of activities from one goroutine, in the order they were recorded.
@@ -41,6 +43,11 @@ type Register struct {
 	failed   atomic.Uint64
 	onError  func(error)
 	linger   time.Duration
+	// chain is where the activities are numbered (in Record, under mu, so that numbers
+	// follow the queue's order) and sealed (in Run): a dropped activity keeps its number
+	// and shows as a gap (docs/evidence.md).
+	chain *evidence.Chain
+	mu    sync.Mutex
 }
 
 // NewRegister returns a register holding at most capacity waiting activities. onError, if
@@ -56,21 +63,30 @@ func NewRegister(sink Sink, capacity int, onError func(error)) *Register {
 		done:    make(chan struct{}),
 		onError: onError,
 		linger:  DefaultLinger,
+		chain:   evidence.NewChain(AppendJSON),
 	}
 }
+
+// Chain is the id of the register's evidence chain.
+func (r *Register) Chain() string { return r.chain.ID() }
 
 // SetLinger changes how long a batch waits for more activities (0: hand each batch over at
 // once). Call it before Run.
 func (r *Register) SetLinger(d time.Duration) { r.linger = d }
 
-// Record queues a; it never blocks: when the queue is full, a is dropped and counted.
+// Record numbers a in the register's evidence chain and queues it; it never blocks: when
+// the queue is full, a is dropped and counted, and its number becomes a gap in the chain.
+// a belongs to the register from here on.
 func (r *Register) Record(a *v1alpha1.ActivityRecord) {
+	r.mu.Lock()
+	r.chain.Number(a)
 	select {
 	case r.queue <- a:
 		r.recorded.Add(1)
 	default:
 		r.dropped.Add(1)
 	}
+	r.mu.Unlock()
 }
 
 // Stats are the register's counters.
@@ -146,6 +162,9 @@ func (r *Register) fill(batch []*v1alpha1.ActivityRecord) []*v1alpha1.ActivityRe
 }
 
 func (r *Register) write(batch []*v1alpha1.ActivityRecord) {
+	for _, a := range batch {
+		r.chain.Seal(a)
+	}
 	if err := r.sink.Write(batch); err != nil {
 		r.failed.Add(uint64(len(batch)))
 		if r.onError != nil {

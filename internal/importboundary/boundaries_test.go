@@ -41,6 +41,10 @@ var rules = []rule{
 	{from: "cmd", forbidden: []string{"controllers", "engine"}, direct: true,
 		why: "cmd/parley is a thin CLI: the operator process is internal/operator, the pod process connector/pod"},
 	{from: "internal/text", forbidden: []string{""}, why: "a leaf helper"},
+	{from: "sink", forbidden: []string{""}, allow: []string{"sink", "api/v1alpha1", "evidence", "internal/text"},
+		why: "delivery is fed by the engine and by parley run, and validates specs for the controller: it knows only the API and the evidence"},
+	{from: "evidence", forbidden: []string{""}, allow: []string{"evidence", "api/v1alpha1"},
+		why: "the connector chains activities, the engine and the sinks sign them, parley verify checks them: one definition that knows only the API"},
 	{from: "internal/statusapply", forbidden: []string{""}, allow: []string{"api/v1alpha1"},
 		why: "the controllers and the engine both write status with it: it knows only the API"},
 }

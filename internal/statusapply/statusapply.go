@@ -27,20 +27,29 @@ type Fields map[string]any
 // server returns into ec. Conditions are a map keyed by type: each writer owns the entries
 // it applies.
 func Apply(ctx context.Context, c client.StatusClient, ec *v1alpha1.ExternalConnector, owner client.FieldOwner, fields Fields) error {
+	var got v1alpha1.ExternalConnector
+	if err := ApplyKind(ctx, c, "ExternalConnector", ec.Namespace, ec.Name, &got, owner, fields); err != nil {
+		return err
+	}
+	*ec = got
+	return nil
+}
+
+// ApplyKind is Apply for any kind of this API with a status subresource (ActivitySink's
+// status has the same two writers), reading the object the API server returns into into.
+func ApplyKind(ctx context.Context, c client.StatusClient, kind, namespace, name string, into any, owner client.FieldOwner, fields Fields) error {
 	u := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": v1alpha1.GroupVersion.String(),
-		"kind":       "ExternalConnector",
-		"metadata":   map[string]any{"name": ec.Name, "namespace": ec.Namespace},
+		"kind":       kind,
+		"metadata":   map[string]any{"name": name, "namespace": namespace},
 		"status":     map[string]any(fields),
 	}}
 	if err := c.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), owner, client.ForceOwnership); err != nil {
 		return err
 	}
-	var got v1alpha1.ExternalConnector
-	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &got); err != nil {
-		return fmt.Errorf("read back ExternalConnector %s/%s: %w", ec.Namespace, ec.Name, err)
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, into); err != nil {
+		return fmt.Errorf("read back %s %s/%s: %w", kind, namespace, name, err)
 	}
-	*ec = got
 	return nil
 }
 

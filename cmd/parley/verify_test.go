@@ -1,0 +1,129 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// openssl makes the keys: the formats parley reads are the ones people have.
+func opensslKeyPair(t *testing.T, dir, name string) (private, public string) {
+	t.Helper()
+	private, public = filepath.Join(dir, name+".pem"), filepath.Join(dir, name+".pub.pem")
+	for _, args := range [][]string{
+		{"genpkey", "-algorithm", "ed25519", "-out", private},
+		{"pkey", "-in", private, "-pubout", "-out", public},
+	} {
+		if out, err := exec.Command("openssl", args...).CombinedOutput(); err != nil {
+			t.Fatalf("openssl %v: %v: %s (Debian package openssl)", args, err, out)
+		}
+	}
+	return private, public
+}
+
+func runVerify(t *testing.T, key, log string) (string, int) {
+	t.Helper()
+	out, err := exec.Command(parleyBinary, "verify", "--key", key, log).CombinedOutput()
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+		return string(out), 0
+	case errors.As(err, &exit):
+		return string(out), exit.ExitCode()
+	}
+	t.Fatal(err)
+	return "", -1
+}
+
+// parley run --sign-key signs its log; parley verify checks it, and names a deleted and
+// an edited line, and a wrong key.
+func TestRunSignsAndVerifyChecks(t *testing.T) {
+	dir := t.TempDir()
+	private, public := opensslKeyPair(t, dir, "evidence")
+	_, otherPublic := opensslKeyPair(t, dir, "other")
+	logPath := filepath.Join(dir, "activities.jsonl")
+	cmd := exec.Command(parleyBinary, "run", "-f", writeFile(t, validRules), "--port", "0", "--ip", "127.0.0.1",
+		"-o", "none", "--log-file", logPath, "--sign-key", private)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	lines := bufio.NewScanner(stderr)
+	var addr string
+	for addr == "" && lines.Scan() {
+		if _, after, ok := strings.Cut(lines.Text(), "listening on "); ok {
+			addr = strings.TrimSuffix(after, "/TCP")
+		}
+	}
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(conn)
+	r.ReadString('\n')
+	for range 3 {
+		conn.Write([]byte("PING\r\n"))
+		if pong, _ := r.ReadString('\n'); pong != "+PONG\r\n" {
+			t.Fatalf("got %q", pong)
+		}
+	}
+	conn.Close()
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	for lines.Scan() {
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("parley run: %v", err)
+	}
+	data, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := strings.SplitAfter(strings.TrimSuffix(string(data), "\n"), "\n")
+	// Started, Connected, Greeted, 3 Inputs, Ended, Stopped, and the final checkpoint.
+	if len(log) != 9 || !strings.HasPrefix(log[8], `{"checkpoint":`) {
+		t.Fatalf("log of %d lines, want 8 activities and a checkpoint:\n%s", len(log), data)
+	}
+
+	out, code := runVerify(t, public, logPath)
+	if code != 0 || !strings.Contains(out, "records 1-8 (8), 1 checkpoints, signed up to 8") {
+		t.Fatalf("intact log: exit %d:\n%s", code, out)
+	}
+	write := func(name string, lines []string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(strings.Join(lines, "")), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	deleted := write("deleted.jsonl", append(append([]string(nil), log[:4]...), log[5:]...))
+	if out, code := runVerify(t, public, deleted); code != 1 || !strings.Contains(out, "gap: seq 5 missing") {
+		t.Errorf("deleted line: exit %d:\n%s", code, out)
+	}
+	edited := append([]string(nil), log...)
+	edited[3] = strings.Replace(edited[3], `"text":"PING\r\n"`, `"text":"PONG\r\n"`, 1)
+	if edited[3] == log[3] {
+		t.Fatalf("line 4 has no PING input: %s", log[3])
+	}
+	if out, code := runVerify(t, public, write("edited.jsonl", edited)); code != 1 || !strings.Contains(out, "seq 4): altered") {
+		t.Errorf("edited line: exit %d:\n%s", code, out)
+	}
+	if out, code := runVerify(t, otherPublic, logPath); code != 1 || !strings.Contains(out, "bad-signature") {
+		t.Errorf("wrong key: exit %d:\n%s", code, out)
+	}
+	if out, code := runVerify(t, filepath.Join(dir, "missing.pem"), logPath); code != 2 || !strings.Contains(out, "--key") {
+		t.Errorf("missing key: exit %d:\n%s", code, out)
+	}
+}

@@ -1,0 +1,231 @@
+package sink
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/parley-dev/parley/api/v1alpha1"
+)
+
+// Item is one activity to deliver, with the key receivers deduplicate by: the Activity's
+// name in the cluster (<connector>-<run>-<seq>), and in `parley run` the connector, the
+// evidence chain and the sequence number (Key).
+type Item struct {
+	Key    string
+	Record *v1alpha1.ActivityRecord
+}
+
+// Key is the deduplication key of an activity that has no object name: connector, evidence
+// chain and sequence number, unique and the same on every delivery.
+func Key(a *v1alpha1.ActivityRecord) string {
+	if a.Evidence == nil {
+		return a.Connector
+	}
+	return a.Connector + "-" + a.Evidence.Chain + "-" + itoa(a.Evidence.Seq)
+}
+
+func itoa(n uint64) string {
+	var b [20]byte
+	i := len(b)
+	for {
+		i--
+		b[i] = byte('0' + n%10)
+		n /= 10
+		if n == 0 {
+			return string(b[i:])
+		}
+	}
+}
+
+// Destination sends a batch of items to a receiver. An error means the batch may not have
+// arrived: the sink sends it again (at least once). Deliver must return when ctx ends.
+type Destination interface {
+	Deliver(ctx context.Context, batch []Item) error
+	Close() error
+}
+
+// Options shape a sink's queue and retries. Zero values take the defaults.
+type Options struct {
+	// QueueLength bounds the activities waiting; more are dropped and counted. The batch
+	// being delivered is held besides.
+	QueueLength int
+	// MaxBatch is the most activities per delivery.
+	MaxBatch int
+	// MinBackoff and MaxBackoff bound the wait between attempts at a batch: doubled after
+	// each failure, with jitter (a random half to whole of it), from min up to max.
+	MinBackoff, MaxBackoff time.Duration
+	// OnDrop hears of each drop, on the caller's goroutine; it must not block (the engine
+	// raises a rate-limited Warning from it).
+	OnDrop func(dropped uint64)
+}
+
+// Defaults.
+const (
+	DefaultQueueLength = 10000
+	DefaultMaxBatch    = 500
+	DefaultMinBackoff  = 100 * time.Millisecond
+	DefaultMaxBackoff  = 30 * time.Second
+)
+
+// Stats are a sink's counters: delivered and dropped activities, failed attempts.
+type Stats struct {
+	Delivered, Failed, Dropped uint64
+	Queued                     int
+	LastError                  string
+}
+
+// Sink delivers items to one destination from its own goroutine through a bounded queue:
+// Offer never blocks, so a slow or absent receiver costs its own sink drops and nothing
+// else.
+type Sink struct {
+	dest      Destination
+	o         Options
+	queue     chan Item
+	delivered atomic.Uint64
+	failed    atomic.Uint64
+	dropped   atomic.Uint64
+	lastError atomic.Pointer[string]
+	stop      chan struct{}
+	done      chan struct{}
+	once      sync.Once
+}
+
+// New returns a sink in front of dest; start it with Run.
+func New(dest Destination, o Options) *Sink {
+	if o.QueueLength <= 0 {
+		o.QueueLength = DefaultQueueLength
+	}
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = DefaultMaxBatch
+	}
+	if o.MinBackoff <= 0 {
+		o.MinBackoff = DefaultMinBackoff
+	}
+	if o.MaxBackoff < o.MinBackoff {
+		o.MaxBackoff = max(DefaultMaxBackoff, o.MinBackoff)
+	}
+	return &Sink{dest: dest, o: o, queue: make(chan Item, o.QueueLength), stop: make(chan struct{}), done: make(chan struct{})}
+}
+
+// Offer queues items without waiting; what does not fit is dropped and counted.
+func (s *Sink) Offer(items ...Item) {
+	var dropped uint64
+	for _, it := range items {
+		select {
+		case s.queue <- it:
+		default:
+			dropped++
+		}
+	}
+	if dropped > 0 {
+		s.dropped.Add(dropped)
+		if s.o.OnDrop != nil {
+			s.o.OnDrop(dropped)
+		}
+	}
+}
+
+// Stats returns the counters so far.
+func (s *Sink) Stats() Stats {
+	st := Stats{Delivered: s.delivered.Load(), Failed: s.failed.Load(), Dropped: s.dropped.Load(), Queued: len(s.queue)}
+	if e := s.lastError.Load(); e != nil {
+		st.LastError = *e
+	}
+	return st
+}
+
+// Run delivers batches until Close: each batch is retried, with backoff, until it is
+// delivered or the sink closes. Call it once, on its own goroutine.
+func (s *Sink) Run() {
+	defer close(s.done)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-s.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	batch := make([]Item, 0, s.o.MaxBatch)
+	for {
+		select {
+		case it := <-s.queue:
+			batch = s.fill(append(batch, it))
+		case <-s.stop:
+			return
+		}
+		if !s.deliver(ctx, batch) {
+			return
+		}
+		clear(batch)
+		batch = batch[:0]
+	}
+}
+
+func (s *Sink) fill(batch []Item) []Item {
+	for len(batch) < s.o.MaxBatch {
+		select {
+		case it := <-s.queue:
+			batch = append(batch, it)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// deliver tries batch until it is delivered (true) or the sink stops (false).
+func (s *Sink) deliver(ctx context.Context, batch []Item) bool {
+	backoff := s.o.MinBackoff
+	for {
+		err := s.dest.Deliver(ctx, batch)
+		if err == nil {
+			s.delivered.Add(uint64(len(batch)))
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		s.failed.Add(1)
+		msg := err.Error()
+		s.lastError.Store(&msg)
+		wait := backoff/2 + rand.N(backoff/2+1)
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		}
+		backoff = min(2*backoff, s.o.MaxBackoff)
+	}
+}
+
+// Close stops the sink: the batch being delivered is abandoned (it was not acknowledged;
+// the activities stay counted neither delivered nor dropped), Run returns, the destination
+// closes. What is queued is not delivered; Drain delivers it first.
+func (s *Sink) Close() error {
+	s.once.Do(func() { close(s.stop) })
+	<-s.done
+	return s.dest.Close()
+}
+
+// Drain waits until total activities (all those offered) are delivered or dropped, or ctx
+// ends: at the end of `parley run`, and in tests.
+func (s *Sink) Drain(ctx context.Context, total uint64) error {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for s.delivered.Load()+s.dropped.Load() < total {
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return errors.Join(ctx.Err(), errors.New("activities still queued for the sink"))
+		}
+	}
+	return nil
+}

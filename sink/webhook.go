@@ -1,0 +1,157 @@
+package sink
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/parley-dev/parley/api/v1alpha1"
+)
+
+// SignatureHeader carries a JSON webhook body's HMAC-SHA256 signature, "sha256=" and hex,
+// computed with the sink's key over the exact body bytes (as GitHub's webhooks do).
+const SignatureHeader = "X-Parley-Signature"
+
+// Webhook posts batches to an HTTP(S) URL.
+type Webhook struct {
+	url    string
+	format v1alpha1.WebhookFormat
+	key    []byte
+	client *http.Client
+}
+
+// NewWebhook posts to url in format (JSON when empty), signing JSON bodies with key when
+// it is set; tlsConfig (nil: the system's) verifies an https server.
+func NewWebhook(url string, format v1alpha1.WebhookFormat, key []byte, tlsConfig *tls.Config) *Webhook {
+	if format == "" {
+		format = v1alpha1.WebhookJSON
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = tlsConfig
+	return &Webhook{url: url, format: format, key: key, client: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
+}
+
+// keyedRecord is an activity as a webhook sends it: an object with its name in metadata,
+// as `kubectl get activity -o json` shows it, so that parley verify reads it too.
+type keyedRecord struct {
+	Metadata struct {
+		Name string `json:"name"`
+	} `json:"metadata"`
+	*v1alpha1.ActivityRecord `json:",inline"`
+}
+
+// JSONBatch is the body of a JSON webhook: {"activities": [...]}.
+func JSONBatch(batch []Item) ([]byte, error) {
+	out := struct {
+		Activities []keyedRecord `json:"activities"`
+	}{Activities: make([]keyedRecord, len(batch))}
+	for i, it := range batch {
+		out.Activities[i].Metadata.Name = it.Key
+		out.Activities[i].ActivityRecord = it.Record
+	}
+	return json.Marshal(out)
+}
+
+// Sign is the SignatureHeader value of body with key.
+func Sign(key, body []byte) string {
+	m := hmac.New(sha256.New, key)
+	m.Write(body)
+	return "sha256=" + hex.EncodeToString(m.Sum(nil))
+}
+
+// Deliver implements Destination.
+func (w *Webhook) Deliver(ctx context.Context, batch []Item) error {
+	var body []byte
+	var err error
+	if w.format == v1alpha1.WebhookSlack {
+		body, err = SlackMessage(batch)
+	} else {
+		body, err = JSONBatch(batch)
+	}
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if w.format == v1alpha1.WebhookJSON && len(w.key) > 0 {
+		req.Header.Set(SignatureHeader, Sign(w.key, body))
+	}
+	resp, err := w.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("webhook: %w", err)
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("webhook: %s: %s", resp.Status, strings.TrimSpace(string(msg)))
+	}
+	return nil
+}
+
+// Close implements Destination.
+func (w *Webhook) Close() error {
+	w.client.CloseIdleConnections()
+	return nil
+}
+
+// SlackMessage is an incoming-webhook message: one line per activity, alerts first-class:
+// ":rotating_light: *redis-decoy* Input from 203.0.113.9:51122 (rules 3) `AUTH admin…`".
+func SlackMessage(batch []Item) ([]byte, error) {
+	var b strings.Builder
+	for i, it := range batch {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		b.WriteString(Summary(it.Record))
+	}
+	return json.Marshal(map[string]string{"text": b.String()})
+}
+
+// Summary is one readable line for people (Slack, e-mail): alert mark, connector, type,
+// peer, rules, input.
+func Summary(a *v1alpha1.ActivityRecord) string {
+	var b strings.Builder
+	if a.Alert {
+		b.WriteString(":rotating_light: ALERT ")
+	}
+	fmt.Fprintf(&b, "*%s* %s", slackEscape(a.Connector), a.Type)
+	if c := a.Connection; c != nil {
+		fmt.Fprintf(&b, " from %s", slackEscape(c.Peer))
+	}
+	if r := a.Rules; r != nil && len(r.Executed) > 0 {
+		ids := make([]string, len(r.Executed))
+		for i, id := range r.Executed {
+			ids[i] = strconv.Itoa(int(id))
+		}
+		fmt.Fprintf(&b, " (rules %s)", strings.Join(ids, " "))
+	}
+	if in := a.Input; in != nil {
+		q := strconv.QuoteToASCII(in.Text)
+		if len(q) > 82 {
+			q = q[:80] + `…"`
+		}
+		fmt.Fprintf(&b, " input %s", slackEscape(q))
+	}
+	if a.Message != "" {
+		fmt.Fprintf(&b, ": %s", slackEscape(a.Message))
+	}
+	return b.String()
+}
+
+// slackEscape escapes what Slack's mrkdwn reads as markup (its documented three).
+func slackEscape(s string) string {
+	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
+}

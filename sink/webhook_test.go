@@ -1,0 +1,222 @@
+package sink_test
+
+import (
+	"context"
+	"crypto/hmac"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/parley-dev/parley/api/v1alpha1"
+	"github.com/parley-dev/parley/sink"
+)
+
+// receiver is a real HTTP server that checks each body's signature and keeps the activities
+// by key; down makes it answer 503.
+type receiver struct {
+	t        *testing.T
+	key      []byte
+	mu       sync.Mutex
+	keys     map[string]int // deliveries per key
+	down     bool
+	refused  chan struct{} // one value per refused request, when set
+	hold     chan struct{} // when set, requests wait for it to close
+	entered  chan struct{} // one value per request, before it waits for hold
+	received chan struct{} // one value per accepted request
+	srv      *httptest.Server
+}
+
+func newReceiver(t *testing.T, key []byte) *receiver {
+	r := &receiver{t: t, key: key, keys: map[string]int{}, received: make(chan struct{}, 10000), refused: make(chan struct{}, 10000),
+		entered: make(chan struct{}, 10000)}
+	r.srv = httptest.NewServer(http.HandlerFunc(r.serve))
+	t.Cleanup(r.srv.Close)
+	return r
+}
+
+func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
+	r.entered <- struct{}{}
+	if r.hold != nil {
+		<-r.hold
+	}
+	body, err := io.ReadAll(req.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if want := sink.Sign(r.key, body); !hmac.Equal([]byte(req.Header.Get(sink.SignatureHeader)), []byte(want)) {
+		r.t.Errorf("signature %q, want %q", req.Header.Get(sink.SignatureHeader), want)
+		http.Error(w, "bad signature", http.StatusUnauthorized)
+		return
+	}
+	r.mu.Lock()
+	down := r.down
+	r.mu.Unlock()
+	if down {
+		http.Error(w, "down for maintenance", http.StatusServiceUnavailable)
+		r.refused <- struct{}{}
+		return
+	}
+	var batch struct {
+		Activities []struct {
+			Metadata struct{ Name string } `json:"metadata"`
+			v1alpha1.ActivityRecord
+		} `json:"activities"`
+	}
+	if err := json.Unmarshal(body, &batch); err != nil {
+		r.t.Errorf("body %s: %v", body, err)
+	}
+	r.mu.Lock()
+	for _, a := range batch.Activities {
+		if a.Type != v1alpha1.ActivityInput || a.Input == nil {
+			r.t.Errorf("activity %+v", a.ActivityRecord)
+		}
+		r.keys[a.Metadata.Name]++
+	}
+	r.mu.Unlock()
+	r.received <- struct{}{}
+}
+
+func (r *receiver) setDown(down bool) {
+	r.mu.Lock()
+	r.down = down
+	r.mu.Unlock()
+}
+
+func (r *receiver) distinct() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.keys)
+}
+
+func items(prefix string, n int) []sink.Item {
+	out := make([]sink.Item, n)
+	for i := range out {
+		out[i] = sink.Item{Key: fmt.Sprintf("%s-%06d", prefix, i+1), Record: &v1alpha1.ActivityRecord{
+			Connector: "redis", Type: v1alpha1.ActivityInput, Input: &v1alpha1.InputRecord{Text: "PING\r\n", Bytes: 6}}}
+	}
+	return out
+}
+
+var quick = sink.Options{MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond}
+
+func start(t *testing.T, dest sink.Destination, o sink.Options) *sink.Sink {
+	s := sink.New(dest, o)
+	go s.Run()
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// settle waits until every one of the n activities offered was delivered or dropped.
+func settle(t *testing.T, s *sink.Sink, n uint64) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := s.Drain(ctx, n); err != nil {
+		t.Fatalf("%v: %+v", err, s.Stats())
+	}
+}
+
+func TestWebhookDeliversSignedBatches(t *testing.T) {
+	key := []byte("s3cret")
+	r := newReceiver(t, key)
+	s := start(t, sink.NewWebhook(r.srv.URL, v1alpha1.WebhookJSON, key, nil), quick)
+	s.Offer(items("a", 1200)...)
+	settle(t, s, 1200)
+	if st := s.Stats(); st.Delivered != 1200 || st.Dropped != 0 || st.Failed != 0 || r.distinct() != 1200 {
+		t.Fatalf("stats %+v, %d distinct keys received", st, r.distinct())
+	}
+}
+
+// A receiver down, then back: everything queued meanwhile arrives, each key at least once.
+func TestWebhookReceiverDownThenBack(t *testing.T) {
+	key := []byte("k")
+	r := newReceiver(t, key)
+	r.setDown(true)
+	s := sink.New(sink.NewWebhook(r.srv.URL, v1alpha1.WebhookJSON, key, nil), sink.Options{QueueLength: 100, MaxBatch: 10,
+		MinBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond})
+	s.Offer(items("a", 100)...) // exactly the queue's bound
+	go s.Run()
+	defer s.Close()
+	for range 3 { // refused three times: the sink retries
+		<-r.refused
+	}
+	r.setDown(false)
+	settle(t, s, 100)
+	st := s.Stats()
+	if st.Delivered != 100 || st.Dropped != 0 || st.Failed < 3 || r.distinct() != 100 || !strings.Contains(st.LastError, "503") {
+		t.Fatalf("stats %+v, %d distinct keys", st, r.distinct())
+	}
+}
+
+// Down past the bound: what does not fit is dropped, counted exactly, and Offer never waits.
+func TestWebhookDownPastTheBound(t *testing.T) {
+	key := []byte("k")
+	r := newReceiver(t, key)
+	r.setDown(true)
+	var announced uint64
+	o := sink.Options{QueueLength: 50, MaxBatch: 10, MinBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond,
+		OnDrop: func(n uint64) { announced += n }}
+	s := sink.New(sink.NewWebhook(r.srv.URL, v1alpha1.WebhookJSON, key, nil), o)
+	s.Offer(items("a", 80)...) // 50 fit, 30 dropped
+	go s.Run()
+	defer s.Close()
+	<-r.refused                // the first batch (10) is out of the queue, being retried
+	s.Offer(items("b", 25)...) // 10 fit again, 15 dropped
+	if st := s.Stats(); st.Dropped != 45 || announced != 45 {
+		t.Fatalf("dropped %d (announced %d), want 45", st.Dropped, announced)
+	}
+	r.setDown(false)
+	settle(t, s, 105)
+	if st := s.Stats(); st.Delivered != 60 || r.distinct() != 60 {
+		t.Fatalf("stats %+v, %d keys", st, r.distinct())
+	}
+}
+
+// A receiver that does not answer holds its own sink only.
+func TestSlowReceiverDoesNotSlowAnother(t *testing.T) {
+	key := []byte("k")
+	slow, fast := newReceiver(t, key), newReceiver(t, key)
+	slow.hold = make(chan struct{})
+	defer close(slow.hold)
+	ss := sink.New(sink.NewWebhook(slow.srv.URL, v1alpha1.WebhookJSON, key, nil), sink.Options{QueueLength: 100, MaxBatch: 10})
+	fs := sink.New(sink.NewWebhook(fast.srv.URL, v1alpha1.WebhookJSON, key, nil), sink.Options{QueueLength: 1000, MaxBatch: 10})
+	ss.Offer(items("a", 100)...)
+	fs.Offer(items("a", 100)...)
+	for _, s := range []*sink.Sink{ss, fs} {
+		go s.Run()
+		t.Cleanup(func() { s.Close() })
+	}
+	<-slow.entered               // the slow sink's first batch of 10 is out of its queue, and stuck
+	ss.Offer(items("b", 100)...) // never waits, though nothing leaves this sink: 10 fit
+	fs.Offer(items("b", 100)...)
+	settle(t, fs, 200)
+	if st := fs.Stats(); st.Delivered != 200 || fast.distinct() != 200 {
+		t.Fatalf("fast sink %+v", st)
+	}
+	if st := ss.Stats(); st.Delivered != 0 || st.Dropped != 90 {
+		t.Fatalf("slow sink %+v", st)
+	}
+}
+
+func TestSlackMessage(t *testing.T) {
+	body, err := sink.SlackMessage([]sink.Item{{Key: "k", Record: &v1alpha1.ActivityRecord{
+		Connector: "redis-decoy", Type: v1alpha1.ActivityInput, Alert: true,
+		Connection: &v1alpha1.ConnectionRef{Peer: "203.0.113.9:51122"},
+		Rules:      &v1alpha1.RulesRecord{Executed: []int32{3}},
+		Input:      &v1alpha1.InputRecord{Text: "AUTH <admin> hunter2\r\n"},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"text":":rotating_light: ALERT *redis-decoy* Input from 203.0.113.9:51122 (rules 3) input \"AUTH \u0026lt;admin\u0026gt; hunter2\\r\\n\""}`
+	if string(body) != want {
+		t.Fatalf("got  %s\nwant %s", body, want)
+	}
+}
