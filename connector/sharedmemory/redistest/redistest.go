@@ -185,4 +185,3 @@ func (s *Server) CLI(args ...string) string {
 	}
 	return string(out)
 }
-
