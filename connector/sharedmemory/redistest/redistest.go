@@ -128,7 +128,7 @@ func (s *Server) Stop() {
 		return
 	}
 	_ = s.cmd.Process.Kill()
-	<-s.done
+	<-s.done // the goroutine waiting for the process has returned
 	s.cmd = nil
 }
 
