@@ -257,7 +257,7 @@ conversation:
 			t.Fatalf("client said %q (%v), want %q", line, err, want)
 		}
 		held := client.Activities.WaitFor(t, v1alpha1.ActivityConnectorStarted, 2)[1]
-		if !strings.Contains(held.Message, fmt.Sprintf("operation.startWhen holds after")) || !strings.Contains(held.Message, fmt.Sprintf("127.0.0.1:%d", port)) {
+		if !strings.Contains(held.Message, "operation.startWhen holds after") || !strings.Contains(held.Message, fmt.Sprintf("127.0.0.1:%d", port)) {
 			t.Fatalf("end of the wait: %q", held.Message)
 		}
 		_, _ = conn.Write([]byte("BYE\n"))

@@ -52,7 +52,7 @@ type sharedFlags struct {
 func (f sharedFlags) store(ctx context.Context) (sharedmemory.Store, error) {
 	if f.url == "" {
 		if f.ca != "" {
-			return nil, errors.New("--shared-memory-ca needs --shared-memory rediss://...")
+			return nil, errors.New("--shared-memory-ca needs --shared-memory with a rediss:// URL")
 		}
 		return sharedmemory.NewMemory(), nil
 	}
