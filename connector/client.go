@@ -38,8 +38,18 @@ func (c *Connector) RunClients() error {
 	live := newCountdown(n)
 	var connected atomic.Int64
 	_, address := c.address(p)
-	if !c.started(p, nil, fmt.Sprintf("dialing %s/%s, %d conversations", address, p.Transport, n)) {
+	msg := fmt.Sprintf("dialing %s/%s, %d conversations", address, p.Transport, n)
+	if p.StartWhen != nil {
+		msg = fmt.Sprintf("waiting until operation.startWhen holds in shared memory space %s, then dialing %d conversations", p.Space, n)
+	}
+	if !c.started(p, nil, msg) {
 		return ErrServerClosed
+	}
+	if p.StartWhen != nil {
+		if !c.waitStart(p) {
+			return ErrServerClosed // Shutdown or Close ended the wait, and record the stop
+		}
+		_, address = c.address(p)
 	}
 	for i := range n {
 		if !c.tasks.goFunc(func() { c.runClientConversation(g, i, live, &connected) }) {

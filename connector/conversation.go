@@ -67,6 +67,10 @@ type conversation struct {
 	// onEnd, if set, is called once the conversation has ended, with mu held: it must not
 	// take it.
 	onEnd func()
+	// stage redirects memory during a shared step (shared.go); sharedDown skips the rules
+	// on shared variables for the rest of an input whose step failed.
+	stage      *sharedStage
+	sharedDown bool
 }
 
 func (c *Connector) newConversation(g *generation, peer netip.AddrPort, session string) *conversation {
@@ -289,8 +293,13 @@ func (cv *conversation) record(a *v1alpha1.ActivityRecord) {
 	cv.c.record(a)
 }
 
-// recordError records an Error activity of this conversation.
+// recordError records an Error activity of this conversation (once a shared step under
+// way commits).
 func (cv *conversation) recordError(msg string) {
+	if cv.stage != nil {
+		cv.stage.errs = append(cv.stage.errs, msg)
+		return
+	}
 	a := cv.activity(v1alpha1.ActivityError)
 	a.Message = msg
 	cv.c.record(a)
@@ -324,6 +333,11 @@ func (cv *conversation) snapshot() *v1alpha1.MemorySnapshot {
 
 // Get implements rules.Env.
 func (cv *conversation) Get(r rules.VarRef) value.Value {
+	if cv.stage != nil || r.Scope == rules.ScopeShared {
+		if v, ok := cv.stagedGet(r); ok {
+			return v
+		}
+	}
 	if r.Scope == rules.ScopeConnection {
 		return cv.mem[r.Index]
 	}
@@ -343,6 +357,10 @@ func (cv *conversation) set(r rules.VarRef, v value.Value) error {
 	if v.Kind() == value.String && len(v.AsString()) > maxValueBytes {
 		v = value.OfString(v.AsString()[:maxValueBytes])
 		cv.recordError("variable " + r.Name + ": value cut to " + strconv.Itoa(maxValueBytes) + " bytes")
+	}
+	if cv.stage != nil || r.Scope == rules.ScopeShared {
+		cv.stagedSet(r, v)
+		return nil
 	}
 	if r.Scope == rules.ScopeConnection {
 		cv.mem[r.Index] = v

@@ -44,6 +44,14 @@ func (cv *conversation) handleInput(s socket, raw []byte, truncated bool) {
 	rr := &v1alpha1.RulesRecord{}
 	a.Rules = rr
 	cv.wire, cv.ends = cv.wire[:0], cv.ends[:0]
+	if reads := cv.sharedReadsOf(text); reads != nil {
+		if cv.handleSharedInput(s, text, a, rr, reads) {
+			return
+		}
+		// The store failed: the rules that need it are skipped, the others answer.
+		cv.sharedDown = true
+		defer func() { cv.sharedDown = false }()
+	}
 
 	var fired []*rules.Rule
 	if strings.Trim(text, "\r\n") == "" {
@@ -222,7 +230,7 @@ func (cv *conversation) detect(text string) []*rules.Rule {
 	p := cv.prog
 	fired := cv.fired[:0]
 	for _, r := range p.Rules {
-		if r.Regex.MatchString(text) && cv.holds(r.Conditions) {
+		if r.Regex.MatchString(text) && cv.usable(r) && cv.holds(r.Conditions) {
 			fired = append(fired, r)
 			if p.OnlyFirstHit {
 				cv.fired = fired
@@ -235,7 +243,7 @@ func (cv *conversation) detect(text string) []*rules.Rule {
 			continue
 		}
 		for _, r := range g.Rules {
-			if r.Regex.MatchString(text) && cv.holds(r.Conditions) {
+			if r.Regex.MatchString(text) && cv.usable(r) && cv.holds(r.Conditions) {
 				fired = append(fired, r)
 				if p.OnlyFirstHit {
 					cv.fired = fired
@@ -255,7 +263,7 @@ func (cv *conversation) groupApplies(g *rules.Group, text string) bool {
 	if g.Regex != nil && g.Regex.MatchString(text) {
 		return true
 	}
-	return len(g.Conditions) > 0 && cv.holds(g.Conditions)
+	return len(g.Conditions) > 0 && !(cv.sharedDown && len(g.SharedReads) > 0) && cv.holds(g.Conditions)
 }
 
 // holds reports whether every condition holds now.
@@ -294,8 +302,13 @@ func (cv *conversation) capture(r *rules.Rule, text string, a *v1alpha1.Activity
 	}
 }
 
-// applyMemory runs a rule's updates and operation.
+// applyMemory runs a rule's updates and operation (as a shared step of their own when they
+// touch shared variables and no step is under way).
 func (cv *conversation) applyMemory(r *rules.Rule, text string) {
+	if cv.stage == nil && usesShared(r) {
+		cv.sharedMemoryStep(r, text)
+		return
+	}
 	for _, u := range r.Updates {
 		v := u.Value
 		if u.From != nil {

@@ -31,6 +31,7 @@ import (
 
 	"github.com/parley-dev/parley/api/v1alpha1"
 	"github.com/parley-dev/parley/connector/activity"
+	"github.com/parley-dev/parley/connector/sharedmemory"
 	"github.com/parley-dev/parley/rules"
 	"github.com/parley-dev/parley/rules/value"
 )
@@ -73,6 +74,12 @@ type Options struct {
 	UDPAmplification int
 	// TLS is the key material for rules with operation.tls.enabled.
 	TLS *TLS
+	// SharedMemory holds the shared variables (memory.shared). Connectors handed the same
+	// store share them; nil gives the connector an in-process store of its own.
+	SharedMemory sharedmemory.Store
+	// SharedStepTimeout bounds each shared step (and each read of shared memory), so a
+	// slow store never holds a conversation long. Default DefaultSharedStepTimeout.
+	SharedStepTimeout time.Duration
 }
 
 // Connector runs one conversation program.
@@ -118,6 +125,14 @@ type Connector struct {
 	rateLimited atomic.Uint64
 	// waiting counts session-mode sockets that have not sent their first input yet.
 	waiting atomic.Int64
+
+	shared sharedmemory.Store
+	// sharedErrors counts the shared steps the store failed; sharedLost is set from a
+	// failure to the next success.
+	sharedErrors atomic.Uint64
+	sharedLost   atomic.Bool
+	// target is where a client dials when startWhen takes it from shared memory.
+	target atomic.Pointer[startTarget]
 }
 
 // generation is a program with its global variables bound to the connector's slots.
@@ -149,9 +164,15 @@ func New(prog *rules.Program, opts Options) (*Connector, error) {
 	if opts.UDPAmplification <= 0 {
 		opts.UDPAmplification = 3
 	}
+	if opts.SharedStepTimeout <= 0 {
+		opts.SharedStepTimeout = DefaultSharedStepTimeout
+	}
+	if opts.SharedMemory == nil {
+		opts.SharedMemory = sharedmemory.NewMemory()
+	}
 	c := &Connector{
 		opts: opts, reg: opts.Register, globals: map[string]*globalSlot{},
-		quit: make(chan struct{}), ready: make(chan struct{}), retryWait: pause,
+		quit: make(chan struct{}), ready: make(chan struct{}), retryWait: pause, shared: opts.SharedMemory,
 		listeners: map[net.Listener]struct{}{}, packets: map[packetConn]struct{}{}, sockets: map[io.Closer]bool{},
 	}
 	c.serving.init()
@@ -219,7 +240,10 @@ func (n Network) Changed(o Network) string {
 // Global variables keep their values where name and type are unchanged. Network settings
 // (mode, transport, address, TLS) are read when serving starts: a connector that serves
 // keeps its own, and new ones need a new Connector.
-func (c *Connector) Update(prog *rules.Program) { c.current.Store(c.bind(prog)) }
+func (c *Connector) Update(prog *rules.Program) {
+	c.current.Store(c.bind(prog))
+	c.initShared(prog, false) // new shared variables get their defaults; Overwrite is for the start
+}
 
 // Pause refuses new connections (recorded as Rejected) and keeps live ones.
 func (c *Connector) Pause() { c.paused.Store(true) }
@@ -250,11 +274,14 @@ type Stats struct {
 	Rejected uint64
 	// RateLimited UDP datagrams dropped by the per-peer limit (not recorded one by one).
 	RateLimited uint64
+	// SharedMemoryErrors counts the shared steps and reads the store failed.
+	SharedMemoryErrors uint64
 }
 
 // Stats returns the counters.
 func (c *Connector) Stats() Stats {
-	return Stats{Active: c.conns.len(), Total: c.nextID.Load(), Rejected: c.rejected.Load(), RateLimited: c.rateLimited.Load()}
+	return Stats{Active: c.conns.len(), Total: c.nextID.Load(), Rejected: c.rejected.Load(), RateLimited: c.rateLimited.Load(),
+		SharedMemoryErrors: c.sharedErrors.Load()}
 }
 
 // Run serves (ListenAndServe) or dials (RunClients), as the rules' mode says, until ctx is
@@ -470,8 +497,12 @@ func (c *Connector) started(p *rules.Program, addr net.Addr, msg string) bool {
 	if c.addr == nil {
 		c.addr = addr
 	}
+	first := !c.didStart
 	c.didStart = true
 	c.mu.Unlock()
+	if first {
+		c.initShared(p, p.SharedOverwrite)
+	}
 	c.record(&v1alpha1.ActivityRecord{Type: v1alpha1.ActivityConnectorStarted, RulesRef: &p.Ref, Message: msg})
 	c.mu.Lock()
 	select {
@@ -602,6 +633,9 @@ func (c *Connector) address(p *rules.Program) (network, address string) {
 	}
 	if c.opts.Port != nil {
 		port = *c.opts.Port
+	}
+	if p.Mode == v1alpha1.ModeClient {
+		ip, port = c.targetAddress(ip, port)
 	}
 	network = "tcp"
 	if p.Transport == v1alpha1.TransportUDP {

@@ -223,6 +223,8 @@ func (c *compiler) memory(path *field.Path) {
 	m := &c.spec.Memory
 	c.p.Connection = c.variables(path.Child("connection"), m.Connection)
 	c.p.Global = c.variables(path.Child("global"), m.Global)
+	c.p.Shared = c.variables(path.Child("shared"), m.Shared)
+	c.sharedMemory(path)
 }
 
 func (c *compiler) variables(path *field.Path, decls []v1alpha1.Variable) []*Variable {
@@ -315,7 +317,8 @@ func (c *compiler) generator(path *field.Path, kind value.Kind, g *v1alpha1.Gene
 	return gen
 }
 
-// lookup finds a declared variable: connection scope first, as templates do.
+// lookup finds a declared variable: connection scope first, as templates do, then global,
+// then shared (a shared name is unique across scopes: sharedMemory refuses the others).
 func (c *compiler) lookup(name string) (VarRef, bool) {
 	for i, v := range c.p.Connection {
 		if v.Name == name {
@@ -325,6 +328,11 @@ func (c *compiler) lookup(name string) (VarRef, bool) {
 	for i, v := range c.p.Global {
 		if v.Name == name {
 			return VarRef{Scope: ScopeGlobal, Index: i, Kind: v.Kind, Name: name}, true
+		}
+	}
+	for i, v := range c.p.Shared {
+		if v.Name == name {
+			return VarRef{Scope: ScopeShared, Index: i, Kind: v.Kind, Name: name}, true
 		}
 	}
 	return VarRef{}, false

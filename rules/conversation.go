@@ -40,6 +40,7 @@ func (c *compiler) conversation(path *field.Path) {
 		if g.Regex != "" {
 			group.Regex = c.regex(gp.Child("regex"), g.Regex, g.RegexBase64)
 		}
+		group.SharedReads = sharedOf(conditionRefs(group.Conditions))
 		group.Rules = c.ruleList(gp.Child("rules"), g.Rules)
 		c.p.Groups = append(c.p.Groups, group)
 	}
@@ -179,6 +180,7 @@ func (c *compiler) rule(path *field.Path, s *v1alpha1.Rule) *Rule {
 	if s.ReconnectBefore && c.spec.Operation.Mode != v1alpha1.ModeClient {
 		c.add(field.Invalid(path.Child("reconnectBefore"), true, "only client mode can reconnect"))
 	}
+	r.SharedReads, r.SharedWrites = sharedUse(r)
 	if !enabled {
 		return nil
 	}

@@ -48,6 +48,14 @@ type Program struct {
 
 	Global     []*Variable
 	Connection []*Variable
+	// Shared variables live in the shared-memory store, under Space (docs/rules.md §3).
+	Shared []*Variable
+	Space  string
+	// SharedOverwrite writes the shared defaults at connector start even where the store
+	// has values (sharedInit: Overwrite); otherwise only where it has none.
+	SharedOverwrite bool
+	// StartWhen, in client mode, holds the dial back until shared memory says go.
+	StartWhen *StartWhen
 
 	// Basic rules; nil when absent or disabled.
 	Greetings, Default, Empty, Timeout, Ending *Basic
@@ -67,6 +75,9 @@ type Scope uint8
 const (
 	ScopeConnection Scope = iota
 	ScopeGlobal
+	// ScopeShared variables are shared by every connector of a memory space; the runtime
+	// reads and writes them in atomic steps against its shared-memory store.
+	ScopeShared
 )
 
 // VarRef locates a variable in its scope's slice of values.
@@ -114,6 +125,11 @@ type Rule struct {
 	// Framing, when set, becomes the framing of the socket the rule answered, from the next
 	// input on.
 	Framing *Framing
+	// SharedReads and SharedWrites are the shared variables (indexes into Program.Shared,
+	// ascending) the rule reads (conditions, sources, operation inputs, response, the
+	// conditions of its asyncSwitch and asyncLoop) and writes (captures, updates, operation
+	// outputs). A rule with either runs its memory as one atomic step on the store.
+	SharedReads, SharedWrites []int
 }
 
 // Group is a compiled rule group.
@@ -122,6 +138,8 @@ type Group struct {
 	Regex      *Regexp
 	Conditions []Condition
 	Rules      []*Rule
+	// SharedReads are the shared variables its conditions read.
+	SharedReads []int
 }
 
 // Capture stores a regex's find into a variable.

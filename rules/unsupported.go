@@ -16,18 +16,8 @@ func (c *compiler) unsupported() {
 	if op.Transform != nil {
 		c.add(field.Forbidden(path.Child("transform"), why))
 	}
-	if op.StartWhen != nil {
-		c.add(field.Forbidden(path.Child("startWhen"), why))
-	}
-	mem := c.root.Child("memory")
-	if c.spec.Memory.Space != "" {
-		c.add(field.Forbidden(mem.Child("space"), why))
-	}
-	if c.spec.Memory.SharedInit != "" {
-		c.add(field.Forbidden(mem.Child("sharedInit"), why))
-	}
-	if len(c.spec.Memory.Shared) > 0 {
-		c.add(field.Forbidden(mem.Child("shared"), why))
+	if op.StartWhen != nil && op.StartWhen.When != "" {
+		c.add(field.Forbidden(path.Child("startWhen", "when"), why+" (CEL); use conditions"))
 	}
 	conv := c.root.Child("conversation")
 	check := func(path *field.Path, rs []v1alpha1.Rule) {

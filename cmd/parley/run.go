@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +20,7 @@ import (
 	"github.com/parley-dev/parley/connector/activity"
 	"github.com/parley-dev/parley/connector/metrics"
 	"github.com/parley-dev/parley/evidence"
+	"github.com/parley-dev/parley/connector/sharedmemory"
 	"github.com/parley-dev/parley/examples"
 	"github.com/parley-dev/parley/internal/rulesfile"
 	"github.com/parley-dev/parley/rules"
@@ -38,6 +40,40 @@ type runOptions struct {
 	buffer       int
 	tls          tlsFlags
 	signKey      string
+	shared       sharedFlags
+}
+
+// sharedFlags choose the store of shared variables (memory.shared).
+type sharedFlags struct {
+	url, ca string
+	timeout time.Duration
+}
+
+// store is the one store every document of the run shares: Redis or Valkey at --shared-memory,
+// else in-process.
+func (f sharedFlags) store(ctx context.Context) (sharedmemory.Store, error) {
+	if f.url == "" {
+		if f.ca != "" {
+			return nil, errors.New("--shared-memory-ca needs --shared-memory with a rediss:// URL")
+		}
+		return sharedmemory.NewMemory(), nil
+	}
+	o := sharedmemory.RedisOptions{}
+	if f.ca != "" {
+		pem, err := os.ReadFile(f.ca)
+		if err != nil {
+			return nil, fmt.Errorf("--shared-memory-ca: %w", err)
+		}
+		o.RootCAs = x509.NewCertPool()
+		if !o.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--shared-memory-ca %s: no PEM certificate in it", f.ca)
+		}
+	}
+	s, err := sharedmemory.NewRedis(ctx, f.url, o)
+	if err != nil {
+		return nil, fmt.Errorf("--shared-memory: %w", err)
+	}
+	return s, nil
 }
 
 // tlsFlags carry the key material for rules with operation.tls.enabled.
@@ -98,6 +134,9 @@ func newRunCommand() *cobra.Command {
 	f.StringVar(&o.tls.ca, "tls-ca", "", "client: PEM CA bundle the server's certificate must chain to (default: the system's)")
 	f.StringVar(&o.tls.serverName, "tls-server-name", "", "client: name the server's certificate must carry (default: operation.ip)")
 	f.BoolVar(&o.tls.insecureSkipVerify, "tls-insecure-skip-verify", false, "client: accept any server certificate")
+	f.StringVar(&o.shared.url, "shared-memory", "", "keep shared variables (memory.shared) in Redis or Valkey: redis://[user:password@]host:port/db, rediss:// for TLS (default: in this process, shared by every rules document)")
+	f.StringVar(&o.shared.ca, "shared-memory-ca", "", "PEM CA bundle the rediss:// server's certificate must chain to (default: the system's)")
+	f.DurationVar(&o.shared.timeout, "shared-memory-timeout", connector.DefaultSharedStepTimeout, "bound on each atomic step on shared memory; a slower store makes it an Error activity")
 	return cmd
 }
 
@@ -232,9 +271,15 @@ func run(parent context.Context, stdin io.Reader, stdout, stderr io.Writer, o ru
 		}
 	}()
 
+	store, err := o.shared.store(ctx)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
 	for _, l := range progs {
 		opts := connector.Options{
 			Name: l.name, Register: reg, UDPPeerRate: o.udpPeerRate, UDPPeerBurst: o.udpPeerBurst, TLS: tlsMaterial,
+			SharedMemory: store, SharedStepTimeout: o.shared.timeout,
 		}
 		if o.udpPeerRate <= 0 {
 			opts.UDPPeerRate = -1 // the flag's 0 means no limit

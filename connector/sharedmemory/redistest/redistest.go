@@ -1,0 +1,187 @@
+// Package redistest runs a real redis-server (Debian's redis-server package) for a test,
+// on a free loopback port in the test's temporary directory, and stops it at the end.
+package redistest
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// Options of a server.
+type Options struct {
+	// Password, when set, is required (requirepass).
+	Password string
+	// TLS serves TLS only, with a certificate for 127.0.0.1 issued by CA.
+	TLS bool
+}
+
+// Server is a running redis-server.
+type Server struct {
+	t    testing.TB
+	opts Options
+	dir  string
+	Port int
+	// CAPEM is the CA of a TLS server's certificate.
+	CAPEM []byte
+	cmd   *exec.Cmd
+	done  chan struct{}
+}
+
+// Start starts a redis-server, or skips the test when the binary is missing (CI installs
+// the Debian package redis-server).
+func Start(t testing.TB, opts Options) *Server {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Skip("redis-server not installed (Debian package redis-server): the shared-memory tests need a real Redis")
+	}
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	_ = l.Close()
+	s := &Server{t: t, opts: opts, dir: t.TempDir(), Port: port}
+	if opts.TLS {
+		s.writeTLS()
+	}
+	s.Restart()
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// Addr is host:port.
+func (s *Server) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.Port) }
+
+// URL is the server's URL, with its password if any.
+func (s *Server) URL() string {
+	scheme := "redis"
+	if s.opts.TLS {
+		scheme = "rediss"
+	}
+	auth := ""
+	if s.opts.Password != "" {
+		auth = ":" + s.opts.Password + "@"
+	}
+	return scheme + "://" + auth + s.Addr() + "/0"
+}
+
+// Restart starts the server again on the same port (after Stop), and returns once it
+// accepts connections.
+func (s *Server) Restart() {
+	s.t.Helper()
+	args := []string{"--bind", "127.0.0.1", "--dir", s.dir, "--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"}
+	if s.opts.TLS {
+		args = append(args, "--port", "0", "--tls-port", strconv.Itoa(s.Port),
+			"--tls-cert-file", filepath.Join(s.dir, "cert.pem"), "--tls-key-file", filepath.Join(s.dir, "key.pem"),
+			"--tls-ca-cert-file", filepath.Join(s.dir, "ca.pem"), "--tls-auth-clients", "no")
+	} else {
+		args = append(args, "--port", strconv.Itoa(s.Port))
+	}
+	if s.opts.Password != "" {
+		args = append(args, "--requirepass", s.opts.Password)
+	}
+	s.cmd = exec.Command("redis-server", args...)
+	logFile, err := os.OpenFile(filepath.Join(s.dir, "redis.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer logFile.Close()
+	s.cmd.Stdout, s.cmd.Stderr = logFile, logFile
+	if err := s.cmd.Start(); err != nil {
+		s.t.Fatalf("redis-server: %v", err)
+	}
+	s.done = make(chan struct{})
+	go func(cmd *exec.Cmd, done chan struct{}) { _ = cmd.Wait(); close(done) }(s.cmd, s.done)
+	// Readiness, not a timed assertion: the port opens once the server is up.
+	for i := 0; ; i++ {
+		c, err := net.Dial("tcp4", s.Addr())
+		if err == nil {
+			_ = c.Close()
+			return
+		}
+		select {
+		case <-s.done:
+			s.t.Fatalf("redis-server exited at start (port %d)", s.Port)
+		case <-time.After(10 * time.Millisecond):
+		}
+		if i > 1000 {
+			s.t.Fatalf("redis-server did not open port %d", s.Port)
+		}
+	}
+}
+
+// Stop kills the server and waits for it: the store is down from then on.
+func (s *Server) Stop() {
+	if s.cmd == nil {
+		return
+	}
+	_ = s.cmd.Process.Kill()
+	<-s.done // the goroutine waiting for the process has returned
+	s.cmd = nil
+}
+
+// writeTLS writes a CA and a certificate for 127.0.0.1 it issued.
+func (s *Server) writeTLS() {
+	s.t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "redistest CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	leaf := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		KeyUsage: x509.KeyUsageDigitalSignature,
+	}
+	caCert, _ := x509.ParseCertificate(caDER)
+	leafDER, err := x509.CreateCertificate(rand.Reader, leaf, caCert, &key.PublicKey, caKey)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	keyDER, _ := x509.MarshalECPrivateKey(key)
+	s.CAPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
+	write := func(name string, b []byte) {
+		if err := os.WriteFile(filepath.Join(s.dir, name), b, 0o600); err != nil {
+			s.t.Fatal(err)
+		}
+	}
+	write("ca.pem", s.CAPEM)
+	write("cert.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leafDER}))
+	write("key.pem", pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}))
+}
+
+// CLI runs redis-cli against the server and returns its output.
+func (s *Server) CLI(args ...string) string {
+	s.t.Helper()
+	base := []string{"-h", "127.0.0.1", "-p", strconv.Itoa(s.Port)}
+	if s.opts.Password != "" {
+		base = append(base, "--no-auth-warning", "-a", s.opts.Password)
+	}
+	if s.opts.TLS {
+		base = append(base, "--tls", "--cacert", filepath.Join(s.dir, "ca.pem"))
+	}
+	out, err := exec.Command("redis-cli", append(base, args...)...).CombinedOutput()
+	if err != nil {
+		s.t.Fatalf("redis-cli %v: %v: %s", args, err, out)
+	}
+	return string(out)
+}

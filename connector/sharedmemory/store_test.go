@@ -1,0 +1,285 @@
+package sharedmemory_test
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/parley-dev/parley/connector/sharedmemory"
+	"github.com/parley-dev/parley/connector/sharedmemory/redistest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// stores runs the same suite against the in-process store and a real redis-server.
+func stores(t *testing.T, suite func(t *testing.T, s sharedmemory.Store)) {
+	t.Run("memory", func(t *testing.T) { suite(t, sharedmemory.NewMemory()) })
+	t.Run("redis", func(t *testing.T) {
+		srv := redistest.Start(t, redistest.Options{})
+		s, err := sharedmemory.NewRedis(context.Background(), srv.URL(), sharedmemory.RedisOptions{Namespace: "ns1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		suite(t, s)
+	})
+}
+
+func incr(t *testing.T, s sharedmemory.Store, space, name string) error {
+	t.Helper()
+	return s.Update(context.Background(), space, []string{name}, func(tx sharedmemory.Txn) error {
+		v, err := tx.Get(name)
+		if err != nil {
+			return err
+		}
+		n := 0
+		if v.Set {
+			if n, err = strconv.Atoi(v.Text); err != nil {
+				return err
+			}
+		}
+		tx.Set(name, strconv.Itoa(n+1))
+		return nil
+	})
+}
+
+func view(t *testing.T, s sharedmemory.Store, space string, names ...string) []sharedmemory.Value {
+	t.Helper()
+	v, err := s.View(context.Background(), space, names)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func TestStoreReadsWritesAndKeepsSpacesApart(t *testing.T) {
+	stores(t, func(t *testing.T, s sharedmemory.Store) {
+		if v := view(t, s, "a", "x"); v[0].Set {
+			t.Fatalf("empty store holds %+v", v[0])
+		}
+		if err := s.Update(context.Background(), "a", nil, func(tx sharedmemory.Txn) error {
+			v, err := tx.Get("x") // not named ahead: read within the step all the same
+			if err != nil || v.Set {
+				t.Errorf("get: %+v %v", v, err)
+			}
+			tx.Set("x", "hello")
+			if v, _ := tx.Get("x"); v.Text != "hello" {
+				t.Errorf("a step reads its own write: %+v", v)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if v := view(t, s, "a", "x"); v[0] != (sharedmemory.Value{Text: "hello", Set: true}) {
+			t.Fatalf("after write: %+v", v)
+		}
+		if v := view(t, s, "b", "x"); v[0].Set {
+			t.Fatalf("space b sees space a: %+v", v)
+		}
+	})
+}
+
+func TestStoreStepThatFailsWritesNothing(t *testing.T) {
+	stores(t, func(t *testing.T, s sharedmemory.Store) {
+		boom := errors.New("boom")
+		err := s.Update(context.Background(), "a", []string{"x"}, func(tx sharedmemory.Txn) error {
+			tx.Set("x", "1")
+			return boom
+		})
+		if !errors.Is(err, boom) {
+			t.Fatalf("err %v", err)
+		}
+		if v := view(t, s, "a", "x"); v[0].Set {
+			t.Fatalf("failed step wrote %+v", v)
+		}
+		// The connection it used is clean: the next step commits.
+		if err := incr(t, s, "a", "x"); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func TestStoreInitKeepsOrOverwrites(t *testing.T) {
+	stores(t, func(t *testing.T, s sharedmemory.Store) {
+		ctx := context.Background()
+		if err := s.Init(ctx, "a", []sharedmemory.Entry{{Name: "x", Text: "1"}}, false); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Init(ctx, "a", []sharedmemory.Entry{{Name: "x", Text: "2"}, {Name: "y", Text: "3"}}, false); err != nil {
+			t.Fatal(err)
+		}
+		if v := view(t, s, "a", "x", "y"); v[0].Text != "1" || v[1].Text != "3" {
+			t.Fatalf("KeepExisting: %+v", v)
+		}
+		if err := s.Init(ctx, "a", []sharedmemory.Entry{{Name: "x", Text: "2"}}, true); err != nil {
+			t.Fatal(err)
+		}
+		if v := view(t, s, "a", "x"); v[0].Text != "2" {
+			t.Fatalf("Overwrite: %+v", v)
+		}
+	})
+}
+
+func TestStoreConcurrentStepsLoseNoUpdate(t *testing.T) {
+	stores(t, func(t *testing.T, s sharedmemory.Store) {
+		const workers, each = 4, 250
+		var wg sync.WaitGroup
+		errs := make(chan error, workers*each)
+		for range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range each {
+					if err := incr(t, s, "a", "n"); err != nil {
+						errs <- err
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+		if v := view(t, s, "a", "n"); v[0].Text != strconv.Itoa(workers*each) {
+			t.Fatalf("counter %+v, want %d", v[0], workers*each)
+		}
+	})
+}
+
+func TestStoreNotifiesWritesOfItsSpace(t *testing.T) {
+	stores(t, func(t *testing.T, s sharedmemory.Store) {
+		sub := s.Subscribe("a")
+		defer sub.Close()
+		other := s.Subscribe("b")
+		defer other.Close()
+		// A Redis subscription is live once the server confirms it; keep writing until the
+		// first notification arrives (a write that lands before is simply not announced).
+		deadline := time.After(10 * time.Second)
+		for got := false; !got; {
+			if err := incr(t, s, "a", "n"); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-sub.C():
+				got = true
+			case <-time.After(20 * time.Millisecond):
+			case <-deadline:
+				t.Fatal("no notification of a write")
+			}
+		}
+		select {
+		case <-other.C():
+			t.Fatal("space b notified of a write to space a")
+		default:
+		}
+		if err := s.Init(context.Background(), "a", []sharedmemory.Entry{{Name: "go", Text: "true"}}, true); err != nil {
+			t.Fatal(err)
+		}
+		<-sub.C() // Init announces too
+	})
+}
+
+func TestRedisNamespacesNeverMeet(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	ctx := context.Background()
+	a, err := sharedmemory.NewRedis(ctx, srv.URL(), sharedmemory.RedisOptions{Namespace: "team-a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := sharedmemory.NewRedis(ctx, srv.URL(), sharedmemory.RedisOptions{Namespace: "team-b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if err := incr(t, a, "default", "n"); err != nil {
+		t.Fatal(err)
+	}
+	if v := view(t, b, "default", "n"); v[0].Set {
+		t.Fatalf("team-b sees team-a's value %+v", v)
+	}
+	if got := strings.TrimSpace(srv.CLI("GET", "parley:team-a:default:n")); got != "1" {
+		t.Fatalf("key layout: GET parley:team-a:default:n = %q", got)
+	}
+}
+
+func TestRedisFirstContactErrorsSayWhatIsWrong(t *testing.T) {
+	ctx := context.Background()
+	plain := redistest.Start(t, redistest.Options{Password: "s3cret"})
+	secure := redistest.Start(t, redistest.Options{TLS: true})
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(secure.CAPEM)
+	cases := []struct {
+		name, url string
+		opts      sharedmemory.RedisOptions
+		want      string
+	}{
+		{"bad url", "http://" + plain.Addr(), sharedmemory.RedisOptions{}, "want redis://"},
+		{"wrong password", "redis://:nope@" + plain.Addr() + "/0", sharedmemory.RedisOptions{}, "authentication failed"},
+		{"no password", "redis://" + plain.Addr() + "/0", sharedmemory.RedisOptions{}, "authentication failed"},
+		{"tls to a plain server", "rediss://:s3cret@" + plain.Addr() + "/0", sharedmemory.RedisOptions{ConnectTimeout: time.Second}, "TLS mismatch"},
+		{"plain to a tls server", "redis://" + secure.Addr() + "/0", sharedmemory.RedisOptions{}, "use rediss://"},
+		{"untrusted certificate", secure.URL(), sharedmemory.RedisOptions{}, "not trusted"},
+		{"nothing listening", "redis://127.0.0.1:1/0", sharedmemory.RedisOptions{}, "cannot reach"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s, err := sharedmemory.NewRedis(ctx, c.url, c.opts)
+			if err == nil {
+				_ = s.Close()
+				t.Fatal("connected")
+			}
+			if !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "s3cret") {
+				t.Fatalf("error %q: want %q and no password", err, c.want)
+			}
+		})
+	}
+	t.Run("password apart from the URL, TLS with its CA", func(t *testing.T) {
+		s, err := sharedmemory.NewRedis(ctx, "redis://"+plain.Addr()+"/0", sharedmemory.RedisOptions{Password: "s3cret"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = s.Close()
+		s, err = sharedmemory.NewRedis(ctx, secure.URL(), sharedmemory.RedisOptions{RootCAs: pool})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := incr(t, s, "a", "n"); err != nil {
+			t.Fatal(err)
+		}
+		_ = s.Close()
+	})
+}
+
+func TestRedisDownFailsStepsThenRecovers(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	s, err := sharedmemory.NewRedis(context.Background(), srv.URL(), sharedmemory.RedisOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	sub := s.Subscribe("a")
+	defer sub.Close()
+	if err := incr(t, s, "a", "n"); err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	err = s.Update(ctx, "a", []string{"n"}, func(sharedmemory.Txn) error { return nil })
+	cancel()
+	if err == nil || !strings.Contains(err.Error(), "shared memory redis://127.0.0.1") {
+		t.Fatalf("step on a stopped server: %v", err)
+	}
+	srv.Restart()
+	if err := incr(t, s, "a", "n"); err != nil {
+		t.Fatalf("after restart: %v", err)
+	}
+}
