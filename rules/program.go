@@ -44,6 +44,12 @@ type Program struct {
 	Global     []*Variable
 	Connection []*Variable
 
+	// Expr is the environment of the conversation's CEL expressions; nil when it has none.
+	Expr *ExprEnv
+	// TransformInput rewrites each input before the rules see it, TransformOutput each reply
+	// before it is sent (operation.transform); nil when absent.
+	TransformInput, TransformOutput *Expr
+
 	// Basic rules; nil when absent or disabled.
 	Greetings, Default, Empty, Timeout, Ending *Basic
 
@@ -90,12 +96,14 @@ type Basic struct {
 
 // Rule is a compiled custom rule.
 type Rule struct {
-	ID              int32
-	Mode            v1alpha1.RuleMode
-	Regex           *Regexp
-	Response        *Template // nil: runs without sending
-	Captures        []Capture
-	Conditions      []Condition
+	ID         int32
+	Mode       v1alpha1.RuleMode
+	Regex      *Regexp
+	Response   *Template // nil: runs without sending
+	Captures   []Capture
+	Conditions []Condition
+	// When must hold as well as Conditions; nil when absent.
+	When            *Expr
 	Updates         []Update
 	Operation       *Operation
 	Trigger         []Schedule
@@ -129,11 +137,12 @@ type Condition struct {
 	From  *VarRef
 }
 
-// Update sets a variable.
+// Update sets a variable: to Value, to the variable From, or to the result of Expr.
 type Update struct {
 	Var   VarRef
 	Value value.Value
 	From  *VarRef
+	Expr  *Expr
 }
 
 // OperandKind says where an operation input comes from.

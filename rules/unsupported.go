@@ -16,9 +16,6 @@ func (c *compiler) unsupported() {
 	if op.Framing != nil {
 		c.add(field.Forbidden(path.Child("framing"), why))
 	}
-	if op.Transform != nil {
-		c.add(field.Forbidden(path.Child("transform"), why))
-	}
 	if op.StartWhen != nil {
 		c.add(field.Forbidden(path.Child("startWhen"), why))
 	}
@@ -36,16 +33,8 @@ func (c *compiler) unsupported() {
 	check := func(path *field.Path, rs []v1alpha1.Rule) {
 		for i := range rs {
 			r, rp := &rs[i], path.Index(i)
-			if r.When != "" {
-				c.add(field.Forbidden(rp.Child("when"), why))
-			}
 			if r.Framing != nil {
 				c.add(field.Forbidden(rp.Child("framing"), why))
-			}
-			for j, u := range r.Updates {
-				if u.Expr != "" {
-					c.add(field.Forbidden(rp.Child("updates").Index(j).Child("expr"), why))
-				}
 			}
 		}
 	}
