@@ -28,8 +28,15 @@ const (
 	connIDSize = 32
 )
 
-// sizer tells CEL's estimator how large the names of an Env can be.
-type sizer struct{ e *Env }
+// anySize stands for a value of any length, when an estimate must hold whatever the sizes.
+const anySize = 1 << 40
+
+// sizer tells CEL's estimator how large the names of an Env can be; with anySize set, as
+// large as they like.
+type sizer struct {
+	e       *Env
+	anySize bool
+}
 
 func (s sizer) EstimateSize(n cost.AstNode) *cost.SizeEstimate {
 	path := n.Path()
@@ -51,6 +58,9 @@ func (s sizer) EstimateSize(n cost.AstNode) *cost.SizeEstimate {
 			return nil
 		}
 		size = s.e.sizes.Value
+	}
+	if s.anySize {
+		size = anySize
 	}
 	est := cost.RangedSizeEstimate(0, uint64(size))
 	return &est

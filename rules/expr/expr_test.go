@@ -166,3 +166,24 @@ func TestCostOverBudgetIsCutAtRunTime(t *testing.T) {
 		t.Fatalf("error %v, want a cost or memory limit exceeded", err)
 	}
 }
+
+// Only an expression whose cost grows with what it reads pays for run-time cost tracking.
+func TestRunTimeLimitOnlyWhereCostCanGrow(t *testing.T) {
+	env := newEnv(t, 1024)
+	for src, limited := range map[string]bool{
+		"hits == 3":                            false,
+		"input.startsWith('A')":                false,
+		"be16(hits) + b'x'":                    false,
+		"hex(sha256(input))":                   true,
+		"user.contains('x')":                   true,
+		"input.split(' ').exists(w, w == 'a')": true,
+	} {
+		p, err := env.Compile(src, expr.Printable)
+		if err != nil {
+			t.Fatalf("%s: %v", src, err)
+		}
+		if p.Limited != limited {
+			t.Errorf("%s: limited %v, want %v", src, p.Limited, limited)
+		}
+	}
+}

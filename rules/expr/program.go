@@ -47,7 +47,10 @@ type Program struct {
 	Source string
 	// Cost is its estimated worst cost, at most MaxCost.
 	Cost uint64
-	prog cel.Program
+	// Limited says whether evaluations are cut at MaxCost: only expressions whose cost
+	// depends on how long the values they read are need it.
+	Limited bool
+	prog    cel.Program
 }
 
 // Compile parses, type-checks and prices src, which must give want. It returns every problem
@@ -73,7 +76,7 @@ func (e *Env) compile(env *cel.Env, src string, want Result) (*Program, error) {
 	if t := ast.OutputType(); !acceptable(t, want) {
 		return nil, fmt.Errorf("gives %s, not %s", typeName(t), resultNames[want])
 	}
-	est, err := env.EstimateCost(ast, sizer{e})
+	est, err := env.EstimateCost(ast, sizer{e: e})
 	if err != nil {
 		return nil, fmt.Errorf("cost estimate: %w", err)
 	}
@@ -81,14 +84,21 @@ func (e *Env) compile(env *cel.Env, src string, want Result) (*Program, error) {
 		return nil, fmt.Errorf("estimated cost %s is over the budget of %d for inputs of %d bytes and variables of %d characters (loops over the input, nested loops or large values; docs/rules.md §13)",
 			costText(est.Max), MaxCost, e.sizes.Input, e.sizes.Value)
 	}
-	prog, err := env.Program(ast,
-		cel.CostLimit(MaxCost),
-		cel.EvalOptions(cel.OptOptimize),
-	)
+	// Tracking the cost of an evaluation costs more than most evaluations (an allocation
+	// and a call per step): an expression whose cost stays within the budget whatever its
+	// names hold (`hits == 3`, `input.startsWith('A')`) runs without it.
+	opts := []cel.ProgramOption{cel.EvalOptions(cel.OptOptimize)}
+	limited := true
+	if any, err := env.EstimateCost(ast, sizer{e: e, anySize: true}); err == nil && any.Max <= MaxCost {
+		limited = false
+	} else {
+		opts = append(opts, cel.CostLimit(MaxCost))
+	}
+	prog, err := env.Program(ast, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("program: %w", err)
 	}
-	return &Program{Source: src, Cost: est.Max, prog: prog}, nil
+	return &Program{Source: src, Cost: est.Max, Limited: limited, prog: prog}, nil
 }
 
 func costText(c uint64) string {
