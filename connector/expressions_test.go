@@ -40,7 +40,8 @@ conversation:
 	}
 }
 
-// A when is checked again when an async rule runs, with no input.
+// A when is checked again when an async rule runs, with no input. Rule 4, scheduled after
+// rule 3 by the same input, shows that rule 3's run is over when its reply arrives.
 func TestExprWhenInAsyncRuns(t *testing.T) {
 	h := start(t, `
 operation: {port: 1}
@@ -48,15 +49,22 @@ memory: {connection: [{name: armed, type: bool}]}
 conversation:
   rules:
   - {id: 1, mode: Sync, regex: "^ARM", updates: [{variable: armed, value: "true"}], response: "armed\r\n"}
-  - {id: 2, mode: Sync, regex: "^GO", response: "go\r\n", trigger: [{ruleID: 3}]}
+  - {id: 2, mode: Sync, regex: "^GO", response: "go\r\n", trigger: [{ruleID: 3}, {ruleID: 4}]}
   - {id: 3, mode: Async, when: "armed && input == ''", response: "fired {{= conn.inputs }}\r\n"}
+  - {id: 4, mode: Async, response: "tick\r\n"}
 `)
 	p := h.dial()
-	p.exchange("GO\r\n", "go\r\n")
-	p.exchange("ARM\r\n", "armed\r\n") // rule 3 did not run after the first GO: nothing in between
-	p.exchange("GO\r\n", "go\r\nfired 3\r\n")
-	if got := len(h.Activities.WaitFor(t, v1alpha1.ActivityAsync, 1)); got != 1 {
-		t.Errorf("%d async runs", got)
+	p.exchange("GO\r\n", "go\r\ntick\r\n") // rule 3 ran, unarmed: it did not fire
+	p.exchange("ARM\r\n", "armed\r\n")
+	p.exchange("GO\r\n", "go\r\nfired 3\r\ntick\r\n")
+	runs := 0
+	for _, a := range h.Activities.WaitFor(t, v1alpha1.ActivityAsync, 3) {
+		if ids(a.Rules.Async) == "[3]" {
+			runs++
+		}
+	}
+	if runs != 1 {
+		t.Errorf("rule 3 ran %d times with a reply, want once", runs)
 	}
 }
 
