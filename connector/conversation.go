@@ -15,6 +15,7 @@ import (
 
 	"github.com/parley-dev/parley/api/v1alpha1"
 	"github.com/parley-dev/parley/rules"
+	"github.com/parley-dev/parley/rules/expr"
 	"github.com/parley-dev/parley/rules/value"
 )
 
@@ -64,6 +65,12 @@ type conversation struct {
 	wire  []byte
 	ends  []int
 	fired []*rules.Rule
+	// exprAct is what the conversation's CEL expressions read, exprCaptures what a rule's
+	// captures would store while its when is evaluated (expressions.go); replyScratch holds
+	// a reply being rewritten by transform.output.
+	exprAct      *expr.Activation
+	exprCaptures []exprCapture
+	replyScratch []byte
 	// onEnd, if set, is called once the conversation has ended, with mu held: it must not
 	// take it.
 	onEnd func()

@@ -41,6 +41,10 @@ func (cv *conversation) handleInput(s socket, raw []byte, truncated bool) {
 	a.Input = &v1alpha1.InputRecord{
 		Text: text, Base64: base64.StdEncoding.EncodeToString(raw), Bytes: int32(len(raw)), Truncated: truncated,
 	}
+	cv.exprInput(text, raw)
+	if p.TransformInput != nil { // the activity keeps what the peer sent
+		text = cv.transformInput(text)
+	}
 	rr := &v1alpha1.RulesRecord{}
 	a.Rules = rr
 	cv.wire, cv.ends = cv.wire[:0], cv.ends[:0]
@@ -161,7 +165,11 @@ func (cv *conversation) appendReply(t *rules.Template) {
 	if t == nil {
 		return
 	}
+	start := len(cv.wire)
 	cv.wire = t.AppendTo(cv.wire, cv.prog.Codec, cv)
+	if cv.prog.TransformOutput != nil {
+		cv.wire = cv.transformOutput(cv.wire, start)
+	}
 	cv.ends = append(cv.ends, len(cv.wire))
 }
 
@@ -230,7 +238,7 @@ func (cv *conversation) detect(text string) []*rules.Rule {
 	p := cv.prog
 	fired := cv.fired[:0]
 	for _, r := range p.Rules {
-		if r.Regex.MatchString(text) && cv.usable(r) && cv.holds(r.Conditions) {
+		if r.Regex.MatchString(text) && cv.usable(r) && cv.holds(r.Conditions) && cv.whenOnInput(r, text) {
 			fired = append(fired, r)
 			if p.OnlyFirstHit {
 				cv.fired = fired
@@ -243,7 +251,7 @@ func (cv *conversation) detect(text string) []*rules.Rule {
 			continue
 		}
 		for _, r := range g.Rules {
-			if r.Regex.MatchString(text) && cv.usable(r) && cv.holds(r.Conditions) {
+			if r.Regex.MatchString(text) && cv.usable(r) && cv.holds(r.Conditions) && cv.whenOnInput(r, text) {
 				fired = append(fired, r)
 				if p.OnlyFirstHit {
 					cv.fired = fired
@@ -309,10 +317,17 @@ func (cv *conversation) applyMemory(r *rules.Rule, text string) {
 		cv.sharedMemoryStep(r, text)
 		return
 	}
-	for _, u := range r.Updates {
+	for i := range r.Updates {
+		u := &r.Updates[i]
 		v := u.Value
-		if u.From != nil {
+		switch {
+		case u.From != nil:
 			v = cv.Get(*u.From)
+		case u.Expr != nil:
+			var ok bool
+			if v, ok = cv.exprUpdate(r, u); !ok {
+				continue
+			}
 		}
 		if err := cv.set(u.Var, v); err != nil {
 			cv.recordError(fmt.Sprintf("rule %d: update: %v", r.ID, err))

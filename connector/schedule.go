@@ -175,7 +175,8 @@ func (cv *conversation) runTask(t *task) {
 		return
 	}
 	from := cause{depth: t.depth, burst: t.burst}
-	if cv.holds(r.Conditions) {
+	cv.exprNoInput()
+	if cv.holds(r.Conditions) && cv.when(r) {
 		s := cv.current() // async replies go to the conversation's live socket
 		cv.peerChanged(s)
 		a := cv.activity(v1alpha1.ActivityAsync)

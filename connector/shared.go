@@ -456,6 +456,18 @@ func (c *Connector) startWhenHolds(p *rules.Program) (bool, *startTarget, error)
 			return false, nil, nil
 		}
 	}
+	if sw.When != nil {
+		mem := sharedSnapshot{env: sw.WhenEnv, get: get}
+		held, err := sw.When.Bool(sw.WhenEnv.NewActivation(&mem))
+		switch {
+		case mem.err != nil:
+			return false, nil, mem.err
+		case err != nil:
+			return false, nil, fmt.Errorf("%s: %w", sw.When.Field, err)
+		case !held:
+			return false, nil, nil
+		}
+	}
 	if sw.IP == nil && sw.Port == nil {
 		return true, nil, nil
 	}
@@ -490,4 +502,22 @@ func (c *Connector) targetAddress(ip string, port int) (string, int) {
 		return t.ip, t.port
 	}
 	return ip, port
+}
+
+// sharedSnapshot is what startWhen's CEL expression reads: the shared variables of one
+// View. A value the store holds but its type cannot read is kept in err.
+type sharedSnapshot struct {
+	env *rules.ExprEnv
+	get func(rules.VarRef) (value.Value, error)
+	err error
+}
+
+func (m *sharedSnapshot) ExprValue(slot int) value.Value {
+	ref := m.env.Vars[slot]
+	v, err := m.get(ref)
+	if err != nil {
+		m.err = err
+		return value.Zero(ref.Kind)
+	}
+	return v
 }

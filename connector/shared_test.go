@@ -212,6 +212,18 @@ func slicesContains(acts []*v1alpha1.ActivityRecord, msg string) bool {
 // A client with startWhen waits, visibly, until a server connector's rule publishes the
 // target in shared memory, then dials it.
 func TestStartWhenWaitsThenDials(t *testing.T) {
+	testStartWhen(t, `{conditions: [{variable: go, value: "true"}], portFromVariable: target_port}`)
+}
+
+// A CEL when over shared variables holds the client back as conditions do.
+func TestStartWhenWaitsOnCEL(t *testing.T) {
+	testStartWhen(t, `{when: "go && target_port > 0", portFromVariable: target_port}`)
+}
+
+// testStartWhen runs a client whose startWhen is startWhen until a server's rule publishes
+// the port it dials.
+func testStartWhen(t *testing.T, startWhen string) {
+	t.Helper()
 	const serverRules = `
 operation: {port: 1}
 memory:
@@ -219,13 +231,13 @@ memory:
 conversation:
   rules:
   - {id: 1, mode: Sync, regex: "^GO \\d+", captures: [{regex: "^GO (\\d+)", variable: target_port}], updates: [{variable: go, value: "true"}], response: "ok\n"}`
-	const clientRules = `
+	clientRules := `
 operation:
   mode: Client
   ip: 127.0.0.1
   port: 1
   maxConcurrentConnections: 1
-  startWhen: {conditions: [{variable: go, value: "true"}], portFromVariable: target_port}
+  startWhen: ` + startWhen + `
 memory:
   shared: [{name: go, type: bool, default: "false"}, {name: target_port, type: int, default: "0"}]
 conversation:

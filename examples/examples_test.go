@@ -37,6 +37,7 @@ var tested = map[string]string{
 	"mqtt.yaml":   "mosquitto-clients",
 	"dns.yaml":    "dnsutils",
 	"telnet.yaml": "socat",
+	"modbus.yaml": "socat",
 }
 
 func exampleNames(t *testing.T) []string {
@@ -912,5 +913,43 @@ func TestTelnet(t *testing.T) {
 	}
 	if got := memory(acts, "stage"); got != "shell" {
 		t.Errorf("stage = %q, want shell", got)
+	}
+}
+
+// TestModbus drives the Modbus/TCP decoy with socat sending requests as binary bytes: every
+// reply must carry the request's transaction and unit ids and the MBAP length CEL computed.
+func TestModbus(t *testing.T) {
+	socat := client(t, "socat", "socat")
+	srv := serve(t, "modbus.yaml")
+	exchange := func(req, want string) {
+		t.Helper()
+		// One connection per request: socat sends it, half-closes, and prints the reply.
+		got := runOK(t, req, socat, "-t", "10", "-", "TCP:"+srv.addr())
+		if got != want {
+			t.Errorf("request % x: reply % x, want % x", req, got, want)
+		}
+	}
+	// Read registers 0 and 1 (transaction 0x0001, unit 1).
+	exchange("\x00\x01\x00\x00\x00\x06\x01\x03\x00\x00\x00\x02", "\x00\x01\x00\x00\x00\x07\x01\x03\x04\x00\x00\x00\x01")
+	// Read the last three registers (transaction 0xbeef, unit 0x11).
+	exchange("\xbe\xef\x00\x00\x00\x06\x11\x03\x00\x0d\x00\x03", "\xbe\xef\x00\x00\x00\x09\x11\x03\x06\x00\x0d\x00\x0e\x00\x0f")
+	// Write 0x1234 into register 1: echoed, an alert, and kept for the next connection.
+	mark := srv.mark()
+	exchange("\x00\x02\x00\x00\x00\x06\x01\x06\x00\x01\x12\x34", "\x00\x02\x00\x00\x00\x06\x01\x06\x00\x01\x12\x34")
+	acts := srv.waitFor(t, mark, "the write's input, an alert", func(a []*v1alpha1.ActivityRecord) bool { return alertedBy(a, 2) })
+	if got := global(acts, "registers"); len(got) != 64 || got[4:8] != "1234" {
+		t.Errorf("registers after the write: %q", got)
+	}
+	exchange("\x00\x03\x00\x00\x00\x06\x01\x03\x00\x01\x00\x01", "\x00\x03\x00\x00\x00\x05\x01\x03\x02\x12\x34")
+	// Past the sixteen registers: exception 2; an unknown function: exception 1.
+	exchange("\x00\x04\x00\x00\x00\x06\x01\x03\x00\x0f\x00\x02", "\x00\x04\x00\x00\x00\x03\x01\x83\x02")
+	exchange("\x00\x05\x00\x00\x00\x06\x01\x06\x00\x10\x00\x01", "\x00\x05\x00\x00\x00\x03\x01\x86\x02")
+	exchange("\x00\x06\x00\x00\x00\x02\x01\x2b", "\x00\x06\x00\x00\x00\x03\x01\xab\x01")
+	// What nmap -sV sends and recognises Modbus by (nmap-service-probes: GetRequest and
+	// GenericLines, "match modbus").
+	exchange("GET / HTTP/1.0\r\n\r\n", "GET \x00\x03H\xd4\x01")
+	exchange("\r\n\r\n", "\r\n\r\n\x00\x03\x00\x80\x01")
+	if errs := srv.Activities.Of(v1alpha1.ActivityError); len(errs) > 0 {
+		t.Errorf("error activities: %s", dump(errs))
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/parley-dev/parley/api/v1alpha1"
 	"github.com/parley-dev/parley/rules/codec"
+	"github.com/parley-dev/parley/rules/expr"
 	"github.com/parley-dev/parley/rules/value"
 )
 
@@ -104,6 +105,8 @@ type compiler struct {
 	byID map[int32]*Rule
 	// pending trigger references, resolved once every rule is known.
 	refs []ruleRef
+	// exprFailed notes that the expression environment could not be built (reported once).
+	exprFailed bool
 }
 
 // ruleRef is a schedule waiting for its rule to be known.
@@ -124,8 +127,8 @@ func (c *compiler) compile() *Program {
 	c.operationFraming(c.root.Child("operation"))
 	c.session(c.root.Child("operation", "session"))
 	c.memory(c.root.Child("memory"))
+	c.transform(c.root.Child("operation", "transform"))
 	c.conversation(c.root.Child("conversation"))
-	c.unsupported()
 	return c.p
 }
 
@@ -375,6 +378,8 @@ func (c *compiler) template(path *field.Path, text string, isBase64 bool) *Templ
 		}
 		ref, ok := c.lookup(name)
 		return part{kind: partVar, ref: ref}, ok
+	}, func(src string) part {
+		return part{kind: partExpr, expr: c.compileExpr(path, src, expr.Printable)}
 	})
 	for _, name := range unknown {
 		c.add(field.Invalid(path, "{{"+name+"}}", "unknown template variable (declare it under spec.memory, or use IP or PORT; SESSION_KEY and SESSION_VALUE need operation.session)"))

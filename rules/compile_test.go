@@ -266,7 +266,7 @@ conversation: {greetings: {value: "[{{v}}] {{ not a name }} {{"}}`)
 	if len(errs) > 0 {
 		t.Fatal(errs)
 	}
-	out := prog.Greetings.Template.AppendTo(nil, prog.Codec, env{prog})
+	out := prog.Greetings.Template.AppendTo(nil, prog.Codec, env{p: prog})
 	if string(out) != "[{{v}}] {{ not a name }} {{" {
 		t.Errorf("rendered %q", out)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/parley-dev/parley/api/v1alpha1"
 	"github.com/parley-dev/parley/internal/text"
+	"github.com/parley-dev/parley/rules/expr"
 	"github.com/parley-dev/parley/rules/ops"
 	"github.com/parley-dev/parley/rules/value"
 )
@@ -124,6 +125,9 @@ func (c *compiler) rule(path *field.Path, s *v1alpha1.Rule) *Rule {
 		}
 	}
 	r.Conditions = c.conditions(path.Child("conditions"), s.Conditions)
+	if s.When != "" {
+		r.When = c.compileExpr(path.Child("when"), s.When, expr.Bool)
+	}
 	r.Updates = c.updates(path.Child("updates"), s.Updates)
 	if s.Operation != nil {
 		r.Operation = c.operationOf(path.Child("operation"), s.Operation)
@@ -306,12 +310,29 @@ func (c *compiler) conditions(path *field.Path, cs []v1alpha1.Condition) []Condi
 func (c *compiler) updates(path *field.Path, us []v1alpha1.Update) []Update {
 	out := make([]Update, 0, len(us))
 	for i, u := range us {
+		if u.Expr != "" {
+			if up, ok := c.exprUpdate(path.Index(i), u); ok {
+				out = append(out, up)
+			}
+			continue
+		}
 		ref, val, from, ok := c.assignment(path.Index(i), u.Variable, u.Value, u.FromVariable)
 		if ok {
 			out = append(out, Update{Var: ref, Value: val, From: from})
 		}
 	}
 	return out
+}
+
+// exprUpdate compiles an update whose new value is an expression's result.
+func (c *compiler) exprUpdate(path *field.Path, u v1alpha1.Update) (Update, bool) {
+	ref, ok := c.variable(path.Child("variable"), u.Variable)
+	if u.Value != "" || u.FromVariable != "" {
+		c.add(field.Invalid(path, u.Expr, "set one of value, fromVariable and expr"))
+		ok = false
+	}
+	e := c.compileExpr(path.Child("expr"), u.Expr, expr.Scalar)
+	return Update{Var: ref, Expr: e}, ok && e != nil
 }
 
 // assignment compiles the variable/value/fromVariable triple shared by conditions and updates.

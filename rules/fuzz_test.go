@@ -39,7 +39,7 @@ conversation:
 			}
 			return
 		}
-		e := env{prog}
+		e := env{p: prog}
 		for _, b := range []*rules.Basic{prog.Greetings, prog.Default, prog.Empty, prog.Timeout, prog.Ending} {
 			if b != nil {
 				b.Template.AppendTo(nil, prog.Codec, e)

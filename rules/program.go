@@ -57,6 +57,12 @@ type Program struct {
 	// StartWhen, in client mode, holds the dial back until shared memory says go.
 	StartWhen *StartWhen
 
+	// Expr is the environment of the conversation's CEL expressions; nil when it has none.
+	Expr *ExprEnv
+	// TransformInput rewrites each input before the rules see it, TransformOutput each reply
+	// before it is sent (operation.transform); nil when absent.
+	TransformInput, TransformOutput *Expr
+
 	// Basic rules; nil when absent or disabled.
 	Greetings, Default, Empty, Timeout, Ending *Basic
 
@@ -106,12 +112,14 @@ type Basic struct {
 
 // Rule is a compiled custom rule.
 type Rule struct {
-	ID              int32
-	Mode            v1alpha1.RuleMode
-	Regex           *Regexp
-	Response        *Template // nil: runs without sending
-	Captures        []Capture
-	Conditions      []Condition
+	ID         int32
+	Mode       v1alpha1.RuleMode
+	Regex      *Regexp
+	Response   *Template // nil: runs without sending
+	Captures   []Capture
+	Conditions []Condition
+	// When must hold as well as Conditions; nil when absent.
+	When            *Expr
 	Updates         []Update
 	Operation       *Operation
 	Trigger         []Schedule
@@ -155,11 +163,12 @@ type Condition struct {
 	From  *VarRef
 }
 
-// Update sets a variable.
+// Update sets a variable: to Value, to the variable From, or to the result of Expr.
 type Update struct {
 	Var   VarRef
 	Value value.Value
 	From  *VarRef
+	Expr  *Expr
 }
 
 // OperandKind says where an operation input comes from.

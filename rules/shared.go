@@ -7,6 +7,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
+	"github.com/parley-dev/parley/rules/expr"
 	"github.com/parley-dev/parley/rules/value"
 )
 
@@ -21,7 +22,10 @@ var spacePattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,63}$`)
 // the shared variables, at the target IP and Port take from them when set.
 type StartWhen struct {
 	Conditions []Condition
-	IP, Port   *VarRef
+	// When, if set, must hold as well; it reads shared variables only, through WhenEnv.
+	When     *Expr
+	WhenEnv  *ExprEnv
+	IP, Port *VarRef
 	// Reads are the shared variables it reads (indexes into Program.Shared, ascending).
 	Reads []int
 }
@@ -98,6 +102,16 @@ func (c *compiler) startWhen(path *field.Path, sw *v1alpha1.StartWhen) *StartWhe
 	out.Port = target(path.Child("portFromVariable"), sw.PortFromVariable, value.Int, value.String)
 	if len(sw.Conditions) == 0 && sw.When == "" {
 		c.add(field.Required(path.Child("conditions"), "what shared memory must hold before the client dials"))
+	}
+	if sw.When != "" {
+		// Over shared variables only: no input, peer or conversation exists yet.
+		env, err := NewExprEnv(0, ScopeVars{ScopeShared, c.p.Shared})
+		if err != nil {
+			c.add(field.InternalError(path.Child("when"), err))
+		} else if out.When = c.compileExprIn(env, path.Child("when"), sw.When, expr.Bool); out.When != nil {
+			out.WhenEnv = env
+			refs = append(refs, env.Vars...)
+		}
 	}
 	out.Reads = sharedOf(refs)
 	return out

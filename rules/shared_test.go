@@ -53,6 +53,7 @@ operation:
     conditions: [{variable: user, value: "x"}, {variable: go, value: "maybe"}]
     ipFromVariable: port
     portFromVariable: nope
+    when: "user + 1"
 memory:
   space: "no spaces"
   sharedInit: Sometimes
@@ -67,6 +68,7 @@ memory:
 		`spec.operation.startWhen.conditions[1].value: Invalid value: "maybe"`,
 		`spec.operation.startWhen.ipFromVariable: Invalid value: "port": variable port is int`,
 		`spec.operation.startWhen.portFromVariable: Not found: "nope"`,
+		`spec.operation.startWhen.when: Invalid value: "user + 1"`,
 	} {
 		if !slices.ContainsFunc(errs, func(e string) bool { return strings.Contains(e, want) }) {
 			t.Errorf("no error %q in\n%s", want, strings.Join(errs, "\n"))

@@ -4,6 +4,7 @@ import (
 	"strings"
 
 	"github.com/parley-dev/parley/rules/codec"
+	"github.com/parley-dev/parley/rules/expr"
 	"github.com/parley-dev/parley/rules/value"
 )
 
@@ -19,6 +20,10 @@ type Env interface {
 	PeerIP() string
 	PeerPort() string
 	SessionValue() string
+	// ExprActivation is what `{{= }}` pieces read, set for the reply being rendered.
+	ExprActivation() *expr.Activation
+	// ExprFailed is told of a `{{= }}` piece that failed; the piece is left empty.
+	ExprFailed(e *Expr, err error)
 }
 
 type partKind uint8
@@ -29,12 +34,14 @@ const (
 	partIP
 	partPort
 	partSessionValue
+	partExpr
 )
 
 type part struct {
 	kind partKind
 	text string
 	ref  VarRef
+	expr *Expr
 }
 
 // Template is a reply with `{{name}}` placeholders, filled in one pass: a value that itself
@@ -67,15 +74,26 @@ func (t *Template) AppendTo(dst []byte, c codec.Codec, env Env) []byte {
 			b.WriteString(env.PeerPort())
 		case partSessionValue:
 			b.WriteString(env.SessionValue())
+		case partExpr:
+			if p.expr == nil { // refused when compiled; a Program never holds one
+				continue
+			}
+			v, err := p.expr.Value(env.ExprActivation(), c)
+			if err != nil {
+				env.ExprFailed(p.expr, err)
+				continue
+			}
+			b.WriteString(v.String())
 		}
 	}
 	return c.AppendEncode(dst, b.String())
 }
 
 // parseTemplate splits text into literal parts and placeholders; resolve maps a name to a
-// part or reports it unknown. Only `{{identifier}}` is a placeholder, so binary replies that
-// happen to hold "{{" stay literal.
-func parseTemplate(text string, c codec.Codec, resolve func(name string) (part, bool)) (*Template, []string) {
+// part or reports it unknown, compile turns the source of a `{{= expr }}` piece into a part.
+// Only `{{identifier}}` and `{{= ...}}` are placeholders, so binary replies that happen to
+// hold "{{" stay literal. An expression ends at the first "}}".
+func parseTemplate(text string, c codec.Codec, resolve func(name string) (part, bool), compile func(src string) part) (*Template, []string) {
 	t := &Template{}
 	var unknown []string
 	rest := text
@@ -92,6 +110,16 @@ func parseTemplate(text string, c codec.Codec, resolve func(name string) (part, 
 			break
 		}
 		name := strings.TrimSpace(rest[i+2 : i+2+j])
+		if src, isExpr := strings.CutPrefix(name, "="); isExpr {
+			lit.WriteString(rest[:i])
+			if lit.Len() > 0 {
+				t.parts = append(t.parts, part{kind: partText, text: lit.String()})
+				lit.Reset()
+			}
+			t.parts = append(t.parts, compile(strings.TrimSpace(src)))
+			rest = rest[i+2+j+2:]
+			continue
+		}
 		if !isIdentifier(name) {
 			lit.WriteString(rest[:i+2])
 			rest = rest[i+2:]

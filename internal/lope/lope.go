@@ -117,6 +117,8 @@ func (c *converter) convert() error {
 		return err
 	}
 	out.Spec.Operation = op
+	c.processor("operation.custom_function_preprocessor", f.Operation.Preprocessor, false)
+	c.processor("operation.custom_function_postprocessor", f.Operation.Postprocessor, true)
 	c.importNotes()
 	out.Spec.Memory = c.memory()
 	out.Spec.Conversation = c.conversation(&f.Conversation)

@@ -122,8 +122,6 @@ func (c *converter) operationNotes(o *operation) {
 	if o.SharedOverwrite.on {
 		c.drop(p+"multi_ext_connector_memory_overwrite_during_init", "there is no shared (Redis) memory to overwrite in Parley yet")
 	}
-	c.pythonHook(p+"custom_function_preprocessor", o.Preprocessor, "runs over every raw input")
-	c.pythonHook(p+"custom_function_postprocessor", o.Postprocessor, "runs over every reply")
 	if o.EncodeB64Memory.on {
 		c.note(p+"encode_b64_memory_reported", "Parley records reported memory as text in Activity objects; there is no base64 option")
 	}
@@ -134,19 +132,6 @@ func (c *converter) operationNotes(o *operation) {
 			c.note(p+"conditional_execution", "not enabled; ignored")
 		}
 	}
-}
-
-// pythonHook reports a Python pre/postprocessor. Lope runs one only with enable: yes, so
-// one without it is off and nothing is lost.
-func (c *converter) pythonHook(path string, f *function, what string) {
-	if f == nil || strings.TrimSpace(f.Name) == "" {
-		return
-	}
-	if !f.Enable.on {
-		c.note(path, "not enabled (enable: yes is needed, as in Lope); ignored")
-		return
-	}
-	c.drop(path, "Python function %q (%s) cannot run in Parley (CEL functions are planned); the conversation runs without it", f.Name, what)
 }
 
 func when(path, s string) (v1alpha1.MemoryUpdateWhen, error) {

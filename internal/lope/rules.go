@@ -231,13 +231,7 @@ func (c *converter) rule(info *ruleInfo) {
 	// operation's spare outputs come last and are counted apart from the rule's own.
 	out.Updates = append(out.Updates, spare...)
 	info.opUpdates = len(spare)
-	if f := r.CustomFunction; f != nil {
-		if f.Enable.on {
-			c.drop(p+".custom_function", "Python custom function %q cannot run in Parley (CEL functions are planned); the rule runs without it", f.Name)
-		} else {
-			c.note(p+".custom_function", "not enabled; ignored")
-		}
-	}
+	c.ruleFunction(p+".custom_function", r.CustomFunction, out)
 	out.SessionUpdate = c.sessionUpdate(p+".session_update", r.SessionUpdate)
 	out.CloseConnection = r.ClosingConnection.on
 	if r.ReconnectBefore.on {
