@@ -699,8 +699,8 @@ func TestMQTT(t *testing.T) {
 		if !alertedBy(acts, 2) {
 			t.Errorf("CONNECT with credentials (rule 2) not an alert; activities:\n%s", dump(acts))
 		}
-		if got := asyncRan(acts); !slices.Equal(got, []int32{40}) {
-			t.Errorf("async rules %v, want PUBACK (40)", got)
+		if got := executed(acts); !containsInOrder(got, []int32{1, 2, 3, 4, 40, 10}) {
+			t.Errorf("executed %v, want CONNECT (1, 2), PUBLISH (3, 4), PUBACK (40), DISCONNECT", got)
 		}
 		if got := memory(acts, "pid"); got != "" {
 			t.Errorf("pid is not reported, got %q", got)
@@ -712,11 +712,8 @@ func TestMQTT(t *testing.T) {
 		out := runOK(t, "", pub, "-d", "-h", "127.0.0.1", "-p", port, "-q", "2", "-t", "a/b", "-m", "x")
 		wantContains(t, "mosquitto_pub -q 2", out, "received PUBREC (Mid: 1)", "received PUBCOMP (Mid: 1")
 		acts := srv.waitEnded(t, mark)
-		if got := asyncRan(acts); !slices.Equal(got, []int32{41}) {
-			t.Errorf("async rules %v, want PUBREC (41)", got)
-		}
-		if got := executed(acts); !containsInOrder(got, []int32{1, 3, 5, 6, 10}) {
-			t.Errorf("executed %v, want CONNECT, PUBLISH, QoS 2, PUBREL, DISCONNECT", got)
+		if got, want := executed(acts), []int32{1, 3, 5, 41, 6, 10}; !slices.Equal(got, want) {
+			t.Errorf("executed %v, want %v: CONNECT, PUBLISH, QoS 2, PUBREC, PUBREL, DISCONNECT", got, want)
 		}
 	})
 
@@ -728,6 +725,51 @@ func TestMQTT(t *testing.T) {
 		runOK(t, "", pub, "-h", "127.0.0.1", "-p", port, "-t", topic, "-m", strings.Repeat("7", 100))
 		acts := srv.waitEnded(t, mark)
 		wantValues(t, acts, "captured topic", captured(acts, "topic"), topic[:64])
+	})
+
+	t.Run("large messages on one connection", func(t *testing.T) {
+		// -l: one message per line of stdin, all on one connection; lines of 4 to 12 KiB,
+		// each PUBLISH larger than a read of the first input (maxInputSize), several in
+		// flight at once (QoS 1), so packets are split over reads and share reads
+		const n = 6
+		var lines strings.Builder
+		for i := range n {
+			fmt.Fprintf(&lines, "message %d %s\n", i, strings.Repeat(strconv.Itoa(i), 4096*(1+i%3)))
+		}
+		mark := srv.mark()
+		out := runOK(t, lines.String(), pub, "-d", "-h", "127.0.0.1", "-p", port, "-q", "1", "-t", "bulk/data", "-l")
+		for i := 1; i <= n; i++ {
+			wantContains(t, "mosquitto_pub -l", out, fmt.Sprintf("received PUBACK (Mid: %d", i))
+		}
+		acts := srv.waitEnded(t, mark)
+		if n := count(acts, v1alpha1.ActivityConnected); n != 1 {
+			t.Errorf("%d conversations, want 1", n)
+		}
+		// one input per PUBLISH, each the whole packet: its last bytes are the line's
+		msgs := inputsOf(acts, 3)
+		if len(msgs) != n {
+			t.Fatalf("%d PUBLISH inputs, want %d; activities:\n%s", len(msgs), n, dump(acts))
+		}
+		for i, m := range msgs {
+			payload := fmt.Sprintf("message %d %s", i, strings.Repeat(strconv.Itoa(i), 4096*(1+i%3)))
+			if !strings.HasSuffix(m, payload) || len(m) > len(payload)+20 {
+				t.Errorf("PUBLISH input %d holds %d bytes, not its whole message of %d", i, len(m), len(payload))
+			}
+		}
+		if got, want := executed(acts), append(append([]int32{1}, slices.Repeat([]int32{3, 4, 40}, n)...), 10); !slices.Equal(got, want) {
+			t.Errorf("executed %v, want %v", got, want)
+		}
+	})
+
+	t.Run("not MQTT", func(t *testing.T) {
+		// a first packet that is not CONNECT: the broker closes the connection at once
+		nc := client(t, "nc.openbsd", "netcat-openbsd")
+		mark := srv.mark()
+		runOK(t, "GET / HTTP/1.0\r\n\r\n", nc, "-N", "127.0.0.1", port)
+		acts := srv.waitEnded(t, mark)
+		if !endedBy(acts, "ending rule 11") || !slices.Equal(executed(acts), []int32{11}) {
+			t.Errorf("not closed by rule 11; activities:\n%s", dump(acts))
+		}
 	})
 
 	t.Run("SUBSCRIBE", func(t *testing.T) {
