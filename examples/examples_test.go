@@ -32,12 +32,12 @@ const (
 // tested lists every example and the Debian packages of the clients its test drives, so that
 // a new example without a test fails TestEveryExampleIsTested.
 var tested = map[string]string{
-	"redis.yaml":  "redis-tools",
-	"smtp.yaml":   "swaks netcat-openbsd",
-	"mqtt.yaml":   "mosquitto-clients",
+	"redis.yaml":  "redis-tools nmap",
+	"smtp.yaml":   "swaks netcat-openbsd nmap",
+	"mqtt.yaml":   "mosquitto-clients netcat-openbsd nmap",
 	"dns.yaml":    "dnsutils",
-	"telnet.yaml": "socat",
-	"modbus.yaml": "socat",
+	"telnet.yaml": "socat netcat-openbsd nmap",
+	"modbus.yaml": "socat nmap",
 }
 
 func exampleNames(t *testing.T) []string {
@@ -191,7 +191,11 @@ func dump(acts []*v1alpha1.ActivityRecord) string {
 			fmt.Fprintf(&b, " %s", a.Connection.ID)
 		}
 		if a.Input != nil {
-			fmt.Fprintf(&b, " input=%q", a.Input.Text)
+			text := a.Input.Text
+			if len(text) > 600 { // a large message: its start and its end
+				text = text[:300] + "[...]" + text[len(text)-300:]
+			}
+			fmt.Fprintf(&b, " input=%q", text)
 		}
 		if a.Rules != nil {
 			fmt.Fprintf(&b, " executed=%v async=%v basic=%q", a.Rules.Executed, a.Rules.Async, a.Rules.Basic)
@@ -298,6 +302,17 @@ func containsInOrder(got, want []int32) bool {
 		}
 	}
 	return i == len(want)
+}
+
+// inputsOf lists the text of the inputs that fired rule id, in order.
+func inputsOf(acts []*v1alpha1.ActivityRecord, id int32) []string {
+	var texts []string
+	for _, a := range acts {
+		if a.Type == v1alpha1.ActivityInput && a.Input != nil && a.Rules != nil && slices.Contains(a.Rules.Executed, id) {
+			texts = append(texts, a.Input.Text)
+		}
+	}
+	return texts
 }
 
 func endedBy(acts []*v1alpha1.ActivityRecord, message string) bool {
@@ -481,6 +496,18 @@ func TestRedis(t *testing.T) {
 		wantValues(t, acts, "captured val", captured(acts, "val"), "v v")
 	})
 
+	t.Run("GET with a wrong number of arguments", func(t *testing.T) {
+		mark := srv.mark()
+		out := runOK(t, "", cli, "--no-raw", "-h", "127.0.0.1", "-p", port, "GET", "a", "b")
+		if got, want := strings.TrimSpace(out), "(error) ERR wrong number of arguments for 'get' command"; got != want {
+			t.Errorf("GET a b: got %q, want %q", got, want)
+		}
+		acts := srv.waitEnded(t, mark)
+		if got := executed(acts); !slices.Equal(got, []int32{13}) {
+			t.Errorf("executed %v, want [13]; activities:\n%s", got, dump(acts))
+		}
+	})
+
 	t.Run("CONFIG SET and SLAVEOF alert", func(t *testing.T) {
 		mark := srv.mark()
 		out := runOK(t, "CONFIG SET dir /root/.ssh\nSLAVEOF 203.0.113.7 21000\nFLUSHALL\n", cli, "--no-raw", "-h", "127.0.0.1", "-p", port)
@@ -595,17 +622,58 @@ func TestSMTP(t *testing.T) {
 		// "MAIL FROM" in the body is message text, not a command
 		wantValues(t, acts, "captured mail_from", captured(acts, "mail_from"), "p@q.example")
 		wantValues(t, acts, "captured subject", captured(acts, "subject"), "in pieces")
-		// the writes may share reads: the body is one to three inputs, all fire 51, the last 50
-		got := executed(acts)
-		commands := slices.DeleteFunc(slices.Clone(got), func(id int32) bool { return id == 51 })
-		if !slices.Equal(commands, []int32{10, 16, 17, 18, 50, 20, 23}) || !slices.Contains(got, 51) {
-			t.Errorf("executed %v; activities:\n%s", got, dump(acts))
+		// one input per command, the four pipelined ones included, and the body in three
+		// writes is one input: the whole message, up to its "." line
+		if got, want := executed(acts), []int32{10, 16, 17, 18, 50, 20, 23}; !slices.Equal(got, want) {
+			t.Errorf("executed %v, want %v; activities:\n%s", got, want, dump(acts))
+		}
+		body := "Subject: in pieces\r\n\r\nfirst part\r\nMAIL FROM:<not@a.command>\r\nsecond part\r\n.\r\n"
+		if got := inputsOf(acts, 50); !slices.Equal(got, []string{body}) {
+			t.Errorf("message inputs %q, want %q", got, body)
+		}
+	})
+
+	t.Run("a large message in many segments", func(t *testing.T) {
+		// about 150 KiB of body, more than a 64 KiB frame and than one read: swaks reads it
+		// from stdin and sends it dot-stuffed, ended by "\r\n.\r\n"
+		var body strings.Builder
+		for i := range 3000 {
+			fmt.Fprintf(&body, "line %04d of a large message, padded to fifty bytes.\n", i)
+		}
+		// a line of only "." in the body: swaks doubles it, so it does not end the message
+		body.WriteString(".\nthe last line\n")
+		mark := srv.mark()
+		out := runOK(t, body.String(), swaks,
+			"--server", srv.addr(), "--helo", "big.example",
+			"--from", "c@d.example", "--to", "a@b.example",
+			"--header", "Subject: a large report", "--body", "-", "--timeout", "30",
+			"--suppress-data")
+		if n := strings.Count(out, "250 2.0.0 Ok: queued as "); n != 1 {
+			t.Errorf("%d queued replies, want 1:\n%s", n, out)
+		}
+		acts := srv.waitEnded(t, mark)
+		if got, want := executed(acts), []int32{10, 16, 17, 18, 50, 23}; !slices.Equal(got, want) {
+			t.Errorf("executed %v, want %v; activities:\n%s", got, want, dump(acts))
+		}
+		msgs := inputsOf(acts, 50)
+		if len(msgs) != 1 {
+			t.Fatalf("%d message inputs, want 1; activities:\n%s", len(msgs), dump(acts))
+		}
+		msg := msgs[0]
+		if len(msg) < 150000 || !strings.Contains(msg, "\r\nline 0000 of") ||
+			!strings.Contains(msg, "\r\nline 2999 of") ||
+			!strings.Contains(msg, "\r\n..\r\nthe last line\r\n") || !strings.HasSuffix(msg, "\r\n.\r\n") {
+			t.Errorf("message input of %d bytes is not the whole message; it ends %q", len(msg), msg[max(0, len(msg)-120):])
+		}
+		wantValues(t, acts, "captured subject", captured(acts, "subject"), "a large report")
+		if got := memory(acts, "subject"); got != "a large report" {
+			t.Errorf("reported memory subject = %q, want %q", got, "a large report")
 		}
 	})
 
 	t.Run("message counter", func(t *testing.T) {
-		if got := global(srv.Activities.All(), "messages"); got != "3" {
-			t.Errorf("global messages = %q after three messages, want 3", got)
+		if got := global(srv.Activities.All(), "messages"); got != "4" {
+			t.Errorf("global messages = %q after four messages, want 4", got)
 		}
 	})
 }
@@ -644,8 +712,8 @@ func TestMQTT(t *testing.T) {
 		if !alertedBy(acts, 2) {
 			t.Errorf("CONNECT with credentials (rule 2) not an alert; activities:\n%s", dump(acts))
 		}
-		if got := asyncRan(acts); !slices.Equal(got, []int32{40}) {
-			t.Errorf("async rules %v, want PUBACK (40)", got)
+		if got := executed(acts); !containsInOrder(got, []int32{1, 2, 3, 4, 40, 10}) {
+			t.Errorf("executed %v, want CONNECT (1, 2), PUBLISH (3, 4), PUBACK (40), DISCONNECT", got)
 		}
 		if got := memory(acts, "pid"); got != "" {
 			t.Errorf("pid is not reported, got %q", got)
@@ -657,11 +725,8 @@ func TestMQTT(t *testing.T) {
 		out := runOK(t, "", pub, "-d", "-h", "127.0.0.1", "-p", port, "-q", "2", "-t", "a/b", "-m", "x")
 		wantContains(t, "mosquitto_pub -q 2", out, "received PUBREC (Mid: 1)", "received PUBCOMP (Mid: 1")
 		acts := srv.waitEnded(t, mark)
-		if got := asyncRan(acts); !slices.Equal(got, []int32{41}) {
-			t.Errorf("async rules %v, want PUBREC (41)", got)
-		}
-		if got := executed(acts); !containsInOrder(got, []int32{1, 3, 5, 6, 10}) {
-			t.Errorf("executed %v, want CONNECT, PUBLISH, QoS 2, PUBREL, DISCONNECT", got)
+		if got, want := executed(acts), []int32{1, 3, 5, 41, 6, 10}; !slices.Equal(got, want) {
+			t.Errorf("executed %v, want %v: CONNECT, PUBLISH, QoS 2, PUBREC, PUBREL, DISCONNECT", got, want)
 		}
 	})
 
@@ -673,6 +738,51 @@ func TestMQTT(t *testing.T) {
 		runOK(t, "", pub, "-h", "127.0.0.1", "-p", port, "-t", topic, "-m", strings.Repeat("7", 100))
 		acts := srv.waitEnded(t, mark)
 		wantValues(t, acts, "captured topic", captured(acts, "topic"), topic[:64])
+	})
+
+	t.Run("large messages on one connection", func(t *testing.T) {
+		// -l: one message per line of stdin, all on one connection; lines of 4 to 12 KiB,
+		// each PUBLISH larger than a read of the first input (maxInputSize), several in
+		// flight at once (QoS 1), so packets are split over reads and share reads
+		const n = 6
+		var lines strings.Builder
+		for i := range n {
+			fmt.Fprintf(&lines, "message %d %s\n", i, strings.Repeat(strconv.Itoa(i), 4096*(1+i%3)))
+		}
+		mark := srv.mark()
+		out := runOK(t, lines.String(), pub, "-d", "-h", "127.0.0.1", "-p", port, "-q", "1", "-t", "bulk/data", "-l")
+		for i := 1; i <= n; i++ {
+			wantContains(t, "mosquitto_pub -l", out, fmt.Sprintf("received PUBACK (Mid: %d", i))
+		}
+		acts := srv.waitEnded(t, mark)
+		if n := count(acts, v1alpha1.ActivityConnected); n != 1 {
+			t.Errorf("%d conversations, want 1", n)
+		}
+		// one input per PUBLISH, each the whole packet: its last bytes are the line's
+		msgs := inputsOf(acts, 3)
+		if len(msgs) != n {
+			t.Fatalf("%d PUBLISH inputs, want %d; activities:\n%s", len(msgs), n, dump(acts))
+		}
+		for i, m := range msgs {
+			payload := fmt.Sprintf("message %d %s", i, strings.Repeat(strconv.Itoa(i), 4096*(1+i%3)))
+			if !strings.HasSuffix(m, payload) || len(m) > len(payload)+20 {
+				t.Errorf("PUBLISH input %d holds %d bytes, not its whole message of %d", i, len(m), len(payload))
+			}
+		}
+		if got, want := executed(acts), append(append([]int32{1}, slices.Repeat([]int32{3, 4, 40}, n)...), 10); !slices.Equal(got, want) {
+			t.Errorf("executed %v, want %v", got, want)
+		}
+	})
+
+	t.Run("not MQTT", func(t *testing.T) {
+		// a first packet that is not CONNECT: the broker closes the connection at once
+		nc := client(t, "nc.openbsd", "netcat-openbsd")
+		mark := srv.mark()
+		runOK(t, "GET / HTTP/1.0\r\n\r\n", nc, "-N", "127.0.0.1", port)
+		acts := srv.waitEnded(t, mark)
+		if !endedBy(acts, "ending rule 11") || !slices.Equal(executed(acts), []int32{11}) {
+			t.Errorf("not closed by rule 11; activities:\n%s", dump(acts))
+		}
 	})
 
 	t.Run("SUBSCRIBE", func(t *testing.T) {
@@ -853,7 +963,11 @@ func TestTelnet(t *testing.T) {
 	term := startTerminal(t, socat, "-", "TCP:"+srv.addr())
 
 	prompt := "admin@router:~$ "
-	term.expect("router login: ")
+	// Linux telnetd's first words: IAC DO TERMINAL-TYPE, TSPEED, XDISPLOC, NEW-ENVIRON
+	term.expect(telnetDo)
+	// a telnet client's answers (IAC WONT each) get the banner and the login prompt
+	term.send("\xff\xfc\x18\xff\xfc\x20\xff\xfc\x23\xff\xfc\x27")
+	term.expect("\r\nUbuntu 22.04.4 LTS\r\nrouter login: ")
 	term.send("admin")
 	term.expect("Password: ")
 	term.send("admin123")
@@ -895,7 +1009,10 @@ func TestTelnet(t *testing.T) {
 	wantValues(t, acts, "captured cmd", captured(acts, "cmd"), "nmap", "wget")
 	wantValues(t, acts, "captured url", captured(acts, "url"), "http://203.0.113.5/bins/mips")
 	wantValues(t, acts, "captured applet", captured(acts, "applet"), "PARLEY")
-	want := []int32{1, 2, 11, 14, 15, 17, 20, 99, 18, 21, 22, 10}
+	if strings.Count(term.out.String(), "router login: ") != 1 {
+		t.Errorf("the login prompt came more than once:\n%s", term.out.String())
+	}
+	want := []int32{3, 1, 2, 11, 14, 15, 17, 20, 99, 18, 21, 22, 10}
 	if got := executed(acts); !slices.Equal(got, want) {
 		t.Errorf("executed %v, want %v; activities:\n%s", got, want, dump(acts))
 	}
@@ -953,3 +1070,103 @@ func TestModbus(t *testing.T) {
 		t.Errorf("error activities: %s", dump(errs))
 	}
 }
+// telnetDo is what Linux's telnetd sends first, and what nmap recognises it by.
+const telnetDo = "\xff\xfd\x18\xff\xfd\x20\xff\xfd\x23\xff\xfd\x27"
+
+// A raw client does not negotiate: an empty line gets the banner and the login prompt.
+func TestTelnetRawClient(t *testing.T) {
+	nc := client(t, "nc.openbsd", "netcat-openbsd")
+	srv := serve(t, "telnet.yaml")
+	mark := srv.mark()
+	term := startTerminal(t, nc, "-N", "127.0.0.1", strconv.Itoa(srv.port))
+	term.expect(telnetDo)
+	term.send("")
+	term.expect("\r\nUbuntu 22.04.4 LTS\r\nrouter login: ")
+	term.send("root")
+	term.expect("Password: ")
+	term.send("toor")
+	term.expect("root@router:~$ ")
+	// a late option answer (IAC DONT ECHO) is taken silently; then the client leaves
+	term.send("\xff\xfe\x01")
+	_ = term.stdin.Close() // -N: nc shuts its side down, the decoy ends the conversation
+	term.exit()
+	acts := srv.waitEnded(t, mark)
+	wantValues(t, acts, "captured user", captured(acts, "user"), "root")
+	if got, want := executed(acts), []int32{1, 2, 4}; !slices.Equal(got, want) {
+		t.Errorf("executed %v, want %v; activities:\n%s", got, want, dump(acts))
+	}
+	if last := inputsOf(acts, 4); len(last) != 1 || !strings.HasSuffix(term.out.String(), "root@router:~$ ") {
+		t.Errorf("the late option answer got a reply:\n%q", term.out.String())
+	}
+}
+
+// --- nmap: every TCP example is recognised as the service it emulates ---
+
+// nmapService is the service `nmap -sV` must name for each TCP example, and the options that
+// make nmap send, on a free port, the probe it sends on the service's own port.
+var nmapService = map[string]struct {
+	service string
+	args    []string
+}{
+	// the NULL probe: the 220 banner (Postfix smtpd)
+	"smtp.yaml": {service: "smtp"},
+	// the NULL probe: Linux telnetd's option negotiation
+	"telnet.yaml": {service: "telnet"},
+	// the GetRequest probe: an inline GET with two arguments and Redis's arity error
+	"redis.yaml": {service: "redis"},
+	// the MQTT CONNECT probe, answered by a CONNACK: nmap sends it to port 1883 at its
+	// default intensity and elsewhere only with every probe (it is rarity 9); the other
+	// probes end at once, as a broker closes on a first packet that is not CONNECT
+	"mqtt.yaml": {service: "mqtt", args: []string{"--version-all"}},
+	// the GenericLines probe (\r\n\r\n), read as a request of function 3 and answered with
+	// a Modbus exception
+	"modbus.yaml": {service: "modbus"},
+}
+
+// TestNmapRecognisesTCPExamples scans each TCP example with nmap -sV on a free port and
+// checks the service it names. The scans run in parallel: each takes from a few seconds
+// (a banner) to half a minute (every probe).
+func TestNmapRecognisesTCPExamples(t *testing.T) {
+	bin, err := exec.LookPath("nmap")
+	if err != nil {
+		t.Skipf("nmap not found (%v): install the Debian package nmap (apt-get install -y nmap) to check what scanners see", err)
+	}
+	for _, name := range exampleNames(t) {
+		doc, err := Rules(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if doc.Rules.Spec.Operation.Transport == v1alpha1.TransportUDP {
+			continue
+		}
+		t.Run(name, func(t *testing.T) {
+			want, ok := nmapService[name]
+			if !ok {
+				t.Fatalf("%s is a TCP example: add the service nmap -sV must recognise to nmapService", name)
+			}
+			t.Parallel()
+			srv := serve(t, name)
+			port := strconv.Itoa(srv.port)
+			args := append([]string{"-sV", "-Pn", "-n", "--max-retries", "1", "-p", port, "-oG", "-"}, want.args...)
+			args = append(args, "127.0.0.1")
+			ctx, cancel := context.WithTimeout(context.Background(), nmapTimeout)
+			defer cancel()
+			out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
+			if err != nil {
+				t.Fatalf("nmap %s: %v\n%s", strings.Join(args, " "), err, out)
+			}
+			// grepable output: "Ports: 2525/open/tcp//smtp//Postfix smtpd/"
+			m := regexp.MustCompile(`\b` + port + `/open/tcp//([^/]*)//([^/]*)/`).FindStringSubmatch(string(out))
+			if m == nil {
+				t.Fatalf("nmap found no open port %s:\n%s", port, out)
+			}
+			if m[1] != want.service {
+				t.Errorf("nmap -sV says %q (%s), want %q:\n%s", m[1], m[2], want.service, out)
+			}
+			t.Logf("nmap -sV: %s (%s)", m[1], m[2])
+		})
+	}
+}
+
+// nmapTimeout bounds one scan: --version-all sends every probe, on two busy cores.
+const nmapTimeout = 3 * time.Minute

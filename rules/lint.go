@@ -67,6 +67,7 @@ func Lint(spec *v1alpha1.ConversationRulesSpec, p *Program) []Warning {
 				"without interactionTimeout a conversation ends when its socket closes: memory is lost between requests; set an interactionTimeout for it to wait for the next one")
 		}
 	}
+	delims := delimiters(p)
 	lintRegex := func(path *field.Path, expr string, isBase64 bool) {
 		if isBase64 || expr == "" {
 			return
@@ -74,6 +75,11 @@ func Lint(spec *v1alpha1.ConversationRulesSpec, p *Program) []Warning {
 		re, err := syntax.Parse(expr, syntax.Perl)
 		if err != nil {
 			return // compile has said so
+		}
+		if lit, anchor, ok := endAnchorMismatch(re, delims); ok {
+			add(path, "%q must end right at %s, but with Delimiter framing every input ends with its delimiter (%s): the regex never matches (except on what remains when the peer closes); let the delimiter come before the anchor (\\r?$ for \"\\r\\n\") or drop the anchor",
+				lit, anchorWhere(anchor), quoteAll(delims))
+			return
 		}
 		if max := maxLiteralRune(p.Encoding); max >= 0 {
 			if r, ok := runeAbove(re, max); ok {
@@ -100,6 +106,107 @@ func Lint(spec *v1alpha1.ConversationRulesSpec, p *Program) []Warning {
 		lintRules(gp.Child("rules"), g.Rules)
 	}
 	return ws
+}
+
+// delimiters lists, as text, the delimiter of every framing p's inputs may be cut with,
+// when all of them are Delimiter framings; nil otherwise (Read and the other framings may
+// end an input anywhere).
+func delimiters(p *Program) []string {
+	if p.Transport != v1alpha1.TransportTCP || p.Framing == nil {
+		return nil
+	}
+	fs := []*Framing{p.Framing}
+	for _, r := range p.Rules {
+		fs = append(fs, r.Framing)
+	}
+	for _, g := range p.Groups {
+		for _, r := range g.Rules {
+			fs = append(fs, r.Framing)
+		}
+	}
+	var ds []string
+	for _, f := range fs {
+		if f == nil {
+			continue
+		}
+		if f.Type != v1alpha1.FramingDelimiter || len(f.Delimiter) == 0 {
+			return nil
+		}
+		if d := p.Codec.Decode(f.Delimiter); !slices.Contains(ds, d) {
+			ds = append(ds, d)
+		}
+	}
+	return ds
+}
+
+// endAnchorMismatch finds, in re or one of its top-level alternatives, a literal that must
+// end right at the end of the input (`\z`, or `$`, which also matches before a final "\n",
+// docs/rules.md section 5) where no delimiter of ds can end an input. It names the anchor.
+func endAnchorMismatch(re *syntax.Regexp, ds []string) (lit, anchor string, ok bool) {
+	if len(ds) == 0 {
+		return "", "", false
+	}
+	if re.Op == syntax.OpAlternate {
+		for _, sub := range re.Sub {
+			if lit, anchor, ok := endAnchorMismatch(sub, ds); ok {
+				return lit, anchor, true
+			}
+		}
+		return "", "", false
+	}
+	if re.Op != syntax.OpConcat || len(re.Sub) < 2 {
+		return "", "", false
+	}
+	end, before := re.Sub[len(re.Sub)-1], re.Sub[len(re.Sub)-2]
+	if end.Op != syntax.OpEndText {
+		return "", "", false
+	}
+	for before.Op == syntax.OpCapture && len(before.Sub) == 1 {
+		before = before.Sub[0]
+	}
+	if before.Op != syntax.OpLiteral || len(before.Rune) == 0 {
+		return "", "", false
+	}
+	fold := before.Flags&syntax.FoldCase != 0
+	norm := func(s string) string {
+		if fold {
+			return strings.ToLower(s)
+		}
+		return s
+	}
+	l := norm(string(before.Rune))
+	dollar := end.Flags&syntax.WasDollar != 0
+	for _, d := range ds {
+		ends := []string{norm(d)}
+		if dollar && strings.HasSuffix(d, "\n") {
+			ends = append(ends, norm(strings.TrimSuffix(d, "\n")))
+		}
+		for _, e := range ends {
+			if strings.HasSuffix(l, e) || strings.HasSuffix(e, l) {
+				return "", "", false
+			}
+		}
+	}
+	anchor = `\z`
+	if dollar {
+		anchor = "$"
+	}
+	return string(before.Rune), anchor, true
+}
+
+func anchorWhere(anchor string) string {
+	if anchor == "$" {
+		return `$ (the end of the input, or before a final "\n")`
+	}
+	return anchor + " (the end of the input)"
+}
+
+func quoteAll(ds []string) string {
+	q := make([]string, len(ds))
+	for i, d := range ds {
+		q[i] = strconv.Quote(d)
+	}
+	return strings.Join(q, ", ")
 }
 
 // maxLiteralRune is the largest character an encoding's decoded inputs hold, or -1 for any.

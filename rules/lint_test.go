@@ -53,6 +53,17 @@ func TestLint(t *testing.T) {
 		{"backlog as large as the cap", `{operation: {port: 1, connectionQueue: 100, maxConcurrentConnections: 100}}`, nil},
 		{"client mode has no backlog", `{operation: {port: 1, ip: h, mode: Client, connectionQueue: 1, maxConcurrentConnections: 100}}`, nil},
 		{"closeAfterReplying that works", `{operation: {port: 1, identifyBy: IP, interactionTimeout: 30s, socket: {closeAfterReplying: true}}}`, nil},
+		{"$ before a CRLF delimiter", `{operation: {port: 1, framing: {type: Delimiter, delimiter: "\r\n"}}, conversation: {rules: [{id: 1, mode: Sync, regex: "^QUIT$", response: "x"}]}}`,
+			[]string{`spec.conversation.rules[0].regex: "QUIT" must end right at $ (the end of the input, or before a final "\n"), but with Delimiter framing every input ends with its delimiter ("\r\n")`}},
+		{"\\z, case folded, in an alternative", `{operation: {port: 1, framing: {type: Delimiter, delimiter: "\n"}}, conversation: {rules: [{id: 1, mode: Sync, regex: "(?i)^PING\\n$|^(QUIT)\\z", response: "x"}]}}`,
+			[]string{`spec.conversation.rules[0].regex: "QUIT" must end right at \z (the end of the input)`}},
+		{"$ before a LF delimiter matches", `{operation: {port: 1, framing: {type: Delimiter, delimiter: "\n"}}, conversation: {rules: [{id: 1, mode: Sync, regex: "(?i)^quit$", response: "x"}]}}`, nil},
+		{"the delimiter before the anchor", `{operation: {port: 1, framing: {type: Delimiter, delimiter: "\r\n"}}, conversation: {rules: [{id: 1, mode: Sync, regex: "^QUIT\\r\\n\\z|^NOOP\\r?$|\\n$|(?m)^RSET$", response: "x"}]}}`, nil},
+		{"a literal ending as the delimiter does", `{operation: {port: 1, framing: {type: Delimiter, delimiter: "\r\n.\r\n"}}, conversation: {rules: [{id: 1, mode: Sync, regex: "\\n\\.\\r\\n$", response: "x"}]}}`, nil},
+		{"one rule framing is not a Delimiter", `{operation: {port: 1, framing: {type: Delimiter, delimiter: "\r\n"}}, conversation: {rules: [{id: 1, mode: Sync, regex: "^QUIT$", response: "x", framing: {type: Read}}]}}`, nil},
+		{"every delimiter of the rule framings", `{operation: {port: 1, framing: {type: Delimiter, delimiter: "\r\n"}}, conversation: {rules: [{id: 1, mode: Sync, regex: "^DATA$", response: "x", framing: {type: Delimiter, delimiter: ";"}}, {id: 2, mode: Sync, regex: "x;$", response: "y"}]}}`,
+			[]string{`spec.conversation.rules[0].regex: "DATA" must end right at $ (the end of the input, or before a final "\n"), but with Delimiter framing every input ends with its delimiter ("\r\n", ";")`}},
+		{"Read framing ends inputs anywhere", `{operation: {port: 1}, conversation: {rules: [{id: 1, mode: Sync, regex: "^QUIT$", response: "x"}]}}`, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := lint(t, tc.spec)
