@@ -1070,6 +1070,7 @@ func TestModbus(t *testing.T) {
 		t.Errorf("error activities: %s", dump(errs))
 	}
 }
+
 // telnetDo is what Linux's telnetd sends first, and what nmap recognises it by.
 const telnetDo = "\xff\xfd\x18\xff\xfd\x20\xff\xfd\x23\xff\xfd\x27"
 
