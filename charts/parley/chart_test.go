@@ -1010,7 +1010,7 @@ func TestCRDs(t *testing.T) {
 		crds = append(crds, strings.TrimPrefix(k, "CustomResourceDefinition//"))
 	}
 	sort.Strings(crds)
-	if want := []string{"activities.parley.io", "conversationrules.parley.io", "externalconnectors.parley.io"}; !slices.Equal(crds, want) {
+	if want := []string{"activities.parley.io", "activitysinks.parley.io", "conversationrules.parley.io", "externalconnectors.parley.io"}; !slices.Equal(crds, want) {
 		t.Errorf("helm installs the CRDs %v, want %v", crds, want)
 	}
 }
