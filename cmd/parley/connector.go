@@ -53,6 +53,7 @@ func newConnectorCommand() *cobra.Command {
 	f.StringVar(&o.TLSDir, "tls-dir", v1alpha1.TLSMountPath, "directory of the connector's TLS Secret ("+pod.TLSCertFile+", "+pod.TLSKeyFile+", optional "+pod.CAFile+"), for rules with operation.tls.enabled")
 	f.StringVar(&o.TLSClientCADir, "tls-client-ca-dir", v1alpha1.TLSCAMountPath, "directory of the client CA Secret ("+pod.CAFile+"), for operation.tls.clientAuthentication")
 	f.DurationVar(&o.ConfigTimeout, "config-timeout", pod.DefaultConfigTimeout, "exit non-zero if no usable Config arrives within this time")
+	f.BoolVar(&o.HoldAfterEnd, "hold-after-end", true, "in server mode, stay (not serving, not ready) after the engine's End order until the pod is deleted, rather than exit and be restarted")
 	f.DurationVar(&o.EndTimeout, "end-timeout", pod.DefaultEndTimeout, "bound of a graceful end: conversations' endings, activity flush and Bye; conversations still live then are cut")
 	f.StringVar(&o.MetricsAddress, "metrics-bind-address", ":"+strconv.Itoa(v1alpha1.MetricsPort), "address of the Prometheus metrics endpoint and of /readyz (0 disables them)")
 	f.IntVar(&o.ActivityBuffer, "activity-buffer", activity.DefaultCapacity, "activities waiting for the engine client before new ones are dropped (and counted)")

@@ -70,6 +70,11 @@ type Options struct {
 	// Bye (--end-timeout). Conversations still live when it expires are cut (Close).
 	// Default DefaultEndTimeout.
 	EndTimeout time.Duration
+	// HoldAfterEnd keeps a server-mode process alive after the engine's End order, not
+	// serving and not ready, until ctx is done (--hold-after-end): a Deployment restarts a
+	// container that exits, even with 0, and the restarted one would find its connector
+	// gone. A client-mode process always exits: its Job completes.
+	HoldAfterEnd bool
 	// MetricsAddress is where the Prometheus metrics endpoint listens
 	// (--metrics-bind-address); "" or "0" disables it.
 	MetricsAddress string
@@ -176,6 +181,8 @@ type process struct {
 	// runDone receives what its serving call returned; nil once received.
 	runDone chan error
 	paused  atomic.Bool
+	// ended is set once the engine's End order has been carried out.
+	ended atomic.Bool
 
 	statsMu sync.Mutex
 	// Totals of connectors replaced after a network change: heartbeats stay monotonic.
@@ -225,6 +232,9 @@ func (p *process) setup() error {
 // client mode, dialing) the rules it sent. Kubernetes then counts a pod ready only when it
 // both answers peers and reports what they do.
 func (p *process) ready() error {
+	if p.ended.Load() {
+		return errors.New("ended by the engine's End order")
+	}
 	if !p.up.Stats().Connected {
 		if err := p.up.LastError(); err != nil {
 			return fmt.Errorf("not connected to the engine: %w", err)
@@ -293,6 +303,11 @@ func (p *process) loop(ctx context.Context) error {
 			case enginev1.Order_END:
 				p.log.Info("the engine ordered the end", "reason", o.GetReason())
 				p.end("END order: "+o.GetReason(), true)
+				p.ended.Store(true)
+				if p.o.HoldAfterEnd && (p.prog == nil || p.prog.Mode != v1alpha1.ModeClient) {
+					p.log.Info("ended: holding until the pod is deleted, since a restarted container would find its connector gone")
+					<-ctx.Done()
+				}
 				return nil
 			case enginev1.Order_PAUSE:
 				p.setPaused(true, "PAUSE order: "+o.GetReason())

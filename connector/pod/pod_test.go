@@ -631,3 +631,36 @@ conversation:
 	}
 	e.Stop() // its goroutines are not the pod's
 }
+
+// With HoldAfterEnd, a server process carries out End (endings, flush, Bye), then stays, not
+// ready, until it is stopped: exiting would make its Deployment restart it.
+func TestHoldsAfterEndUntilStopped(t *testing.T) {
+	e := uplinktest.New(t)
+	e.SetToken(engineToken)
+	port, metricsPort := connectortest.FreePort(t), connectortest.FreePort(t)
+	e.SetConfig(uplinktest.Config(t, pingerSpec("+PONG"), "pinger", 1, port))
+	p := startConnector(t, e, func(o *pod.Options) {
+		o.HoldAfterEnd = true
+		o.MetricsAddress = "127.0.0.1:" + strconv.Itoa(metricsPort)
+	})
+	if got := dial(t, port).ask("PING"); got != "+PONG\r\n" {
+		t.Fatalf("reply %q", got)
+	}
+	if e.Order(enginev1.Order_END, "connector deleted") != 1 {
+		t.Fatal("no stream to order")
+	}
+	p.waitLog(t, "ended: holding until the pod is deleted")
+	select {
+	case <-p.exited:
+		t.Fatalf("exited after END: %v", p.err)
+	default:
+	}
+	checkByeCoversEverything(t, e, "END order: connector deleted")
+	if code, body := get(t, metricsPort, v1alpha1.ReadinessPath); code != http.StatusServiceUnavailable || !strings.Contains(body, "End order") {
+		t.Errorf("/readyz after END: %d %q", code, body)
+	}
+	p.cancel()
+	if err := p.wait(t); err != nil {
+		t.Fatalf("stopped after END: %v", err)
+	}
+}
