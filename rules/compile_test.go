@@ -287,21 +287,3 @@ conversation:
 		t.Fatal(errs)
 	}
 }
-
-func TestFieldsNotYetCarriedOutAreRefused(t *testing.T) {
-	spec := &v1alpha1.ConversationRulesSpec{
-		Operation:    v1alpha1.Operation{Port: 7000, StartWhen: &v1alpha1.StartWhen{When: "true"}},
-		Memory:       v1alpha1.Memory{Shared: []v1alpha1.Variable{{Name: "k"}}},
-		Conversation: v1alpha1.Conversation{Rules: []v1alpha1.Rule{{ID: 1, Mode: v1alpha1.RuleSync, Regex: "x", When: "true"}}},
-	}
-	_, errs := rules.Compile("r", 1, spec)
-	got := map[string]bool{}
-	for _, e := range errs {
-		got[e.Field] = true
-	}
-	for _, f := range []string{"spec.operation.startWhen.when", "spec.conversation.rules[0].when"} {
-		if !got[f] {
-			t.Errorf("no error at %s in %v", f, errs)
-		}
-	}
-}
