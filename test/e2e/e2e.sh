@@ -338,6 +338,8 @@ step_examples() {
   for c in "${CONNECTORS[@]}"; do
     wait_running "$c"
     ok "$c Running on 127.0.0.1:${PORT_OF[$c]}/${TRANSPORT_OF[$c]}, engine connected"
+    kn wait --for=condition=Ready "xconn/$c" --timeout=120s >&2 || fail "kubectl wait --for=condition=Ready xconn/$c"
+    ok "kubectl wait --for=condition=Ready xconn/$c"
   done
   kn get crules,xconn >&2
 }
@@ -485,14 +487,14 @@ step_kubectl() {
       grep -m 1 "^$c-.* Input " <<<"$out" || true
     done
   } | sed 's/^/    /' >&2
-  columns_are "$(head -n 1 <<<"$out")" NAME CONNECTOR TYPE PEER RULES INPUT AGE
+  columns_are "$(head -n 1 <<<"$out")" NAME CONNECTOR TYPE ALERT PEER RULES INPUT AGE
   # redis-cli's PING: the RESP bytes, escaped on one line, fired rule 1, from the loopback
   # shellcheck disable=SC2016 # the text kubectl shows, $ included
   line=$(grep -F 'redis-decoy' <<<"$out" | grep -F ' Input ' | grep -F '*1\r\n$4\r\nPING\r\n' | head -n 1) ||
     fail "no redis-decoy Input row showing the escaped PING in kubectl get activities" "$out"
   [[ $line =~ ^redis-decoy-[0-9a-f]{8}-[0-9]{6}\ +redis-decoy\ +Input\ +127\.0\.0\.1:[0-9]+\ +\[1\]\ +\*1\\r\\n\$4\\r\\nPING\\r\\n\ +[0-9]+[smh] ]] ||
     fail "unexpected activity row" "$line"
-  ok "kubectl get activities: NAME CONNECTOR TYPE PEER RULES INPUT AGE, e.g. $(squash "$line")"
+  ok "kubectl get activities: NAME CONNECTOR TYPE ALERT PEER RULES INPUT AGE, e.g. $(squash "$line")"
   for c in "${CONNECTORS[@]}"; do
     grep -q "^$c-.* $c  *Input " <<<"$out" || fail "no Input activity of $c in kubectl get activities" "$out"
   done
@@ -735,7 +737,8 @@ metadata:
   name: pinger
 spec:
   description: PING/PONG demo
-  operation: {mode: Server, transport: TCP, port: 7000, interactionTimeout: 60s, identifyBy: Address}
+  operation: {mode: Server, transport: TCP, port: 7000, interactionTimeout: 60s, identifyBy: Address,
+              framing: {type: Delimiter, delimiter: "\n"}}
   conversation:
     greetings: {value: "+OK ready\r\n"}
     default:   {value: "-ERR unknown command\r\n"}
@@ -750,6 +753,23 @@ EOF
   wait_running $c
   pod=$(kn get pods -l parley.io/connector=$c -o jsonpath='{.items[0].metadata.name}')
   ok "pinger Running (pod $pod)"
+
+  # The install notes' one-liner: both lines in one write are two inputs (the framing), and
+  # QUIT's ending closes the connection, so nc returns.
+  out=$(printf 'PING\r\nQUIT\r\n' | timeout 10 nc 127.0.0.1 "$PORT_PINGER") || fail "the notes' nc one-liner did not return: $(printf %q "$out")"
+  want_equal "the notes' nc one-liner" "$out" $'+OK ready\r\n+PONG\r\n+OK bye\r'
+  ok "printf 'PING\\r\\nQUIT\\r\\n' | nc: greeted, PONG, bye, closed"
+
+  # kubectl scale: a second pod on the host network wants the same port, which the scheduler
+  # refuses; Ready says so, and comes back when scaled down.
+  log "kubectl scale xconn $c --replicas=2"
+  kn scale "xconn/$c" --replicas=2 >&2
+  wait_until 90 "Ready False, reason Unschedulable (the port is taken)" condition_is $c Ready False Unschedulable
+  ok "scaled to 2: Ready=False Unschedulable: $(jsonpath "xconn/$c" '{.status.conditions[?(@.type=="Ready")].message}')"
+  kn scale "xconn/$c" --replicas=1 >&2
+  kn wait --for=condition=Ready "xconn/$c" --timeout=120s >&2 || fail "Ready after scaling back to 1"
+  want_equal "pinger's pod after scaling back" "$(kn get pods -l parley.io/connector=$c --field-selector=status.phase=Running -o name)" "pod/$pod"
+  ok "scaled back to 1: Ready, same pod"
 
   # A conversation that stays open through pause and resume until the deletion.
   session_start pinger socat - "TCP:127.0.0.1:$PORT_PINGER"

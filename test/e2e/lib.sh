@@ -121,12 +121,12 @@ phase_is() {
   }
 }
 
-# condition_is <connector> <type> <status>
+# condition_is <connector> <type> <status> [reason]
 condition_is() {
   local got
-  got=$(jsonpath "xconn/$1" "{.status.conditions[?(@.type==\"$2\")].status}") || return 1
-  [ "$got" = "$3" ] || {
-    echo "condition $2 of $1: '$got', want $3"
+  got=$(jsonpath "xconn/$1" "{.status.conditions[?(@.type==\"$2\")].status}/{.status.conditions[?(@.type==\"$2\")].reason}") || return 1
+  [ "${got%%/*}" = "$3" ] && { [ -z "${4:-}" ] || [ "${got#*/}" = "$4" ]; } || {
+    echo "condition $2 of $1: '$got', want $3${4:+/$4}"
     kn get "xconn/$1" -o jsonpath='{range .status.conditions[*]}{.type}={.status} {.reason}: {.message}{"\n"}{end}'
     return 1
   }
