@@ -186,7 +186,7 @@ uninstall_all() {
   fi
   # Helm never deletes CRDs; an old CRD would survive into the next install, whose crds/
   # Helm then skips. Delete them as the chart's README says.
-  k delete crd activities.parley.io externalconnectors.parley.io conversationrules.parley.io --ignore-not-found >/dev/null
+  k delete crd activities.parley.io activitysinks.parley.io externalconnectors.parley.io conversationrules.parley.io --ignore-not-found >/dev/null
   k delete ns "$NS" "$RELEASE_NS" --ignore-not-found --wait=false >/dev/null
   wait_until 120 "namespaces $NS and $RELEASE_NS to be deleted" gone ns "$NS" "$RELEASE_NS"
 }
@@ -881,7 +881,7 @@ step_uninstall() {
   left=$(ks get secrets,leases -o name)
   log "left in $RELEASE_NS after helm uninstall (not Helm's): $(squash "$left")"
   ks delete secret "$RELEASE-engine-tls" "$RELEASE-webhook-tls" >&2
-  k delete crd activities.parley.io externalconnectors.parley.io conversationrules.parley.io >&2
+  k delete crd activities.parley.io activitysinks.parley.io externalconnectors.parley.io conversationrules.parley.io >&2
   wait_until 60 "the parley.io API group to be gone" no_parley_api
   k delete ns "$NS" "$RELEASE_NS" --wait=false >&2
   wait_until 120 "namespaces $NS and $RELEASE_NS to be deleted" gone ns "$NS" "$RELEASE_NS"
