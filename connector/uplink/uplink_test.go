@@ -379,18 +379,18 @@ func TestBackoffGrowsAndIsCapped(t *testing.T) {
 	// Full jitter: delays spread over [0, ceiling].
 	var low, high bool
 	for range 1000 {
-		d := b.Delay(5)
-		if d < 0 || d > 8*time.Second {
-			t.Fatalf("Delay(5) = %v outside [0, 8s]", d)
+		d := b.Delay(4)
+		if d < 0 || d > 4*time.Second {
+			t.Fatalf("Delay(4) = %v outside [0, 4s]", d)
 		}
-		low = low || d < 2*time.Second
-		high = high || d > 6*time.Second
+		low = low || d < time.Second
+		high = high || d > 3*time.Second
 	}
 	if !low || !high {
-		t.Errorf("Delay(5) not spread over its range (low %v, high %v)", low, high)
+		t.Errorf("Delay(4) not spread over its range (low %v, high %v)", low, high)
 	}
 	for range 100 {
-		if d := b.Delay(50); d > 30*time.Second {
+		if d := b.Delay(50); d > 5*time.Second {
 			t.Fatalf("Delay(50) = %v over the cap", d)
 		}
 	}
