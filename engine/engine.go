@@ -70,10 +70,17 @@ type Options struct {
 	// then as many a minute); the alerts beyond it are summed up in one AlertsSuppressed
 	// Event a minute. Default 30.
 	AlertEvents int
+	// ReconnectGrace is how long a new leader waits for connector pods to dial it before it
+	// believes what it sees: it then sets EngineConnected False on connectors whose status
+	// still says connected and whose pods did not come back, and until then End does not
+	// call a connector done while its status says it has pods connected. Default 15s, a few
+	// times the pods' longest redial delay; negative turns both off (tests that run several
+	// engines, each with connectors of its own, on one API server).
+	ReconnectGrace time.Duration
 }
 
-// Engine serves connector streams. It implements manager.Runnable (on every replica) and
-// controllers.Ender.
+// Engine serves connector streams. It implements manager.Runnable, run by the elected
+// leader only, and controllers.Ender.
 type Engine struct {
 	enginev1.UnimplementedEngineServer
 
@@ -93,9 +100,15 @@ type Engine struct {
 	ready      chan struct{}
 	// stopping: streams closing now are the engine's doing, not lost connectors.
 	stopping atomic.Bool
+	// leadingSince is when this engine started serving, as the elected leader.
+	leadingSince atomic.Pointer[time.Time]
 	// Set by Setup.
 	address string
 	certs   *pki.Manager
+	// elected is closed once this replica leads; leader labels its pod for the engine
+	// Service (nil outside a pod).
+	elected <-chan struct{}
+	leader  *leaderPod
 }
 
 // New returns an engine using mgr's cache, clients and event recorder. Activities are
@@ -123,6 +136,9 @@ func New(mgr ctrl.Manager, opts Options) (*Engine, error) {
 	if opts.AlertEvents <= 0 {
 		opts.AlertEvents = 30
 	}
+	if opts.ReconnectGrace == 0 {
+		opts.ReconnectGrace = 15 * time.Second
+	}
 	if opts.Registry == nil {
 		opts.Registry = metrics.Registry
 	}
@@ -148,6 +164,7 @@ func New(mgr ctrl.Manager, opts Options) (*Engine, error) {
 		connectors:  map[types.NamespacedName]*connectorState{},
 		runs:        map[runKey]*runState{},
 		ready:       make(chan struct{}),
+		elected:     mgr.Elected(),
 	}
 	e.writer = newWriter(writeClient, opts, m, log)
 	return e, nil
@@ -183,16 +200,21 @@ func (e *Engine) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
 	return mgr.Add(e)
 }
 
-// NeedLeaderElection is false: every replica serves the connectors that dial it.
-func (e *Engine) NeedLeaderElection() bool { return false }
+// NeedLeaderElection is true: only the leader serves, so that one engine sees every pod of
+// a connector. Its counters, EngineConnected and End then hold whichever pods are
+// connected, and a standby's port is not even open.
+func (e *Engine) NeedLeaderElection() bool { return true }
 
 // Ready is closed once the engine listens.
 func (e *Engine) Ready() <-chan struct{} { return e.ready }
 
-// Start serves until ctx is cancelled. Streams are told to reconnect (to another replica,
-// or to this one when it is back); activities queued but not written are not acknowledged,
-// so their connectors replay them.
+// Start serves until ctx is cancelled, once this replica is elected. Streams are told to
+// reconnect (to the next leader, which the engine Service reaches once it has labelled its
+// pod); activities queued but not written are not acknowledged, so their connectors replay
+// them to it.
 func (e *Engine) Start(ctx context.Context) error {
+	now := time.Now()
+	e.leadingSince.Store(&now)
 	if e.opts.TLSReady != nil {
 		select {
 		case <-e.opts.TLSReady:
@@ -223,6 +245,17 @@ func (e *Engine) Start(ctx context.Context) error {
 	go func() { served <- srv.Serve(lis) }()
 	e.log.Info("engine listening", "address", lis.Addr().String())
 	close(e.ready)
+	markCtx, stopMarking := context.WithCancel(runCtx)
+	marked := make(chan struct{})
+	go func() {
+		defer close(marked)
+		if e.leader != nil {
+			e.leader.markUntilDone(markCtx, func(err error) { e.log.Error(err, "label this pod as the engine's leader; retrying") })
+		}
+	}()
+	if e.opts.ReconnectGrace > 0 {
+		wg.Go(func() { e.forgetAbsentPods(runCtx) })
+	}
 
 	select {
 	case <-ctx.Done():
@@ -230,6 +263,16 @@ func (e *Engine) Start(ctx context.Context) error {
 		err = fmt.Errorf("engine: serve: %w", err)
 	}
 	e.stopping.Store(true)
+	stopMarking()
+	<-marked
+	if e.leader != nil {
+		// First out of the engine Service, so that pods told to dial again do not come back.
+		uctx, ucancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		if err := e.leader.mark(uctx, false); err != nil {
+			e.log.Error(err, "remove this pod's engine leader label; the next process of the pod removes it")
+		}
+		ucancel()
+	}
 	e.disconnectAll()
 	stopped := make(chan struct{})
 	go func() { srv.GracefulStop(); close(stopped) }()

@@ -170,7 +170,7 @@ func (e *Engine) receive(s *stream, b *enginev1.ActivityBatch) error {
 		act := activityObject(ec, s.run.run, seq, rec)
 		e.writer.enqueue(writeItem{act: act, done: func(r writeResult) { e.written(s.cs, s.rs, pb, r) }})
 	}
-	s.rs.seal()
+	s.rs.seal(pb, counts{activities: fresh})
 
 	e.metrics.received.WithLabelValues(ns, name).Add(float64(fresh))
 	e.metrics.inputs.WithLabelValues(ns, name).Add(float64(inputs))
@@ -178,7 +178,6 @@ func (e *Engine) receive(s *stream, b *enginev1.ActivityBatch) error {
 	e.metrics.alerts.WithLabelValues(ns, name).Add(float64(alerts))
 	e.metrics.filtered.WithLabelValues(ns, name).Add(float64(filtered))
 	s.cs.add(func(cs *connectorState) {
-		cs.counts.activities += fresh
 		if newest.After(cs.lastActivity) {
 			cs.lastActivity = newest
 		}
@@ -200,27 +199,30 @@ func keep(policy v1alpha1.RecordPolicy, rec *v1alpha1.ActivityRecord) bool {
 // written settles one write.
 func (e *Engine) written(cs *connectorState, rs *runState, pb *pendingBatch, r writeResult) {
 	ns, name := cs.key.Namespace, cs.key.Name
+	// What the activity adds to the status, counted once its batch is acknowledged.
+	var add counts
 	switch r {
 	case writeCreated:
 		e.metrics.written.WithLabelValues(ns, name).Inc()
-		cs.add(func(cs *connectorState) { cs.counts.recorded++ })
+		add.recorded = 1
 	case writeDuplicate:
-		// A replay of an activity written before: nothing to count.
+		// A replay of an activity that another engine (a former leader) wrote and did not
+		// acknowledge, so did not count: it is recorded, and counted here. (A replay to
+		// this engine of what it took in already is skipped before it is queued.)
+		add.recorded = 1
 	case writeQueueFull, writeFailed:
 		reason := "queue_full"
 		if r == writeFailed {
 			reason = "write_failed"
 		}
 		e.metrics.dropped.WithLabelValues(ns, name, reason).Inc()
-		cs.add(func(cs *connectorState) {
-			cs.counts.dropped++
-			cs.droppedSinceWarning++
-		})
+		add.dropped = 1
+		cs.add(func(cs *connectorState) { cs.droppedSinceWarning++ })
 	case writeAbandoned:
 		// The engine is stopping: leave the batch unacknowledged, so that it is replayed.
 		return
 	}
-	rs.release(pb)
+	rs.release(pb, add)
 }
 
 // activityObject is the Activity for the seq-th activity of a connector process. The name

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 
+	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/parley-dev/parley/engine/pki"
@@ -23,6 +24,9 @@ type Config struct {
 	SecretName, SecretNamespace string
 	// DNSNames are more names for the serving certificate (the engine Service's).
 	DNSNames []string
+	// Pod is the operator's own pod ($POD_NAMESPACE, $POD_NAME): the leader labels it with
+	// LabelEngineLeader, which the engine Service selects. Empty outside a pod (no label).
+	Pod types.NamespacedName
 }
 
 // Setup adds the engine and its PKI to mgr. The engine listens once its certificate is
@@ -62,6 +66,12 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	e.address, e.certs = cfg.Address, certs
+	if cfg.Pod.Name != "" {
+		e.leader = &leaderPod{client: mgr.GetClient(), key: cfg.Pod}
+		if err := e.leader.unmarkStale(ctx); err != nil {
+			return nil, fmt.Errorf("engine: remove a stale leader label before the election: %w", err)
+		}
+	}
 	if err := e.SetupWithManager(ctx, mgr); err != nil {
 		return nil, err
 	}
@@ -75,12 +85,19 @@ func (e *Engine) Address() string { return e.address }
 // connector controller calls it in every reconcile, and comes back later while it is nil.
 func (e *Engine) CA() []byte { return e.certs.CAPEM() }
 
-// ReadyCheck is a readiness check: the engine listens (its certificate is loaded).
+// ReadyCheck is a readiness check: a standby is ready (it serves no engine, and the engine
+// Service does not select it; failing would only hang the Deployment's rollouts), the
+// leader once its engine listens (its certificate is loaded).
 func (e *Engine) ReadyCheck(*http.Request) error {
+	select {
+	case <-e.elected:
+	default:
+		return nil
+	}
 	select {
 	case <-e.ready:
 		return nil
 	default:
-		return errors.New("the engine is not listening yet")
+		return errors.New("elected, but the engine is not listening yet")
 	}
 }

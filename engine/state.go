@@ -113,7 +113,11 @@ type runState struct {
 	// acked is the highest sequence number whose activities, and all before it, are disposed of.
 	acked   uint64
 	pending []*pendingBatch
-	current *stream
+	// uncounted is what the batches acknowledged since the last Ack sent add to the status:
+	// an activity counts in the status of the engine that tells its connector it is
+	// acknowledged, so that one replayed to the next leader counts once.
+	uncounted counts
+	current   *stream
 	// heartbeat is the last one received, for the connection counters' deltas.
 	heartbeat *enginev1.Heartbeat
 	known     bool
@@ -121,8 +125,12 @@ type runState struct {
 
 // pendingBatch is a run of sequence numbers waiting for writes to finish.
 type pendingBatch struct {
-	last    uint64
+	last uint64
+	// waiting counts the writes not finished, and the receiver itself until it seals the
+	// batch: a batch whose writes are not all queued yet must not be acknowledged.
 	waiting int
+	// counts is what the batch adds to the status once acknowledged.
+	counts counts
 }
 
 // run returns the state of a connector process, making it on first use.
@@ -161,7 +169,7 @@ func (rs *runState) admit(first uint64, n int) (isNew func(i int) bool, b *pendi
 	if n > 0 && last > rs.received {
 		rs.received = last
 	}
-	b = &pendingBatch{last: last}
+	b = &pendingBatch{last: last, waiting: 1}
 	rs.pending = append(rs.pending, b)
 	return func(i int) bool { return first+uint64(i) > from }, b
 }
@@ -173,11 +181,12 @@ func (rs *runState) hold(b *pendingBatch) {
 	rs.mu.Unlock()
 }
 
-// release records that one write of b finished (or was given up), and acknowledges what is
-// now disposed of, in order.
-func (rs *runState) release(b *pendingBatch) {
+// release records that one write of b finished (or was given up), with what it adds to the
+// status, and acknowledges what is now disposed of, in order.
+func (rs *runState) release(b *pendingBatch, add counts) {
 	rs.mu.Lock()
 	b.waiting--
+	b.counts = b.counts.plus(add)
 	s, changed := rs.settle()
 	rs.mu.Unlock()
 	if changed && s != nil {
@@ -185,11 +194,13 @@ func (rs *runState) release(b *pendingBatch) {
 	}
 }
 
-// seal is called once every write of a batch is queued: a batch with nothing to wait for is
-// acknowledged at once. It always signals, so that a replay of activities already
-// acknowledged (whose ack the connector missed) is acknowledged again.
-func (rs *runState) seal() {
+// seal is called once every write of b is queued, with the activities it took in: a batch
+// with nothing to wait for is acknowledged at once. It always signals, so that a replay of
+// activities already acknowledged (whose ack the connector missed) is acknowledged again.
+func (rs *runState) seal(b *pendingBatch, add counts) {
 	rs.mu.Lock()
+	b.waiting--
+	b.counts = b.counts.plus(add)
 	s, _ := rs.settle()
 	rs.mu.Unlock()
 	if s != nil {
@@ -205,15 +216,29 @@ func (rs *runState) settle() (*stream, bool) {
 			rs.acked = rs.pending[0].last
 			changed = true
 		}
+		rs.uncounted = rs.uncounted.plus(rs.pending[0].counts)
 		rs.pending[0] = nil
 		rs.pending = rs.pending[1:]
 	}
 	return rs.current, changed
 }
 
-// ackedSeq is the sequence number to acknowledge now.
-func (rs *runState) ackedSeq() uint64 {
+// takeAck is the sequence number to acknowledge now, and what the activities up to it that
+// no Ack has covered yet add to the status: the caller counts them once the Ack is sent, or
+// gives them back with untake when it could not be.
+func (rs *runState) takeAck() (uint64, counts) {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
-	return rs.acked
+	c := rs.uncounted
+	rs.uncounted = counts{}
+	return rs.acked, c
+}
+
+// untake gives back counts of an Ack that could not be sent: the stream broke, and the
+// process replays those activities to this engine (which acknowledges them again and counts
+// them then) or to another one (which counts them itself).
+func (rs *runState) untake(c counts) {
+	rs.mu.Lock()
+	rs.uncounted = rs.uncounted.plus(c)
+	rs.mu.Unlock()
 }

@@ -95,7 +95,18 @@ func (e *Engine) patchStatus(ctx context.Context, cs *connectorState) error {
 		return err
 	}
 	if base == nil {
-		b := countsOf(&ec.Status)
+		// The counters continue from the status as the API server has it now, not from the
+		// cache: a new leader's cache may not have the last status its predecessor wrote
+		// before it stepped down.
+		var live v1alpha1.ExternalConnector
+		if err := e.apiReader.Get(ctx, cs.key, &live); err != nil {
+			cs.markDirty()
+			if apierrors.IsNotFound(err) {
+				return nil
+			}
+			return fmt.Errorf("read the status counters of %s: %w", cs.key, err)
+		}
+		b := countsOf(&live.Status)
 		base = &b
 		cs.mu.Lock()
 		cs.base = base
@@ -212,18 +223,68 @@ func (e *Engine) disconnectAll() {
 
 // End implements controllers.Ender: it orders the deleted connector's pods to end (their
 // streams see the deletion and send End) and reports done once none of them is connected:
-// each said Bye after flushing its activities, or went away.
+// each said Bye after flushing its activities, or went away. A new leader does not take the
+// absence of streams for that while its pods may still be redialing: within ReconnectGrace
+// of its start, a connector whose status says pods are connected is not done.
 func (e *Engine) End(_ context.Context, ec *v1alpha1.ExternalConnector) (bool, error) {
-	cs := e.lookup(client.ObjectKeyFromObject(ec))
-	if cs == nil {
-		return true, nil
+	streams := 0
+	if cs := e.lookup(client.ObjectKeyFromObject(ec)); cs != nil {
+		cs.mu.Lock()
+		for s := range cs.streams {
+			s.signalKick()
+		}
+		streams = len(cs.streams)
+		cs.mu.Unlock()
 	}
-	cs.mu.Lock()
-	defer cs.mu.Unlock()
-	for s := range cs.streams {
-		s.signalKick()
+	if streams > 0 {
+		return false, nil
 	}
-	return len(cs.streams) == 0, nil
+	if e.inReconnectGrace() && meta.IsStatusConditionTrue(ec.Status.Conditions, v1alpha1.ConditionEngineConnected) {
+		return false, nil
+	}
+	return true, nil
+}
+
+// inReconnectGrace says whether connector pods may still be on their way to this engine:
+// it does not serve yet, or began less than ReconnectGrace ago.
+func (e *Engine) inReconnectGrace() bool {
+	if e.opts.ReconnectGrace < 0 {
+		return false
+	}
+	since := e.leadingSince.Load()
+	if since == nil {
+		return true
+	}
+	select {
+	case <-e.ready:
+	default:
+		return true
+	}
+	return time.Since(*since) < e.opts.ReconnectGrace
+}
+
+// forgetAbsentPods has, once ReconnectGrace has passed since this engine began serving, the
+// EngineConnected condition of every connector that claims connected pods judged by this
+// engine's streams: a new leader inherits the condition from its predecessor, and pods that
+// did not dial it within the grace are gone (the status loop writes False for them).
+func (e *Engine) forgetAbsentPods(ctx context.Context) {
+	t := time.NewTimer(e.opts.ReconnectGrace)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return
+	case <-t.C:
+	}
+	var list v1alpha1.ExternalConnectorList
+	if err := e.client.List(ctx, &list); err != nil {
+		e.log.Error(err, "list connectors to check which are still connected")
+		return
+	}
+	for i := range list.Items {
+		if ec := &list.Items[i]; meta.IsStatusConditionTrue(ec.Status.Conditions, v1alpha1.ConditionEngineConnected) {
+			e.connector(client.ObjectKeyFromObject(ec)).markDirty()
+		}
+	}
 }
 
 // engineConnected is the EngineConnected condition of a connector with these pods connected.

@@ -236,12 +236,17 @@ func (s *stream) sendLoop(ctx context.Context) error {
 			return s.send(&enginev1.EngineMessage{Message: &enginev1.EngineMessage_Order{Order: &enginev1.Order{
 				Kind: enginev1.Order_DISCONNECT, Reason: "the engine is shutting down: dial again"}}})
 		case <-s.ack:
-			if up := s.rs.ackedSeq(); up > s.sentAck {
-				if err := s.send(&enginev1.EngineMessage{Message: &enginev1.EngineMessage_Ack{Ack: &enginev1.Ack{UpToSeq: up}}}); err != nil {
-					return err
-				}
-				s.sentAck = up
+			up, c := s.rs.takeAck()
+			if up <= s.sentAck {
+				s.rs.untake(c)
+				continue
 			}
+			if err := s.send(&enginev1.EngineMessage{Message: &enginev1.EngineMessage_Ack{Ack: &enginev1.Ack{UpToSeq: up}}}); err != nil {
+				s.rs.untake(c)
+				return err
+			}
+			s.sentAck = up
+			s.cs.add(func(cs *connectorState) { cs.counts = cs.counts.plus(c) })
 		case <-s.kick:
 			if err := s.reconcile(ctx); err != nil {
 				return err

@@ -137,6 +137,12 @@ func startOperator(ctx context.Context, opts engine.Options, withControllers boo
 	if opts.StatusInterval == 0 {
 		opts.StatusInterval = 500 * time.Millisecond
 	}
+	// Several engines share this API server, each with connectors of its own: a new
+	// leader's sweep of EngineConnected would take the others' pods for gone. The tests of
+	// leadership turn it on.
+	if opts.ReconnectGrace == 0 {
+		opts.ReconnectGrace = -1
+	}
 	e, err := engine.Setup(ctx, mgr, engine.Config{Options: opts, Address: opts.BindAddress, SecretName: "parley-engine-tls", SecretNamespace: engineNamespace})
 	if err != nil {
 		return nil, err

@@ -489,10 +489,12 @@ func TestDeploymentDefaults(t *testing.T) {
 		t.Errorf("memory limit below request")
 	}
 
-	// POD_NAMESPACE from the downward API, first.
-	if len(c.Env) != 1 || c.Env[0].Name != "POD_NAMESPACE" || c.Env[0].ValueFrom == nil ||
-		c.Env[0].ValueFrom.FieldRef == nil || c.Env[0].ValueFrom.FieldRef.FieldPath != "metadata.namespace" {
-		t.Errorf("env %+v: want POD_NAMESPACE from metadata.namespace", c.Env)
+	// POD_NAMESPACE and POD_NAME (the pod the engine's leader labels) from the downward API, first.
+	if len(c.Env) != 2 || c.Env[0].Name != "POD_NAMESPACE" || c.Env[0].ValueFrom == nil ||
+		c.Env[0].ValueFrom.FieldRef == nil || c.Env[0].ValueFrom.FieldRef.FieldPath != "metadata.namespace" ||
+		c.Env[1].Name != "POD_NAME" || c.Env[1].ValueFrom == nil ||
+		c.Env[1].ValueFrom.FieldRef == nil || c.Env[1].ValueFrom.FieldRef.FieldPath != "metadata.name" {
+		t.Errorf("env %+v: want POD_NAMESPACE from metadata.namespace and POD_NAME from metadata.name", c.Env)
 	}
 
 	// Ports and probes.
@@ -588,7 +590,13 @@ func checkCommon(t *testing.T, m *manifest) {
 		if s.Spec.Type != corev1.ServiceTypeClusterIP {
 			t.Errorf("%s: type %q, want ClusterIP", k, s.Spec.Type)
 		}
-		if !subset(s.Spec.Selector, pod.Labels) || s.Spec.Selector["app.kubernetes.io/component"] != "operator" {
+		// The engine Service selects the operator pod whose engine leads, which labels itself.
+		podLabels := pod.Labels
+		if strings.HasSuffix(k, "-engine") {
+			podLabels = maps.Clone(pod.Labels)
+			podLabels["parley.io/engine-leader"] = "true"
+		}
+		if !subset(s.Spec.Selector, podLabels) || s.Spec.Selector["app.kubernetes.io/component"] != "operator" {
 			t.Errorf("%s: selector %v must select the operator pods %v (and only them)", k, s.Spec.Selector, pod.Labels)
 		}
 		for _, p := range s.Spec.Ports {
@@ -630,6 +638,13 @@ func TestServices(t *testing.T) {
 			if len(engine.Spec.Ports) != 1 || engine.Spec.Ports[0].Name != "grpc" || engine.Spec.Ports[0].Port != 9443 ||
 				engine.Spec.Ports[0].Protocol != corev1.ProtocolTCP {
 				t.Errorf("engine Service ports %+v: want grpc 9443/TCP", engine.Spec.Ports)
+			}
+			// Only the engine's leader serves: the Service selects the pod it labelled.
+			d := get[*appsv1.Deployment](t, m, "Deployment", namespace, fullname)
+			leader := maps.Clone(d.Spec.Template.Labels)
+			leader["parley.io/engine-leader"] = "true"
+			if engine.Spec.Selector["parley.io/engine-leader"] != "true" || !subset(engine.Spec.Selector, leader) || subset(engine.Spec.Selector, d.Spec.Template.Labels) {
+				t.Errorf("engine Service selector %v: want the operator pods' labels with parley.io/engine-leader=true", engine.Spec.Selector)
 			}
 			metrics := get[*corev1.Service](t, m, "Service", namespace, fullname+"-metrics")
 			if len(metrics.Spec.Ports) != 1 || metrics.Spec.Ports[0].Name != "metrics" || metrics.Spec.Ports[0].Port != 8080 {
@@ -727,7 +742,7 @@ func TestHostNetworkAndExtraEnv(t *testing.T) {
 		names = append(names, e.Name)
 		values[e.Name] = e.Value
 	}
-	if !slices.Equal(names, []string{"POD_NAMESPACE", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"}) {
+	if !slices.Equal(names, []string{"POD_NAMESPACE", "POD_NAME", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"}) {
 		t.Errorf("env %v", names)
 	}
 	if values["KUBERNETES_SERVICE_HOST"] != "10.0.0.1" || values["KUBERNETES_SERVICE_PORT"] != "6443" {
@@ -931,7 +946,7 @@ func TestRBAC(t *testing.T) {
 }
 
 // checkLocalRole checks the Role of the release namespace: leader election Lease and Events,
-// the engine's Secret; nothing else.
+// the engine's Secret, the leader label on the operator's pod; nothing else.
 func checkLocalRole(t *testing.T, m *manifest, fullname string, sa rbacv1.Subject) {
 	t.Helper()
 	role := get[*rbacv1.Role](t, m, "Role", namespace, fullname+"-local")
@@ -940,6 +955,7 @@ func checkLocalRole(t *testing.T, m *manifest, fullname string, sa rbacv1.Subjec
 		"/events":                    {"create", "patch"},
 		"events.k8s.io/events":       {"create", "patch"},
 		"/secrets":                   {"create", "get", "list", "patch", "update", "watch"},
+		"/pods":                      {"get", "patch"},
 	}
 	got := map[string][]string{}
 	for _, r := range role.Rules {

@@ -34,6 +34,7 @@ func newOperatorCommand() *cobra.Command {
 	f.StringVar(&o.Engine.BindAddress, "engine-bind-address", ":9443", "address the engine's gRPC server listens on (0 disables the engine)")
 	f.StringVar(&o.Engine.SecretName, "engine-secret", "parley-engine-tls", "Secret holding the engine's CA and serving certificate (made and renewed by the operator)")
 	f.StringVar(&o.Engine.SecretNamespace, "engine-namespace", os.Getenv("POD_NAMESPACE"), "namespace of --engine-secret (default: $POD_NAMESPACE)")
+	f.StringVar(&o.Engine.Pod.Name, "pod-name", os.Getenv("POD_NAME"), "the operator's own pod (default: $POD_NAME), in $POD_NAMESPACE: the engine's leader labels it "+operator.LabelEngineLeader+" for the engine Service; empty: no label")
 	f.StringSliceVar(&o.Engine.DNSNames, "engine-dns-names", nil, "extra names in the engine's serving certificate (the host of --engine-address is always in it)")
 	f.StringVar(&o.Webhook.BindAddress, "webhook-bind-address", fmt.Sprintf(":%d", admission.DefaultPort), "address the validating admission webhook listens on (0 disables it)")
 	f.StringVar(&o.Webhook.CertDir, "webhook-cert-dir", "", "directory of tls.crt and tls.key for the webhook, kept by another issuer (cert-manager); default: the operator issues them and injects its CA into the ValidatingWebhookConfiguration "+admission.ConfigurationName)

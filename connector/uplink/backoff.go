@@ -12,8 +12,11 @@ type Backoff struct {
 	Base, Max time.Duration
 }
 
-// DefaultBackoff goes from 250ms to a 30s ceiling in eight attempts.
-var DefaultBackoff = Backoff{Base: 250 * time.Millisecond, Max: 30 * time.Second}
+// DefaultBackoff goes from 250ms to a 5s ceiling in six attempts. The ceiling bounds how
+// long pods take to find a new engine leader once it serves: the old one may have been gone
+// for a whole lease (15s) by then, and a longer ceiling would add up to as much again. A
+// refused dial costs the engine nothing, so redialing every few seconds is cheap.
+var DefaultBackoff = Backoff{Base: 250 * time.Millisecond, Max: 5 * time.Second}
 
 // Ceiling is the longest delay of attempt (0 for the first redial): Base·2^attempt, at most Max.
 func (b Backoff) Ceiling(attempt int) time.Duration {

@@ -367,30 +367,30 @@ func TestFullBufferBlocksWriteButNotRecord(t *testing.T) {
 func TestBackoffGrowsAndIsCapped(t *testing.T) {
 	b := uplink.DefaultBackoff
 	want := []time.Duration{250 * time.Millisecond, 500 * time.Millisecond, time.Second, 2 * time.Second,
-		4 * time.Second, 8 * time.Second, 16 * time.Second, 30 * time.Second, 30 * time.Second}
+		4 * time.Second, 5 * time.Second, 5 * time.Second}
 	for i, w := range want {
 		if got := b.Ceiling(i); got != w {
 			t.Errorf("Ceiling(%d) = %v, want %v", i, got, w)
 		}
 	}
-	if got := b.Ceiling(1000); got != 30*time.Second {
+	if got := b.Ceiling(1000); got != 5*time.Second {
 		t.Errorf("Ceiling(1000) = %v", got)
 	}
 	// Full jitter: delays spread over [0, ceiling].
 	var low, high bool
 	for range 1000 {
-		d := b.Delay(5)
-		if d < 0 || d > 8*time.Second {
-			t.Fatalf("Delay(5) = %v outside [0, 8s]", d)
+		d := b.Delay(4)
+		if d < 0 || d > 4*time.Second {
+			t.Fatalf("Delay(4) = %v outside [0, 4s]", d)
 		}
-		low = low || d < 2*time.Second
-		high = high || d > 6*time.Second
+		low = low || d < time.Second
+		high = high || d > 3*time.Second
 	}
 	if !low || !high {
-		t.Errorf("Delay(5) not spread over its range (low %v, high %v)", low, high)
+		t.Errorf("Delay(4) not spread over its range (low %v, high %v)", low, high)
 	}
 	for range 100 {
-		if d := b.Delay(50); d > 30*time.Second {
+		if d := b.Delay(50); d > 5*time.Second {
 			t.Fatalf("Delay(50) = %v over the cap", d)
 		}
 	}

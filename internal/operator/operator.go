@@ -1,10 +1,11 @@
 // Package operator runs the Parley operator process: one controller-runtime manager with
-// the controllers and, on every replica, the engine connector pods dial.
+// the controllers and, on the elected leader, the engine connector pods dial.
 package operator
 
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/runtime"
@@ -20,6 +21,10 @@ import (
 	"github.com/parley-dev/parley/controllers"
 	"github.com/parley-dev/parley/engine"
 )
+
+// LabelEngineLeader is the label the engine's leader puts on its own pod, which the engine
+// Service selects.
+const LabelEngineLeader = engine.LabelEngineLeader
 
 // DefaultConnectorImage runs connector pods unless the operator is told otherwise (the chart
 // always passes --connector-image with its own tag).
@@ -61,7 +66,10 @@ func Run(ctx context.Context, o Options) error {
 		LeaderElection:          o.LeaderElect,
 		LeaderElectionID:        "parley-operator.parley.io",
 		LeaderElectionNamespace: o.LeaderElectionNamespace,
-		Cache:                   controllers.CacheOptions(),
+		// A replica that stops hands over at once, not after the lease expires: it steps
+		// down once its runnables (the engine among them) have stopped, and the process ends.
+		LeaderElectionReleaseOnCancel: true,
+		Cache:                         controllers.CacheOptions(),
 	}
 	webhookOn := o.Webhook.BindAddress != "" && o.Webhook.BindAddress != "0"
 	if webhookOn && o.Webhook.CertDir == "" {
@@ -80,12 +88,16 @@ func Run(ctx context.Context, o Options) error {
 	}
 	if o.Engine.BindAddress != "0" {
 		o.Engine.Address = o.EngineAddress
+		if o.Engine.Pod.Name != "" && o.Engine.Pod.Namespace == "" {
+			o.Engine.Pod.Namespace = os.Getenv("POD_NAMESPACE")
+		}
 		e, err := engine.Setup(ctx, mgr, o.Engine)
 		if err != nil {
 			return err
 		}
 		o.EngineAddress, o.Ender, o.EngineCA = e.Address(), e, e.CA
-		// The engine Service sends connector pods to ready replicas only.
+		// The engine Service sends connector pods to the leader once its engine is ready;
+		// a standby is ready too (it serves the webhook, and rollouts wait for readiness).
 		if err := mgr.AddReadyzCheck("engine", e.ReadyCheck); err != nil {
 			return err
 		}

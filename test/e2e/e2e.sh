@@ -2,7 +2,7 @@
 # Parley end to end on a real single-node Kubernetes cluster (hack/cluster.sh): the image
 # built from this checkout, installed with the Helm chart, the five examples served by
 # ExternalConnectors and driven by their real clients, what kubectl shows, a live rules edit,
-# pause, resume and deletion, then a clean uninstall.
+# pause, resume and deletion, a leader failover during a flood, then a clean uninstall.
 #
 #   test/e2e/e2e.sh          # everything (make e2e); the cluster goes down at the end
 #   test/e2e/e2e.sh demo     # steps 1-5 only (make demo): the cluster keeps running, with the
@@ -13,7 +13,8 @@
 # socat against them, answers and Activities checked; 5 kubectl get activities / xconn /
 # describe; 5b kubectl apply of rules that do not compile and of a connector that cannot work
 # refused by the admission webhook, with the field paths; 6 a rules edit applied live; 7 pause, resume, delete with a live conversation;
-# 8 uninstall, nothing of the release left; 9 cluster down.
+# 7b two operator replicas, the engine's leader deleted during a flood, every Activity
+# counted against what the client sent; 8 uninstall, nothing of the release left; 9 cluster down.
 #
 # Needs root, Go, the Debian packages of hack/cluster.sh (containerd runc
 # containernetworking-plugins iptables openssl iproute2) and of the clients (redis-tools swaks
@@ -26,8 +27,8 @@
 #   E2E_PARLEY_BIN=F    test this static parley binary instead of building one from the checkout
 #   IMAGE=REF           the image reference to build and import (default ghcr.io/parley-dev/parley:dev)
 #   E2E_NAMESPACE       namespace of the examples (default parley-e2e)
-#   E2E_PORT_REDIS, _SMTP, _MQTT, _DNS (UDP), _TELNET, _PINGER: the connectors' ports on the
-#   node's loopback (26379 22525 21883 20053 22323 27000); E2E_ENGINE_PORT, E2E_METRICS_PORT,
+#   E2E_PORT_REDIS, _SMTP, _MQTT, _DNS (UDP), _TELNET, _PINGER, _FAILOVER: the connectors'
+#   ports on the node's loopback (26379 22525 21883 20053 22323 27000 27001); E2E_ENGINE_PORT, E2E_METRICS_PORT,
 #   E2E_HEALTH_PORT, E2E_WEBHOOK_PORT: the operator's (19443 18080 18081 19444). Both are on the
 #   host network.
 set -euo pipefail
@@ -59,6 +60,7 @@ PORT_MQTT=${E2E_PORT_MQTT:-21883}
 PORT_DNS=${E2E_PORT_DNS:-20053}
 PORT_TELNET=${E2E_PORT_TELNET:-22323}
 PORT_PINGER=${E2E_PORT_PINGER:-27000}
+PORT_FAILOVER=${E2E_PORT_FAILOVER:-27001}
 ENGINE_PORT=${E2E_ENGINE_PORT:-19443}
 METRICS_PORT=${E2E_METRICS_PORT:-18080}
 HEALTH_PORT=${E2E_HEALTH_PORT:-18081}
@@ -930,6 +932,104 @@ Tear down: hack/cluster.sh down (make e2e also starts by removing this release a
 EOF
 }
 
+# --- step 7b: leader failover during a flood -------------------------------------------------------
+
+# FAILOVER_CONVERSATIONS is how many conversations the flood holds: 5 Activities each, within
+# the connector's maxCount (1000) and a few seconds of the default write rate.
+FAILOVER_CONVERSATIONS=150
+
+# engine_leader prints the operator pod labelled as the engine's leader, when exactly one is.
+engine_leader() {
+  local pods
+  pods=$(ks get pods -l "app.kubernetes.io/instance=$RELEASE,parley.io/engine-leader=true" -o jsonpath='{.items[*].metadata.name}')
+  if [ -z "$pods" ] || [ "$(wc -w <<<"$pods")" != 1 ]; then
+    echo "engine leader pods: '$pods'"
+    return 1
+  fi
+  echo "$pods"
+}
+
+# new_engine_leader <old pod>: another pod leads, and is ready.
+new_engine_leader() {
+  local pod
+  pod=$(engine_leader) || { echo "$pod"; return 1; }
+  [ "$pod" != "$1" ] || { echo "$1 still leads"; return 1; }
+  [ "$(ks get pod "$pod" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" = True ] || { echo "$pod not ready"; return 1; }
+}
+
+# flood <count file>: FAILOVER_CONVERSATIONS conversations, one after the other, each sending
+# a numbered PING and QUIT; it writes how many got their PONG (what the client sent and saw
+# answered) to the count file.
+flood() {
+  local i sent=0 out
+  for i in $(seq 1 "$FAILOVER_CONVERSATIONS"); do
+    out=$(printf 'PING failover-%d\r\nQUIT\r\n' "$i" | timeout 5 socat -t 2 - "TCP:127.0.0.1:$PORT_FAILOVER" 2>&1) || true
+    [[ $out == *"+PONG"* ]] && sent=$((sent + 1))
+    sleep 0.05
+  done
+  echo "$sent" >"$1"
+}
+
+step_failover() {
+  step "7b. leader failover during a flood"
+  local c=failover old sent acts flood_pid
+  ports_free "$PORT_FAILOVER/tcp"
+  # Two replicas: one leads (reconciles, serves the engine, labelled parley.io/engine-leader),
+  # the other stands by, ready. On this one-node cluster both want the host ports, so the
+  # second stays Pending until the leader's pod is gone; on a cluster with a pod network it
+  # runs. Either way the next leader is another process that rebuilds the engine's state
+  # from the cluster, and the connector pod redials it and replays what was not written.
+  helm_ upgrade "$RELEASE" "$root/charts/parley" -n "$RELEASE_NS" --reuse-values --set replicaCount=2 >/dev/null
+  cat >"$WORK/failover.yaml" <<EOF
+apiVersion: parley.io/v1alpha1
+kind: ConversationRules
+metadata:
+  name: failover
+spec:
+  operation:
+    {mode: Server, transport: TCP, port: 7000, interactionTimeout: 60s, identifyBy: Address,
+     framing: {type: Delimiter, delimiter: "\n"}}
+  conversation:
+    greetings: {value: "+OK ready\r\n"}
+    default:   {value: "-ERR unknown command\r\n"}
+    ending:    {value: "+OK bye\r\n"}
+    rules:
+    - {id: 1, mode: Sync, regex: "(?i)^PING", response: "+PONG\r\n"}
+    - {id: 2, mode: Sync, regex: "(?i)^QUIT", ending: true}
+$(connector_yaml $c failover "$PORT_FAILOVER")
+EOF
+  kn apply -f "$WORK/failover.yaml" >&2
+  wait_running $c
+  wait_until 60 "one operator pod labelled as the engine's leader" engine_leader
+  old=$(engine_leader)
+  ok "engine leader: $old"
+
+  flood "$WORK/failover.sent" &
+  flood_pid=$!
+  wait_acts $c "the flood reaching the cluster" '([.[] | select(.type == "Input")] | length) >= 20'
+  log "deleting the leader's pod $old during the flood"
+  ks delete pod "$old" --wait=false >&2
+  wait "$flood_pid" || fail "the flood client failed"
+  sent=$(cat "$WORK/failover.sent")
+  [ "$sent" -gt 0 ] || fail "no conversation of the flood was answered"
+  wait_until 180 "another operator pod leading the engine" new_engine_leader "$old"
+  ok "engine leader now: $(engine_leader); the client sent $sent numbered PINGs"
+  wait_running $c
+
+  # Every PING the client sent is one Activity, exactly once; the counters agree.
+  wait_acts $c "each of the $sent PINGs exactly once" \
+    '[.[] | select(.type == "Input" and (.input.text // "" | startswith("PING failover-"))) | .input.text] as $p
+     | ($p | length) == $n and ($p | unique | length) == $n' --argjson n "$sent"
+  acts=$(kn get activities -l "parley.io/connector=$c" -o name | wc -l)
+  wait_until 30 "status counters equal to the $acts Activities, none dropped" \
+    field_is "xconn/$c" '{.status.activities.total}/{.status.activities.recorded}/{.status.activities.dropped}' "$acts/$acts/0"
+  ok "$sent conversations, $acts Activities: nothing lost or duplicated across the failover"
+
+  kn delete -f "$WORK/failover.yaml" --wait=true --timeout=60s >&2
+  helm_ upgrade "$RELEASE" "$root/charts/parley" -n "$RELEASE_NS" --reuse-values --set replicaCount=1 >/dev/null
+  ks rollout status "deploy/$RELEASE" --timeout=180s >&2 || fail "the operator did not settle on one replica"
+}
+
 # --- main -------------------------------------------------------------------------------------
 
 log "parley e2e ($MODE): $root"
@@ -943,4 +1043,5 @@ step_kubectl
 step_admission
 step_rules_edit
 step_lifecycle
+step_failover
 step_uninstall
