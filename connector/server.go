@@ -524,6 +524,10 @@ func (c *Connector) recordStopped() {
 	c.didStop = true
 	reason := c.reason
 	c.mu.Unlock()
+	if d := c.reg.Stats().Dropped; d > 0 {
+		// Said here because a sink that reads only this record should still learn of them.
+		reason += "; " + strconv.FormatUint(d, 10) + " activities dropped before this one (activity buffer full by count or bytes)"
+	}
 	c.record(&v1alpha1.ActivityRecord{Type: v1alpha1.ActivityConnectorStopped, Message: reason})
 }
 
