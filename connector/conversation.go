@@ -40,7 +40,9 @@ type conversation struct {
 	// alias is a second key, the address that started a session-mode conversation given a
 	// generated id; guarded by the registry's lock.
 	alias connKey
-	id    string
+	// source is the source counted for maxConnectionsPerPeer; guarded by the registry's lock.
+	source netip.Prefix
+	id     string
 
 	mu        sync.Mutex
 	ref       *v1alpha1.ConnectionRef
@@ -52,6 +54,8 @@ type conversation struct {
 	greet     bool // greetings still to send (UDP server: before the first reply)
 	lastInput time.Time
 	idle      *time.Timer
+	// age ends the conversation at operation.maxConversationAge, however active.
+	age       *time.Timer
 	tasks     taskQueue
 	taskTimer *time.Timer
 	taskSeq   uint64
@@ -108,6 +112,19 @@ func (cv *conversation) start(s socket, deferGreeting bool, detail string) {
 	}
 	if t := cv.prog.InteractionTimeout; t > 0 {
 		cv.idle = time.AfterFunc(t, func() { cv.c.tasks.run(cv.onIdle) })
+	}
+	if t := cv.prog.MaxConversationAge; t > 0 {
+		cv.age = time.AfterFunc(t, func() { cv.c.tasks.run(cv.onAge) })
+	}
+}
+
+// onAge ends a conversation that reached maxConversationAge: a peer that trickles a byte
+// now and then to keep interactionTimeout away holds its slot no longer than this.
+func (cv *conversation) onAge() {
+	cv.mu.Lock()
+	defer cv.mu.Unlock()
+	if !cv.ended {
+		cv.finish(v1alpha1.ActivityTimedOut, "older than maxConversationAge "+cv.prog.MaxConversationAge.String(), cv.prog.Timeout, cv.prog.Ending)
 	}
 }
 
@@ -207,6 +224,9 @@ func (cv *conversation) finishOn(s socket, typ v1alpha1.ActivityType, msg string
 	cv.ended = true
 	if cv.idle != nil {
 		cv.idle.Stop()
+	}
+	if cv.age != nil {
+		cv.age.Stop()
 	}
 	if cv.taskTimer != nil {
 		cv.taskTimer.Stop()
@@ -414,10 +434,19 @@ func (c *Connector) join(key connKey, peer netip.AddrPort, s socket, deferGreeti
 		}
 	}
 	for {
-		cv, res := c.conns.join(key, p.MaxConnections, func() *conversation { return c.newConversation(g, peer, session) })
+		var source netip.Prefix // only computed when capped: join runs for every datagram
+		if p.MaxConnectionsPerPeer > 0 {
+			source = sourceOf(peer.Addr(), p.PeerPrefixV6)
+		}
+		cv, res := c.conns.join(key, p.MaxConnections, source, p.MaxConnectionsPerPeer,
+			func() *conversation { return c.newConversation(g, peer, session) })
 		switch res {
 		case overCap:
 			c.reject(peer, p.Transport, "over maxConcurrentConnections")
+			return nil
+		case overSourceCap:
+			c.reject(peer, p.Transport, fmt.Sprintf("over maxConnectionsPerPeer (%d logical connections of %s)",
+				p.MaxConnectionsPerPeer, source))
 			return nil
 		case stopping:
 			return nil

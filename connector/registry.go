@@ -22,9 +22,15 @@ type registry struct {
 	m        map[connKey]*conversation
 	count    int // conversations, not keys
 	stopping bool
+	// perSource counts the conversations of each source, when a program caps them
+	// (maxConnectionsPerPeer); a conversation counted keeps its source in cv.source.
+	perSource map[netip.Prefix]int
 }
 
-func (r *registry) init() { r.m = map[connKey]*conversation{} }
+func (r *registry) init() {
+	r.m = map[connKey]*conversation{}
+	r.perSource = map[netip.Prefix]int{}
+}
 
 func (r *registry) len() int {
 	r.mu.Lock()
@@ -39,13 +45,14 @@ const (
 	joined joinResult = iota
 	created
 	overCap
+	overSourceCap
 	stopping
 )
 
 // join returns the live conversation of key, or creates one with newConv when fewer than
-// max are live. A created conversation is returned locked, so that it is started before
-// anyone else can use it.
-func (r *registry) join(key connKey, max int, newConv func() *conversation) (*conversation, joinResult) {
+// max are live and, if perSource is set, fewer than perSource of source. A created
+// conversation is returned locked, so that it is started before anyone else can use it.
+func (r *registry) join(key connKey, max int, source netip.Prefix, perSource int, newConv func() *conversation) (*conversation, joinResult) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.stopping {
@@ -57,8 +64,15 @@ func (r *registry) join(key connKey, max int, newConv func() *conversation) (*co
 	if r.count >= max {
 		return nil, overCap
 	}
+	if perSource > 0 && r.perSource[source] >= perSource {
+		return nil, overSourceCap
+	}
 	cv := newConv()
 	cv.key = key
+	if perSource > 0 {
+		cv.source = source
+		r.perSource[source]++
+	}
 	cv.mu.Lock()
 	r.m[key] = cv
 	r.count++
@@ -85,6 +99,13 @@ func (r *registry) remove(cv *conversation) {
 	delete(r.m, cv.key)
 	if cv.alias != (connKey{}) && r.m[cv.alias] == cv {
 		delete(r.m, cv.alias)
+	}
+	if cv.source.IsValid() {
+		if n := r.perSource[cv.source] - 1; n > 0 {
+			r.perSource[cv.source] = n
+		} else {
+			delete(r.perSource, cv.source)
+		}
 	}
 	r.count--
 }

@@ -114,10 +114,16 @@ type Connector struct {
 	reason    string     // recorded in ConnectorStopped
 	listeners map[net.Listener]struct{}
 	packets   map[packetConn]struct{}
-	// sockets are the open sockets, each true once a conversation holds it: Shutdown closes
-	// those still in their handshake or waiting for their first input, Close every one.
-	sockets map[io.Closer]bool
-	addr    net.Addr
+	// sockets are the open sockets and what is known of each: Shutdown closes those no
+	// conversation holds yet (in their handshake or waiting for their first input), Close
+	// every one.
+	sockets map[io.Closer]socketState
+	// handshakes counts accepted sockets in their TLS or DTLS handshake, which count against
+	// maxConcurrentConnections; peers the accepted sockets of each source when
+	// maxConnectionsPerPeer is set (peers.go).
+	handshakes int
+	peers      map[netip.Prefix]int
+	addr       net.Addr
 	// didStart and didStop say ConnectorStarted and ConnectorStopped were recorded.
 	didStart, didStop bool
 
@@ -173,7 +179,8 @@ func New(prog *rules.Program, opts Options) (*Connector, error) {
 	c := &Connector{
 		opts: opts, reg: opts.Register, globals: map[string]*globalSlot{},
 		quit: make(chan struct{}), ready: make(chan struct{}), retryWait: pause, shared: opts.SharedMemory,
-		listeners: map[net.Listener]struct{}{}, packets: map[packetConn]struct{}{}, sockets: map[io.Closer]bool{},
+		listeners: map[net.Listener]struct{}{}, packets: map[packetConn]struct{}{}, sockets: map[io.Closer]socketState{},
+		peers: map[netip.Prefix]int{},
 	}
 	c.serving.init()
 	c.tasks.init()
@@ -425,8 +432,8 @@ func (c *Connector) beginStop(reason string) bool {
 	for ln := range c.listeners {
 		closers = append(closers, ln)
 	}
-	for s, held := range c.sockets {
-		if !held {
+	for s, st := range c.sockets {
+		if !st.held {
 			closers = append(closers, s)
 		}
 	}
@@ -524,6 +531,10 @@ func (c *Connector) recordStopped() {
 	c.didStop = true
 	reason := c.reason
 	c.mu.Unlock()
+	if d := c.reg.Stats().Dropped; d > 0 {
+		// Said here because a sink that reads only this record should still learn of them.
+		reason += "; " + strconv.FormatUint(d, 10) + " activities dropped before this one (activity buffer full by count or bytes)"
+	}
 	c.record(&v1alpha1.ActivityRecord{Type: v1alpha1.ActivityConnectorStopped, Message: reason})
 }
 
@@ -574,22 +585,26 @@ func (c *Connector) trackSocket(s io.Closer, held bool) bool {
 		_ = s.Close()
 		return false
 	}
-	c.sockets[s] = held
+	c.sockets[s] = socketState{held: held}
 	return true
 }
 
 // holdSocket marks a tracked socket as held by a conversation.
 func (c *Connector) holdSocket(s io.Closer) {
 	c.mu.Lock()
-	if _, ok := c.sockets[s]; ok {
-		c.sockets[s] = true
+	if st, ok := c.sockets[s]; ok {
+		st.held = true
+		c.sockets[s] = st
 	}
 	c.mu.Unlock()
 }
 
 func (c *Connector) untrackSocket(s io.Closer) {
 	c.mu.Lock()
-	delete(c.sockets, s)
+	if st, ok := c.sockets[s]; ok {
+		c.release(st)
+		delete(c.sockets, s)
+	}
 	c.mu.Unlock()
 }
 

@@ -140,7 +140,12 @@ func (c *Connector) acceptLoop(ln net.Listener, p *rules.Program) error {
 			continue
 		}
 		delay = 0
-		if !c.trackSocket(conn, false) {
+		peer := unmap(addrPortOf(conn.RemoteAddr()))
+		if refusal, stopped := c.admit(conn, peer, p); stopped {
+			continue
+		} else if refusal != "" {
+			_ = conn.Close()
+			c.reject(peer, p.Transport, refusal)
 			continue
 		}
 		if !c.tasks.goFunc(func() { c.serveStream(conn, p) }) {
@@ -177,6 +182,7 @@ func (c *Connector) serveStream(conn net.Conn, p *rules.Program) {
 	detail := ""
 	if p.TLS.Enabled {
 		sc, d, err := c.secureServer(p, conn)
+		c.handshaken(raw)
 		if err != nil {
 			peer := addrPortOf(conn.RemoteAddr())
 			c.record(&v1alpha1.ActivityRecord{

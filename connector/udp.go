@@ -120,7 +120,7 @@ func (u *udpPeer) remote() netip.AddrPort { return u.addr }
 // udpLoop reads datagrams until the connector stops or pc fails; each is one input of its
 // peer's conversation.
 func (c *Connector) udpLoop(pc packetConn, p *rules.Program) error {
-	limiter := newPeerLimiter(c.opts.UDPPeerRate, c.opts.UDPPeerBurst)
+	limiter := newPeerLimiter(c.opts.UDPPeerRate, c.opts.UDPPeerBurst, p.PeerPrefixV6)
 	buf := make([]byte, 64<<10)
 	var delay time.Duration
 	for {

@@ -59,6 +59,10 @@ type Options struct {
 	// ActivityQueue is how many activities may wait to be written before new ones are
 	// dropped (and counted).
 	ActivityQueue int
+	// ActivityQueueBytes bounds the same by bytes (v1alpha1.ActivityRecord.ApproxSize),
+	// the activities being written included: large inputs reach it long before the count.
+	// Default DefaultActivityQueueBytes.
+	ActivityQueueBytes int64
 	// Writers is how many creates may be in flight at once. Default 4.
 	Writers int
 	// StatusInterval is how often changed counters are written to connectors' status.
@@ -126,6 +130,9 @@ func New(mgr ctrl.Manager, opts Options) (*Engine, error) {
 	}
 	if opts.ActivityQueue <= 0 {
 		opts.ActivityQueue = 10000
+	}
+	if opts.ActivityQueueBytes <= 0 {
+		opts.ActivityQueueBytes = DefaultActivityQueueBytes
 	}
 	if opts.Writers <= 0 {
 		opts.Writers = 4

@@ -21,6 +21,7 @@ type engineMetrics struct {
 	dropped        *prometheus.CounterVec
 	connections    *prometheus.GaugeVec
 	queueLength    prometheus.Gauge
+	queueBytes     prometheus.Gauge
 	writeDuration  prometheus.Histogram
 	configsPushed  *prometheus.CounterVec
 	ordersSent     *prometheus.CounterVec
@@ -55,6 +56,8 @@ func newEngineMetrics(reg prometheus.Registerer) (*engineMetrics, error) {
 			Name: "parley_engine_connections_active", Help: "Live logical connections of a connector, from its pods' heartbeats."}, connectorLabels),
 		queueLength: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "parley_engine_write_queue_length", Help: "Activities waiting to be written."}),
+		queueBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "parley_engine_write_queue_bytes", Help: "Estimated bytes of the activities waiting to be written or being written (bounded by --activity-queue-budget)."}),
 		writeDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "parley_engine_write_duration_seconds", Help: "Latency of one Activity create, rate-limit wait excluded.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
@@ -68,7 +71,7 @@ func newEngineMetrics(reg prometheus.Registerer) (*engineMetrics, error) {
 	m.perConnectorVs = []interface{ DeletePartialMatch(prometheus.Labels) int }{
 		m.received, m.inputs, m.rulesFired, m.alerts, m.written, m.filtered, m.dropped, m.connections, m.configsPushed, m.ordersSent}
 	for _, c := range []prometheus.Collector{m.streams, m.hellos, m.received, m.inputs, m.rulesFired, m.alerts, m.written,
-		m.filtered, m.dropped, m.connections, m.queueLength, m.writeDuration, m.configsPushed, m.ordersSent, m.statusPatches} {
+		m.filtered, m.dropped, m.connections, m.queueLength, m.queueBytes, m.writeDuration, m.configsPushed, m.ordersSent, m.statusPatches} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register engine metrics: %w", err)
 		}

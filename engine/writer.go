@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -34,16 +35,24 @@ const (
 // past this bound the connector's replay would not fare better than the queue.
 const writeRetryFor = 30 * time.Second
 
+// DefaultActivityQueueBytes is the default byte bound of the write queue.
+const DefaultActivityQueueBytes = 64 << 20
+
 type writeItem struct {
 	act  *v1alpha1.Activity
 	done func(writeResult)
+	// size is what the item counts against the queue's byte budget until it is disposed of.
+	size int64
 }
 
 // writer creates Activity objects from a bounded queue, at a bounded rate, with a few
 // workers so that API latency does not cap the rate.
 type writer struct {
-	client  client.Client
-	queue   chan writeItem
+	client client.Client
+	queue  chan writeItem
+	// held is the size of the items queued or being written; budget bounds it.
+	held    atomic.Int64
+	budget  int64
 	limiter *rate.Limiter
 	workers int
 	metrics *engineMetrics
@@ -54,6 +63,7 @@ func newWriter(c client.Client, opts Options, m *engineMetrics, log logr.Logger)
 	return &writer{
 		client:  c,
 		queue:   make(chan writeItem, opts.ActivityQueue),
+		budget:  opts.ActivityQueueBytes,
 		limiter: rate.NewLimiter(rate.Limit(opts.ActivityQPS), opts.ActivityBurst),
 		workers: opts.Writers,
 		metrics: m,
@@ -61,14 +71,30 @@ func newWriter(c client.Client, opts Options, m *engineMetrics, log logr.Logger)
 	}
 }
 
-// enqueue never blocks: a full queue drops the activity, which is counted.
+// enqueue never blocks: a queue full by count, or by bytes (unless it holds nothing), drops
+// the activity, which is counted.
 func (w *writer) enqueue(it writeItem) {
+	it.size = int64(it.act.ApproxSize())
+	// Counted before it is queued, so that a worker never gives back what was not taken.
+	if held := w.held.Add(it.size); held > it.size && held > w.budget {
+		w.held.Add(-it.size)
+		it.done(writeQueueFull)
+		return
+	}
 	select {
 	case w.queue <- it:
 		w.metrics.queueLength.Set(float64(len(w.queue)))
+		w.metrics.queueBytes.Set(float64(w.held.Load()))
 	default:
+		w.held.Add(-it.size)
 		it.done(writeQueueFull)
 	}
+}
+
+// dispose reports how an item ended and gives its bytes back to the budget.
+func (w *writer) dispose(it writeItem, r writeResult) {
+	w.metrics.queueBytes.Set(float64(w.held.Add(-it.size)))
+	it.done(r)
 }
 
 // run writes until ctx is cancelled; what is still queued then is abandoned.
@@ -82,7 +108,7 @@ func (w *writer) run(ctx context.Context) {
 					return
 				case it := <-w.queue:
 					w.metrics.queueLength.Set(float64(len(w.queue)))
-					it.done(w.write(ctx, it.act))
+					w.dispose(it, w.write(ctx, it.act))
 				}
 			}
 		})
@@ -91,7 +117,7 @@ func (w *writer) run(ctx context.Context) {
 	for {
 		select {
 		case it := <-w.queue:
-			it.done(writeAbandoned)
+			w.dispose(it, writeAbandoned)
 		default:
 			return
 		}

@@ -24,6 +24,8 @@ import (
 const (
 	DefaultMaxInputSize   = 1024
 	DefaultMaxConnections = 5
+	// DefaultPeerPrefixV6: an IPv6 host is usually given a whole /64.
+	DefaultPeerPrefixV6   = 64
 	DefaultGenerateLength = 12
 	// MaxZeroDelayChain bounds chains of async runs scheduled without delay.
 	MaxZeroDelayChain = 64
@@ -183,6 +185,9 @@ func (c *compiler) operation(path *field.Path) {
 	p.ConnectionQueue = c.intIn(path.Child("connectionQueue"), op.ConnectionQueue, 0, 1, 65535)
 	p.MaxInputSize = c.intIn(path.Child("maxInputSize"), op.MaxInputSize, DefaultMaxInputSize, 1, maxInputSizeLimit)
 	p.MaxConnections = c.intIn(path.Child("maxConcurrentConnections"), op.MaxConcurrentConnections, DefaultMaxConnections, 1, 1000000)
+	p.MaxConnectionsPerPeer = c.intIn(path.Child("maxConnectionsPerPeer"), op.MaxConnectionsPerPeer, 0, 1, 1000000)
+	p.PeerPrefixV6 = c.intIn(path.Child("peerPrefixV6"), op.PeerPrefixV6, DefaultPeerPrefixV6, 1, 128)
+	p.MaxConversationAge = c.duration(path.Child("maxConversationAge"), op.MaxConversationAge)
 	p.OnlyFirstHit = op.OnlyFirstHit
 	p.TLS = op.TLS
 	if op.TLS.ClientAuthentication && !op.TLS.Enabled {

@@ -41,6 +41,10 @@ func TestCompileErrorsCarryFieldPaths(t *testing.T) {
 			"spec.operation.maxInputSize: Invalid value: 0", "spec.operation.connectionQueue: Invalid value: 70000",
 			"spec.operation.maxConcurrentConnections: Invalid value: -1", "spec.operation.interactionTimeout: Invalid value",
 		}},
+		{"out of range peer limits", `operation: {port: 1, maxConnectionsPerPeer: 0, peerPrefixV6: 129, maxConversationAge: -1s}`, []string{
+			"spec.operation.maxConnectionsPerPeer: Invalid value: 0", "spec.operation.peerPrefixV6: Invalid value: 129",
+			"spec.operation.maxConversationAge: Invalid value",
+		}},
 		{"client auth without tls", `operation: {port: 1, tls: {clientAuthentication: true}}`, []string{"spec.operation.tls.clientAuthentication"}},
 		{"bad regex", `
 operation: {port: 1}

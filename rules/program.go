@@ -27,9 +27,15 @@ type Program struct {
 	IdentifyByAddress  bool
 	InteractionTimeout time.Duration
 	// ConnectionQueue is the listen backlog; 0 leaves the system's maximum.
-	ConnectionQueue    int
-	MaxInputSize       int
-	MaxConnections     int
+	ConnectionQueue int
+	MaxInputSize    int
+	MaxConnections  int
+	// MaxConnectionsPerPeer caps a source's sockets and conversations (0: no cap);
+	// PeerPrefixV6 is the IPv6 prefix length that makes one source.
+	MaxConnectionsPerPeer int
+	PeerPrefixV6          int
+	// MaxConversationAge ends a conversation this long after its start (0: never).
+	MaxConversationAge time.Duration
 	ExecutionDelay     time.Duration
 	OnlyFirstHit       bool
 	TLS                v1alpha1.TLS

@@ -161,6 +161,31 @@ type Operation struct {
 	// +optional
 	MaxConcurrentConnections *int32 `json:"maxConcurrentConnections,omitempty"`
 
+	// MaxConnectionsPerPeer caps, in server mode, the live sockets (TLS and DTLS handshakes
+	// included) and logical connections of one source: an IPv4 address, or an IPv6 prefix of
+	// peerPrefixV6 bits. Beyond it the peer is refused (Rejected) before any handshake, so one
+	// source cannot take every slot of maxConcurrentConnections. Unset: no cap of its own
+	// (peers behind one NAT share an address); docs/hardening.md recommends one on the
+	// internet.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000000
+	// +optional
+	MaxConnectionsPerPeer *int32 `json:"maxConnectionsPerPeer,omitempty"`
+
+	// PeerPrefixV6 is how many leading bits of an IPv6 address make one source for
+	// maxConnectionsPerPeer and the UDP per-peer limits: a host is usually given a whole /64.
+	// Defaults to 64.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=128
+	// +optional
+	PeerPrefixV6 *int32 `json:"peerPrefixV6,omitempty"`
+
+	// MaxConversationAge ends a conversation this long after it started, however active
+	// (timeout then ending are sent, recorded as TimedOut), so that a peer trickling bytes
+	// to keep interactionTimeout from expiring cannot hold a slot forever. 0 means no limit.
+	// +optional
+	MaxConversationAge *metav1.Duration `json:"maxConversationAge,omitempty"`
+
 	// ExecutionDelay waits this long before serving or dialing.
 	// +optional
 	ExecutionDelay *metav1.Duration `json:"executionDelay,omitempty"`

@@ -1140,6 +1140,21 @@ func (in *Operation) DeepCopyInto(out *Operation) {
 		*out = new(int32)
 		**out = **in
 	}
+	if in.MaxConnectionsPerPeer != nil {
+		in, out := &in.MaxConnectionsPerPeer, &out.MaxConnectionsPerPeer
+		*out = new(int32)
+		**out = **in
+	}
+	if in.PeerPrefixV6 != nil {
+		in, out := &in.PeerPrefixV6, &out.PeerPrefixV6
+		*out = new(int32)
+		**out = **in
+	}
+	if in.MaxConversationAge != nil {
+		in, out := &in.MaxConversationAge, &out.MaxConversationAge
+		*out = new(v1.Duration)
+		**out = **in
+	}
 	if in.ExecutionDelay != nil {
 		in, out := &in.ExecutionDelay, &out.ExecutionDelay
 		*out = new(v1.Duration)

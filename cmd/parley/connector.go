@@ -58,6 +58,8 @@ func newConnectorCommand() *cobra.Command {
 	f.StringVar(&o.MetricsAddress, "metrics-bind-address", ":"+strconv.Itoa(v1alpha1.MetricsPort), "address of the Prometheus metrics endpoint and of /readyz (0 disables them)")
 	f.IntVar(&o.ActivityBuffer, "activity-buffer", activity.DefaultCapacity, "activities waiting for the engine client before new ones are dropped (and counted)")
 	f.IntVar(&o.ReplayBuffer, "replay-buffer", uplink.DefaultReplayCapacity, "activities kept until the engine acknowledges them (replayed after a reconnection)")
+	f.Int64Var(&o.ActivityBudget, "activity-budget", activity.DefaultBudget, "bytes of activities waiting for the engine client before new ones are dropped (and counted)")
+	f.Int64Var(&o.ReplayBudget, "replay-budget", uplink.DefaultReplayBytes, "bytes of encoded activities kept until the engine acknowledges them")
 	goflags := flag.NewFlagSet("zap", flag.ContinueOnError)
 	zapOpts.BindFlags(goflags)
 	f.AddGoFlagSet(goflags)

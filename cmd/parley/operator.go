@@ -46,6 +46,7 @@ func newOperatorCommand() *cobra.Command {
 	f.Int32Var(&o.Retention.MaxCount, "activity-max-count", 1000, "Activities kept per connector whose spec.activities.maxCount is unset (0: no limit)")
 	f.DurationVar(&o.Retention.TTL, "activity-ttl", 7*24*time.Hour, "age at which Activities expire when their connector's spec.activities.ttl is unset, and Activities kept after their connector was deleted (0: never)")
 	f.IntVar(&o.Engine.ActivityQueue, "activity-queue", 10000, "activities waiting to be written before new ones are dropped (and counted)")
+	f.Int64Var(&o.Engine.ActivityQueueBytes, "activity-queue-budget", 64<<20, "bytes of activities waiting to be written before new ones are dropped (and counted)")
 	goflags := flag.NewFlagSet("zap", flag.ContinueOnError)
 	o.Zap.BindFlags(goflags)
 	f.AddGoFlagSet(goflags)

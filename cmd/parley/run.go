@@ -38,6 +38,7 @@ type runOptions struct {
 	udpPeerRate  float64
 	udpPeerBurst int
 	buffer       int
+	budget       int64
 	tls          tlsFlags
 	signKey      string
 	shared       sharedFlags
@@ -127,6 +128,7 @@ func newRunCommand() *cobra.Command {
 	f.Float64Var(&o.udpPeerRate, "udp-peer-rate", 100, "UDP server: datagrams per second accepted from one peer IP (0 = unlimited)")
 	f.IntVar(&o.udpPeerBurst, "udp-peer-burst", 200, "UDP server: burst of datagrams accepted from one peer IP")
 	f.IntVar(&o.buffer, "activity-buffer", activity.DefaultCapacity, "activities waiting to be printed before new ones are dropped (and counted)")
+	f.Int64Var(&o.budget, "activity-budget", activity.DefaultBudget, "bytes of activities waiting to be printed before new ones are dropped (and counted)")
 	f.StringVar(&o.signKey, "sign-key", "", "PEM Ed25519 private key (PKCS #8): sign checkpoints of the activities' evidence chain into the JSON outputs (-o json, --log-file) for parley verify")
 	f.StringVar(&o.tls.cert, "tls-cert", "", "PEM certificate (chain): the server's, or the one a client presents")
 	f.StringVar(&o.tls.key, "tls-key", "", "PEM private key of --tls-cert")
@@ -248,6 +250,7 @@ func run(parent context.Context, stdin io.Reader, stdout, stderr io.Writer, o ru
 		return err
 	}
 	reg = activity.NewRegister(m.Sink(tally), o.buffer, func(err error) { fmt.Fprintln(stderr, "parley: activities:", err) })
+	reg.SetBudget(o.budget)
 	go reg.Run()
 
 	if parent == nil {
@@ -360,7 +363,7 @@ func run(parent context.Context, stdin io.Reader, stdout, stderr io.Writer, o ru
 	}
 	st := reg.Stats()
 	if st.Dropped > 0 || st.Failed > 0 {
-		fmt.Fprintf(stderr, "parley: %d activities dropped (buffer full), %d failed to print\n", st.Dropped, st.Failed)
+		fmt.Fprintf(stderr, "parley: %d activities dropped (buffer full by count or bytes), %d failed to print\n", st.Dropped, st.Failed)
 	}
 	if o.output == "none" {
 		fmt.Fprintf(stderr, "parley: %d activities recorded\n", st.Recorded)

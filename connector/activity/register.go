@@ -5,6 +5,7 @@ package activity
 
 import (
 	"context"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,8 +23,14 @@ type Sink interface {
 // DefaultCapacity is how many activities may wait for the sink before new ones are dropped.
 const DefaultCapacity = 16384
 
+// DefaultBudget is how many bytes of activities (v1alpha1.ActivityRecord.ApproxSize) may wait
+// for the sink, the batch in its hands included, before new ones are dropped: a peer that
+// streams at maxInputSize fills a count-bounded queue with copies of its bytes long before
+// the count is reached (docs/hardening.md).
+const DefaultBudget = 64 << 20
+
 // MaxBatch is the most activities handed to the sink at once; the register holds at most
-// its capacity plus one batch.
+// its capacity plus one batch, and at most its budget plus one activity.
 const MaxBatch = 512
 
 // DefaultLinger is how long the register waits for more activities before handing a batch
@@ -33,7 +40,7 @@ const DefaultLinger = 2 * time.Millisecond
 
 // Register is a bounded queue of activities in front of a Sink.
 type Register struct {
-	queue    chan *v1alpha1.ActivityRecord
+	queue    chan queued
 	sink     Sink
 	stop     chan struct{}
 	done     chan struct{}
@@ -41,13 +48,22 @@ type Register struct {
 	dropped  atomic.Uint64
 	written  atomic.Uint64
 	failed   atomic.Uint64
-	onError  func(error)
-	linger   time.Duration
+	// held is the size of the activities queued or in the sink's hands; budget bounds it.
+	held    atomic.Int64
+	budget  int64
+	onError func(error)
+	linger  time.Duration
 	// chain is where the activities are numbered (in Record, under mu, so that numbers
 	// follow the queue's order) and sealed (in Run): a dropped activity keeps its number
 	// and shows as a gap (docs/evidence.md).
 	chain *evidence.Chain
 	mu    sync.Mutex
+}
+
+// queued is an activity with the size it was counted at, given back once it is written.
+type queued struct {
+	a    *v1alpha1.ActivityRecord
+	size int64
 }
 
 // NewRegister returns a register holding at most capacity waiting activities. onError, if
@@ -57,7 +73,8 @@ func NewRegister(sink Sink, capacity int, onError func(error)) *Register {
 		capacity = DefaultCapacity
 	}
 	return &Register{
-		queue:   make(chan *v1alpha1.ActivityRecord, capacity),
+		queue:   make(chan queued, capacity),
+		budget:  DefaultBudget,
 		sink:    sink,
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
@@ -74,14 +91,31 @@ func (r *Register) Chain() string { return r.chain.ID() }
 // once). Call it before Run.
 func (r *Register) SetLinger(d time.Duration) { r.linger = d }
 
+// SetBudget changes how many bytes of activities may wait (0 or less: DefaultBudget). Call
+// it before Run.
+func (r *Register) SetBudget(bytes int64) {
+	if bytes <= 0 {
+		bytes = DefaultBudget
+	}
+	r.budget = bytes
+}
+
 // Record numbers a in the register's evidence chain and queues it; it never blocks: when
-// the queue is full, a is dropped and counted, and its number becomes a gap in the chain.
-// a belongs to the register from here on.
+// the queue is full (by count, or by bytes: an activity that would take the register over
+// its budget, unless nothing is held), a is dropped and counted, and its number becomes a
+// gap in the chain. a belongs to the register from here on.
 func (r *Register) Record(a *v1alpha1.ActivityRecord) {
+	size := int64(a.ApproxSize())
 	r.mu.Lock()
 	r.chain.Number(a)
+	if held := r.held.Load(); held > 0 && held+size > r.budget {
+		r.dropped.Add(1)
+		r.mu.Unlock()
+		return
+	}
 	select {
-	case r.queue <- a:
+	case r.queue <- queued{a, size}:
+		r.held.Add(size)
 		r.recorded.Add(1)
 	default:
 		r.dropped.Add(1)
@@ -91,40 +125,48 @@ func (r *Register) Record(a *v1alpha1.ActivityRecord) {
 
 // Stats are the register's counters.
 type Stats struct {
+	// Recorded activities were queued; Dropped were not (queue full by count or bytes):
+	// Recorded+Dropped is every activity the connector produced. Written were handed to the
+	// sink, Failed handed to it and refused.
 	Recorded, Dropped, Written, Failed uint64
+	// HeldBytes is the size of the activities queued or in the sink's hands now.
+	HeldBytes int64
 }
+
+// Pending is how many recorded activities the sink has not taken yet (nor refused): what
+// is lost if the process ends now.
+func (s Stats) Pending() uint64 { return s.Recorded - s.Written - s.Failed }
 
 // Stats returns the counters so far.
 func (r *Register) Stats() Stats {
-	return Stats{Recorded: r.recorded.Load(), Dropped: r.dropped.Load(), Written: r.written.Load(), Failed: r.failed.Load()}
+	// written and failed first: a batch completing meanwhile never makes Pending negative.
+	w, f := r.written.Load(), r.failed.Load()
+	return Stats{Recorded: r.recorded.Load(), Dropped: r.dropped.Load(), Written: w, Failed: f, HeldBytes: r.held.Load()}
 }
 
 // Run hands queued activities to the sink until Close, then flushes what is queued and
 // returns. Call it once, on its own goroutine.
 func (r *Register) Run() {
 	defer close(r.done)
-	batch := make([]*v1alpha1.ActivityRecord, 0, MaxBatch)
+	batch := make([]queued, 0, MaxBatch)
+	records := make([]*v1alpha1.ActivityRecord, 0, MaxBatch)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	for {
 		select {
-		case a := <-r.queue:
-			batch = r.fill(append(batch, a))
+		case q := <-r.queue:
+			batch = r.fill(append(batch, q))
 			if len(batch) < MaxBatch && r.linger > 0 {
 				batch = r.wait(batch, timer)
 			}
-			r.write(batch)
-			clear(batch)
-			batch = batch[:0]
+			batch, records = r.write(batch, records)
 		case <-r.stop:
 			for {
 				batch = r.fill(batch)
 				if len(batch) == 0 {
 					return
 				}
-				r.write(batch)
-				clear(batch)
-				batch = batch[:0]
+				batch, records = r.write(batch, records)
 			}
 		}
 	}
@@ -132,13 +174,13 @@ func (r *Register) Run() {
 
 // wait adds activities to batch for at most the linger time, until the batch is full or the
 // register stops.
-func (r *Register) wait(batch []*v1alpha1.ActivityRecord, timer *time.Timer) []*v1alpha1.ActivityRecord {
+func (r *Register) wait(batch []queued, timer *time.Timer) []queued {
 	timer.Reset(r.linger)
 	defer timer.Stop()
 	for len(batch) < MaxBatch {
 		select {
-		case a := <-r.queue:
-			batch = append(batch, a)
+		case q := <-r.queue:
+			batch = append(batch, q)
 		case <-timer.C:
 			return batch
 		case <-r.stop:
@@ -149,11 +191,11 @@ func (r *Register) wait(batch []*v1alpha1.ActivityRecord, timer *time.Timer) []*
 }
 
 // fill takes what is already queued, up to a batch, without waiting.
-func (r *Register) fill(batch []*v1alpha1.ActivityRecord) []*v1alpha1.ActivityRecord {
+func (r *Register) fill(batch []queued) []queued {
 	for len(batch) < MaxBatch {
 		select {
-		case a := <-r.queue:
-			batch = append(batch, a)
+		case q := <-r.queue:
+			batch = append(batch, q)
 		default:
 			return batch
 		}
@@ -161,21 +203,33 @@ func (r *Register) fill(batch []*v1alpha1.ActivityRecord) []*v1alpha1.ActivityRe
 	return batch
 }
 
-func (r *Register) write(batch []*v1alpha1.ActivityRecord) {
-	for _, a := range batch {
-		r.chain.Seal(a)
+// write hands batch to the sink, then gives its bytes back to the budget (the sink may hold
+// the records until it returns) and returns both slices emptied for reuse.
+func (r *Register) write(batch []queued, records []*v1alpha1.ActivityRecord) ([]queued, []*v1alpha1.ActivityRecord) {
+	var size int64
+	for _, q := range batch {
+		r.chain.Seal(q.a)
+		records = append(records, q.a)
+		size += q.size
 	}
-	if err := r.sink.Write(batch); err != nil {
-		r.failed.Add(uint64(len(batch)))
-		if r.onError != nil {
-			r.onError(err)
-		}
-		return
+	err := r.sink.Write(records)
+	if err != nil {
+		r.failed.Add(uint64(len(records)))
+	} else {
+		r.written.Add(uint64(len(records)))
 	}
-	r.written.Add(uint64(len(batch)))
+	r.held.Add(-size)
+	if err != nil && r.onError != nil {
+		r.onError(err)
+	}
+	clear(batch)
+	clear(records)
+	return batch[:0], records[:0]
 }
 
-// Close flushes what is queued to the sink and waits for Run to return, or for ctx.
+// Close flushes what is queued to the sink and waits for Run to return, or for ctx. If ctx
+// ends first, the error says how many recorded activities the sink had not taken (Pending),
+// as the process loses them if it exits then.
 func (r *Register) Close(ctx context.Context) error {
 	select {
 	case <-r.stop:
@@ -186,6 +240,19 @@ func (r *Register) Close(ctx context.Context) error {
 	case <-r.done:
 		return nil
 	case <-ctx.Done():
-		return ctx.Err()
+		return &NotFlushedError{Pending: r.Stats().Pending(), Err: ctx.Err()}
 	}
 }
+
+// NotFlushedError is Close's error when its context ends before the sink took everything.
+type NotFlushedError struct {
+	// Pending activities were recorded and not handed to the sink (nor refused by it).
+	Pending uint64
+	Err     error
+}
+
+func (e *NotFlushedError) Error() string {
+	return strconv.FormatUint(e.Pending, 10) + " activities not flushed: " + e.Err.Error()
+}
+
+func (e *NotFlushedError) Unwrap() error { return e.Err }

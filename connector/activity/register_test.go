@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -130,5 +131,38 @@ func TestLingerBatchesActivities(t *testing.T) {
 	}
 	if sink.got != 100 || sink.writes > 2 {
 		t.Errorf("%d activities in %d writes", sink.got, sink.writes)
+	}
+}
+
+// Activities are bounded by bytes as well as by count: a few large inputs fill the budget,
+// the rest are dropped and counted, and a Close whose deadline passes says how many
+// recorded activities the sink never took.
+func TestBudgetBoundsBytesAndCloseCountsWhatIsNotFlushed(t *testing.T) {
+	sink := &blockingSink{release: make(chan struct{})}
+	reg := activity.NewRegister(sink, 1000, nil)
+	reg.SetBudget(1 << 20)
+	reg.SetLinger(0)
+	go reg.Run()
+	in := strings.Repeat("x", 100<<10)
+	for range 100 {
+		reg.Record(&v1alpha1.ActivityRecord{Type: v1alpha1.ActivityInput, Input: &v1alpha1.InputRecord{Text: in, Base64: in}})
+	}
+	st := reg.Stats()
+	if st.HeldBytes > 1<<20 || st.Recorded != 5 || st.Dropped != 95 {
+		t.Fatalf("%+v: want 5 recorded (200 KiB and 512 bytes each in a 1 MiB budget), 95 dropped", st)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := reg.Close(ctx)
+	var nf *activity.NotFlushedError
+	if !errors.As(err, &nf) || nf.Pending != 5 || !strings.Contains(err.Error(), "5 activities not flushed") {
+		t.Fatalf("Close = %v, want 5 activities not flushed", err)
+	}
+	close(sink.release)
+	if err := reg.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if st := reg.Stats(); st.Written != 5 || st.HeldBytes != 0 || st.Pending() != 0 {
+		t.Fatalf("%+v after the flush", st)
 	}
 }

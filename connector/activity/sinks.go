@@ -22,17 +22,33 @@ type JSONSink struct {
 	buf []byte
 }
 
-// NewJSONSink writes to w, one write per batch, so that a reader sees activities live.
+// jsonChunk is how much encoded JSON the sink gathers before it writes: a batch of small
+// activities is one write, and a batch of large inputs (up to MaxBatch of maxInputSize
+// each, text and base64) is never encoded whole, a third copy of the bytes the register
+// holds. keepBuffer is the most the sink keeps between batches.
+const (
+	jsonChunk  = 256 << 10
+	keepBuffer = 1 << 20
+)
+
+// NewJSONSink writes to w, one write per batch (or per jsonChunk of it), so that a reader
+// sees activities live.
 func NewJSONSink(w io.Writer) *JSONSink { return &JSONSink{w: w} }
 
 // Write implements Sink.
 func (s *JSONSink) Write(batch []*v1alpha1.ActivityRecord) error {
 	s.buf = s.buf[:0]
-	for _, a := range batch {
+	for i, a := range batch {
 		s.buf = AppendJSON(s.buf, a)
+		if len(s.buf) >= jsonChunk || i == len(batch)-1 {
+			if _, err := s.w.Write(s.buf); err != nil {
+				return fmt.Errorf("write activities: %w", err)
+			}
+			s.buf = s.buf[:0]
+		}
 	}
-	if _, err := s.w.Write(s.buf); err != nil {
-		return fmt.Errorf("write activities: %w", err)
+	if cap(s.buf) > keepBuffer {
+		s.buf = nil // one large input grew it: do not hold its size for the run's life
 	}
 	return nil
 }

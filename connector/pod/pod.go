@@ -82,6 +82,10 @@ type Options struct {
 	// are dropped and counted (--activity-buffer); ReplayBuffer, how many are kept until the
 	// engine acknowledges them (--replay-buffer). Zero means the packages' defaults.
 	ActivityBuffer, ReplayBuffer int
+	// ActivityBudget and ReplayBudget bound the same by bytes (--activity-budget,
+	// --replay-budget): what a peer streaming large inputs can make the pod hold. Zero means
+	// the packages' defaults (activity.DefaultBudget, uplink.DefaultReplayBytes).
+	ActivityBudget, ReplayBudget int64
 	// Version is said to the engine in Hello.
 	Version string
 	// Logger hears what the process does.
@@ -215,6 +219,7 @@ func (p *process) setup() error {
 		},
 		Connector: o.Connector, Namespace: o.Namespace, Pod: o.Pod, Version: o.Version,
 		ReplayCapacity: o.ReplayBuffer,
+		ReplayBytes:    int(o.ReplayBudget),
 		Heartbeat:      p.heartbeat,
 		Logger:         p.log.WithName("engine"),
 		Registerer:     p.metrics.Registerer(),
@@ -225,6 +230,7 @@ func (p *process) setup() error {
 	p.reg = activity.NewRegister(p.metrics.Sink(p.up), o.ActivityBuffer, func(err error) {
 		p.log.Error(err, "activities not handed to the engine client")
 	})
+	p.reg.SetBudget(o.ActivityBudget)
 	return nil
 }
 
@@ -549,6 +555,10 @@ func (p *process) end(reason string, flush bool) {
 	p.up.Close()
 	_ = p.reg.Close(context.Background())
 	rs, us := p.reg.Stats(), p.up.Stats()
+	// Every activity produced is accounted for: acknowledged by the engine, dropped at the
+	// register (over its count or bytes), refused by the closed uplink, or sent and never
+	// acknowledged (the engine may have written them; a replay would have).
 	p.log.Info("parley connector stopped", "reason", reason, "activities", rs.Recorded+rs.Dropped,
-		"dropped", rs.Dropped+us.Dropped, "acknowledged", us.Acked, "lastSeq", us.LastSeq)
+		"dropped", rs.Dropped+us.Dropped, "droppedAtRegister", rs.Dropped, "refusedAfterClose", us.Dropped,
+		"unacknowledged", us.LastSeq-us.Acked, "acknowledged", us.Acked, "lastSeq", us.LastSeq)
 }

@@ -41,6 +41,9 @@ import (
 const (
 	// DefaultReplayCapacity is how many activities may wait for the engine's Ack.
 	DefaultReplayCapacity = 65536
+	// DefaultReplayBytes is how many bytes of encoded activities may wait for the engine's
+	// Ack: large inputs reach the byte bound long before the count (docs/hardening.md).
+	DefaultReplayBytes = 64 << 20
 	// DefaultWindow is how many activities may be sent and not yet acknowledged.
 	DefaultWindow = 8192
 	// MaxBatch is the most activities in one ActivityBatch.
@@ -87,6 +90,9 @@ type Options struct {
 	// ReplayCapacity bounds the activities kept until acknowledged (default
 	// DefaultReplayCapacity); Write blocks while it is full.
 	ReplayCapacity int
+	// ReplayBytes bounds the encoded size of those activities (default DefaultReplayBytes);
+	// Write blocks while one more would exceed it. One activity alone always fits.
+	ReplayBytes int
 	// Window bounds the activities sent and not yet acknowledged (default DefaultWindow).
 	Window int
 	// HeartbeatInterval defaults to DefaultHeartbeatInterval.
@@ -117,6 +123,8 @@ type Uplink struct {
 	// ring holds the encoded activities acked+1 ... last, the oldest at head.
 	ring        [][]byte
 	head, count int
+	// bytes is the size of the entries in ring, bounded by opts.ReplayBytes.
+	bytes       int
 	acked, last uint64
 	// sent is the last seq sent on the current stream; maxSent the last ever sent, to tell
 	// replays apart.
@@ -154,6 +162,9 @@ func New(opts Options) (*Uplink, error) {
 	}
 	if opts.ReplayCapacity <= 0 {
 		opts.ReplayCapacity = DefaultReplayCapacity
+	}
+	if opts.ReplayBytes <= 0 {
+		opts.ReplayBytes = DefaultReplayBytes
 	}
 	if opts.Window <= 0 {
 		opts.Window = DefaultWindow
@@ -215,8 +226,8 @@ func (u *Uplink) Configs() <-chan *enginev1.Config { return u.configs }
 func (u *Uplink) Orders() <-chan *enginev1.Order { return u.orders }
 
 // Write implements activity.Sink: it numbers and buffers the batch for sending, blocking
-// while the replay buffer is full (the register in front keeps recording and counts what it
-// must drop). It fails only after Close or Flush.
+// while the replay buffer is full by count or by bytes (the register in front keeps
+// recording and counts what it must drop). It fails only after Close or Flush.
 func (u *Uplink) Write(batch []*v1alpha1.ActivityRecord) error {
 	// One allocation per batch; the entries share it and live until acknowledged.
 	var buf []byte
@@ -234,7 +245,7 @@ func (u *Uplink) Write(batch []*v1alpha1.ActivityRecord) error {
 			u.dropped += uint64(len(batch) - i)
 			return ErrClosed
 		}
-		if u.count == len(u.ring) {
+		if u.full(ends[i] - start) {
 			wait := u.progress
 			u.mu.Unlock()
 			select {
@@ -244,8 +255,9 @@ func (u *Uplink) Write(batch []*v1alpha1.ActivityRecord) error {
 			u.mu.Lock()
 			continue
 		}
-		for ; i < len(batch) && u.count < len(u.ring); i++ {
+		for ; i < len(batch) && !u.full(ends[i]-start); i++ {
 			u.ring[(u.head+u.count)%len(u.ring)] = buf[start:ends[i]:ends[i]]
+			u.bytes += ends[i] - start
 			start = ends[i]
 			u.count++
 			u.last++
@@ -253,6 +265,12 @@ func (u *Uplink) Write(batch []*v1alpha1.ActivityRecord) error {
 		u.signal()
 	}
 	return nil
+}
+
+// full says whether an entry of size bytes must wait for acks: the ring is full, or it
+// would take the buffer over its byte budget and something is there to be acknowledged.
+func (u *Uplink) full(size int) bool {
+	return u.count == len(u.ring) || (u.count > 0 && u.bytes+size > u.opts.ReplayBytes)
 }
 
 func (u *Uplink) setConnected(up bool) {
@@ -325,6 +343,8 @@ type Stats struct {
 	// engine acknowledged; Buffered those in between.
 	LastSeq, Acked uint64
 	Buffered       int
+	// BufferedBytes is the encoded size of the Buffered activities.
+	BufferedBytes int
 	// Dropped counts activities refused after Close.
 	Dropped uint64
 	// Connected says whether a stream is up.
@@ -335,7 +355,7 @@ type Stats struct {
 func (u *Uplink) Stats() Stats {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	return Stats{LastSeq: u.last, Acked: u.acked, Buffered: u.count, Dropped: u.dropped, Connected: u.connected.Load()}
+	return Stats{LastSeq: u.last, Acked: u.acked, Buffered: u.count, BufferedBytes: u.bytes, Dropped: u.dropped, Connected: u.connected.Load()}
 }
 
 // LastError is why the last stream ended or could not start; nil if none has.
@@ -515,7 +535,9 @@ func (u *Uplink) ack(upTo uint64) {
 	u.sent = max(u.sent, upTo)
 	n := int(upTo - u.acked)
 	for i := range n {
-		u.ring[(u.head+i)%len(u.ring)] = nil
+		j := (u.head + i) % len(u.ring)
+		u.bytes -= len(u.ring[j])
+		u.ring[j] = nil
 	}
 	u.head = (u.head + n) % len(u.ring)
 	u.count -= n

@@ -364,6 +364,47 @@ func TestFullBufferBlocksWriteButNotRecord(t *testing.T) {
 	}
 }
 
+// Large activities fill the replay buffer by bytes long before its count: Write blocks at
+// the byte budget, the register in front drops and counts, and nothing is lost uncounted.
+func TestReplayBufferBoundedByBytes(t *testing.T) {
+	const budget = 1 << 20
+	e := uplinktest.New(t)
+	e.SetManualAck(true)
+	h := start(t, e, func(o *uplink.Options) { o.ReplayCapacity, o.ReplayBytes = 1000, budget })
+	reg := activity.NewRegister(h.u, 20, nil)
+	go reg.Run()
+	big := strings.Repeat("x", 100<<10)
+	for i := 1; i <= 100; i++ {
+		a := record(i)
+		a.Input = &v1alpha1.InputRecord{Text: big, Bytes: int32(len(big))}
+		reg.Record(a)
+	}
+	uplinktest.Eventually(t, "the replay buffer to fill by bytes", func() bool {
+		st := h.u.Stats()
+		return st.Buffered > 0 && st.BufferedBytes+(100<<10) > budget
+	})
+	st := h.u.Stats()
+	if st.BufferedBytes > budget || st.Buffered >= 1000 {
+		t.Fatalf("replay buffer holds %d activities, %d bytes: over the budget %d", st.Buffered, st.BufferedBytes, budget)
+	}
+	rs := reg.Stats()
+	if rs.Dropped == 0 || rs.Recorded+rs.Dropped != 100 {
+		t.Fatalf("register %+v: want drops counted", rs)
+	}
+	e.SetManualAck(false)
+	e.Ack(st.LastSeq)
+	ctx, cancel := context.WithTimeout(context.Background(), uplinktest.Wait)
+	defer cancel()
+	if err := reg.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rs = reg.Stats()
+	uplinktest.Eventually(t, "every recorded activity acknowledged", func() bool { return h.u.Stats().Acked == rs.Recorded })
+	if got := h.u.Stats().BufferedBytes; got != 0 {
+		t.Fatalf("%d bytes still counted after every ack", got)
+	}
+}
+
 func TestBackoffGrowsAndIsCapped(t *testing.T) {
 	b := uplink.DefaultBackoff
 	want := []time.Duration{250 * time.Millisecond, 500 * time.Millisecond, time.Second, 2 * time.Second,

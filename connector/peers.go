@@ -1,0 +1,90 @@
+package connector
+
+import (
+	"fmt"
+	"io"
+	"net/netip"
+
+	"github.com/parley-dev/parley/rules"
+)
+
+// Per-source fairness (docs/hardening.md): a source is an IPv4 address or an IPv6 prefix
+// (operation.peerPrefixV6, a /64 by default: one host is usually given a whole /64). With
+// operation.maxConnectionsPerPeer, a source's accepted sockets and its logical connections
+// are capped, so that one source cannot take every slot of maxConcurrentConnections; the
+// check comes at accept, before any TLS or DTLS handshake spends anything on the peer.
+
+// sourceOf is the source an address belongs to.
+func sourceOf(a netip.Addr, prefixV6 int) netip.Prefix {
+	a = a.Unmap()
+	if a.Is4() || prefixV6 <= 0 {
+		return netip.PrefixFrom(a, a.BitLen())
+	}
+	p, _ := a.Prefix(min(prefixV6, 128))
+	return p
+}
+
+// socketState is what the connector knows of a tracked socket.
+type socketState struct {
+	// held: a conversation holds the socket.
+	held bool
+	// handshake: the socket is in its TLS or DTLS handshake, counted in handshakes.
+	handshake bool
+	// source, when valid, is the source whose count in peers includes the socket.
+	source netip.Prefix
+}
+
+// release gives back what st counts. Called with mu held.
+func (c *Connector) release(st socketState) {
+	if st.handshake {
+		c.handshakes--
+	}
+	if st.source.IsValid() {
+		if n := c.peers[st.source] - 1; n > 0 {
+			c.peers[st.source] = n
+		} else {
+			delete(c.peers, st.source)
+		}
+	}
+}
+
+// admit tracks a socket accepted for p, or says why it is refused: with TLS or DTLS, the
+// handshakes under way and the live conversations together are at maxConcurrentConnections
+// (a handshake holds a descriptor and memory as a conversation does), or its source has
+// maxConnectionsPerPeer sockets already. A stopping connector closes it and says nothing
+// (stopped is true).
+func (c *Connector) admit(s io.Closer, peer netip.AddrPort, p *rules.Program) (refusal string, stopped bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopping {
+		_ = s.Close()
+		return "", true
+	}
+	st := socketState{handshake: p.TLS.Enabled}
+	if st.handshake && c.handshakes+c.conns.len() >= p.MaxConnections {
+		return "over maxConcurrentConnections (TLS and DTLS handshakes under way included)", false
+	}
+	if p.MaxConnectionsPerPeer > 0 {
+		st.source = sourceOf(peer.Addr(), p.PeerPrefixV6)
+		if c.peers[st.source] >= p.MaxConnectionsPerPeer {
+			return fmt.Sprintf("over maxConnectionsPerPeer (%d sockets of %s)", p.MaxConnectionsPerPeer, st.source), false
+		}
+		c.peers[st.source]++
+	}
+	if st.handshake {
+		c.handshakes++
+	}
+	c.sockets[s] = st
+	return "", false
+}
+
+// handshaken says the handshake of an admitted socket is over, whatever its outcome.
+func (c *Connector) handshaken(s io.Closer) {
+	c.mu.Lock()
+	if st, ok := c.sockets[s]; ok && st.handshake {
+		st.handshake = false
+		c.handshakes--
+		c.sockets[s] = st
+	}
+	c.mu.Unlock()
+}
