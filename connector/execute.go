@@ -233,11 +233,14 @@ func note(a *v1alpha1.ActivityRecord, msg string) {
 }
 
 // detect returns the rules that fire on text: ungrouped rules in ascending id, then the
-// rules of each applying group.
+// rules of each applying group. Only the regexes the prefilter leaves can match are run.
 func (cv *conversation) detect(text string) []*rules.Rule {
 	p := cv.prog
+	c := &cv.cands
+	p.Prefilter.Scan(text, c)
 	fired := cv.fired[:0]
-	for _, r := range p.Rules {
+	for i := c.Next(0); i < len(p.Rules); i = c.Next(i + 1) {
+		r := p.Rules[i]
 		if r.Regex.MatchString(text) && cv.usable(r) && cv.holds(r.Conditions) && cv.whenOnInput(r, text) {
 			fired = append(fired, r)
 			if p.OnlyFirstHit {
@@ -250,7 +253,9 @@ func (cv *conversation) detect(text string) []*rules.Rule {
 		if !cv.groupApplies(g, text) {
 			continue
 		}
-		for _, r := range g.Rules {
+		first := g.Slot + 1
+		for i := c.Next(first); i < first+len(g.Rules); i = c.Next(i + 1) {
+			r := g.Rules[i-first]
 			if r.Regex.MatchString(text) && cv.usable(r) && cv.holds(r.Conditions) && cv.whenOnInput(r, text) {
 				fired = append(fired, r)
 				if p.OnlyFirstHit {
@@ -264,11 +269,12 @@ func (cv *conversation) detect(text string) []*rules.Rule {
 	return fired
 }
 
+// groupApplies says whether g's rules are looked at for text; cv.cands holds text's scan.
 func (cv *conversation) groupApplies(g *rules.Group, text string) bool {
 	if g.Regex == nil && len(g.Conditions) == 0 {
 		return true
 	}
-	if g.Regex != nil && g.Regex.MatchString(text) {
+	if g.Regex != nil && cv.cands.Has(g.Slot) && g.Regex.MatchString(text) {
 		return true
 	}
 	return len(g.Conditions) > 0 && !(cv.sharedDown && len(g.SharedReads) > 0) && cv.holds(g.Conditions)
