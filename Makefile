@@ -93,6 +93,7 @@ $(STATICCHECK):
 fuzz:
 	$(GO) test ./rules/ -run '^$$' -fuzz FuzzCompile -fuzztime $(FUZZTIME)
 	$(GO) test ./rules/ -run '^$$' -fuzz FuzzRegexp -fuzztime $(FUZZTIME)
+	$(GO) test ./rules/ -run '^$$' -fuzz FuzzPrefilter -fuzztime $(FUZZTIME)
 	$(GO) test ./connector/ -run '^$$' -fuzz FuzzInput -fuzztime $(FUZZTIME)
 	$(GO) test ./connector/framing/ -run '^$$' -fuzz FuzzFramer -fuzztime $(FUZZTIME)
 	$(GO) test ./rules/ops/ -run '^$$' -fuzz FuzzRun -fuzztime $(FUZZTIME)

@@ -21,11 +21,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -635,6 +637,43 @@ func BenchmarkCELRule(b *testing.B) {
 			})
 			b.StopTimer()
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "rt/s")
+		})
+	}
+}
+
+// benchManyRulesSpec is benchSpec with n rules: n-1 unanchored regexes the input does not
+// match (`CMD0001` ...), then PING, so that every regex ahead of the one that fires is
+// looked at (docs/performance.md: 1000 rules ≥ 0.8× one rule).
+func benchManyRulesSpec(n int) string {
+	var b strings.Builder
+	b.WriteString(strings.TrimSuffix(benchSpec, "  - {id: 1, mode: Sync, regex: \"PING\", response: \"+PONG\\r\\n\"}\n"))
+	for id := 1; id < n; id++ {
+		fmt.Fprintf(&b, "  - {id: %d, mode: Sync, regex: \"CMD%04d\", response: \"+OK\\r\\n\"}\n", id, id)
+	}
+	fmt.Fprintf(&b, "  - {id: %d, mode: Sync, regex: \"PING\", response: \"+PONG\\r\\n\"}\n", n)
+	return strings.ReplaceAll(b.String(), "%TRANSPORT%", string(v1alpha1.TransportTCP))
+}
+
+// BenchmarkTCPRoundTripRules: the round trips of BenchmarkTCPRoundTrip against one rule and
+// against 1000 rules whose last one answers, in one run.
+func BenchmarkTCPRoundTripRules(b *testing.B) {
+	for _, n := range []int{1, 1000} {
+		b.Run(fmt.Sprintf("rules=%d", n), func(b *testing.B) {
+			var spec v1alpha1.ConversationRulesSpec
+			if err := yaml.UnmarshalStrict([]byte(benchManyRulesSpec(n)), &spec); err != nil {
+				b.Fatal(err)
+			}
+			prog, errs := rules.Compile("bench", 1, &spec)
+			if len(errs) > 0 {
+				b.Fatal(errs.ToAggregate())
+			}
+			if len(prog.Rules) != n {
+				b.Fatalf("%d rules, want %d", len(prog.Rules), n)
+			}
+			t := startBenchProgram(b, prog, "discard")
+			benchRoundTrips(b, t.addr)
+			b.StopTimer()
+			t.stop()
 		})
 	}
 }

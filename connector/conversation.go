@@ -69,6 +69,8 @@ type conversation struct {
 	wire  []byte
 	ends  []int
 	fired []*rules.Rule
+	// cands are the rules whose regexes may match the input (the program's prefilter).
+	cands rules.Candidates
 	// exprAct is what the conversation's CEL expressions read, exprCaptures what a rule's
 	// captures would store while its when is evaluated (expressions.go); replyScratch holds
 	// a reply being rewritten by transform.output.

@@ -36,17 +36,13 @@ func (cv *conversation) handleInput(s socket, raw []byte, truncated bool) {
 		cv.greet = false
 		cv.sendBasic(v1alpha1.ActivityGreeted, s, p.Greetings)
 	}
-	text := p.Codec.Decode(raw)
-	a := cv.activity(v1alpha1.ActivityInput)
-	a.Input = &v1alpha1.InputRecord{
-		Text: text, Base64: base64.StdEncoding.EncodeToString(raw), Bytes: int32(len(raw)), Truncated: truncated,
-	}
+	ia := cv.inputActivity()
+	a, rr := &ia.a, &ia.rules
+	text := cv.recordInput(&ia.in, raw, truncated)
 	cv.exprInput(text, raw)
 	if p.TransformInput != nil { // the activity keeps what the peer sent
 		text = cv.transformInput(text)
 	}
-	rr := &v1alpha1.RulesRecord{}
-	a.Rules = rr
 	cv.wire, cv.ends = cv.wire[:0], cv.ends[:0]
 	if reads := cv.sharedReadsOf(text); reads != nil {
 		if cv.handleSharedInput(s, text, a, rr, reads) {
@@ -62,6 +58,9 @@ func (cv *conversation) handleInput(s socket, raw []byte, truncated bool) {
 		cv.basicReply(a, p.Empty)
 	} else if fired = cv.detect(text); len(fired) == 0 {
 		cv.basicReply(a, p.Default)
+	}
+	if len(fired) > 0 {
+		rr.Executed = ia.executed[:0]
 	}
 	for _, r := range fired {
 		rr.Executed = append(rr.Executed, r.ID)
@@ -84,7 +83,7 @@ func (cv *conversation) handleInput(s socket, raw []byte, truncated bool) {
 	}
 	sent += cv.flush(s, a)
 	ending, closing := false, false
-	from := newCause("this input", text)
+	var from cause // made once a rule schedules: one burst for the whole input
 	for _, r := range fired {
 		if !p.UpdateOnDetected {
 			cv.applyMemory(r, text)
@@ -92,7 +91,12 @@ func (cv *conversation) handleInput(s socket, raw []byte, truncated bool) {
 		if p.Session != nil && !p.Session.UpdateOnDetected {
 			cv.updateSession(r)
 		}
-		cv.scheduleFrom(r, from, rr)
+		if schedules(r) {
+			if from.burst == nil {
+				from = newCause("this input", text)
+			}
+			cv.scheduleFrom(r, from, rr)
+		}
 		ending = ending || r.Ending
 		closing = closing || r.CloseConnection
 	}
@@ -100,6 +104,49 @@ func (cv *conversation) handleInput(s socket, raw []byte, truncated bool) {
 	cv.record(a)
 	switchFraming(s, fired)
 	cv.afterReply(s, sent, ending, closing, fired)
+}
+
+// inputRecords are an Input activity and the records it always has, in one allocation.
+type inputRecords struct {
+	a        v1alpha1.ActivityRecord
+	in       v1alpha1.InputRecord
+	rules    v1alpha1.RulesRecord
+	out      v1alpha1.OutputRecord
+	executed [1]int32 // room for the one rule that usually fires (nil while none has)
+}
+
+// inputActivity starts the activity of an input: it always records the input, the rules
+// and what was sent (replied).
+func (cv *conversation) inputActivity() *inputRecords {
+	ia := &inputRecords{a: v1alpha1.ActivityRecord{
+		Time: nowMicro(), Type: v1alpha1.ActivityInput, Connection: cv.ref, RulesRef: &cv.prog.Ref, Alert: cv.prog.AlertAll,
+	}}
+	ia.a.Input, ia.a.Rules, ia.a.Output = &ia.in, &ia.rules, &ia.out
+	return ia
+}
+
+// recordInput fills in with raw and returns its text. With utf-8, whose text is the bytes
+// themselves (invalid ones included), one allocation holds the text and the base64.
+func (cv *conversation) recordInput(in *v1alpha1.InputRecord, raw []byte, truncated bool) string {
+	in.Bytes, in.Truncated = int32(len(raw)), truncated
+	var sb strings.Builder
+	if cv.prog.Encoding == "" || cv.prog.Encoding == v1alpha1.EncodingUTF8 {
+		sb.Grow(len(raw) + base64.StdEncoding.EncodedLen(len(raw)))
+		sb.Write(raw)
+		writeBase64(&sb, raw)
+		s := sb.String()
+		in.Text, in.Base64 = s[:len(raw)], s[len(raw):]
+		return in.Text
+	}
+	sb.Grow(base64.StdEncoding.EncodedLen(len(raw)))
+	writeBase64(&sb, raw)
+	in.Text, in.Base64 = cv.prog.Codec.Decode(raw), sb.String()
+	return in.Text
+}
+
+// schedules says whether a rule that fires schedules async rules (scheduleFrom).
+func schedules(r *rules.Rule) bool {
+	return len(r.Trigger) > 0 || r.Switch != nil || r.Loop != nil
 }
 
 // afterReply applies the socket rules once a reply (sync or async) has gone out on s: the
@@ -233,11 +280,14 @@ func note(a *v1alpha1.ActivityRecord, msg string) {
 }
 
 // detect returns the rules that fire on text: ungrouped rules in ascending id, then the
-// rules of each applying group.
+// rules of each applying group. Only the regexes the prefilter leaves can match are run.
 func (cv *conversation) detect(text string) []*rules.Rule {
 	p := cv.prog
+	c := &cv.cands
+	p.Prefilter.Scan(text, c)
 	fired := cv.fired[:0]
-	for _, r := range p.Rules {
+	for i := c.Next(0); i < len(p.Rules); i = c.Next(i + 1) {
+		r := p.Rules[i]
 		if r.Regex.MatchString(text) && cv.usable(r) && cv.holds(r.Conditions) && cv.whenOnInput(r, text) {
 			fired = append(fired, r)
 			if p.OnlyFirstHit {
@@ -250,7 +300,9 @@ func (cv *conversation) detect(text string) []*rules.Rule {
 		if !cv.groupApplies(g, text) {
 			continue
 		}
-		for _, r := range g.Rules {
+		first := g.Slot + 1
+		for i := c.Next(first); i < first+len(g.Rules); i = c.Next(i + 1) {
+			r := g.Rules[i-first]
 			if r.Regex.MatchString(text) && cv.usable(r) && cv.holds(r.Conditions) && cv.whenOnInput(r, text) {
 				fired = append(fired, r)
 				if p.OnlyFirstHit {
@@ -264,11 +316,12 @@ func (cv *conversation) detect(text string) []*rules.Rule {
 	return fired
 }
 
+// groupApplies says whether g's rules are looked at for text; cv.cands holds text's scan.
 func (cv *conversation) groupApplies(g *rules.Group, text string) bool {
 	if g.Regex == nil && len(g.Conditions) == 0 {
 		return true
 	}
-	if g.Regex != nil && g.Regex.MatchString(text) {
+	if g.Regex != nil && cv.cands.Has(g.Slot) && g.Regex.MatchString(text) {
 		return true
 	}
 	return len(g.Conditions) > 0 && !(cv.sharedDown && len(g.SharedReads) > 0) && cv.holds(g.Conditions)

@@ -84,8 +84,21 @@ func (c *Connector) readLoop(cv *conversation, s *streamSocket) {
 	if _, ok := s.conn.(*dtls.Conn); ok {
 		size = max(size, maxDTLSRecord+1) // a DTLS read must hold the whole record
 	}
-	buf := make([]byte, size)
+	var wait *readiness
+	if cv.prog.Expr == nil {
+		wait = newReadiness(s.conn) // readbuf.go: no buffer held while idle
+	}
+	var buf []byte
+	if wait == nil {
+		buf = make([]byte, size)
+	}
 	for {
+		var lent *[]byte
+		if wait != nil {
+			wait.wait()
+			lent = borrowReadBuffer(size)
+			buf = *lent
+		}
 		n, err := s.conn.Read(buf)
 		if n > 0 {
 			truncated := n >= limit
@@ -94,6 +107,9 @@ func (c *Connector) readLoop(cv *conversation, s *streamSocket) {
 				n = min(n, limit)
 			}
 			cv = cv.input(s, buf[:n], truncated)
+		}
+		if lent != nil {
+			readBuffers.Put(lent)
 		}
 		if err != nil {
 			_ = s.conn.Close()

@@ -178,7 +178,6 @@ func (c *Connector) retryAfter(p *rules.Program, delay time.Duration, what strin
 // then its conversation. A failed handshake is recorded as an Error with its reason.
 func (c *Connector) serveStream(conn net.Conn, p *rules.Program) {
 	raw := conn
-	defer c.untrackSocket(raw)
 	detail := ""
 	if p.TLS.Enabled {
 		sc, d, err := c.secureServer(p, conn)
@@ -190,6 +189,7 @@ func (c *Connector) serveStream(conn net.Conn, p *rules.Program) {
 				Connection: &v1alpha1.ConnectionRef{Peer: unmap(peer).String(), Transport: p.Transport},
 			})
 			_ = conn.Close()
+			c.untrackSocket(raw)
 			return
 		}
 		conn, detail = sc, d
@@ -197,13 +197,21 @@ func (c *Connector) serveStream(conn net.Conn, p *rules.Program) {
 	s := c.newStreamSocket(conn, raw, p.Transport)
 	if p.Session != nil {
 		c.serveSessionStream(p, s, detail)
+		c.untrackSocket(raw)
 		return
 	}
 	c.holdSocket(raw) // before its conversation starts: Shutdown ends it, with its socket
 	cv := c.join(keyOf(p, s.peer), s.peer, s, p.Transport == v1alpha1.TransportUDP, detail, "")
 	if cv == nil {
 		_ = conn.Close()
+		c.untrackSocket(raw)
 		return
 	}
-	c.readLoop(cv, s)
+	// The reader gets a goroutine of its own: this one's stack grew through the handshake
+	// and the greeting, and an idle connection would keep it (docs/performance.md §5).
+	if !c.startReader(cv, s) {
+		_ = conn.Close()
+		c.untrackSocket(raw)
+		cv.socketClosed(s, errStopping)
+	}
 }

@@ -48,6 +48,8 @@ type Chain struct {
 	prev string
 	buf  []byte
 	enc  Encoder
+	// scratch holds the canonical encoding being hashed, kept from one Seal to the next.
+	scratch []byte
 }
 
 // NewChain starts a chain with a random id, hashing with enc (CanonicalJSON when nil).
@@ -78,7 +80,7 @@ func (c *Chain) Seal(a *v1alpha1.ActivityRecord) {
 		c.Number(a)
 	}
 	a.Evidence.PrevHash = c.prev
-	c.buf = Hash(c.buf[:0], a, c.enc)
+	c.buf, c.scratch = hash(c.buf[:0], c.scratch[:0], a, c.enc)
 	a.Evidence.Hash = string(c.buf)
 	c.prev = a.Evidence.Hash
 }
@@ -90,6 +92,13 @@ func (c *Chain) Seal(a *v1alpha1.ActivityRecord) {
 // JSON writes such a byte as the escape \ufffd, which reads back as the character itself).
 // a is left as it was.
 func Hash(dst []byte, a *v1alpha1.ActivityRecord, enc Encoder) []byte {
+	dst, _ = hash(dst, nil, a, enc)
+	return dst
+}
+
+// hash is Hash encoding into scratch, which it returns grown for the next call: an
+// encoder behind a function value makes a buffer on the stack escape, one per activity.
+func hash(dst, scratch []byte, a *v1alpha1.ActivityRecord, enc Encoder) ([]byte, []byte) {
 	if !validStrings(a) {
 		a = a.DeepCopy()
 		Sanitize(a)
@@ -103,8 +112,8 @@ func Hash(dst []byte, a *v1alpha1.ActivityRecord, enc Encoder) []byte {
 		preview = a.Input.Preview
 		a.Input.Preview = ""
 	}
-	var scratch [1024]byte
-	sum := sha256.Sum256(enc(scratch[:0], a))
+	scratch = enc(scratch, a)
+	sum := sha256.Sum256(scratch)
 	if a.Evidence != nil {
 		a.Evidence.Hash = hash
 	}
@@ -112,7 +121,7 @@ func Hash(dst []byte, a *v1alpha1.ActivityRecord, enc Encoder) []byte {
 		a.Input.Preview = preview
 	}
 	dst = append(dst, HashPrefix...)
-	return hex.AppendEncode(dst, sum[:])
+	return hex.AppendEncode(dst, sum[:]), scratch
 }
 
 // validStrings says whether every string Sanitize would fix is valid UTF-8 already.

@@ -7,6 +7,14 @@
 #   hack/bench.sh                     # all four modes, activities on and off
 #   GO_BENCH=1 hack/bench.sh          # also the in-process go test benchmarks (allocs/op)
 #   MODES=persistent,udp ROUNDS=1 DURATION=3s hack/bench.sh
+#   MODES=none RATIOS=1 hack/bench.sh # only the in-process ratios below
+#
+# Then (RATIOS=1, the default) the in-process ratios of docs/performance.md, from go test
+# benchmarks run ROUNDS times in one go (median rate of each, from ns/op): 1000 rules against one
+# (BenchmarkTCPRoundTripRules, goal >= 0.8), Delimiter framing against Read
+# (BenchmarkTCPRoundTripFraming, >= 0.9), a rule with CEL against one without
+# (BenchmarkCELRule, >= 0.75), and the shared counter in the in-process store against a
+# connection variable (BenchmarkSharedCounter, reported).
 #
 # Settings (environment): MODES (all | persistent,cpr,udp,idle), ACTIVITIES (on,off),
 # DURATION (measured time per run, 5s), WARMUP (1s), ROUNDS (runs per cell, median
@@ -62,6 +70,7 @@ done
 echo "# ulimit -n: soft $(ulimit -Sn) hard $(ulimit -Hn)"
 echo
 
+if [[ "$MODES" != none ]]; then
 "$tmp/load" compare \
 	-parley "$tmp/parley" \
 	-rules hack/load/bench-rules.yaml \
@@ -78,6 +87,41 @@ echo
 	-idle-conns "$IDLE_CONNS" \
 	-hold "$HOLD" \
 	-close "$CLOSE"
+fi
+
+# ratio NAME GOAL NUMERATOR DENOMINATOR: the median rates of two sub-benchmarks and their ratio.
+ratio() {
+	awk -v name="$1" -v goal="$2" -v num="$3" -v den="$4" '
+		function median(a, n,   i, j, t) {
+			for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] > a[j]; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
+			return n % 2 ? a[(n+1)/2] : (a[n/2] + a[n/2+1]) / 2
+		}
+		{ for (i = 2; i < NF; i++) if ($(i+1) == "ns/op") { # as a rate: operations per second
+			$i = 1e9 / $i
+			sub(/-[0-9]+$/, "", $1)
+			if ($1 == num) x[++nx] = $i
+			if ($1 == den) y[++ny] = $i
+		} }
+		END {
+			if (!nx || !ny) { printf "%-34s missing\n", name; exit }
+			mx = median(x, nx); my = median(y, ny); r = mx / my
+			spread = ""; for (i = 1; i <= nx; i++) spread = spread sprintf("%.0f ", x[i])
+			printf "%-34s %10.0f/s %10.0f/s  %5.2f  %-12s %s\n", name, mx, my, r,
+				goal == "-" ? "reported" : (r >= goal ? "met (>= " goal ")" : "MISSED (>= " goal ")"), "rounds: " spread
+		}' "$tmp/gobench.txt"
+}
+
+if [[ "${RATIOS:-1}" == 1 ]]; then
+	echo
+	echo "# go test -run '^\$' -bench 'TCPRoundTripRules|TCPRoundTripFraming|CELRule|SharedCounter' -benchtime $BENCHTIME -count $ROUNDS ./connector"
+	(cd "$src" && go test -run '^$' -bench 'TCPRoundTripRules|TCPRoundTripFraming|CELRule|SharedCounter/(connection-variable|in-process)' \
+		-benchtime "$BENCHTIME" -count "$ROUNDS" ./connector) >"$tmp/gobench.txt"
+	printf '%-34s %12s %12s  %5s  %s\n' "IN-PROCESS RATIO" "MEASURED" "AGAINST" "RATIO" "TARGET"
+	ratio "1000 rules / 1 rule" 0.8 BenchmarkTCPRoundTripRules/rules=1000 BenchmarkTCPRoundTripRules/rules=1
+	ratio "framing Delimiter / Read" 0.9 BenchmarkTCPRoundTripFraming/delimiter BenchmarkTCPRoundTripFraming/read
+	ratio "CEL (when, {{= }}) / none" 0.75 BenchmarkCELRule/cel BenchmarkCELRule/plain
+	ratio "shared counter in-process / conn" - BenchmarkSharedCounter/in-process BenchmarkSharedCounter/connection-variable
+fi
 
 if [[ "${GO_BENCH:-0}" == 1 ]]; then
 	echo

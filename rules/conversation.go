@@ -46,6 +46,7 @@ func (c *compiler) conversation(path *field.Path) {
 		c.p.Groups = append(c.p.Groups, group)
 	}
 	c.resolveSchedules()
+	c.p.buildPrefilter()
 }
 
 func (c *compiler) basic(path *field.Path, name string, b *v1alpha1.BasicRule) *Basic {

@@ -75,6 +75,9 @@ type Program struct {
 	// Ungrouped Sync and Hybrid rules in ascending id, then the groups in listed order.
 	Rules  []*Rule
 	Groups []*Group
+	// Prefilter says which of the rules' and groups' regexes can match an input (slots in
+	// the order above); nil when there are too few for it to pay.
+	Prefilter *Prefilter
 	// OnStart lists the rules scheduled when a conversation starts.
 	OnStart []Schedule
 	// RuleCount counts every custom rule, enabled or not.
@@ -152,6 +155,8 @@ type Group struct {
 	Regex      *Regexp
 	Conditions []Condition
 	Rules      []*Rule
+	// Slot is the group regex's slot in Program.Prefilter; its rules follow it.
+	Slot int
 	// SharedReads are the shared variables its conditions read.
 	SharedReads []int
 }

@@ -21,6 +21,9 @@ type Regexp struct {
 	// impossible (`$` stays the end of the text): it runs on the text without its final
 	// "\n", where the end of the text is the place before that newline.
 	beforeNewline *regexp.Regexp
+	// literals are required literals of every match (prefilter.go), when prefilterable.
+	literals      []string
+	prefilterable bool
 }
 
 // compileRegex compiles expr as the rules' regexes are: RE2 syntax, Python's `$`.
@@ -31,7 +34,12 @@ func compileRegex(expr string) (*Regexp, error) {
 	}
 	out := &Regexp{re: re}
 	tree, err := syntax.Parse(expr, syntax.Perl)
-	if err != nil || !endsAtDollar(tree) {
+	if err != nil {
+		return out, nil
+	}
+	// Before neverAtEnd rewrites the tree: a rewritten `\z` only matches less.
+	out.literals, out.prefilterable = requiredLiterals(tree)
+	if !endsAtDollar(tree) {
 		return out, nil
 	}
 	neverAtEnd(tree)

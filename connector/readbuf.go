@@ -1,0 +1,21 @@
+package connector
+
+import "sync"
+
+// An idle TCP connection holds no read buffer: its read loop waits until the socket is
+// readable, then borrows a buffer for one read and the input it makes, and gives it back
+// (docs/performance.md §5). Only plain TCP connections wait this way: TLS reads records of
+// its own, and a conversation with CEL expressions keeps the input's bytes (raw) after it.
+
+// readBuffers holds the buffers read loops lend out.
+var readBuffers sync.Pool
+
+// borrowReadBuffer returns a buffer of size bytes.
+func borrowReadBuffer(size int) *[]byte {
+	if b, ok := readBuffers.Get().(*[]byte); ok && cap(*b) >= size {
+		*b = (*b)[:size]
+		return b
+	}
+	b := make([]byte, size)
+	return &b
+}

@@ -1,0 +1,12 @@
+//go:build !linux
+
+package connector
+
+import "net"
+
+// readiness is Linux's (readiness_linux.go); elsewhere a read loop keeps its buffer.
+type readiness struct{}
+
+func newReadiness(net.Conn) *readiness { return nil }
+
+func (*readiness) wait() {}
