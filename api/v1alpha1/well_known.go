@@ -37,6 +37,13 @@ const (
 	TLSCAMountPath   = "/var/run/parley/tls-ca"
 	TokenKey         = "token"
 	EngineCAKey      = "ca.crt"
+	// SharedMemoryURLKey, SharedMemoryPasswordKey and SharedMemoryCAKey hold, in the
+	// connector's engine Secret, the Redis or Valkey store of shared variables
+	// (memory.shared): its URL (without a password), the password, and the PEM CA of a
+	// rediss:// server. Absent when the operator has no store: each pod keeps its own.
+	SharedMemoryURLKey      = "shared-memory-url"
+	SharedMemoryPasswordKey = "shared-memory-password"
+	SharedMemoryCAKey       = "shared-memory-ca.crt"
 	EnvConnector     = "PARLEY_CONNECTOR"
 	EnvNamespace     = "PARLEY_NAMESPACE"
 	EnvEngineAddress = "PARLEY_ENGINE_ADDRESS"
