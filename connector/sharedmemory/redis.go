@@ -44,6 +44,7 @@ type Redis struct {
 	client *redis.Client
 	ns     string
 	where  string // the URL without its password, for messages
+	useTLS bool
 
 	mu     sync.Mutex
 	queues map[string]*stepQueue // per space
@@ -67,6 +68,26 @@ type step struct {
 // NewRedis connects to rawURL (redis://[user:pass@]host:port/db, rediss:// for TLS) and
 // checks it answers, so that a bad URL, a wrong password or a TLS mismatch is said at once.
 func NewRedis(ctx context.Context, rawURL string, o RedisOptions) (*Redis, error) {
+	r, err := OpenRedis(rawURL, o)
+	if err != nil {
+		return nil, err
+	}
+	timeout := o.ConnectTimeout
+	if timeout <= 0 {
+		timeout = 5 * time.Second
+	}
+	pctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := r.Ping(pctx); err != nil {
+		_ = r.client.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+// OpenRedis is NewRedis without the first contact: for a process that must start while
+// the store is down (a connector pod), and learns of it from Ping and its steps.
+func OpenRedis(rawURL string, o RedisOptions) (*Redis, error) {
 	where := Redact(rawURL)
 	opts, err := redis.ParseURL(rawURL)
 	if err != nil {
@@ -89,18 +110,17 @@ func NewRedis(ctx context.Context, rawURL string, o RedisOptions) (*Redis, error
 	opts.ContextTimeoutEnabled = true
 	opts.Protocol = 2
 	opts.DisableIdentity = true
-	r := &Redis{client: redis.NewClient(opts), ns: o.Namespace, where: where, queues: map[string]*stepQueue{}}
-	timeout := o.ConnectTimeout
-	if timeout <= 0 {
-		timeout = 5 * time.Second
+	return &Redis{client: redis.NewClient(opts), ns: o.Namespace, where: where, useTLS: opts.TLSConfig != nil,
+		queues: map[string]*stepQueue{}}, nil
+}
+
+// Ping checks that the store answers, and says what is wrong when it does not (a wrong
+// password, a TLS mismatch, no server).
+func (r *Redis) Ping(ctx context.Context) error {
+	if err := r.client.Ping(ctx).Err(); err != nil {
+		return r.explain(err, r.useTLS)
 	}
-	pctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	if err := r.client.Ping(pctx).Err(); err != nil {
-		_ = r.client.Close()
-		return nil, r.explain(err, opts.TLSConfig != nil)
-	}
-	return r, nil
+	return nil
 }
 
 // Redact is rawURL with its password replaced by "xxxxx".
