@@ -56,51 +56,67 @@ conversation:
   - {id: 4, mode: Sync, regex: "^LOCAL", response: "{{seen}}\n", operation: {name: NBR_SUM, inputs: [seen, "1"], outputs: [seen]}}`
 
 // Two connectors, each incrementing one shared counter 10,000 times through a rule over
-// real sockets, end at exactly 20,000: no step loses another's update.
+// real sockets, end at exactly 20,000: no step loses another's update. On Redis, twice: the
+// two connectors of one process share a store (their steps are batched), and as two
+// processes would, each with its own client (their transactions conflict and retry).
 func TestSharedCounterLosesNoUpdateAcrossConnectors(t *testing.T) {
 	if testing.Short() {
 		t.Skip("20,000 round trips through the store")
 	}
-	sharedStores(t, func(t *testing.T, store sharedmemory.Store) {
-		const each = 10000
-		a := start(t, counterRules, withStore(store))
-		b := start(t, counterRules, withStore(store))
-		var wg sync.WaitGroup
-		errs := make(chan error, 2)
-		for _, h := range []*harness{a, b} {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				conn, err := net.Dial("tcp", h.Addr())
-				if err != nil {
+	t.Run("memory", func(t *testing.T) {
+		s := sharedmemory.NewMemory()
+		countTo20000(t, s, s)
+	})
+	t.Run("redis-one-process", func(t *testing.T) {
+		s := newRedisStore(t, redistest.Start(t, redistest.Options{}))
+		countTo20000(t, s, s)
+	})
+	t.Run("redis-two-processes", func(t *testing.T) {
+		srv := redistest.Start(t, redistest.Options{})
+		countTo20000(t, newRedisStore(t, srv), newRedisStore(t, srv))
+	})
+}
+
+func countTo20000(t *testing.T, storeA, storeB sharedmemory.Store) {
+	t.Helper()
+	const each = 10000
+	a := start(t, counterRules, withStore(storeA))
+	b := start(t, counterRules, withStore(storeB))
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	for _, h := range []*harness{a, b} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conn, err := net.Dial("tcp", h.Addr())
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer conn.Close()
+			r := bufio.NewReader(conn)
+			for range each {
+				if _, err := conn.Write([]byte("INC\n")); err != nil {
 					errs <- err
 					return
 				}
-				defer conn.Close()
-				r := bufio.NewReader(conn)
-				for range each {
-					if _, err := conn.Write([]byte("INC\n")); err != nil {
-						errs <- err
-						return
-					}
-					if _, err := r.ReadString('\n'); err != nil {
-						errs <- err
-						return
-					}
+				if _, err := r.ReadString('\n'); err != nil {
+					errs <- err
+					return
 				}
-			}()
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			t.Fatal(err)
-		}
-		a.dial().exchange("GET\n", "20000\n")
-		b.dial().exchange("GET\n", "20000\n")
-		if e := a.Activities.Of(v1alpha1.ActivityError); len(e) > 0 {
-			t.Fatalf("errors: %v", e[0].Message)
-		}
-	})
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	a.dial().exchange("GET\n", "20000\n")
+	b.dial().exchange("GET\n", "20000\n")
+	if e := a.Activities.Of(v1alpha1.ActivityError); len(e) > 0 {
+		t.Fatalf("errors: %v", e[0].Message)
+	}
 }
 
 // A rule's condition and update over a shared flag are one step: of many peers knocking

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -20,7 +21,9 @@ import (
 const caRetry = 2 * time.Second
 
 // ensureSecret makes the connector's engine Secret with a random token, once (an existing
-// token is never replaced), and keeps the engine's CA in it. It reports whether the CA is
+// token is never replaced), and keeps the engine's CA and the shared-memory store (URL,
+// password, CA: Defaults.SharedMemory) in it. The store reaches the pod through this
+// Secret, mounted as files, so that its password is never in the pod spec. It reports whether the CA is
 // still to come: the engine has one, not loaded yet; what else the Secret needs is written
 // meanwhile.
 func (r *ExternalConnectorReconciler) ensureSecret(ctx context.Context, ec *v1alpha1.ExternalConnector) (caPending bool, err error) {
@@ -41,6 +44,7 @@ func (r *ExternalConnectorReconciler) ensureSecret(ctx context.Context, ec *v1al
 		if len(ca) > 0 {
 			s.Data[v1alpha1.EngineCAKey] = ca
 		}
+		maps.Copy(s.Data, r.Defaults.SharedMemory.secretData())
 		if err := r.Create(ctx, &s); err != nil {
 			return caPending, fmt.Errorf("create Secret %s: %w", name, err)
 		}
@@ -85,6 +89,9 @@ func (r *ExternalConnectorReconciler) ensureSecret(ctx context.Context, ec *v1al
 		}
 		s.Data[v1alpha1.EngineCAKey], changed = ca, true
 	}
+	if syncSharedMemory(&s, r.Defaults.SharedMemory.secretData()) {
+		changed = true
+	}
 	if !changed {
 		return caPending, nil
 	}
@@ -92,6 +99,27 @@ func (r *ExternalConnectorReconciler) ensureSecret(ctx context.Context, ec *v1al
 		return caPending, fmt.Errorf("patch Secret %s: %w", name, err)
 	}
 	return caPending, nil
+}
+
+// syncSharedMemory makes the shared-memory keys of s what want says, removing those the
+// operator no longer has (a store turned off), and reports whether it changed anything.
+func syncSharedMemory(s *corev1.Secret, want map[string][]byte) bool {
+	changed := false
+	for _, k := range []string{v1alpha1.SharedMemoryURLKey, v1alpha1.SharedMemoryPasswordKey, v1alpha1.SharedMemoryCAKey} {
+		v, wanted := want[k]
+		old, has := s.Data[k]
+		switch {
+		case wanted && (!has || !bytes.Equal(old, v)):
+			if s.Data == nil {
+				s.Data = map[string][]byte{}
+			}
+			s.Data[k], changed = v, true
+		case !wanted && has:
+			delete(s.Data, k)
+			changed = true
+		}
+	}
+	return changed
 }
 
 // engineCA returns the engine's CA, without waiting for it, and whether it is still to come:

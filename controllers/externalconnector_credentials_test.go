@@ -3,7 +3,9 @@ package controllers_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 
@@ -98,4 +100,59 @@ func TestEngineSecretGetsTheCAWhenItLoads(t *testing.T) {
 	if err != nil || !res.IsZero() {
 		t.Errorf("reconcile with the CA loaded: %+v, %v; want no requeue and no error", res, err)
 	}
+}
+
+// sharedMemory is the store every connector of the suite is handed.
+var sharedMemory = controllers.SharedMemory{
+	URL:      "rediss://redis.parley-system.svc:6379/0",
+	Password: []byte("s3cret-password"),
+	CA:       []byte("-----BEGIN CERTIFICATE-----\nredis CA\n-----END CERTIFICATE-----\n"),
+}
+
+func init() { testDefaults.SharedMemory = sharedMemory }
+
+// The shared-memory store reaches a connector through its own engine Secret (URL, password,
+// CA), never through the pod spec; a key changed by hand is put back.
+func TestEngineSecretCarriesTheSharedMemoryStore(t *testing.T) {
+	ns := namespace(t)
+	createRules(t, ns, "r", serverRules)
+	createConnector(t, ns, "shared", `{rules: r}`)
+	var secret corev1.Secret
+	want := map[string][]byte{
+		v1alpha1.SharedMemoryURLKey:      []byte(sharedMemory.URL),
+		v1alpha1.SharedMemoryPasswordKey: sharedMemory.Password,
+		v1alpha1.SharedMemoryCAKey:       sharedMemory.CA,
+	}
+	hasStore := func() error {
+		if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "shared-engine"}, &secret); err != nil {
+			return err
+		}
+		for k, v := range want {
+			if !bytes.Equal(secret.Data[k], v) {
+				return fmt.Errorf("%s is %q, want %q", k, secret.Data[k], v)
+			}
+		}
+		return nil
+	}
+	eventually(t, "the store in the Secret", hasStore)
+
+	var d appsv1.Deployment
+	get(t, ns, "shared", &d)
+	spec, err := json.Marshal(d.Spec.Template)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, leak := range []string{string(sharedMemory.Password), "redis.parley-system.svc"} {
+		if strings.Contains(string(spec), leak) {
+			t.Errorf("the pod template holds %q: %s", leak, spec)
+		}
+	}
+
+	patch := client.MergeFrom(secret.DeepCopy())
+	secret.Data[v1alpha1.SharedMemoryURLKey] = []byte("redis://elsewhere:6379")
+	delete(secret.Data, v1alpha1.SharedMemoryPasswordKey)
+	if err := k8s.Patch(context.Background(), &secret, patch); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the store put back in the Secret", hasStore)
 }

@@ -27,7 +27,9 @@ func TestStatusWritersOwnTheirFields(t *testing.T) {
 	// Play the engine: its fields, applied as it applies them.
 	connected := metav1.Condition{Type: v1alpha1.ConditionEngineConnected, Status: metav1.ConditionTrue,
 		Reason: v1alpha1.ReasonEngineConnected, Message: "1 pod(s) connected to the engine: shared-0", LastTransitionTime: metav1.NewTime(time.Now().Truncate(time.Second))}
-	conditions, err := statusapply.Conditions([]metav1.Condition{connected}, v1alpha1.ConditionEngineConnected)
+	sharedReady := metav1.Condition{Type: v1alpha1.ConditionSharedMemoryReady, Status: metav1.ConditionTrue,
+		Reason: v1alpha1.ReasonSharedMemoryReady, Message: "1 pod(s) reach the shared-memory store redis://r:6379/0: shared-0", LastTransitionTime: connected.LastTransitionTime}
+	conditions, err := statusapply.Conditions([]metav1.Condition{connected, sharedReady}, v1alpha1.ConditionEngineConnected, v1alpha1.ConditionSharedMemoryReady)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,6 +55,9 @@ func TestStatusWritersOwnTheirFields(t *testing.T) {
 	if err := hasCondition(got, "EngineConnected", metav1.ConditionTrue, "Connected", "shared-0"); err != nil {
 		t.Error(err)
 	}
+	if err := hasCondition(got, "SharedMemoryReady", metav1.ConditionTrue, "StoreReady", "shared-0"); err != nil {
+		t.Error(err)
+	}
 
 	// Who owns what, as the API server records it: every status write is an apply.
 	owned := map[string]string{}
@@ -70,7 +75,7 @@ func TestStatusWritersOwnTheirFields(t *testing.T) {
 	for manager, fields := range map[string][]string{
 		"parley-externalconnector": {`"f:phase"`, `"f:replicas"`, `"f:readyReplicas"`, `"f:observedGeneration"`, `"f:rules"`,
 			`"f:mode"`, `"f:transport"`, `"f:port"`, `"f:endpoint"`, `k:{\"type\":\"RulesResolved\"}`, `k:{\"type\":\"Ready\"}`},
-		"parley-engine": {`"f:connections"`, `"f:activities"`, `k:{\"type\":\"EngineConnected\"}`},
+		"parley-engine": {`"f:connections"`, `"f:activities"`, `k:{\"type\":\"EngineConnected\"}`, `k:{\"type\":\"SharedMemoryReady\"}`},
 	} {
 		set, ok := owned[manager]
 		if !ok {
@@ -83,7 +88,7 @@ func TestStatusWritersOwnTheirFields(t *testing.T) {
 			}
 		}
 	}
-	for _, f := range []string{`"f:connections"`, `k:{\"type\":\"EngineConnected\"}`} {
+	for _, f := range []string{`"f:connections"`, `k:{\"type\":\"EngineConnected\"}`, `k:{\"type\":\"SharedMemoryReady\"}`} {
 		if strings.Contains(owned["parley-externalconnector"], f) {
 			t.Errorf("the controller owns the engine's %s", f)
 		}

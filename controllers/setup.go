@@ -10,6 +10,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/parley-dev/parley/api/v1alpha1"
+
 	ctrl "sigs.k8s.io/controller-runtime"
 )
 
@@ -28,6 +30,36 @@ type Defaults struct {
 	EngineCA func() []byte
 	// Retention applies to connectors whose spec.activities leaves maxCount or ttl unset.
 	Retention Retention
+	// SharedMemory is the store of shared variables handed to every connector through its
+	// engine Secret; a zero value hands none (each pod keeps its own, in process).
+	SharedMemory SharedMemory
+}
+
+// SharedMemory is a Redis or Valkey store of shared variables (docs/rules.md §3, "Shared
+// variables"). It reaches connector pods through their own Secret only, never the pod spec.
+type SharedMemory struct {
+	// URL is redis://host:port/db or rediss:// for TLS, without a password.
+	URL string
+	// Password authenticates to the store (the chart reads it from an existing Secret).
+	Password []byte
+	// CA is the PEM CA a rediss:// server's certificate must chain to.
+	CA []byte
+}
+
+// secretData is what the store puts into a connector's engine Secret, by key.
+func (m SharedMemory) secretData() map[string][]byte {
+	out := map[string][]byte{}
+	if m.URL == "" {
+		return out
+	}
+	out[v1alpha1.SharedMemoryURLKey] = []byte(m.URL)
+	if len(m.Password) > 0 {
+		out[v1alpha1.SharedMemoryPasswordKey] = m.Password
+	}
+	if len(m.CA) > 0 {
+		out[v1alpha1.SharedMemoryCAKey] = m.CA
+	}
+	return out
 }
 
 // +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete

@@ -70,6 +70,7 @@ func (cs *connectorState) activeLocked() int64 {
 // process restarts and several pods add up.
 func (e *Engine) heartbeat(s *stream, hb *enginev1.Heartbeat) {
 	s.active.Store(hb.GetActiveConnections())
+	s.shared.Store(hb.GetSharedMemory())
 	s.rs.mu.Lock()
 	prev := s.rs.heartbeat
 	s.rs.heartbeat = hb

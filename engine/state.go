@@ -31,6 +31,9 @@ type connectorState struct {
 	// connected is the EngineConnected condition last applied, which the cache may not have
 	// yet: the next one keeps its lastTransitionTime while its status does not change.
 	connected *metav1.Condition
+	// sharedReady is the SharedMemoryReady condition last applied, kept for the same reason,
+	// and to announce the store's loss and recovery once each.
+	sharedReady *metav1.Condition
 	// announcedHash is the rules hash last announced with a RulesUpdated event.
 	announcedHash string
 	// announcedPaused is the pause state last announced with a Paused or Resumed event.

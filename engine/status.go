@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	enginev1 "github.com/parley-dev/parley/api/engine/v1"
 	"github.com/parley-dev/parley/api/v1alpha1"
 	"github.com/parley-dev/parley/internal/statusapply"
 )
@@ -82,6 +83,7 @@ func (e *Engine) patchStatus(ctx context.Context, cs *connectorState) error {
 	cs.dirty = false
 	c, last, active, pods := cs.counts, cs.lastActivity, cs.active(), podsOf(cs)
 	base, connected := cs.base, cs.connected
+	stores, sharedBefore := storesOf(cs), cs.sharedReady
 	dropped := cs.droppedSinceWarning
 	cs.mu.Unlock()
 
@@ -123,6 +125,14 @@ func (e *Engine) patchStatus(ctx context.Context, cs *connectorState) error {
 		st.Conditions = append(st.Conditions, *connected)
 	}
 	meta.SetStatusCondition(&st.Conditions, engineConnected(ec.Generation, pods))
+	if sharedBefore != nil {
+		meta.RemoveStatusCondition(&st.Conditions, v1alpha1.ConditionSharedMemoryReady)
+		st.Conditions = append(st.Conditions, *sharedBefore)
+	}
+	// No pod reporting a store (none connected) leaves the condition as it was.
+	if len(stores) > 0 {
+		meta.SetStatusCondition(&st.Conditions, sharedMemoryReady(ec.Generation, stores))
+	}
 
 	if equality.Semantic.DeepEqual(old.Status, ec.Status) {
 		return nil
@@ -144,6 +154,13 @@ func (e *Engine) patchStatus(ctx context.Context, cs *connectorState) error {
 		cs.mu.Lock()
 		cs.connected = &applied
 		cs.mu.Unlock()
+	}
+	if c := meta.FindStatusCondition(ec.Status.Conditions, v1alpha1.ConditionSharedMemoryReady); c != nil {
+		applied := *c
+		cs.mu.Lock()
+		cs.sharedReady = &applied
+		cs.mu.Unlock()
+		e.announceSharedMemory(&ec, sharedBefore, c)
 	}
 	if dropped > 0 {
 		e.warnDropped(cs, &ec, dropped)
@@ -303,7 +320,7 @@ func engineConnected(generation int64, pods []string) metav1.Condition {
 // ownedStatus is every status field the engine owns, whole: the counters are applied even at
 // zero, so that a status that never had them gets them all.
 func ownedStatus(st *v1alpha1.ExternalConnectorStatus) (statusapply.Fields, error) {
-	conditions, err := statusapply.Conditions(st.Conditions, v1alpha1.ConditionEngineConnected)
+	conditions, err := statusapply.Conditions(st.Conditions, v1alpha1.ConditionEngineConnected, v1alpha1.ConditionSharedMemoryReady)
 	if err != nil {
 		return nil, err
 	}
@@ -318,4 +335,63 @@ func ownedStatus(st *v1alpha1.ExternalConnectorStatus) (statusapply.Fields, erro
 		f["lastActivityTime"] = st.LastActivityTime.ToUnstructured()
 	}
 	return f, nil
+}
+
+// podStore is what one pod said of its shared-memory store.
+type podStore struct {
+	pod    string
+	report *enginev1.SharedMemory
+}
+
+// storesOf lists, by pod, the stores the connector's connected pods report; the caller
+// holds cs.mu.
+func storesOf(cs *connectorState) []podStore {
+	var out []podStore
+	for s := range cs.streams {
+		if r := s.shared.Load(); r.GetState() != enginev1.SharedMemory_STATE_UNSPECIFIED {
+			out = append(out, podStore{pod: s.pod, report: r})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].pod < out[j].pod })
+	return out
+}
+
+// sharedMemoryReady is the SharedMemoryReady condition of a connector whose pods report
+// these stores: False as soon as one pod lost its store, with the pods and the last error.
+func sharedMemoryReady(generation int64, stores []podStore) metav1.Condition {
+	c := metav1.Condition{Type: v1alpha1.ConditionSharedMemoryReady, ObservedGeneration: generation,
+		Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonSharedMemoryReady}
+	var lost, ready []string
+	lastError := ""
+	for _, s := range stores {
+		if s.report.GetState() == enginev1.SharedMemory_LOST {
+			lost = append(lost, s.pod)
+			if lastError == "" {
+				lastError = s.report.GetLastError()
+			}
+		} else {
+			ready = append(ready, s.pod)
+		}
+	}
+	store := stores[0].report.GetStore()
+	if len(lost) > 0 {
+		c.Status, c.Reason = metav1.ConditionFalse, v1alpha1.ReasonSharedMemoryLost
+		c.Message = fmt.Sprintf("%d pod(s) cannot reach the shared-memory store %s: %s; last error: %s",
+			len(lost), store, strings.Join(lost, ", "), lastError)
+		return c
+	}
+	c.Message = fmt.Sprintf("%d pod(s) reach the shared-memory store %s: %s", len(ready), store, strings.Join(ready, ", "))
+	return c
+}
+
+// announceSharedMemory sends a Warning Event when the store is lost (from ready, or at
+// first report) and a Normal one when it recovers.
+func (e *Engine) announceSharedMemory(ec *v1alpha1.ExternalConnector, before, now *metav1.Condition) {
+	switch {
+	case now.Status == metav1.ConditionFalse && (before == nil || before.Status == metav1.ConditionTrue):
+		e.event(ec, corev1.EventTypeWarning, v1alpha1.ReasonSharedMemoryLost, "SharedMemory", now.Message+
+			". Shared steps are Error activities until it is back; check the store and the chart's sharedMemory values")
+	case now.Status == metav1.ConditionTrue && before != nil && before.Status == metav1.ConditionFalse:
+		e.event(ec, corev1.EventTypeNormal, v1alpha1.ReasonSharedMemoryRecovered, "SharedMemory", now.Message)
+	}
 }

@@ -2,11 +2,13 @@ package engine
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	enginev1 "github.com/parley-dev/parley/api/engine/v1"
 	"github.com/parley-dev/parley/api/v1alpha1"
 )
 
@@ -94,5 +96,41 @@ func TestLastActivityTime(t *testing.T) {
 		if (got == nil) != (tc.want == nil) || got != nil && !got.Equal(tc.want) {
 			t.Errorf("%s: got %v, want %v", tc.name, got, tc.want)
 		}
+	}
+}
+
+// SharedMemoryReady is False as soon as one pod lost its store, naming the pods and the
+// last error; True when every reporting pod reaches it.
+func TestSharedMemoryReady(t *testing.T) {
+	ready := &enginev1.SharedMemory{State: enginev1.SharedMemory_READY, Store: "redis://r:6379/0", LastError: "old"}
+	lost := &enginev1.SharedMemory{State: enginev1.SharedMemory_LOST, Store: "redis://r:6379/0", LastError: "cannot reach the server"}
+	want := metav1.Condition{Type: v1alpha1.ConditionSharedMemoryReady, Status: metav1.ConditionTrue, ObservedGeneration: 4,
+		Reason: v1alpha1.ReasonSharedMemoryReady, Message: "2 pod(s) reach the shared-memory store redis://r:6379/0: a, b"}
+	if c := sharedMemoryReady(4, []podStore{{"a", ready}, {"b", ready}}); c != want {
+		t.Errorf("ready: %+v\nwant %+v", c, want)
+	}
+	want = metav1.Condition{Type: v1alpha1.ConditionSharedMemoryReady, Status: metav1.ConditionFalse, ObservedGeneration: 4,
+		Reason: v1alpha1.ReasonSharedMemoryLost, Message: "1 pod(s) cannot reach the shared-memory store redis://r:6379/0: b; last error: cannot reach the server"}
+	if c := sharedMemoryReady(4, []podStore{{"a", ready}, {"b", lost}}); c != want {
+		t.Errorf("one lost: %+v\nwant %+v", c, want)
+	}
+}
+
+// The engine owns SharedMemoryReady beside EngineConnected.
+func TestOwnedStatusHasSharedMemoryReady(t *testing.T) {
+	st := v1alpha1.ExternalConnectorStatus{Conditions: []metav1.Condition{
+		{Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonReplicasReady},
+		sharedMemoryReady(1, []podStore{{"a", &enginev1.SharedMemory{State: enginev1.SharedMemory_READY, Store: "redis://r"}}}),
+	}}
+	fields, err := ownedStatus(&st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(fields["conditions"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"type":"SharedMemoryReady"`) || strings.Contains(string(b), `"type":"Ready"`) {
+		t.Errorf("conditions applied: %s", b)
 	}
 }

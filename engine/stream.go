@@ -40,6 +40,8 @@ type stream struct {
 	log       logr.Logger
 
 	active atomic.Int64
+	// shared is what the last heartbeat said of the process's shared-memory store.
+	shared atomic.Pointer[enginev1.SharedMemory]
 	// kick and ack wake the sender: something may have changed; acks advanced.
 	kick chan struct{}
 	ack  chan struct{}

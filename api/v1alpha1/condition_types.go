@@ -11,6 +11,9 @@ const (
 	ConditionReady = "Ready"
 	// ConditionEngineConnected says whether a connector's pods hold a stream to the engine.
 	ConditionEngineConnected = "EngineConnected"
+	// ConditionSharedMemoryReady says whether a connector's pods reach their shared-memory
+	// store (Redis, Valkey); absent while no pod has reported one.
+	ConditionSharedMemoryReady = "SharedMemoryReady"
 )
 
 // Reasons of the Valid condition.
@@ -69,6 +72,14 @@ const (
 	ReasonActivitiesDropped  = "ActivitiesDropped"
 	ReasonEngineConnected    = "Connected"
 	ReasonEngineDisconnected = "Disconnected"
+)
+
+// Reasons of the SharedMemoryReady condition, and of the engine's events when a store is
+// lost (Warning) and when it recovers (Normal).
+const (
+	ReasonSharedMemoryReady     = "StoreReady"
+	ReasonSharedMemoryLost      = "SharedMemoryLost"
+	ReasonSharedMemoryRecovered = "SharedMemoryRecovered"
 )
 
 // FinalizerGracefulEnd holds a deleted connector until its pods have ended their

@@ -31,16 +31,23 @@ const (
 	MetricsPortName = "metrics"
 	MetricsPort     = 9090
 	// ReadinessPath answers 200 once the connector serves and is connected to the engine.
-	ReadinessPath    = "/readyz"
-	EngineMountPath  = "/var/run/parley/engine"
-	TLSMountPath     = "/var/run/parley/tls"
-	TLSCAMountPath   = "/var/run/parley/tls-ca"
-	TokenKey         = "token"
-	EngineCAKey      = "ca.crt"
-	EnvConnector     = "PARLEY_CONNECTOR"
-	EnvNamespace     = "PARLEY_NAMESPACE"
-	EnvEngineAddress = "PARLEY_ENGINE_ADDRESS"
-	EnvPodName       = "PARLEY_POD_NAME"
+	ReadinessPath   = "/readyz"
+	EngineMountPath = "/var/run/parley/engine"
+	TLSMountPath    = "/var/run/parley/tls"
+	TLSCAMountPath  = "/var/run/parley/tls-ca"
+	TokenKey        = "token"
+	EngineCAKey     = "ca.crt"
+	// SharedMemoryURLKey, SharedMemoryPasswordKey and SharedMemoryCAKey hold, in the
+	// connector's engine Secret, the Redis or Valkey store of shared variables
+	// (memory.shared): its URL (without a password), the password, and the PEM CA of a
+	// rediss:// server. Absent when the operator has no store: each pod keeps its own.
+	SharedMemoryURLKey      = "shared-memory-url"
+	SharedMemoryPasswordKey = "shared-memory-password"
+	SharedMemoryCAKey       = "shared-memory-ca.crt"
+	EnvConnector            = "PARLEY_CONNECTOR"
+	EnvNamespace            = "PARLEY_NAMESPACE"
+	EnvEngineAddress        = "PARLEY_ENGINE_ADDRESS"
+	EnvPodName              = "PARLEY_POD_NAME"
 
 	// UnprivilegedSysctl lets a non-root connector bind a port below 1024.
 	UnprivilegedSysctl = "net.ipv4.ip_unprivileged_port_start"

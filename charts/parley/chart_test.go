@@ -238,6 +238,8 @@ var valueSets = map[string][]string{
 	"webhookAddress":     {"--set", "webhook.address=127.0.0.1:19444", "--set", "webhook.port=19444", "--set", "webhook.failurePolicy=Fail"},
 	"certManager":        {"--set", "webhook.certManager.enabled=true"},
 	"noWebhook":          {"--set", "webhook.enabled=false"},
+	"sharedMemory":       {"--set", "sharedMemory.url=rediss://redis.db:6379/0", "--set", "sharedMemory.existingSecret=redis-auth", "--set", "sharedMemory.passwordKey=pw", "--set", "sharedMemory.tls.caSecret=redis-tls"},
+	"sharedMemoryPlain":  {"--set", "sharedMemory.url=redis://redis.db:6379", "--set", "sharedMemory.tls.caKey=unused.crt"},
 }
 
 func TestLint(t *testing.T) {
@@ -376,6 +378,10 @@ func TestFlags(t *testing.T) {
 		"webhookAddress":  with(map[string]string{"--webhook-bind-address": ":19444", "--webhook-hosts": "127.0.0.1"}),
 		"certManager":     without(with(map[string]string{"--webhook-cert-dir": "/var/run/parley/webhook-tls"}), "--webhook-secret", "--webhook-hosts"),
 		"noWebhook":       without(with(map[string]string{"--webhook-bind-address": "0"}), "--webhook-secret", "--webhook-hosts"),
+		"sharedMemory": with(map[string]string{"--shared-memory-url": "rediss://redis.db:6379/0",
+			"--shared-memory-password-file": "/var/run/parley/shared-memory/password/pw",
+			"--shared-memory-ca-file":       "/var/run/parley/shared-memory/ca/ca.crt"}),
+		"sharedMemoryPlain": with(map[string]string{"--shared-memory-url": "redis://redis.db:6379"}),
 	}
 	for _, name := range slices.Sorted(maps.Keys(valueSets)) {
 		t.Run(name, func(t *testing.T) {
@@ -1271,4 +1277,56 @@ func toAny(s []string) []any {
 		out[i] = v
 	}
 	return out
+}
+
+// The store's password and CA reach the operator as files of the Secret or ConfigMap that
+// holds them, mounted; a URL with a password, or settings that cannot work, do not render.
+func TestSharedMemory(t *testing.T) {
+	m := render(t, valueSets["sharedMemory"]...)
+	d := get[*appsv1.Deployment](t, m, "Deployment", namespace, "parley")
+	vols := map[string]corev1.Volume{}
+	for _, v := range d.Spec.Template.Spec.Volumes {
+		vols[v.Name] = v
+	}
+	if v := vols["shared-memory-password"]; v.Secret == nil || v.Secret.SecretName != "redis-auth" ||
+		len(v.Secret.Items) != 1 || v.Secret.Items[0].Key != "pw" || v.Secret.Items[0].Path != "pw" {
+		t.Errorf("password volume %+v", v)
+	}
+	if v := vols["shared-memory-ca"]; v.Secret == nil || v.Secret.SecretName != "redis-tls" || v.Secret.Items[0].Key != "ca.crt" {
+		t.Errorf("CA volume %+v", v)
+	}
+	mounts := map[string]string{}
+	for _, vm := range operatorContainer(t, d).VolumeMounts {
+		mounts[vm.Name] = vm.MountPath
+	}
+	if mounts["shared-memory-password"] != "/var/run/parley/shared-memory/password" || mounts["shared-memory-ca"] != "/var/run/parley/shared-memory/ca" {
+		t.Errorf("mounts %v", mounts)
+	}
+
+	m = render(t, "--set", "sharedMemory.url=rediss://redis.db:6379/0", "--set", "sharedMemory.tls.caConfigMap=redis-ca", "--set", "sharedMemory.tls.caKey=root.pem")
+	d = get[*appsv1.Deployment](t, m, "Deployment", namespace, "parley")
+	found := false
+	for _, v := range d.Spec.Template.Spec.Volumes {
+		if v.Name == "shared-memory-ca" {
+			found = v.ConfigMap != nil && v.ConfigMap.Name == "redis-ca" && v.ConfigMap.Items[0].Key == "root.pem"
+		}
+		if v.Name == "shared-memory-password" {
+			t.Errorf("a password volume without existingSecret: %+v", v)
+		}
+	}
+	if !found || flagsOf(t, operatorContainer(t, d))["--shared-memory-ca-file"] != "/var/run/parley/shared-memory/ca/root.pem" {
+		t.Errorf("CA from a ConfigMap: volumes %+v", d.Spec.Template.Spec.Volumes)
+	}
+
+	for _, bad := range [][]string{
+		{"--set", "sharedMemory.url=redis://:hunter2@redis.db:6379/0"},
+		{"--set", "sharedMemory.url=http://redis.db:6379"},
+		{"--set", "sharedMemory.existingSecret=redis-auth"},
+		{"--set", "sharedMemory.url=redis://redis.db:6379", "--set", "sharedMemory.tls.caSecret=redis-tls"},
+		{"--set", "sharedMemory.url=rediss://redis.db:6379", "--set", "sharedMemory.tls.caSecret=a", "--set", "sharedMemory.tls.caConfigMap=b"},
+	} {
+		if _, err := runHelm(t, append([]string{"template", release, chartDir, "--namespace", namespace}, bad...)...); err == nil {
+			t.Errorf("%v rendered", bad)
+		}
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
+	"github.com/parley-dev/parley/connector"
 	"github.com/parley-dev/parley/connector/activity"
 	"github.com/parley-dev/parley/connector/pod"
 	"github.com/parley-dev/parley/connector/uplink"
@@ -60,6 +61,9 @@ func newConnectorCommand() *cobra.Command {
 	f.IntVar(&o.ReplayBuffer, "replay-buffer", uplink.DefaultReplayCapacity, "activities kept until the engine acknowledges them (replayed after a reconnection)")
 	f.Int64Var(&o.ActivityBudget, "activity-budget", activity.DefaultBudget, "bytes of activities waiting for the engine client before new ones are dropped (and counted)")
 	f.Int64Var(&o.ReplayBudget, "replay-budget", uplink.DefaultReplayBytes, "bytes of encoded activities kept until the engine acknowledges them")
+	f.StringVar(&o.SharedMemoryDir, "shared-memory-dir", v1alpha1.EngineMountPath, "directory of the engine Secret, whose "+v1alpha1.SharedMemoryURLKey+" (with "+v1alpha1.SharedMemoryPasswordKey+" and "+v1alpha1.SharedMemoryCAKey+") names the Redis or Valkey store of shared variables; without it they stay in the pod")
+	f.DurationVar(&o.SharedMemoryCheck, "shared-memory-check", pod.DefaultSharedMemoryCheck, "how often the shared-memory store is checked, for the engine's SharedMemoryReady condition")
+	f.DurationVar(&o.SharedStepTimeout, "shared-memory-timeout", connector.DefaultSharedStepTimeout, "bound of each step over shared variables; a slower store makes it an Error activity")
 	goflags := flag.NewFlagSet("zap", flag.ContinueOnError)
 	zapOpts.BindFlags(goflags)
 	f.AddGoFlagSet(goflags)

@@ -25,6 +25,8 @@ type Counters struct {
 	RejectedConnections uint64
 	ActivitiesProduced  uint64
 	ActivitiesDropped   uint64
+	// SharedMemoryErrors counts the checks and shared steps the shared-memory store failed.
+	SharedMemoryErrors uint64
 }
 
 // Metrics are one process's connector metrics, in a registry of their own.
@@ -58,6 +60,8 @@ func New(counters func() Counters) (*Metrics, error) {
 			func(c Counters) uint64 { return c.ActivitiesProduced }),
 		counter("parley_connector_activities_dropped_total", "Activities dropped before reaching their destination (buffers full).",
 			func(c Counters) uint64 { return c.ActivitiesDropped }),
+		counter("parley_connector_shared_memory_errors_total", "Checks and shared steps the shared-memory store (Redis, Valkey) failed.",
+			func(c Counters) uint64 { return c.SharedMemoryErrors }),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	} {

@@ -26,6 +26,7 @@ import (
 	"github.com/parley-dev/parley/connector"
 	"github.com/parley-dev/parley/connector/activity"
 	"github.com/parley-dev/parley/connector/metrics"
+	"github.com/parley-dev/parley/connector/sharedmemory"
 	"github.com/parley-dev/parley/connector/uplink"
 	"github.com/parley-dev/parley/rules"
 )
@@ -86,6 +87,16 @@ type Options struct {
 	// --replay-budget): what a peer streaming large inputs can make the pod hold. Zero means
 	// the packages' defaults (activity.DefaultBudget, uplink.DefaultReplayBytes).
 	ActivityBudget, ReplayBudget int64
+	// SharedMemoryDir is where the connector's engine Secret is mounted, which names the
+	// Redis or Valkey store of shared variables when the operator has one
+	// (--shared-memory-dir); "" or no store there: shared variables stay in the process.
+	SharedMemoryDir string
+	// SharedMemoryCheck is how often the store is checked (--shared-memory-check).
+	// Default DefaultSharedMemoryCheck.
+	SharedMemoryCheck time.Duration
+	// SharedStepTimeout bounds each shared step (--shared-memory-timeout); default the
+	// connector's.
+	SharedStepTimeout time.Duration
 	// Version is said to the engine in Hello.
 	Version string
 	// Logger hears what the process does.
@@ -126,6 +137,9 @@ func (o *Options) validate() error {
 	if o.EngineServerName == "" {
 		o.EngineServerName = host
 	}
+	if o.SharedMemoryCheck <= 0 {
+		o.SharedMemoryCheck = DefaultSharedMemoryCheck
+	}
 	return nil
 }
 
@@ -142,6 +156,15 @@ func Run(ctx context.Context, o Options) error {
 	if err := p.setup(); err != nil {
 		return err
 	}
+	shared, err := openSharedMemory(o.SharedMemoryDir, o.Namespace)
+	if err != nil {
+		return fmt.Errorf("shared memory: %w", err)
+	}
+	if shared != nil {
+		p.shared = shared
+		p.health = &storeHealth{store: shared, interval: o.SharedMemoryCheck, log: log.WithName("shared-memory")}
+		log.Info("shared variables in Redis", "store", shared.String(), "keyNamespace", o.Namespace)
+	}
 	addr, stopMetrics, err := p.metrics.Serve(o.MetricsAddress, p.ready)
 	if err != nil {
 		return err
@@ -151,6 +174,16 @@ func Run(ctx context.Context, o Options) error {
 		log.Info("metrics endpoint", "address", addr.String())
 	}
 	log.Info("parley connector starting", "version", o.Version, "engine", o.EngineAddress, "run", p.up.RunID())
+	if p.shared != nil {
+		defer func() { _ = p.shared.Close() }()
+		hctx, stopHealth := context.WithCancel(context.Background())
+		healthDone := make(chan struct{})
+		go func() {
+			defer close(healthDone)
+			p.health.run(hctx)
+		}()
+		defer func() { stopHealth(); <-healthDone }()
+	}
 
 	go p.reg.Run()
 	upCtx, upCancel := context.WithCancel(context.Background())
@@ -173,6 +206,10 @@ type process struct {
 	metrics *metrics.Metrics
 	reg     *activity.Register
 	up      *uplink.Uplink
+	// shared is the store of shared variables every connector of the process is handed, and
+	// health its checks; nil without a store (each connector keeps its own, in process).
+	shared *sharedmemory.Redis
+	health *storeHealth
 
 	upDone     chan struct{}
 	stopUplink context.CancelFunc
@@ -267,7 +304,7 @@ func (p *process) counters() metrics.Counters {
 	return metrics.Counters{
 		ActiveConnections: hb.GetActiveConnections(), TotalConnections: hb.GetTotalConnections(),
 		RejectedConnections: hb.GetRejectedConnections(), ActivitiesProduced: hb.GetActivitiesProduced(),
-		ActivitiesDropped: hb.GetActivitiesDropped(),
+		ActivitiesDropped: hb.GetActivitiesDropped(), SharedMemoryErrors: hb.GetSharedMemory().GetErrors(),
 	}
 }
 
@@ -286,6 +323,13 @@ func (p *process) heartbeat() *enginev1.Heartbeat {
 	rs := p.reg.Stats()
 	hb.ActivitiesProduced = rs.Recorded + rs.Dropped
 	hb.ActivitiesDropped = rs.Dropped + p.up.Stats().Dropped
+	if p.health != nil {
+		var stepErrors uint64
+		if c != nil {
+			stepErrors = c.Stats().SharedMemoryErrors
+		}
+		hb.SharedMemory = p.health.report(stepErrors)
+	}
 	return hb
 }
 
@@ -406,7 +450,10 @@ func (p *process) apply(c *enginev1.Config) error {
 
 // prepare decodes, compiles and checks a Config, and loads the TLS material it needs.
 func (p *process) prepare(c *enginev1.Config) (*rules.Program, connector.Options, network, error) {
-	opts := connector.Options{Name: p.o.Connector, Register: p.reg}
+	opts := connector.Options{Name: p.o.Connector, Register: p.reg, SharedStepTimeout: p.o.SharedStepTimeout}
+	if p.shared != nil {
+		opts.SharedMemory = p.shared
+	}
 	var spec v1alpha1.ConversationRulesSpec
 	if err := json.Unmarshal(c.GetSpec(), &spec); err != nil {
 		return nil, opts, network{}, fmt.Errorf("decode the rules spec: %w", err)

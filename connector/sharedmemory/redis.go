@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -29,17 +30,64 @@ type RedisOptions struct {
 	ConnectTimeout time.Duration
 }
 
-// Redis is a store on a Redis or Valkey server: optimistic transactions (WATCH, GET, then
-// MULTI/SET/PUBLISH/EXEC), retried on conflict.
+// Redis is a store on a Redis or Valkey server: optimistic transactions (WATCH and MGET in
+// one round trip, then MULTI/SET/PUBLISH/EXEC in another), retried on conflict.
+//
+// Steps of one memory space never race each other inside the process: they would only make
+// each other's EXEC fail (WATCH sees the other's write) and retry, which is what made the
+// parallel conversations of one connector crawl. Instead, while a batch of a space's steps
+// is in flight, the steps that arrive queue up, and the next batch runs them all in one
+// transaction, one after the other against the same snapshot (each sees the writes of those
+// before it): two round trips for the whole batch. Only steps of other processes can
+// conflict with a batch, and the optimistic transaction is what keeps those atomic.
 type Redis struct {
 	client *redis.Client
 	ns     string
 	where  string // the URL without its password, for messages
+	useTLS bool
+
+	mu     sync.Mutex
+	queues map[string]*stepQueue // per space
+}
+
+// stepQueue holds the steps of one space waiting for the batch in flight to end.
+type stepQueue struct {
+	pending []*step
+	running bool // a leader is running a batch
+}
+
+// step is one call of Update.
+type step struct {
+	ctx    context.Context
+	names  []string
+	fn     func(Txn) error
+	result chan error    // the step's outcome, once a batch ran it
+	lead   chan struct{} // this step's goroutine is to run the next batch
 }
 
 // NewRedis connects to rawURL (redis://[user:pass@]host:port/db, rediss:// for TLS) and
 // checks it answers, so that a bad URL, a wrong password or a TLS mismatch is said at once.
 func NewRedis(ctx context.Context, rawURL string, o RedisOptions) (*Redis, error) {
+	r, err := OpenRedis(rawURL, o)
+	if err != nil {
+		return nil, err
+	}
+	timeout := o.ConnectTimeout
+	if timeout <= 0 {
+		timeout = 5 * time.Second
+	}
+	pctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := r.Ping(pctx); err != nil {
+		_ = r.client.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+// OpenRedis is NewRedis without the first contact: for a process that must start while
+// the store is down (a connector pod), and learns of it from Ping and its steps.
+func OpenRedis(rawURL string, o RedisOptions) (*Redis, error) {
 	where := Redact(rawURL)
 	opts, err := redis.ParseURL(rawURL)
 	if err != nil {
@@ -62,18 +110,17 @@ func NewRedis(ctx context.Context, rawURL string, o RedisOptions) (*Redis, error
 	opts.ContextTimeoutEnabled = true
 	opts.Protocol = 2
 	opts.DisableIdentity = true
-	r := &Redis{client: redis.NewClient(opts), ns: o.Namespace, where: where}
-	timeout := o.ConnectTimeout
-	if timeout <= 0 {
-		timeout = 5 * time.Second
+	return &Redis{client: redis.NewClient(opts), ns: o.Namespace, where: where, useTLS: opts.TLSConfig != nil,
+		queues: map[string]*stepQueue{}}, nil
+}
+
+// Ping checks that the store answers, and says what is wrong when it does not (a wrong
+// password, a TLS mismatch, no server).
+func (r *Redis) Ping(ctx context.Context) error {
+	if err := r.client.Ping(ctx).Err(); err != nil {
+		return r.explain(err, r.useTLS)
 	}
-	pctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	if err := r.client.Ping(pctx).Err(); err != nil {
-		_ = r.client.Close()
-		return nil, r.explain(err, opts.TLSConfig != nil)
-	}
-	return r, nil
+	return nil
 }
 
 // Redact is rawURL with its password replaced by "xxxxx".
@@ -121,7 +168,28 @@ type redisTxn struct {
 	read   map[string]Value
 	writes map[string]string
 	order  []string
+	undo   []undo // to take back the writes of a step of the batch that failed
 	err    error
+}
+
+// undo restores a write: the value before it, or none.
+type undo struct {
+	name, prev string
+	had        bool
+}
+
+// rollback takes back the writes made since the undo log had mark entries.
+func (t *redisTxn) rollback(mark int) {
+	for i := len(t.undo) - 1; i >= mark; i-- {
+		u := t.undo[i]
+		if u.had {
+			t.writes[u.name] = u.prev
+		} else {
+			delete(t.writes, u.name)
+			t.order = t.order[:len(t.order)-1] // it was appended by this write
+		}
+	}
+	t.undo = t.undo[:mark]
 }
 
 func (t *redisTxn) Get(name string) (Value, error) {
@@ -154,20 +222,146 @@ func (t *redisTxn) fail(err error) error {
 }
 
 func (t *redisTxn) Set(name, text string) {
-	if _, ok := t.writes[name]; !ok {
+	prev, had := t.writes[name]
+	if !had {
 		t.order = append(t.order, name)
 	}
+	t.undo = append(t.undo, undo{name: name, prev: prev, had: had})
 	t.writes[name] = text
 }
 
 var errRetry = errors.New("retry")
 
-// Update runs fn in an optimistic transaction, again while another writer gets in between.
+// Update runs fn as one step of a batch (see Redis): in an optimistic transaction, again
+// while another process's writer gets in between.
 func (r *Redis) Update(ctx context.Context, space string, names []string, fn func(Txn) error) error {
-	for attempt := range maxAttempts {
-		err := r.attempt(ctx, space, names, fn)
-		if !errors.Is(err, errRetry) {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("shared memory %s: %w", r.where, err)
+	}
+	s := &step{ctx: ctx, names: names, fn: fn, result: make(chan error, 1), lead: make(chan struct{}, 1)}
+	r.mu.Lock()
+	q := r.queues[space]
+	if q == nil {
+		q = &stepQueue{}
+		r.queues[space] = q
+	}
+	q.pending = append(q.pending, s)
+	if !q.running {
+		q.running = true
+		s.lead <- struct{}{}
+	}
+	r.mu.Unlock()
+	for {
+		select {
+		case err := <-s.result:
 			return err
+		case <-s.lead:
+			r.lead(space, q)
+		case <-ctx.Done():
+			if err, ok := r.withdraw(space, q, s); ok {
+				return err
+			}
+			// A batch holds the step: its outcome comes, bounded by the batch's deadline.
+			return <-s.result
+		}
+	}
+}
+
+// lead runs one batch of everything pending on q, then hands the lead to the first step
+// that arrived meanwhile, so that no caller stays a leader for others' steps.
+func (r *Redis) lead(space string, q *stepQueue) {
+	r.mu.Lock()
+	batch := make([]*step, 0, len(q.pending))
+	for _, s := range q.pending {
+		if err := s.ctx.Err(); err != nil {
+			s.result <- fmt.Errorf("shared memory %s: %w", r.where, err)
+			continue
+		}
+		batch = append(batch, s)
+	}
+	q.pending = nil
+	r.mu.Unlock()
+
+	if len(batch) > 0 {
+		errs := r.batch(space, batch)
+		for i, s := range batch {
+			s.result <- errs[i]
+		}
+	}
+
+	r.mu.Lock()
+	r.handOver(q)
+	r.mu.Unlock()
+}
+
+// handOver gives the lead to the first pending step, or ends the run; r.mu is held.
+func (r *Redis) handOver(q *stepQueue) {
+	if len(q.pending) > 0 {
+		q.pending[0].lead <- struct{}{}
+		return
+	}
+	q.running = false
+}
+
+// withdraw takes s out of q when no batch holds it yet (ok), passing on the lead if s had
+// been handed it.
+func (r *Redis) withdraw(space string, q *stepQueue, s *step) (err error, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	i := slices.Index(q.pending, s)
+	if i < 0 {
+		return nil, false
+	}
+	q.pending = slices.Delete(q.pending, i, i+1)
+	select {
+	case <-s.lead:
+		r.handOver(q)
+	default:
+	}
+	return fmt.Errorf("shared memory %s: waiting for the steps before this one: %w", r.where, s.ctx.Err()), true
+}
+
+// batch runs steps in one transaction, again while another process's writer gets in
+// between, and returns each step's outcome.
+func (r *Redis) batch(space string, steps []*step) []error {
+	// The batch is bounded by the earliest deadline of its steps (they share the
+	// connector's step timeout), not cancelled by one caller giving up.
+	ctx := context.Background()
+	var deadline time.Time
+	for _, s := range steps {
+		if d, ok := s.ctx.Deadline(); ok && (deadline.IsZero() || d.Before(deadline)) {
+			deadline = d
+		}
+	}
+	if !deadline.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, deadline)
+		defer cancel()
+	}
+	var names []string
+	for _, s := range steps {
+		for _, n := range s.names {
+			if !slices.Contains(names, n) {
+				names = append(names, n)
+			}
+		}
+	}
+	errs := make([]error, len(steps))
+	for attempt := range maxAttempts {
+		clear(errs)
+		err := r.attempt(ctx, space, names, steps, errs)
+		switch {
+		case err == nil:
+			return errs
+		case !errors.Is(err, errRetry):
+			// Nothing was written: each step says so with the store's error, but one whose
+			// own fn failed keeps that reason.
+			for i, e := range errs {
+				if e == nil {
+					errs[i] = err
+				}
+			}
+			return errs
 		}
 		if attempt > 2 {
 			// Many writers on one key: spread them out a little.
@@ -175,14 +369,24 @@ func (r *Redis) Update(ctx context.Context, space string, names []string, fn fun
 			select {
 			case <-time.After(d):
 			case <-ctx.Done():
-				return fmt.Errorf("shared memory %s: %w", r.where, ctx.Err())
+				return fill(errs, fmt.Errorf("shared memory %s: %w", r.where, ctx.Err()))
 			}
 		}
 	}
-	return ErrConflict
+	return fill(errs, ErrConflict)
 }
 
-func (r *Redis) attempt(ctx context.Context, space string, names []string, fn func(Txn) error) error {
+func fill(errs []error, err error) []error {
+	for i := range errs {
+		errs[i] = err
+	}
+	return errs
+}
+
+// attempt runs each step's fn in turn against one snapshot, setting errs[i] to the error of
+// a step whose fn failed (its writes taken back), and commits the others' writes. It
+// returns errRetry when another writer changed a watched variable, or a store error.
+func (r *Redis) attempt(ctx context.Context, space string, names []string, steps []*step, errs []error) error {
 	conn := r.client.Conn()
 	defer func() { _ = conn.Close() }()
 	t := &redisTxn{ctx: ctx, conn: conn, r: r, space: space, read: make(map[string]Value, len(names)), writes: map[string]string{}}
@@ -211,18 +415,24 @@ func (r *Redis) attempt(ctx context.Context, space string, names []string, fn fu
 			}
 		}
 	}
-	err := fn(t)
-	if t.err != nil {
-		return t.err // the connection failed under fn: its state is unknown, it is not reused
+	for i, s := range steps {
+		mark := len(t.undo)
+		errs[i] = s.fn(t)
+		if t.err != nil {
+			return t.err // the connection failed under fn: its state is unknown, it is not reused
+		}
+		if errs[i] != nil {
+			t.rollback(mark)
+		}
 	}
 	watching = watching || len(t.read) > 0
-	if err != nil || len(t.order) == 0 {
+	if len(t.order) == 0 {
 		if watching {
 			_ = conn.Do(ctx, "UNWATCH").Err()
 		}
-		return err
+		return nil
 	}
-	_, err = conn.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	_, err := conn.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		for _, n := range t.order {
 			p.Set(ctx, r.key(space, n), t.writes[n], 0)
 		}

@@ -283,3 +283,119 @@ func TestRedisDownFailsStepsThenRecovers(t *testing.T) {
 		t.Fatalf("after restart: %v", err)
 	}
 }
+
+// redisStore starts a redis-server and a store on it.
+func redisStore(t *testing.T) *sharedmemory.Redis {
+	t.Helper()
+	srv := redistest.Start(t, redistest.Options{})
+	s, err := sharedmemory.NewRedis(context.Background(), srv.URL(), sharedmemory.RedisOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// blockStep runs a step of space that waits, inside its fn, until release is closed; it
+// returns once the step is running, and its outcome comes on the channel.
+func blockStep(t *testing.T, s sharedmemory.Store, space string, release chan struct{}) <-chan error {
+	t.Helper()
+	started, done := make(chan struct{}), make(chan error, 1)
+	var once sync.Once
+	go func() {
+		done <- s.Update(context.Background(), space, []string{"a"}, func(tx sharedmemory.Txn) error {
+			once.Do(func() { close(started) })
+			<-release
+			tx.Set("a", "1")
+			return nil
+		})
+	}()
+	<-started
+	return done
+}
+
+// waitPending waits until n steps of space queue behind the batch in flight.
+func waitPending(t *testing.T, s *sharedmemory.Redis, space string, n int) {
+	t.Helper()
+	for s.PendingSteps(space) != n {
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestRedisBatchTakesBackOnlyTheFailedStep: steps that queued behind a batch run together
+// in the next one; a step whose fn fails leaves nothing, and the steps after it do not see
+// its writes, while theirs are committed.
+func TestRedisBatchTakesBackOnlyTheFailedStep(t *testing.T) {
+	s := redisStore(t)
+	release := make(chan struct{})
+	first := blockStep(t, s, "sp", release)
+	boom := errors.New("boom")
+	failed, seen := make(chan error, 1), make(chan error, 1)
+	go func() {
+		failed <- s.Update(context.Background(), "sp", []string{"x"}, func(tx sharedmemory.Txn) error {
+			tx.Set("x", "bad")
+			tx.Set("z", "bad")
+			return boom
+		})
+	}()
+	waitPending(t, s, "sp", 1)
+	go func() {
+		seen <- s.Update(context.Background(), "sp", []string{"x"}, func(tx sharedmemory.Txn) error {
+			x, err := tx.Get("x")
+			if err != nil {
+				return err
+			}
+			tx.Set("y", "x set: "+strconv.FormatBool(x.Set))
+			return nil
+		})
+	}()
+	waitPending(t, s, "sp", 2)
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-failed; !errors.Is(err, boom) {
+		t.Errorf("failed step: %v, want boom", err)
+	}
+	if err := <-seen; err != nil {
+		t.Fatal(err)
+	}
+	v := view(t, s, "sp", "a", "x", "y", "z")
+	if v[0].Text != "1" || v[1].Set || v[2].Text != "x set: false" || v[3].Set {
+		t.Errorf("values %+v: want a=1, x unset, y=\"x set: false\", z unset", v)
+	}
+}
+
+// TestRedisQueuedStepGivesUpAlone: a step whose context ends while it waits for the batch
+// in flight returns the reason and writes nothing; the steps after it still run.
+func TestRedisQueuedStepGivesUpAlone(t *testing.T) {
+	s := redisStore(t)
+	release := make(chan struct{})
+	first := blockStep(t, s, "sp", release)
+	ctx, cancel := context.WithCancel(context.Background())
+	gaveUp := make(chan error, 1)
+	go func() {
+		gaveUp <- s.Update(ctx, "sp", nil, func(tx sharedmemory.Txn) error {
+			tx.Set("x", "late")
+			return nil
+		})
+	}()
+	waitPending(t, s, "sp", 1)
+	cancel()
+	if err := <-gaveUp; !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "waiting for the steps before this one") {
+		t.Errorf("queued step: %v", err)
+	}
+	if n := s.PendingSteps("sp"); n != 0 {
+		t.Errorf("%d steps still queued", n)
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if err := incr(t, s, "sp", "n"); err != nil {
+		t.Fatal(err)
+	}
+	if v := view(t, s, "sp", "x", "n"); v[0].Set || v[1].Text != "1" {
+		t.Errorf("values %+v: want x unset, n=1", v)
+	}
+}

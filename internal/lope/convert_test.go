@@ -3,6 +3,7 @@ package lope
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -395,9 +396,7 @@ func TestDroppedFile(t *testing.T) {
 		{"conversation.custom_rules.rules[11].respone", "unknown Lope field"},
 		{"operation.custom_function_preprocessor", "Python"},
 		{"operation.custom_function_postprocessor", "Python"},
-		{"operation.conditional_execution", "not supported"},
-		{"operation.memory_variables_multi_ext_connector_enable", "Redis"},
-		{"memory_variables.multi_extconn_level[0]", "global variable of this connector"},
+		{"operation.conditional_execution", "only a client waits"},
 		{"conversation.custom_rules.rules[0].regex", "lookarounds"},
 		{"conversation.custom_rules.rules[4].regex", "backreferences"},
 		{"conversation.custom_rules.rules[5].regex", "possessive"},
@@ -419,9 +418,114 @@ func TestDroppedFile(t *testing.T) {
 			t.Errorf("missing dropped %s: %s", want.path, want.part)
 		}
 	}
-	// The variable shared through Redis is kept as a global one, so the update still works.
-	if v := variableNamed(t, res.Rules.Spec.Memory.Global, "shared_counter"); v.Default != "0" {
+	// The variable shared through Redis stays shared; a server never waits on it.
+	if v := variableNamed(t, res.Rules.Spec.Memory.Shared, "shared_counter"); v.Default != "0" {
 		t.Errorf("shared_counter: %+v", v)
+	}
+	if res.Rules.Spec.Operation.StartWhen != nil || res.Rules.Spec.Memory.SharedInit != "" {
+		t.Errorf("a server got startWhen or sharedInit: %+v %q", res.Rules.Spec.Operation.StartWhen, res.Rules.Spec.Memory.SharedInit)
+	}
+}
+
+// TestSharedMemory: multi_extconn_level variables become memory.shared, the overwrite
+// during init sharedInit: Overwrite, and the rules over them keep their steps.
+func TestSharedMemory(t *testing.T) {
+	res := convert(t, "testdata/shared_knock.yml")
+	m := res.Rules.Spec.Memory
+	if m.SharedInit != v1alpha1.SharedInitOverwrite || len(m.Global) != 0 {
+		t.Errorf("sharedInit %q, global %+v", m.SharedInit, m.Global)
+	}
+	var names []string
+	for _, v := range m.Shared {
+		names = append(names, v.Name)
+	}
+	if strings.Join(names, ",") != "knocks,knocked,attacker" {
+		t.Errorf("shared: %v", names)
+	}
+	if v := variableNamed(t, m.Shared, "knocked"); v.Type != v1alpha1.TypeBool || v.Default != "false" || !v.Report {
+		t.Errorf("knocked: %+v", v)
+	}
+	if op := ruleByID(t, res.Rules.Spec.Conversation.Rules, 1).Operation; op == nil || op.Outputs[0] != "knocks" {
+		t.Errorf("rule 1 operation: %+v", op)
+	}
+	if len(res.Dropped) != 0 || len(res.Notes) != 0 {
+		t.Errorf("issues: %v %v", res.Dropped, res.Notes)
+	}
+}
+
+// TestConditionalExecution: a client's conditional_execution becomes operation.startWhen,
+// over shared variables only, with its target from mem_var_ip and mem_var_port.
+func TestConditionalExecution(t *testing.T) {
+	res := convert(t, "testdata/shared_client.yml")
+	sw := res.Rules.Spec.Operation.StartWhen
+	if sw == nil {
+		t.Fatal("no startWhen")
+	}
+	want := []v1alpha1.Condition{{Variable: "go", Value: "true"}, {Variable: "stage", FromVariable: "wanted"}}
+	if !reflect.DeepEqual(sw.Conditions, want) || sw.When != "" || sw.IPFromVariable != "target_ip" || sw.PortFromVariable != "target_port" {
+		t.Errorf("startWhen: %+v", sw)
+	}
+	if !hasIssue(res.Dropped, "memory_variables.multi_extconn_level[5]", "also declared in connection_level") ||
+		!hasIssue(res.Dropped, "operation.conditional_execution.conditions[2].var_name", "not a shared") {
+		t.Errorf("issues: %v", res.Dropped)
+	}
+
+	res = convert(t, "testdata/shared_target_only.yml")
+	sw = res.Rules.Spec.Operation.StartWhen
+	if sw == nil || len(sw.Conditions) != 0 || sw.When != "true" || sw.IPFromVariable != "" || sw.PortFromVariable != "port_number" {
+		t.Errorf("startWhen: %+v", sw)
+	}
+	if !hasIssue(res.Dropped, "operation.conditional_execution.mem_var_ip", "of type int, not string") ||
+		!hasIssue(res.Notes, "operation.conditional_execution.conditions", "starts at once") ||
+		!hasIssue(res.Notes, "operation.memory_variables_multi_ext_connector_enable", "not enabled") {
+		t.Errorf("issues: %v %v", res.Dropped, res.Notes)
+	}
+}
+
+// TestConditionalExecutionLeftOut: what gives a client nothing to wait for.
+func TestConditionalExecutionLeftOut(t *testing.T) {
+	for _, tc := range []struct {
+		name, ce   string
+		dropped    bool
+		path, part string
+	}{
+		{"not enabled", "{enable: no, conditions: [{var_name: s, value: 1}]}", false, "operation.conditional_execution", "not enabled"},
+		{"nothing shared", "{enable: yes, conditions: [{var_name: g, value: 1}]}", true, "operation.conditional_execution", "starts at once"},
+		{"undeclared target", "{enable: yes, conditions: [{var_name: s, value: 1}], mem_var_port: nope}", true, "operation.conditional_execution.mem_var_port", "not declared"},
+		{"target not shared", "{enable: yes, conditions: [{var_name: s, value: 1}], mem_var_ip: h}", true, "operation.conditional_execution.mem_var_ip", "not a shared"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res := convert(t, lopeFile(t, `
+enable_use: yes
+operation:
+    mode: client
+    ip: 127.0.0.1
+    port: 7
+    multi_ext_connector_memory_overwrite_during_init: yes
+    conditional_execution: `+tc.ce+`
+memory_variables:
+    multi_extconn_level: [{name: s, type: int}]
+    global_level: [{name: g, type: int}, {name: h, type: string}]
+`))
+			issues := res.Notes
+			if tc.dropped {
+				issues = res.Dropped
+			}
+			if !hasIssue(issues, tc.path, tc.part) {
+				t.Errorf("missing %s: %s in %v %v", tc.path, tc.part, res.Dropped, res.Notes)
+			}
+			if sw := res.Rules.Spec.Operation.StartWhen; sw != nil && len(sw.Conditions) == 0 {
+				t.Errorf("startWhen with nothing to wait for: %+v", sw)
+			}
+			if res.Rules.Spec.Memory.SharedInit != v1alpha1.SharedInitOverwrite {
+				t.Errorf("sharedInit: %q", res.Rules.Spec.Memory.SharedInit)
+			}
+		})
+	}
+	// Nothing shared: the overwrite has nothing to act on.
+	res := convert(t, lopeFile(t, "operation: {port: 7, multi_ext_connector_memory_overwrite_during_init: yes}\n"))
+	if res.Rules.Spec.Memory.SharedInit != "" || !hasIssue(res.Notes, "operation.multi_ext_connector_memory_overwrite_during_init", "no shared variable") {
+		t.Errorf("sharedInit %q, notes %v", res.Rules.Spec.Memory.SharedInit, res.Notes)
 	}
 }
 

@@ -79,6 +79,8 @@ type converter struct {
 	// vars maps declared variable names to their types, connection scope first, as Parley
 	// looks them up.
 	vars map[string]v1alpha1.VariableType
+	// shared holds the names of the shared (multi_extconn_level) variables.
+	shared map[string]bool
 	// sessionUpdates says whether Lope applies rules' session_update (session.update.enable).
 	sessionUpdates bool
 	// opsWhen is when Lope runs built-in operations: custom_functions_when, read as Lope
@@ -120,7 +122,8 @@ func (c *converter) convert() error {
 	c.processor("operation.custom_function_preprocessor", f.Operation.Preprocessor, false)
 	c.processor("operation.custom_function_postprocessor", f.Operation.Postprocessor, true)
 	c.importNotes()
-	out.Spec.Memory = c.memory()
+	out.Spec.Memory = c.memory(&f.Operation)
+	out.Spec.Operation.StartWhen = c.startWhen(&f.Operation)
 	out.Spec.Conversation = c.conversation(&f.Conversation)
 	c.operationsWhen()
 	c.paceZeroDelayCycles()

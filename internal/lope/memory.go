@@ -32,26 +32,44 @@ var reservedNames = map[string]bool{"IP": true, "PORT": true, "EXT_IN": true, "S
 var variableName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]*$`)
 
 // memory converts the three scopes. Lope's multi_extconn_level variables live in Redis,
-// shared by every connector; Parley has no shared memory yet, so they become global
-// variables of this connector (reported), which keeps every rule that uses them valid.
-func (c *converter) memory() v1alpha1.Memory {
+// shared by every connector; they become memory.shared, and
+// multi_ext_connector_memory_overwrite_during_init becomes sharedInit: Overwrite.
+func (c *converter) memory(o *operation) v1alpha1.Memory {
 	c.vars = map[string]v1alpha1.VariableType{}
+	c.shared = map[string]bool{}
 	var m v1alpha1.Memory
 	// Connection scope first: lookups (and Lope's docs) prefer the narrowest scope.
 	m.Connection = c.scope(c.src.conn, nil)
-	m.Global = c.scope(c.src.global, nil)
-	declaredGlobal := map[string]bool{}
-	for _, v := range m.Global {
-		declaredGlobal[v.Name] = true
+	narrower := map[string]string{}
+	for _, v := range m.Connection {
+		narrower[v.Name] = "connection_level"
 	}
-	m.Global = append(m.Global, c.scope(c.src.shared, func(vs varSrc, name string) bool {
-		if declaredGlobal[name] {
-			c.drop(vs.path, "shared (Redis) variable %q is also a global variable, which wins in Lope; left out", name)
+	m.Global = c.scope(c.src.global, nil)
+	for _, v := range m.Global {
+		if _, ok := narrower[v.Name]; !ok {
+			narrower[v.Name] = "global_level"
+		}
+	}
+	m.Shared = c.scope(c.src.shared, func(vs varSrc, name string) bool {
+		if scope, ok := narrower[name]; ok {
+			c.drop(vs.path, "shared variable %q is also declared in %s, which wins in Lope (and Parley wants a name in one scope only); left out", name, scope)
 			return false
 		}
-		c.drop(vs.path, "memory shared by all connectors through Redis is not supported yet: %q is declared as a global variable of this connector, not shared", name)
 		return true
-	})...)
+	})
+	for _, v := range m.Shared {
+		c.shared[v.Name] = true
+	}
+	if len(m.Shared) > 0 && !o.SharedMemory.on {
+		c.note("operation.memory_variables_multi_ext_connector_enable", "not enabled, but the file declares multi_extconn_level variables: they are shared (memory.shared) all the same, as they are declared")
+	}
+	if o.SharedOverwrite.on {
+		if len(m.Shared) > 0 {
+			m.SharedInit = v1alpha1.SharedInitOverwrite
+		} else {
+			c.note("operation.multi_ext_connector_memory_overwrite_during_init", "no shared variable to overwrite; ignored")
+		}
+	}
 	return m
 }
 

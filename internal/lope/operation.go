@@ -3,6 +3,7 @@ package lope
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -116,21 +117,8 @@ func (c *converter) operationNotes(o *operation) {
 			c.note(p+"memory_operations_when", "Lope ignores this field (a bug): built-in operations run when custom_functions_when says (%s), and so they do in the converted rules", lopeWhen(opsWhen))
 		}
 	}
-	if o.SharedMemory.on {
-		c.drop(p+"memory_variables_multi_ext_connector_enable", "memory shared by all connectors through Redis is not supported yet; multi_extconn_level variables become global variables of this connector")
-	}
-	if o.SharedOverwrite.on {
-		c.drop(p+"multi_ext_connector_memory_overwrite_during_init", "there is no shared (Redis) memory to overwrite in Parley yet")
-	}
 	if o.EncodeB64Memory.on {
 		c.note(p+"encode_b64_memory_reported", "Parley records reported memory as text in Activity objects; there is no base64 option")
-	}
-	if ce := o.ConditionalExecution; ce != nil {
-		if ce.Enable.on {
-			c.drop(p+"conditional_execution", "waiting for shared (Redis) variables before starting is not supported yet; the connector starts at once")
-		} else {
-			c.note(p+"conditional_execution", "not enabled; ignored")
-		}
 	}
 }
 
@@ -258,4 +246,78 @@ func (c *converter) session(s *session) *v1alpha1.Session {
 		c.sessionUpdates = true
 	}
 	return out
+}
+
+// startWhen converts conditional_execution (after memory, whose shared variables it reads):
+// Lope's client waits until its conditions hold over the shared (Redis) variables, then
+// dials the host and port held by mem_var_ip and mem_var_port when they are set. That is
+// operation.startWhen. What refers to a variable that is not shared is left out, as
+// startWhen reads shared memory only.
+func (c *converter) startWhen(o *operation) *v1alpha1.StartWhen {
+	const p = "operation.conditional_execution"
+	ce := o.ConditionalExecution
+	switch {
+	case ce == nil:
+		return nil
+	case !ce.Enable.on:
+		c.note(p, "not enabled; ignored")
+		return nil
+	case !strings.EqualFold(strings.TrimSpace(o.Mode), "client"):
+		c.drop(p, "only a client waits before it starts (operation.startWhen is client mode only); the server starts at once")
+		return nil
+	}
+	out := &v1alpha1.StartWhen{}
+	for i, cd := range c.conditions(p+".conditions", ce.Conditions) {
+		path := fmt.Sprintf("%s.conditions[%d]", p, i)
+		switch {
+		case !c.shared[cd.Variable]:
+			c.drop(path+".var_name", "%q is not a shared (multi_extconn_level) variable, and the client waits on shared memory only; condition left out", cd.Variable)
+		case cd.FromVariable != "" && !c.shared[cd.FromVariable]:
+			c.drop(path+".reference_variable", "%q is not a shared (multi_extconn_level) variable, and the client waits on shared memory only; condition left out", cd.FromVariable)
+		default:
+			out.Conditions = append(out.Conditions, cd)
+		}
+	}
+	out.IPFromVariable = c.targetVariable(p+".mem_var_ip", ce.MemVarIP, v1alpha1.TypeString)
+	out.PortFromVariable = c.targetVariable(p+".mem_var_port", ce.MemVarPort, v1alpha1.TypeInt, v1alpha1.TypeString)
+	if len(out.Conditions) == 0 {
+		if out.IPFromVariable == "" && out.PortFromVariable == "" {
+			c.drop(p, "no condition over shared variables is left to wait for; the client starts at once")
+			return nil
+		}
+		// Lope starts at once and still takes the target from shared memory; startWhen
+		// needs something to hold, and true always does.
+		out.When = "true"
+		c.note(p+".conditions", "no condition over shared variables: the client starts at once (startWhen.when: \"true\") and takes its target from shared memory")
+	}
+	return out
+}
+
+// targetVariable checks mem_var_ip or mem_var_port: a shared variable of one of types.
+func (c *converter) targetVariable(path, name string, types ...v1alpha1.VariableType) string {
+	name = strings.TrimSpace(name)
+	if name == "" {
+		return ""
+	}
+	typ, declared := c.vars[name]
+	switch {
+	case !declared:
+		c.drop(path, "variable %q is not declared; the target of operation.ip / operation.port is used", name)
+		return ""
+	case !c.shared[name]:
+		c.drop(path, "%q is not a shared (multi_extconn_level) variable; the target of operation.ip / operation.port is used", name)
+		return ""
+	case !slices.Contains(types, typ):
+		c.drop(path, "%q is of type %s, not %s; the target of operation.ip / operation.port is used", name, typ, typeList(types))
+		return ""
+	}
+	return name
+}
+
+func typeList(types []v1alpha1.VariableType) string {
+	s := make([]string, len(types))
+	for i, t := range types {
+		s[i] = string(t)
+	}
+	return strings.Join(s, " or ")
 }

@@ -3,8 +3,12 @@
 package operator
 
 import (
+	"bytes"
 	"context"
+	"crypto/x509"
+	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"strings"
 
@@ -43,11 +47,67 @@ type Options struct {
 	// Webhook is the validating admission webhook; BindAddress "0" disables it. Its Secret
 	// lives in the engine's namespace; Hosts default to the chart's webhook Service.
 	Webhook admission.Options
+	// SharedMemoryURL names the Redis or Valkey store of shared variables handed to every
+	// connector (--shared-memory-url); its password and CA come from files
+	// (--shared-memory-password-file, --shared-memory-ca-file: a mounted Secret or
+	// ConfigMap), so that the password is never a flag value in the operator's pod spec.
+	SharedMemoryURL, SharedMemoryPasswordFile, SharedMemoryCAFile string
+}
+
+// sharedMemory reads the store's settings: a redis:// or rediss:// URL without a password,
+// and the files beside it.
+func (o *Options) sharedMemory() (controllers.SharedMemory, error) {
+	var m controllers.SharedMemory
+	if o.SharedMemoryURL == "" {
+		if o.SharedMemoryPasswordFile != "" || o.SharedMemoryCAFile != "" {
+			return m, errors.New("--shared-memory-password-file and --shared-memory-ca-file need --shared-memory-url")
+		}
+		return m, nil
+	}
+	u, err := url.Parse(o.SharedMemoryURL)
+	switch {
+	case err != nil:
+		return m, fmt.Errorf("--shared-memory-url: %w", err)
+	case u.Scheme != "redis" && u.Scheme != "rediss":
+		return m, fmt.Errorf("--shared-memory-url %s: want redis://host:port/db or rediss:// for TLS", u.Redacted())
+	case u.Host == "":
+		return m, fmt.Errorf("--shared-memory-url %s: no host", u.Redacted())
+	}
+	if _, set := u.User.Password(); set {
+		return m, fmt.Errorf("--shared-memory-url %s: holds a password; give it in --shared-memory-password-file (the chart's sharedMemory.existingSecret) so that it stays out of the pod spec", u.Redacted())
+	}
+	m.URL = o.SharedMemoryURL
+	if f := o.SharedMemoryPasswordFile; f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return m, fmt.Errorf("--shared-memory-password-file: %w", err)
+		}
+		if m.Password = bytes.TrimRight(b, "\r\n"); len(m.Password) == 0 {
+			return m, fmt.Errorf("--shared-memory-password-file %s is empty", f)
+		}
+	}
+	if f := o.SharedMemoryCAFile; f != "" {
+		if u.Scheme != "rediss" {
+			return m, fmt.Errorf("--shared-memory-ca-file needs a rediss:// --shared-memory-url, not %s", u.Redacted())
+		}
+		if m.CA, err = os.ReadFile(f); err != nil {
+			return m, fmt.Errorf("--shared-memory-ca-file: %w", err)
+		}
+		if !x509.NewCertPool().AppendCertsFromPEM(m.CA) {
+			return m, fmt.Errorf("--shared-memory-ca-file %s: no PEM certificate in it", f)
+		}
+	}
+	return m, nil
 }
 
 // Run runs the operator until ctx is done.
 func Run(ctx context.Context, o Options) error {
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&o.Zap)))
+	shared, err := o.sharedMemory()
+	if err != nil {
+		return err
+	}
+	o.SharedMemory = shared
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		return err

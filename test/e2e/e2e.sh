@@ -12,13 +12,15 @@
 # applied, Running with the engine connected; 4 redis-cli, swaks, mosquitto_pub/sub, dig and
 # socat against them, answers and Activities checked; 5 kubectl get activities / xconn /
 # describe; 5b kubectl apply of rules that do not compile and of a connector that cannot work
-# refused by the admission webhook, with the field paths; 6 a rules edit applied live; 7 pause, resume, delete with a live conversation;
+# refused by the admission webhook, with the field paths; 5c shared memory on a redis-server
+# of the node: a client connector waits on startWhen until a server connector's rule sets a
+# shared variable; 6 a rules edit applied live; 7 pause, resume, delete with a live conversation;
 # 7b two operator replicas, the engine's leader deleted during a flood, every Activity
 # counted against what the client sent; 8 uninstall, nothing of the release left; 9 cluster down.
 #
 # Needs root, Go, the Debian packages of hack/cluster.sh (containerd runc
 # containernetworking-plugins iptables openssl iproute2) and of the clients (redis-tools swaks
-# mosquitto-clients dnsutils socat jq). The first run builds the Kubernetes binaries and helm
+# mosquitto-clients dnsutils socat jq), and redis-server (the shared-memory store). The first run builds the Kubernetes binaries and helm
 # from the Go module proxy (cached outside the checkout).
 #
 # Environment:
@@ -30,7 +32,8 @@
 #   E2E_PORT_REDIS, _SMTP, _MQTT, _DNS (UDP), _TELNET, _PINGER, _FAILOVER: the connectors'
 #   ports on the node's loopback (26379 22525 21883 20053 22323 27000 27001); E2E_ENGINE_PORT, E2E_METRICS_PORT,
 #   E2E_HEALTH_PORT, E2E_WEBHOOK_PORT: the operator's (19443 18080 18081 19444). Both are on the
-#   host network.
+#   host network. E2E_PORT_SHARED_REDIS: the redis-server of shared memory (26380);
+#   E2E_PORT_KNOCK: the shared-memory server connector (27100).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -65,6 +68,11 @@ ENGINE_PORT=${E2E_ENGINE_PORT:-19443}
 METRICS_PORT=${E2E_METRICS_PORT:-18080}
 HEALTH_PORT=${E2E_HEALTH_PORT:-18081}
 WEBHOOK_PORT=${E2E_WEBHOOK_PORT:-19444}
+PORT_SHARED_REDIS=${E2E_PORT_SHARED_REDIS:-26380}
+PORT_KNOCK=${E2E_PORT_KNOCK:-27100}
+# The shared-memory store's password, handed to the chart in a Secret of its own.
+SHARED_REDIS_PASSWORD=e2e-$RANDOM$RANDOM
+SHARED_REDIS_PID=""
 # The connectors, each serving one example: name, ConversationRules, example file, port.
 CONNECTORS=(redis-decoy smtp-decoy mqtt-decoy dns-decoy telnet-decoy)
 declare -A RULES_OF=([redis-decoy]=fake-redis [smtp-decoy]=fake-smtp [mqtt-decoy]=fake-mqtt [dns-decoy]=fake-dns [telnet-decoy]=fake-telnet)
@@ -84,6 +92,7 @@ on_exit() {
   set +e
   trap - ERR
   kill_sessions
+  stop_shared_redis
   end_step
   if [ "$status" != 0 ]; then
     [ -n "$FAILED" ] || [ -z "$LAST_ERR" ] || log "FAIL${CURRENT_STEP:+ in \"$CURRENT_STEP\"}: command failed: $LAST_ERR"
@@ -124,7 +133,7 @@ preflight() {
   [ "$(id -u)" = 0 ] || fail "must run as root (hack/cluster.sh starts containerd and a kubelet)"
   local missing=() pkgs=() cmd pkg
   for cmd in redis-cli:redis-tools swaks:swaks mosquitto_pub:mosquitto-clients mosquitto_sub:mosquitto-clients \
-    dig:dnsutils socat:socat jq:jq ss:iproute2 "$GO":golang; do
+    dig:dnsutils socat:socat jq:jq ss:iproute2 redis-server:redis-server "$GO":golang; do
     pkg=${cmd#*:}
     cmd=${cmd%%:*}
     if ! command -v "$cmd" >/dev/null; then
@@ -236,11 +245,51 @@ step_cluster() {
   ok "image $IMAGE imported into the cluster's containerd"
 }
 
+# --- the shared-memory store ---------------------------------------------------------------------
+
+# start_shared_redis runs a redis-server on the node's loopback, with a password, as the
+# store of shared variables (connectors and the operator are on the host network).
+start_shared_redis() {
+  ports_free "$PORT_SHARED_REDIS/tcp"
+  redis-server --bind 127.0.0.1 --port "$PORT_SHARED_REDIS" --requirepass "$SHARED_REDIS_PASSWORD" \
+    --save "" --appendonly no --daemonize no --dir "$WORK" --logfile "$WORK/shared-redis.log" &
+  SHARED_REDIS_PID=$!
+  wait_until 30 "redis-server on 127.0.0.1:$PORT_SHARED_REDIS" shared_redis_is PONG PING
+  ok "redis-server on 127.0.0.1:$PORT_SHARED_REDIS (pid $SHARED_REDIS_PID), with a password"
+}
+
+stop_shared_redis() {
+  [ -n "$SHARED_REDIS_PID" ] || return 0
+  kill "$SHARED_REDIS_PID" 2>/dev/null
+  wait "$SHARED_REDIS_PID" 2>/dev/null
+  SHARED_REDIS_PID=""
+}
+
+# shared_redis <args...> runs redis-cli against the shared-memory store.
+shared_redis() {
+  timeout 10 redis-cli -h 127.0.0.1 -p "$PORT_SHARED_REDIS" -a "$SHARED_REDIS_PASSWORD" --no-auth-warning "$@"
+}
+
+# shared_redis_is <want> <args...>: for wait_until.
+shared_redis_is() {
+  local want=$1 out
+  shift
+  out=$(shared_redis "$@" 2>&1) || true
+  [ "$out" = "$want" ] || {
+    echo "redis-cli $*: '$out', want '$want'"
+    return 1
+  }
+}
+
 # --- step 2: helm install ----------------------------------------------------------------------
 
 step_install() {
   step "2. helm install"
   ports_free "$ENGINE_PORT/tcp" "$METRICS_PORT/tcp" "$HEALTH_PORT/tcp" "$WEBHOOK_PORT/tcp"
+  start_shared_redis
+  # The store's password goes to the chart as an existing Secret, never as a value.
+  k create namespace "$RELEASE_NS" >/dev/null
+  ks create secret generic parley-shared-memory --from-literal=password="$SHARED_REDIS_PASSWORD" >/dev/null
   local repo=${IMAGE%:*} tag=${IMAGE##*:}
   [[ $IMAGE != *@* && $tag != */* && -n $tag && $repo != "$IMAGE" ]] || fail "IMAGE must be repository:tag, not $IMAGE"
   # The pod network of hack/cluster.sh reaches nothing, Services get no endpoints and there
@@ -266,6 +315,9 @@ metrics:
   port: $METRICS_PORT
 healthPort: $HEALTH_PORT
 logFormat: json
+sharedMemory:
+  url: "redis://127.0.0.1:$PORT_SHARED_REDIS/0"
+  existingSecret: parley-shared-memory
 EOF
   sed 's/^/    /' "$WORK/values.yaml" >&2
   log "helm install $RELEASE charts/parley -n $RELEASE_NS --create-namespace"
@@ -275,7 +327,9 @@ EOF
   local args
   args=$(ks get deploy "$RELEASE" -o jsonpath='{.spec.template.spec.containers[0].args}')
   want_contains "operator arguments" "$args" "--engine-address=127.0.0.1:$ENGINE_PORT" "--connector-image=$IMAGE" \
-    "--webhook-hosts=127.0.0.1"
+    "--webhook-hosts=127.0.0.1" "--shared-memory-url=redis://127.0.0.1:$PORT_SHARED_REDIS/0" "--shared-memory-password-file="
+  [[ $(ks get deploy "$RELEASE" -o json) != *"$SHARED_REDIS_PASSWORD"* ]] || fail "the operator's Deployment holds the shared-memory password"
+  ok "the operator reads the shared-memory password from the Secret parley-shared-memory, mounted"
 }
 
 # --- step 3: the examples ------------------------------------------------------------------------
@@ -663,6 +717,119 @@ EOF
   ok "lint warnings printed by kubectl: $(squash "$out")"
 }
 
+# --- step 5c: shared memory and startWhen ------------------------------------------------------
+
+# The server sets go and target_port in shared memory (space e2e) when a peer says OPEN; the
+# client waits on startWhen until go holds, then dials the port shared memory names (the
+# server's own), says HELLO, is welcomed and ends: its Job completes.
+shared_yaml() {
+  cat <<EOF
+apiVersion: parley.io/v1alpha1
+kind: ConversationRules
+metadata:
+  name: knock-server
+spec:
+  operation: {mode: Server, transport: TCP, port: $PORT_KNOCK, identifyBy: Address}
+  memory:
+    space: e2e
+    sharedInit: Overwrite
+    shared:
+    - {name: go, type: bool, default: "false", report: true}
+    - {name: target_port, type: int, default: "0", report: true}
+  conversation:
+    default: {value: "?\n"}
+    rules:
+    - {id: 1, mode: Sync, regex: "^OPEN", response: "+OPENED\n", updates: [{variable: go, value: "true"}, {variable: target_port, value: "$PORT_KNOCK"}]}
+    - {id: 2, mode: Sync, regex: "^HELLO", response: "+WELCOME {{target_port}}\n", ending: true}
+---
+apiVersion: parley.io/v1alpha1
+kind: ConversationRules
+metadata:
+  name: waiting-client
+spec:
+  operation:
+    mode: Client
+    transport: TCP
+    ip: 127.0.0.1
+    port: 9
+    maxConcurrentConnections: 1
+    interactionTimeout: 30s
+    startWhen:
+      conditions: [{variable: go, value: "true"}]
+      portFromVariable: target_port
+  memory:
+    space: e2e
+    shared:
+    - {name: go, type: bool, default: "false"}
+    - {name: target_port, type: int, default: "0"}
+  conversation:
+    greetings: {value: "HELLO\n"}
+    rules:
+    - {id: 1, mode: Sync, regex: "^\\\\+WELCOME", response: "", ending: true}
+---
+apiVersion: parley.io/v1alpha1
+kind: ExternalConnector
+metadata:
+  name: knock-server
+spec:
+  rules: knock-server
+  ip: 127.0.0.1
+  pod: {hostNetwork: true}
+  activities: {record: All}
+---
+apiVersion: parley.io/v1alpha1
+kind: ExternalConnector
+metadata:
+  name: waiting-client
+spec:
+  rules: waiting-client
+  pod: {hostNetwork: true}
+  activities: {record: All}
+EOF
+}
+
+step_shared_memory() {
+  step "5c. shared memory: a client waits on startWhen until a server's rule says go"
+  ports_free "$PORT_KNOCK/tcp"
+  shared_yaml >"$WORK/shared.yaml"
+  kn apply -f "$WORK/shared.yaml" >&2
+  wait_running knock-server
+  wait_until 60 "knock-server SharedMemoryReady" condition_is knock-server SharedMemoryReady True
+  wait_until 60 "the store to hold the server's defaults, under the namespace" \
+    shared_redis_is false GET "parley:$NS:e2e:go"
+  ok "knock-server Running, SharedMemoryReady; parley:$NS:e2e:go = false in redis"
+
+  # The client's engine Secret carries the store; its Job does not.
+  local keys
+  keys=$(kn get secret waiting-client-engine -o json | jq -r '.data | keys | join(",")')
+  want_contains "the client's engine Secret" "$keys" shared-memory-url shared-memory-password
+  [[ $(kn get job waiting-client -o json) != *"$SHARED_REDIS_PASSWORD"* ]] || fail "the client's Job holds the shared-memory password"
+
+  wait_acts waiting-client "the client waits on startWhen" \
+    'any(.[]; .type == "ConnectorStarted" and (.message | contains("waiting until operation.startWhen holds")))'
+  acts_check waiting-client '[.[] | select(.type == "Connected")] | length == 0' >/dev/null ||
+    fail "the client dialed before shared memory said go" "$(acts_json waiting-client)"
+  wait_until 60 "the waiting client to be Running (its pod ready while it waits)" phase_is waiting-client Running
+  ok "waiting-client waits (phase Running, no connection)"
+
+  local out
+  out=$(client_stdin OPEN socat -t 5 - "TCP:127.0.0.1:$PORT_KNOCK")
+  want_equal "socat OPEN" "$out" "+OPENED"
+  wait_until 30 "go set in shared memory" shared_redis_is true GET "parley:$NS:e2e:go"
+  ok "knock-server's rule 1 set go and target_port: $(squash "$(shared_redis MGET "parley:$NS:e2e:go" "parley:$NS:e2e:target_port")")"
+
+  wait_until 120 "waiting-client to succeed" phase_is waiting-client Succeeded
+  # shellcheck disable=SC2016 # jq filters
+  wait_acts waiting-client "the client dialed the shared port, was welcomed and ended" \
+    'any(.[]; .type == "ConnectorStarted" and (.message | contains("operation.startWhen holds")) and (.message | contains(":" + $p)))
+     and executed == [1] and all_ended' --arg p "$PORT_KNOCK"
+  # shellcheck disable=SC2016 # jq filters
+  wait_acts waiting-client "welcomed with the port the server read from shared memory" \
+    'any(.[]; .type == "Input" and (.input.text | startswith("+WELCOME " + $p)))' --arg p "$PORT_KNOCK"
+  wait_acts knock-server "HELLO answered by rule 2" 'any(.[]; .type == "Input" and (.rules.executed // []) == [2])'
+  ok "waiting-client Succeeded after startWhen held: $(squash "$(kn get xconn waiting-client --no-headers)")"
+}
+
 # --- step 6: a live rules edit ----------------------------------------------------------------
 
 step_rules_edit() {
@@ -1041,6 +1208,7 @@ step_clients
 step_kubectl
 [ "$MODE" = demo ] && exit 0
 step_admission
+step_shared_memory
 step_rules_edit
 step_lifecycle
 step_failover

@@ -29,6 +29,58 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type SharedMemory_State int32
+
+const (
+	// The process keeps shared variables in itself: nothing to report.
+	SharedMemory_STATE_UNSPECIFIED SharedMemory_State = 0
+	// The store answered the last check and step.
+	SharedMemory_READY SharedMemory_State = 1
+	// The store failed the last check or step; last_error says why.
+	SharedMemory_LOST SharedMemory_State = 2
+)
+
+// Enum value maps for SharedMemory_State.
+var (
+	SharedMemory_State_name = map[int32]string{
+		0: "STATE_UNSPECIFIED",
+		1: "READY",
+		2: "LOST",
+	}
+	SharedMemory_State_value = map[string]int32{
+		"STATE_UNSPECIFIED": 0,
+		"READY":             1,
+		"LOST":              2,
+	}
+)
+
+func (x SharedMemory_State) Enum() *SharedMemory_State {
+	p := new(SharedMemory_State)
+	*p = x
+	return p
+}
+
+func (x SharedMemory_State) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (SharedMemory_State) Descriptor() protoreflect.EnumDescriptor {
+	return file_api_engine_v1_engine_proto_enumTypes[0].Descriptor()
+}
+
+func (SharedMemory_State) Type() protoreflect.EnumType {
+	return &file_api_engine_v1_engine_proto_enumTypes[0]
+}
+
+func (x SharedMemory_State) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use SharedMemory_State.Descriptor instead.
+func (SharedMemory_State) EnumDescriptor() ([]byte, []int) {
+	return file_api_engine_v1_engine_proto_rawDescGZIP(), []int{7, 0}
+}
+
 type Order_Kind int32
 
 const (
@@ -72,11 +124,11 @@ func (x Order_Kind) String() string {
 }
 
 func (Order_Kind) Descriptor() protoreflect.EnumDescriptor {
-	return file_api_engine_v1_engine_proto_enumTypes[0].Descriptor()
+	return file_api_engine_v1_engine_proto_enumTypes[1].Descriptor()
 }
 
 func (Order_Kind) Type() protoreflect.EnumType {
-	return &file_api_engine_v1_engine_proto_enumTypes[0]
+	return &file_api_engine_v1_engine_proto_enumTypes[1]
 }
 
 func (x Order_Kind) Number() protoreflect.EnumNumber {
@@ -85,7 +137,7 @@ func (x Order_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Order_Kind.Descriptor instead.
 func (Order_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_api_engine_v1_engine_proto_rawDescGZIP(), []int{7, 0}
+	return file_api_engine_v1_engine_proto_rawDescGZIP(), []int{8, 0}
 }
 
 type ConnectorMessage struct {
@@ -626,7 +678,9 @@ type Heartbeat struct {
 	ActivitiesProduced uint64 `protobuf:"varint,4,opt,name=activities_produced,json=activitiesProduced,proto3" json:"activities_produced,omitempty"`
 	ActivitiesDropped  uint64 `protobuf:"varint,5,opt,name=activities_dropped,json=activitiesDropped,proto3" json:"activities_dropped,omitempty"`
 	// Whether the process refuses new connections now.
-	Paused        bool `protobuf:"varint,6,opt,name=paused,proto3" json:"paused,omitempty"`
+	Paused bool `protobuf:"varint,6,opt,name=paused,proto3" json:"paused,omitempty"`
+	// The store of shared variables (memory.shared), when the process has one outside itself.
+	SharedMemory  *SharedMemory `protobuf:"bytes,7,opt,name=shared_memory,json=sharedMemory,proto3" json:"shared_memory,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -703,6 +757,85 @@ func (x *Heartbeat) GetPaused() bool {
 	return false
 }
 
+func (x *Heartbeat) GetSharedMemory() *SharedMemory {
+	if x != nil {
+		return x.SharedMemory
+	}
+	return nil
+}
+
+// SharedMemory is the health of a connector process's shared-memory store.
+type SharedMemory struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	State SharedMemory_State     `protobuf:"varint,1,opt,name=state,proto3,enum=parley.engine.v1.SharedMemory_State" json:"state,omitempty"`
+	// The store, without its password (redis://host:port/db).
+	Store string `protobuf:"bytes,2,opt,name=store,proto3" json:"store,omitempty"`
+	// Why the store was last lost; kept after a recovery.
+	LastError string `protobuf:"bytes,3,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	// Checks and steps the store failed since the process started.
+	Errors        uint64 `protobuf:"varint,4,opt,name=errors,proto3" json:"errors,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SharedMemory) Reset() {
+	*x = SharedMemory{}
+	mi := &file_api_engine_v1_engine_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SharedMemory) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SharedMemory) ProtoMessage() {}
+
+func (x *SharedMemory) ProtoReflect() protoreflect.Message {
+	mi := &file_api_engine_v1_engine_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SharedMemory.ProtoReflect.Descriptor instead.
+func (*SharedMemory) Descriptor() ([]byte, []int) {
+	return file_api_engine_v1_engine_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *SharedMemory) GetState() SharedMemory_State {
+	if x != nil {
+		return x.State
+	}
+	return SharedMemory_STATE_UNSPECIFIED
+}
+
+func (x *SharedMemory) GetStore() string {
+	if x != nil {
+		return x.Store
+	}
+	return ""
+}
+
+func (x *SharedMemory) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
+func (x *SharedMemory) GetErrors() uint64 {
+	if x != nil {
+		return x.Errors
+	}
+	return 0
+}
+
 type Order struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Kind          Order_Kind             `protobuf:"varint,1,opt,name=kind,proto3,enum=parley.engine.v1.Order_Kind" json:"kind,omitempty"`
@@ -713,7 +846,7 @@ type Order struct {
 
 func (x *Order) Reset() {
 	*x = Order{}
-	mi := &file_api_engine_v1_engine_proto_msgTypes[7]
+	mi := &file_api_engine_v1_engine_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -725,7 +858,7 @@ func (x *Order) String() string {
 func (*Order) ProtoMessage() {}
 
 func (x *Order) ProtoReflect() protoreflect.Message {
-	mi := &file_api_engine_v1_engine_proto_msgTypes[7]
+	mi := &file_api_engine_v1_engine_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -738,7 +871,7 @@ func (x *Order) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Order.ProtoReflect.Descriptor instead.
 func (*Order) Descriptor() ([]byte, []int) {
-	return file_api_engine_v1_engine_proto_rawDescGZIP(), []int{7}
+	return file_api_engine_v1_engine_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Order) GetKind() Order_Kind {
@@ -767,7 +900,7 @@ type Bye struct {
 
 func (x *Bye) Reset() {
 	*x = Bye{}
-	mi := &file_api_engine_v1_engine_proto_msgTypes[8]
+	mi := &file_api_engine_v1_engine_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -779,7 +912,7 @@ func (x *Bye) String() string {
 func (*Bye) ProtoMessage() {}
 
 func (x *Bye) ProtoReflect() protoreflect.Message {
-	mi := &file_api_engine_v1_engine_proto_msgTypes[8]
+	mi := &file_api_engine_v1_engine_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -792,7 +925,7 @@ func (x *Bye) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Bye.ProtoReflect.Descriptor instead.
 func (*Bye) Descriptor() ([]byte, []int) {
-	return file_api_engine_v1_engine_proto_rawDescGZIP(), []int{8}
+	return file_api_engine_v1_engine_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Bye) GetReason() string {
@@ -857,14 +990,25 @@ const file_api_engine_v1_engine_proto_rawDesc = "" +
 	"activities\x18\x02 \x03(\fR\n" +
 	"activities\"!\n" +
 	"\x03Ack\x12\x1a\n" +
-	"\tup_to_seq\x18\x01 \x01(\x04R\aupToSeq\"\x92\x02\n" +
+	"\tup_to_seq\x18\x01 \x01(\x04R\aupToSeq\"\xd7\x02\n" +
 	"\tHeartbeat\x12-\n" +
 	"\x12active_connections\x18\x01 \x01(\x03R\x11activeConnections\x12+\n" +
 	"\x11total_connections\x18\x02 \x01(\x04R\x10totalConnections\x121\n" +
 	"\x14rejected_connections\x18\x03 \x01(\x04R\x13rejectedConnections\x12/\n" +
 	"\x13activities_produced\x18\x04 \x01(\x04R\x12activitiesProduced\x12-\n" +
 	"\x12activities_dropped\x18\x05 \x01(\x04R\x11activitiesDropped\x12\x16\n" +
-	"\x06paused\x18\x06 \x01(\bR\x06paused\"\x9f\x01\n" +
+	"\x06paused\x18\x06 \x01(\bR\x06paused\x12C\n" +
+	"\rshared_memory\x18\a \x01(\v2\x1e.parley.engine.v1.SharedMemoryR\fsharedMemory\"\xcc\x01\n" +
+	"\fSharedMemory\x12:\n" +
+	"\x05state\x18\x01 \x01(\x0e2$.parley.engine.v1.SharedMemory.StateR\x05state\x12\x14\n" +
+	"\x05store\x18\x02 \x01(\tR\x05store\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\x03 \x01(\tR\tlastError\x12\x16\n" +
+	"\x06errors\x18\x04 \x01(\x04R\x06errors\"3\n" +
+	"\x05State\x12\x15\n" +
+	"\x11STATE_UNSPECIFIED\x10\x00\x12\t\n" +
+	"\x05READY\x10\x01\x12\b\n" +
+	"\x04LOST\x10\x02\"\x9f\x01\n" +
 	"\x05Order\x120\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1c.parley.engine.v1.Order.KindR\x04kind\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"L\n" +
@@ -894,36 +1038,40 @@ func file_api_engine_v1_engine_proto_rawDescGZIP() []byte {
 	return file_api_engine_v1_engine_proto_rawDescData
 }
 
-var file_api_engine_v1_engine_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_api_engine_v1_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_api_engine_v1_engine_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_api_engine_v1_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_api_engine_v1_engine_proto_goTypes = []any{
-	(Order_Kind)(0),          // 0: parley.engine.v1.Order.Kind
-	(*ConnectorMessage)(nil), // 1: parley.engine.v1.ConnectorMessage
-	(*EngineMessage)(nil),    // 2: parley.engine.v1.EngineMessage
-	(*Hello)(nil),            // 3: parley.engine.v1.Hello
-	(*Config)(nil),           // 4: parley.engine.v1.Config
-	(*ActivityBatch)(nil),    // 5: parley.engine.v1.ActivityBatch
-	(*Ack)(nil),              // 6: parley.engine.v1.Ack
-	(*Heartbeat)(nil),        // 7: parley.engine.v1.Heartbeat
-	(*Order)(nil),            // 8: parley.engine.v1.Order
-	(*Bye)(nil),              // 9: parley.engine.v1.Bye
+	(SharedMemory_State)(0),  // 0: parley.engine.v1.SharedMemory.State
+	(Order_Kind)(0),          // 1: parley.engine.v1.Order.Kind
+	(*ConnectorMessage)(nil), // 2: parley.engine.v1.ConnectorMessage
+	(*EngineMessage)(nil),    // 3: parley.engine.v1.EngineMessage
+	(*Hello)(nil),            // 4: parley.engine.v1.Hello
+	(*Config)(nil),           // 5: parley.engine.v1.Config
+	(*ActivityBatch)(nil),    // 6: parley.engine.v1.ActivityBatch
+	(*Ack)(nil),              // 7: parley.engine.v1.Ack
+	(*Heartbeat)(nil),        // 8: parley.engine.v1.Heartbeat
+	(*SharedMemory)(nil),     // 9: parley.engine.v1.SharedMemory
+	(*Order)(nil),            // 10: parley.engine.v1.Order
+	(*Bye)(nil),              // 11: parley.engine.v1.Bye
 }
 var file_api_engine_v1_engine_proto_depIdxs = []int32{
-	3, // 0: parley.engine.v1.ConnectorMessage.hello:type_name -> parley.engine.v1.Hello
-	5, // 1: parley.engine.v1.ConnectorMessage.activities:type_name -> parley.engine.v1.ActivityBatch
-	7, // 2: parley.engine.v1.ConnectorMessage.heartbeat:type_name -> parley.engine.v1.Heartbeat
-	9, // 3: parley.engine.v1.ConnectorMessage.bye:type_name -> parley.engine.v1.Bye
-	4, // 4: parley.engine.v1.EngineMessage.config:type_name -> parley.engine.v1.Config
-	6, // 5: parley.engine.v1.EngineMessage.ack:type_name -> parley.engine.v1.Ack
-	8, // 6: parley.engine.v1.EngineMessage.order:type_name -> parley.engine.v1.Order
-	0, // 7: parley.engine.v1.Order.kind:type_name -> parley.engine.v1.Order.Kind
-	1, // 8: parley.engine.v1.Engine.Connect:input_type -> parley.engine.v1.ConnectorMessage
-	2, // 9: parley.engine.v1.Engine.Connect:output_type -> parley.engine.v1.EngineMessage
-	9, // [9:10] is the sub-list for method output_type
-	8, // [8:9] is the sub-list for method input_type
-	8, // [8:8] is the sub-list for extension type_name
-	8, // [8:8] is the sub-list for extension extendee
-	0, // [0:8] is the sub-list for field type_name
+	4,  // 0: parley.engine.v1.ConnectorMessage.hello:type_name -> parley.engine.v1.Hello
+	6,  // 1: parley.engine.v1.ConnectorMessage.activities:type_name -> parley.engine.v1.ActivityBatch
+	8,  // 2: parley.engine.v1.ConnectorMessage.heartbeat:type_name -> parley.engine.v1.Heartbeat
+	11, // 3: parley.engine.v1.ConnectorMessage.bye:type_name -> parley.engine.v1.Bye
+	5,  // 4: parley.engine.v1.EngineMessage.config:type_name -> parley.engine.v1.Config
+	7,  // 5: parley.engine.v1.EngineMessage.ack:type_name -> parley.engine.v1.Ack
+	10, // 6: parley.engine.v1.EngineMessage.order:type_name -> parley.engine.v1.Order
+	9,  // 7: parley.engine.v1.Heartbeat.shared_memory:type_name -> parley.engine.v1.SharedMemory
+	0,  // 8: parley.engine.v1.SharedMemory.state:type_name -> parley.engine.v1.SharedMemory.State
+	1,  // 9: parley.engine.v1.Order.kind:type_name -> parley.engine.v1.Order.Kind
+	2,  // 10: parley.engine.v1.Engine.Connect:input_type -> parley.engine.v1.ConnectorMessage
+	3,  // 11: parley.engine.v1.Engine.Connect:output_type -> parley.engine.v1.EngineMessage
+	11, // [11:12] is the sub-list for method output_type
+	10, // [10:11] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_api_engine_v1_engine_proto_init() }
@@ -948,8 +1096,8 @@ func file_api_engine_v1_engine_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_engine_v1_engine_proto_rawDesc), len(file_api_engine_v1_engine_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   9,
+			NumEnums:      2,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

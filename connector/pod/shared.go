@@ -1,0 +1,135 @@
+package pod
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+
+	enginev1 "github.com/parley-dev/parley/api/engine/v1"
+	"github.com/parley-dev/parley/api/v1alpha1"
+	"github.com/parley-dev/parley/connector/sharedmemory"
+)
+
+// DefaultSharedMemoryCheck is how often the pod checks its shared-memory store.
+const DefaultSharedMemoryCheck = 5 * time.Second
+
+// checkTimeout bounds one check: a store slower than that is as good as lost.
+const checkTimeout = 2 * time.Second
+
+// openSharedMemory builds the Redis or Valkey store the operator wrote into the connector's
+// engine Secret, mounted at dir (v1alpha1.SharedMemoryURLKey and its password and CA),
+// with the ExternalConnector's namespace as the key namespace, so that connectors of two
+// namespaces never see each other's variables. It returns nil, and no error, when the
+// Secret names no store: the connectors of this pod then keep shared variables in
+// process. A store that is down does not stop the pod: its health says so.
+func openSharedMemory(dir, namespace string) (*sharedmemory.Redis, error) {
+	if dir == "" {
+		return nil, nil
+	}
+	read := func(key string) ([]byte, error) {
+		b, err := os.ReadFile(filepath.Join(dir, key))
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+		return b, err
+	}
+	url, err := read(v1alpha1.SharedMemoryURLKey)
+	if err != nil || len(strings.TrimSpace(string(url))) == 0 {
+		return nil, err
+	}
+	o := sharedmemory.RedisOptions{Namespace: namespace}
+	pw, err := read(v1alpha1.SharedMemoryPasswordKey)
+	if err != nil {
+		return nil, err
+	}
+	o.Password = strings.TrimRight(string(pw), "\r\n")
+	ca, err := read(v1alpha1.SharedMemoryCAKey)
+	if err != nil {
+		return nil, err
+	}
+	if len(ca) > 0 {
+		o.RootCAs = x509.NewCertPool()
+		if !o.RootCAs.AppendCertsFromPEM(ca) {
+			return nil, fmt.Errorf("shared memory: %s holds no PEM certificate", filepath.Join(dir, v1alpha1.SharedMemoryCAKey))
+		}
+	}
+	return sharedmemory.OpenRedis(strings.TrimSpace(string(url)), o)
+}
+
+// storeHealth checks the store every interval, as steps may be rare, and keeps what the
+// heartbeat says of it.
+type storeHealth struct {
+	store    *sharedmemory.Redis
+	interval time.Duration
+	log      logr.Logger
+
+	mu      sync.Mutex
+	checked bool
+	lost    bool
+	lastErr string
+	errors  uint64
+}
+
+// run checks at once, then every interval, until ctx is done.
+func (h *storeHealth) run(ctx context.Context) {
+	t := time.NewTicker(h.interval)
+	defer t.Stop()
+	for {
+		h.check(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (h *storeHealth) check(ctx context.Context) {
+	cctx, cancel := context.WithTimeout(ctx, checkTimeout)
+	err := h.store.Ping(cctx)
+	cancel()
+	if ctx.Err() != nil {
+		return // stopping: not the store's fault
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	wasLost, first := h.lost, !h.checked
+	h.checked = true
+	if err != nil {
+		h.errors++
+		h.lost, h.lastErr = true, err.Error()
+		if !wasLost {
+			h.log.Error(err, "shared memory lost", "store", h.store.String())
+		}
+		return
+	}
+	h.lost = false
+	if wasLost || first {
+		h.log.Info("shared memory ready", "store", h.store.String())
+	}
+}
+
+// report is the store's part of a heartbeat; stepErrors are the shared steps the running
+// connector could not make.
+func (h *storeHealth) report(stepErrors uint64) *enginev1.SharedMemory {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := &enginev1.SharedMemory{Store: h.store.String(), LastError: h.lastErr, Errors: h.errors + stepErrors}
+	switch {
+	case !h.checked:
+	case h.lost:
+		out.State = enginev1.SharedMemory_LOST
+	default:
+		out.State = enginev1.SharedMemory_READY
+	}
+	return out
+}
