@@ -62,13 +62,15 @@ type conversation struct {
 	// closeWhenDone are the sockets answered under socket.closeAfterReplying, closed once
 	// the async rules pending with their replies have run.
 	closeWhenDone []socket
-	// UDP server amplification guard.
-	rxBytes, txBytes int
-	rxDatagrams      int
-	// scratch buffers reused across inputs.
-	wire  []byte
-	ends  []int
-	fired []*rules.Rule
+	// amp weighs bytes out against bytes in for the UDP amplification guard
+	// (amplification.go).
+	amp ampWindow
+	// scratch buffers reused across inputs: the replies to send (one message per entry of
+	// ends), and the indexes in ends of those from amplification: Unbounded rules.
+	wire      []byte
+	ends      []int
+	unbounded []int
+	fired     []*rules.Rule
 	// exprAct is what the conversation's CEL expressions read, exprCaptures what a rule's
 	// captures would store while its when is evaluated (expressions.go); replyScratch holds
 	// a reply being rewritten by transform.output.
@@ -133,7 +135,7 @@ func (cv *conversation) sendBasic(typ v1alpha1.ActivityType, s socket, b *rules.
 	a := cv.activity(typ)
 	a.Rules = &v1alpha1.RulesRecord{Basic: b.Name}
 	a.Alert = a.Alert || b.Alert
-	cv.wire, cv.ends = cv.wire[:0], cv.ends[:0]
+	cv.resetReplies()
 	cv.appendReply(b.Template)
 	replied(a)
 	cv.send(s, a)
@@ -236,7 +238,7 @@ func (cv *conversation) finishOn(s socket, typ v1alpha1.ActivityType, msg string
 	cv.peerChanged(s)
 	a := cv.activity(typ)
 	a.Message = msg
-	cv.wire, cv.ends = cv.wire[:0], cv.ends[:0]
+	cv.resetReplies()
 	var names []string // the activity names the first basic rule sent (timeout, before ending)
 	for _, b := range basics {
 		if b == nil {

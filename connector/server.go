@@ -69,8 +69,8 @@ type Options struct {
 	// bucket size. Zero values mean the defaults, 100/s and 200; a negative rate, no limit.
 	UDPPeerRate  float64
 	UDPPeerBurst int
-	// UDPAmplification caps the bytes a UDP server sends per byte received until the peer
-	// has sent a second datagram. Default 3 (as QUIC's anti-amplification limit).
+	// UDPAmplification caps the bytes a UDP server sends a peer per byte received from it
+	// over the last AmplificationWindow. Default 3 (as QUIC's anti-amplification limit).
 	UDPAmplification int
 	// TLS is the key material for rules with operation.tls.enabled.
 	TLS *TLS
@@ -129,6 +129,10 @@ type Connector struct {
 
 	rejected    atomic.Uint64
 	rateLimited atomic.Uint64
+	// ampHeldBytes and ampHeldMessages count what the UDP amplification guard held back;
+	// began is the origin of its windows' clock.
+	ampHeldBytes, ampHeldMessages atomic.Uint64
+	began                         time.Time
 	// waiting counts session-mode sockets that have not sent their first input yet.
 	waiting atomic.Int64
 
@@ -180,7 +184,7 @@ func New(prog *rules.Program, opts Options) (*Connector, error) {
 		opts: opts, reg: opts.Register, globals: map[string]*globalSlot{},
 		quit: make(chan struct{}), ready: make(chan struct{}), retryWait: pause, shared: opts.SharedMemory,
 		listeners: map[net.Listener]struct{}{}, packets: map[packetConn]struct{}{}, sockets: map[io.Closer]socketState{},
-		peers: map[netip.Prefix]int{},
+		peers: map[netip.Prefix]int{}, began: time.Now(),
 	}
 	c.serving.init()
 	c.tasks.init()
@@ -281,6 +285,9 @@ type Stats struct {
 	Rejected uint64
 	// RateLimited UDP datagrams dropped by the per-peer limit (not recorded one by one).
 	RateLimited uint64
+	// AmplificationHeldBytes and AmplificationHeldMessages: replies the UDP amplification
+	// guard did not send (each noted on its activity too).
+	AmplificationHeldBytes, AmplificationHeldMessages uint64
 	// SharedMemoryErrors counts the shared steps and reads the store failed.
 	SharedMemoryErrors uint64
 }
@@ -288,6 +295,7 @@ type Stats struct {
 // Stats returns the counters.
 func (c *Connector) Stats() Stats {
 	return Stats{Active: c.conns.len(), Total: c.nextID.Load(), Rejected: c.rejected.Load(), RateLimited: c.rateLimited.Load(),
+		AmplificationHeldBytes: c.ampHeldBytes.Load(), AmplificationHeldMessages: c.ampHeldMessages.Load(),
 		SharedMemoryErrors: c.sharedErrors.Load()}
 }
 

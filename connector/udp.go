@@ -177,8 +177,7 @@ func (cv *conversation) datagram(pc packetConn, from netip.AddrPort, raw []byte)
 		cv.socks = []socket{s}
 		cv.peerChanged(s)
 	}
-	cv.rxDatagrams++
-	cv.rxBytes += len(raw)
+	cv.amp.received(cv.c.ampNow(), len(raw))
 	max := cv.prog.MaxInputSize
 	cv.handleInput(s, raw[:min(len(raw), max)], len(raw) > max)
 	return true
