@@ -420,6 +420,20 @@ func (c *Connector) reject(peer netip.AddrPort, transport v1alpha1.Transport, re
 	})
 }
 
+// refusePeer refuses a peer: a UDP datagram's source proves nothing, its refusal is
+// summarised (refusals.go); a socket's is recorded, with msg ("" for the per-source cap).
+func (c *Connector) refusePeer(isUDP bool, reason refusalReason, peer netip.AddrPort, p *rules.Program, msg string) {
+	if isUDP {
+		c.refuse(reason, peer, p.Transport, p.PeerPrefixV6)
+		return
+	}
+	if reason == refusedPeerCap {
+		msg = fmt.Sprintf("over maxConnectionsPerPeer (%d logical connections of %s)",
+			p.MaxConnectionsPerPeer, sourceOf(peer.Addr(), p.PeerPrefixV6))
+	}
+	c.reject(peer, p.Transport, msg)
+}
+
 // join finds or creates the conversation of a peer and hands it the socket; it returns nil
 // when the peer is refused (the refusal is recorded) or the connector is stopping.
 // deferGreeting is set for UDP servers, which greet before their first reply; detail goes
@@ -429,9 +443,10 @@ func (c *Connector) reject(peer netip.AddrPort, transport v1alpha1.Transport, re
 func (c *Connector) join(key connKey, peer netip.AddrPort, s socket, deferGreeting bool, detail, session string) *conversation {
 	g := c.current.Load()
 	p := g.prog
+	_, isUDP := s.(*udpPeer)
 	if c.paused.Load() {
 		if cv := c.conns.lookup(key); cv == nil {
-			c.reject(peer, p.Transport, "connector paused")
+			c.refusePeer(isUDP, refusedPaused, peer, p, "connector paused")
 			return nil
 		}
 	}
@@ -444,11 +459,10 @@ func (c *Connector) join(key connKey, peer netip.AddrPort, s socket, deferGreeti
 			func() *conversation { return c.newConversation(g, peer, session) })
 		switch res {
 		case overCap:
-			c.reject(peer, p.Transport, "over maxConcurrentConnections")
+			c.refusePeer(isUDP, refusedCap, peer, p, "over maxConcurrentConnections")
 			return nil
 		case overSourceCap:
-			c.reject(peer, p.Transport, fmt.Sprintf("over maxConnectionsPerPeer (%d logical connections of %s)",
-				p.MaxConnectionsPerPeer, source))
+			c.refusePeer(isUDP, refusedPeerCap, peer, p, "")
 			return nil
 		case stopping:
 			return nil
@@ -458,7 +472,7 @@ func (c *Connector) join(key connKey, peer netip.AddrPort, s socket, deferGreeti
 			cv.mu.Unlock()
 			return cv
 		}
-		if _, isUDP := s.(*udpPeer); isUDP {
+		if isUDP {
 			// A datagram is not a socket: datagram() points the conversation at its sender.
 			return cv
 		}

@@ -72,6 +72,9 @@ type Options struct {
 	// UDPAmplification caps the bytes a UDP server sends a peer per byte received from it
 	// over the last AmplificationWindow. Default 3 (as QUIC's anti-amplification limit).
 	UDPAmplification int
+	// RefusalSummaryInterval is how often refused UDP datagrams and DTLS hellos are
+	// summarised in one Rejected activity per reason. Default DefaultRefusalSummaryInterval.
+	RefusalSummaryInterval time.Duration
 	// TLS is the key material for rules with operation.tls.enabled.
 	TLS *TLS
 	// SharedMemory holds the shared variables (memory.shared). Connectors handed the same
@@ -129,6 +132,10 @@ type Connector struct {
 
 	rejected    atomic.Uint64
 	rateLimited atomic.Uint64
+	// unverified counts DTLS handshakes given up before their cookie came back; refusals
+	// gathers the refusals summarised rather than recorded one by one (refusals.go).
+	unverified atomic.Uint64
+	refusals   refusals
 	// ampHeldBytes and ampHeldMessages count what the UDP amplification guard held back;
 	// began is the origin of its windows' clock.
 	ampHeldBytes, ampHeldMessages atomic.Uint64
@@ -173,6 +180,9 @@ func New(prog *rules.Program, opts Options) (*Connector, error) {
 	}
 	if opts.UDPAmplification <= 0 {
 		opts.UDPAmplification = 3
+	}
+	if opts.RefusalSummaryInterval <= 0 {
+		opts.RefusalSummaryInterval = DefaultRefusalSummaryInterval
 	}
 	if opts.SharedStepTimeout <= 0 {
 		opts.SharedStepTimeout = DefaultSharedStepTimeout
@@ -283,8 +293,13 @@ type Stats struct {
 	Total  uint64
 	// Rejected peers (over a cap, paused, too many sockets).
 	Rejected uint64
-	// RateLimited UDP datagrams dropped by the per-peer limit (not recorded one by one).
+	// Rejected counts every refused UDP datagram and DTLS hello too; those are summarised
+	// (one Rejected activity per reason every Options.RefusalSummaryInterval), not recorded one by one.
+	// RateLimited UDP datagrams dropped by the per-peer limit (summarised too).
 	RateLimited uint64
+	// DTLSUnverified counts DTLS handshakes given up because the peer never returned the
+	// cookie within DTLSCookieTimeout: spoofed or lost hellos (summarised).
+	DTLSUnverified uint64
 	// AmplificationHeldBytes and AmplificationHeldMessages: replies the UDP amplification
 	// guard did not send (each noted on its activity too).
 	AmplificationHeldBytes, AmplificationHeldMessages uint64
@@ -295,7 +310,7 @@ type Stats struct {
 // Stats returns the counters.
 func (c *Connector) Stats() Stats {
 	return Stats{Active: c.conns.len(), Total: c.nextID.Load(), Rejected: c.rejected.Load(), RateLimited: c.rateLimited.Load(),
-		AmplificationHeldBytes: c.ampHeldBytes.Load(), AmplificationHeldMessages: c.ampHeldMessages.Load(),
+		DTLSUnverified: c.unverified.Load(), AmplificationHeldBytes: c.ampHeldBytes.Load(), AmplificationHeldMessages: c.ampHeldMessages.Load(),
 		SharedMemoryErrors: c.sharedErrors.Load()}
 }
 
@@ -539,6 +554,7 @@ func (c *Connector) recordStopped() {
 	c.didStop = true
 	reason := c.reason
 	c.mu.Unlock()
+	c.summariseRefusals() // the refusals since the last summary, counted before the end
 	if d := c.reg.Stats().Dropped; d > 0 {
 		// Said here because a sink that reads only this record should still learn of them.
 		reason += "; " + strconv.FormatUint(d, 10) + " activities dropped before this one (activity buffer full by count or bytes)"

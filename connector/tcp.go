@@ -141,11 +141,16 @@ func (c *Connector) acceptLoop(ln net.Listener, p *rules.Program) error {
 		}
 		delay = 0
 		peer := unmap(addrPortOf(conn.RemoteAddr()))
-		if refusal, stopped := c.admit(conn, peer, p); stopped {
+		if refusal, reason, stopped := c.admit(conn, peer, p); stopped {
 			continue
 		} else if refusal != "" {
 			_ = conn.Close()
-			c.reject(peer, p.Transport, refusal)
+			if p.Transport == v1alpha1.TransportUDP {
+				// A DTLS hello: its source is unproven before the cookie, so summarised.
+				c.refuse(reason, peer, p.Transport, p.PeerPrefixV6)
+			} else {
+				c.reject(peer, p.Transport, refusal)
+			}
 			continue
 		}
 		if !c.tasks.goFunc(func() { c.serveStream(conn, p) }) {

@@ -138,7 +138,7 @@ func (c *Connector) udpLoop(pc packetConn, p *rules.Program) error {
 		delay = 0
 		from = unmap(from)
 		if !limiter.allow(from.Addr(), time.Now()) {
-			c.rateLimited.Add(1)
+			c.refuse(refusedRate, from, v1alpha1.TransportUDP, p.PeerPrefixV6)
 			continue
 		}
 		for range 2 { // a second try when the conversation ended under us

@@ -271,3 +271,73 @@ conversation: {rules: [{id: 1, mode: Sync, regex: "PING", response: "PONG {{coun
 		t.Errorf("%d rejected", n)
 	}
 }
+
+// sendFrom sends n datagrams of payload to addr from a socket bound to ip, which loopback
+// accepts for any address of 127.0.0.0/8: the closest a test gets to spoofed sources
+// without raw sockets.
+func sendFrom(t *testing.T, ip net.IP, addr *net.UDPAddr, payload []byte, n int) {
+	t.Helper()
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: ip})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for range n {
+		if _, err := conn.WriteToUDP(payload, addr); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// 5,000 datagrams from 1,000 sources, over the rate limit and the connection cap: a few
+// summaries, not a Rejected activity each, and exact counts.
+func TestUDPRefusalsAreSummarised(t *testing.T) {
+	h := start(t, `
+operation: {port: 1, transport: UDP, maxConcurrentConnections: 1}
+conversation: {rules: [{id: 1, mode: Sync, regex: "PING", response: "PONG"}]}
+`, func(o *connector.Options) {
+		o.UDPPeerRate, o.UDPPeerBurst = 0.001, 2 // 2 datagrams of each source pass, 3 do not
+		o.RefusalSummaryInterval = time.Hour     // one summary per reason, as the connector stops
+	})
+	addr := h.Connector.Addr().(*net.UDPAddr)
+	const sources, each = 1000, 5
+	for i := range sources {
+		sendFrom(t, net.IPv4(127, 1, byte(i>>8), byte(i)), addr, []byte("PING"), each)
+		if i%20 == 19 { // a few hundred datagrams in flight at most: none lost in the socket buffer
+			sent := uint64((i + 1) * each)
+			eventually(t, "the datagrams to be read", func() bool {
+				st := h.Connector.Stats()
+				return st.RateLimited+st.Rejected+2 == sent
+			})
+		}
+	}
+	if err := h.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	st := h.Connector.Stats()
+	// The first source's two datagrams are its conversation; every other source gets two
+	// past the limiter, refused by the cap.
+	if st.RateLimited != sources*3 || st.Rejected != (sources-1)*2 {
+		t.Errorf("rate-limited %d, rejected %d; want %d and %d", st.RateLimited, st.Rejected, sources*3, (sources-1)*2)
+	}
+	rejected := h.Activities.Of(v1alpha1.ActivityRejected)
+	want := []string{
+		"3000 datagrams from 1000 sources refused since the last summary (at most every 1h0m0s): rate limit",
+		"1998 datagrams from 999 sources refused since the last summary (at most every 1h0m0s): over maxConcurrentConnections",
+	}
+	if len(rejected) != len(want) {
+		t.Fatalf("%d Rejected activities, want %d summaries:\n%s", len(rejected), len(want), h.Activities.Dump())
+	}
+	for i, a := range rejected {
+		if !strings.HasPrefix(a.Message, want[i]) || a.Connection.Transport != v1alpha1.TransportUDP {
+			t.Errorf("summary %d: %q", i, a.Message)
+		}
+	}
+	if n := len(h.Activities.Of(v1alpha1.ActivityInput)); n != 2 {
+		t.Errorf("%d inputs, want the first source's 2", n)
+	}
+	stopped := h.Activities.Of(v1alpha1.ActivityConnectorStopped)
+	if all := h.Activities.All(); len(stopped) != 1 || all[len(all)-1] != stopped[0] {
+		t.Error("the summaries come before ConnectorStopped")
+	}
+}
