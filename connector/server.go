@@ -290,7 +290,9 @@ func (c *Connector) Active() int { return c.conns.len() }
 type Stats struct {
 	// Active logical connections now; Total started so far.
 	Active int
-	Total  uint64
+	// Handshakes are the TLS and DTLS handshakes under way now.
+	Handshakes int
+	Total      uint64
 	// Rejected peers (over a cap, paused, too many sockets).
 	Rejected uint64
 	// Rejected counts every refused UDP datagram and DTLS hello too; those are summarised
@@ -309,7 +311,10 @@ type Stats struct {
 
 // Stats returns the counters.
 func (c *Connector) Stats() Stats {
-	return Stats{Active: c.conns.len(), Total: c.nextID.Load(), Rejected: c.rejected.Load(), RateLimited: c.rateLimited.Load(),
+	c.mu.Lock()
+	handshakes := c.handshakes
+	c.mu.Unlock()
+	return Stats{Handshakes: handshakes, Active: c.conns.len(), Total: c.nextID.Load(), Rejected: c.rejected.Load(), RateLimited: c.rateLimited.Load(),
 		DTLSUnverified: c.unverified.Load(), AmplificationHeldBytes: c.ampHeldBytes.Load(), AmplificationHeldMessages: c.ampHeldMessages.Load(),
 		SharedMemoryErrors: c.sharedErrors.Load()}
 }
