@@ -62,13 +62,15 @@ type conversation struct {
 	// closeWhenDone are the sockets answered under socket.closeAfterReplying, closed once
 	// the async rules pending with their replies have run.
 	closeWhenDone []socket
-	// UDP server amplification guard.
-	rxBytes, txBytes int
-	rxDatagrams      int
-	// scratch buffers reused across inputs.
-	wire  []byte
-	ends  []int
-	fired []*rules.Rule
+	// amp weighs bytes out against bytes in for the UDP amplification guard
+	// (amplification.go).
+	amp ampWindow
+	// scratch buffers reused across inputs: the replies to send (one message per entry of
+	// ends), and the indexes in ends of those from amplification: Unbounded rules.
+	wire      []byte
+	ends      []int
+	unbounded []int
+	fired     []*rules.Rule
 	// cands are the rules whose regexes may match the input (the program's prefilter).
 	cands rules.Candidates
 	// exprAct is what the conversation's CEL expressions read, exprCaptures what a rule's
@@ -135,7 +137,7 @@ func (cv *conversation) sendBasic(typ v1alpha1.ActivityType, s socket, b *rules.
 	a := cv.activity(typ)
 	a.Rules = &v1alpha1.RulesRecord{Basic: b.Name}
 	a.Alert = a.Alert || b.Alert
-	cv.wire, cv.ends = cv.wire[:0], cv.ends[:0]
+	cv.resetReplies()
 	cv.appendReply(b.Template)
 	replied(a)
 	cv.send(s, a)
@@ -238,7 +240,7 @@ func (cv *conversation) finishOn(s socket, typ v1alpha1.ActivityType, msg string
 	cv.peerChanged(s)
 	a := cv.activity(typ)
 	a.Message = msg
-	cv.wire, cv.ends = cv.wire[:0], cv.ends[:0]
+	cv.resetReplies()
 	var names []string // the activity names the first basic rule sent (timeout, before ending)
 	for _, b := range basics {
 		if b == nil {
@@ -420,6 +422,20 @@ func (c *Connector) reject(peer netip.AddrPort, transport v1alpha1.Transport, re
 	})
 }
 
+// refusePeer refuses a peer: a UDP datagram's source proves nothing, its refusal is
+// summarised (refusals.go); a socket's is recorded, with msg ("" for the per-source cap).
+func (c *Connector) refusePeer(isUDP bool, reason refusalReason, peer netip.AddrPort, p *rules.Program, msg string) {
+	if isUDP {
+		c.refuse(reason, peer, p.Transport, p.PeerPrefixV6)
+		return
+	}
+	if reason == refusedPeerCap {
+		msg = fmt.Sprintf("over maxConnectionsPerPeer (%d logical connections of %s)",
+			p.MaxConnectionsPerPeer, sourceOf(peer.Addr(), p.PeerPrefixV6))
+	}
+	c.reject(peer, p.Transport, msg)
+}
+
 // join finds or creates the conversation of a peer and hands it the socket; it returns nil
 // when the peer is refused (the refusal is recorded) or the connector is stopping.
 // deferGreeting is set for UDP servers, which greet before their first reply; detail goes
@@ -429,9 +445,10 @@ func (c *Connector) reject(peer netip.AddrPort, transport v1alpha1.Transport, re
 func (c *Connector) join(key connKey, peer netip.AddrPort, s socket, deferGreeting bool, detail, session string) *conversation {
 	g := c.current.Load()
 	p := g.prog
+	_, isUDP := s.(*udpPeer)
 	if c.paused.Load() {
 		if cv := c.conns.lookup(key); cv == nil {
-			c.reject(peer, p.Transport, "connector paused")
+			c.refusePeer(isUDP, refusedPaused, peer, p, "connector paused")
 			return nil
 		}
 	}
@@ -444,11 +461,10 @@ func (c *Connector) join(key connKey, peer netip.AddrPort, s socket, deferGreeti
 			func() *conversation { return c.newConversation(g, peer, session) })
 		switch res {
 		case overCap:
-			c.reject(peer, p.Transport, "over maxConcurrentConnections")
+			c.refusePeer(isUDP, refusedCap, peer, p, "over maxConcurrentConnections")
 			return nil
 		case overSourceCap:
-			c.reject(peer, p.Transport, fmt.Sprintf("over maxConnectionsPerPeer (%d logical connections of %s)",
-				p.MaxConnectionsPerPeer, source))
+			c.refusePeer(isUDP, refusedPeerCap, peer, p, "")
 			return nil
 		case stopping:
 			return nil
@@ -458,7 +474,7 @@ func (c *Connector) join(key connKey, peer netip.AddrPort, s socket, deferGreeti
 			cv.mu.Unlock()
 			return cv
 		}
-		if _, isUDP := s.(*udpPeer); isUDP {
+		if isUDP {
 			// A datagram is not a socket: datagram() points the conversation at its sender.
 			return cv
 		}

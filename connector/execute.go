@@ -43,7 +43,7 @@ func (cv *conversation) handleInput(s socket, raw []byte, truncated bool) {
 	if p.TransformInput != nil { // the activity keeps what the peer sent
 		text = cv.transformInput(text)
 	}
-	cv.wire, cv.ends = cv.wire[:0], cv.ends[:0]
+	cv.resetReplies()
 	if reads := cv.sharedReadsOf(text); reads != nil {
 		if cv.handleSharedInput(s, text, a, rr, reads) {
 			return
@@ -79,7 +79,7 @@ func (cv *conversation) handleInput(s socket, raw []byte, truncated bool) {
 			sent += cv.flush(s, a)
 			s = cv.reconnect(a)
 		}
-		cv.appendReply(r.Response)
+		cv.appendRuleReply(r)
 	}
 	sent += cv.flush(s, a)
 	ending, closing := false, false
@@ -208,6 +208,21 @@ func (cv *conversation) basicReply(a *v1alpha1.ActivityRecord, b *rules.Basic) {
 	cv.appendReply(b.Template)
 }
 
+// resetReplies empties the replies gathered for sending.
+func (cv *conversation) resetReplies() {
+	cv.wire, cv.ends, cv.unbounded = cv.wire[:0], cv.ends[:0], cv.unbounded[:0]
+}
+
+// appendRuleReply appends r's response, marked when r opts out of the UDP amplification
+// guard.
+func (cv *conversation) appendRuleReply(r *rules.Rule) {
+	n := len(cv.ends)
+	cv.appendReply(r.Response)
+	if r.Unbounded && len(cv.ends) > n {
+		cv.unbounded = append(cv.unbounded, n)
+	}
+}
+
 func (cv *conversation) appendReply(t *rules.Template) {
 	if t == nil {
 		return
@@ -223,7 +238,7 @@ func (cv *conversation) appendReply(t *rules.Template) {
 // flush sends the replies gathered so far and returns the bytes sent.
 func (cv *conversation) flush(s socket, a *v1alpha1.ActivityRecord) int {
 	n := cv.send(s, a)
-	cv.wire, cv.ends = cv.wire[:0], cv.ends[:0]
+	cv.resetReplies()
 	return n
 }
 
@@ -237,38 +252,23 @@ func (cv *conversation) send(s socket, a *v1alpha1.ActivityRecord) int {
 		return 0
 	}
 	wire, ends := cv.wire, cv.ends
-	if _, isUDP := s.(*udpPeer); isUDP && cv.rxDatagrams < 2 {
-		wire, ends = cv.amplificationGuard(a, wire, ends)
+	_, isUDP := s.(*udpPeer)
+	counted := 0
+	if isUDP {
+		if wire, ends, counted = cv.amplificationGuard(a, wire, ends); len(wire) == 0 {
+			return 0
+		}
 	}
 	wire, ends = fillLengths(s, a, wire, ends)
 	n, err := s.send(wire, ends)
-	cv.txBytes += n
+	if isUDP {
+		cv.amp.sent(cv.c.ampNow(), min(n, counted))
+	}
 	cv.wrote(a, wire[:n])
 	if err != nil {
 		note(a, "send: "+err.Error())
 	}
 	return n
-}
-
-// amplificationGuard keeps whole messages while a UDP server that has heard one datagram
-// from a peer (whose address may be spoofed) sends at most UDPAmplification times what it
-// received.
-func (cv *conversation) amplificationGuard(a *v1alpha1.ActivityRecord, wire []byte, ends []int) ([]byte, []int) {
-	budget := cv.c.opts.UDPAmplification*cv.rxBytes - cv.txBytes
-	keep := 0
-	for keep < len(ends) && ends[keep] <= budget {
-		keep++
-	}
-	if keep == len(ends) {
-		return wire, ends
-	}
-	cut := 0
-	if keep > 0 {
-		cut = ends[keep-1]
-	}
-	note(a, fmt.Sprintf("UDP amplification guard: %d bytes not sent (at most %dx what the peer sent until its second datagram)",
-		len(wire)-cut, cv.c.opts.UDPAmplification))
-	return wire[:cut], ends[:keep]
 }
 
 func note(a *v1alpha1.ActivityRecord, msg string) {

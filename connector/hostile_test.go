@@ -241,7 +241,10 @@ conversation: {default: {value: "ok\n"}}
 		st := h.Connector.Stats()
 		return st.Total == 3 && st.Rejected == 1
 	})
-	if n := rejections(h.Activities.WaitFor(t, v1alpha1.ActivityRejected, 1), "2 logical connections of 127.0.0.2/32"); n != 1 {
+	if err := h.Stop(); err != nil { // a datagram's refusal is summarised, at the latest as the connector stops
+		t.Fatal(err)
+	}
+	if n := rejections(h.Activities.Of(v1alpha1.ActivityRejected), "1 datagram from 1 source refused since the last summary (at most every 10s): over maxConnectionsPerPeer (2 per source)"); n != 1 {
 		t.Errorf("refusal does not name the per-peer cap:\n%s", h.Activities.Dump())
 	}
 }
@@ -278,5 +281,81 @@ conversation: {timeout: {value: "bye\n"}}
 	to := h.Activities.WaitFor(t, v1alpha1.ActivityTimedOut, 1)[0]
 	if !strings.Contains(to.Message, "maxConversationAge 300ms") || to.Rules == nil || to.Rules.Basic != v1alpha1.BasicTimeout {
 		t.Errorf("TimedOut %q, rules %+v", to.Message, to.Rules)
+	}
+}
+
+// clientHello is a DTLS 1.2 ClientHello datagram without a cookie, as a spoofed source
+// sends it: the server answers it with a HelloVerifyRequest the source never sees.
+func clientHello() []byte {
+	body := []byte{0xfe, 0xfd} // client_version DTLS 1.2
+	random := make([]byte, 32)
+	_, _ = rand.Read(random)
+	body = append(body, random...)
+	body = append(body, 0)                            // session_id
+	body = append(body, 0)                            // cookie
+	body = append(body, 0, 4, 0xc0, 0x2b, 0xc0, 0x2f) // cipher suites: ECDHE-ECDSA/RSA-AES128-GCM-SHA256
+	body = append(body, 1, 0)                         // compression: null
+	body = append(body, 0, 0)                         // no extensions
+	n := len(body)
+	hs := []byte{1, 0, byte(n >> 8), byte(n), 0, 0, 0, 0, 0, 0, byte(n >> 8), byte(n)} // ClientHello, seq 0, one fragment
+	hs = append(hs, body...)
+	rec := []byte{22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, byte(len(hs) >> 8), byte(len(hs))} // handshake, epoch 0, seq 0
+	return append(rec, hs...)
+}
+
+// 5,000 spoofed DTLS ClientHellos from as many 127.x sources (loopback accepts any source
+// of 127.0.0.0/8; spoofing proper needs raw sockets): bounded memory, no Error activity,
+// every refusal and every handshake given up for its cookie counted and summarised, and a
+// real client served once they are gone.
+func TestSpoofedDTLSHellosCostBoundedStateAndNoActivityEach(t *testing.T) {
+	ca := newCA(t, "parley-test")
+	cert := ca.issue("server", false, false).pair(t)
+	h := start(t, `
+operation: {port: 1, transport: UDP, tls: {enabled: true}, maxConcurrentConnections: 1000}
+conversation:
+  greetings: {value: "+OK secure\n"}
+  rules: [{id: 1, mode: Sync, regex: "PING", response: "+PONG\n"}]
+`, func(o *connector.Options) {
+		o.TLS = &connector.TLS{Certificate: &cert, HandshakeTimeout: time.Hour} // only the cookie deadline cuts them
+		o.RefusalSummaryInterval = time.Hour                                    // the summaries come as it stops
+	})
+	addr := h.Connector.Addr().(*net.UDPAddr)
+	before := heapInUse()
+	const hellos = 5000
+	for i := range hellos {
+		sendFrom(t, net.IPv4(127, 2, byte(i>>8), byte(i)), addr, clientHello(), 1)
+	}
+	grown := int64(heapInUse()) - int64(before)
+	t.Logf("heap after %d spoofed hellos: %+d KiB", hellos, grown>>10)
+	if grown > 60<<20 {
+		t.Errorf("the heap grew by %d MiB for %d spoofed hellos", grown>>20, hellos)
+	}
+	eventually(t, "the unverified handshakes to be given up", func() bool {
+		st := h.Connector.Stats()
+		return st.Handshakes == 0 && st.DTLSUnverified > 0
+	})
+	c := runOpenSSL(t, "s_client", "-dtls1_2", "-connect", h.Addr(), "-CAfile", ca.File, "-quiet")
+	c.send("PING\n")
+	c.waitOutput("+OK secure\n+PONG")
+	if err := h.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	st := h.Connector.Stats()
+	if n := len(h.Activities.Of(v1alpha1.ActivityError)); n != 0 {
+		t.Errorf("%d Error activities:\n%s", n, h.Activities.Dump())
+	}
+	summarised := uint64(0)
+	rejected := h.Activities.Of(v1alpha1.ActivityRejected)
+	for _, a := range rejected {
+		var n uint64
+		if _, err := fmt.Sscanf(a.Message, "%d DTLS hello", &n); err != nil {
+			t.Errorf("not a summary: %q", a.Message)
+		}
+		summarised += n
+	}
+	// Hellos beyond the listener's backlog of sources not yet accepted are dropped before
+	// any state; every other one is in a summary.
+	if len(rejected) > 2 || summarised != st.Rejected+st.DTLSUnverified || summarised == 0 || summarised > hellos {
+		t.Errorf("%d summaries of %d hellos; stats %+v", len(rejected), summarised, st)
 	}
 }

@@ -150,7 +150,7 @@ conversation:
 	if o := in.Output; o == nil || *o != (v1alpha1.OutputRecord{}) || !strings.Contains(in.Message, "amplification guard") {
 		t.Errorf("guarded reply: output %+v, message %q", o, in.Message)
 	}
-	u.send("Q")
+	u.send("QQQQ") // 5 bytes in over the window: 15 may go out, 2 have
 	u.expect("0123456789")
 	wantOutput(t, h.Activities.WaitFor(t, v1alpha1.ActivityInput, 2)[1], "0123456789")
 }

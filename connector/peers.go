@@ -52,22 +52,22 @@ func (c *Connector) release(st socketState) {
 // handshakes under way and the live conversations together are at maxConcurrentConnections
 // (a handshake holds a descriptor and memory as a conversation does), or its source has
 // maxConnectionsPerPeer sockets already. A stopping connector closes it and says nothing
-// (stopped is true).
-func (c *Connector) admit(s io.Closer, peer netip.AddrPort, p *rules.Program) (refusal string, stopped bool) {
+// (stopped is true). reason says which refusal, for a summary.
+func (c *Connector) admit(s io.Closer, peer netip.AddrPort, p *rules.Program) (refusal string, reason refusalReason, stopped bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.stopping {
 		_ = s.Close()
-		return "", true
+		return "", 0, true
 	}
 	st := socketState{handshake: p.TLS.Enabled}
 	if st.handshake && c.handshakes+c.conns.len() >= p.MaxConnections {
-		return "over maxConcurrentConnections (TLS and DTLS handshakes under way included)", false
+		return "over maxConcurrentConnections (TLS and DTLS handshakes under way included)", refusedHandshakeCap, false
 	}
 	if p.MaxConnectionsPerPeer > 0 {
 		st.source = sourceOf(peer.Addr(), p.PeerPrefixV6)
 		if c.peers[st.source] >= p.MaxConnectionsPerPeer {
-			return fmt.Sprintf("over maxConnectionsPerPeer (%d sockets of %s)", p.MaxConnectionsPerPeer, st.source), false
+			return fmt.Sprintf("over maxConnectionsPerPeer (%d sockets of %s)", p.MaxConnectionsPerPeer, st.source), refusedPeerCap, false
 		}
 		c.peers[st.source]++
 	}
@@ -75,7 +75,7 @@ func (c *Connector) admit(s io.Closer, peer netip.AddrPort, p *rules.Program) (r
 		c.handshakes++
 	}
 	c.sockets[s] = st
-	return "", false
+	return "", 0, false
 }
 
 // handshaken says the handshake of an admitted socket is over, whatever its outcome.

@@ -187,8 +187,8 @@ func (cv *conversation) runTask(t *task) {
 		if p.Mode == v1alpha1.ModeClient && r.Response != nil && (s == nil || (r.ReconnectBefore && cv.reconnects())) {
 			s = cv.reconnect(a)
 		}
-		cv.wire, cv.ends = cv.wire[:0], cv.ends[:0]
-		cv.appendReply(r.Response)
+		cv.resetReplies()
+		cv.appendRuleReply(r)
 		sent := cv.flush(s, a)
 		if !p.UpdateOnDetected {
 			cv.applyMemory(r, "")

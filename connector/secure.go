@@ -153,6 +153,12 @@ func (c *Connector) secureServer(p *rules.Program, conn net.Conn) (net.Conn, str
 	ctx, cancel := context.WithTimeout(c.stopContext(), c.opts.TLS.handshakeTimeout())
 	defer cancel()
 	switch sc := conn.(type) {
+	case *dtlsServerConn:
+		if err := sc.handshake(ctx); err != nil {
+			return nil, "", fmt.Errorf("DTLS handshake: %w", err)
+		}
+		st, _ := sc.ConnectionState()
+		return sc.Conn, dtlsDetail(&st), nil
 	case *dtls.Conn:
 		if err := sc.HandshakeContext(ctx); err != nil {
 			return nil, "", fmt.Errorf("DTLS handshake: %w", err)

@@ -69,9 +69,12 @@ type Options struct {
 	// bucket size. Zero values mean the defaults, 100/s and 200; a negative rate, no limit.
 	UDPPeerRate  float64
 	UDPPeerBurst int
-	// UDPAmplification caps the bytes a UDP server sends per byte received until the peer
-	// has sent a second datagram. Default 3 (as QUIC's anti-amplification limit).
+	// UDPAmplification caps the bytes a UDP server sends a peer per byte received from it
+	// over the last AmplificationWindow. Default 3 (as QUIC's anti-amplification limit).
 	UDPAmplification int
+	// RefusalSummaryInterval is how often refused UDP datagrams and DTLS hellos are
+	// summarised in one Rejected activity per reason. Default DefaultRefusalSummaryInterval.
+	RefusalSummaryInterval time.Duration
 	// TLS is the key material for rules with operation.tls.enabled.
 	TLS *TLS
 	// SharedMemory holds the shared variables (memory.shared). Connectors handed the same
@@ -129,6 +132,14 @@ type Connector struct {
 
 	rejected    atomic.Uint64
 	rateLimited atomic.Uint64
+	// unverified counts DTLS handshakes given up before their cookie came back; refusals
+	// gathers the refusals summarised rather than recorded one by one (refusals.go).
+	unverified atomic.Uint64
+	refusals   refusals
+	// ampHeldBytes and ampHeldMessages count what the UDP amplification guard held back;
+	// began is the origin of its windows' clock.
+	ampHeldBytes, ampHeldMessages atomic.Uint64
+	began                         time.Time
 	// waiting counts session-mode sockets that have not sent their first input yet.
 	waiting atomic.Int64
 
@@ -170,6 +181,9 @@ func New(prog *rules.Program, opts Options) (*Connector, error) {
 	if opts.UDPAmplification <= 0 {
 		opts.UDPAmplification = 3
 	}
+	if opts.RefusalSummaryInterval <= 0 {
+		opts.RefusalSummaryInterval = DefaultRefusalSummaryInterval
+	}
 	if opts.SharedStepTimeout <= 0 {
 		opts.SharedStepTimeout = DefaultSharedStepTimeout
 	}
@@ -180,7 +194,7 @@ func New(prog *rules.Program, opts Options) (*Connector, error) {
 		opts: opts, reg: opts.Register, globals: map[string]*globalSlot{},
 		quit: make(chan struct{}), ready: make(chan struct{}), retryWait: pause, shared: opts.SharedMemory,
 		listeners: map[net.Listener]struct{}{}, packets: map[packetConn]struct{}{}, sockets: map[io.Closer]socketState{},
-		peers: map[netip.Prefix]int{},
+		peers: map[netip.Prefix]int{}, began: time.Now(),
 	}
 	c.serving.init()
 	c.tasks.init()
@@ -276,18 +290,32 @@ func (c *Connector) Active() int { return c.conns.len() }
 type Stats struct {
 	// Active logical connections now; Total started so far.
 	Active int
-	Total  uint64
+	// Handshakes are the TLS and DTLS handshakes under way now.
+	Handshakes int
+	Total      uint64
 	// Rejected peers (over a cap, paused, too many sockets).
 	Rejected uint64
-	// RateLimited UDP datagrams dropped by the per-peer limit (not recorded one by one).
+	// Rejected counts every refused UDP datagram and DTLS hello too; those are summarised
+	// (one Rejected activity per reason every Options.RefusalSummaryInterval), not recorded one by one.
+	// RateLimited UDP datagrams dropped by the per-peer limit (summarised too).
 	RateLimited uint64
+	// DTLSUnverified counts DTLS handshakes given up because the peer never returned the
+	// cookie within DTLSCookieTimeout: spoofed or lost hellos (summarised).
+	DTLSUnverified uint64
+	// AmplificationHeldBytes and AmplificationHeldMessages: replies the UDP amplification
+	// guard did not send (each noted on its activity too).
+	AmplificationHeldBytes, AmplificationHeldMessages uint64
 	// SharedMemoryErrors counts the shared steps and reads the store failed.
 	SharedMemoryErrors uint64
 }
 
 // Stats returns the counters.
 func (c *Connector) Stats() Stats {
-	return Stats{Active: c.conns.len(), Total: c.nextID.Load(), Rejected: c.rejected.Load(), RateLimited: c.rateLimited.Load(),
+	c.mu.Lock()
+	handshakes := c.handshakes
+	c.mu.Unlock()
+	return Stats{Handshakes: handshakes, Active: c.conns.len(), Total: c.nextID.Load(), Rejected: c.rejected.Load(), RateLimited: c.rateLimited.Load(),
+		DTLSUnverified: c.unverified.Load(), AmplificationHeldBytes: c.ampHeldBytes.Load(), AmplificationHeldMessages: c.ampHeldMessages.Load(),
 		SharedMemoryErrors: c.sharedErrors.Load()}
 }
 
@@ -531,6 +559,7 @@ func (c *Connector) recordStopped() {
 	c.didStop = true
 	reason := c.reason
 	c.mu.Unlock()
+	c.summariseRefusals() // the refusals since the last summary, counted before the end
 	if d := c.reg.Stats().Dropped; d > 0 {
 		// Said here because a sink that reads only this record should still learn of them.
 		reason += "; " + strconv.FormatUint(d, 10) + " activities dropped before this one (activity buffer full by count or bytes)"

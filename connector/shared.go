@@ -244,7 +244,7 @@ func (cv *conversation) handleSharedInput(s socket, text string, a *v1alpha1.Act
 	var reconnectAt []int // before which reply (index into cv.ends) a rule reconnects
 	err := cv.sharedStep(reads, func() {
 		a.Captures, a.Alert, rr.Executed, rr.Basic = nil, alert, nil, ""
-		cv.wire, cv.ends = cv.wire[:0], cv.ends[:0]
+		cv.resetReplies()
 		reconnectAt = reconnectAt[:0]
 		fired = nil
 		if strings.Trim(text, "\r\n") == "" {
@@ -264,7 +264,7 @@ func (cv *conversation) handleSharedInput(s socket, text string, a *v1alpha1.Act
 			if r.ReconnectBefore && cv.reconnects() {
 				reconnectAt = append(reconnectAt, len(cv.ends))
 			}
-			cv.appendReply(r.Response)
+			cv.appendRuleReply(r)
 		}
 		if !p.UpdateOnDetected {
 			for _, r := range fired {
@@ -274,7 +274,7 @@ func (cv *conversation) handleSharedInput(s socket, text string, a *v1alpha1.Act
 	})
 	if err != nil {
 		a.Captures, a.Alert, rr.Executed, rr.Basic = nil, alert, nil, ""
-		cv.wire, cv.ends = cv.wire[:0], cv.ends[:0]
+		cv.resetReplies()
 		cv.recordError(fmt.Sprintf("shared memory step failed, the rules on shared variables are skipped for this input: %v", err))
 		return false
 	}
@@ -310,7 +310,7 @@ func (cv *conversation) sendSegments(s socket, a *v1alpha1.ActivityRecord, recon
 				base = ends[from-1]
 			}
 			cv.wire = append(cv.wire[:0], full[base:ends[upto-1]]...)
-			cv.ends = cv.ends[:0]
+			cv.ends, cv.unbounded = cv.ends[:0], cv.unbounded[:0]
 			for _, e := range ends[from:upto] {
 				cv.ends = append(cv.ends, e-base)
 			}

@@ -183,8 +183,9 @@ conversation:
 					t.Fatalf("datagram %q, want %q", got, want)
 				}
 			}
-			// A second datagram lifts the amplification guard, which would hold the ending.
-			if _, err := u.Write([]byte("GO")); err != nil {
+			// Enough bytes in for the amplification guard to let the ending out (3x the
+			// bytes in: 30 for 10, of which 9 are sent before the ending).
+			if _, err := u.Write([]byte("GO GO GO")); err != nil {
 				t.Fatal(err)
 			}
 			if got := readDatagram(t, u); got != "go;" {

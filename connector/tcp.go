@@ -7,8 +7,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/pion/dtls/v3"
-
 	"github.com/parley-dev/parley/api/v1alpha1"
 	"github.com/parley-dev/parley/rules"
 )
@@ -97,21 +95,6 @@ func setBacklog(ln net.Listener, backlog int) error {
 	return lerr
 }
 
-// listenDTLS listens for DTLS: the library's listener demultiplexes peers into connections,
-// so each conversation reads its own socket as over TCP, one datagram per read.
-func (c *Connector) listenDTLS(p *rules.Program) (net.Listener, error) {
-	network, address := c.address(p)
-	laddr, err := net.ResolveUDPAddr(network, address)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s/%s: %w", network, address, err)
-	}
-	ln, err := dtls.ListenWithOptions(network, laddr, c.opts.TLS.dtlsServerOptions(p)...)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s/%s: %w", network, address, err)
-	}
-	return ln, nil
-}
-
 func tlsSuffix(p *rules.Program) string {
 	switch {
 	case !p.TLS.Enabled:
@@ -141,11 +124,16 @@ func (c *Connector) acceptLoop(ln net.Listener, p *rules.Program) error {
 		}
 		delay = 0
 		peer := unmap(addrPortOf(conn.RemoteAddr()))
-		if refusal, stopped := c.admit(conn, peer, p); stopped {
+		if refusal, reason, stopped := c.admit(conn, peer, p); stopped {
 			continue
 		} else if refusal != "" {
 			_ = conn.Close()
-			c.reject(peer, p.Transport, refusal)
+			if p.Transport == v1alpha1.TransportUDP {
+				// A DTLS hello: its source is unproven before the cookie, so summarised.
+				c.refuse(reason, peer, p.Transport, p.PeerPrefixV6)
+			} else {
+				c.reject(peer, p.Transport, refusal)
+			}
 			continue
 		}
 		if !c.tasks.goFunc(func() { c.serveStream(conn, p) }) {
@@ -182,6 +170,12 @@ func (c *Connector) serveStream(conn net.Conn, p *rules.Program) {
 	if p.TLS.Enabled {
 		sc, d, err := c.secureServer(p, conn)
 		c.handshaken(raw)
+		if errors.Is(err, errUnverified) {
+			// Most likely a spoofed source: counted and summarised, not an Error each.
+			_ = conn.Close()
+			c.refuse(refusedUnverified, unmap(addrPortOf(conn.RemoteAddr())), p.Transport, p.PeerPrefixV6)
+			return
+		}
 		if err != nil {
 			peer := addrPortOf(conn.RemoteAddr())
 			c.record(&v1alpha1.ActivityRecord{

@@ -138,7 +138,7 @@ func (c *Connector) udpLoop(pc packetConn, p *rules.Program) error {
 		delay = 0
 		from = unmap(from)
 		if !limiter.allow(from.Addr(), time.Now()) {
-			c.rateLimited.Add(1)
+			c.refuse(refusedRate, from, v1alpha1.TransportUDP, p.PeerPrefixV6)
 			continue
 		}
 		for range 2 { // a second try when the conversation ended under us
@@ -177,8 +177,7 @@ func (cv *conversation) datagram(pc packetConn, from netip.AddrPort, raw []byte)
 		cv.socks = []socket{s}
 		cv.peerChanged(s)
 	}
-	cv.rxDatagrams++
-	cv.rxBytes += len(raw)
+	cv.amp.received(cv.c.ampNow(), len(raw))
 	max := cv.prog.MaxInputSize
 	cv.handleInput(s, raw[:min(len(raw), max)], len(raw) > max)
 	return true

@@ -100,8 +100,10 @@ conversation:
 	a.expect("HELLO", "PONG 0")
 }
 
-func TestUDPAmplificationGuard(t *testing.T) {
-	big := strings.Repeat("X", 100)
+// The guard holds over the whole conversation, not until a second datagram (as easy to
+// spoof as the first): two 1-byte datagrams never bring back a 2 KB reply.
+func TestUDPAmplificationGuardHoldsPastTheSecondDatagram(t *testing.T) {
+	big := strings.Repeat("X", 2000)
 	h := start(t, `
 operation: {port: 1, transport: UDP}
 conversation:
@@ -110,14 +112,84 @@ conversation:
   - {id: 2, mode: Sync, regex: "small", response: "ok"}
 `)
 	u := h.dialUDP()
-	u.send("Q") // 1 byte in: 100 bytes out would amplify 100x
-	u.expectNothing(300 * time.Millisecond)
-	in := h.Activities.WaitFor(t, v1alpha1.ActivityInput, 1)[0]
-	if !strings.Contains(in.Message, "amplification guard") || in.Output.Bytes != 0 {
-		t.Errorf("first input: %q, %d bytes out", in.Message, in.Output.Bytes)
+	u.send("Q")
+	u.send("Q")
+	u.send("small") // 5 bytes in: the 2-byte reply fits; datagrams on loopback keep their order
+	u.expect("ok")
+	in := h.Activities.WaitFor(t, v1alpha1.ActivityInput, 3)
+	for _, a := range in[:2] {
+		if !strings.Contains(a.Message, "UDP amplification guard: 2000 bytes not sent") || a.Output.Bytes != 0 {
+			t.Errorf("input %q: %q, %d bytes out", a.Input.Text, a.Message, a.Output.Bytes)
+		}
 	}
-	u.send("Q") // a second datagram shows the peer is real
+	if st := h.Connector.Stats(); st.AmplificationHeldBytes != 4000 || st.AmplificationHeldMessages != 2 {
+		t.Errorf("held back: %d bytes in %d messages, want 4000 in 2", st.AmplificationHeldBytes, st.AmplificationHeldMessages)
+	}
+}
+
+// A peer that keeps sending gets replies, within three times what it sent.
+func TestUDPAmplificationGuardKeepsTheRatio(t *testing.T) {
+	h := start(t, `
+operation: {port: 1, transport: UDP}
+conversation:
+  rules:
+  - {id: 1, mode: Sync, regex: "AB", response: "0123456789"}
+  - {id: 2, mode: Sync, regex: "end!", response: "ok"}
+`)
+	u := h.dialUDP()
+	const sends = 30
+	for range sends {
+		u.send("AB") // 2 bytes in, 10 out: 5x, so some replies are held back
+	}
+	u.send("end!")
+	replies := 0
+	for got := u.recv(); got != "ok"; got = u.recv() {
+		if got != "0123456789" {
+			t.Fatalf("datagram %q", got)
+		}
+		replies++
+	}
+	in := h.Activities.WaitFor(t, v1alpha1.ActivityInput, sends+1)
+	out, held := 0, 0
+	for _, a := range in[:sends] {
+		out += int(a.Output.Bytes)
+		if strings.Contains(a.Message, "amplification guard") {
+			held++
+		}
+	}
+	if replies == 0 || out != 10*replies || out > 3*2*sends || held != sends-replies {
+		t.Errorf("%d replies (%d bytes recorded, %d held back) to %d bytes in: want some, at most %d bytes",
+			replies, out, held, 2*sends, 3*2*sends)
+	}
+	if st := h.Connector.Stats(); st.AmplificationHeldMessages != uint64(held) || st.AmplificationHeldBytes != uint64(10*held) {
+		t.Errorf("stats %+v, %d held back", st, held)
+	}
+}
+
+// amplification: Unbounded opts a rule out: its reply goes whole, the others stay bounded.
+func TestUDPAmplificationOptOut(t *testing.T) {
+	big := strings.Repeat("X", 2000)
+	h := start(t, `
+operation: {port: 1, transport: UDP}
+conversation:
+  rules:
+  - {id: 1, mode: Sync, regex: "Q", response: "`+big+`", amplification: Unbounded}
+  - {id: 2, mode: Sync, regex: "R", response: "`+big+`"}
+  - {id: 3, mode: Sync, regex: "^probe", response: "ok"}
+`)
+	u := h.dialUDP()
+	u.send("Q")
 	u.expect(big)
+	u.send("QR") // rules 1 and 2: 1 is sent whole and uncounted, 2 is held back
+	u.send("probe")
+	u.expect(big, "ok") // and nothing between: datagrams on loopback keep their order
+	in := h.Activities.WaitFor(t, v1alpha1.ActivityInput, 3)
+	if in[0].Message != "" || in[0].Output.Bytes != 2000 {
+		t.Errorf("opted out: %q, %d bytes", in[0].Message, in[0].Output.Bytes)
+	}
+	if !strings.Contains(in[1].Message, "2000 bytes not sent") || in[1].Output.Bytes != 2000 {
+		t.Errorf("mixed: %q, %d bytes", in[1].Message, in[1].Output.Bytes)
+	}
 }
 
 func TestUDPPerPeerRateLimit(t *testing.T) {
@@ -197,5 +269,75 @@ conversation: {rules: [{id: 1, mode: Sync, regex: "PING", response: "PONG {{coun
 	}
 	if n := len(h.Activities.Of(v1alpha1.ActivityRejected)); n != 0 {
 		t.Errorf("%d rejected", n)
+	}
+}
+
+// sendFrom sends n datagrams of payload to addr from a socket bound to ip, which loopback
+// accepts for any address of 127.0.0.0/8: the closest a test gets to spoofed sources
+// without raw sockets.
+func sendFrom(t *testing.T, ip net.IP, addr *net.UDPAddr, payload []byte, n int) {
+	t.Helper()
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: ip})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for range n {
+		if _, err := conn.WriteToUDP(payload, addr); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// 5,000 datagrams from 1,000 sources, over the rate limit and the connection cap: a few
+// summaries, not a Rejected activity each, and exact counts.
+func TestUDPRefusalsAreSummarised(t *testing.T) {
+	h := start(t, `
+operation: {port: 1, transport: UDP, maxConcurrentConnections: 1}
+conversation: {rules: [{id: 1, mode: Sync, regex: "PING", response: "PONG"}]}
+`, func(o *connector.Options) {
+		o.UDPPeerRate, o.UDPPeerBurst = 0.001, 2 // 2 datagrams of each source pass, 3 do not
+		o.RefusalSummaryInterval = time.Hour     // one summary per reason, as the connector stops
+	})
+	addr := h.Connector.Addr().(*net.UDPAddr)
+	const sources, each = 1000, 5
+	for i := range sources {
+		sendFrom(t, net.IPv4(127, 1, byte(i>>8), byte(i)), addr, []byte("PING"), each)
+		if i%20 == 19 { // a few hundred datagrams in flight at most: none lost in the socket buffer
+			sent := uint64((i + 1) * each)
+			eventually(t, "the datagrams to be read", func() bool {
+				st := h.Connector.Stats()
+				return st.RateLimited+st.Rejected+2 == sent
+			})
+		}
+	}
+	if err := h.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	st := h.Connector.Stats()
+	// The first source's two datagrams are its conversation; every other source gets two
+	// past the limiter, refused by the cap.
+	if st.RateLimited != sources*3 || st.Rejected != (sources-1)*2 {
+		t.Errorf("rate-limited %d, rejected %d; want %d and %d", st.RateLimited, st.Rejected, sources*3, (sources-1)*2)
+	}
+	rejected := h.Activities.Of(v1alpha1.ActivityRejected)
+	want := []string{
+		"3000 datagrams from 1000 sources refused since the last summary (at most every 1h0m0s): rate limit",
+		"1998 datagrams from 999 sources refused since the last summary (at most every 1h0m0s): over maxConcurrentConnections",
+	}
+	if len(rejected) != len(want) {
+		t.Fatalf("%d Rejected activities, want %d summaries:\n%s", len(rejected), len(want), h.Activities.Dump())
+	}
+	for i, a := range rejected {
+		if !strings.HasPrefix(a.Message, want[i]) || a.Connection.Transport != v1alpha1.TransportUDP {
+			t.Errorf("summary %d: %q", i, a.Message)
+		}
+	}
+	if n := len(h.Activities.Of(v1alpha1.ActivityInput)); n != 2 {
+		t.Errorf("%d inputs, want the first source's 2", n)
+	}
+	stopped := h.Activities.Of(v1alpha1.ActivityConnectorStopped)
+	if all := h.Activities.All(); len(stopped) != 1 || all[len(all)-1] != stopped[0] {
+		t.Error("the summaries come before ConnectorStopped")
 	}
 }

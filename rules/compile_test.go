@@ -46,6 +46,17 @@ func TestCompileErrorsCarryFieldPaths(t *testing.T) {
 			"spec.operation.maxConversationAge: Invalid value",
 		}},
 		{"client auth without tls", `operation: {port: 1, tls: {clientAuthentication: true}}`, []string{"spec.operation.tls.clientAuthentication"}},
+		{"amplification opt-out off a UDP server", `
+operation: {port: 1}
+conversation: {rules: [{id: 1, mode: Sync, regex: a, amplification: Unbounded}, {id: 2, mode: Sync, regex: b, amplification: Huge}]}`, []string{
+			"spec.conversation.rules[0].amplification: Forbidden: the amplification guard bounds only a UDP server's replies",
+			`spec.conversation.rules[1].amplification: Unsupported value: "Huge"`,
+		}},
+		{"amplification opt-out with DTLS", `
+operation: {port: 1, transport: UDP, tls: {enabled: true}}
+conversation: {rules: [{id: 1, mode: Sync, regex: a, amplification: Unbounded}]}`, []string{
+			"spec.conversation.rules[0].amplification: Forbidden",
+		}},
 		{"bad regex", `
 operation: {port: 1}
 conversation: {rules: [{id: 1, mode: Sync, regex: "a(b"}]}`, []string{"spec.conversation.rules[0].regex: Invalid value: \"a(b\""}},
@@ -289,5 +300,22 @@ conversation:
   - {id: 13, mode: Async}`)
 	if len(errs) > 0 {
 		t.Fatal(errs)
+	}
+}
+
+func TestAmplificationOptOutOnUDPServer(t *testing.T) {
+	prog, errs := compileYAML(t, `
+operation: {port: 53, transport: UDP}
+conversation:
+  rules:
+  - {id: 1, mode: Sync, regex: a, amplification: Unbounded}
+  - {id: 2, mode: Sync, regex: b, amplification: Bounded}
+  - {id: 3, mode: Sync, regex: c}
+`)
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	if !prog.Rules[0].Unbounded || prog.Rules[1].Unbounded || prog.Rules[2].Unbounded {
+		t.Errorf("only rule 1 opts out: %v %v %v", prog.Rules[0].Unbounded, prog.Rules[1].Unbounded, prog.Rules[2].Unbounded)
 	}
 }

@@ -83,6 +83,7 @@ func (c *compiler) rule(path *field.Path, s *v1alpha1.Rule) *Rule {
 		ID: s.ID, Mode: s.Mode, CloseConnection: s.CloseConnection, ReconnectBefore: s.ReconnectBefore,
 		Ending: s.Ending, Alert: s.Alert,
 	}
+	c.amplification(path.Child("amplification"), r, s.Amplification)
 	enabled := s.Enabled == nil || *s.Enabled
 	switch {
 	case s.ID <= 0:
@@ -451,4 +452,20 @@ func explainRegexError(err error) string {
 		return "atomic groups are not supported (RE2): " + msg
 	}
 	return msg
+}
+
+// amplification compiles a rule's amplification: Unbounded is only meaningful where the
+// guard applies, a UDP server without DTLS (docs/rules.md §8).
+func (c *compiler) amplification(path *field.Path, r *Rule, a v1alpha1.Amplification) {
+	switch a {
+	case "", v1alpha1.AmplificationBounded:
+	case v1alpha1.AmplificationUnbounded:
+		if c.p.Transport != v1alpha1.TransportUDP || c.p.Mode == v1alpha1.ModeClient || c.p.TLS.Enabled {
+			c.add(field.Forbidden(path, "the amplification guard bounds only a UDP server's replies (without DTLS): there is nothing to opt out of"))
+			return
+		}
+		r.Unbounded = true
+	default:
+		c.add(field.NotSupported(path, a, []string{string(v1alpha1.AmplificationBounded), string(v1alpha1.AmplificationUnbounded)}))
+	}
 }

@@ -142,6 +142,9 @@ type Rule struct {
 	// Framing, when set, becomes the framing of the socket the rule answered, from the next
 	// input on.
 	Framing *Framing
+	// Unbounded exempts the rule's replies from the UDP amplification guard
+	// (amplification: Unbounded).
+	Unbounded bool
 	// SharedReads and SharedWrites are the shared variables (indexes into Program.Shared,
 	// ascending) the rule reads (conditions, sources, operation inputs, response, the
 	// conditions of its asyncSwitch and asyncLoop) and writes (captures, updates, operation

@@ -633,7 +633,25 @@ type Rule struct {
 	// protocols whose first message is shaped differently from the rest). TCP only.
 	// +optional
 	Framing *Framing `json:"framing,omitempty"`
+	// Amplification says whether the UDP amplification guard bounds this rule's replies
+	// (UDP servers without DTLS): Bounded (the default) sends at most 3 times the bytes the
+	// peer sent over the last 10 seconds; Unbounded sends them whole and uncounted.
+	// Dangerous: a source address can be spoofed, so an Unbounded rule lets anyone aim
+	// its replies at a victim. Use it only for replies no larger than the request.
+	// +optional
+	Amplification Amplification `json:"amplification,omitempty"`
 }
+
+// Amplification says whether a rule's UDP replies are bounded by the amplification guard.
+// +kubebuilder:validation:Enum=Bounded;Unbounded
+type Amplification string
+
+const (
+	// AmplificationBounded: the rule's replies count against the guard (the default).
+	AmplificationBounded Amplification = "Bounded"
+	// AmplificationUnbounded: the rule's replies are sent whole, whatever the peer sent.
+	AmplificationUnbounded Amplification = "Unbounded"
+)
 
 // Capture stores what a regex finds in the input into a variable.
 type Capture struct {

@@ -480,6 +480,8 @@ func runCounters(reg *activity.Register, running []*served) metrics.Counters {
 		c.ActiveConnections += int64(st.Active)
 		c.TotalConnections += st.Total
 		c.RejectedConnections += st.Rejected
+		c.RateLimitedDatagrams += st.RateLimited
+		c.UnverifiedHellos += st.DTLSUnverified
 	}
 	rs := reg.Stats()
 	c.ActivitiesProduced, c.ActivitiesDropped = rs.Recorded+rs.Dropped, rs.Dropped

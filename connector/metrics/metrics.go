@@ -23,8 +23,12 @@ type Counters struct {
 	ActiveConnections   int64
 	TotalConnections    uint64
 	RejectedConnections uint64
-	ActivitiesProduced  uint64
-	ActivitiesDropped   uint64
+	// RateLimitedDatagrams and UnverifiedHellos are refusals summarised rather than
+	// recorded one by one (docs/hardening.md).
+	RateLimitedDatagrams uint64
+	UnverifiedHellos     uint64
+	ActivitiesProduced   uint64
+	ActivitiesDropped    uint64
 	// SharedMemoryErrors counts the checks and shared steps the shared-memory store failed.
 	SharedMemoryErrors uint64
 }
@@ -56,6 +60,10 @@ func New(counters func() Counters) (*Metrics, error) {
 			func(c Counters) uint64 { return c.TotalConnections }),
 		counter("parley_connector_connections_rejected_total", "Peers refused (over a cap, paused).",
 			func(c Counters) uint64 { return c.RejectedConnections }),
+		counter("parley_connector_datagrams_rate_limited_total", "UDP datagrams over the per-source rate limit (summarised, not recorded one by one).",
+			func(c Counters) uint64 { return c.RateLimitedDatagrams }),
+		counter("parley_connector_dtls_unverified_total", "DTLS handshakes given up before the peer returned the cookie (spoofed or lost hellos).",
+			func(c Counters) uint64 { return c.UnverifiedHellos }),
 		counter("parley_connector_activities_produced_total", "Activities recorded or dropped.",
 			func(c Counters) uint64 { return c.ActivitiesProduced }),
 		counter("parley_connector_activities_dropped_total", "Activities dropped before reaching their destination (buffers full).",

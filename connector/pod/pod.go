@@ -301,11 +301,19 @@ func (p *process) ready() error {
 // counters are the metrics' view of the heartbeat.
 func (p *process) counters() metrics.Counters {
 	hb := p.heartbeat()
-	return metrics.Counters{
+	m := metrics.Counters{
 		ActiveConnections: hb.GetActiveConnections(), TotalConnections: hb.GetTotalConnections(),
 		RejectedConnections: hb.GetRejectedConnections(), ActivitiesProduced: hb.GetActivitiesProduced(),
 		ActivitiesDropped: hb.GetActivitiesDropped(), SharedMemoryErrors: hb.GetSharedMemory().GetErrors(),
 	}
+	p.statsMu.Lock()
+	c := p.current
+	p.statsMu.Unlock()
+	if c != nil { // the serving connector's: they are not in the heartbeat
+		st := c.Stats()
+		m.RateLimitedDatagrams, m.UnverifiedHellos = st.RateLimited, st.DTLSUnverified
+	}
+	return m
 }
 
 // heartbeat gathers the counters the engine adds into the connector's status.
