@@ -128,7 +128,10 @@ func newObject(apiVersion, kind string) (any, error) {
 		return &policyv1.PodDisruptionBudget{}, nil
 	case "admissionregistration.k8s.io/v1/ValidatingWebhookConfiguration":
 		return &admissionregistrationv1.ValidatingWebhookConfiguration{}, nil
-	case "monitoring.coreos.com/v1/ServiceMonitor", "apiextensions.k8s.io/v1/CustomResourceDefinition",
+	case "v1/ConfigMap":
+		return &corev1.ConfigMap{}, nil
+	case "monitoring.coreos.com/v1/ServiceMonitor", "monitoring.coreos.com/v1/PodMonitor", "monitoring.coreos.com/v1/PrometheusRule",
+		"apiextensions.k8s.io/v1/CustomResourceDefinition",
 		"cert-manager.io/v1/Issuer", "cert-manager.io/v1/Certificate":
 		return &map[string]any{}, nil
 	}
@@ -238,7 +241,9 @@ var valueSets = map[string][]string{
 	"webhookAddress":     {"--set", "webhook.address=127.0.0.1:19444", "--set", "webhook.port=19444", "--set", "webhook.failurePolicy=Fail"},
 	"certManager":        {"--set", "webhook.certManager.enabled=true"},
 	"noWebhook":          {"--set", "webhook.enabled=false"},
-	"insecureMetrics":    {"--set", "metrics.secure=false", "--set", "metrics.serviceMonitor.enabled=true"},
+	"operations": {"--set", "grafana.dashboard.enabled=true", "--set", "prometheusRule.enabled=true", "--set", "prometheusRule.labels.release=prom",
+		"--set", "metrics.podMonitor.enabled=true", "--set", "metrics.podMonitor.labels.release=prom"},
+	"insecureMetrics": {"--set", "metrics.secure=false", "--set", "metrics.serviceMonitor.enabled=true"},
 	"metricsCert": {"--set", "metrics.certSecret=parley-metrics-tls", "--set", "metrics.serviceMonitor.enabled=true",
 		"--set", "metrics.readerSubjects[0].kind=ServiceAccount", "--set", "metrics.readerSubjects[0].name=prometheus-k8s",
 		"--set", "metrics.readerSubjects[0].namespace=monitoring"},
@@ -381,6 +386,7 @@ func TestFlags(t *testing.T) {
 		"webhookAddress":  with(map[string]string{"--webhook-bind-address": ":19444", "--webhook-hosts": "127.0.0.1"}),
 		"certManager":     without(with(map[string]string{"--webhook-cert-dir": "/var/run/parley/webhook-tls"}), "--webhook-secret", "--webhook-hosts"),
 		"noWebhook":       without(with(map[string]string{"--webhook-bind-address": "0"}), "--webhook-secret", "--webhook-hosts"),
+		"operations":      defaultFlags(),
 		"insecureMetrics": with(map[string]string{"--metrics-secure": "false"}),
 		"metricsCert":     with(map[string]string{"--metrics-cert-dir": "/var/run/parley/metrics-tls"}),
 	}
@@ -696,7 +702,7 @@ type serviceMonitor struct {
 			ScrapeTimeout   string `json:"scrapeTimeout"`
 			BearerTokenFile string `json:"bearerTokenFile"`
 			TLSConfig       *struct {
-				InsecureSkipVerify bool `json:"insecureSkipVerify"`
+				InsecureSkipVerify bool   `json:"insecureSkipVerify"`
 				ServerName         string `json:"serverName"`
 				CA                 *struct {
 					Secret struct{ Name, Key string } `json:"secret"`
