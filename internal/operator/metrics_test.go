@@ -94,10 +94,10 @@ func startMetrics(t *testing.T, secure bool) string {
 	return addr
 }
 
-// scrapers is an HTTP client that does not verify the server's certificate: the manager's
+// scraper is an HTTP client that does not verify the server's certificate: the manager's
 // is self-signed, made at start, as in the chart's default (insecureSkipVerify).
 var scraper = &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{
-	TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // the server's certificate is self-signed
+	TLSClientConfig: &tls.Config{InsecureSkipVerify: true},
 }}
 
 // get fetches url with the bearer token (none if empty) and returns the status and body;
