@@ -63,7 +63,7 @@ generate:
 ## manifests: CRDs, the operator's RBAC and its webhooks from the API, controller and admission markers
 manifests:
 	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/bases
-	$(CONTROLLER_GEN) rbac:roleName=parley-operator paths="./controllers/...;./engine/...;./admission/..." output:rbac:artifacts:config=config/rbac
+	$(CONTROLLER_GEN) rbac:roleName=parley-operator paths="./controllers/...;./engine/...;./admission/...;./internal/operator/..." output:rbac:artifacts:config=config/rbac
 	$(CONTROLLER_GEN) webhook paths=./admission/... output:webhook:artifacts:config=config/webhook
 	hack/sync-chart.sh
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -37,14 +38,23 @@ type ConversationRulesReconciler struct {
 // +kubebuilder:rbac:groups=parley.io,resources=conversationrules/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
-// Reconcile compiles the rules and records the result in status.
+// Reconcile compiles the rules and records the result in status and in the
+// parley_conversationrules_valid metric.
 func (r *ConversationRulesReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	var cr v1alpha1.ConversationRules
 	if err := r.Get(ctx, req.NamespacedName, &cr); err != nil {
+		if apierrors.IsNotFound(err) {
+			rulesValid.DeleteLabelValues(req.Namespace, req.Name)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	_, errs := rules.Compile(cr.Name, cr.Generation, &cr.Spec)
 	cond := ValidCondition(cr.Generation, errs)
+	if cond.Status == metav1.ConditionTrue {
+		rulesValid.WithLabelValues(cr.Namespace, cr.Name).Set(1)
+	} else {
+		rulesValid.WithLabelValues(cr.Namespace, cr.Name).Set(0)
+	}
 	before := meta.FindStatusCondition(cr.Status.Conditions, v1alpha1.ConditionValid)
 	changed := before == nil || before.Status != cond.Status || before.Message != cond.Message
 

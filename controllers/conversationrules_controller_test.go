@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/yaml"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
@@ -149,4 +150,68 @@ func eventsFor(t *testing.T, ns, name string) string {
 		return nil
 	})
 	return out
+}
+
+// rulesValidMetric reads parley_conversationrules_valid of one object from the registry the
+// manager serves; ok is false when it has no series.
+func rulesValidMetric(t *testing.T, ns, name string) (value float64, ok bool) {
+	t.Helper()
+	families, err := ctrlmetrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != "parley_conversationrules_valid" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["namespace"] == ns && labels["name"] == name {
+				return m.GetGauge().GetValue(), true
+			}
+		}
+	}
+	return 0, false
+}
+
+// The metric follows the Valid condition: 0 while the rules do not compile, 1 once they do,
+// and no series once the object is deleted.
+func TestRulesValidMetric(t *testing.T) {
+	ns := namespace(t)
+	cr := rulesObject(t, ns, "metered", `{operation: {port: 1}, conversation: {rules: [{id: 1, mode: Sync, regex: "a("}]}}`)
+	if _, ok := rulesValidMetric(t, ns, cr.Name); ok {
+		t.Fatalf("a series before the object exists")
+	}
+	if err := k8s.Create(context.Background(), cr); err != nil {
+		t.Fatal(err)
+	}
+	if c := validOf(t, cr); c.Status != metav1.ConditionFalse {
+		t.Fatalf("Valid: %+v", c)
+	}
+	// The status is patched after the metric is set: the condition is there, so is the value.
+	if v, ok := rulesValidMetric(t, ns, cr.Name); !ok || v != 0 {
+		t.Errorf("invalid rules: parley_conversationrules_valid %v (series %v), want 0", v, ok)
+	}
+	cr.Spec.Conversation.Rules[0].Regex = "a"
+	if err := k8s.Update(context.Background(), cr); err != nil {
+		t.Fatal(err)
+	}
+	if c := validOf(t, cr); c.Status != metav1.ConditionTrue {
+		t.Fatalf("Valid after the fix: %+v", c)
+	}
+	if v, ok := rulesValidMetric(t, ns, cr.Name); !ok || v != 1 {
+		t.Errorf("fixed rules: parley_conversationrules_valid %v (series %v), want 1", v, ok)
+	}
+	if err := k8s.Delete(context.Background(), cr); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "series of the deleted rules removed", func() error {
+		if v, ok := rulesValidMetric(t, ns, cr.Name); ok {
+			return fmt.Errorf("parley_conversationrules_valid still %v", v)
+		}
+		return nil
+	})
 }

@@ -296,6 +296,7 @@ func TestActivitiesReachTheCluster(t *testing.T) {
 		"parley_engine_inputs_total":              3,
 		"parley_engine_rules_fired_total":         3,
 		"parley_engine_alerts_total":              1,
+		"parley_engine_connected_pods":            1,
 	} {
 		if got := metric(t, mainMetrics, name, f.ns, f.name); got != want {
 			t.Errorf("%s = %v, want %v", name, got, want)

@@ -20,6 +20,7 @@ type engineMetrics struct {
 	filtered       *prometheus.CounterVec
 	dropped        *prometheus.CounterVec
 	connections    *prometheus.GaugeVec
+	connectedPods  *prometheus.GaugeVec
 	queueLength    prometheus.Gauge
 	queueBytes     prometheus.Gauge
 	writeDuration  prometheus.Histogram
@@ -31,7 +32,28 @@ type engineMetrics struct {
 
 var connectorLabels = []string{"namespace", "connector"}
 
+// Collectors are a fresh, unregistered set of the engine's metrics, for tools and tests that
+// list the metric names the operator serves (the chart's dashboard and alert rules are
+// checked against them).
+func Collectors() []prometheus.Collector { return buildEngineMetrics().collectors() }
+
 func newEngineMetrics(reg prometheus.Registerer) (*engineMetrics, error) {
+	m := buildEngineMetrics()
+	for _, c := range m.collectors() {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register engine metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+func (m *engineMetrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.streams, m.hellos, m.received, m.inputs, m.rulesFired, m.alerts, m.written,
+		m.filtered, m.dropped, m.connections, m.connectedPods, m.queueLength, m.queueBytes, m.writeDuration, m.configsPushed,
+		m.ordersSent, m.statusPatches}
+}
+
+func buildEngineMetrics() *engineMetrics {
 	m := &engineMetrics{
 		streams: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "parley_engine_streams", Help: "Connector streams open on this engine."}),
@@ -54,6 +76,8 @@ func newEngineMetrics(reg prometheus.Registerer) (*engineMetrics, error) {
 			append(connectorLabels, "reason")),
 		connections: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "parley_engine_connections_active", Help: "Live logical connections of a connector, from its pods' heartbeats."}, connectorLabels),
+		connectedPods: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "parley_engine_connected_pods", Help: "Pods of a connector with a stream open to this engine (0 once the last one is gone: EngineConnected False)."}, connectorLabels),
 		queueLength: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "parley_engine_write_queue_length", Help: "Activities waiting to be written."}),
 		queueBytes: prometheus.NewGauge(prometheus.GaugeOpts{
@@ -69,14 +93,9 @@ func newEngineMetrics(reg prometheus.Registerer) (*engineMetrics, error) {
 			Name: "parley_engine_status_patches_total", Help: "ExternalConnector status patches by result."}, []string{"result"}),
 	}
 	m.perConnectorVs = []interface{ DeletePartialMatch(prometheus.Labels) int }{
-		m.received, m.inputs, m.rulesFired, m.alerts, m.written, m.filtered, m.dropped, m.connections, m.configsPushed, m.ordersSent}
-	for _, c := range []prometheus.Collector{m.streams, m.hellos, m.received, m.inputs, m.rulesFired, m.alerts, m.written,
-		m.filtered, m.dropped, m.connections, m.queueLength, m.queueBytes, m.writeDuration, m.configsPushed, m.ordersSent, m.statusPatches} {
-		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("register engine metrics: %w", err)
-		}
-	}
-	return m, nil
+		m.received, m.inputs, m.rulesFired, m.alerts, m.written, m.filtered, m.dropped, m.connections, m.connectedPods,
+		m.configsPushed, m.ordersSent}
+	return m
 }
 
 // forget deletes a connector's series.

@@ -177,16 +177,27 @@ func TestKilledConnectorIsReflectedInStatus(t *testing.T) {
 		return nil
 	})
 
+	// The gauge changes with the streams, before the status that says so is written.
+	if n := metric(t, mainMetrics, "parley_engine_connected_pods", f.ns, f.name); n != 1 {
+		t.Errorf("parley_engine_connected_pods %v while the pod streams, want 1", n)
+	}
+
 	p.signal(t, syscall.SIGKILL)
 	_ = p.wait(t)
 	waitConnected(t, f, metav1.ConditionFalse)
 	if a := f.connector(t).Status.Connections.Active; a != 0 {
 		t.Errorf("active connections %d after the pod died, want 0", a)
 	}
+	if n, ok := metricSeries(t, mainMetrics, "parley_engine_connected_pods", f.ns, f.name); !ok || n != 0 {
+		t.Errorf("parley_engine_connected_pods %v (series %v) after the pod died, want 0", n, ok)
+	}
 	f.waitEvent(t, "ConnectorLost")
 
 	f.start(t)
 	waitConnected(t, f, metav1.ConditionTrue)
+	if n := metric(t, mainMetrics, "parley_engine_connected_pods", f.ns, f.name); n != 1 {
+		t.Errorf("parley_engine_connected_pods %v after the pod came back, want 1", n)
+	}
 	eventually(t, "two ConnectorStarted activities (one per process)", func() error {
 		n := 0
 		for _, a := range f.activities(t) {

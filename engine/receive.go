@@ -39,7 +39,16 @@ func (e *Engine) attach(s *stream) {
 	s.rs.mu.Lock()
 	s.rs.current = s
 	s.rs.mu.Unlock()
-	s.cs.add(func(cs *connectorState) { cs.streams[s] = struct{}{} })
+	s.cs.add(func(cs *connectorState) {
+		cs.streams[s] = struct{}{}
+		e.setConnectedPods(cs)
+	})
+}
+
+// setConnectedPods counts the pods with a stream open; the caller holds cs.mu, so that the
+// gauge follows the streams in order.
+func (e *Engine) setConnectedPods(cs *connectorState) {
+	e.metrics.connectedPods.WithLabelValues(cs.key.Namespace, cs.key.Name).Set(float64(len(podsOf(cs))))
 }
 
 // detach forgets a closed stream; its connections no longer count as active.
@@ -50,7 +59,10 @@ func (e *Engine) detach(s *stream) {
 		s.rs.current = nil
 	}
 	s.rs.mu.Unlock()
-	s.cs.add(func(cs *connectorState) { delete(cs.streams, s) })
+	s.cs.add(func(cs *connectorState) {
+		delete(cs.streams, s)
+		e.setConnectedPods(cs)
+	})
 	e.metrics.connections.WithLabelValues(s.connector.Namespace, s.connector.Name).Set(float64(s.cs.activeLocked()))
 	if !s.bye.Load() && !e.stopping.Load() {
 		if ec := e.cached(context.Background(), s.connector); ec != nil && ec.DeletionTimestamp == nil {

@@ -295,6 +295,14 @@ func startConnector(t *testing.T, ns, name, address string, creds connectorCreds
 // metric is the value of the engine metric name for ns/connector in reg (0 when absent).
 func metric(t *testing.T, reg *prometheus.Registry, name, ns, connector string) float64 {
 	t.Helper()
+	v, _ := metricSeries(t, reg, name, ns, connector)
+	return v
+}
+
+// metricSeries is metric, and whether reg has a series of it for ns/connector at all.
+func metricSeries(t *testing.T, reg *prometheus.Registry, name, ns, connector string) (float64, bool) {
+	t.Helper()
+	found := false
 	families, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -311,8 +319,9 @@ func metric(t *testing.T, reg *prometheus.Registry, name, ns, connector string) 
 			}
 			if labels["namespace"] == ns && labels["connector"] == connector {
 				sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+				found = true
 			}
 		}
 	}
-	return sum
+	return sum, found
 }

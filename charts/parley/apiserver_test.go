@@ -82,8 +82,8 @@ func TestAPIServerAccepts(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, obj := range unstructuredObjects(t, out) {
-			if obj.GetKind() == "ServiceMonitor" || obj.GetAPIVersion() == "cert-manager.io/v1" {
-				continue // the Prometheus Operator's and cert-manager's CRDs are not installed; TestServiceMonitor and TestWebhook check them
+			if obj.GetAPIVersion() == "monitoring.coreos.com/v1" || obj.GetAPIVersion() == "cert-manager.io/v1" {
+				continue // the Prometheus Operator's and cert-manager's CRDs are not installed; TestServiceMonitor, TestPodMonitor, TestPrometheusRule and TestWebhook check them
 			}
 			if err := k8s.Create(ctx, obj, client.DryRunAll); err != nil {
 				t.Errorf("%s: the API server refuses %s %s: %v", name, obj.GetKind(), obj.GetName(), err)
@@ -149,8 +149,8 @@ func TestAPIServerAccepts(t *testing.T) {
 		}
 	}
 	// Every generated rule: everywhere for the first release, in the watched namespaces only
-	// for the second; a rule on named cluster-scoped objects (the webhook configuration) for
-	// those objects only, in both.
+	// for the second (but the reviews, which are cluster-scoped); a rule on named
+	// cluster-scoped objects (the webhook configuration) for those objects only, in both.
 	var all, watched []access
 	for _, rule := range generatedClusterRole(t).Rules {
 		if len(rule.ResourceNames) > 0 {
@@ -170,6 +170,12 @@ func TestAPIServerAccepts(t *testing.T) {
 			for _, resource := range rule.Resources {
 				for _, verb := range rule.Verbs {
 					all = append(all, access{verb, group, resource, "", true, ""}, access{verb, group, resource, "elsewhere", true, ""})
+					if group == "authentication.k8s.io" || group == "authorization.k8s.io" {
+						// TokenReviews and SubjectAccessReviews of the secure metrics
+						// endpoint: cluster-scoped, granted cluster-wide in both.
+						watched = append(watched, all[len(all)-2:]...)
+						continue
+					}
 					watched = append(watched, access{verb, group, resource, "decoys", true, ""}, access{verb, group, resource, "qa", true, ""},
 						access{verb, group, resource, "elsewhere", false, ""}, access{verb, group, resource, "", false, ""})
 				}

@@ -128,7 +128,10 @@ func newObject(apiVersion, kind string) (any, error) {
 		return &policyv1.PodDisruptionBudget{}, nil
 	case "admissionregistration.k8s.io/v1/ValidatingWebhookConfiguration":
 		return &admissionregistrationv1.ValidatingWebhookConfiguration{}, nil
-	case "monitoring.coreos.com/v1/ServiceMonitor", "apiextensions.k8s.io/v1/CustomResourceDefinition",
+	case "v1/ConfigMap":
+		return &corev1.ConfigMap{}, nil
+	case "monitoring.coreos.com/v1/ServiceMonitor", "monitoring.coreos.com/v1/PodMonitor", "monitoring.coreos.com/v1/PrometheusRule",
+		"apiextensions.k8s.io/v1/CustomResourceDefinition",
 		"cert-manager.io/v1/Issuer", "cert-manager.io/v1/Certificate":
 		return &map[string]any{}, nil
 	}
@@ -240,6 +243,12 @@ var valueSets = map[string][]string{
 	"noWebhook":          {"--set", "webhook.enabled=false"},
 	"sharedMemory":       {"--set", "sharedMemory.url=rediss://redis.db:6379/0", "--set", "sharedMemory.existingSecret=redis-auth", "--set", "sharedMemory.passwordKey=pw", "--set", "sharedMemory.tls.caSecret=redis-tls"},
 	"sharedMemoryPlain":  {"--set", "sharedMemory.url=redis://redis.db:6379", "--set", "sharedMemory.tls.caKey=unused.crt"},
+	"operations": {"--set", "grafana.dashboard.enabled=true", "--set", "prometheusRule.enabled=true", "--set", "prometheusRule.labels.release=prom",
+		"--set", "metrics.podMonitor.enabled=true", "--set", "metrics.podMonitor.labels.release=prom"},
+	"insecureMetrics": {"--set", "metrics.secure=false", "--set", "metrics.serviceMonitor.enabled=true"},
+	"metricsCert": {"--set", "metrics.certSecret=parley-metrics-tls", "--set", "metrics.serviceMonitor.enabled=true",
+		"--set", "metrics.readerSubjects[0].kind=ServiceAccount", "--set", "metrics.readerSubjects[0].name=prometheus-k8s",
+		"--set", "metrics.readerSubjects[0].namespace=monitoring"},
 }
 
 func TestLint(t *testing.T) {
@@ -303,6 +312,7 @@ func defaultFlags() map[string]string {
 		"--namespaces":                "",
 		"--connector-image":           defaultImage(),
 		"--metrics-bind-address":      ":8080",
+		"--metrics-secure":            "true",
 		"--health-probe-bind-address": ":8081",
 		"--engine-bind-address":       ":9443",
 		"--engine-address":            engineSvc + "." + namespace + ".svc:9443",
@@ -382,6 +392,9 @@ func TestFlags(t *testing.T) {
 			"--shared-memory-password-file": "/var/run/parley/shared-memory/password/pw",
 			"--shared-memory-ca-file":       "/var/run/parley/shared-memory/ca/ca.crt"}),
 		"sharedMemoryPlain": with(map[string]string{"--shared-memory-url": "redis://redis.db:6379"}),
+		"operations":        defaultFlags(),
+		"insecureMetrics":   with(map[string]string{"--metrics-secure": "false"}),
+		"metricsCert":       with(map[string]string{"--metrics-cert-dir": "/var/run/parley/metrics-tls"}),
 	}
 	for _, name := range slices.Sorted(maps.Keys(valueSets)) {
 		t.Run(name, func(t *testing.T) {
@@ -655,6 +668,8 @@ func TestServices(t *testing.T) {
 			metrics := get[*corev1.Service](t, m, "Service", namespace, fullname+"-metrics")
 			if len(metrics.Spec.Ports) != 1 || metrics.Spec.Ports[0].Name != "metrics" || metrics.Spec.Ports[0].Port != 8080 {
 				t.Errorf("metrics Service ports %+v: want metrics 8080", metrics.Spec.Ports)
+			} else if scheme, want := metrics.Spec.Ports[0].AppProtocol, map[bool]string{true: "https", false: "http"}[name != "insecureMetrics"]; scheme == nil || *scheme != want {
+				t.Errorf("metrics Service appProtocol %v, want %s", scheme, want)
 			}
 			want := 3
 			if name == "noWebhook" {
@@ -673,6 +688,50 @@ func TestServices(t *testing.T) {
 	}
 }
 
+// serviceMonitor is the part of a ServiceMonitor the chart writes, decoded strictly: a field
+// the chart adds must be checked here.
+type serviceMonitor struct {
+	metav1.TypeMeta `json:",inline"`
+	Metadata        metav1.ObjectMeta `json:"metadata"`
+	Spec            struct {
+		NamespaceSelector struct {
+			MatchNames []string `json:"matchNames"`
+		} `json:"namespaceSelector"`
+		Selector struct {
+			MatchLabels map[string]string `json:"matchLabels"`
+		} `json:"selector"`
+		Endpoints []struct {
+			Port            string `json:"port"`
+			Path            string `json:"path"`
+			Scheme          string `json:"scheme"`
+			Interval        string `json:"interval"`
+			ScrapeTimeout   string `json:"scrapeTimeout"`
+			BearerTokenFile string `json:"bearerTokenFile"`
+			TLSConfig       *struct {
+				InsecureSkipVerify bool   `json:"insecureSkipVerify"`
+				ServerName         string `json:"serverName"`
+				CA                 *struct {
+					Secret struct{ Name, Key string } `json:"secret"`
+				} `json:"ca"`
+			} `json:"tlsConfig"`
+		} `json:"endpoints"`
+	} `json:"spec"`
+}
+
+// strictly re-decodes an object the test knows only as a map into its shape.
+func strictly[T any](t *testing.T, obj any) T {
+	t.Helper()
+	var out T
+	b, err := yaml.Marshal(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.UnmarshalStrict(b, &out); err != nil {
+		t.Fatalf("%v\n%s", err, b)
+	}
+	return out
+}
+
 func TestServiceMonitor(t *testing.T) {
 	if sm := render(t).kinds("ServiceMonitor"); len(sm) != 0 {
 		t.Errorf("ServiceMonitor rendered by default: %v", sm)
@@ -681,36 +740,19 @@ func TestServiceMonitor(t *testing.T) {
 		t.Errorf("ServiceMonitor rendered when disabled: %v", sm)
 	}
 	m := render(t, valueSets["serviceMonitor"]...)
-	raw := *get[*map[string]any](t, m, "ServiceMonitor", namespace, "parley")
-	var sm struct {
-		metav1.TypeMeta `json:",inline"`
-		Metadata        metav1.ObjectMeta `json:"metadata"`
-		Spec            struct {
-			NamespaceSelector struct {
-				MatchNames []string `json:"matchNames"`
-			} `json:"namespaceSelector"`
-			Selector struct {
-				MatchLabels map[string]string `json:"matchLabels"`
-			} `json:"selector"`
-			Endpoints []struct {
-				Port          string `json:"port"`
-				Path          string `json:"path"`
-				Scheme        string `json:"scheme"`
-				Interval      string `json:"interval"`
-				ScrapeTimeout string `json:"scrapeTimeout"`
-			} `json:"endpoints"`
-		} `json:"spec"`
-	}
-	b, _ := yaml.Marshal(raw)
-	if err := yaml.UnmarshalStrict(b, &sm); err != nil {
-		t.Fatalf("ServiceMonitor: %v\n%s", err, b)
-	}
+	sm := strictly[serviceMonitor](t, get[*map[string]any](t, m, "ServiceMonitor", namespace, "parley"))
 	if sm.Metadata.Labels["release"] != "prom" {
 		t.Errorf("labels %v: want release=prom from metrics.serviceMonitor.labels", sm.Metadata.Labels)
 	}
 	if len(sm.Spec.Endpoints) != 1 || sm.Spec.Endpoints[0].Port != "metrics" || sm.Spec.Endpoints[0].Path != "/metrics" ||
 		sm.Spec.Endpoints[0].Interval != "15s" || sm.Spec.Endpoints[0].ScrapeTimeout != "10s" {
-		t.Errorf("endpoints %+v", sm.Spec.Endpoints)
+		t.Fatalf("endpoints %+v", sm.Spec.Endpoints)
+	}
+	// Secure by default: HTTPS with Prometheus' own token; the certificate is self-signed.
+	ep := sm.Spec.Endpoints[0]
+	if ep.Scheme != "https" || ep.BearerTokenFile != "/var/run/secrets/kubernetes.io/serviceaccount/token" ||
+		ep.TLSConfig == nil || !ep.TLSConfig.InsecureSkipVerify || ep.TLSConfig.CA != nil {
+		t.Errorf("secure endpoint %+v: want https, the ServiceAccount token, insecureSkipVerify", ep)
 	}
 	if sm.Kind != "ServiceMonitor" || sm.APIVersion != "monitoring.coreos.com/v1" {
 		t.Errorf("ServiceMonitor is %s %s", sm.APIVersion, sm.Kind)
@@ -726,6 +768,36 @@ func TestServiceMonitor(t *testing.T) {
 	}
 	if subset(sm.Spec.Selector.MatchLabels, engine.Labels) {
 		t.Errorf("selector %v also selects the engine Service", sm.Spec.Selector.MatchLabels)
+	}
+
+	// A certificate of the user's: verified with its CA, by the Service's name.
+	sm = strictly[serviceMonitor](t, get[*map[string]any](t, render(t, valueSets["metricsCert"]...), "ServiceMonitor", namespace, "parley"))
+	if ep := sm.Spec.Endpoints[0]; ep.Scheme != "https" || ep.TLSConfig == nil || ep.TLSConfig.InsecureSkipVerify || ep.TLSConfig.CA == nil ||
+		ep.TLSConfig.CA.Secret.Name != "parley-metrics-tls" || ep.TLSConfig.CA.Secret.Key != "ca.crt" ||
+		ep.TLSConfig.ServerName != "parley-metrics."+namespace+".svc" {
+		t.Errorf("metrics.certSecret: endpoint %+v, want the Secret's ca.crt and the Service's name", ep)
+	}
+	// metrics.secure=false: plain HTTP, no token.
+	sm = strictly[serviceMonitor](t, get[*map[string]any](t, render(t, valueSets["insecureMetrics"]...), "ServiceMonitor", namespace, "parley"))
+	if ep := sm.Spec.Endpoints[0]; ep.Scheme != "http" || ep.BearerTokenFile != "" || ep.TLSConfig != nil {
+		t.Errorf("metrics.secure=false: endpoint %+v, want plain http", ep)
+	}
+}
+
+// The operator serves its metrics with its own certificate when metrics.certSecret names one.
+func TestMetricsCertificate(t *testing.T) {
+	for set, want := range map[string]bool{"defaults": false, "metricsCert": true, "insecureMetrics": false} {
+		d := get[*appsv1.Deployment](t, render(t, valueSets[set]...), "Deployment", namespace, "parley")
+		var mounted, volume bool
+		for _, m := range operatorContainer(t, d).VolumeMounts {
+			mounted = mounted || (m.Name == "metrics-tls" && m.MountPath == "/var/run/parley/metrics-tls" && m.ReadOnly)
+		}
+		for _, v := range d.Spec.Template.Spec.Volumes {
+			volume = volume || (v.Name == "metrics-tls" && v.Secret != nil && v.Secret.SecretName == "parley-metrics-tls")
+		}
+		if mounted != want || volume != want {
+			t.Errorf("%s: metrics-tls mounted %v, volume %v; want %v", set, mounted, volume, want)
+		}
 	}
 }
 
@@ -896,8 +968,30 @@ func TestRBAC(t *testing.T) {
 			}
 		}
 	}
-	if off := render(t, "--set", "rbac.aggregate=false"); len(off.kinds("ClusterRole")) != 1 {
+	if off := render(t, "--set", "rbac.aggregate=false"); !slices.Equal(off.kinds("ClusterRole"),
+		[]string{key("ClusterRole", "", "parley"), key("ClusterRole", "", "parley-metrics-reader")}) {
 		t.Errorf("rbac.aggregate=false: ClusterRoles %v", off.kinds("ClusterRole"))
+	}
+	checkMetricsReader(t, m, nil)
+	checkMetricsReader(t, render(t, valueSets["metricsCert"]...), []rbacv1.Subject{{Kind: "ServiceAccount", Name: "prometheus-k8s", Namespace: "monitoring"}})
+	insecure := render(t, valueSets["insecureMetrics"]...)
+	for _, k := range append(insecure.kinds("ClusterRole"), insecure.kinds("ClusterRoleBinding")...) {
+		if strings.Contains(k, "metrics") {
+			t.Errorf("metrics.secure=false: %s rendered", k)
+		}
+	}
+	// The generated rules include the reviews the secure metrics endpoint makes.
+	var authRules []rbacv1.PolicyRule
+	for _, r := range generated.Rules {
+		if slices.Contains(r.APIGroups, "authentication.k8s.io") || slices.Contains(r.APIGroups, "authorization.k8s.io") {
+			authRules = append(authRules, r)
+		}
+	}
+	if want := []rbacv1.PolicyRule{
+		{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}},
+		{APIGroups: []string{"authorization.k8s.io"}, Resources: []string{"subjectaccessreviews"}, Verbs: []string{"create"}},
+	}; !reflect.DeepEqual(authRules, want) {
+		t.Errorf("generated rules on reviews %+v, want %+v", authRules, want)
 	}
 
 	// watchNamespaces: the same rules, bound in each watched namespace only.
@@ -906,10 +1000,17 @@ func TestRBAC(t *testing.T) {
 		if !reflect.DeepEqual(get[*rbacv1.ClusterRole](t, m, "ClusterRole", "", "parley").Rules, generated.Rules) {
 			t.Errorf("%s: ClusterRole rules differ", set)
 		}
-		// Only the rule on the webhook configuration, which is cluster-scoped, is bound
-		// cluster-wide.
-		if crb := m.kinds("ClusterRoleBinding"); !slices.Equal(crb, []string{key("ClusterRoleBinding", "", "parley-webhook")}) {
-			t.Errorf("%s: ClusterRoleBindings %v: the rules must apply in the watched namespaces only, but for the webhook's", set, crb)
+		// Only the rules on cluster-scoped objects, the webhook configuration and the
+		// reviews of the metrics endpoint, are bound cluster-wide.
+		if crb := m.kinds("ClusterRoleBinding"); !slices.Equal(crb, []string{key("ClusterRoleBinding", "", "parley-webhook"), key("ClusterRoleBinding", "", "parley-metrics-auth")}) {
+			t.Errorf("%s: ClusterRoleBindings %v: the rules must apply in the watched namespaces only, but for the webhook's and the reviews'", set, crb)
+		}
+		if got := get[*rbacv1.ClusterRole](t, m, "ClusterRole", "", "parley-metrics-auth").Rules; !reflect.DeepEqual(got, authRules) {
+			t.Errorf("%s: ClusterRole parley-metrics-auth rules %+v; want the generated %+v", set, got, authRules)
+		}
+		if crb := get[*rbacv1.ClusterRoleBinding](t, m, "ClusterRoleBinding", "", "parley-metrics-auth"); crb.RoleRef.Name != "parley-metrics-auth" ||
+			!reflect.DeepEqual(crb.Subjects, []rbacv1.Subject{sa}) {
+			t.Errorf("%s: ClusterRoleBinding parley-metrics-auth %+v %+v", set, crb.RoleRef, crb.Subjects)
 		}
 		var clusterScoped []rbacv1.PolicyRule
 		for _, r := range generated.Rules {
@@ -948,6 +1049,29 @@ func TestRBAC(t *testing.T) {
 	}
 	if got := get[*appsv1.Deployment](t, m, "Deployment", namespace, "parley").Spec.Template.Spec.ServiceAccountName; got != "ops" {
 		t.Errorf("serviceAccountName %q, want ops", got)
+	}
+}
+
+// checkMetricsReader checks the ClusterRole scrapers of the secure metrics endpoint need
+// (internal/operator's tests show that it is enough, and that without it a token is
+// refused), and its binding to subjects (none: no binding).
+func checkMetricsReader(t *testing.T, m *manifest, subjects []rbacv1.Subject) {
+	t.Helper()
+	role := get[*rbacv1.ClusterRole](t, m, "ClusterRole", "", "parley-metrics-reader")
+	if want := []rbacv1.PolicyRule{{NonResourceURLs: []string{"/metrics"}, Verbs: []string{"get"}}}; !reflect.DeepEqual(role.Rules, want) {
+		t.Errorf("ClusterRole parley-metrics-reader rules %+v, want %+v", role.Rules, want)
+	}
+	k := key("ClusterRoleBinding", "", "parley-metrics-reader")
+	if subjects == nil {
+		if _, ok := m.objects[k]; ok {
+			t.Errorf("%s rendered without metrics.readerSubjects", k)
+		}
+		return
+	}
+	crb := get[*rbacv1.ClusterRoleBinding](t, m, "ClusterRoleBinding", "", "parley-metrics-reader")
+	if crb.RoleRef != (rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "parley-metrics-reader"}) ||
+		!reflect.DeepEqual(crb.Subjects, subjects) {
+		t.Errorf("ClusterRoleBinding parley-metrics-reader %+v %+v, want subjects %+v", crb.RoleRef, crb.Subjects, subjects)
 	}
 }
 

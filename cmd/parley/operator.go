@@ -25,6 +25,8 @@ func newOperatorCommand() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.MetricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint (0 disables it)")
+	f.BoolVar(&o.MetricsSecure, "metrics-secure", true, "serve metrics over HTTPS to clients the API server authenticates and authorizes to get /metrics (false: plain HTTP to anyone)")
+	f.StringVar(&o.MetricsCertDir, "metrics-cert-dir", "", "directory of tls.crt and tls.key for the secure metrics endpoint, kept by another issuer (cert-manager); default: a self-signed certificate made at start")
 	f.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz probes")
 	f.BoolVar(&o.LeaderElect, "leader-elect", true, "elect a leader so that one replica reconciles at a time")
 	f.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader election Lease (default: the pod's)")

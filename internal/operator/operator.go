@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/parley-dev/parley/admission"
@@ -36,7 +37,13 @@ const DefaultConnectorImage = "ghcr.io/parley-dev/parley:latest"
 
 // Options are the operator's settings, one per `parley operator` flag.
 type Options struct {
-	MetricsAddr, ProbeAddr  string
+	MetricsAddr, ProbeAddr string
+	// MetricsSecure serves metrics over HTTPS to authenticated and authorized clients only
+	// (see MetricsServerOptions); false serves plain HTTP to anyone who can reach the port.
+	MetricsSecure bool
+	// MetricsCertDir holds tls.crt and tls.key for secure metrics, kept by another issuer
+	// (cert-manager); empty: a self-signed certificate made at start.
+	MetricsCertDir          string
 	LeaderElect             bool
 	LeaderElectionNamespace string
 	// Namespaces is a comma-separated list of namespaces to watch; empty watches all.
@@ -100,6 +107,27 @@ func (o *Options) sharedMemory() (controllers.SharedMemory, error) {
 	return m, nil
 }
 
+// The metrics endpoint asks the API server who a scraper is and whether it may get
+// /metrics (TokenReview, SubjectAccessReview).
+// +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
+// +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
+
+// MetricsServerOptions are the manager's metrics server at addr ("0": none). Secure, it
+// serves HTTPS with the certificate in certDir, or a self-signed one the manager makes at
+// start when certDir is empty (scrapers then skip its verification) and lets through only requests whose bearer
+// token the API server authenticates and whose user may get the non-resource URL /metrics
+// (the chart's ClusterRole <fullname>-metrics-reader grants it): the metrics name every
+// namespace and connector. Insecure, it serves plain HTTP to anyone.
+func MetricsServerOptions(addr string, secure bool, certDir string) metricsserver.Options {
+	o := metricsserver.Options{BindAddress: addr}
+	if secure {
+		o.SecureServing = true
+		o.FilterProvider = filters.WithAuthenticationAndAuthorization
+		o.CertDir = certDir // tls.crt and tls.key, reloaded when they change
+	}
+	return o
+}
+
 // Run runs the operator until ctx is done.
 func Run(ctx context.Context, o Options) error {
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&o.Zap)))
@@ -121,7 +149,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	opts := ctrl.Options{
 		Scheme:                  scheme,
-		Metrics:                 metricsserver.Options{BindAddress: o.MetricsAddr},
+		Metrics:                 MetricsServerOptions(o.MetricsAddr, o.MetricsSecure, o.MetricsCertDir),
 		HealthProbeBindAddress:  o.ProbeAddr,
 		LeaderElection:          o.LeaderElect,
 		LeaderElectionID:        "parley-operator.parley.io",
