@@ -149,8 +149,16 @@ func TestDeleteEndsConversationsAndCompletesTheFinalizer(t *testing.T) {
 	if err := k8s.Delete(ctx, f.connector(t)); err != nil {
 		t.Fatal(err)
 	}
-	// The End order: the live conversation gets its ending, the process flushes and exits 0.
+	// The End order: the live conversation gets its ending, the process flushes, says Bye
+	// and holds (a Deployment would restart a container that exits) until it is stopped.
 	live.expect("+OK bye\r\n")
+	eventually(t, "the process to hold after End", func() error {
+		if !strings.Contains(p.logs(), "ended: holding until the pod is deleted") {
+			return fmt.Errorf("not holding yet")
+		}
+		return nil
+	})
+	p.signal(t, syscall.SIGTERM)
 	if err := p.wait(t); err != nil {
 		t.Fatalf("the connector exited with %v after End; logs:\n%s", err, p.logs())
 	}

@@ -860,6 +860,32 @@ step_rules_edit() {
   wait_acts $c "the new PING activity carries generation $newgen" \
     'any(.[]; .type == "Input" and .rulesRef.generation == $g and (.rules.executed // []) == [1])' --argjson g "$newgen"
   ok "event RulesUpdated: $(kn get events --field-selector "involvedObject.name=$c,reason=RulesUpdated" -o jsonpath='{.items[-1:].message}')"
+  edit_latency
+}
+
+# edit_latency measures, over 20 edits, the time from `kubectl apply` returning to a new
+# connection answering with the edited rule (redis-cli's own start included). A measurement
+# for docs/performance.md, not a timed assertion: only an edit that never shows fails.
+edit_latency() {
+  local i t0 now out ms=() sorted
+  sed 's|response: "+PONG\\r\\n"|response: "+PONG eNUM\\r\\n"|' "$root/examples/redis.yaml" >"$WORK/redis-edit.tpl"
+  grep -q eNUM "$WORK/redis-edit.tpl" || fail "the PONG reply of examples/redis.yaml was not found to edit"
+  for i in $(seq 1 20); do
+    sed "s/eNUM/e$i/" "$WORK/redis-edit.tpl" >"$WORK/redis-edit.yaml"
+    kn apply -f "$WORK/redis-edit.yaml" >/dev/null
+    t0=$(date +%s%N)
+    while :; do
+      out=$(timeout 5 redis-cli -h 127.0.0.1 -p "$PORT_REDIS" PING 2>&1) || true
+      now=$(date +%s%N)
+      [ "$out" = "PONG e$i" ] && break
+      [ $(((now - t0) / 1000000)) -lt 30000 ] || fail "edit $i: PING still answered '$out' after 30 s"
+      sleep 0.01
+    done
+    ms+=($(((now - t0) / 1000000)))
+  done
+  sorted=$(printf '%s\n' "${ms[@]}" | sort -n | tr '\n' ' ')
+  read -r -a ms <<<"$sorted"
+  ok "rules edit to new behaviour on the wire, 20 edits: p50 ${ms[9]} ms, p99 ${ms[19]} ms (all: ${sorted% })"
 }
 
 redis_ping_is() {
