@@ -36,6 +36,7 @@ import (
 	enginev1 "github.com/parley-dev/parley/api/engine/v1"
 	"github.com/parley-dev/parley/api/v1alpha1"
 	"github.com/parley-dev/parley/engine/pki"
+	"github.com/parley-dev/parley/sink"
 )
 
 // +kubebuilder:rbac:groups=parley.io,resources=activities,verbs=create
@@ -70,6 +71,8 @@ type Options struct {
 	// then as many a minute); the alerts beyond it are summed up in one AlertsSuppressed
 	// Event a minute. Default 30.
 	AlertEvents int
+	// SinkOptions shape each ActivitySink's queue, batches and retries (sink.Options).
+	SinkOptions sink.Options
 }
 
 // Engine serves connector streams. It implements manager.Runnable (on every replica) and
@@ -86,6 +89,7 @@ type Engine struct {
 	activityLog logr.Logger
 	metrics     *engineMetrics
 	writer      *writer
+	sinks       sinks
 
 	mu         sync.Mutex
 	connectors map[types.NamespacedName]*connectorState
@@ -148,6 +152,10 @@ func New(mgr ctrl.Manager, opts Options) (*Engine, error) {
 		connectors:  map[types.NamespacedName]*connectorState{},
 		runs:        map[runKey]*runState{},
 		ready:       make(chan struct{}),
+		sinks:       sinks{byNamespace: map[string][]*delivery{}, records: map[types.NamespacedName]*sinkRecord{}},
+	}
+	if err := opts.Registry.Register(sinkCollector{e}); err != nil {
+		return nil, fmt.Errorf("register sink metrics: %w", err)
 	}
 	e.writer = newWriter(writeClient, opts, m, log)
 	return e, nil
@@ -179,6 +187,9 @@ func (e *Engine) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
 		if _, err := inf.AddEventHandler(kick); err != nil {
 			return fmt.Errorf("engine: watch %T: %w", obj, err)
 		}
+	}
+	if err := e.setupSinks(mgr); err != nil {
+		return fmt.Errorf("engine: ActivitySink delivery: %w", err)
 	}
 	return mgr.Add(e)
 }
@@ -241,6 +252,7 @@ func (e *Engine) Start(ctx context.Context) error {
 	}
 	cancel()
 	wg.Wait()
+	e.stopSinks()
 	e.flushStatus(context.WithoutCancel(ctx))
 	return err
 }

@@ -92,6 +92,8 @@ type Sink struct {
 	stop      chan struct{}
 	done      chan struct{}
 	once      sync.Once
+	// abandoned is the batch Run was delivering when the sink closed (Leftover).
+	abandoned []Item
 }
 
 // New returns a sink in front of dest; start it with Run.
@@ -160,6 +162,7 @@ func (s *Sink) Run() {
 			return
 		}
 		if !s.deliver(ctx, batch) {
+			s.abandoned = batch
 			return
 		}
 		clear(batch)
@@ -213,6 +216,24 @@ func (s *Sink) Close() error {
 	s.once.Do(func() { close(s.stop) })
 	<-s.done
 	return s.dest.Close()
+}
+
+// Leftover returns, once the sink is closed, what it did not deliver: the batch it was
+// delivering and everything queued, in order, counted neither delivered nor dropped. The
+// engine hands them to the sink it builds in its place when a spec or Secret changes, so
+// that a rebuild loses nothing. Offers after Close are not in it.
+func (s *Sink) Leftover() []Item {
+	<-s.done
+	out := append([]Item(nil), s.abandoned...)
+	s.abandoned = nil
+	for {
+		select {
+		case it := <-s.queue:
+			out = append(out, it)
+		default:
+			return out
+		}
+	}
 }
 
 // Drain waits until total activities (all those offered) are delivered or dropped, or ctx
