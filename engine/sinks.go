@@ -209,10 +209,9 @@ func (e *Engine) newDelivery(as *v1alpha1.ActivitySink, secret sink.SecretValue)
 	if err != nil {
 		return nil, err
 	}
-	o := e.opts.SinkOptions
-	s := sink.New(dest, o)
+	s := sink.New(dest, sink.OptionsFor(&as.Spec, e.opts.SinkOptions))
 	go s.Run()
-	return &delivery{key: client.ObjectKeyFromObject(as), filter: *as.Spec.Filter.DeepCopy(), selector: sel, sink: s}, nil
+	return &delivery{key: client.ObjectKeyFromObject(as), filter: sink.FilterOf(&as.Spec), selector: sel, sink: s}, nil
 }
 
 // replaceSink puts d (nil: none) in the place of rec's current delivery. The old one is

@@ -18,9 +18,6 @@ import (
 // server, `parley run` from the Secret documents of its files.
 type SecretValue func(name, key string) ([]byte, error)
 
-// ErrNoEmail says the email destination cannot be built by this version.
-var ErrNoEmail = errors.New("email destination: not supported by this version of parley")
-
 // NewDestination builds the destination spec sets, reading what it needs from Secrets
 // through secret. The spec must be valid (Validate).
 func NewDestination(spec *v1alpha1.ActivitySinkSpec, secret SecretValue) (Destination, error) {
@@ -58,13 +55,44 @@ func NewDestination(spec *v1alpha1.ActivitySinkSpec, secret SecretValue) (Destin
 		}
 		return NewKafka(k.Brokers, k.Topic, tc, mech)
 	case spec.Email != nil:
-		return newEmailDestination(spec.Email, secret)
+		e := spec.Email
+		var user, pass []byte
+		if r := e.SecretRef; r != nil && r.Name != "" {
+			var err error
+			if user, err = secret(r.Name, KeyUsername); err != nil {
+				return nil, fmt.Errorf("email SMTP AUTH: %w", err)
+			}
+			if pass, err = secret(r.Name, KeyPassword); err != nil {
+				return nil, fmt.Errorf("email SMTP AUTH: %w", err)
+			}
+		}
+		tc, err := TLSConfig(e.TLS, secret)
+		if err != nil {
+			return nil, fmt.Errorf("email TLS: %w", err)
+		}
+		return NewEmail(e.SMTP, e.From, e.To, string(user), string(pass), tc)
 	}
 	return nil, errors.New("no destination: set exactly one of webhook, syslog, kafka or email")
 }
 
-// newEmailDestination is replaced once the email destination exists.
-var newEmailDestination = func(*v1alpha1.EmailSink, SecretValue) (Destination, error) { return nil, ErrNoEmail }
+// OptionsFor are the sink options of spec's destination from the base ones: an email
+// destination gathers digests (EmailOptions).
+func OptionsFor(spec *v1alpha1.ActivitySinkSpec, base Options) Options {
+	if spec.Email != nil {
+		return EmailOptions(spec.Email, base)
+	}
+	return base
+}
+
+// FilterOf is the filter a sink applies: its spec's, and alerts only for email, which
+// mails alerts.
+func FilterOf(spec *v1alpha1.ActivitySinkSpec) v1alpha1.SinkFilter {
+	f := *spec.Filter.DeepCopy()
+	if spec.Email != nil {
+		f.AlertsOnly = true
+	}
+	return f
+}
 
 func keyOr(key, def string) string {
 	if key == "" {

@@ -56,9 +56,9 @@ func startSinks(docs []rulesfile.SinkDocument, secretDocs []rulesfile.SecretDocu
 			problems = append(problems, fmt.Sprintf("%s: ActivitySink %s: %v (give the Secret as a kind: Secret document of the files)", d.Source, d.Sink.Name, err))
 			continue
 		}
-		s := sink.New(dest, o)
+		s := sink.New(dest, sink.OptionsFor(&d.Sink.Spec, o))
 		go s.Run()
-		feed.Routes = append(feed.Routes, &sink.Route{Name: d.Sink.Name, Filter: d.Sink.Spec.Filter, Selector: sel, Sink: s})
+		feed.Routes = append(feed.Routes, &sink.Route{Name: d.Sink.Name, Filter: sink.FilterOf(&d.Sink.Spec), Selector: sel, Sink: s})
 	}
 	if len(problems) > 0 {
 		stopSinks(context.Background(), io.Discard, feed)
