@@ -12,6 +12,7 @@ package engine
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -36,6 +37,7 @@ import (
 	enginev1 "github.com/parley-dev/parley/api/engine/v1"
 	"github.com/parley-dev/parley/api/v1alpha1"
 	"github.com/parley-dev/parley/engine/pki"
+	"github.com/parley-dev/parley/evidence"
 	"github.com/parley-dev/parley/sink"
 )
 
@@ -73,6 +75,12 @@ type Options struct {
 	AlertEvents int
 	// SinkOptions shape each ActivitySink's queue, batches and retries (sink.Options).
 	SinkOptions sink.Options
+	// SignKey, when set, signs checkpoints of each connector run's evidence chain into the
+	// activity log, at least every CheckpointEvery activities (1000) or CheckpointInterval
+	// (10s) after the oldest unsigned one (docs/evidence.md).
+	SignKey            ed25519.PrivateKey
+	CheckpointEvery    int
+	CheckpointInterval time.Duration
 }
 
 // Engine serves connector streams. It implements manager.Runnable (on every replica) and
@@ -90,6 +98,8 @@ type Engine struct {
 	metrics     *engineMetrics
 	writer      *writer
 	sinks       sinks
+	// signer signs checkpoints of the chains; nil without Options.SignKey.
+	signer *evidence.Signer
 
 	mu         sync.Mutex
 	connectors map[types.NamespacedName]*connectorState
@@ -158,6 +168,9 @@ func New(mgr ctrl.Manager, opts Options) (*Engine, error) {
 		return nil, fmt.Errorf("register sink metrics: %w", err)
 	}
 	e.writer = newWriter(writeClient, opts, m, log)
+	if opts.SignKey != nil {
+		e.signer = evidence.NewSigner(opts.SignKey, opts.CheckpointEvery, opts.CheckpointInterval)
+	}
 	return e, nil
 }
 
@@ -230,6 +243,9 @@ func (e *Engine) Start(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { e.writer.run(runCtx) })
 	wg.Go(func() { e.statusLoop(runCtx) })
+	if e.signer != nil {
+		wg.Go(func() { e.checkpointLoop(runCtx) })
+	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
 	e.log.Info("engine listening", "address", lis.Addr().String())
@@ -252,6 +268,9 @@ func (e *Engine) Start(ctx context.Context) error {
 	}
 	cancel()
 	wg.Wait()
+	if e.signer != nil {
+		e.logCheckpoints("", e.signer.Due(true))
+	}
 	e.stopSinks()
 	e.flushStatus(context.WithoutCancel(ctx))
 	return err

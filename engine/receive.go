@@ -178,6 +178,15 @@ func (e *Engine) receive(s *stream, b *enginev1.ActivityBatch) error {
 	// After the writes are queued: the sinks share the records (read-only from here on)
 	// and never hold up the acknowledgement.
 	e.offer(ec, names, toSinks)
+	if e.signer != nil {
+		fresh := make([]*v1alpha1.ActivityRecord, 0, n)
+		for _, rec := range toSinks {
+			if rec != nil {
+				fresh = append(fresh, rec)
+			}
+		}
+		e.logCheckpoints(ns, e.signer.Observe(fresh))
+	}
 
 	e.metrics.received.WithLabelValues(ns, name).Add(float64(fresh))
 	e.metrics.inputs.WithLabelValues(ns, name).Add(float64(inputs))

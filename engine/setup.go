@@ -23,6 +23,9 @@ type Config struct {
 	SecretName, SecretNamespace string
 	// DNSNames are more names for the serving certificate (the engine Service's).
 	DNSNames []string
+	// SigningSecret, in SecretNamespace, holds the Ed25519 key that signs evidence
+	// checkpoints (made when missing) unless Options.SignKey is given; "" signs nothing.
+	SigningSecret string
 }
 
 // Setup adds the engine and its PKI to mgr. The engine listens once its certificate is
@@ -57,6 +60,11 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) (*Engine, error) {
 	}
 	opts := cfg.Options
 	opts.TLS, opts.TLSReady = certs.ServerTLSConfig(), certs.Ready()
+	if opts.SignKey == nil && cfg.SigningSecret != "" {
+		if opts.SignKey, err = SigningKey(ctx, mgr.GetClient(), mgr.GetAPIReader(), cfg.SecretNamespace, cfg.SigningSecret); err != nil {
+			return nil, fmt.Errorf("engine: %w", err)
+		}
+	}
 	e, err := New(mgr, opts)
 	if err != nil {
 		return nil, err
