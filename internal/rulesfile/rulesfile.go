@@ -1,6 +1,7 @@
 // Package rulesfile reads ConversationRules from YAML (or JSON) as `kubectl apply -f` takes
 // them: files, directories, standard input ("-"), several documents per file, `kind: List`
-// (what `kubectl get -o yaml` prints), strict field names, apiVersion and kind checked.
+// (what `kubectl get -o yaml` prints), strict field names, apiVersion and kind checked; and,
+// for `parley run` and `parley check`, the ActivitySinks and Secrets beside them (ReadAll).
 package rulesfile
 
 import (
