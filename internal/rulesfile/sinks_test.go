@@ -43,7 +43,7 @@ metadata: {name: c}
 	}
 
 	for bad, want := range map[string]string{
-		"apiVersion: v2\nkind: Secret\nmetadata: {name: x}\n": `f.yaml:1:13: apiVersion: "v2": want v1`,
+		"apiVersion: v2\nkind: Secret\nmetadata: {name: x}\n":                                                 `f.yaml:1:13: apiVersion: "v2": want v1`,
 		"apiVersion: parley.io/v1alpha1\nkind: ActivitySink\nmetadata: {name: x}\nspec: {webhok: {url: x}}\n": "f.yaml:4:8: spec.webhok: unknown field",
 	} {
 		_, err := readAll("f.yaml", strings.NewReader(bad))
