@@ -40,6 +40,7 @@ import (
 //
 // +kubebuilder:webhook:path=/validate-parley-io-v1alpha1-conversationrules,mutating=false,failurePolicy=ignore,sideEffects=None,groups=parley.io,resources=conversationrules,verbs=create;update,versions=v1alpha1,name=conversationrules.validate.parley.io,admissionReviewVersions=v1
 // +kubebuilder:webhook:path=/validate-parley-io-v1alpha1-externalconnector,mutating=false,failurePolicy=ignore,sideEffects=None,groups=parley.io,resources=externalconnectors,verbs=create;update,versions=v1alpha1,name=externalconnectors.validate.parley.io,admissionReviewVersions=v1
+// +kubebuilder:webhook:path=/validate-parley-io-v1alpha1-activitysink,mutating=false,failurePolicy=ignore,sideEffects=None,groups=parley.io,resources=activitysinks,verbs=create;update,versions=v1alpha1,name=activitysinks.validate.parley.io,admissionReviewVersions=v1
 
 // The operator patches the caBundle of this one ValidatingWebhookConfiguration, and may
 // touch no other (RBAC by name).
@@ -79,6 +80,9 @@ func registrations(mgr ctrl.Manager) []kind {
 		}},
 		{"/validate-parley-io-v1alpha1-externalconnector", func() *admission.Webhook {
 			return admission.WithValidator[*v1alpha1.ExternalConnector](s, ConnectorValidator{})
+		}},
+		{"/validate-parley-io-v1alpha1-activitysink", func() *admission.Webhook {
+			return admission.WithValidator[*v1alpha1.ActivitySink](s, ActivitySinkValidator{})
 		}},
 	}
 }

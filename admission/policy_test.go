@@ -190,3 +190,64 @@ func TestCheckConnector(t *testing.T) {
 		})
 	}
 }
+
+func TestCheckActivitySink(t *testing.T) {
+	hook := func() v1alpha1.ActivitySinkSpec {
+		return v1alpha1.ActivitySinkSpec{Webhook: &v1alpha1.WebhookSink{URL: "https://hooks.example/x", SecretRef: &v1alpha1.SecretKeyRef{Name: "hook"}}}
+	}
+	cases := []struct {
+		name   string
+		mutate func(s *v1alpha1.ActivitySinkSpec)
+		errs   []string // "<field>: <type>" of each error, in order
+	}{
+		{name: "webhook", mutate: func(*v1alpha1.ActivitySinkSpec) {}},
+		{name: "a Secret that does not exist yet is not an error: Ready says so", mutate: func(s *v1alpha1.ActivitySinkSpec) {
+			s.Webhook.SecretRef.Name = "written-later"
+		}},
+		{name: "no destination", mutate: func(s *v1alpha1.ActivitySinkSpec) { s.Webhook = nil },
+			errs: []string{"spec: Invalid value"}},
+		{name: "two destinations", mutate: func(s *v1alpha1.ActivitySinkSpec) {
+			s.Kafka = &v1alpha1.KafkaSink{Brokers: []string{"kafka:9092"}, Topic: "t"}
+		}, errs: []string{"spec: Invalid value"}},
+		{name: "webhook URL not http", mutate: func(s *v1alpha1.ActivitySinkSpec) { s.Webhook.URL = "ftp://x/y" },
+			errs: []string{"spec.webhook.url: Invalid value"}},
+		{name: "webhook TLS on http", mutate: func(s *v1alpha1.ActivitySinkSpec) {
+			s.Webhook.URL, s.Webhook.TLS = "http://x/y", &v1alpha1.SinkTLS{}
+		}, errs: []string{"spec.webhook.tls: Forbidden"}},
+		{name: "filter type unknown", mutate: func(s *v1alpha1.ActivitySinkSpec) { s.Filter.Types = []v1alpha1.ActivityType{"Input", "Inputs"} },
+			errs: []string{"spec.filter.types[1]: Unsupported value"}},
+		{name: "selector operator unknown", mutate: func(s *v1alpha1.ActivitySinkSpec) {
+			s.ConnectorSelector = &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "team", Operator: "Near"}}}
+		}, errs: []string{"spec.connectorSelector: Invalid value"}},
+		{name: "syslog without port, unknown facility", mutate: func(s *v1alpha1.ActivitySinkSpec) {
+			s.Webhook, s.Syslog = nil, &v1alpha1.SyslogSink{Address: "tcp://siem", Facility: "local9"}
+		}, errs: []string{"spec.syslog.address: Invalid value", "spec.syslog.facility: Invalid value"}},
+		{name: "syslog TLS on udp", mutate: func(s *v1alpha1.ActivitySinkSpec) {
+			s.Webhook, s.Syslog = nil, &v1alpha1.SyslogSink{Address: "udp://siem:514", TLS: &v1alpha1.SinkTLS{}}
+		}, errs: []string{"spec.syslog.tls: Forbidden"}},
+		{name: "kafka broker and topic", mutate: func(s *v1alpha1.ActivitySinkSpec) {
+			s.Webhook, s.Kafka = nil, &v1alpha1.KafkaSink{Brokers: []string{"kafka"}, Topic: "a topic"}
+		}, errs: []string{"spec.kafka.brokers[0]: Invalid value", "spec.kafka.topic: Invalid value"}},
+		{name: "kafka SASL mechanism", mutate: func(s *v1alpha1.ActivitySinkSpec) {
+			s.Webhook, s.Kafka = nil, &v1alpha1.KafkaSink{Brokers: []string{"kafka:9093"}, Topic: "t",
+				SASL: &v1alpha1.KafkaSASL{Mechanism: "GSSAPI", SecretRef: v1alpha1.SecretKeyRef{Name: "kafka"}}}
+		}, errs: []string{"spec.kafka.sasl.mechanism: Unsupported value"}},
+		{name: "email addresses and interval", mutate: func(s *v1alpha1.ActivitySinkSpec) {
+			s.Webhook, s.Email = nil, &v1alpha1.EmailSink{SMTP: "mail.example:587", From: "parley", To: []string{"soc@example", "x y"},
+				Interval: &metav1.Duration{Duration: -time.Minute}}
+		}, errs: []string{"spec.email.from: Invalid value", "spec.email.to[1]: Invalid value", "spec.email.interval: Invalid value"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := hook()
+			c.mutate(&s)
+			var got []string
+			for _, e := range CheckActivitySink(&s) {
+				got = append(got, e.Field+": "+e.Type.String())
+			}
+			if !slices.Equal(got, c.errs) {
+				t.Errorf("errors %q, want %q", got, c.errs)
+			}
+		})
+	}
+}

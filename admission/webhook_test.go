@@ -311,3 +311,34 @@ func TestReadyzIncludesTheWebhook(t *testing.T) {
 		t.Fatalf("/readyz/webhook: %s %s", resp.Status, body)
 	}
 }
+
+// An ActivitySink that cannot work is refused with every error and its field path, as
+// CheckActivitySink and `parley check` say it (what the schema checks, as filter types, it
+// refuses before). A sink
+// whose Secret does not exist yet is taken; a changed spec is judged again.
+func TestActivitySinksThatCannotWorkAreRefused(t *testing.T) {
+	ns := namespace(t)
+	ctx := context.Background()
+	as := &v1alpha1.ActivitySink{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "siem"},
+		Spec: v1alpha1.ActivitySinkSpec{
+			Webhook: &v1alpha1.WebhookSink{URL: "ftp://hooks.example/x", SecretRef: &v1alpha1.SecretKeyRef{Name: "hook"}, TLS: &v1alpha1.SinkTLS{}},
+		},
+	}
+	var want []string
+	for _, e := range CheckActivitySink(&as.Spec) {
+		want = append(want, e.Field+": "+e.ErrorBody())
+	}
+	if len(want) != 2 {
+		t.Fatalf("the test's sink has %d errors; want 2", len(want))
+	}
+	refused(t, admin.Create(ctx, as), "activitysinks.validate.parley.io", want)
+
+	as.Spec.Webhook.URL = "https://hooks.example/x"
+	if err := admin.Create(ctx, as); err != nil {
+		t.Fatalf("a valid sink whose Secret does not exist yet was refused: %v", err)
+	}
+	as.Spec.Webhook = nil
+	as.Spec.Syslog = &v1alpha1.SyslogSink{Address: "tcp://siem", Facility: "local9"}
+	refused(t, admin.Update(ctx, as), "activitysinks.validate.parley.io", []string{"spec.syslog.address: Invalid value", "spec.syslog.facility: Invalid value"})
+}

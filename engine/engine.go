@@ -12,6 +12,7 @@ package engine
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -36,6 +37,8 @@ import (
 	enginev1 "github.com/parley-dev/parley/api/engine/v1"
 	"github.com/parley-dev/parley/api/v1alpha1"
 	"github.com/parley-dev/parley/engine/pki"
+	"github.com/parley-dev/parley/evidence"
+	"github.com/parley-dev/parley/sink"
 )
 
 // +kubebuilder:rbac:groups=parley.io,resources=activities,verbs=create
@@ -81,6 +84,14 @@ type Options struct {
 	// times the pods' longest redial delay; negative turns both off (tests that run several
 	// engines, each with connectors of its own, on one API server).
 	ReconnectGrace time.Duration
+	// SinkOptions shape each ActivitySink's queue, batches and retries (sink.Options).
+	SinkOptions sink.Options
+	// SignKey, when set, signs checkpoints of each connector run's evidence chain into the
+	// activity log, at least every CheckpointEvery activities (1000) or CheckpointInterval
+	// (10s) after the oldest unsigned one (docs/evidence.md).
+	SignKey            ed25519.PrivateKey
+	CheckpointEvery    int
+	CheckpointInterval time.Duration
 }
 
 // Engine serves connector streams. It implements manager.Runnable, run by the elected
@@ -97,6 +108,9 @@ type Engine struct {
 	activityLog logr.Logger
 	metrics     *engineMetrics
 	writer      *writer
+	sinks       sinks
+	// signer signs checkpoints of the chains; nil without Options.SignKey.
+	signer *evidence.Signer
 
 	mu         sync.Mutex
 	connectors map[types.NamespacedName]*connectorState
@@ -172,8 +186,15 @@ func New(mgr ctrl.Manager, opts Options) (*Engine, error) {
 		runs:        map[runKey]*runState{},
 		ready:       make(chan struct{}),
 		elected:     mgr.Elected(),
+		sinks:       sinks{byNamespace: map[string][]*delivery{}, records: map[types.NamespacedName]*sinkRecord{}},
+	}
+	if err := opts.Registry.Register(sinkCollector{e}); err != nil {
+		return nil, fmt.Errorf("register sink metrics: %w", err)
 	}
 	e.writer = newWriter(writeClient, opts, m, log)
+	if opts.SignKey != nil {
+		e.signer = evidence.NewSigner(opts.SignKey, opts.CheckpointEvery, opts.CheckpointInterval)
+	}
 	return e, nil
 }
 
@@ -203,6 +224,9 @@ func (e *Engine) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
 		if _, err := inf.AddEventHandler(kick); err != nil {
 			return fmt.Errorf("engine: watch %T: %w", obj, err)
 		}
+	}
+	if err := e.setupSinks(mgr); err != nil {
+		return fmt.Errorf("engine: ActivitySink delivery: %w", err)
 	}
 	return mgr.Add(e)
 }
@@ -248,6 +272,9 @@ func (e *Engine) Start(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { e.writer.run(runCtx) })
 	wg.Go(func() { e.statusLoop(runCtx) })
+	if e.signer != nil {
+		wg.Go(func() { e.checkpointLoop(runCtx) })
+	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
 	e.log.Info("engine listening", "address", lis.Addr().String())
@@ -291,6 +318,10 @@ func (e *Engine) Start(ctx context.Context) error {
 	}
 	cancel()
 	wg.Wait()
+	if e.signer != nil {
+		e.logCheckpoints("", e.signer.Due(true))
+	}
+	e.stopSinks()
 	e.flushStatus(context.WithoutCancel(ctx))
 	return err
 }

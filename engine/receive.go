@@ -154,12 +154,16 @@ func (e *Engine) receive(s *stream, b *enginev1.ActivityBatch) error {
 	ns, name := s.connector.Namespace, s.connector.Name
 	var fresh, inputs, fired, alerts, filtered int64
 	var newest time.Time
+	// The fresh activities and their names, for the ActivitySinks; replays (nil) were
+	// offered when they first came.
+	toSinks, names := make([]*v1alpha1.ActivityRecord, n), make([]string, n)
 	for i, rec := range records {
 		if !isNew(i) {
 			continue
 		}
 		fresh++
 		seq := b.GetFirstSeq() + uint64(i)
+		toSinks[i], names[i] = rec, ActivityName(ec.Name, s.run.run, seq)
 		e.activityLog.Info("activity", "namespace", ns, "seq", seq, "pod", s.pod, "activity", json.RawMessage(b.GetActivities()[i]))
 		if rec.Type == v1alpha1.ActivityInput {
 			inputs++
@@ -169,7 +173,7 @@ func (e *Engine) receive(s *stream, b *enginev1.ActivityBatch) error {
 		}
 		if rec.Alert {
 			alerts++
-			e.alert(s.cs, ec, s.pod, ActivityName(ec.Name, s.run.run, b.GetFirstSeq()+uint64(i)), rec)
+			e.alert(s.cs, ec, s.pod, names[i], rec)
 		}
 		if t := rec.Time.Time; t.After(newest) {
 			newest = t
@@ -184,6 +188,18 @@ func (e *Engine) receive(s *stream, b *enginev1.ActivityBatch) error {
 		e.writer.enqueue(writeItem{act: act, done: func(r writeResult) { e.written(s.cs, s.rs, pb, r) }})
 	}
 	s.rs.seal(pb, counts{activities: fresh})
+	// After the writes are queued: the sinks share the records (read-only from here on)
+	// and never hold up the acknowledgement.
+	e.offer(ec, names, toSinks)
+	if e.signer != nil {
+		signed := make([]*v1alpha1.ActivityRecord, 0, n)
+		for _, rec := range toSinks {
+			if rec != nil {
+				signed = append(signed, rec)
+			}
+		}
+		e.logCheckpoints(ns, e.signer.Observe(signed))
+	}
 
 	e.metrics.received.WithLabelValues(ns, name).Add(float64(fresh))
 	e.metrics.inputs.WithLabelValues(ns, name).Add(float64(inputs))
@@ -246,16 +262,22 @@ func activityObject(ec *v1alpha1.ExternalConnector, run string, seq uint64, rec 
 	if rec.Connection != nil && rec.Connection.ID != "" {
 		labels[v1alpha1.LabelConnection] = rec.Connection.ID
 	}
-	if in := rec.Input; in != nil {
-		in.Preview = preview(in.Text)
-		in.Text, in.Base64, in.Truncated = fitPayload(in.Text, in.Base64, in.Truncated)
-	}
-	if out := rec.Output; out != nil {
-		out.Text, out.Base64, out.Truncated = fitPayload(out.Text, out.Base64, out.Truncated)
-	}
 	act := &v1alpha1.Activity{
 		ObjectMeta:     metav1.ObjectMeta{Name: ActivityName(ec.Name, run, seq), Namespace: ec.Namespace, Labels: labels},
 		ActivityRecord: *rec,
+	}
+	// Copies of input and output, cut to fit: rec goes whole to the JSON log and the sinks,
+	// and is read by their goroutines.
+	if rec.Input != nil {
+		in := *rec.Input
+		in.Preview = preview(in.Text)
+		in.Text, in.Base64, in.Truncated = fitPayload(in.Text, in.Base64, in.Truncated)
+		act.Input = &in
+	}
+	if rec.Output != nil {
+		out := *rec.Output
+		out.Text, out.Base64, out.Truncated = fitPayload(out.Text, out.Base64, out.Truncated)
+		act.Output = &out
 	}
 	// Owned, an Activity goes with its connector; kept on delete, it outlives it and
 	// expires by the operator's default ttl.

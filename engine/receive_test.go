@@ -34,6 +34,10 @@ func TestActivityObjectFitsLargePayloads(t *testing.T) {
 		t.Errorf("output: %d bytes of text, %d of base64, truncated %v, bytes %d", len(o.Text), len(o.Base64), o.Truncated, o.Bytes)
 	}
 
+	if rec.Input.Text != bigText || rec.Input.Preview != "" || rec.Output.Base64 != bigB64 || rec.Output.Truncated {
+		t.Error("the record changed: the JSON log and the sinks get it whole")
+	}
+
 	small := &v1alpha1.ActivityRecord{Type: v1alpha1.ActivityInput,
 		Input:  &v1alpha1.InputRecord{Text: "PING\r\n", Base64: "UElORw0K", Bytes: 6},
 		Output: &v1alpha1.OutputRecord{Bytes: 7, Text: "+PONG\r\n", Base64: "K1BPTkcNCg=="}}

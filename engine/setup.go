@@ -27,6 +27,9 @@ type Config struct {
 	// Pod is the operator's own pod ($POD_NAMESPACE, $POD_NAME): the leader labels it with
 	// LabelEngineLeader, which the engine Service selects. Empty outside a pod (no label).
 	Pod types.NamespacedName
+	// SigningSecret, in SecretNamespace, holds the Ed25519 key that signs evidence
+	// checkpoints (made when missing) unless Options.SignKey is given; "" signs nothing.
+	SigningSecret string
 }
 
 // Setup adds the engine and its PKI to mgr. The engine listens once its certificate is
@@ -61,6 +64,11 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) (*Engine, error) {
 	}
 	opts := cfg.Options
 	opts.TLS, opts.TLSReady = certs.ServerTLSConfig(), certs.Ready()
+	if opts.SignKey == nil && cfg.SigningSecret != "" {
+		if opts.SignKey, err = SigningKey(ctx, mgr.GetClient(), mgr.GetAPIReader(), cfg.SecretNamespace, cfg.SigningSecret); err != nil {
+			return nil, fmt.Errorf("engine: %w", err)
+		}
+	}
 	e, err := New(mgr, opts)
 	if err != nil {
 		return nil, err

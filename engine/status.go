@@ -52,6 +52,7 @@ func (e *Engine) flushStatus(ctx context.Context) {
 			e.log.Error(err, "update connector status", "connector", cs.key.String())
 		}
 	}
+	e.flushSinks(ctx)
 }
 
 // lastActivityTime is the status's lastActivityTime once an activity at last has been

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -24,6 +25,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
@@ -115,6 +117,12 @@ func run(m *testing.M) int {
 // controllers, the reconcilers too, until ctx is cancelled. It returns once the engine
 // listens, on opts.BindAddress if set.
 func startOperator(ctx context.Context, opts engine.Options, withControllers bool) (*engine.Engine, error) {
+	return startOperatorLogging(ctx, opts, withControllers, nil)
+}
+
+// startOperatorLogging is startOperator with the manager's log, at info level and in JSON as
+// `parley operator` writes it, going to log (nil: the suite's logger).
+func startOperatorLogging(ctx context.Context, opts engine.Options, withControllers bool, log io.Writer) (*engine.Engine, error) {
 	if opts.BindAddress == "" {
 		port, err := freePort()
 		if err != nil {
@@ -122,12 +130,16 @@ func startOperator(ctx context.Context, opts engine.Options, withControllers boo
 		}
 		opts.BindAddress = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	}
-	mgr, err := ctrl.NewManager(operator, ctrl.Options{
+	mo := ctrl.Options{
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 		Cache:                  controllers.CacheOptions(),
-	})
+	}
+	if log != nil {
+		mo.Logger = zap.New(zap.WriteTo(log), zap.UseDevMode(false))
+	}
+	mgr, err := ctrl.NewManager(operator, mo)
 	if err != nil {
 		return nil, err
 	}

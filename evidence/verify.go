@@ -113,7 +113,8 @@ type entry struct {
 // Verify reads activities and checkpoints from r, each a JSON value: an activity (the
 // JSON of an ActivityRecord or of an Activity object), a checkpoint line, a list of
 // activities (kind List or ActivityList, as kubectl prints them) or a webhook batch
-// ({"activities": [...]}). It checks every record's hash, the links of each chain, and
+// ({"activities": [...]}), or a line of the engine's activity log ({"msg": "activity",
+// "activity": {...}} and {"msg": "checkpoint", "checkpoint": {...}}). It checks every record's hash, the links of each chain, and
 // the checkpoints against pub.
 func Verify(r io.Reader, pub ed25519.PublicKey) (*Report, error) {
 	report := &Report{}
@@ -146,6 +147,8 @@ func Verify(r io.Reader, pub ed25519.PublicKey) (*Report, error) {
 			Items      *json.RawMessage `json:"items"`
 			Activities *json.RawMessage `json:"activities"`
 			Type       string           `json:"type"`
+			// Activity is the activity of a line of the engine's activity log.
+			Activity *json.RawMessage `json:"activity"`
 		}
 		if err := json.Unmarshal(raw, &probe); err != nil {
 			pos++
@@ -170,7 +173,10 @@ func Verify(r io.Reader, pub ed25519.PublicKey) (*Report, error) {
 			for i := range items {
 				add(&items[i], probe.Activities != nil)
 			}
-		case probe.Type != "":
+		case probe.Type != "" || probe.Activity != nil:
+			if probe.Type == "" {
+				raw = *probe.Activity
+			}
 			rec := &v1alpha1.ActivityRecord{}
 			if err := json.Unmarshal(raw, rec); err != nil {
 				pos++

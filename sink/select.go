@@ -39,3 +39,37 @@ func Keeps(f *v1alpha1.SinkFilter, a *v1alpha1.ActivityRecord) bool {
 	}
 	return false
 }
+
+// Route is one sink of `parley run` and the activities it takes.
+type Route struct {
+	Name     string
+	Filter   v1alpha1.SinkFilter
+	Selector labels.Selector
+	Sink     *Sink
+	// Offered counts what the route offered its sink, for Drain.
+	Offered uint64
+}
+
+// Feed hands each activity to the routes whose selector picks its connector (by the labels
+// of its rules document) and whose filter keeps it, keyed by Key. It is an activity sink
+// of the connector's register (Write is called on one goroutine) and never blocks it.
+type Feed struct {
+	Routes []*Route
+	// Labels are each connector's labels, by name.
+	Labels map[string]map[string]string
+}
+
+// Write offers a batch to the routes.
+func (f *Feed) Write(batch []*v1alpha1.ActivityRecord) error {
+	for _, r := range f.Routes {
+		items := make([]Item, 0, len(batch))
+		for _, a := range batch {
+			if r.Selector.Matches(labels.Set(f.Labels[a.Connector])) && Keeps(&r.Filter, a) {
+				items = append(items, Item{Key: Key(a), Record: a})
+			}
+		}
+		r.Offered += uint64(len(items))
+		r.Sink.Offer(items...)
+	}
+	return nil
+}

@@ -58,6 +58,12 @@ type Options struct {
 	// MinBackoff and MaxBackoff bound the wait between attempts at a batch: doubled after
 	// each failure, with jitter (a random half to whole of it), from min up to max.
 	MinBackoff, MaxBackoff time.Duration
+	// Linger, when set, gathers a batch for this long after its first activity (or until
+	// MaxBatch): the email destination's digest interval.
+	Linger time.Duration
+	// MinInterval, when set, spaces deliveries at least this far apart, start to start;
+	// meanwhile activities wait in the queue: the email destination's maxPerHour.
+	MinInterval time.Duration
 	// OnDrop hears of each drop, on the caller's goroutine; it must not block (the engine
 	// raises a rate-limited Warning from it).
 	OnDrop func(dropped uint64)
@@ -92,6 +98,11 @@ type Sink struct {
 	stop      chan struct{}
 	done      chan struct{}
 	once      sync.Once
+	// flushing is closed by Drain: lingering and spacing end, what waits goes out now.
+	flushing  chan struct{}
+	flushOnce sync.Once
+	// abandoned is the batch Run was delivering when the sink closed (Leftover).
+	abandoned []Item
 }
 
 // New returns a sink in front of dest; start it with Run.
@@ -108,7 +119,8 @@ func New(dest Destination, o Options) *Sink {
 	if o.MaxBackoff < o.MinBackoff {
 		o.MaxBackoff = max(DefaultMaxBackoff, o.MinBackoff)
 	}
-	return &Sink{dest: dest, o: o, queue: make(chan Item, o.QueueLength), stop: make(chan struct{}), done: make(chan struct{})}
+	return &Sink{dest: dest, o: o, queue: make(chan Item, o.QueueLength), stop: make(chan struct{}), done: make(chan struct{}),
+		flushing: make(chan struct{})}
 }
 
 // Offer queues items without waiting; what does not fit is dropped and counted.
@@ -152,19 +164,67 @@ func (s *Sink) Run() {
 		}
 	}()
 	batch := make([]Item, 0, s.o.MaxBatch)
+	var last time.Time
 	for {
+		if s.o.MinInterval > 0 && !last.IsZero() && !s.sleep(ctx, time.Until(last.Add(s.o.MinInterval))) {
+			return
+		}
 		select {
 		case it := <-s.queue:
-			batch = s.fill(append(batch, it))
+			batch = append(batch, it)
 		case <-s.stop:
 			return
 		}
+		if s.o.Linger > 0 {
+			batch = s.linger(batch)
+		} else {
+			batch = s.fill(batch)
+		}
+		last = time.Now()
 		if !s.deliver(ctx, batch) {
+			s.abandoned = batch
 			return
 		}
 		clear(batch)
 		batch = batch[:0]
 	}
+}
+
+// sleep waits d, false when the sink stops first.
+func (s *Sink) sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-s.flushing:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// linger adds to batch what comes within Linger, up to MaxBatch. The sink stopping ends
+// it early: the batch is then delivered or left over, as any.
+func (s *Sink) linger(batch []Item) []Item {
+	t := time.NewTimer(s.o.Linger)
+	defer t.Stop()
+	for len(batch) < s.o.MaxBatch {
+		select {
+		case it := <-s.queue:
+			batch = append(batch, it)
+		case <-t.C:
+			return batch
+		case <-s.flushing:
+			return s.fill(batch)
+		case <-s.stop:
+			return batch
+		}
+	}
+	return batch
 }
 
 func (s *Sink) fill(batch []Item) []Item {
@@ -215,9 +275,29 @@ func (s *Sink) Close() error {
 	return s.dest.Close()
 }
 
+// Leftover returns, once the sink is closed, what it did not deliver: the batch it was
+// delivering and everything queued, in order, counted neither delivered nor dropped. The
+// engine hands them to the sink it builds in its place when a spec or Secret changes, so
+// that a rebuild loses nothing. Offers after Close are not in it.
+func (s *Sink) Leftover() []Item {
+	<-s.done
+	out := append([]Item(nil), s.abandoned...)
+	s.abandoned = nil
+	for {
+		select {
+		case it := <-s.queue:
+			out = append(out, it)
+		default:
+			return out
+		}
+	}
+}
+
 // Drain waits until total activities (all those offered) are delivered or dropped, or ctx
-// ends: at the end of `parley run`, and in tests.
+// ends: at the end of `parley run`, and in tests. From then on the sink neither lingers
+// nor spaces its deliveries: an email digest goes out at once.
 func (s *Sink) Drain(ctx context.Context, total uint64) error {
+	s.flushOnce.Do(func() { close(s.flushing) })
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
 	for s.delivered.Load()+s.dropped.Load() < total {

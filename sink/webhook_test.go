@@ -220,3 +220,32 @@ func TestSlackMessage(t *testing.T) {
 		t.Fatalf("got  %s\nwant %s", body, want)
 	}
 }
+
+// Closed, a sink leaves over what it did not deliver, in order: the batch it was delivering
+// and what was queued, none counted delivered or dropped. The engine hands them to the sink
+// it builds in its place.
+func TestLeftoverIsWhatWasNotDelivered(t *testing.T) {
+	key := []byte("k")
+	r := newReceiver(t, key)
+	r.hold = make(chan struct{})
+	defer close(r.hold)
+	s := sink.New(sink.NewWebhook(r.srv.URL, v1alpha1.WebhookJSON, key, nil), sink.Options{MaxBatch: 2})
+	offered := items("a", 5)
+	s.Offer(offered...)
+	go s.Run()
+	<-r.entered // the first batch of 2 is out of the queue, in flight
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	left := s.Leftover()
+	var keys []string
+	for _, it := range left {
+		keys = append(keys, it.Key)
+	}
+	if strings.Join(keys, " ") != "a-000001 a-000002 a-000003 a-000004 a-000005" {
+		t.Errorf("left over %v", keys)
+	}
+	if st := s.Stats(); st.Delivered != 0 || st.Dropped != 0 || st.Queued != 0 {
+		t.Errorf("stats %+v", st)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"github.com/parley-dev/parley/internal/kube"
 	"github.com/parley-dev/parley/internal/rulesfile"
 	"github.com/parley-dev/parley/rules"
+	"github.com/parley-dev/parley/sink"
 )
 
 func newCheckCommand() *cobra.Command {
@@ -22,8 +23,8 @@ func newCheckCommand() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "check [-f] FILE|DIR|- ...",
-		Short: "Validate ConversationRules: exit 0 when valid, else print every error with its field path",
-		Long: "Validate ConversationRules. Files come as arguments or with -f, as kubectl apply takes them: " +
+		Short: "Validate ConversationRules and ActivitySinks: exit 0 when valid, else print every error with its field path",
+		Long: "Validate ConversationRules and ActivitySinks. Files come as arguments or with -f, as kubectl apply takes them: " +
 			"a file, a directory (its .yaml, .yml and .json files), or - for standard input; " +
 			"a file may hold several documents and kind: List.",
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -52,11 +53,12 @@ func newCheckCommand() *cobra.Command {
 // check compiles every document of files; with a server, it also asks the cluster whether
 // it would take each valid one. Warnings fail it only when strict.
 func check(ctx context.Context, out io.Writer, stdin io.Reader, files []string, server *kube.Client, strict bool) error {
-	invalid, warned := 0, 0
+	invalid, invalidSinks, warned := 0, 0, 0
 	var all []rulesfile.Document
 	progs := map[int]*rules.Program{}
 	for _, f := range files {
-		docs, skipped, err := rulesfile.ReadPaths([]string{f}, stdin)
+		read, err := rulesfile.ReadAll([]string{f}, stdin)
+		docs, skipped := read.Rules, read.Skipped
 		if err != nil {
 			// Every mistake of every document; the documents read without one are still
 			// compiled below.
@@ -66,9 +68,20 @@ func check(ctx context.Context, out io.Writer, stdin io.Reader, files []string, 
 		for _, s := range skipped {
 			fmt.Fprintf(out, "%s (skipped)\n", s)
 		}
-		if len(docs) == 0 && err == nil {
+		if len(docs) == 0 && len(read.Sinks) == 0 && err == nil {
 			fmt.Fprintf(out, "%s: no %s found\n", f, rulesfile.Kind)
 			invalid++
+		}
+		for i := range read.Sinks {
+			d := &read.Sinks[i]
+			if errs := sinkErrors(d); len(errs) > 0 {
+				for _, line := range errs {
+					fmt.Fprintln(out, line)
+				}
+				invalidSinks++
+				continue
+			}
+			fmt.Fprintf(out, "%s: ActivitySink %s: valid (%s)\n", d.Source, d.Sink.Name, sink.Type(&d.Sink.Spec))
 		}
 		for _, d := range docs {
 			prog, errs, warnings := compileDocument(&d)
@@ -99,8 +112,12 @@ func check(ctx context.Context, out io.Writer, stdin io.Reader, files []string, 
 	}
 	warned += len(across)
 	switch {
+	case invalid > 0 && invalidSinks > 0:
+		return &exitError{code: 1, err: fmt.Errorf("%d invalid rules document(s), %d invalid ActivitySink(s)", invalid, invalidSinks)}
 	case invalid > 0:
 		return &exitError{code: 1, err: fmt.Errorf("%d invalid rules document(s)", invalid)}
+	case invalidSinks > 0:
+		return &exitError{code: 1, err: fmt.Errorf("%d invalid ActivitySink(s)", invalidSinks)}
 	case warned > 0 && strict:
 		return &exitError{code: 1, err: fmt.Errorf("%d warning(s), and --strict", warned)}
 	}

@@ -10,20 +10,31 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/parley-dev/parley/admission"
+	"github.com/parley-dev/parley/evidence"
 	"github.com/parley-dev/parley/internal/operator"
 )
 
 func newOperatorCommand() *cobra.Command {
 	o := operator.Options{Zap: zap.Options{Development: false}}
+	var evidenceKey string
 	cmd := &cobra.Command{
 		Use:   "operator",
 		Short: "Run the Parley operator: the controllers of ConversationRules, ExternalConnectors and Activities",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if evidenceKey != "" {
+				key, err := evidence.ReadPrivateKey(evidenceKey)
+				if err != nil {
+					return fmt.Errorf("--evidence-key-file: %w", err)
+				}
+				o.Engine.SignKey = key
+			}
 			return operator.Run(cmd.Context(), o)
 		},
 	}
 	f := cmd.Flags()
+	f.StringVar(&o.Engine.SigningSecret, "evidence-secret", "parley-evidence", "Secret, in --engine-namespace, with the Ed25519 key that signs evidence checkpoints into the activity log (made when missing; its signing.pub is what parley verify --key takes)")
+	f.StringVar(&evidenceKey, "evidence-key-file", "", "PEM Ed25519 private key (PKCS #8) to sign evidence checkpoints with, instead of --evidence-secret")
 	f.StringVar(&o.MetricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint (0 disables it)")
 	f.BoolVar(&o.MetricsSecure, "metrics-secure", true, "serve metrics over HTTPS to clients the API server authenticates and authorizes to get /metrics (false: plain HTTP to anyone)")
 	f.StringVar(&o.MetricsCertDir, "metrics-cert-dir", "", "directory of tls.crt and tls.key for the secure metrics endpoint, kept by another issuer (cert-manager); default: a self-signed certificate made at start")

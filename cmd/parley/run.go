@@ -24,6 +24,7 @@ import (
 	"github.com/parley-dev/parley/examples"
 	"github.com/parley-dev/parley/internal/rulesfile"
 	"github.com/parley-dev/parley/rules"
+	sinkpkg "github.com/parley-dev/parley/sink"
 )
 
 type runOptions struct {
@@ -143,26 +144,41 @@ func newRunCommand() *cobra.Command {
 }
 
 type loaded struct {
-	name string
-	prog *rules.Program
+	name   string
+	labels map[string]string
+	prog   *rules.Program
+}
+
+// sinkFiles are the ActivitySinks of the files and the Secrets they may name.
+type sinkFiles struct {
+	sinks   []rulesfile.SinkDocument
+	secrets []rulesfile.SecretDocument
 }
 
 // load reads and compiles every document, reporting every error of every document.
 func load(stdin io.Reader, stderr io.Writer, files []string) ([]loaded, error) {
+	progs, _, err := loadAll(stdin, stderr, files)
+	return progs, err
+}
+
+// loadAll is load keeping the ActivitySinks and Secrets of the files.
+func loadAll(stdin io.Reader, stderr io.Writer, files []string) ([]loaded, sinkFiles, error) {
 	var docs []rulesfile.Document
 	if len(files) == 0 {
 		d, err := examples.DefaultRules()
 		if err != nil {
-			return nil, err
+			return nil, sinkFiles{}, err
 		}
 		fmt.Fprintf(stderr, "parley: no rules file given, serving the embedded example %s\n", examples.Default)
 		docs = append(docs, d)
 	}
-	ds, skipped, err := rulesfile.ReadPaths(files, stdin)
+	read, err := rulesfile.ReadAll(files, stdin)
+	ds, skipped := read.Rules, read.Skipped
+	sf := sinkFiles{sinks: read.Sinks, secrets: read.Secrets}
 	if err != nil {
 		var mistake *rulesfile.Error
 		if !errors.As(err, &mistake) {
-			return nil, err // no file could be read, or a path is missing
+			return nil, sf, err // no file could be read, or a path is missing
 		}
 		// Every reading mistake, then the compile errors of the documents read without one.
 		fmt.Fprintln(stderr, err)
@@ -173,7 +189,7 @@ func load(stdin io.Reader, stderr io.Writer, files []string) ([]loaded, error) {
 	docs = append(docs, ds...)
 	invalid, disabled := rulesfile.InvalidDocuments(err), 0
 	if len(docs) == 0 && invalid == 0 {
-		return nil, fmt.Errorf("no %s in %v", rulesfile.Kind, files)
+		return nil, sf, fmt.Errorf("no %s in %v", rulesfile.Kind, files)
 	}
 	var out []loaded
 	for _, d := range docs {
@@ -190,19 +206,19 @@ func load(stdin io.Reader, stderr io.Writer, files []string) ([]loaded, error) {
 			invalid++
 			continue
 		}
-		out = append(out, loaded{name: d.Name(), prog: prog})
+		out = append(out, loaded{name: d.Name(), labels: d.Rules.Labels, prog: prog})
 	}
 	if invalid > 0 {
-		return nil, fmt.Errorf("%d invalid rules document(s); `parley check` lists the same errors", invalid)
+		return nil, sf, fmt.Errorf("%d invalid rules document(s); `parley check` lists the same errors", invalid)
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("all %d rules document(s) are disabled", disabled)
+		return nil, sf, fmt.Errorf("all %d rules document(s) are disabled", disabled)
 	}
-	return out, nil
+	return out, sf, nil
 }
 
 func run(parent context.Context, stdin io.Reader, stdout, stderr io.Writer, o runOptions, portSet, ipSet bool) error {
-	progs, err := load(stdin, stderr, o.files)
+	progs, sf, err := loadAll(stdin, stderr, o.files)
 	if err != nil {
 		return err
 	}
@@ -241,6 +257,28 @@ func run(parent context.Context, stdin io.Reader, stdout, stderr io.Writer, o ru
 		}
 		defer f.Close()
 		sink = activity.MultiSink{sink, signed(activity.NewJSONSink(f), f)}
+	}
+	// The ActivitySinks of the files get the activities as the cluster's would, keyed by
+	// connector, evidence chain and sequence number.
+	var feed *sinkpkg.Feed
+	if len(sf.sinks) > 0 {
+		connectorLabels := map[string]map[string]string{}
+		for _, l := range progs {
+			name := l.name
+			if o.name != "" {
+				name = o.name
+			}
+			connectorLabels[name] = l.labels
+		}
+		if feed, err = startSinks(sf.sinks, sf.secrets, connectorLabels, sinkpkg.Options{}); err != nil {
+			return err
+		}
+		defer func() { // on an early return; the normal end delivers what they hold first
+			for _, r := range feed.Routes {
+				_ = r.Sink.Close()
+			}
+		}()
+		sink = activity.MultiSink{sink, feed}
 	}
 	tally := &tallySink{Sink: sink, per: map[string]*tally{}}
 	var reg *activity.Register
@@ -357,6 +395,11 @@ func run(parent context.Context, stdin io.Reader, stdout, stderr io.Writer, o ru
 		fmt.Fprintln(stderr, "parley: activities not all printed:", err)
 	}
 	closeSigning()
+	if feed != nil {
+		drainCtx, drainCancel := context.WithTimeout(context.Background(), sinkDrainTime)
+		stopSinks(drainCtx, stderr, feed)
+		drainCancel()
+	}
 	// The summary comes after the last rows: the register has printed everything by now.
 	for _, n := range started {
 		fmt.Fprintf(stderr, "parley: %s: %s\n", n.name, summary(n.c.Stats(), tally.per[n.name]))

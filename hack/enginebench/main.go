@@ -10,6 +10,7 @@
 //	export KUBEBUILDER_ASSETS=$(hack/envtest-assets.sh)
 //	go run ./hack/enginebench -parley /tmp/parley -mode throughput -activities 20000
 //	go run ./hack/enginebench -parley /tmp/parley -mode flood -duration 60s
+//	go run ./hack/enginebench -parley /tmp/parley -mode kafka -activities 200000 -pings 50
 //
 // Mode throughput (write limit effectively off) produces -activities activities and times
 // them from the first conversation to the last Activity created, then checks that every one
@@ -17,7 +18,9 @@
 // operator's default limit: 20/s, burst 50, queue 10000) converses as fast as the clients
 // can for -duration and reports what was produced, written and dropped, and the memory of
 // the engine (this process: it also hosts the controllers, the load clients and the
-// benchmark's own API client) and of the connector process.
+// benchmark's own API client) and of the connector process. Mode kafka (kafka.go) sends
+// every activity through an ActivitySink to Kafka (franz-go's kfake, in this process) with
+// Activity objects limited to alerts, and times them to the last one the sink delivered.
 package main
 
 import (
@@ -63,6 +66,7 @@ import (
 	"github.com/parley-dev/parley/api/v1alpha1"
 	"github.com/parley-dev/parley/controllers"
 	"github.com/parley-dev/parley/engine"
+	"github.com/parley-dev/parley/sink"
 )
 
 // perConversation is how many activities one conversation makes: Connected, Greeted, two
@@ -101,6 +105,7 @@ type config struct {
 	writers    int
 	engineLog  string
 	cpuProfile string
+	pings      int
 }
 
 func main() {
@@ -115,6 +120,7 @@ func main() {
 	flag.IntVar(&c.queue, "queue", 0, "engine ActivityQueue (default: 100000 for throughput, 10000 for flood)")
 	flag.IntVar(&c.writers, "writers", 0, "engine Writers, creates in flight (default: the engine's, 4)")
 	flag.StringVar(&c.engineLog, "engine-log", "", "file for the operator's log at info level, one JSON line per activity received as in production (default: encoded and discarded; errors go to stderr)")
+	flag.IntVar(&c.pings, "pings", 50, "kafka: PINGs per conversation (a conversation makes pings+4 activities)")
 	flag.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (operator and load clients) over the measured window to this file")
 	flag.Parse()
 	switch c.mode {
@@ -122,8 +128,12 @@ func main() {
 		c.qps, c.burst, c.queue = or(c.qps, 100000), or(c.burst, 100000), or(c.queue, 100000)
 	case "flood":
 		c.qps, c.burst, c.queue = or(c.qps, 20), or(c.burst, 50), or(c.queue, 10000)
+	case "kafka":
+		// The operator's defaults: with spec.activities.record Alerts and no alert in the
+		// rules, nothing is written.
+		c.qps, c.burst, c.queue = or(c.qps, 20), or(c.burst, 50), or(c.queue, 10000)
 	default:
-		fmt.Fprintln(os.Stderr, "enginebench: -mode is throughput or flood")
+		fmt.Fprintln(os.Stderr, "enginebench: -mode is throughput, flood or kafka")
 		os.Exit(2)
 	}
 	if err := run(c); err != nil {
@@ -157,6 +167,7 @@ type bench struct {
 	connLog  string
 	connDone chan struct{} // closed when the connector has exited, with connErr
 	connErr  error
+	kafka    *kafkaSink // mode kafka
 	stopMgr  context.CancelFunc
 	mgrDone  chan struct{}
 }
@@ -218,6 +229,12 @@ func run(cfg config) (err error) {
 		return err
 	}
 	defer b.stopOperator()
+	if cfg.mode == "kafka" {
+		if b.kafka, err = startKafkaSink(ctx, b.k8s, b.reg); err != nil {
+			return err
+		}
+		defer b.kafka.close()
+	}
 	if err := b.startConnector(ctx); err != nil {
 		return err
 	}
@@ -226,8 +243,11 @@ func run(cfg config) (err error) {
 	fmt.Printf("# machine: nproc=%d %s %s/%s\n", runtime.NumCPU(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	fmt.Printf("# mode %s: engine qps %g, burst %d, queue %d, writers %s; %d clients\n",
 		cfg.mode, cfg.qps, cfg.burst, cfg.queue, writersString(cfg.writers), cfg.clients)
-	if cfg.mode == "throughput" {
+	switch cfg.mode {
+	case "throughput":
 		return b.throughput(ctx)
+	case "kafka":
+		return b.kafkaThroughput(ctx)
 	}
 	return b.flood(ctx)
 }
@@ -296,7 +316,8 @@ func (b *bench) startOperator(restCfg *rest.Config, scheme *k8sruntime.Scheme) e
 	b.stopMgr = cancel
 	b.eng, err = engine.Setup(ctx, mgr, engine.Config{
 		Options: engine.Options{BindAddress: addr, ActivityQPS: b.cfg.qps, ActivityBurst: b.cfg.burst,
-			ActivityQueue: b.cfg.queue, Writers: b.cfg.writers, Registry: b.reg},
+			ActivityQueue: b.cfg.queue, Writers: b.cfg.writers, Registry: b.reg,
+			SinkOptions: sink.Options{QueueLength: 100000, MaxBatch: 1000}},
 		Address: addr, SecretName: "parley-engine-tls", SecretNamespace: engineNamespace,
 	})
 	if err != nil {
@@ -345,15 +366,24 @@ func (b *bench) startConnector(ctx context.Context) error {
 	}
 	b.port = port
 	cr := &v1alpha1.ConversationRules{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "lines"}}
-	if err := yaml.UnmarshalStrict([]byte(rulesYAML), &cr.Spec); err != nil {
+	rules := rulesYAML
+	if b.cfg.mode == "kafka" {
+		// Line framing: the clients send their PINGs at once, each still one input.
+		rules = strings.Replace(rules, "connectionQueue: 4096}", `connectionQueue: 4096, framing: {type: Delimiter, delimiter: "\r\n"}}`, 1)
+	}
+	if err := yaml.UnmarshalStrict([]byte(rules), &cr.Spec); err != nil {
 		return err
 	}
 	if err := b.k8s.Create(ctx, cr); err != nil {
 		return err
 	}
 	p, ip := int32(port), "127.0.0.1"
-	if err := b.k8s.Create(ctx, &v1alpha1.ExternalConnector{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: connectorName},
-		Spec: v1alpha1.ExternalConnectorSpec{Rules: "lines", Port: &p, IP: ip}}); err != nil {
+	ec := &v1alpha1.ExternalConnector{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: connectorName},
+		Spec: v1alpha1.ExternalConnectorSpec{Rules: "lines", Port: &p, IP: ip}}
+	if b.cfg.mode == "kafka" {
+		ec.Spec.Activities.Record = v1alpha1.RecordAlerts
+	}
+	if err := b.k8s.Create(ctx, ec); err != nil {
 		return err
 	}
 	var sec corev1.Secret
@@ -432,8 +462,8 @@ func (b *bench) startConnector(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if ec := gatherEngine(b.reg); ec.written != cm["parley_connector_activities_produced_total"] {
-			return fmt.Errorf("%v of %v start-up activities written", ec.written, cm["parley_connector_activities_produced_total"])
+		if done := b.disposed(); done != cm["parley_connector_activities_produced_total"] {
+			return fmt.Errorf("%v of %v start-up activities written or delivered", done, cm["parley_connector_activities_produced_total"])
 		}
 		return nil
 	})
@@ -450,7 +480,7 @@ func (b *bench) startConnector(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if ec := gatherEngine(b.reg); ec.written != cm["parley_connector_activities_produced_total"] {
+		if b.disposed() != cm["parley_connector_activities_produced_total"] {
 			return errors.New("warm-up not written yet")
 		}
 		return nil
@@ -810,7 +840,10 @@ func startProfile(path string) (func(), error) {
 // converse holds one complete conversation: greeting, PING, QUIT, the connector's close.
 // The client then resets its side (SO_LINGER 0), so that no socket lingers in TIME_WAIT and
 // loopback's ephemeral ports last.
-func converse(addr string) error {
+func converse(addr string) error { return conversePings(addr, 1) }
+
+// conversePings holds one conversation: greeting, pings PINGs, QUIT.
+func conversePings(addr string, pings int) error {
 	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		return err
@@ -823,7 +856,12 @@ func converse(addr string) error {
 	}()
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 	r := bufio.NewReaderSize(c, 256)
-	for _, step := range [...]struct{ say, want string }{{"", "+OK ready\r\n"}, {"PING\r\n", "+PONG\r\n"}, {"QUIT\r\n", "+OK bye\r\n"}} {
+	type step struct{ say, want string }
+	steps := []step{{"", "+OK ready\r\n"}}
+	for range pings {
+		steps = append(steps, step{"PING\r\n", "+PONG\r\n"})
+	}
+	for _, step := range append(steps, step{"QUIT\r\n", "+OK bye\r\n"}) {
 		if step.say != "" {
 			if _, err := io.WriteString(c, step.say); err != nil {
 				return err

@@ -1,6 +1,7 @@
 // Package rulesfile reads ConversationRules from YAML (or JSON) as `kubectl apply -f` takes
 // them: files, directories, standard input ("-"), several documents per file, `kind: List`
-// (what `kubectl get -o yaml` prints), strict field names, apiVersion and kind checked.
+// (what `kubectl get -o yaml` prints), strict field names, apiVersion and kind checked; and,
+// for `parley run` and `parley check`, the ActivitySinks and Secrets beside them (ReadAll).
 package rulesfile
 
 import (
@@ -19,6 +20,7 @@ import (
 	"strings"
 
 	yaml3 "go.yaml.in/yaml/v3"
+	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
@@ -50,37 +52,87 @@ const Stdin = "-"
 // Stdin, read from stdin.
 //
 // Every mistake of every document of every path is reported, as Errors; the documents read
-// without one are returned beside them.
+// without one are returned beside them. ActivitySinks and Secrets are skipped (ReadAll
+// reads them).
 func ReadPaths(paths []string, stdin io.Reader) (docs []Document, skipped []string, err error) {
-	var errs Errors
-	for _, path := range paths {
-		var ds []Document
-		var sk []string
-		switch {
-		case path == Stdin:
-			ds, sk, err = Read("<stdin>", stdin)
-		default:
-			ds, sk, err = readPath(path)
-		}
-		docs, skipped, errs = append(docs, ds...), append(skipped, sk...), errs.add(err)
-	}
-	return docs, skipped, errs.err()
+	f, err := ReadAll(paths, stdin)
+	return f.Rules, f.skippedAll(), err
 }
 
-func readPath(path string) ([]Document, []string, error) {
+// Files are the documents of paths that `parley run` and `parley check` take: the rules,
+// the ActivitySinks that deliver their activities, and the Secrets those name.
+type Files struct {
+	Rules   []Document
+	Sinks   []SinkDocument
+	Secrets []SecretDocument
+	// Skipped says which documents of other kinds were skipped, and why.
+	Skipped []string
+}
+
+// SinkDocument is one ActivitySink read from a file.
+type SinkDocument struct {
+	Source string
+	Sink   v1alpha1.ActivitySink
+}
+
+// SecretDocument is one Secret read from a file, its stringData merged into its data as the
+// API server does.
+type SecretDocument struct {
+	Source string
+	Secret corev1.Secret
+}
+
+func (f *Files) add(g Files) {
+	f.Rules = append(f.Rules, g.Rules...)
+	f.Sinks = append(f.Sinks, g.Sinks...)
+	f.Secrets = append(f.Secrets, g.Secrets...)
+	f.Skipped = append(f.Skipped, g.Skipped...)
+}
+
+// skippedAll is Skipped with the ActivitySinks and Secrets, for readers of rules alone.
+func (f *Files) skippedAll() []string {
+	out := f.Skipped
+	for _, s := range f.Sinks {
+		out = append(out, fmt.Sprintf("%s: kind %q is not %s", s.Source, "ActivitySink", Kind))
+	}
+	for _, s := range f.Secrets {
+		out = append(out, fmt.Sprintf("%s: kind %q is not %s", s.Source, "Secret", Kind))
+	}
+	return out
+}
+
+// ReadAll is ReadPaths keeping the ActivitySinks and Secrets too.
+func ReadAll(paths []string, stdin io.Reader) (Files, error) {
+	var all Files
+	var errs Errors
+	for _, path := range paths {
+		var f Files
+		var err error
+		switch {
+		case path == Stdin:
+			f, err = readAll("<stdin>", stdin)
+		default:
+			f, err = readPath(path)
+		}
+		all.add(f)
+		errs = errs.add(err)
+	}
+	return all, errs.err()
+}
+
+func readPath(path string) (Files, error) {
 	info, err := os.Stat(path)
 	if err != nil {
-		return nil, nil, err
+		return Files{}, err
 	}
 	if !info.IsDir() {
-		return ReadFile(path)
+		return readFile(path)
 	}
 	entries, err := os.ReadDir(path)
 	if err != nil {
-		return nil, nil, err
+		return Files{}, err
 	}
-	var docs []Document
-	var skipped []string
+	var all Files
 	var errs Errors
 	found := false
 	for _, e := range entries { // ReadDir sorts by name
@@ -88,24 +140,30 @@ func readPath(path string) ([]Document, []string, error) {
 			continue
 		}
 		found = true
-		ds, sk, err := ReadFile(filepath.Join(path, e.Name()))
-		docs, skipped, errs = append(docs, ds...), append(skipped, sk...), errs.add(err)
+		f, err := readFile(filepath.Join(path, e.Name()))
+		all.add(f)
+		errs = errs.add(err)
 	}
 	if !found {
-		return nil, nil, fmt.Errorf("%s: no .yaml, .yml or .json file in the directory", path)
+		return Files{}, fmt.Errorf("%s: no .yaml, .yml or .json file in the directory", path)
 	}
-	return docs, skipped, errs.err()
+	return all, errs.err()
 }
 
 // ReadFile reads every ConversationRules document of a file. Documents of other kinds (an
 // ExternalConnector kept beside its rules) are skipped; skipped says which and why.
 func ReadFile(path string) (docs []Document, skipped []string, err error) {
+	f, err := readFile(path)
+	return f.Rules, f.skippedAll(), err
+}
+
+func readFile(path string) (Files, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, nil, err
+		return Files{}, err
 	}
 	defer f.Close()
-	return Read(path, f)
+	return readAll(path, f)
 }
 
 // Read is ReadFile over any reader; name is used in messages.
@@ -116,9 +174,14 @@ func ReadFile(path string) (docs []Document, skipped []string, err error) {
 // gives a string field an unquoted YAML 1.1 boolean word (n, yes, off, ...) is refused too:
 // the field would silently be "true" or "false".
 func Read(name string, r io.Reader) (docs []Document, skipped []string, err error) {
+	f, err := readAll(name, r)
+	return f.Rules, f.skippedAll(), err
+}
+
+func readAll(name string, r io.Reader) (Files, error) {
 	data, err := io.ReadAll(r)
 	if err != nil {
-		return nil, nil, Errors{fmt.Errorf("%s: %w", name, err)}
+		return Files{}, Errors{fmt.Errorf("%s: %w", name, err)}
 	}
 	parts, splitErr := split(data)
 	rd := &reader{file: name}
@@ -132,7 +195,7 @@ func Read(name string, r io.Reader) (docs []Document, skipped []string, err erro
 	if splitErr != nil {
 		rd.errs = append(rd.errs, &Error{File: name, Line: splitErr.line, Source: fmt.Sprintf("%s#%d", name, len(parts)+1), Message: splitErr.message})
 	}
-	return rd.docs, rd.skipped, rd.errs.err()
+	return rd.files, rd.errs.err()
 }
 
 // add appends err, or each of its Errors.
@@ -220,11 +283,10 @@ func parseNode(raw []byte) (n *yaml3.Node) {
 
 // reader gathers the documents of one file and the mistakes found in them.
 type reader struct {
-	file    string
-	offset  int // of the document being read: its first line in the file, minus one
-	docs    []Document
-	skipped []string
-	errs    Errors
+	file   string
+	offset int // of the document being read: its first line in the file, minus one
+	files  Files
+	errs   Errors
 }
 
 // maxListDepth bounds kind: List inside kind: List.
@@ -253,6 +315,30 @@ func (rd *reader) decode(source string, raw []byte, lines int, node *yaml3.Node,
 	}
 	switch meta.Kind {
 	case Kind:
+	case "ActivitySink":
+		if rd.apiVersion(source, node, meta.APIVersion, v1alpha1.GroupVersion.String()) {
+			doc := SinkDocument{Source: source}
+			if rd.strict(source, raw, lines, node, &doc.Sink) {
+				rd.files.Sinks = append(rd.files.Sinks, doc)
+			}
+		}
+		return
+	case "Secret":
+		if rd.apiVersion(source, node, meta.APIVersion, "v1") {
+			doc := SecretDocument{Source: source}
+			if rd.strict(source, raw, lines, node, &doc.Secret) {
+				sec := &doc.Secret
+				for k, v := range sec.StringData {
+					if sec.Data == nil {
+						sec.Data = map[string][]byte{}
+					}
+					sec.Data[k] = []byte(v)
+				}
+				sec.StringData = nil
+				rd.files.Secrets = append(rd.files.Secrets, doc)
+			}
+		}
+		return
 	case "List", Kind + "List":
 		if depth >= maxListDepth {
 			rd.fail(source, node, "", fmt.Sprintf("a List nested in %d Lists: flatten it", depth))
@@ -275,7 +361,7 @@ func (rd *reader) decode(source string, raw []byte, lines int, node *yaml3.Node,
 		if meta.Kind == "" && meta.APIVersion == "" && looksLikeLope(node) {
 			note += fmt.Sprintf(": this looks like a Lope rules file; convert it with `parley import %s`", rd.file)
 		}
-		rd.skipped = append(rd.skipped, note)
+		rd.files.Skipped = append(rd.files.Skipped, note)
 		return
 	}
 	if meta.APIVersion != v1alpha1.GroupVersion.String() {
@@ -299,7 +385,30 @@ func (rd *reader) decode(source string, raw []byte, lines int, node *yaml3.Node,
 			return
 		}
 	}
-	rd.docs = append(rd.docs, doc)
+	rd.files.Rules = append(rd.files.Rules, doc)
+}
+
+// apiVersion checks a document's apiVersion is want, reporting it when not.
+func (rd *reader) apiVersion(source string, node *yaml3.Node, got, want string) bool {
+	if got == want {
+		return true
+	}
+	at, msg := topField(node, "apiVersion"), fmt.Sprintf("%q: want %s", got, want)
+	if got == "" {
+		at, msg = node, "missing: want "+want
+	}
+	rd.fail(source, at, "apiVersion", msg)
+	return false
+}
+
+// strict decodes raw into obj with strict field names, reporting every mistake with its
+// position and field path.
+func (rd *reader) strict(source string, raw []byte, lines int, node *yaml3.Node, obj any) bool {
+	if err := yaml.UnmarshalStrict(raw, obj); err != nil {
+		rd.refuse(source, node, true, err, lines, reflect.TypeOf(obj).Elem())
+		return false
+	}
+	return true
 }
 
 // refuse reports a document the decoder refused: every mistake the walk against t finds, or,

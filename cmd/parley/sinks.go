@@ -1,0 +1,89 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/parley-dev/parley/internal/rulesfile"
+	"github.com/parley-dev/parley/sink"
+)
+
+// sinkErrors are the reasons an ActivitySink document cannot work, one line each with the
+// document and the field path, as `parley check` prints them.
+func sinkErrors(d *rulesfile.SinkDocument) []string {
+	var out []string
+	for _, e := range sink.Validate(&d.Sink.Spec, field.NewPath("spec")) {
+		out = append(out, fmt.Sprintf("%s: ActivitySink %s: %s", d.Source, d.Sink.Name, e.Error()))
+	}
+	return out
+}
+
+// startSinks builds and starts the sinks of the ActivitySink documents with the Secrets of
+// the files (same namespace, as in the cluster), feeding the rules documents' activities by
+// their labels. Any sink that cannot be built fails the run before it serves.
+func startSinks(docs []rulesfile.SinkDocument, secretDocs []rulesfile.SecretDocument, connectorLabels map[string]map[string]string, o sink.Options) (*sink.Feed, error) {
+	feed := &sink.Feed{Labels: connectorLabels}
+	var problems []string
+	for i := range docs {
+		d := &docs[i]
+		if errs := sinkErrors(d); len(errs) > 0 {
+			problems = append(problems, errs...)
+			continue
+		}
+		secrets := map[string]map[string][]byte{}
+		for _, s := range secretDocs {
+			if s.Secret.Namespace == d.Sink.Namespace {
+				secrets[s.Secret.Name] = s.Secret.Data
+			}
+		}
+		sel := labels.Everything()
+		if s := d.Sink.Spec.ConnectorSelector; s != nil {
+			var err error
+			if sel, err = metav1.LabelSelectorAsSelector(s); err != nil {
+				problems = append(problems, fmt.Sprintf("%s: ActivitySink %s: spec.connectorSelector: %v", d.Source, d.Sink.Name, err))
+				continue
+			}
+		}
+		dest, err := sink.NewDestination(&d.Sink.Spec, sink.SecretsIn(secrets))
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("%s: ActivitySink %s: %v (give the Secret as a kind: Secret document of the files)", d.Source, d.Sink.Name, err))
+			continue
+		}
+		s := sink.New(dest, sink.OptionsFor(&d.Sink.Spec, o))
+		go s.Run()
+		feed.Routes = append(feed.Routes, &sink.Route{Name: d.Sink.Name, Filter: sink.FilterOf(&d.Sink.Spec), Selector: sel, Sink: s})
+	}
+	if len(problems) > 0 {
+		stopSinks(context.Background(), io.Discard, feed)
+		return nil, fmt.Errorf("%d ActivitySink problem(s):\n%s", len(problems), strings.Join(problems, "\n"))
+	}
+	return feed, nil
+}
+
+// stopSinks delivers what the sinks hold, for as long as ctx allows, closes them and says
+// what each did.
+func stopSinks(ctx context.Context, stderr io.Writer, feed *sink.Feed) {
+	for _, r := range feed.Routes {
+		err := r.Sink.Drain(ctx, r.Offered)
+		_ = r.Sink.Close()
+		st := r.Sink.Stats()
+		line := fmt.Sprintf("parley: sink %s: %d delivered, %d dropped, %d failed attempts", r.Name, st.Delivered, st.Dropped, st.Failed)
+		if st.LastError != "" {
+			line += " (last error: " + st.LastError + ")"
+		}
+		if err != nil {
+			line += fmt.Sprintf("; %d not delivered in time", r.Offered-st.Delivered-st.Dropped)
+		}
+		fmt.Fprintln(stderr, line)
+	}
+}
+
+// sinkDrainTime bounds how long `parley run` waits at the end for its sinks.
+const sinkDrainTime = 10 * time.Second
