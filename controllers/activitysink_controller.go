@@ -131,11 +131,8 @@ func (r *ActivitySinkReconciler) sinksNaming(ctx context.Context, obj client.Obj
 	}
 	var out []reconcile.Request
 	for _, s := range list.Items {
-		for _, need := range sink.SecretsNeeded(&s.Spec, field.NewPath("spec")) {
-			if need.Name == obj.GetName() {
-				out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&s)})
-				break
-			}
+		if sink.ReadsSecret(&s.Spec, obj.GetName()) {
+			out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&s)})
 		}
 	}
 	return out

@@ -391,24 +391,22 @@ func (e *Engine) sinksNaming(ctx context.Context, obj client.Object) []reconcile
 	}
 	var out []reconcile.Request
 	for _, s := range list.Items {
-		for _, need := range sink.SecretsNeeded(&s.Spec, field.NewPath("spec")) {
-			if need.Name == obj.GetName() {
-				out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&s)})
-				break
-			}
+		if sink.ReadsSecret(&s.Spec, obj.GetName()) {
+			out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&s)})
 		}
 	}
 	return out
 }
 
-// setupSinks registers the sink reconciler. It runs on every replica (no leader election),
-// and the engine is not the only one of its name in a test process that runs several.
+// setupSinks registers the sink reconciler. Like the engine that feeds the sinks, it runs on
+// the elected leader only (a standby receives no activities, so it builds no sinks), and
+// it is not the only one of its name in a test process that runs several engines.
 func (e *Engine) setupSinks(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.ActivitySink{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(e.sinksNaming), builder.OnlyMetadata).
 		Named("activitysink-delivery").
-		WithOptions(controller.Options{NeedLeaderElection: ptr.To(false), SkipNameValidation: ptr.To(true)}).
+		WithOptions(controller.Options{SkipNameValidation: ptr.To(true)}).
 		Complete(sinkReconciler{e})
 }
 

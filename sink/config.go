@@ -209,6 +209,21 @@ type SecretNeed struct {
 
 // SecretsNeeded lists every Secret value the spec reads, with defaults applied to keys.
 func SecretsNeeded(spec *v1alpha1.ActivitySinkSpec, path *field.Path) []SecretNeed {
+	return secretsNeeded(spec, path)
+}
+
+// ReadsSecret says whether spec names the Secret name (of its own namespace): a change of
+// that Secret changes the sink.
+func ReadsSecret(spec *v1alpha1.ActivitySinkSpec, name string) bool {
+	for _, need := range secretsNeeded(spec, field.NewPath("spec")) {
+		if need.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+func secretsNeeded(spec *v1alpha1.ActivitySinkSpec, path *field.Path) []SecretNeed {
 	var needs []SecretNeed
 	ref := func(r *v1alpha1.SecretKeyRef, def string, p *field.Path) {
 		if r == nil || r.Name == "" {
