@@ -75,7 +75,7 @@ func run(parley string, n, nActivities, workers int) error {
 	}
 	defer os.Remove(kubeconfig)
 
-	op := exec.Command(parley, "operator", "--leader-elect=false", "--metrics-bind-address=0",
+	op := exec.Command(parley, "operator", "--leader-elect=false", "--metrics-bind-address=0", "--engine-bind-address=0", "--webhook-bind-address=0",
 		"--health-probe-bind-address=0", "--zap-log-level=error", "--kubeconfig", kubeconfig)
 	op.Stdout, op.Stderr = os.Stderr, os.Stderr
 	if err := op.Start(); err != nil {
