@@ -130,10 +130,8 @@ func (r *ActivitySinkReconciler) sinksNaming(ctx context.Context, obj client.Obj
 		return nil
 	}
 	var out []reconcile.Request
-	for _, s := range list.Items {
-		if sink.ReadsSecret(&s.Spec, obj.GetName()) {
-			out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&s)})
-		}
+	for _, key := range sink.ReadersOf(list.Items, obj.GetName()) {
+		out = append(out, reconcile.Request{NamespacedName: key})
 	}
 	return out
 }

@@ -390,10 +390,8 @@ func (e *Engine) sinksNaming(ctx context.Context, obj client.Object) []reconcile
 		return nil
 	}
 	var out []reconcile.Request
-	for _, s := range list.Items {
-		if sink.ReadsSecret(&s.Spec, obj.GetName()) {
-			out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&s)})
-		}
+	for _, key := range sink.ReadersOf(list.Items, obj.GetName()) {
+		out = append(out, reconcile.Request{NamespacedName: key})
 	}
 	return out
 }

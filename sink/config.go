@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
@@ -212,15 +213,20 @@ func SecretsNeeded(spec *v1alpha1.ActivitySinkSpec, path *field.Path) []SecretNe
 	return secretsNeeded(spec, path)
 }
 
-// ReadsSecret says whether spec names the Secret name (of its own namespace): a change of
-// that Secret changes the sink.
-func ReadsSecret(spec *v1alpha1.ActivitySinkSpec, name string) bool {
-	for _, need := range secretsNeeded(spec, field.NewPath("spec")) {
-		if need.Name == name {
-			return true
+// ReadersOf returns the names of the sinks (of one namespace) that read the Secret name: a
+// change of that Secret changes them. Both the controller that validates sinks and the
+// engine that delivers through them watch Secrets with it.
+func ReadersOf(sinks []v1alpha1.ActivitySink, name string) []types.NamespacedName {
+	var out []types.NamespacedName
+	for i := range sinks {
+		for _, need := range secretsNeeded(&sinks[i].Spec, field.NewPath("spec")) {
+			if need.Name == name {
+				out = append(out, types.NamespacedName{Namespace: sinks[i].Namespace, Name: sinks[i].Name})
+				break
+			}
 		}
 	}
-	return false
+	return out
 }
 
 func secretsNeeded(spec *v1alpha1.ActivitySinkSpec, path *field.Path) []SecretNeed {
