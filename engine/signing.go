@@ -4,9 +4,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"crypto/x509"
-	"encoding/pem"
-	"errors"
 	"fmt"
 	"time"
 
@@ -59,17 +56,9 @@ func SigningKey(ctx context.Context, c client.Client, reader client.Reader, ns, 
 }
 
 func parseSigningKey(raw []byte, ns, name string) (ed25519.PrivateKey, error) {
-	block, _ := pem.Decode(raw)
-	if block == nil || block.Type != "PRIVATE KEY" {
-		return nil, fmt.Errorf("evidence signing Secret %s/%s, key %s: no PEM PRIVATE KEY", ns, name, SigningKeyKey)
-	}
-	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	key, err := evidence.ParsePrivateKey(raw)
 	if err != nil {
 		return nil, fmt.Errorf("evidence signing Secret %s/%s, key %s: %w", ns, name, SigningKeyKey, err)
-	}
-	key, ok := k.(ed25519.PrivateKey)
-	if !ok {
-		return nil, errors.New("the evidence signing key is not Ed25519")
 	}
 	return key, nil
 }

@@ -165,13 +165,26 @@ func (s *Signer) sign(chain string, h *chainHead, now time.Time) *Checkpoint {
 // ReadPrivateKey reads an Ed25519 private key: PEM PKCS #8 ("PRIVATE KEY", as `openssl
 // genpkey -algorithm ed25519` writes it).
 func ReadPrivateKey(path string) (ed25519.PrivateKey, error) {
-	key, err := parsePEM(path, "PRIVATE KEY", x509.ParsePKCS8PrivateKey)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	k, err := ParsePrivateKey(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return k, nil
+}
+
+// ParsePrivateKey reads what MarshalPrivateKey writes: an Ed25519 key as PEM PKCS #8.
+func ParsePrivateKey(data []byte) (ed25519.PrivateKey, error) {
+	key, err := decodePEM(data, "PRIVATE KEY", x509.ParsePKCS8PrivateKey)
 	if err != nil {
 		return nil, err
 	}
 	k, ok := key.(ed25519.PrivateKey)
 	if !ok {
-		return nil, fmt.Errorf("%s: a %T, not an Ed25519 key", path, key)
+		return nil, fmt.Errorf("a %T, not an Ed25519 key", key)
 	}
 	return k, nil
 }
@@ -198,18 +211,23 @@ func parsePEM(path, typ string, parse func([]byte) (any, error)) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	block, _ := pem.Decode(data)
-	if block == nil {
-		return nil, fmt.Errorf("%s: no PEM block", path)
-	}
-	if block.Type != typ {
-		return nil, fmt.Errorf("%s: a PEM %q, want %q", path, block.Type, typ)
-	}
-	key, err := parse(block.Bytes)
+	key, err := decodePEM(data, typ, parse)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return key, nil
+}
+
+// decodePEM parses the PEM block of type typ in data with parse.
+func decodePEM(data []byte, typ string, parse func([]byte) (any, error)) (any, error) {
+	block, _ := pem.Decode(data)
+	if block == nil {
+		return nil, errors.New("no PEM block")
+	}
+	if block.Type != typ {
+		return nil, fmt.Errorf("a PEM %q, want %q", block.Type, typ)
+	}
+	return parse(block.Bytes)
 }
 
 // MarshalPrivateKey is key as PEM PKCS #8, and MarshalPublicKey its public key as PEM PKIX:
