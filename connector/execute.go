@@ -100,6 +100,13 @@ func (cv *conversation) handleInput(s socket, raw []byte, truncated bool) {
 		ending = ending || r.Ending
 		closing = closing || r.CloseConnection
 	}
+	cv.finishInput(s, a, sent, ending, closing, fired)
+}
+
+// finishInput ends an input's step, however its rules ran (handleInput, or a shared step):
+// the activity is completed and recorded, the fired rules' framing takes over s, then the
+// socket is closed or the conversation ended as they asked.
+func (cv *conversation) finishInput(s socket, a *v1alpha1.ActivityRecord, sent int, ending, closing bool, fired []*rules.Rule) {
 	replied(a)
 	cv.record(a)
 	switchFraming(s, fired)

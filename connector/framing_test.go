@@ -334,3 +334,22 @@ conversation:
 	}
 	h.wantInputs("ONE\n", "TWO\n", "THREE\n")
 }
+
+// A rule that touches shared variables runs as a shared-memory step; its framing still
+// switches the socket's framing, as any rule's does.
+func TestRuleFramingSwitchesFromASharedStep(t *testing.T) {
+	h := start(t, `
+operation: {port: 1, framing: {type: Delimiter, delimiter: "\r\n"}}
+memory: {shared: [{name: messages, type: int}]}
+conversation:
+  default: {value: "250 OK\r\n"}
+  rules:
+  - {id: 1, mode: Sync, regex: "^DATA", updates: [{variable: messages, expr: "messages + 1"}], response: "354 go\r\n", framing: {type: Delimiter, delimiter: "\r\n.\r\n"}}
+  - {id: 2, mode: Sync, regex: "\\r\\n\\.\\r\\n$", response: "250 queued\r\n", framing: {type: Delimiter, delimiter: "\r\n"}}
+`)
+	body := "Subject: hi\r\n\r\nline 1\r\n.\r\n"
+	p := h.dial()
+	p.send("DATA\r\n" + body + "QUIT\r\n")
+	p.expect("354 go\r\n250 queued\r\n250 OK\r\n")
+	h.wantInputs("DATA\r\n", body, "QUIT\r\n")
+}

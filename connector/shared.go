@@ -280,18 +280,21 @@ func (cv *conversation) handleSharedInput(s socket, text string, a *v1alpha1.Act
 	}
 	sent := cv.sendSegments(s, a, reconnectAt, &s)
 	ending, closing := false, false
-	from := newCause("this input", text)
+	var from cause // made once a rule schedules, as handleInput does
 	for _, r := range fired {
 		if p.Session != nil {
 			cv.updateSession(r)
 		}
-		cv.scheduleFrom(r, from, rr)
+		if schedules(r) {
+			if from.burst == nil {
+				from = newCause("this input", text)
+			}
+			cv.scheduleFrom(r, from, rr)
+		}
 		ending = ending || r.Ending
 		closing = closing || r.CloseConnection
 	}
-	replied(a)
-	cv.record(a)
-	cv.afterReply(s, sent, ending, closing, fired)
+	cv.finishInput(s, a, sent, ending, closing, fired)
 	return true
 }
 
