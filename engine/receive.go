@@ -157,6 +157,7 @@ func (e *Engine) receive(s *stream, b *enginev1.ActivityBatch) error {
 	// The fresh activities and their names, for the ActivitySinks; replays (nil) were
 	// offered when they first came.
 	toSinks, names := make([]*v1alpha1.ActivityRecord, n), make([]string, n)
+	var signed []*v1alpha1.ActivityRecord // the fresh ones, in order, when checkpoints are signed
 	for i, rec := range records {
 		if !isNew(i) {
 			continue
@@ -164,6 +165,9 @@ func (e *Engine) receive(s *stream, b *enginev1.ActivityBatch) error {
 		fresh++
 		seq := b.GetFirstSeq() + uint64(i)
 		toSinks[i], names[i] = rec, ActivityName(ec.Name, s.run.run, seq)
+		if e.signer != nil {
+			signed = append(signed, rec)
+		}
 		e.activityLog.Info("activity", "namespace", ns, "seq", seq, "pod", s.pod, "activity", json.RawMessage(b.GetActivities()[i]))
 		if rec.Type == v1alpha1.ActivityInput {
 			inputs++
@@ -184,7 +188,7 @@ func (e *Engine) receive(s *stream, b *enginev1.ActivityBatch) error {
 			continue
 		}
 		s.rs.hold(pb)
-		act := activityObject(ec, s.run.run, seq, rec)
+		act := activityObject(ec, names[i], rec)
 		e.writer.enqueue(writeItem{act: act, done: func(r writeResult) { e.written(s.cs, s.rs, pb, r) }})
 	}
 	s.rs.seal(pb, counts{activities: fresh})
@@ -192,12 +196,6 @@ func (e *Engine) receive(s *stream, b *enginev1.ActivityBatch) error {
 	// and never hold up the acknowledgement.
 	e.offer(ec, names, toSinks)
 	if e.signer != nil {
-		signed := make([]*v1alpha1.ActivityRecord, 0, n)
-		for _, rec := range toSinks {
-			if rec != nil {
-				signed = append(signed, rec)
-			}
-		}
 		e.logCheckpoints(ns, e.signer.Observe(signed))
 	}
 
@@ -254,16 +252,16 @@ func (e *Engine) written(cs *connectorState, rs *runState, pb *pendingBatch, r w
 	rs.release(pb, add)
 }
 
-// activityObject is the Activity for the seq-th activity of a connector process. The name
-// depends only on those, so that a replay writes the same object.
-func activityObject(ec *v1alpha1.ExternalConnector, run string, seq uint64, rec *v1alpha1.ActivityRecord) *v1alpha1.Activity {
+// activityObject is the Activity named name (ActivityName: it depends only on the connector
+// process and the activity's sequence, so that a replay writes the same object) for rec.
+func activityObject(ec *v1alpha1.ExternalConnector, name string, rec *v1alpha1.ActivityRecord) *v1alpha1.Activity {
 	labels := map[string]string{v1alpha1.LabelConnector: ec.Name, v1alpha1.LabelType: string(rec.Type),
 		v1alpha1.LabelAlert: strconv.FormatBool(rec.Alert)}
 	if rec.Connection != nil && rec.Connection.ID != "" {
 		labels[v1alpha1.LabelConnection] = rec.Connection.ID
 	}
 	act := &v1alpha1.Activity{
-		ObjectMeta:     metav1.ObjectMeta{Name: ActivityName(ec.Name, run, seq), Namespace: ec.Namespace, Labels: labels},
+		ObjectMeta:     metav1.ObjectMeta{Name: name, Namespace: ec.Namespace, Labels: labels},
 		ActivityRecord: *rec,
 	}
 	// Copies of input and output, cut to fit: rec goes whole to the JSON log and the sinks,

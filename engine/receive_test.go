@@ -21,7 +21,7 @@ func TestActivityObjectFitsLargePayloads(t *testing.T) {
 		Input:  &v1alpha1.InputRecord{Text: bigText, Base64: bigB64, Bytes: int32(len(big))},
 		Output: &v1alpha1.OutputRecord{Bytes: int32(len(big)), Text: bigText, Base64: bigB64},
 	}
-	act := activityObject(ec, "0a1b2c3d", 1, rec)
+	act := activityObject(ec, ActivityName(ec.Name, "0a1b2c3d", 1), rec)
 	wantText := bigText[:maxObjectPayload-1] // the last whole character
 	raw, err := base64.StdEncoding.DecodeString(act.Input.Base64)
 	if err != nil || string(raw) != string(big[:maxObjectPayload]) {
@@ -41,7 +41,7 @@ func TestActivityObjectFitsLargePayloads(t *testing.T) {
 	small := &v1alpha1.ActivityRecord{Type: v1alpha1.ActivityInput,
 		Input:  &v1alpha1.InputRecord{Text: "PING\r\n", Base64: "UElORw0K", Bytes: 6},
 		Output: &v1alpha1.OutputRecord{Bytes: 7, Text: "+PONG\r\n", Base64: "K1BPTkcNCg=="}}
-	act = activityObject(ec, "0a1b2c3d", 2, small)
+	act = activityObject(ec, ActivityName(ec.Name, "0a1b2c3d", 2), small)
 	if *act.Output != (v1alpha1.OutputRecord{Bytes: 7, Text: "+PONG\r\n", Base64: "K1BPTkcNCg=="}) || act.Input.Truncated || act.Input.Text != "PING\r\n" {
 		t.Errorf("small payloads changed: %+v %+v", act.Input, act.Output)
 	}
@@ -53,7 +53,7 @@ func TestActivityObjectOwnerAndLabels(t *testing.T) {
 	ec := &v1alpha1.ExternalConnector{}
 	ec.Name, ec.Namespace, ec.UID = "decoy", "ns", "uid-1"
 	rec := &v1alpha1.ActivityRecord{Type: v1alpha1.ActivityInput, Alert: true, Connection: &v1alpha1.ConnectionRef{ID: "c-000001"}}
-	act := activityObject(ec, "0a1b2c3d", 1, rec)
+	act := activityObject(ec, ActivityName(ec.Name, "0a1b2c3d", 1), rec)
 	if len(act.OwnerReferences) != 1 || act.OwnerReferences[0].UID != "uid-1" || act.OwnerReferences[0].Kind != "ExternalConnector" {
 		t.Errorf("owners %+v", act.OwnerReferences)
 	}
@@ -62,7 +62,7 @@ func TestActivityObjectOwnerAndLabels(t *testing.T) {
 		t.Errorf("labels %v, want %v", act.Labels, want)
 	}
 	ec.Spec.Activities.KeepOnDelete = true
-	if act := activityObject(ec, "0a1b2c3d", 2, rec); len(act.OwnerReferences) != 0 {
+	if act := activityObject(ec, ActivityName(ec.Name, "0a1b2c3d", 2), rec); len(act.OwnerReferences) != 0 {
 		t.Errorf("kept on delete, yet owned: %+v", act.OwnerReferences)
 	}
 }

@@ -116,7 +116,7 @@ func (e *Engine) offer(ec *v1alpha1.ExternalConnector, names []string, records [
 }
 
 // sinkReconciler builds, rebuilds and stops the engine's delivery to each ActivitySink. It
-// runs on every replica: each engine delivers what its own connector streams receive.
+// runs where the engine does, on the elected leader, which receives every activity.
 type sinkReconciler struct{ e *Engine }
 
 // Reconcile makes the delivery of one ActivitySink match its spec and Secrets.
