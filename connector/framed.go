@@ -56,9 +56,12 @@ func newFrameReader(s *streamSocket, f *rules.Framing) *frameReader {
 // end of the stream, or a *frameError.
 func (r *frameReader) next() (input []byte, truncated bool, err error) {
 	for {
-		if f := r.s.next.Swap(nil); f != nil {
-			r.fr.Switch(f)
-			r.s.framing.Store(f)
+		// A switch is rare: look before taking it, so that a frame costs no atomic write.
+		if r.s.next.Load() != nil {
+			if f := r.s.next.Swap(nil); f != nil {
+				r.fr.Switch(f)
+				r.s.framing.Store(f)
+			}
 		}
 		frame, err := r.fr.Next()
 		if err != nil {
