@@ -121,15 +121,9 @@ func (e *Engine) patchStatus(ctx context.Context, cs *connectorState) error {
 	st.Activities = v1alpha1.ActivityCounts{Total: total.activities, Recorded: total.recorded, Dropped: total.dropped}
 	st.Connections = v1alpha1.ConnectionCounts{Active: active, Total: total.connections, Rejected: total.rejected}
 	st.LastActivityTime = lastActivityTime(st.LastActivityTime, last)
-	if connected != nil {
-		meta.RemoveStatusCondition(&st.Conditions, v1alpha1.ConditionEngineConnected)
-		st.Conditions = append(st.Conditions, *connected)
-	}
+	restoreCondition(&st.Conditions, connected)
 	meta.SetStatusCondition(&st.Conditions, engineConnected(ec.Generation, pods))
-	if sharedBefore != nil {
-		meta.RemoveStatusCondition(&st.Conditions, v1alpha1.ConditionSharedMemoryReady)
-		st.Conditions = append(st.Conditions, *sharedBefore)
-	}
+	restoreCondition(&st.Conditions, sharedBefore)
 	// No pod reporting a store (none connected) leaves the condition as it was.
 	if len(stores) > 0 {
 		meta.SetStatusCondition(&st.Conditions, sharedMemoryReady(ec.Generation, stores))
@@ -150,17 +144,8 @@ func (e *Engine) patchStatus(ctx context.Context, cs *connectorState) error {
 		return fmt.Errorf("apply status of %s: %w", cs.key, err)
 	}
 	e.metrics.statusPatches.WithLabelValues("ok").Inc()
-	if c := meta.FindStatusCondition(ec.Status.Conditions, v1alpha1.ConditionEngineConnected); c != nil {
-		applied := *c
-		cs.mu.Lock()
-		cs.connected = &applied
-		cs.mu.Unlock()
-	}
-	if c := meta.FindStatusCondition(ec.Status.Conditions, v1alpha1.ConditionSharedMemoryReady); c != nil {
-		applied := *c
-		cs.mu.Lock()
-		cs.sharedReady = &applied
-		cs.mu.Unlock()
+	cs.remember(&cs.connected, ec.Status.Conditions, v1alpha1.ConditionEngineConnected)
+	if c := cs.remember(&cs.sharedReady, ec.Status.Conditions, v1alpha1.ConditionSharedMemoryReady); c != nil {
 		e.announceSharedMemory(&ec, sharedBefore, c)
 	}
 	if dropped > 0 {
@@ -395,4 +380,28 @@ func (e *Engine) announceSharedMemory(ec *v1alpha1.ExternalConnector, before, no
 	case now.Status == metav1.ConditionTrue && before != nil && before.Status == metav1.ConditionFalse:
 		e.event(ec, corev1.EventTypeNormal, v1alpha1.ReasonSharedMemoryRecovered, "SharedMemory", now.Message)
 	}
+}
+
+// restoreCondition puts back the condition last applied (saved), which the cache may not
+// have yet: the next one then keeps its lastTransitionTime while its status stays.
+func restoreCondition(conds *[]metav1.Condition, saved *metav1.Condition) {
+	if saved == nil {
+		return
+	}
+	meta.RemoveStatusCondition(conds, saved.Type)
+	*conds = append(*conds, *saved)
+}
+
+// remember saves, under the connector's lock, a copy of the condition typ as just applied
+// into *slot, for restoreCondition; it returns the applied condition, nil if absent.
+func (cs *connectorState) remember(slot **metav1.Condition, conds []metav1.Condition, typ string) *metav1.Condition {
+	c := meta.FindStatusCondition(conds, typ)
+	if c == nil {
+		return nil
+	}
+	applied := *c
+	cs.mu.Lock()
+	*slot = &applied
+	cs.mu.Unlock()
+	return c
 }
