@@ -322,6 +322,12 @@ func (e *Engine) Start(ctx context.Context) error {
 		e.logCheckpoints("", e.signer.Due(true))
 	}
 	e.stopSinks()
-	e.flushStatus(context.WithoutCancel(ctx))
+	// The last counters, before the lease goes to the next leader (which reads them back as
+	// its base): activities acknowledged since the last interval count here or nowhere.
+	if failed := e.flushStatus(context.WithoutCancel(ctx)); failed > 0 {
+		e.log.Info("engine stopped; the status of some connectors could not be written", "failed", failed)
+	} else {
+		e.log.Info("engine stopped; status written")
+	}
 	return err
 }

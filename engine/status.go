@@ -37,8 +37,9 @@ func (e *Engine) statusLoop(ctx context.Context) {
 	}
 }
 
-// flushStatus patches the status of every connector whose counters changed.
-func (e *Engine) flushStatus(ctx context.Context) {
+// flushStatus patches the status of every connector whose counters changed, and says how
+// many patches failed (they are retried at the next interval, and logged).
+func (e *Engine) flushStatus(ctx context.Context) (failed int) {
 	e.mu.Lock()
 	states := make([]*connectorState, 0, len(e.connectors))
 	for _, cs := range e.connectors {
@@ -48,11 +49,13 @@ func (e *Engine) flushStatus(ctx context.Context) {
 	for _, cs := range states {
 		e.suppressedAlerts(ctx, cs)
 		if err := e.patchStatus(ctx, cs); err != nil {
+			failed++
 			e.metrics.statusPatches.WithLabelValues("error").Inc()
 			e.log.Error(err, "update connector status", "connector", cs.key.String())
 		}
 	}
 	e.flushSinks(ctx)
+	return failed
 }
 
 // lastActivityTime is the status's lastActivityTime once an activity at last has been

@@ -4,10 +4,8 @@ import (
 	"context"
 	"flag"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strconv"
-	"syscall"
 
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -73,16 +71,9 @@ func newConnectorCommand() *cobra.Command {
 // runConnector runs the pod process until it ends or a signal comes: the first SIGTERM or
 // SIGINT ends it gracefully, a second one kills it (the default action is back by then).
 func runConnector(parent context.Context, o pod.Options) error {
-	if parent == nil {
-		parent = context.Background()
-	}
-	ctx, stop := signal.NotifyContext(parent, syscall.SIGTERM, os.Interrupt)
-	defer stop()
-	context.AfterFunc(ctx, func() {
-		stop()
-		if parent.Err() == nil && context.Cause(ctx) != context.Canceled { // a signal, not the return
-			o.Logger.Info("signalled to stop: ending conversations (signal again to quit at once)")
-		}
+	ctx, stop := untilSignalled(parent, func() {
+		o.Logger.Info("signalled to stop: ending conversations (signal again to quit at once)")
 	})
+	defer stop()
 	return pod.Run(ctx, o)
 }

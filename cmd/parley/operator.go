@@ -29,7 +29,12 @@ func newOperatorCommand() *cobra.Command {
 				}
 				o.Engine.SignKey = key
 			}
-			return operator.Run(cmd.Context(), o)
+			// SIGTERM (a pod deleted, a rollout) stops the manager gracefully: the engine
+			// tells connector pods to redial, writes its last status counters, and the
+			// Lease is released for the next leader at once.
+			ctx, stop := untilSignalled(cmd.Context(), nil)
+			defer stop()
+			return operator.Run(ctx, o)
 		},
 	}
 	f := cmd.Flags()
@@ -41,6 +46,7 @@ func newOperatorCommand() *cobra.Command {
 	f.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz probes")
 	f.BoolVar(&o.LeaderElect, "leader-elect", true, "elect a leader so that one replica reconciles at a time")
 	f.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader election Lease (default: the pod's)")
+	f.IntVar(&o.Concurrent, "concurrent", 4, "objects of each kind (ConversationRules, ExternalConnectors, ActivitySinks, retention passes) reconciled at once")
 	f.StringVar(&o.Namespaces, "namespaces", "", "comma-separated namespaces to watch (default: all)")
 	f.StringVar(&o.ConnectorImage, "connector-image", operator.DefaultConnectorImage, "image of the connector pods")
 	f.StringVar(&o.EngineAddress, "engine-address", "", "host:port connector pods dial to reach the engine (default parley-engine.<engine namespace>.svc:<engine port>)")
