@@ -404,7 +404,9 @@ func (e *Engine) setupSinks(mgr ctrl.Manager) error {
 		For(&v1alpha1.ActivitySink{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(e.sinksNaming), builder.OnlyMetadata).
 		Named("activitysink-delivery").
-		WithOptions(controller.Options{SkipNameValidation: ptr.To(true)}).
+		// One at a time whatever the operator's --concurrent: a sink's rebuild hands what the
+		// old delivery had queued to the new one, in order.
+		WithOptions(controller.Options{SkipNameValidation: ptr.To(true), MaxConcurrentReconciles: 1}).
 		Complete(sinkReconciler{e})
 }
 

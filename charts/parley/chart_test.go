@@ -234,7 +234,7 @@ var valueSets = map[string][]string{
 	"noProbes":           {"--set", "probes.enabled=false"},
 	"image":              {"--set", "image.tag=v1.2.3", "--set", "connector.image=registry.example.org/parley:v1.2.3", "--set", "image.pullPolicy=Always"},
 	"digest":             {"--set", "image.digest=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"},
-	"ha":                 {"--set", "replicaCount=3", "--set", "podDisruptionBudget.enabled=true", "--set", "podLabels.team=sec", "--set", "podAnnotations.note=x"},
+	"ha":                 {"--set", "concurrent=8", "--set", "replicaCount=3", "--set", "podDisruptionBudget.enabled=true", "--set", "podLabels.team=sec", "--set", "podAnnotations.note=x"},
 	"activities":         {"--set", "activities.qps=5", "--set", "activities.burst=7", "--set", "activities.queue=99", "--set", "logLevel=debug", "--set", "logFormat=console"},
 	"fullnameOverride":   {"--set", "fullnameOverride=decoy-operator"},
 	"externalAccount":    {"--set", "serviceAccount.create=false", "--set", "serviceAccount.name=ops", "--set", "rbac.create=false"},
@@ -310,6 +310,7 @@ func defaultFlags() map[string]string {
 		"--leader-elect":              "true",
 		"--leader-election-namespace": namespace,
 		"--namespaces":                "",
+		"--concurrent":                "4",
 		"--connector-image":           defaultImage(),
 		"--metrics-bind-address":      ":8080",
 		"--metrics-secure":            "true",
@@ -373,7 +374,7 @@ func TestFlags(t *testing.T) {
 		"image":    with(map[string]string{"--connector-image": "registry.example.org/parley:v1.2.3"}),
 		"digest": with(map[string]string{
 			"--connector-image": "ghcr.io/parley-dev/parley@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"}),
-		"ha": defaultFlags(),
+		"ha": with(map[string]string{"--concurrent": "8"}),
 		"activities": with(map[string]string{"--activity-qps": "5", "--activity-burst": "7", "--activity-queue": "99",
 			"--zap-log-level": "debug", "--zap-encoder": "console"}),
 		"fullnameOverride": with(map[string]string{

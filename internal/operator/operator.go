@@ -16,6 +16,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
@@ -46,6 +47,10 @@ type Options struct {
 	MetricsCertDir          string
 	LeaderElect             bool
 	LeaderElectionNamespace string
+	// Concurrent is how many objects of one kind are reconciled at once (--concurrent): a
+	// reconcile of a connector is a few API writes in a row, so one at a time leaves the
+	// API server idle between them while a thousand connectors wait.
+	Concurrent int
 	// Namespaces is a comma-separated list of namespaces to watch; empty watches all.
 	Namespaces string
 	Zap        zap.Options
@@ -158,6 +163,7 @@ func Run(ctx context.Context, o Options) error {
 		// down once its runnables (the engine among them) have stopped, and the process ends.
 		LeaderElectionReleaseOnCancel: true,
 		Cache:                         controllers.CacheOptions(),
+		Controller:                    config.Controller{MaxConcurrentReconciles: o.Concurrent},
 	}
 	webhookOn := o.Webhook.BindAddress != "" && o.Webhook.BindAddress != "0"
 	if webhookOn && o.Webhook.CertDir == "" {
