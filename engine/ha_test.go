@@ -255,9 +255,12 @@ func TestLeaderFailoverDuringAFloodLosesAndDuplicatesNothing(t *testing.T) {
 	f.waitServing(t, p)
 	stop := make(chan struct{})
 	completed := traffic(t, f, 2*time.Millisecond, stop)
-	eventually(t, "the leader writing the flood", func() error {
+	eventually(t, "the leader writing the flood and counting its connections", func() error {
 		if n := metric(t, a.metrics, "parley_engine_activities_written_total", f.ns, f.name); n < 50 {
 			return fmt.Errorf("%v written", n)
+		}
+		if c := f.connector(t).Status.Connections; c.Total == 0 {
+			return errors.New("no connection counted in status yet")
 		}
 		return nil
 	})
@@ -312,11 +315,22 @@ func TestLeaderFailoverDuringAFloodLosesAndDuplicatesNothing(t *testing.T) {
 		return nil
 	})
 	checkExactlyOnce(t, f, produced)
+	var connected int64
+	for _, a := range f.activities(t) {
+		if a.Type == v1alpha1.ActivityConnected {
+			connected++
+		}
+	}
 	eventually(t, "exact counters in status, and no pod connected after Bye", func() error {
 		ec := f.connector(t)
 		st := ec.Status.Activities
 		if st.Total != int64(produced) || st.Recorded != int64(produced) || st.Dropped != 0 {
 			return fmt.Errorf("status %+v, want %d total and recorded", st, produced)
+		}
+		// Connection totals come from heartbeats, which carry the process's totals: the
+		// new leader counts from the last one the former leader had, not from zero.
+		if c := ec.Status.Connections; c.Total != connected || c.Rejected != 0 {
+			return fmt.Errorf("connections %+v, want %d total (the Connected activities), none rejected", c, connected)
 		}
 		if meta.IsStatusConditionTrue(ec.Status.Conditions, v1alpha1.ConditionEngineConnected) {
 			return errors.New("EngineConnected still True")

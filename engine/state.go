@@ -177,6 +177,18 @@ func (rs *runState) admit(first uint64, n int) (isNew func(i int) bool, b *pendi
 	return func(i int) bool { return first+uint64(i) > from }, b
 }
 
+// continueHeartbeats takes the last heartbeat a process sent on an earlier stream as the
+// one its next heartbeat's totals are counted from, unless this engine has one of its own:
+// the connection and drop totals up to it were counted by the engine it was sent to (a
+// former leader), and counting them again would double them.
+func (rs *runState) continueHeartbeats(last *enginev1.Heartbeat) {
+	rs.mu.Lock()
+	if rs.heartbeat == nil {
+		rs.heartbeat = last
+	}
+	rs.mu.Unlock()
+}
+
 // hold counts one more write the batch waits for; call before the batch is sealed.
 func (rs *runState) hold(b *pendingBatch) {
 	rs.mu.Lock()

@@ -91,6 +91,7 @@ func (e *Engine) Connect(srv enginev1.Engine_ConnectServer) error {
 		helloHash: hello.GetRulesHash(),
 	}
 	s.rs = e.run(s.run)
+	s.rs.continueHeartbeats(hello.GetLastHeartbeat())
 	s.cs = e.connector(key)
 	e.attach(s)
 	log.Info("connector stream open", "version", hello.GetVersion())

@@ -138,6 +138,8 @@ type Uplink struct {
 	dropped  uint64
 	bye      *enginev1.Bye
 	lastErr  error
+	// lastHeartbeat is the last one sent, for the next stream's Hello.
+	lastHeartbeat *enginev1.Heartbeat
 
 	closedCh chan struct{}
 	// wake tells the sending goroutine there may be something to send.
@@ -454,6 +456,7 @@ func (u *Uplink) session(ctx context.Context) error {
 		hello.RulesHash = *h
 	}
 	u.mu.Lock()
+	hello.LastHeartbeat = u.lastHeartbeat
 	if u.sent > u.acked {
 		u.log.Info("replaying unacknowledged activities", "fromSeq", u.acked+1, "toSeq", u.sent)
 	}
@@ -620,7 +623,13 @@ func (u *Uplink) heartbeat(stream grpc.BidiStreamingClient[enginev1.ConnectorMes
 	if u.opts.Heartbeat != nil {
 		hb = u.opts.Heartbeat()
 	}
-	return stream.Send(&enginev1.ConnectorMessage{Message: &enginev1.ConnectorMessage_Heartbeat{Heartbeat: hb}})
+	if err := stream.Send(&enginev1.ConnectorMessage{Message: &enginev1.ConnectorMessage_Heartbeat{Heartbeat: hb}}); err != nil {
+		return err
+	}
+	u.mu.Lock()
+	u.lastHeartbeat = hb
+	u.mu.Unlock()
+	return nil
 }
 
 // next takes the next batch to send within the window, marking it sent; or, with nothing to

@@ -598,6 +598,31 @@ func TestHeartbeatsCarryTheCounters(t *testing.T) {
 	}
 }
 
+// A redial's Hello carries the last heartbeat sent before it, so that the next leader counts
+// the process's totals from there rather than from zero.
+func TestHelloCarriesTheLastHeartbeatSent(t *testing.T) {
+	e := uplinktest.New(t)
+	var n atomic.Uint64
+	start(t, e, func(o *uplink.Options) {
+		o.HeartbeatInterval = 20 * time.Millisecond
+		o.Heartbeat = func() *enginev1.Heartbeat { return &enginev1.Heartbeat{TotalConnections: n.Add(1)} }
+	})
+	uplinktest.Eventually(t, "two heartbeats", func() bool { return len(e.Heartbeats()) >= 2 })
+	if h := e.Hellos()[0]; h.GetLastHeartbeat() != nil {
+		t.Errorf("the first Hello carries a heartbeat: %v", h.GetLastHeartbeat())
+	}
+	e.Stop()
+	received := e.Heartbeats()
+	e.Restart(t)
+	uplinktest.Eventually(t, "a redial", func() bool { return len(e.Hellos()) >= 2 })
+	last := e.Hellos()[1].GetLastHeartbeat()
+	// Sent, so at least the last one the engine received (one more may have been sent into
+	// the breaking stream).
+	if min := received[len(received)-1].GetTotalConnections(); last == nil || last.GetTotalConnections() < min || last.GetTotalConnections() > min+1 {
+		t.Fatalf("the redial's Hello carries %v, want the last heartbeat sent (total %d or one more)", last, min)
+	}
+}
+
 func TestASilentEngineIsRedialed(t *testing.T) {
 	e := uplinktest.New(t)
 	e.SetManualAck(true)

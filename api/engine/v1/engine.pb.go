@@ -369,7 +369,11 @@ type Hello struct {
 	Run string `protobuf:"bytes,6,opt,name=run,proto3" json:"run,omitempty"`
 	// Hash of the rules the process runs, empty before its first Config: the engine sends a
 	// Config only when it differs.
-	RulesHash     string `protobuf:"bytes,7,opt,name=rules_hash,json=rulesHash,proto3" json:"rules_hash,omitempty"`
+	RulesHash string `protobuf:"bytes,7,opt,name=rules_hash,json=rulesHash,proto3" json:"rules_hash,omitempty"`
+	// The last Heartbeat this process sent on an earlier stream, unset on its first: an engine
+	// that has not seen the process (the next leader) counts the connection and drop totals
+	// of later heartbeats from it, not from zero, since the engine it sent it to counted them.
+	LastHeartbeat *Heartbeat `protobuf:"bytes,8,opt,name=last_heartbeat,json=lastHeartbeat,proto3" json:"last_heartbeat,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -451,6 +455,13 @@ func (x *Hello) GetRulesHash() string {
 		return x.RulesHash
 	}
 	return ""
+}
+
+func (x *Hello) GetLastHeartbeat() *Heartbeat {
+	if x != nil {
+		return x.LastHeartbeat
+	}
+	return nil
 }
 
 type Config struct {
@@ -959,7 +970,7 @@ const file_api_engine_v1_engine_proto_rawDesc = "" +
 	"\x06config\x18\x01 \x01(\v2\x18.parley.engine.v1.ConfigH\x00R\x06config\x12)\n" +
 	"\x03ack\x18\x02 \x01(\v2\x15.parley.engine.v1.AckH\x00R\x03ack\x12/\n" +
 	"\x05order\x18\x03 \x01(\v2\x17.parley.engine.v1.OrderH\x00R\x05orderB\t\n" +
-	"\amessage\"\xb6\x01\n" +
+	"\amessage\"\xfa\x01\n" +
 	"\x05Hello\x12\x1c\n" +
 	"\tconnector\x18\x01 \x01(\tR\tconnector\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x10\n" +
@@ -968,7 +979,8 @@ const file_api_engine_v1_engine_proto_rawDesc = "" +
 	"\aversion\x18\x05 \x01(\tR\aversion\x12\x10\n" +
 	"\x03run\x18\x06 \x01(\tR\x03run\x12\x1d\n" +
 	"\n" +
-	"rules_hash\x18\a \x01(\tR\trulesHash\"\xa6\x02\n" +
+	"rules_hash\x18\a \x01(\tR\trulesHash\x12B\n" +
+	"\x0elast_heartbeat\x18\b \x01(\v2\x1b.parley.engine.v1.HeartbeatR\rlastHeartbeat\"\xa6\x02\n" +
 	"\x06Config\x12\x12\n" +
 	"\x04spec\x18\x01 \x01(\fR\x04spec\x12\x1d\n" +
 	"\n" +
@@ -1062,16 +1074,17 @@ var file_api_engine_v1_engine_proto_depIdxs = []int32{
 	5,  // 4: parley.engine.v1.EngineMessage.config:type_name -> parley.engine.v1.Config
 	7,  // 5: parley.engine.v1.EngineMessage.ack:type_name -> parley.engine.v1.Ack
 	10, // 6: parley.engine.v1.EngineMessage.order:type_name -> parley.engine.v1.Order
-	9,  // 7: parley.engine.v1.Heartbeat.shared_memory:type_name -> parley.engine.v1.SharedMemory
-	0,  // 8: parley.engine.v1.SharedMemory.state:type_name -> parley.engine.v1.SharedMemory.State
-	1,  // 9: parley.engine.v1.Order.kind:type_name -> parley.engine.v1.Order.Kind
-	2,  // 10: parley.engine.v1.Engine.Connect:input_type -> parley.engine.v1.ConnectorMessage
-	3,  // 11: parley.engine.v1.Engine.Connect:output_type -> parley.engine.v1.EngineMessage
-	11, // [11:12] is the sub-list for method output_type
-	10, // [10:11] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	8,  // 7: parley.engine.v1.Hello.last_heartbeat:type_name -> parley.engine.v1.Heartbeat
+	9,  // 8: parley.engine.v1.Heartbeat.shared_memory:type_name -> parley.engine.v1.SharedMemory
+	0,  // 9: parley.engine.v1.SharedMemory.state:type_name -> parley.engine.v1.SharedMemory.State
+	1,  // 10: parley.engine.v1.Order.kind:type_name -> parley.engine.v1.Order.Kind
+	2,  // 11: parley.engine.v1.Engine.Connect:input_type -> parley.engine.v1.ConnectorMessage
+	3,  // 12: parley.engine.v1.Engine.Connect:output_type -> parley.engine.v1.EngineMessage
+	12, // [12:13] is the sub-list for method output_type
+	11, // [11:12] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_api_engine_v1_engine_proto_init() }
