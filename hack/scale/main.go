@@ -41,14 +41,15 @@ func main() {
 	connectors := flag.Int("connectors", 500, "ExternalConnectors to create (each with its own ConversationRules)")
 	activities := flag.Int("activities", 0, "Activities to create for one connector with maxCount 1000 (0: skip)")
 	workers := flag.Int("workers", 16, "concurrent creates")
+	operatorArgs := flag.String("operator-args", "", "more flags for the operator, space-separated (e.g. --concurrent=1)")
 	flag.Parse()
-	if err := run(*parley, *connectors, *activities, *workers); err != nil {
+	if err := run(*parley, strings.Fields(*operatorArgs), *connectors, *activities, *workers); err != nil {
 		fmt.Fprintln(os.Stderr, "scale:", err)
 		os.Exit(1)
 	}
 }
 
-func run(parley string, n, nActivities, workers int) error {
+func run(parley string, operatorArgs []string, n, nActivities, workers int) error {
 	scheme := runtime.NewScheme()
 	_ = clientgoscheme.AddToScheme(scheme)
 	_ = v1alpha1.AddToScheme(scheme)
@@ -75,8 +76,8 @@ func run(parley string, n, nActivities, workers int) error {
 	}
 	defer os.Remove(kubeconfig)
 
-	op := exec.Command(parley, "operator", "--leader-elect=false", "--metrics-bind-address=0", "--engine-bind-address=0", "--webhook-bind-address=0",
-		"--health-probe-bind-address=0", "--zap-log-level=error", "--kubeconfig", kubeconfig)
+	op := exec.Command(parley, append([]string{"operator", "--leader-elect=false", "--metrics-bind-address=0", "--engine-bind-address=0",
+		"--webhook-bind-address=0", "--health-probe-bind-address=0", "--zap-log-level=error", "--kubeconfig", kubeconfig}, operatorArgs...)...)
 	op.Stdout, op.Stderr = os.Stderr, os.Stderr
 	if err := op.Start(); err != nil {
 		return err
