@@ -87,6 +87,12 @@ func run(parley string, operatorArgs []string, n, nActivities, workers int) erro
 	idle := rssKiB(op.Process.Pid)
 	fmt.Printf("operator idle: %d KiB RSS\n", idle)
 
+	// Convergence is followed by watches opened before the creates: listing 2n objects a few
+	// times a second would load the API server whose speed bounds what is measured.
+	conv, err := watchConvergence(ctx, cfg, scheme, n)
+	if err != nil {
+		return err
+	}
 	start := time.Now()
 	err = parallel(n, workers, func(i int) error {
 		name := fmt.Sprintf("decoy-%04d", i)
@@ -106,21 +112,23 @@ func run(parley string, operatorArgs []string, n, nActivities, workers int) erro
 	}
 	created := time.Since(start)
 	peak := int64(0)
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	timeout := time.After(10 * time.Minute)
+wait:
 	for {
 		if rss := rssKiB(op.Process.Pid); rss > peak {
 			peak = rss
 		}
-		done, err := converged(ctx, c, n)
-		if err != nil {
+		select {
+		case <-conv.done:
+			break wait
+		case err := <-conv.failed:
 			return err
+		case <-timeout:
+			return fmt.Errorf("not converged after 10 minutes: %d of %d objects", conv.count(), 2*n)
+		case <-tick.C:
 		}
-		if done == 2*n {
-			break
-		}
-		if time.Since(start) > 10*time.Minute {
-			return fmt.Errorf("not converged after 10 minutes: %d of %d objects", done, 2*n)
-		}
-		time.Sleep(200 * time.Millisecond)
 	}
 	fmt.Printf("%d ConversationRules + %d ExternalConnectors: created in %v, converged in %v (Valid and RulesResolved on all)\n",
 		n, n, created.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
@@ -133,29 +141,75 @@ func run(parley string, operatorArgs []string, n, nActivities, workers int) erro
 	return nil
 }
 
-// converged counts ConversationRules with Valid=True and ExternalConnectors with
-// RulesResolved=True.
-func converged(ctx context.Context, c client.Client, n int) (int, error) {
-	var rl v1alpha1.ConversationRulesList
-	if err := c.List(ctx, &rl); err != nil {
-		return 0, err
+// convergence counts ConversationRules with Valid=True and ExternalConnectors with
+// RulesResolved=True, from watches.
+type convergence struct {
+	mu     sync.Mutex
+	ready  map[string]bool // kind/name: the condition is True
+	n      int
+	done   chan struct{}
+	failed chan error
+}
+
+func (cv *convergence) count() int {
+	cv.mu.Lock()
+	defer cv.mu.Unlock()
+	return len(cv.ready)
+}
+
+// watchConvergence watches both kinds in the default namespace until all 2n objects are
+// converged (done is closed) or a watch fails (failed).
+func watchConvergence(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, n int) (*convergence, error) {
+	wc, err := client.NewWithWatch(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return nil, err
 	}
-	var xl v1alpha1.ExternalConnectorList
-	if err := c.List(ctx, &xl); err != nil {
-		return 0, err
-	}
-	done := 0
-	for _, r := range rl.Items {
-		if meta.IsStatusConditionTrue(r.Status.Conditions, v1alpha1.ConditionValid) {
-			done++
+	cv := &convergence{ready: map[string]bool{}, n: 2 * n, done: make(chan struct{}), failed: make(chan error, 2)}
+	var once sync.Once
+	watchKind := func(list client.ObjectList, kind, condition string) error {
+		w, err := wc.Watch(ctx, list, client.InNamespace("default"))
+		if err != nil {
+			return err
 		}
+		go func() {
+			defer w.Stop()
+			for ev := range w.ResultChan() {
+				var name string
+				var conds []metav1.Condition
+				switch o := ev.Object.(type) {
+				case *v1alpha1.ConversationRules:
+					name, conds = o.Name, o.Status.Conditions
+				case *v1alpha1.ExternalConnector:
+					name, conds = o.Name, o.Status.Conditions
+				default:
+					continue
+				}
+				cv.mu.Lock()
+				key := kind + "/" + name
+				if meta.IsStatusConditionTrue(conds, condition) {
+					cv.ready[key] = true
+				} else {
+					delete(cv.ready, key)
+				}
+				all := len(cv.ready) == cv.n
+				cv.mu.Unlock()
+				if all {
+					once.Do(func() { close(cv.done) })
+				}
+			}
+			if ctx.Err() == nil {
+				cv.failed <- fmt.Errorf("the watch of %s ended", kind)
+			}
+		}()
+		return nil
 	}
-	for _, x := range xl.Items {
-		if meta.IsStatusConditionTrue(x.Status.Conditions, v1alpha1.ConditionRulesResolved) {
-			done++
-		}
+	if err := watchKind(&v1alpha1.ConversationRulesList{}, "ConversationRules", v1alpha1.ConditionValid); err != nil {
+		return nil, err
 	}
-	return done, nil
+	if err := watchKind(&v1alpha1.ExternalConnectorList{}, "ExternalConnector", v1alpha1.ConditionRulesResolved); err != nil {
+		return nil, err
+	}
+	return cv, nil
 }
 
 // retention creates n Activities for decoy-0000 with maxCount 1000 and times the trim.
