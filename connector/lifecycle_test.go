@@ -17,20 +17,23 @@ import (
 
 func TestInteractionTimeoutSendsTimeoutThenEndingThenCloses(t *testing.T) {
 	h := start(t, `
-operation: {port: 1, interactionTimeout: 300ms}
+operation: {port: 1, interactionTimeout: 1s}
 conversation:
   rules: [{id: 1, mode: Sync, regex: "PING", response: "PONG;"}]
   timeout: {value: "timeout;"}
   ending: {value: "bye;"}
 `)
 	p := h.dial()
-	time.Sleep(200 * time.Millisecond)
+	// Well inside the timeout, so that a loaded machine's delays do not let it fire first.
+	time.Sleep(400 * time.Millisecond)
 	p.exchange("PING", "PONG;") // input resets the idle clock
 	last := time.Now()
 	if rest := p.expectClosed(); rest != "timeout;bye;" {
 		t.Errorf("got %q before close", rest)
 	}
-	if d := time.Since(last); d < 300*time.Millisecond || d > 5*time.Second {
+	// Measured from the reply, a little after the server read the input; without the reset
+	// it would come about 600 ms after it.
+	if d := time.Since(last); d < 900*time.Millisecond || d > 6*time.Second {
 		t.Errorf("timed out %v after the last input", d)
 	}
 	a := h.Activities.WaitFor(t, v1alpha1.ActivityTimedOut, 1)[0]
