@@ -111,6 +111,9 @@ func (cv *conversation) finishInput(s socket, a *v1alpha1.ActivityRecord, sent i
 	cv.record(a)
 	switchFraming(s, fired)
 	cv.afterReply(s, sent, ending, closing, fired)
+	if len(cv.tasks) > 0 && !cv.ended && !cv.tasks[0].due.After(time.Now()) {
+		cv.runDueLocked()
+	}
 }
 
 // inputRecords are an Input activity and the records it always has, in one allocation.

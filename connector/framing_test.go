@@ -353,3 +353,22 @@ conversation:
 	p.expect("354 go\r\n250 queued\r\n250 OK\r\n")
 	h.wantInputs("DATA\r\n", body, "QUIT\r\n")
 }
+
+// A zero-delay async rule runs right after the input that scheduled it (docs/rules.md §5),
+// even when the next frame is already buffered: it came in the same read.
+func TestZeroDelayAsyncRunsBeforeTheNextBufferedFrame(t *testing.T) {
+	h := start(t, `
+operation: {port: 1, framing: {type: Delimiter, delimiter: "\n"}}
+conversation:
+  rules:
+  - {id: 1, mode: Sync, regex: "^A", response: "a;", trigger: [{ruleID: 3, delay: 0s}]}
+  - {id: 2, mode: Sync, regex: "^B", response: "b;"}
+  - {id: 3, mode: Async, response: "z;"}
+`)
+	for i := 0; i < 20; i++ { // the timer could win the race now and then; the order must not depend on it
+		p := h.dial()
+		p.send("A\nB\n")
+		p.expect("a;z;b;")
+		p.conn.Close()
+	}
+}

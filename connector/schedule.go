@@ -157,6 +157,13 @@ func (cv *conversation) armTasks() {
 func (cv *conversation) runDue() {
 	cv.mu.Lock()
 	defer cv.mu.Unlock()
+	cv.runDueLocked()
+}
+
+// runDueLocked is runDue for a caller that holds cv.mu: the end of an input's handling runs
+// the zero-delay rules it scheduled there and then, before the next input (a framed read
+// may hold several), as docs/rules.md §5 orders them.
+func (cv *conversation) runDueLocked() {
 	for !cv.ended && len(cv.tasks) > 0 && !cv.tasks[0].due.After(time.Now()) {
 		cv.runTask(heap.Pop(&cv.tasks).(*task))
 	}
