@@ -11,12 +11,12 @@
 # Steps: 1 cluster up, image built and imported; 2 helm install; 3 examples and connectors
 # applied, Running with the engine connected; 4 redis-cli, swaks, mosquitto_pub/sub, dig and
 # socat against them, answers and Activities checked; 5 kubectl get activities / xconn /
-# describe; 5b kubectl apply of rules that do not compile and of a connector that cannot work
+# describe; 5a no API writes to idle connectors over 30 s; 5b kubectl apply of rules that do not compile and of a connector that cannot work
 # refused by the admission webhook, with the field paths; 5c shared memory on a redis-server
 # of the node: a client connector waits on startWhen until a server connector's rule sets a
 # shared variable; 6 a rules edit applied live; 7 pause, resume, delete with a live conversation;
 # 7b two operator replicas, the engine's leader deleted during a flood, every Activity
-# counted against what the client sent; 8 uninstall, nothing of the release left; 9 cluster down.
+# counted against what the client sent, and the status counters against the Activities; 8 uninstall, nothing of the release left; 9 cluster down.
 #
 # Needs root, Go, the Debian packages of hack/cluster.sh (containerd runc
 # containernetworking-plugins iptables openssl iproute2) and of the clients (redis-tools swaks
@@ -1125,6 +1125,33 @@ Tear down: hack/cluster.sh down (make e2e also starts by removing this release a
 EOF
 }
 
+# --- step 5a: idle connectors cost no API writes -------------------------------------------------
+
+# connector_versions prints "name resourceVersion activities.total" for every connector.
+connector_versions() {
+  kn get xconn -o jsonpath='{range .items[*]}{.metadata.name} {.metadata.resourceVersion} {.status.activities.total}{"\n"}{end}'
+}
+
+step_idle_writes() {
+  step "5a. idle connectors cost the API server no writes"
+  local before after name rv total idle=0 written=()
+  before=$(connector_versions)
+  sleep 30
+  after=$(connector_versions)
+  # A connector is idle when no activity was counted in the window (a conversation timing
+  # out is activity); an idle one must not have been written at all.
+  while read -r name rv total; do
+    local now
+    now=$(awk -v n="$name" '$1 == n {print $2 " " $3}' <<<"$after")
+    [ "${now#* }" = "$total" ] || continue
+    idle=$((idle + 1))
+    [ "${now% *}" = "$rv" ] || written+=("$name")
+  done <<<"$before"
+  [ "$idle" -gt 0 ] || fail "no connector stayed idle for 30 s to measure" "$before"$'\n'"$after"
+  [ ${#written[@]} = 0 ] || fail "idle connectors were written within 30 s: ${written[*]}" "$before"$'\n'"$after"
+  ok "$idle idle connectors over 30 s: 0 API writes to them"
+}
+
 # --- step 7b: leader failover during a flood -------------------------------------------------------
 
 # FAILOVER_CONVERSATIONS is how many conversations the flood holds: 5 Activities each, within
@@ -1245,6 +1272,7 @@ step_examples
 step_clients
 step_kubectl
 [ "$MODE" = demo ] && exit 0
+step_idle_writes
 step_admission
 step_shared_memory
 step_rules_edit
