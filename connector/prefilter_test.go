@@ -44,3 +44,35 @@ conversation:
 		}
 	}
 }
+
+// With shared variables, the rules whose shared variables an input's step must read are
+// chosen through the prefilter too: a shared rule far down the list, or in a group, still
+// runs its step (its counter counts) and the others are left out of it.
+func TestSharedRulesWithThePrefilter(t *testing.T) {
+	var spec strings.Builder
+	spec.WriteString(`
+operation: {port: 1, memoryUpdateWhen: Detected}
+memory: {shared: [{name: count, type: int, default: "0"}, {name: other, type: int, default: "0"}]}
+conversation:
+  default: {value: "?;"}
+  rules:
+`)
+	for id := 1; id <= 20; id++ {
+		fmt.Fprintf(&spec, "  - {id: %d, mode: Sync, regex: \"W%02d\\\\b\", response: \"%d;\"}\n", id, id, id)
+	}
+	spec.WriteString(`  - {id: 21, mode: Sync, regex: "INC", response: "{{count}};", operation: {name: NBR_SUM, inputs: [count, "1"], outputs: [count]}}
+  - {id: 22, mode: Sync, regex: "OTHER", response: "o{{other}};", operation: {name: NBR_SUM, inputs: [other, "1"], outputs: [other]}}
+  groups:
+  - id: g
+    regex: "(?i)grp"
+    rules:
+    - {id: 50, mode: Sync, regex: "ADD", response: "g{{count}};", operation: {name: NBR_SUM, inputs: [count, "10"], outputs: [count]}}
+`)
+	h := start(t, spec.String())
+	p := h.dial()
+	p.exchange("INC\n", "1;")
+	p.exchange("W20 INC\n", "20;2;")
+	p.exchange("GRP ADD\n", "g12;")
+	p.exchange("OTHER\n", "o1;")
+	p.exchange("W01\n", "1;")
+}

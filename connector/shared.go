@@ -199,8 +199,11 @@ func (cv *conversation) sharedReadsOf(text string) []int {
 		}
 	}
 	need := false
-	for _, r := range p.Rules {
-		if usesShared(r) && r.Regex.MatchString(text) {
+	// Only the regexes the prefilter leaves can match are run, as in detect.
+	c := &cv.cands
+	p.Prefilter.Scan(text, c)
+	for i := c.Next(0); i < len(p.Rules); i = c.Next(i + 1) {
+		if r := p.Rules[i]; usesShared(r) && r.Regex.MatchString(text) {
 			need = true
 			add(r.SharedReads)
 			add(r.SharedWrites)
@@ -208,8 +211,9 @@ func (cv *conversation) sharedReadsOf(text string) []int {
 	}
 	for _, g := range p.Groups {
 		matched := false
-		for _, r := range g.Rules {
-			if r.Regex.MatchString(text) {
+		first := g.Slot + 1
+		for i := c.Next(first); i < first+len(g.Rules); i = c.Next(i + 1) {
+			if r := g.Rules[i-first]; r.Regex.MatchString(text) {
 				matched = true
 				if usesShared(r) {
 					need = true
