@@ -135,7 +135,12 @@ type Connector struct {
 	// unverified counts DTLS handshakes given up before their cookie came back; refusals
 	// gathers the refusals summarised rather than recorded one by one (refusals.go).
 	unverified atomic.Uint64
-	refusals   refusals
+	// evicted, backlogDropped and bufferDropped count DTLS handshakes evicted for newer
+	// hellos, hellos dropped from the listener's full backlog, and datagrams dropped from a
+	// source's full buffer (dtls.go).
+	// overflowDropped, datagrams the kernel dropped from a DTLS listener's full socket.
+	evicted, backlogDropped, bufferDropped, overflowDropped atomic.Uint64
+	refusals                                                refusals
 	// ampHeldBytes and ampHeldMessages count what the UDP amplification guard held back;
 	// began is the origin of its windows' clock.
 	ampHeldBytes, ampHeldMessages atomic.Uint64
@@ -302,6 +307,15 @@ type Stats struct {
 	// DTLSUnverified counts DTLS handshakes given up because the peer never returned the
 	// cookie within DTLSCookieTimeout: spoofed or lost hellos (summarised).
 	DTLSUnverified uint64
+	// DTLSEvicted counts DTLS handshakes evicted, before their cookie came back, for a newer
+	// hello at maxConcurrentConnections (the oldest unverified first); DTLSBacklogDropped,
+	// hellos dropped by the listener before any handshake, the oldest of more than 128 new
+	// sources not accepted yet; DTLSBufferDropped, datagrams dropped because their source's
+	// unread datagrams were over its buffer (16 KiB before the cookie, 256 KiB after).
+	// DTLSSocketDropped, datagrams the kernel dropped from the DTLS listener's full receive
+	// buffer (Linux only; seen with the next datagram read). All summarised, and none of
+	// them in Rejected.
+	DTLSEvicted, DTLSBacklogDropped, DTLSBufferDropped, DTLSSocketDropped uint64
 	// AmplificationHeldBytes and AmplificationHeldMessages: replies the UDP amplification
 	// guard did not send (each noted on its activity too).
 	AmplificationHeldBytes, AmplificationHeldMessages uint64
@@ -315,7 +329,9 @@ func (c *Connector) Stats() Stats {
 	handshakes := c.handshakes
 	c.mu.Unlock()
 	return Stats{Handshakes: handshakes, Active: c.conns.len(), Total: c.nextID.Load(), Rejected: c.rejected.Load(), RateLimited: c.rateLimited.Load(),
-		DTLSUnverified: c.unverified.Load(), AmplificationHeldBytes: c.ampHeldBytes.Load(), AmplificationHeldMessages: c.ampHeldMessages.Load(),
+		DTLSUnverified: c.unverified.Load(), DTLSEvicted: c.evicted.Load(), DTLSBacklogDropped: c.backlogDropped.Load(), DTLSBufferDropped: c.bufferDropped.Load(),
+		DTLSSocketDropped:      c.overflowDropped.Load(),
+		AmplificationHeldBytes: c.ampHeldBytes.Load(), AmplificationHeldMessages: c.ampHeldMessages.Load(),
 		SharedMemoryErrors: c.sharedErrors.Load()}
 }
 
