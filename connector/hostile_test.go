@@ -480,3 +480,27 @@ conversation:
 		t.Errorf("refused: %+v", st)
 	}
 }
+
+// A stalled handshake costs one goroutine, the connector's: the handshake's context derives
+// from the connector's stop context without a goroutine to watch it (a flood of stalled
+// handshakes is that many goroutines' stacks).
+func TestStalledHandshakeGoroutines(t *testing.T) {
+	ca := newCA(t, "parley-test")
+	cert := ca.issue("server", false, false).pair(t)
+	h := start(t, fmt.Sprintf(hostileTLSRules, 1000, ""), func(o *connector.Options) {
+		o.TLS = &connector.TLS{Certificate: &cert, HandshakeTimeout: time.Hour}
+	})
+	runtime.GC()
+	before := runtime.NumGoroutine()
+	const stalled = 200
+	for i := range stalled {
+		dialFrom(t, fmt.Sprintf("127.0.%d.%d", 1+i/200, 2+i%200), h.Addr())
+	}
+	eventually(t, "every handshake to start", func() bool { return h.Connector.Stats().Handshakes == stalled })
+	time.Sleep(50 * time.Millisecond) // each handshake's goroutines started
+	per := float64(runtime.NumGoroutine()-before) / stalled
+	t.Logf("%.2f goroutines per stalled TLS handshake", per)
+	if per > 1.2 {
+		t.Errorf("%.2f goroutines per stalled TLS handshake, want 1", per)
+	}
+}

@@ -101,6 +101,9 @@ type Connector struct {
 	// quit is closed when Shutdown or Close begins: loops return, dials, handshakes and
 	// retry pauses give up.
 	quit chan struct{}
+	// stopCtx is cancelled with quit, for the contexts of dials and handshakes.
+	stopCtx    context.Context
+	cancelStop context.CancelFunc
 	// ready is closed once the connector serves or dials.
 	ready chan struct{}
 	// serving counts the serving calls under way, on their callers' goroutines; tasks, the
@@ -201,6 +204,7 @@ func New(prog *rules.Program, opts Options) (*Connector, error) {
 		listeners: map[net.Listener]struct{}{}, packets: map[packetConn]struct{}{}, sockets: map[io.Closer]socketState{},
 		peers: map[netip.Prefix]int{}, began: time.Now(),
 	}
+	c.stopCtx, c.cancelStop = context.WithCancel(context.Background())
 	c.serving.init()
 	c.tasks.init()
 	c.conns.init()
@@ -470,6 +474,7 @@ func (c *Connector) beginStop(reason string) bool {
 	}
 	c.stopping, c.reason = true, reason
 	close(c.quit)
+	c.cancelStop()
 	c.serving.close()
 	// Nothing is tracked from now on: close outside the lock, which the loops take.
 	closers := make([]io.Closer, 0, len(c.listeners))
@@ -654,23 +659,9 @@ func (c *Connector) untrackSocket(s io.Closer) {
 }
 
 // stopContext is done once the connector is stopping, for dials and handshakes to give up.
-func (c *Connector) stopContext() context.Context { return stopContext{c.quit} }
-
-// stopContext is a context.Context done when quit closes. The connector keeps a channel, not
-// a context: the contexts of its dials and handshakes derive from this one, made on demand.
-type stopContext struct{ quit <-chan struct{} }
-
-func (stopContext) Deadline() (time.Time, bool) { return time.Time{}, false }
-func (s stopContext) Done() <-chan struct{}     { return s.quit }
-func (stopContext) Value(any) any               { return nil }
-func (s stopContext) Err() error {
-	select {
-	case <-s.quit:
-		return context.Canceled
-	default:
-		return nil
-	}
-}
+// It is a context of the standard library's, not a wrapper of quit: a context derived from
+// another implementation would need a goroutine to watch it, one per handshake and dial.
+func (c *Connector) stopContext() context.Context { return c.stopCtx }
 
 func (c *Connector) record(a *v1alpha1.ActivityRecord) {
 	if a.Time.IsZero() {
