@@ -198,6 +198,9 @@ spec:
 	}
 	r.sent = sent
 	r.counted = srv.counts.describe()
+	if t := srv.exitTotals(); t != "" {
+		r.counted += "; exit summary: " + t
+	}
 	if s := srv.exitSummary(); s != "" && c.verbose {
 		fmt.Fprintln(os.Stderr, "  server said:", s)
 	}

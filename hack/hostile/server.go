@@ -94,6 +94,21 @@ func (s *server) exitSummary() string {
 	return strings.Join(keep, "; ")
 }
 
+// exitCounts are the exact counts of the server's exit summary: activities the JSON output
+// missed (dropped at the server's activity bounds) are in them.
+var exitCounts = regexp.MustCompile(`(\d+) (conversations?|peers? rejected|datagrams? rate-limited|activities dropped)`)
+
+// exitTotals is the exit summary's counts that are not zero, in a few words.
+func (s *server) exitTotals() string {
+	var parts []string
+	for _, m := range exitCounts.FindAllStringSubmatch(s.exitSummary(), -1) {
+		if m[1] != "0" {
+			parts = append(parts, m[1]+" "+m[2])
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
 // readActivities counts the activities by type, and the refusal summaries by reason. An
 // activity line may be megabytes (a 1 MiB input, twice): only its head is looked at, as the
 // type comes first after the time.
