@@ -1,17 +1,18 @@
 package connector
 
 import (
+	"container/list"
 	"context"
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/pion/dtls/v3"
-	dtlsnet "github.com/pion/dtls/v3/pkg/net"
-	"github.com/pion/transport/v5/udp"
+	"github.com/pion/transport/v5/packetio"
 
 	"github.com/parley-dev/parley/rules"
 )
@@ -22,44 +23,70 @@ import (
 // machine cannot be fed a ClientHello whose cookie someone else checked (the handshake's
 // message sequence and transcript start at the library's own HelloVerifyRequest), so
 // instead of a stateless front, the connector bounds that state: a handshake counts against
-// maxConcurrentConnections from its first datagram, its source must return the cookie
-// within DTLSCookieTimeout (one round trip for a real client), and a handshake given up for
-// that is not an Error activity but a count, summarised (refusals.go) as a spoofed flood
-// would be.
+// maxConcurrentConnections from its first datagram; at the cap, the oldest handshake whose
+// source has not returned the cookie yet is evicted for the newest, so that a flood of
+// spoofed hellos cannot keep a real client's hello out; its source must return the cookie
+// within DTLSCookieTimeout (one round trip for a real client); and a handshake given up
+// for either is not an Error activity but a count, summarised (refusals.go) as a spoofed
+// flood would be.
+//
+// Under the library, the connector reads the UDP socket itself (dtlsDemux) rather than
+// through the library's demultiplexer, so that it can see each source's handshake go past
+// the cookie, pick the oldest unverified one, count the hellos it drops, and bound the
+// bytes buffered for each source.
 
 // DTLSCookieTimeout is how long a DTLS source has to return the HelloVerifyRequest cookie;
 // the whole handshake is still bounded by TLS.HandshakeTimeout.
 const DTLSCookieTimeout = time.Second
 
 // dtlsBacklog bounds the sources that sent a ClientHello and are not accepted yet; beyond
-// it, new ones are dropped by the listener, without state.
+// it, the oldest of them is dropped for the newest (counted and summarised).
 const dtlsBacklog = 128
 
-// errUnverified says a DTLS handshake was given up because its source never returned the
-// cookie.
-var errUnverified = errors.New("DTLS cookie not returned")
+// Bytes of datagrams buffered for one source until its handshake or conversation reads
+// them: before the cookie, a ClientHello and its retransmissions; after it, as much as a
+// kernel's socket buffer of a small socket, so that a verified peer that sends faster than
+// its conversation reads costs at most this much. Beyond them, datagrams are dropped
+// (counted and summarised), as the kernel drops them from a full socket buffer.
+const (
+	dtlsUnverifiedBuffer = 16 << 10
+	dtlsPeerBuffer       = 256 << 10
+)
 
-// listenDTLS listens for DTLS: the library demultiplexes peers into connections, so each
-// conversation reads its own socket as over TCP, one datagram per read. Under it, a
-// listener of ours sees what each peer's handshake sends, to tell when its cookie came back.
+// dtlsReadSize is the largest datagram read whole: the DTLS library reads records into
+// buffers of this size, so a larger datagram could not be read whole by it anyway.
+const dtlsReadSize = 8192
+
+// errUnverified says a DTLS handshake was given up because its source never returned the
+// cookie; errEvicted, because a newer hello took its place at maxConcurrentConnections
+// before its source returned the cookie.
+var (
+	errUnverified = errors.New("DTLS cookie not returned")
+	errEvicted    = errors.New("DTLS handshake evicted for a newer hello before its cookie came back")
+)
+
+// listenDTLS listens for DTLS: the library makes each source a connection, so each
+// conversation reads its own socket as over TCP, one datagram per read.
 func (c *Connector) listenDTLS(p *rules.Program) (net.Listener, error) {
 	network, address := c.address(p)
 	laddr, err := net.ResolveUDPAddr(network, address)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s/%s: %w", network, address, err)
 	}
-	lc := udp.ListenConfig{Backlog: dtlsBacklog, AcceptFilter: isClientHello}
-	inner, err := lc.Listen(network, laddr)
+	pc, err := net.ListenUDP(network, laddr)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s/%s: %w", network, address, err)
 	}
-	hl := &helloListener{Listener: inner, socks: map[string]*helloSocket{}}
-	ln, err := dtls.NewListenerWithOptions(dtlsnet.PacketListenerFromListener(hl), c.opts.TLS.dtlsServerOptions(p)...)
+	transport, prefixV6 := p.Transport, p.PeerPrefixV6
+	d := newDTLSDemux(pc, func(reason refusalReason, peer netip.AddrPort) {
+		c.refuse(reason, peer, transport, prefixV6)
+	}, func(n uint64) { c.refuseUnseen(n, transport) })
+	ln, err := dtls.NewListenerWithOptions(d, c.opts.TLS.dtlsServerOptions(p)...)
 	if err != nil {
-		_ = inner.Close()
+		_ = d.Close()
 		return nil, fmt.Errorf("listen on %s/%s: %w", network, address, err)
 	}
-	return &dtlsListener{Listener: ln, hellos: hl}, nil
+	return &dtlsListener{Listener: ln, demux: d}, nil
 }
 
 // isClientHello says a datagram opens with a DTLS handshake record (content type 22) of
@@ -74,55 +101,288 @@ func isServerHello(b []byte) bool {
 	return len(b) > 13 && b[0] == 22 && b[3] == 0 && b[4] == 0 && b[13] == 2
 }
 
-// helloListener hands the DTLS library each new source's socket, remembering it by address
-// until the connector has taken it.
-type helloListener struct {
-	net.Listener
-	mu    sync.Mutex
-	socks map[string]*helloSocket
+// dtlsDemux reads a DTLS listener's UDP socket on a goroutine of its own and hands each
+// source's datagrams to that source's helloSocket, which the DTLS library reads as its
+// connection. A datagram from a new source makes a socket only if it opens with a
+// ClientHello. It is the library's listener (a dtlsnet.PacketListener): closing it stops
+// new sources; the UDP socket closes when the listener and every socket it made are closed,
+// since their conversations write on it until then, and the read goroutine returns then.
+type dtlsDemux struct {
+	pc *net.UDPConn
+	// dropped is told of each hello dropped from a full backlog and of each datagram
+	// dropped from a full buffer; called without mu, from the read goroutine.
+	dropped func(refusalReason, netip.AddrPort)
+	// overflowed is told of datagrams the kernel dropped from the socket's full receive
+	// buffer, whose sources nobody saw; called from the read goroutine.
+	overflowed func(n uint64)
+
+	backlog chan *helloSocket // sources not accepted yet
+	done    chan struct{}     // closed by Close
+	readErr error             // why reading stopped; set before readDone closes
+	// readDone is closed when the read goroutine has returned.
+	readDone chan struct{}
+
+	mu     sync.Mutex // guards the fields below
+	socks  map[netip.AddrPort]*helloSocket
+	closed bool
+	// unverified lists the sockets handed to the connector whose handshake has not gone
+	// past the cookie, oldest first: the candidates for eviction.
+	unverified list.List
+	pcClosed   bool
 }
 
-func (l *helloListener) Accept() (net.Conn, error) {
-	conn, err := l.Listener.Accept()
-	if err != nil {
-		return conn, err
+func newDTLSDemux(pc *net.UDPConn, dropped func(refusalReason, netip.AddrPort), overflowed func(uint64)) *dtlsDemux {
+	d := &dtlsDemux{
+		pc: pc, dropped: dropped, overflowed: overflowed, backlog: make(chan *helloSocket, dtlsBacklog),
+		done: make(chan struct{}), readDone: make(chan struct{}), socks: map[netip.AddrPort]*helloSocket{},
 	}
-	s := &helloSocket{Conn: conn}
-	l.mu.Lock()
-	l.socks[conn.RemoteAddr().String()] = s
-	l.mu.Unlock()
-	return s, nil
+	go d.read()
+	return d
 }
 
-// take returns the socket accepted for addr and forgets it.
-func (l *helloListener) take(addr net.Addr) *helloSocket {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	k := addr.String()
-	s := l.socks[k]
-	delete(l.socks, k)
+// read dispatches datagrams until the UDP socket fails or closes.
+func (d *dtlsDemux) read() {
+	defer close(d.readDone)
+	buf := make([]byte, dtlsReadSize)
+	oob := make([]byte, overflowOOB)
+	overflow := newSocketOverflow(d.pc)
+	for {
+		n, oobn, _, from, err := d.pc.ReadMsgUDPAddrPort(buf, oob)
+		if err != nil {
+			d.readErr = err
+			return
+		}
+		if k := overflow.dropped(oob[:oobn]); k > 0 {
+			d.overflowed(k)
+		}
+		from = unmap(from)
+		if reason, ok := d.dispatch(from, buf[:n]); !ok {
+			d.dropped(reason, from)
+		}
+	}
+}
+
+// dispatch queues a datagram on its source's socket, making one for a ClientHello from a
+// new source; false with the reason if something was dropped for it.
+func (d *dtlsDemux) dispatch(from netip.AddrPort, b []byte) (refusalReason, bool) {
+	d.mu.Lock()
+	s := d.socks[from]
+	if s == nil {
+		if d.closed || !isClientHello(b) {
+			d.mu.Unlock()
+			return 0, true // not a hello: as the kernel would for a closed port, nothing
+		}
+		s = d.newSocket(from)
+		var old *helloSocket
+		select {
+		case d.backlog <- s:
+		default:
+			// The backlog is full: its oldest source makes room for the newest, so that
+			// a flood of spoofed hellos cannot keep a real client's hello out.
+			select {
+			case old = <-d.backlog:
+				d.forget(old)
+			default:
+			}
+			d.backlog <- s // only dispatch sends, under mu: there is room now
+		}
+		d.socks[from] = s
+		d.mu.Unlock()
+		if old != nil {
+			_ = old.buf.Close()
+			d.dropped(refusedBacklog, old.peer)
+		}
+	} else {
+		d.mu.Unlock()
+	}
+	if _, err := s.buf.Write(b, nil); errors.Is(err, packetio.ErrFull) {
+		return refusedBufferFull, false
+	}
+	return 0, true
+}
+
+func (d *dtlsDemux) newSocket(peer netip.AddrPort) *helloSocket {
+	s := &helloSocket{demux: d, peer: peer, addr: net.UDPAddrFromAddrPort(peer), buf: packetio.NewBuffer()}
+	s.buf.SetLimitSize(dtlsUnverifiedBuffer)
 	return s
 }
 
-// helloSocket is one source's socket under the DTLS library; verified is set once the
-// server's handshake has gone past the cookie (it sends a ServerHello).
-type helloSocket struct {
-	net.Conn
-	verified atomic.Bool
+// forget drops s from the demultiplexer's tables. Called with mu held.
+func (d *dtlsDemux) forget(s *helloSocket) {
+	if d.socks[s.peer] == s {
+		delete(d.socks, s.peer)
+	}
+	if s.pending != nil {
+		d.unverified.Remove(s.pending)
+		s.pending = nil
+	}
 }
 
-func (s *helloSocket) Write(b []byte) (int, error) {
-	if !s.verified.Load() && isServerHello(b) {
-		s.verified.Store(true)
+// Accept returns the next new source's socket, as the DTLS library asks its listener.
+func (d *dtlsDemux) Accept() (net.PacketConn, net.Addr, error) {
+	select {
+	case s := <-d.backlog:
+		return s, s.addr, nil
+	case <-d.done:
+		return nil, nil, net.ErrClosed
+	case <-d.readDone:
+		return nil, nil, fmt.Errorf("read DTLS datagrams: %w", d.readErr)
 	}
-	return s.Conn.Write(b)
 }
+
+// Close stops accepting new sources and drops those not accepted yet; the UDP socket
+// stays open for the sockets accepted until the last of them closes.
+func (d *dtlsDemux) Close() error {
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return nil
+	}
+	d.closed = true
+	close(d.done)
+	var queued []*helloSocket
+	for {
+		select {
+		case s := <-d.backlog:
+			d.forget(s)
+			queued = append(queued, s)
+			continue
+		default:
+		}
+		break
+	}
+	d.mu.Unlock()
+	for _, s := range queued {
+		_ = s.buf.Close()
+	}
+	return d.closeSocketIfUnused()
+}
+
+// closeSocketIfUnused closes the UDP socket once the listener and every socket it made are
+// closed, and waits for the read goroutine to return.
+func (d *dtlsDemux) closeSocketIfUnused() error {
+	d.mu.Lock()
+	if !d.closed || len(d.socks) > 0 || d.pcClosed {
+		d.mu.Unlock()
+		return nil
+	}
+	d.pcClosed = true
+	d.mu.Unlock()
+	err := d.pc.Close()
+	<-d.readDone
+	return err
+}
+
+func (d *dtlsDemux) Addr() net.Addr { return d.pc.LocalAddr() }
+
+// handed notes that the connector took s: an unverified handshake from now on, which a
+// newer hello may evict.
+func (d *dtlsDemux) handed(s *helloSocket) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.socks[s.peer] == s && !s.verified.Load() && s.pending == nil {
+		s.pending = d.unverified.PushBack(s)
+	}
+}
+
+// evictOldest evicts the oldest handshake handed to the connector whose source has not
+// returned the cookie, other than newest, and returns it (nil if there is none): its socket
+// is closed, so its handshake fails with errEvicted.
+func (d *dtlsDemux) evictOldest(newest *helloSocket) *helloSocket {
+	d.mu.Lock()
+	e := d.unverified.Front()
+	if e != nil && e.Value.(*helloSocket) == newest {
+		e = e.Next()
+	}
+	if e == nil {
+		d.mu.Unlock()
+		return nil
+	}
+	s := e.Value.(*helloSocket)
+	s.evicted.Store(true)
+	d.forget(s)
+	d.mu.Unlock()
+	_ = s.buf.Close()
+	return s
+}
+
+// verify marks s past the cookie; false if it was evicted first.
+func (d *dtlsDemux) verify(s *helloSocket) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if s.evicted.Load() {
+		return false
+	}
+	if s.pending != nil {
+		d.unverified.Remove(s.pending)
+		s.pending = nil
+	}
+	s.verified.Store(true)
+	s.buf.SetLimitSize(dtlsPeerBuffer)
+	return true
+}
+
+// helloSocket is one source's socket under the DTLS library: the datagrams the demultiplexer
+// queued for it, and writes to its address. verified is set once the server's handshake has
+// gone past the cookie (it sends a ServerHello).
+type helloSocket struct {
+	demux *dtlsDemux
+	peer  netip.AddrPort
+	addr  *net.UDPAddr
+	buf   *packetio.Buffer
+
+	verified, evicted atomic.Bool
+	closeOnce         sync.Once
+	// pending is s's place in the demultiplexer's unverified list; guarded by its mu.
+	pending *list.Element
+	// owner is the connection the connector tracks for s (its key in Connector.sockets),
+	// set by the accept loop before s is handed.
+	owner *dtlsServerConn
+}
+
+func (s *helloSocket) ReadFrom(b []byte) (int, net.Addr, error) {
+	n, _, err := s.buf.Read(b, nil)
+	return n, s.addr, err
+}
+
+func (s *helloSocket) WriteTo(b []byte, _ net.Addr) (int, error) {
+	if !s.verified.Load() && isServerHello(b) && !s.demux.verify(s) {
+		return 0, net.ErrClosed
+	}
+	return s.demux.pc.WriteToUDPAddrPort(b, s.peer)
+}
+
+// Close forgets the source (a new hello from it makes a new socket) and, if the listener
+// is closed and this was its last socket, closes the UDP socket.
+func (s *helloSocket) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		s.demux.mu.Lock()
+		s.demux.forget(s)
+		s.demux.mu.Unlock()
+		_ = s.buf.Close()
+		err = s.demux.closeSocketIfUnused()
+	})
+	return err
+}
+
+func (s *helloSocket) LocalAddr() net.Addr { return s.demux.pc.LocalAddr() }
+
+func (s *helloSocket) SetDeadline(t time.Time) error { return s.buf.SetReadDeadline(t) }
+
+func (s *helloSocket) SetReadDeadline(t time.Time) error { return s.buf.SetReadDeadline(t) }
+
+// SetWriteDeadline does nothing: a datagram write does not wait for the peer, and the UDP
+// socket's own deadline is every source's.
+func (s *helloSocket) SetWriteDeadline(time.Time) error { return nil }
+
+var _ net.PacketConn = (*helloSocket)(nil)
 
 // dtlsListener is the DTLS library's listener, its connections paired with the socket
 // under each.
 type dtlsListener struct {
 	net.Listener
-	hellos *helloListener
+	demux *dtlsDemux
 }
 
 func (l *dtlsListener) Accept() (net.Conn, error) {
@@ -134,7 +394,16 @@ func (l *dtlsListener) Accept() (net.Conn, error) {
 	if !ok {
 		return conn, nil
 	}
-	return &dtlsServerConn{Conn: dc, hello: l.hellos.take(conn.RemoteAddr())}, nil
+	sc := &dtlsServerConn{Conn: dc}
+	l.demux.mu.Lock()
+	if s := l.demux.socks[unmap(addrPortOf(conn.RemoteAddr()))]; s != nil {
+		s.owner, sc.hello = sc, s
+	}
+	l.demux.mu.Unlock()
+	if sc.hello != nil {
+		l.demux.handed(sc.hello)
+	}
+	return sc, nil
 }
 
 // dtlsServerConn is an accepted DTLS connection before its handshake.
@@ -143,8 +412,36 @@ type dtlsServerConn struct {
 	hello *helloSocket // nil if the listener lost track of it: then no cookie deadline
 }
 
+// evictUnverified makes room at maxConcurrentConnections for the DTLS hello s, if it is
+// one, by evicting the oldest handshake whose source has not returned the cookie: true if
+// a handshake's place was freed. Called with mu held.
+func (c *Connector) evictUnverified(s any) bool {
+	sc, ok := s.(*dtlsServerConn)
+	if !ok || sc.hello == nil {
+		return false
+	}
+	for {
+		victim := sc.hello.demux.evictOldest(sc.hello)
+		if victim == nil {
+			return false
+		}
+		if victim.owner == nil {
+			continue
+		}
+		// Its handshake ends by itself (errEvicted) and is counted then; its place is
+		// given back now, for s to take.
+		if st, ok := c.sockets[victim.owner]; ok && st.handshake {
+			st.handshake = false
+			c.handshakes--
+			c.sockets[victim.owner] = st
+			return true
+		}
+	}
+}
+
 // handshake runs the server handshake within ctx, giving up at DTLSCookieTimeout if the
-// source has not returned the cookie by then (errUnverified).
+// source has not returned the cookie by then (errUnverified), or as soon as a newer hello
+// evicted it (errEvicted).
 func (sc *dtlsServerConn) handshake(ctx context.Context) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -157,7 +454,14 @@ func (sc *dtlsServerConn) handshake(ctx context.Context) error {
 		defer t.Stop()
 	}
 	err := sc.HandshakeContext(ctx)
-	if err != nil && errors.Is(context.Cause(ctx), errUnverified) {
+	switch {
+	case err == nil:
+		return nil
+	case sc.hello != nil && sc.hello.evicted.Load():
+		return errEvicted
+	case sc.hello != nil && !sc.hello.verified.Load():
+		// Given up before its source proved its address (its cookie deadline, or the
+		// connector stopping): nothing to tell of it but a count.
 		return errUnverified
 	}
 	return err

@@ -50,7 +50,8 @@ func (c *Connector) release(st socketState) {
 
 // admit tracks a socket accepted for p, or says why it is refused: with TLS or DTLS, the
 // handshakes under way and the live conversations together are at maxConcurrentConnections
-// (a handshake holds a descriptor and memory as a conversation does), or its source has
+// (a handshake holds a descriptor and memory as a conversation does) and no DTLS handshake
+// before its cookie can be evicted for it (dtls.go), or its source has
 // maxConnectionsPerPeer sockets already. A stopping connector closes it and says nothing
 // (stopped is true). reason says which refusal, for a summary.
 func (c *Connector) admit(s io.Closer, peer netip.AddrPort, p *rules.Program) (refusal string, reason refusalReason, stopped bool) {
@@ -61,7 +62,7 @@ func (c *Connector) admit(s io.Closer, peer netip.AddrPort, p *rules.Program) (r
 		return "", 0, true
 	}
 	st := socketState{handshake: p.TLS.Enabled}
-	if st.handshake && c.handshakes+c.conns.len() >= p.MaxConnections {
+	if st.handshake && c.handshakes+c.conns.len() >= p.MaxConnections && !c.evictUnverified(s) {
 		return "over maxConcurrentConnections (TLS and DTLS handshakes under way included)", refusedHandshakeCap, false
 	}
 	if p.MaxConnectionsPerPeer > 0 {

@@ -35,6 +35,10 @@ const (
 	refusedPaused
 	refusedHandshakeCap
 	refusedUnverified
+	refusedEvicted
+	refusedBacklog
+	refusedBufferFull
+	refusedOverflow
 	refusalReasons
 )
 
@@ -51,8 +55,16 @@ func (r refusalReason) what(c *Connector) string {
 		return "connector paused"
 	case refusedHandshakeCap:
 		return "over maxConcurrentConnections (DTLS handshakes under way included)"
-	default:
+	case refusedUnverified:
 		return "DTLS cookie never returned (source unverified)"
+	case refusedEvicted:
+		return "evicted before the cookie came back, for a newer hello at maxConcurrentConnections"
+	case refusedBacklog:
+		return fmt.Sprintf("dropped before any handshake: more than %d new sources waiting to be accepted (the oldest go first)", dtlsBacklog)
+	case refusedOverflow:
+		return "dropped by the kernel, the socket's receive buffer full (sources not seen)"
+	default:
+		return fmt.Sprintf("a DTLS source's unread datagrams over %d KiB (%d KiB before its cookie came back)", dtlsPeerBuffer>>10, dtlsUnverifiedBuffer>>10)
 	}
 }
 
@@ -79,14 +91,19 @@ func (c *Connector) refuse(reason refusalReason, peer netip.AddrPort, transport 
 		c.rateLimited.Add(1)
 	case refusedUnverified:
 		c.unverified.Add(1)
+	case refusedEvicted:
+		c.evicted.Add(1)
+	case refusedBacklog:
+		c.backlogDropped.Add(1)
+	case refusedBufferFull:
+		c.bufferDropped.Add(1)
 	default:
 		c.rejected.Add(1)
 	}
 	r := &c.refusals
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	t := &r.tally[reason]
-	t.count++
+	t := r.count(c, reason, 1, transport)
 	if t.sources == nil {
 		t.sources = map[netip.Prefix]struct{}{}
 	}
@@ -98,11 +115,29 @@ func (c *Connector) refuse(reason refusalReason, peer netip.AddrPort, transport 
 			t.more = true
 		}
 	}
+}
+
+// refuseUnseen counts n datagrams the kernel dropped from a full receive buffer, whose
+// sources nobody saw, for the next summary.
+func (c *Connector) refuseUnseen(n uint64, transport v1alpha1.Transport) {
+	c.overflowDropped.Add(n)
+	r := &c.refusals
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.count(c, refusedOverflow, n, transport)
+}
+
+// count adds n refusals for reason to its tally, which it returns, and schedules a summary
+// if none is. Called with mu held.
+func (r *refusals) count(c *Connector, reason refusalReason, n uint64, transport v1alpha1.Transport) *refusalTally {
+	t := &r.tally[reason]
+	t.count += n
 	r.transport = transport
 	if !r.pending {
 		r.pending = true
 		r.timer = time.AfterFunc(c.opts.RefusalSummaryInterval, func() { c.tasks.run(c.summariseRefusals) })
 	}
+	return t
 }
 
 // summariseRefusals records one Rejected activity per reason refused since the last one.
@@ -120,18 +155,21 @@ func (c *Connector) summariseRefusals() {
 		if t.count == 0 {
 			continue
 		}
-		sources := countOf(len(t.sources), "source")
+		sources := " from " + countOf(len(t.sources), "source")
 		if t.more {
-			sources = "more than " + sources
+			sources = " from more than " + countOf(len(t.sources), "source")
+		}
+		if reason == refusedOverflow {
+			sources = ""
 		}
 		noun := "datagram"
-		if reason == refusedHandshakeCap || reason == refusedUnverified {
+		if reason == refusedHandshakeCap || reason == refusedUnverified || reason == refusedEvicted || reason == refusedBacklog {
 			noun = "DTLS hello"
 		}
 		out = append(out, &v1alpha1.ActivityRecord{
 			Time: nowMicro(), Type: v1alpha1.ActivityRejected,
 			Connection: &v1alpha1.ConnectionRef{Transport: r.transport},
-			Message: fmt.Sprintf("%s from %s refused since the last summary (at most every %v): %s",
+			Message: fmt.Sprintf("%s%s refused since the last summary (at most every %v): %s",
 				countOf(int(t.count), noun), sources, c.opts.RefusalSummaryInterval, reason.what(c)),
 		})
 		t.count, t.more = 0, false

@@ -101,6 +101,9 @@ type Connector struct {
 	// quit is closed when Shutdown or Close begins: loops return, dials, handshakes and
 	// retry pauses give up.
 	quit chan struct{}
+	// stopCtx is cancelled with quit, for the contexts of dials and handshakes.
+	stopCtx    context.Context
+	cancelStop context.CancelFunc
 	// ready is closed once the connector serves or dials.
 	ready chan struct{}
 	// serving counts the serving calls under way, on their callers' goroutines; tasks, the
@@ -135,7 +138,12 @@ type Connector struct {
 	// unverified counts DTLS handshakes given up before their cookie came back; refusals
 	// gathers the refusals summarised rather than recorded one by one (refusals.go).
 	unverified atomic.Uint64
-	refusals   refusals
+	// evicted, backlogDropped and bufferDropped count DTLS handshakes evicted for newer
+	// hellos, hellos dropped from the listener's full backlog, and datagrams dropped from a
+	// source's full buffer (dtls.go).
+	// overflowDropped, datagrams the kernel dropped from a DTLS listener's full socket.
+	evicted, backlogDropped, bufferDropped, overflowDropped atomic.Uint64
+	refusals                                                refusals
 	// ampHeldBytes and ampHeldMessages count what the UDP amplification guard held back;
 	// began is the origin of its windows' clock.
 	ampHeldBytes, ampHeldMessages atomic.Uint64
@@ -196,6 +204,7 @@ func New(prog *rules.Program, opts Options) (*Connector, error) {
 		listeners: map[net.Listener]struct{}{}, packets: map[packetConn]struct{}{}, sockets: map[io.Closer]socketState{},
 		peers: map[netip.Prefix]int{}, began: time.Now(),
 	}
+	c.stopCtx, c.cancelStop = context.WithCancel(context.Background())
 	c.serving.init()
 	c.tasks.init()
 	c.conns.init()
@@ -302,6 +311,15 @@ type Stats struct {
 	// DTLSUnverified counts DTLS handshakes given up because the peer never returned the
 	// cookie within DTLSCookieTimeout: spoofed or lost hellos (summarised).
 	DTLSUnverified uint64
+	// DTLSEvicted counts DTLS handshakes evicted, before their cookie came back, for a newer
+	// hello at maxConcurrentConnections (the oldest unverified first); DTLSBacklogDropped,
+	// hellos dropped by the listener before any handshake, the oldest of more than 128 new
+	// sources not accepted yet; DTLSBufferDropped, datagrams dropped because their source's
+	// unread datagrams were over its buffer (16 KiB before the cookie, 256 KiB after).
+	// DTLSSocketDropped, datagrams the kernel dropped from the DTLS listener's full receive
+	// buffer (Linux only; seen with the next datagram read). All summarised, and none of
+	// them in Rejected.
+	DTLSEvicted, DTLSBacklogDropped, DTLSBufferDropped, DTLSSocketDropped uint64
 	// AmplificationHeldBytes and AmplificationHeldMessages: replies the UDP amplification
 	// guard did not send (each noted on its activity too).
 	AmplificationHeldBytes, AmplificationHeldMessages uint64
@@ -315,7 +333,9 @@ func (c *Connector) Stats() Stats {
 	handshakes := c.handshakes
 	c.mu.Unlock()
 	return Stats{Handshakes: handshakes, Active: c.conns.len(), Total: c.nextID.Load(), Rejected: c.rejected.Load(), RateLimited: c.rateLimited.Load(),
-		DTLSUnverified: c.unverified.Load(), AmplificationHeldBytes: c.ampHeldBytes.Load(), AmplificationHeldMessages: c.ampHeldMessages.Load(),
+		DTLSUnverified: c.unverified.Load(), DTLSEvicted: c.evicted.Load(), DTLSBacklogDropped: c.backlogDropped.Load(), DTLSBufferDropped: c.bufferDropped.Load(),
+		DTLSSocketDropped:      c.overflowDropped.Load(),
+		AmplificationHeldBytes: c.ampHeldBytes.Load(), AmplificationHeldMessages: c.ampHeldMessages.Load(),
 		SharedMemoryErrors: c.sharedErrors.Load()}
 }
 
@@ -454,6 +474,7 @@ func (c *Connector) beginStop(reason string) bool {
 	}
 	c.stopping, c.reason = true, reason
 	close(c.quit)
+	c.cancelStop()
 	c.serving.close()
 	// Nothing is tracked from now on: close outside the lock, which the loops take.
 	closers := make([]io.Closer, 0, len(c.listeners))
@@ -638,23 +659,9 @@ func (c *Connector) untrackSocket(s io.Closer) {
 }
 
 // stopContext is done once the connector is stopping, for dials and handshakes to give up.
-func (c *Connector) stopContext() context.Context { return stopContext{c.quit} }
-
-// stopContext is a context.Context done when quit closes. The connector keeps a channel, not
-// a context: the contexts of its dials and handshakes derive from this one, made on demand.
-type stopContext struct{ quit <-chan struct{} }
-
-func (stopContext) Deadline() (time.Time, bool) { return time.Time{}, false }
-func (s stopContext) Done() <-chan struct{}     { return s.quit }
-func (stopContext) Value(any) any               { return nil }
-func (s stopContext) Err() error {
-	select {
-	case <-s.quit:
-		return context.Canceled
-	default:
-		return nil
-	}
-}
+// It is a context of the standard library's, not a wrapper of quit: a context derived from
+// another implementation would need a goroutine to watch it, one per handshake and dial.
+func (c *Connector) stopContext() context.Context { return c.stopCtx }
 
 func (c *Connector) record(a *v1alpha1.ActivityRecord) {
 	if a.Time.IsZero() {

@@ -143,6 +143,18 @@ func (c *Connector) acceptLoop(ln net.Listener, p *rules.Program) error {
 	}
 }
 
+// unprovenSource says a DTLS handshake was given up before its source returned the cookie,
+// and why.
+func unprovenSource(err error) (refusalReason, bool) {
+	switch {
+	case errors.Is(err, errUnverified):
+		return refusedUnverified, true
+	case errors.Is(err, errEvicted):
+		return refusedEvicted, true
+	}
+	return 0, false
+}
+
 // temporary says whether an accept or read error may go away by itself (net.Error's
 // Temporary, as net/http's Server asks it).
 func temporary(err error) bool {
@@ -170,10 +182,11 @@ func (c *Connector) serveStream(conn net.Conn, p *rules.Program) {
 	if p.TLS.Enabled {
 		sc, d, err := c.secureServer(p, conn)
 		c.handshaken(raw)
-		if errors.Is(err, errUnverified) {
+		if reason, unproven := unprovenSource(err); unproven {
 			// Most likely a spoofed source: counted and summarised, not an Error each.
 			_ = conn.Close()
-			c.refuse(refusedUnverified, unmap(addrPortOf(conn.RemoteAddr())), p.Transport, p.PeerPrefixV6)
+			c.untrackSocket(raw)
+			c.refuse(reason, unmap(addrPortOf(conn.RemoteAddr())), p.Transport, p.PeerPrefixV6)
 			return
 		}
 		if err != nil {

@@ -1,0 +1,52 @@
+package connector
+
+import (
+	"encoding/binary"
+	"net"
+
+	"golang.org/x/sys/unix"
+)
+
+// socketOverflow counts the datagrams the kernel dropped from a UDP socket's full receive
+// buffer, as Linux reports them (SO_RXQ_OVFL): with each datagram read, the number dropped
+// so far. Drops after the last datagram read are seen with the next one.
+type socketOverflow struct {
+	on   bool
+	last uint32
+}
+
+// overflowOOB is the size of the control buffer each read is given for the count.
+const overflowOOB = 32
+
+func newSocketOverflow(pc *net.UDPConn) *socketOverflow {
+	o := &socketOverflow{}
+	rc, err := pc.SyscallConn()
+	if err != nil {
+		return o
+	}
+	_ = rc.Control(func(fd uintptr) {
+		o.on = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RXQ_OVFL, 1) == nil
+	})
+	return o
+}
+
+// dropped returns how many datagrams the kernel dropped since the last call, from the
+// control messages of a read.
+func (o *socketOverflow) dropped(oob []byte) uint64 {
+	if !o.on || len(oob) == 0 {
+		return 0
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return 0
+	}
+	for _, m := range msgs {
+		if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SO_RXQ_OVFL && len(m.Data) >= 4 {
+			n := binary.NativeEndian.Uint32(m.Data)
+			d := n - o.last // the kernel's counter wraps at 2^32; so does the difference
+			o.last = n
+			return uint64(d)
+		}
+	}
+	return 0
+}
