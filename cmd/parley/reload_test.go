@@ -186,7 +186,8 @@ func TestRunServesTheConnectorMetrics(t *testing.T) {
 	}
 	c.Close()
 	want := []string{"parley_connector_inputs_total 1", "parley_connector_rules_fired_total 1", "parley_connector_connections_total 1",
-		"parley_connector_connections_active ", "parley_connector_activities_produced_total ", "go_goroutines "}
+		"parley_connector_connections_active ", "parley_connector_activities_produced_total ", "go_goroutines ",
+		`parley_connector_dtls_dropped_total{reason="evicted"} 0`, `parley_connector_dtls_dropped_total{reason="socket"} 0`}
 	var body string
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		resp, err := http.Get(url)

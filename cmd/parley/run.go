@@ -525,6 +525,10 @@ func runCounters(reg *activity.Register, running []*served) metrics.Counters {
 		c.RejectedConnections += st.Rejected
 		c.RateLimitedDatagrams += st.RateLimited
 		c.UnverifiedHellos += st.DTLSUnverified
+		c.DTLSDropped.Evicted += st.DTLSEvicted
+		c.DTLSDropped.Backlog += st.DTLSBacklogDropped
+		c.DTLSDropped.Buffer += st.DTLSBufferDropped
+		c.DTLSDropped.Socket += st.DTLSSocketDropped
 	}
 	rs := reg.Stats()
 	c.ActivitiesProduced, c.ActivitiesDropped = rs.Recorded+rs.Dropped, rs.Dropped

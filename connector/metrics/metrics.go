@@ -27,10 +27,23 @@ type Counters struct {
 	// recorded one by one (docs/hardening.md).
 	RateLimitedDatagrams uint64
 	UnverifiedHellos     uint64
-	ActivitiesProduced   uint64
-	ActivitiesDropped    uint64
+	// DTLSDropped counts what the DTLS listener dropped or gave up, by reason
+	// (docs/hardening.md §1, "DTLS: before the cookie").
+	DTLSDropped        DTLSDropped
+	ActivitiesProduced uint64
+	ActivitiesDropped  uint64
 	// SharedMemoryErrors counts the checks and shared steps the shared-memory store failed.
 	SharedMemoryErrors uint64
+}
+
+// DTLSDropped are the DTLS listener's drops, each a value of the reason label of
+// parley_connector_dtls_dropped_total.
+type DTLSDropped struct {
+	// Evicted: handshakes whose cookie had not come back, given up for a newer hello at
+	// maxConcurrentConnections. Backlog: sources not accepted yet, the oldest dropped for the
+	// newest. Buffer: datagrams over their source's buffer. Socket: datagrams the kernel
+	// dropped from the listener's full receive buffer.
+	Evicted, Backlog, Buffer, Socket uint64
 }
 
 // Metrics are one process's connector metrics, in a registry of their own.
@@ -52,6 +65,11 @@ func New(counters func() Counters) (*Metrics, error) {
 	counter := func(name, help string, f func(Counters) uint64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(f(counters())) })
 	}
+	dtlsDropped := func(reason string, f func(DTLSDropped) uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "parley_connector_dtls_dropped_total",
+			Help:        "DTLS hellos and datagrams the listener dropped (summarised, not recorded one by one), by reason: evicted, backlog, buffer, socket.",
+			ConstLabels: prometheus.Labels{"reason": reason}}, func() float64 { return float64(f(counters().DTLSDropped)) })
+	}
 	for _, c := range []prometheus.Collector{
 		m.inputs, m.rules,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "parley_connector_connections_active", Help: "Live logical connections."},
@@ -64,6 +82,10 @@ func New(counters func() Counters) (*Metrics, error) {
 			func(c Counters) uint64 { return c.RateLimitedDatagrams }),
 		counter("parley_connector_dtls_unverified_total", "DTLS handshakes given up before the peer returned the cookie (spoofed or lost hellos).",
 			func(c Counters) uint64 { return c.UnverifiedHellos }),
+		dtlsDropped("evicted", func(d DTLSDropped) uint64 { return d.Evicted }),
+		dtlsDropped("backlog", func(d DTLSDropped) uint64 { return d.Backlog }),
+		dtlsDropped("buffer", func(d DTLSDropped) uint64 { return d.Buffer }),
+		dtlsDropped("socket", func(d DTLSDropped) uint64 { return d.Socket }),
 		counter("parley_connector_activities_produced_total", "Activities recorded or dropped.",
 			func(c Counters) uint64 { return c.ActivitiesProduced }),
 		counter("parley_connector_activities_dropped_total", "Activities dropped before reaching their destination (buffers full).",
