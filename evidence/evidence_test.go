@@ -253,7 +253,9 @@ func TestCompactLogVerifies(t *testing.T) {
 // A register that is full drops activities: the chain numbers them anyway, so the drop is
 // a gap, bridged by the next activity's link.
 func TestDropsAtTheRegisterAreLinkedGaps(t *testing.T) {
-	t.Run("full lines", func(t *testing.T) { dropsAreLinkedGaps(t, func(w io.Writer) activity.Sink { return activity.NewJSONSink(w) }) })
+	t.Run("full lines", func(t *testing.T) {
+		dropsAreLinkedGaps(t, func(w io.Writer) activity.Sink { return activity.NewJSONSink(w) })
+	})
 	t.Run("compact lines", func(t *testing.T) {
 		dropsAreLinkedGaps(t, func(w io.Writer) activity.Sink { return activity.NewCompactJSONSink(w) })
 	})

@@ -40,7 +40,7 @@ func ReadLog(r io.Reader) ([]Entry, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), maxLine)
 	var entries []Entry
-	runs := map[string]int{} // connector → its current run, counted from 1
+	runs := map[string]int{}          // connector → its current run, counted from 1
 	lines := evidence.NewLineReader() // compact lines (docs/evidence.md) restored whole
 	for line := 1; sc.Scan(); line++ {
 		b := bytes.TrimSpace(sc.Bytes())
