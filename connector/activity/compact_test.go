@@ -209,3 +209,37 @@ func TestCompactInputLineOfTheBenchmark(t *testing.T) {
 	}
 	t.Logf("%d bytes: %s", len(line), line)
 }
+
+// BenchmarkCompactJSON: a compact line against a whole one, for the benchmark's Input
+// activity on a live connection (docs/performance.md).
+func BenchmarkCompactJSON(b *testing.B) {
+	conn := &v1alpha1.ConnectionRef{ID: "c-000002", Peer: "127.0.0.1:40474", Transport: v1alpha1.TransportTCP}
+	ref := &v1alpha1.RulesRef{Name: "bench-tcp", Hash: "sha256:" + strings.Repeat("c6", 32)}
+	chain := evidence.NewChain(activity.AppendJSON)
+	recs := make([]*v1alpha1.ActivityRecord, 1024)
+	for i := range recs {
+		recs[i] = &v1alpha1.ActivityRecord{Connector: "bench-tcp", Time: metav1.NewMicroTime(time.Date(2026, 12, 6, 17, 38, 8, i*1000, time.UTC)),
+			Type: v1alpha1.ActivityInput, Connection: conn, RulesRef: ref, Rules: &v1alpha1.RulesRecord{Executed: []int32{1}},
+			Input:  &v1alpha1.InputRecord{Text: "PING\r\n", Base64: "UElORw0K", Bytes: 6},
+			Output: &v1alpha1.OutputRecord{Text: "+PONG\r\n", Base64: "K1BPTkcNCg==", Bytes: 7}}
+		chain.Seal(recs[i])
+	}
+	b.Run("whole", func(b *testing.B) {
+		var buf []byte
+		for i := 0; b.Loop(); i++ {
+			buf = activity.AppendJSON(buf[:0], recs[i%len(recs)])
+		}
+		b.ReportMetric(float64(len(buf)), "bytes/line")
+	})
+	b.Run("compact", func(b *testing.B) {
+		var buf []byte
+		c := activity.NewCompactor()
+		for i := 0; b.Loop(); i++ {
+			if i%len(recs) == 0 {
+				c = activity.NewCompactor() // the chain starts again: the next line is whole
+			}
+			buf = c.Append(buf[:0], recs[i%len(recs)])
+		}
+		b.ReportMetric(float64(len(buf)), "bytes/line")
+	})
+}
