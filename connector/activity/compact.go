@@ -20,10 +20,9 @@ type Compactor struct {
 	chain, hash string
 	seq         uint64
 	// rules is the rulesRef last written for each connector (nil: none, written as null).
-	// A connector not in it has none while the output is new; after a failed write a
-	// reader may remember anything, and its next line says which.
-	rules    map[string]*v1alpha1.RulesRef
-	restated bool
+	// Of a connector not in it, a reader may remember anything (an earlier run appended to
+	// the same file, a failed write): its next line says which.
+	rules map[string]*v1alpha1.RulesRef
 	// conns is each live connection's peer, transport and session as last written.
 	conns   map[connKey]v1alpha1.ConnectionRef
 	scratch []byte
@@ -43,10 +42,7 @@ func NewCompactor() *Compactor {
 
 // Reset forgets what was written: after a failed write, whose lines a reader may not have,
 // the next lines say again what they would leave out.
-func (c *Compactor) Reset() {
-	*c = *NewCompactor()
-	c.restated = true
-}
+func (c *Compactor) Reset() { *c = *NewCompactor() }
 
 // Append appends a's compact line and a newline.
 func (c *Compactor) Append(dst []byte, a *v1alpha1.ActivityRecord) []byte {
@@ -70,9 +66,6 @@ func (c *Compactor) follows(e *v1alpha1.EvidenceRecord) bool {
 // lines so far knows it, and remembers it when not: the line then says it, or null.
 func (c *Compactor) knownRulesRef(connector string, r *v1alpha1.RulesRef) bool {
 	last, ok := c.rules[connector]
-	if !ok && !c.restated {
-		ok = true // a new output: none
-	}
 	if ok && (last == r || last != nil && r != nil && *last == *r) {
 		return true
 	}

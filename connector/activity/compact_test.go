@@ -146,6 +146,42 @@ func TestCompactLinesRestoreToTheRecords(t *testing.T) {
 	}
 }
 
+// Two outputs in one file (parley run appending to its --log-file again, or logs
+// concatenated), read by one reader: what the reader remembers of the first does not leak
+// into the second, whose writer started afresh.
+func TestCompactLinesOfTwoRunsInOneFile(t *testing.T) {
+	var out bytes.Buffer
+	var all []*v1alpha1.ActivityRecord
+	for seed := range int64(6) {
+		recs := compactSequence(seed, 100)
+		if seed%2 == 1 { // a run whose first lines have no rulesRef
+			for _, a := range recs[:10] {
+				a.RulesRef = nil
+				a.Evidence.Hash = ""
+			}
+			// Sealed again: the hashes cover the records as changed.
+			chain := evidence.NewChain(activity.AppendJSON)
+			for _, a := range recs {
+				seq := a.Evidence.Seq
+				a.Evidence = nil
+				chain.Number(a)
+				a.Evidence.Seq = seq
+				chain.Seal(a)
+			}
+		}
+		if err := activity.NewCompactJSONSink(&out).Write(recs); err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, recs...)
+	}
+	got := restore(t, out.Bytes())
+	for i := range all {
+		if g, want := activity.AppendJSON(nil, got[i]), readBack(t, all[i]); !bytes.Equal(g, want) {
+			t.Fatalf("record %d:\n got %s\nwant %s", i, g, want)
+		}
+	}
+}
+
 // failingWriter fails its n-th write.
 type failingWriter struct {
 	out     bytes.Buffer
