@@ -7,8 +7,9 @@
 //	go run ./hack/load persistent -addr 127.0.0.1:PORT -conns 16 -duration 10s
 //	go run ./hack/load cpr        -addr 127.0.0.1:PORT -workers 16 -duration 10s
 //	go run ./hack/load udp        -addr 127.0.0.1:PORT -workers 16 -duration 10s
-//	go run ./hack/load idle       -addr 127.0.0.1:PORT -conns 10000 -hold 10s -pid PID
+//	go run ./hack/load idle       -addr 127.0.0.1:PORT -conns 10000 -hold 10s -pid PID [-sources 5 -answer]
 //	go run ./hack/load compare    -parley /tmp/parley -modes all -activities on,off
+//	go run ./hack/load compare    -parley /tmp/parley -modes idle100k,timers -activities on
 //
 // The protocol is the one of hack/load/bench-rules.yaml: on connect (TCP) or before its first
 // reply to a peer (UDP) the server sends "+OK ready\r\n"; every input containing PING is
@@ -38,8 +39,10 @@ modes:
   persistent      round trips over persistent TCP connections (-addr -conns -duration)
   cpr             connect, greeting, PING/PONG, close, repeated (-addr -workers -duration -close)
   udp             PING/PONG datagrams, one socket per worker (-addr -workers -duration)
-  idle            open and hold connections, report server memory per connection (-addr -conns -hold -pid)
-  compare         run modes against the baseline and against parley run, print ratios (-parley ...)
+  idle            open and hold connections, report server memory per connection and CPU over the hold
+                  (-addr -conns -hold -pid; -sources N dials from 127.0.0.1 to .N, -answer PINGs each after)
+  compare         run modes against the baseline and against parley run, print ratios (-parley ...);
+                  modes persistent, latency, cpr, udp, idle ("all"), and idle100k, timers (scale)
 
 Run "load <mode> -h" for a mode's flags.
 `
