@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -32,8 +33,14 @@ func newKey(t *testing.T) ed25519.PrivateKey {
 // returns its lines.
 func writeLog(t *testing.T, key ed25519.PrivateKey, n, every int) []string {
 	t.Helper()
+	return writeLogWith(t, key, n, every, func(w io.Writer) activity.Sink { return activity.NewJSONSink(w) })
+}
+
+// writeLogWith is writeLog with the lines written by the sink newSink makes.
+func writeLogWith(t *testing.T, key ed25519.PrivateKey, n, every int, newSink func(io.Writer) activity.Sink) []string {
+	t.Helper()
 	var out bytes.Buffer
-	sink := evidence.NewSigningSink(activity.NewJSONSink(&out), &out, evidence.NewSigner(key, every, time.Hour))
+	sink := evidence.NewSigningSink(newSink(&out), &out, evidence.NewSigner(key, every, time.Hour))
 	reg := activity.NewRegister(sink, n+1, nil)
 	reg.SetLinger(0)
 	for i := range n {
@@ -202,13 +209,63 @@ func TestTamperingIsNamed(t *testing.T) {
 	})
 }
 
+// The compact lines of parley run (a line without the hashes, rulesRef and peer the lines
+// before it gave): intact, they verify as whole lines do; tampered with, the checkpoints
+// after the change no longer match, and a line taken out is a gap its successor does not
+// bridge.
+func TestCompactLogVerifies(t *testing.T) {
+	key := newKey(t)
+	pub := key.Public().(ed25519.PublicKey)
+	lines := writeLogWith(t, key, 25, 10, func(w io.Writer) activity.Sink { return activity.NewCompactJSONSink(w) })
+	acts := activityLines(lines)
+	if strings.Contains(lines[acts[1]], `"hash"`) || strings.Contains(lines[acts[1]], `"peer"`) || !strings.Contains(lines[acts[0]], `"hash"`) {
+		t.Fatalf("the first line is not whole, or the second not compact:\n%s%s", lines[acts[0]], lines[acts[1]])
+	}
+	r := verify(t, lines, pub)
+	if r.Tampered() || r.Gaps() != 0 {
+		t.Fatalf("problems %v, %d gaps in an intact log", kinds(r), r.Gaps())
+	}
+	if c := r.Chains; len(c) != 1 || c[0].First != 1 || c[0].Last != 25 || c[0].Signed != 25 || c[0].Checkpoints != 3 {
+		t.Fatalf("chains %+v, want one of 1-25 signed up to 25 by 3 checkpoints", c)
+	}
+
+	edited := append([]string(nil), lines...)
+	edited[acts[13]] = strings.Replace(edited[acts[13]], "hunter13", "hunter14", 1)
+	if got := strings.Join(kinds(verify(t, edited, pub)), " "); got != "checkpoint-mismatch@20 checkpoint-mismatch@25" {
+		t.Errorf("edited seq 14: problems %v, want the checkpoints at 20 and 25 mismatched", got)
+	}
+	deleted := append(append([]string(nil), lines[:acts[4]]...), lines[acts[4]+1:]...)
+	r = verify(t, deleted, pub)
+	if got := strings.Join(kinds(r), " "); got != "checkpoint-mismatch@10 checkpoint-mismatch@20 checkpoint-mismatch@25 unsigned@0" {
+		t.Errorf("deleted seq 5: problems %v, want every checkpoint after it mismatched", got)
+	}
+	if g := r.Chains[0].Gaps; len(g) != 1 || g[0] != (evidence.Gap{From: 5, To: 5}) {
+		t.Errorf("deleted seq 5: gaps %+v, want seq 5 not bridged", g)
+	}
+	// The first line, whole, names the connection's peer: without it the others cannot be
+	// restored.
+	r = verify(t, lines[1:], pub)
+	if len(r.Problems) == 0 || r.Problems[0].Kind != evidence.Unreadable || !strings.Contains(r.Problems[0].Detail, "missing") {
+		t.Errorf("first line removed: problems %v", r.Problems)
+	}
+}
+
 // A register that is full drops activities: the chain numbers them anyway, so the drop is
 // a gap, bridged by the next activity's link.
 func TestDropsAtTheRegisterAreLinkedGaps(t *testing.T) {
+	t.Run("full lines", func(t *testing.T) {
+		dropsAreLinkedGaps(t, func(w io.Writer) activity.Sink { return activity.NewJSONSink(w) })
+	})
+	t.Run("compact lines", func(t *testing.T) {
+		dropsAreLinkedGaps(t, func(w io.Writer) activity.Sink { return activity.NewCompactJSONSink(w) })
+	})
+}
+
+func dropsAreLinkedGaps(t *testing.T, newSink func(io.Writer) activity.Sink) {
 	key := newKey(t)
 	var out bytes.Buffer
 	entered, release := make(chan struct{}), make(chan struct{})
-	gate := &gateSink{next: activity.NewJSONSink(&out), entered: entered, release: release}
+	gate := &gateSink{next: newSink(&out), entered: entered, release: release}
 	sink := evidence.NewSigningSink(gate, &out, evidence.NewSigner(key, 1000, time.Hour))
 	reg := activity.NewRegister(sink, 3, nil)
 	reg.SetLinger(0)

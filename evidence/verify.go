@@ -108,6 +108,8 @@ type entry struct {
 	// ordered: the record came in writing order (a log line, a webhook batch), not as an
 	// item of a list, whose order (by name) says nothing of the chain's.
 	ordered bool
+	// computed: a compact line's hash, computed from it and the lines before (LineReader).
+	computed bool
 }
 
 // Verify reads activities and checkpoints from r, each a JSON value: an activity (the
@@ -122,7 +124,8 @@ func Verify(r io.Reader, pub ed25519.PublicKey) (*Report, error) {
 	var order []string
 	var checkpoints []entry2
 	pos := 0
-	add := func(rec *v1alpha1.ActivityRecord, ordered bool) {
+	lines := NewLineReader()
+	add := func(rec *v1alpha1.ActivityRecord, ordered, computed bool) {
 		pos++
 		if rec.Evidence == nil {
 			report.Problems = append(report.Problems, Problem{Record: pos, Kind: NoEvidence, Detail: "the activity carries no evidence"})
@@ -132,7 +135,7 @@ func Verify(r io.Reader, pub ed25519.PublicKey) (*Report, error) {
 		if _, ok := chains[id]; !ok {
 			order = append(order, id)
 		}
-		chains[id] = append(chains[id], entry{pos: pos, rec: rec, ordered: ordered})
+		chains[id] = append(chains[id], entry{pos: pos, rec: rec, ordered: ordered, computed: computed})
 	}
 	dec := json.NewDecoder(r)
 	for {
@@ -171,19 +174,19 @@ func Verify(r io.Reader, pub ed25519.PublicKey) (*Report, error) {
 				continue
 			}
 			for i := range items {
-				add(&items[i], probe.Activities != nil)
+				add(&items[i], probe.Activities != nil, false)
 			}
 		case probe.Type != "" || probe.Activity != nil:
 			if probe.Type == "" {
 				raw = *probe.Activity
 			}
-			rec := &v1alpha1.ActivityRecord{}
-			if err := json.Unmarshal(raw, rec); err != nil {
+			rec, computed, err := lines.Restore(raw)
+			if err != nil {
 				pos++
 				report.Problems = append(report.Problems, Problem{Record: pos, Kind: Unreadable, Detail: err.Error()})
 				continue
 			}
-			add(rec, true)
+			add(rec, true, computed)
 		default:
 			pos++
 			report.Problems = append(report.Problems, Problem{Record: pos, Kind: Unreadable,
@@ -296,19 +299,23 @@ func verifyCheckpoints(report *Report, chains map[string][]entry, cps []entry2, 
 		}
 		cr := &report.Chains[i]
 		cr.Checkpoints++
-		var found *v1alpha1.ActivityRecord
-		for _, a := range chains[c.Chain] {
+		var found *entry
+		for i, a := range chains[c.Chain] {
 			if a.rec.Evidence.Seq == c.Seq {
-				found = a.rec
+				found = &chains[c.Chain][i]
 				break
 			}
 		}
 		switch {
 		case found == nil:
 			// The signed record is missing: it shows as a gap; the checkpoint proves nothing here.
-		case found.Evidence.Hash != c.Hash:
-			report.Problems = append(report.Problems, Problem{Record: e.pos, Chain: c.Chain, Seq: c.Seq, Kind: CheckpointMismatch,
-				Detail: fmt.Sprintf("signed hash %s, the record's is %s", short(c.Hash), short(found.Evidence.Hash))})
+		case found.rec.Evidence.Hash != c.Hash:
+			detail := fmt.Sprintf("signed hash %s, the record's is %s", short(c.Hash), short(found.rec.Evidence.Hash))
+			if found.computed {
+				// Compact lines carry no hash of their own that would name the record.
+				detail += " (computed from the compact lines: a line since the last matching checkpoint was altered, inserted or removed)"
+			}
+			report.Problems = append(report.Problems, Problem{Record: e.pos, Chain: c.Chain, Seq: c.Seq, Kind: CheckpointMismatch, Detail: detail})
 		case c.Seq > cr.Signed:
 			cr.Signed = c.Seq
 		}

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Measures `parley run` against a bare Go server of the same shape (the baseline), in one run:
-# persistent TCP round trips, connect-per-request, UDP request/response and idle connections,
-# with activities on (JSON written to a file) and off (-o none: counted, not written). Prints a
-# table of rates, ratios to the baseline and the targets of docs/performance.md.
+# persistent TCP round trips, unloaded latency (one connection), connect-per-request, UDP
+# request/response and idle connections, with activities on (JSON written to a file) and off
+# (-o none: counted, not written). Prints a table of rates, ratios to the baseline, the bytes
+# of JSON written per request and the targets of docs/performance.md.
 #
-#   hack/bench.sh                     # all four modes, activities on and off
+#   hack/bench.sh                     # persistent, latency, cpr, udp, idle; activities on and off
+#   MODES=idle100k,timers ACTIVITIES=on ROUNDS=1 hack/bench.sh   # the scale modes (minutes)
 #   GO_BENCH=1 hack/bench.sh          # also the in-process go test benchmarks (allocs/op)
 #   MODES=persistent,udp ROUNDS=1 DURATION=3s hack/bench.sh
 #   MODES=none RATIOS=1 hack/bench.sh # only the in-process ratios below
@@ -16,10 +18,18 @@
 # (BenchmarkCELRule, >= 0.75), and the shared counter in the in-process store against a
 # connection variable (BenchmarkSharedCounter, reported).
 #
-# Settings (environment): MODES (all | persistent,cpr,udp,idle), ACTIVITIES (on,off),
+# The scale modes are not in "all": idle100k holds IDLE100K_CONNS (100000) connections from
+# 127.0.0.1 to .5, then sends PING on each and counts the PONGs, reporting the server's VmRSS;
+# timers holds TIMER_CONNS (10000) conversations each with an Async rule pending an hour
+# ahead and reports the server's CPU over TIMER_HOLD (10s). The load tool raises
+# RLIMIT_NOFILE for itself and the servers it starts when it may (root with
+# CAP_SYS_RESOURCE); else raise the hard limit first (ulimit -Hn 110000), as 100,000
+# connections need 100,000 descriptors in the server and as many in the tool.
+#
+# Settings (environment): MODES (all | persistent,latency,cpr,udp,idle,idle100k,timers), ACTIVITIES (on,off),
 # DURATION (measured time per run, 5s), WARMUP (1s), ROUNDS (runs per cell, median
 # reported; 3), CONNS (persistent connections, 16), CPR_WORKERS (16), UDP_WORKERS (16),
-# IDLE_CONNS (10000), HOLD (idle hold, 5s), CLOSE (cpr client close: rst | fin), BENCH
+# IDLE_CONNS (10000), IDLE100K_CONNS (100000), TIMER_CONNS (10000), TIMER_HOLD (10s), HOLD (idle hold, 5s), CLOSE (cpr client close: rst | fin), BENCH
 # (go test -bench regexp, .), BENCHTIME (go test -benchtime, 2s), REF (build parley and run the go test benchmarks from a commit,
 # via git archive into the temporary directory, instead of from the working tree: for a
 # tree that others are editing; hack/load is always built from the working tree).
@@ -40,6 +50,9 @@ CONNS=${CONNS:-16}
 CPR_WORKERS=${CPR_WORKERS:-16}
 UDP_WORKERS=${UDP_WORKERS:-16}
 IDLE_CONNS=${IDLE_CONNS:-10000}
+IDLE100K_CONNS=${IDLE100K_CONNS:-100000}
+TIMER_CONNS=${TIMER_CONNS:-10000}
+TIMER_HOLD=${TIMER_HOLD:-10s}
 HOLD=${HOLD:-5s}
 CLOSE=${CLOSE:-rst}
 BENCH=${BENCH:-.}
@@ -75,6 +88,8 @@ if [[ "$MODES" != none ]]; then
 	-parley "$tmp/parley" \
 	-rules hack/load/bench-rules.yaml \
 	-rules-udp hack/load/bench-rules-udp.yaml \
+	-rules-100k hack/load/bench-rules-100k.yaml \
+	-rules-timers hack/load/bench-rules-timers.yaml \
 	-dir "$tmp" \
 	-modes "$MODES" \
 	-activities "$ACTIVITIES" \
@@ -85,6 +100,9 @@ if [[ "$MODES" != none ]]; then
 	-cpr-workers "$CPR_WORKERS" \
 	-udp-workers "$UDP_WORKERS" \
 	-idle-conns "$IDLE_CONNS" \
+	-idle100k-conns "$IDLE100K_CONNS" \
+	-timer-conns "$TIMER_CONNS" \
+	-timer-hold "$TIMER_HOLD" \
 	-hold "$HOLD" \
 	-close "$CLOSE"
 fi

@@ -42,6 +42,7 @@ type runOptions struct {
 	budget       int64
 	tls          tlsFlags
 	signKey      string
+	jsonLines    string
 	shared       sharedFlags
 }
 
@@ -107,6 +108,9 @@ func newRunCommand() *cobra.Command {
 			if o.output != "table" && o.output != "json" && o.output != "none" {
 				return fmt.Errorf("--output %q: want table, json or none", o.output)
 			}
+			if o.jsonLines != "compact" && o.jsonLines != "full" {
+				return fmt.Errorf("--json-lines %q: want compact or full", o.jsonLines)
+			}
 			if o.port < 0 || o.port > 65535 {
 				return fmt.Errorf("--port %d: want 0 (any free port) to 65535", o.port)
 			}
@@ -121,6 +125,7 @@ func newRunCommand() *cobra.Command {
 	f.StringArrayVarP(&o.files, "filename", "f", nil, "ConversationRules YAML or JSON: a file, a directory, or - for standard input (repeatable; each document is served)")
 	f.StringVarP(&o.output, "output", "o", "table", "activity format: table (for people), json (one Activity per line) or none (counted only)")
 	f.StringVar(&o.logFile, "log-file", "", "also append every activity to this file as JSON lines, whatever --output shows")
+	f.StringVar(&o.jsonLines, "json-lines", "compact", "JSON lines (-o json, --log-file): compact (a line leaves out what the lines before it said: its evidence hashes, the rulesRef, a known connection's peer, a base64 that is the text; parley verify and parley transcript restore them) or full (each line the whole Activity record)")
 	f.StringVar(&o.metricsAddr, "metrics-bind-address", "0", "serve the connector pods' Prometheus metrics at http://ADDRESS/metrics (0: none), summed over every rules document")
 	f.BoolVar(&o.watch, "watch", false, "reload the rules files when they change, as SIGHUP does: new conversations use the new rules")
 	f.StringVar(&o.ip, "ip", "", "override operation.ip (bind address, or client target)")
@@ -246,7 +251,7 @@ func run(parent context.Context, stdin io.Reader, stdout, stderr io.Writer, o ru
 	})
 	switch o.output {
 	case "json":
-		sink = signed(activity.NewJSONSink(stdout), stdout)
+		sink = signed(jsonSink(o, stdout), stdout)
 	case "none":
 		sink = activity.DiscardSink{}
 	}
@@ -256,7 +261,7 @@ func run(parent context.Context, stdin io.Reader, stdout, stderr io.Writer, o ru
 			return fmt.Errorf("--log-file: %w", err)
 		}
 		defer f.Close()
-		sink = activity.MultiSink{sink, signed(activity.NewJSONSink(f), f)}
+		sink = activity.MultiSink{sink, signed(jsonSink(o, f), f)}
 	}
 	// The ActivitySinks of the files get the activities as the cluster's would, keyed by
 	// connector, evidence chain and sequence number.
@@ -412,6 +417,15 @@ func run(parent context.Context, stdin io.Reader, stdout, stderr io.Writer, o ru
 		fmt.Fprintf(stderr, "parley: %d activities recorded\n", st.Recorded)
 	}
 	return errors.Join(errs...)
+}
+
+// jsonSink writes activities to w as JSON lines, compact (docs/evidence.md) unless
+// --json-lines full.
+func jsonSink(o runOptions, w io.Writer) activity.Sink {
+	if o.jsonLines == "full" {
+		return activity.NewJSONSink(w)
+	}
+	return activity.NewCompactJSONSink(w)
 }
 
 // checkpointSigning reads --sign-key and returns what puts a JSON sink's checkpoints into

@@ -16,6 +16,12 @@ const rfc3339Micro = "2006-01-02T15:04:05.000000Z07:00"
 // connector sees; reflection costs several times this hand-written walk. The equivalence
 // with encoding/json is checked by TestAppendJSONMatchesEncodingJSON and FuzzAppendJSON.
 func AppendJSON(dst []byte, a *v1alpha1.ActivityRecord) []byte {
+	return appendRecord(dst, a, nil)
+}
+
+// appendRecord is AppendJSON, or with c the compact line of docs/evidence.md: the parts c
+// says the lines before already gave are left out.
+func appendRecord(dst []byte, a *v1alpha1.ActivityRecord, c *Compactor) []byte {
 	dst = append(dst, '{')
 	if a.Connector != "" {
 		dst = appendKey(dst, "connector", true)
@@ -31,17 +37,19 @@ func AppendJSON(dst []byte, a *v1alpha1.ActivityRecord) []byte {
 	}
 	dst = appendKey(dst, "type", false)
 	dst = appendString(dst, string(a.Type))
-	if c := a.Connection; c != nil {
+	if conn := a.Connection; conn != nil {
 		dst = appendKey(dst, "connection", false)
 		dst = append(dst, `{"id":`...)
-		dst = appendString(dst, c.ID)
-		dst = appendKey(dst, "peer", false)
-		dst = appendString(dst, c.Peer)
-		dst = appendKey(dst, "transport", false)
-		dst = appendString(dst, string(c.Transport))
-		if c.Session != "" {
-			dst = appendKey(dst, "session", false)
-			dst = appendString(dst, c.Session)
+		dst = appendString(dst, conn.ID)
+		if c == nil || !c.knownConnection(a.Connector, conn) {
+			dst = appendKey(dst, "peer", false)
+			dst = appendString(dst, conn.Peer)
+			dst = appendKey(dst, "transport", false)
+			dst = appendString(dst, string(conn.Transport))
+			if conn.Session != "" {
+				dst = appendKey(dst, "session", false)
+				dst = appendString(dst, conn.Session)
+			}
 		}
 		dst = append(dst, '}')
 	}
@@ -49,8 +57,10 @@ func AppendJSON(dst []byte, a *v1alpha1.ActivityRecord) []byte {
 		dst = appendKey(dst, "input", false)
 		dst = append(dst, `{"text":`...)
 		dst = appendString(dst, in.Text)
-		dst = appendKey(dst, "base64", false)
-		dst = appendString(dst, in.Base64)
+		if c == nil || !c.impliedBase64(in.Text, in.Base64) {
+			dst = appendKey(dst, "base64", false)
+			dst = appendString(dst, in.Base64)
+		}
 		dst = appendKey(dst, "bytes", false)
 		dst = strconv.AppendInt(dst, int64(in.Bytes), 10)
 		if in.Truncated {
@@ -90,7 +100,13 @@ func AppendJSON(dst []byte, a *v1alpha1.ActivityRecord) []byte {
 			dst = appendKey(dst, "text", false)
 			dst = appendString(dst, o.Text)
 		}
-		if o.Base64 != "" {
+		if c != nil {
+			// Compact: left out when it is the text's bytes, so written even when empty.
+			if !c.impliedBase64(o.Text, o.Base64) {
+				dst = appendKey(dst, "base64", false)
+				dst = appendString(dst, o.Base64)
+			}
+		} else if o.Base64 != "" {
 			dst = appendKey(dst, "base64", false)
 			dst = appendString(dst, o.Base64)
 		}
@@ -129,7 +145,13 @@ func AppendJSON(dst []byte, a *v1alpha1.ActivityRecord) []byte {
 		}
 		dst = append(dst, '}')
 	}
-	if r := a.RulesRef; r != nil {
+	if c != nil && c.knownRulesRef(a.Connector, a.RulesRef) {
+		// Compact: the connector's rulesRef as last written, left out.
+	} else if r := a.RulesRef; r == nil {
+		if c != nil {
+			dst = append(dst, `,"rulesRef":null`...) // none, not the one a reader knows
+		}
+	} else {
 		dst = appendKey(dst, "rulesRef", false)
 		dst = append(dst, `{"name":`...)
 		dst = appendString(dst, r.Name)
@@ -148,7 +170,12 @@ func AppendJSON(dst []byte, a *v1alpha1.ActivityRecord) []byte {
 		dst = appendKey(dst, "message", false)
 		dst = appendString(dst, a.Message)
 	}
-	if e := a.Evidence; e != nil {
+	if e := a.Evidence; e != nil && c != nil && c.follows(e) {
+		// Compact: the chain and prevHash are the previous line's, the hash is computed.
+		dst = append(dst, `,"evidence":{"seq":`...)
+		dst = strconv.AppendUint(dst, e.Seq, 10)
+		dst = append(dst, '}')
+	} else if e != nil {
 		dst = appendKey(dst, "evidence", false)
 		dst = append(dst, `{"chain":`...)
 		dst = appendString(dst, e.Chain)

@@ -155,11 +155,15 @@ func (r *Register) Run() {
 	for {
 		select {
 		case q := <-r.queue:
-			batch = r.fill(append(batch, q))
-			if len(batch) < MaxBatch && r.linger > 0 {
-				batch = r.wait(batch, timer)
+			batch = append(batch, q)
+			if r.linger > 0 && len(r.queue) < MaxBatch-1 {
+				r.wait(timer)
 			}
-			batch, records = r.write(batch, records)
+			// Everything queued by now, in batches: a busy register lingers once per
+			// round, not once per batch.
+			for more := len(r.queue) + 1; more > 0; more -= MaxBatch {
+				batch, records = r.write(r.fill(batch), records)
+			}
 		case <-r.stop:
 			for {
 				batch = r.fill(batch)
@@ -172,22 +176,18 @@ func (r *Register) Run() {
 	}
 }
 
-// wait adds activities to batch for at most the linger time, until the batch is full or the
-// register stops.
-func (r *Register) wait(batch []queued, timer *time.Timer) []queued {
+// wait sleeps for the linger time, or until the register stops. It does not take from the
+// queue meanwhile: a receiver parked on the queue would be woken by every activity recorded,
+// a thread woken per activity when the process is not busy, and that is most of the cost of
+// an activity at a low rate (docs/performance.md §5). Activities wait in the queue, whose
+// capacity bounds them as before.
+func (r *Register) wait(timer *time.Timer) {
 	timer.Reset(r.linger)
 	defer timer.Stop()
-	for len(batch) < MaxBatch {
-		select {
-		case q := <-r.queue:
-			batch = append(batch, q)
-		case <-timer.C:
-			return batch
-		case <-r.stop:
-			return batch
-		}
+	select {
+	case <-timer.C:
+	case <-r.stop:
 	}
-	return batch
 }
 
 // fill takes what is already queued, up to a batch, without waiting.

@@ -34,7 +34,7 @@ func serveBaselineMain(args []string) error {
 	transport := fs.String("transport", "tcp", "tcp or udp")
 	addr := fs.String("addr", "127.0.0.1:0", "listen address")
 	_ = fs.Parse(args)
-	raiseFileLimit()
+	raiseFileLimit(0)
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, os.Interrupt, syscall.SIGTERM)
 	switch *transport {

@@ -14,11 +14,18 @@ import (
 )
 
 // runIdle opens c.conns connections (each reads its greeting), holds them for c.hold and
-// reads the server's VmRSS before opening, once all are open, and at the end of the hold.
-// KiB per connection is (end - before) / connections.
+// reads the server's VmRSS before opening, once all are open, and at the end of the hold,
+// and its CPU time over the hold. KiB per connection is (end - before) / connections. With
+// c.answer, every held connection then sends PING and must read PONG: the server still
+// serves each. Connections come from c.sources addresses 127.0.0.1, .2, ...: loopback has
+// about 28,000 ephemeral ports for one source and destination.
 func runIdle(c *loadConfig) (*result, error) {
 	if lim := fileLimit(); lim > 0 && uint64(c.conns)+64 > lim {
 		return nil, fmt.Errorf("-conns %d: RLIMIT_NOFILE is %d here", c.conns, lim)
+	}
+	sources := max(c.sources, 1)
+	if perSource := (c.conns + sources - 1) / sources; perSource > 25000 {
+		return nil, fmt.Errorf("-conns %d from %d source addresses: %d each, over the ~28,000 ephemeral ports of one; raise -sources", c.conns, sources, perSource)
 	}
 	r := &result{Mode: "idle"}
 	if c.pid > 0 {
@@ -38,6 +45,10 @@ func runIdle(c *loadConfig) (*result, error) {
 	}()
 	var next, greeted, errs atomic.Int64
 	var firstErr atomic.Value
+	fail := func(err error) {
+		errs.Add(1)
+		firstErr.CompareAndSwap(nil, err.Error())
+	}
 	var wg sync.WaitGroup
 	for range max(c.dialers, 1) {
 		wg.Go(func() {
@@ -47,7 +58,11 @@ func runIdle(c *loadConfig) (*result, error) {
 				if i >= len(conns) {
 					return
 				}
-				conn, err := net.DialTimeout("tcp", c.addr, c.timeout)
+				d := net.Dialer{Timeout: c.timeout}
+				if sources > 1 {
+					d.LocalAddr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(1+i%sources))}
+				}
+				conn, err := d.Dial("tcp", c.addr)
 				if err == nil {
 					conns[i] = conn
 					_ = conn.SetReadDeadline(time.Now().Add(c.timeout))
@@ -55,8 +70,7 @@ func runIdle(c *loadConfig) (*result, error) {
 					_ = conn.SetReadDeadline(time.Time{})
 				}
 				if err != nil {
-					errs.Add(1)
-					firstErr.CompareAndSwap(nil, err.Error())
+					fail(err)
 					continue
 				}
 				greeted.Add(1)
@@ -64,14 +78,13 @@ func runIdle(c *loadConfig) (*result, error) {
 		})
 	}
 	wg.Wait()
-	r.Conns, r.Greeted, r.Errors = int(greeted.Load()), greeted.Load(), errs.Load()
-	if s, ok := firstErr.Load().(string); ok {
-		r.FirstErr = s
-	}
+	r.Conns, r.Greeted = int(greeted.Load()), greeted.Load()
 	r.Total = int64(c.conns)
+	var cpu0 time.Duration
 	if c.pid > 0 {
 		time.Sleep(time.Second) // let the server finish its bookkeeping of the last ones
 		r.RSSOpen, _ = vmRSS(c.pid)
+		cpu0, _ = cpuTime(c.pid)
 	}
 	time.Sleep(c.hold)
 	if c.pid > 0 {
@@ -79,12 +92,55 @@ func runIdle(c *loadConfig) (*result, error) {
 		if err != nil {
 			return nil, err
 		}
-		r.RSSEnd = rss
+		cpu1, _ := cpuTime(c.pid)
+		r.RSSEnd, r.HoldCPU, r.Held = rss, cpu1-cpu0, c.hold
 		if r.Conns > 0 {
 			r.KiBConn = float64(r.RSSEnd-r.RSSStart) / float64(r.Conns)
 		}
 	}
+	if c.answer {
+		r.Answered = answerAll(conns, c, fail)
+		r.Total += r.Answered // one Input activity each
+	}
+	r.Errors = errs.Load()
+	if s, ok := firstErr.Load().(string); ok {
+		r.FirstErr = s
+	}
 	return r, nil
+}
+
+// answerAll sends PING on every held connection and reads PONG, with c.dialers at a time,
+// and counts the answered.
+func answerAll(conns []net.Conn, c *loadConfig, fail func(error)) int64 {
+	var next, answered atomic.Int64
+	var wg sync.WaitGroup
+	for range max(c.dialers, 1) {
+		wg.Go(func() {
+			buf := make([]byte, 64)
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(conns) {
+					return
+				}
+				conn := conns[i]
+				if conn == nil {
+					continue
+				}
+				_ = conn.SetDeadline(time.Now().Add(c.timeout))
+				_, err := conn.Write([]byte(ping))
+				if err == nil {
+					err = expect(conn, buf, pong)
+				}
+				if err != nil {
+					fail(fmt.Errorf("answer: %w", err))
+					continue
+				}
+				answered.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	return answered.Load()
 }
 
 // vmRSS is a process's resident set size in KiB.
@@ -138,11 +194,18 @@ func cpuTime(pid int) (time.Duration, error) {
 }
 
 // raiseFileLimit lifts the soft RLIMIT_NOFILE to the hard one (Go does it at start-up since
-// 1.19; this keeps it explicit and reports the result).
-func raiseFileLimit() {
+// 1.19; this keeps it explicit), and both to at least need when the process may (root, or
+// CAP_SYS_RESOURCE, up to fs.nr_open). The servers compare starts inherit the limit.
+func raiseFileLimit(need uint64) {
 	var l syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
 		return
+	}
+	if l.Max < need {
+		raised := syscall.Rlimit{Cur: need, Max: need}
+		if syscall.Setrlimit(syscall.RLIMIT_NOFILE, &raised) == nil {
+			return
+		}
 	}
 	if l.Cur < l.Max {
 		l.Cur = l.Max

@@ -7,8 +7,9 @@
 //	go run ./hack/load persistent -addr 127.0.0.1:PORT -conns 16 -duration 10s
 //	go run ./hack/load cpr        -addr 127.0.0.1:PORT -workers 16 -duration 10s
 //	go run ./hack/load udp        -addr 127.0.0.1:PORT -workers 16 -duration 10s
-//	go run ./hack/load idle       -addr 127.0.0.1:PORT -conns 10000 -hold 10s -pid PID
+//	go run ./hack/load idle       -addr 127.0.0.1:PORT -conns 10000 -hold 10s -pid PID [-sources 5 -answer]
 //	go run ./hack/load compare    -parley /tmp/parley -modes all -activities on,off
+//	go run ./hack/load compare    -parley /tmp/parley -modes idle100k,timers -activities on
 //
 // The protocol is the one of hack/load/bench-rules.yaml: on connect (TCP) or before its first
 // reply to a peer (UDP) the server sends "+OK ready\r\n"; every input containing PING is
@@ -38,8 +39,10 @@ modes:
   persistent      round trips over persistent TCP connections (-addr -conns -duration)
   cpr             connect, greeting, PING/PONG, close, repeated (-addr -workers -duration -close)
   udp             PING/PONG datagrams, one socket per worker (-addr -workers -duration)
-  idle            open and hold connections, report server memory per connection (-addr -conns -hold -pid)
-  compare         run modes against the baseline and against parley run, print ratios (-parley ...)
+  idle            open and hold connections, report server memory per connection and CPU over the hold
+                  (-addr -conns -hold -pid; -sources N dials from 127.0.0.1 to .N, -answer PINGs each after)
+  compare         run modes against the baseline and against parley run, print ratios (-parley ...);
+                  modes persistent, latency, cpr, udp, idle ("all"), and idle100k, timers (scale)
 
 Run "load <mode> -h" for a mode's flags.
 `
@@ -83,6 +86,8 @@ type loadConfig struct {
 	hold     time.Duration // idle
 	pid      int           // idle
 	dialers  int           // idle: concurrent dials
+	sources  int           // idle: source addresses 127.0.0.1, .2, ...
+	answer   bool          // idle: PING/PONG on every held connection after the hold
 }
 
 func (c *loadConfig) register(fs *flag.FlagSet, mode string) {
@@ -94,7 +99,9 @@ func (c *loadConfig) register(fs *flag.FlagSet, mode string) {
 		fs.IntVar(&c.conns, "conns", 10000, "connections to open and hold")
 		fs.DurationVar(&c.hold, "hold", 10*time.Second, "how long to hold them open")
 		fs.IntVar(&c.pid, "pid", 0, "server process id, whose VmRSS is read from /proc/PID/status (0: no memory figure)")
-		fs.IntVar(&c.dialers, "dialers", 64, "concurrent dials while opening")
+		fs.IntVar(&c.dialers, "dialers", 64, "concurrent dials while opening (and answers with -answer)")
+		fs.IntVar(&c.sources, "sources", 1, "source addresses 127.0.0.1 to 127.0.0.N to dial from (loopback has ~28,000 ephemeral ports per source and destination)")
+		fs.BoolVar(&c.answer, "answer", false, "after the hold, send PING on every held connection and read PONG")
 	case "cpr":
 		fs.IntVar(&c.workers, "workers", 16, "concurrent workers")
 		fs.StringVar(&c.closeHow, "close", "rst", "how the client closes: rst (SO_LINGER 0: no TIME_WAIT, the server reads ECONNRESET) or fin (graceful; relies on net.ipv4.tcp_tw_reuse for loopback)")
@@ -120,7 +127,7 @@ func clientMain(mode string, args []string) error {
 	if c.addr == "" {
 		return fmt.Errorf("%s: -addr is required", mode)
 	}
-	raiseFileLimit()
+	raiseFileLimit(uint64(c.conns) + 1024)
 	r, err := runMode(mode, &c)
 	if err != nil {
 		return err
@@ -153,11 +160,14 @@ type result struct {
 	Lost     int64 // udp: replies not back in time
 	Greeted  int64 // greetings received
 	Lat      []time.Duration
-	Conns    int     // idle: connections held
-	RSSStart int64   // idle: server VmRSS before opening, KiB
-	RSSOpen  int64   // idle: after opening
-	RSSEnd   int64   // idle: at the end of the hold
-	KiBConn  float64 // idle: (RSSEnd-RSSStart)/Conns
+	Conns    int           // idle: connections held
+	RSSStart int64         // idle: server VmRSS before opening, KiB
+	RSSOpen  int64         // idle: after opening
+	RSSEnd   int64         // idle: at the end of the hold
+	KiBConn  float64       // idle: (RSSEnd-RSSStart)/Conns
+	HoldCPU  time.Duration // idle: server CPU time (utime+stime) over the hold
+	Held     time.Duration // idle: the hold
+	Answered int64         // idle -answer: held connections that answered PING
 	FirstErr string
 }
 
@@ -181,11 +191,14 @@ func (r *result) Percentile(p float64) time.Duration {
 
 func (r *result) String() string {
 	var b strings.Builder
-	if r.Mode == "idle" {
+	if idleMode(r.Mode) {
 		fmt.Fprintf(&b, "idle: conns=%d greeted=%d errors=%d", r.Conns, r.Greeted, r.Errors)
 		if r.RSSStart > 0 {
-			fmt.Fprintf(&b, " server VmRSS KiB: before=%d opened=%d held=%d => %.2f KiB/conn",
-				r.RSSStart, r.RSSOpen, r.RSSEnd, r.KiBConn)
+			fmt.Fprintf(&b, " server VmRSS KiB: before=%d opened=%d held=%d => %.2f KiB/conn; server CPU over the %s hold: %s",
+				r.RSSStart, r.RSSOpen, r.RSSEnd, r.KiBConn, r.Held, r.HoldCPU)
+		}
+		if r.Answered > 0 {
+			fmt.Fprintf(&b, " answered=%d", r.Answered)
 		}
 	} else {
 		fmt.Fprintf(&b, "%s: ops=%d in %.2fs => %.0f/s p50=%s p99=%s errors=%d",

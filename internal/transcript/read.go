@@ -8,7 +8,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"sort"
@@ -18,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
+	"github.com/parley-dev/parley/evidence"
 )
 
 // Entry is one activity and the run of the connector process that recorded it: each run
@@ -40,14 +40,15 @@ func ReadLog(r io.Reader) ([]Entry, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), maxLine)
 	var entries []Entry
-	runs := map[string]int{} // connector → its current run, counted from 1
+	runs := map[string]int{}          // connector → its current run, counted from 1
+	lines := evidence.NewLineReader() // compact lines (docs/evidence.md) restored whole
 	for line := 1; sc.Scan(); line++ {
 		b := bytes.TrimSpace(sc.Bytes())
 		if len(b) == 0 || b[0] != '{' {
 			continue
 		}
-		rec := &v1alpha1.ActivityRecord{}
-		if err := json.Unmarshal(b, rec); err != nil {
+		rec, _, err := lines.Restore(b)
+		if err != nil {
 			return nil, fmt.Errorf("line %d: not an activity: %v", line, err)
 		}
 		if runs[rec.Connector] == 0 || rec.Type == v1alpha1.ActivityConnectorStarted {

@@ -273,7 +273,7 @@ func TestPayloads(t *testing.T) {
 		{"text split on line breaks, escaped",
 			`{"text":"a\tb\\c\r\nd é →\r\n\r\nend","base64":"YQliXGMNCmQgw6kg4oaSDQoNCmVuZA==","bytes":22}`, `{"bytes":0}`,
 			"<< a\\tb\\\\c\\r\\n\n<< d é →\\r\\n\n<< \\r\\n\n<< end\n"},
-		{"invisible characters, with no bytes to dump", `{"text":"\u0007\u200b\u0085 \ufeff","bytes":9}`, `{"bytes":0}`,
+		{"invisible characters, with no bytes to dump", `{"text":"\u0007\u200b\u0085 \ufeff","base64":"","bytes":9}`, `{"bytes":0}`,
 			"<< \\x07\\u200b\\x85 \\ufeff\n"},
 		{"not text: a hex dump of the bytes",
 			`{"text":"\u0000\u0001ÿ","base64":"AAH/","bytes":3}`, `{"bytes":2,"text":"\u0010\u0000","base64":"EAA="}`,
