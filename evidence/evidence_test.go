@@ -209,8 +209,8 @@ func TestTamperingIsNamed(t *testing.T) {
 	})
 }
 
-// The compact lines of parley run (a line without the hashes, rulesRef and peer the lines
-// before it gave): intact, they verify as whole lines do; tampered with, the checkpoints
+// The compact lines of parley run (a line without the hashes, rulesRef and transport the
+// lines before it gave, its peer always there): intact, they verify as whole lines do; tampered with, the checkpoints
 // after the change no longer match, and a line taken out is a gap its successor does not
 // bridge.
 func TestCompactLogVerifies(t *testing.T) {
@@ -218,7 +218,8 @@ func TestCompactLogVerifies(t *testing.T) {
 	pub := key.Public().(ed25519.PublicKey)
 	lines := writeLogWith(t, key, 25, 10, func(w io.Writer) activity.Sink { return activity.NewCompactJSONSink(w) })
 	acts := activityLines(lines)
-	if strings.Contains(lines[acts[1]], `"hash"`) || strings.Contains(lines[acts[1]], `"peer"`) || !strings.Contains(lines[acts[0]], `"hash"`) {
+	if strings.Contains(lines[acts[1]], `"hash"`) || strings.Contains(lines[acts[1]], `"transport"`) || !strings.Contains(lines[acts[1]], `"peer"`) ||
+		!strings.Contains(lines[acts[0]], `"hash"`) {
 		t.Fatalf("the first line is not whole, or the second not compact:\n%s%s", lines[acts[0]], lines[acts[1]])
 	}
 	r := verify(t, lines, pub)

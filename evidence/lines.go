@@ -47,13 +47,16 @@ var ErrMissingLine = errors.New("it leaves out what an earlier line said, and th
 // compactProbe tells the keys a compact line left out from those present and empty.
 type compactProbe struct {
 	Connection *struct {
-		Peer *string `json:"peer"`
+		Peer      *string `json:"peer"`
+		Transport *string `json:"transport"`
 	} `json:"connection"`
 	Input *struct {
 		Base64 *string `json:"base64"`
+		Bytes  *int32  `json:"bytes"`
 	} `json:"input"`
 	Output *struct {
 		Base64 *string `json:"base64"`
+		Bytes  *int32  `json:"bytes"`
 	} `json:"output"`
 	RulesRef json.RawMessage `json:"rulesRef"`
 	Evidence *struct {
@@ -75,13 +78,22 @@ func (r *LineReader) Restore(line []byte) (rec *v1alpha1.ActivityRecord, compute
 	}
 	if c := rec.Connection; c != nil {
 		k := connKey{rec.Connector, c.ID}
-		if p.Connection.Peer == nil {
+		switch {
+		case p.Connection.Transport == nil && p.Connection.Peer == nil:
+			// Lines written before the peer was kept on every line left it out too.
 			last, ok := r.conns[k]
 			if !ok {
 				return nil, false, fmt.Errorf("connection %s without its peer: %w", c.ID, ErrMissingLine)
 			}
 			*c = last
-		} else {
+		case p.Connection.Transport == nil:
+			last, ok := r.conns[k]
+			if !ok {
+				return nil, false, fmt.Errorf("connection %s without its transport: %w", c.ID, ErrMissingLine)
+			}
+			c.Transport, c.Session = last.Transport, last.Session
+			r.conns[k] = *c
+		default:
 			r.conns[k] = *c
 		}
 		if EndsConnection(rec.Type) {
@@ -90,9 +102,15 @@ func (r *LineReader) Restore(line []byte) (rec *v1alpha1.ActivityRecord, compute
 	}
 	if in := rec.Input; in != nil && p.Input.Base64 == nil {
 		in.Base64 = base64.StdEncoding.EncodeToString([]byte(in.Text))
+		if p.Input.Bytes == nil {
+			in.Bytes = int32(len(in.Text))
+		}
 	}
 	if out := rec.Output; out != nil && p.Output.Base64 == nil {
 		out.Base64 = base64.StdEncoding.EncodeToString([]byte(out.Text))
+		if p.Output.Bytes == nil {
+			out.Bytes = int32(len(out.Text))
+		}
 	}
 	switch {
 	case p.RulesRef == nil: // left out: the connector's last, if any

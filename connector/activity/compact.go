@@ -78,7 +78,8 @@ func (c *Compactor) knownRulesRef(connector string, r *v1alpha1.RulesRef) bool {
 }
 
 // knownConnection says whether conn's peer, transport and session are as last written for
-// its id, and remembers them when not.
+// its id, and remembers them when not: a compact line then leaves out the transport and
+// session (the peer is on every line).
 func (c *Compactor) knownConnection(connector string, conn *v1alpha1.ConnectionRef) bool {
 	k := connKey{connector, conn.ID}
 	if last, ok := c.conns[k]; ok && last == *conn {
@@ -102,6 +103,12 @@ func (c *Compactor) impliedBase64(text, b64 string) bool {
 	copy(c.scratch, text)
 	base64.StdEncoding.Encode(c.scratch[len(text):], c.scratch[:len(text)])
 	return string(c.scratch[len(text):]) == b64
+}
+
+// impliedBytes says whether an input's or output's byte count is the length of its text,
+// which then holds every byte (its base64 is implied too): a compact line leaves it out.
+func impliedBytes(text string, n int32, truncated bool) bool {
+	return !truncated && int(n) == len(text)
 }
 
 // CompactJSONSink writes compact JSON lines (docs/evidence.md): `parley run -o json` and

@@ -41,9 +41,11 @@ func appendRecord(dst []byte, a *v1alpha1.ActivityRecord, c *Compactor) []byte {
 		dst = appendKey(dst, "connection", false)
 		dst = append(dst, `{"id":`...)
 		dst = appendString(dst, conn.ID)
+		// The peer is on every line, compact or not: a line read alone (a log shipper's
+		// event in a SIEM) says who did what.
+		dst = appendKey(dst, "peer", false)
+		dst = appendString(dst, conn.Peer)
 		if c == nil || !c.knownConnection(a.Connector, conn) {
-			dst = appendKey(dst, "peer", false)
-			dst = appendString(dst, conn.Peer)
 			dst = appendKey(dst, "transport", false)
 			dst = appendString(dst, string(conn.Transport))
 			if conn.Session != "" {
@@ -57,12 +59,15 @@ func appendRecord(dst []byte, a *v1alpha1.ActivityRecord, c *Compactor) []byte {
 		dst = appendKey(dst, "input", false)
 		dst = append(dst, `{"text":`...)
 		dst = appendString(dst, in.Text)
-		if c == nil || !c.impliedBase64(in.Text, in.Base64) {
+		implied := c != nil && c.impliedBase64(in.Text, in.Base64)
+		if !implied {
 			dst = appendKey(dst, "base64", false)
 			dst = appendString(dst, in.Base64)
 		}
-		dst = appendKey(dst, "bytes", false)
-		dst = strconv.AppendInt(dst, int64(in.Bytes), 10)
+		if !implied || !impliedBytes(in.Text, in.Bytes, in.Truncated) {
+			dst = appendKey(dst, "bytes", false)
+			dst = strconv.AppendInt(dst, int64(in.Bytes), 10)
+		}
 		if in.Truncated {
 			dst = append(dst, `,"truncated":true`...)
 		}
@@ -94,15 +99,22 @@ func appendRecord(dst []byte, a *v1alpha1.ActivityRecord, c *Compactor) []byte {
 	}
 	if o := a.Output; o != nil {
 		dst = appendKey(dst, "output", false)
-		dst = append(dst, `{"bytes":`...)
-		dst = strconv.AppendInt(dst, int64(o.Bytes), 10)
-		if o.Text != "" {
-			dst = appendKey(dst, "text", false)
+		implied := c != nil && c.impliedBase64(o.Text, o.Base64)
+		if implied && impliedBytes(o.Text, o.Bytes, o.Truncated) {
+			// Compact, and the text is every byte sent: a reader restores base64 and bytes.
+			dst = append(dst, `{"text":`...)
 			dst = appendString(dst, o.Text)
+		} else {
+			dst = append(dst, `{"bytes":`...)
+			dst = strconv.AppendInt(dst, int64(o.Bytes), 10)
+			if o.Text != "" {
+				dst = appendKey(dst, "text", false)
+				dst = appendString(dst, o.Text)
+			}
 		}
 		if c != nil {
 			// Compact: left out when it is the text's bytes, so written even when empty.
-			if !c.impliedBase64(o.Text, o.Base64) {
+			if !implied {
 				dst = appendKey(dst, "base64", false)
 				dst = appendString(dst, o.Base64)
 			}
