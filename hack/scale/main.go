@@ -57,10 +57,10 @@ func run(parley string, operatorArgs []string, n, nActivities, workers int) erro
 	// envtest's default Service range is a /24: room for a few hundred Services only.
 	env.ControlPlane.GetAPIServer().Configure().Set("service-cluster-ip-range", "10.0.0.0/16")
 	cfg, err := env.Start()
+	defer func() { _ = env.Stop() }() // a failed Start (the CRDs not found) may leave etcd and the API server running
 	if err != nil {
-		return fmt.Errorf("start envtest (is KUBEBUILDER_ASSETS set?): %w", err)
+		return fmt.Errorf("start envtest (is KUBEBUILDER_ASSETS set? run from the repository root): %w", err)
 	}
-	defer func() { _ = env.Stop() }()
 	c, err := client.New(cfg, client.Options{Scheme: scheme})
 	if err != nil {
 		return err
