@@ -1,28 +1,32 @@
 package connector
 
 import (
+	"errors"
+	"io"
 	"net"
+	"os"
 	"syscall"
 
 	"golang.org/x/sys/unix"
 )
 
-// readiness waits until a socket has bytes to read, or an end or error to report
-// (readbuf.go).
+// readiness reads a plain TCP socket without holding a buffer while it waits (readbuf.go).
 type readiness struct {
-	rc syscall.RawConn
-	// ready is rc.Read's callback, made once. rc.Read calls it, and again each time the
-	// socket may have become readable. The first call asks poll(2) without waiting: bytes
-	// may have come since the last read, and their wake-up was cleared as rc.Read began.
-	// poll takes nothing from the socket, neither bytes nor a reset, which the read that
-	// follows must see and report as it always did. After a wake-up the read goes ahead
-	// (a spurious one only means the read waits, holding its buffer).
-	ready func(fd uintptr) bool
-	woken bool
-	pfd   [1]unix.PollFd
+	conn *net.TCPConn
+	rc   syscall.RawConn
+	// read is rc.Read's callback, made once. rc.Read calls it, and again each time the
+	// socket may have become readable: it borrows a buffer and reads into it; when nothing
+	// is there (EAGAIN) it gives the buffer back and has rc.Read wait. A busy socket costs
+	// one read(2) per input, as net.Conn.Read does, and an idle one holds no buffer.
+	read func(fd uintptr) bool
+	// size, lent, n and err are read's arguments and results.
+	size int
+	lent *[]byte
+	n    int
+	err  error
 }
 
-// newReadiness returns a waiter for conn, or nil when conn is not a plain TCP connection.
+// newReadiness returns a reader for conn, or nil when conn is not a plain TCP connection.
 func newReadiness(conn net.Conn) *readiness {
 	tc, ok := conn.(*net.TCPConn)
 	if !ok {
@@ -32,22 +36,54 @@ func newReadiness(conn net.Conn) *readiness {
 	if err != nil {
 		return nil
 	}
-	w := &readiness{rc: rc}
-	w.ready = func(fd uintptr) bool {
-		if w.woken {
-			return true
+	w := &readiness{conn: tc, rc: rc}
+	w.read = func(fd uintptr) bool {
+		if w.lent == nil {
+			w.lent = borrowReadBuffer(w.size)
 		}
-		w.woken = true
-		w.pfd[0] = unix.PollFd{Fd: int32(fd), Events: unix.POLLIN | unix.POLLRDHUP}
-		n, err := unix.Poll(w.pfd[:], 0)
-		return err != nil || n > 0 // an error: let the read find out
+		for {
+			w.n, w.err = unix.Read(int(fd), *w.lent)
+			if w.err != unix.EINTR {
+				break
+			}
+		}
+		if w.err == unix.EAGAIN {
+			readBuffers.Put(w.lent)
+			w.lent = nil
+			return false
+		}
+		return true
 	}
 	return w
 }
 
-// wait returns once a read would not block. Its error is not reported: the read that
-// follows reports the socket's state.
-func (w *readiness) wait() {
-	w.woken = false
-	_ = w.rc.Read(w.ready)
+// readInto borrows a buffer of size bytes once the socket is readable and reads into it.
+// Its results are net.Conn.Read's: the bytes read (in the buffer, to give back with
+// readBuffers.Put once used; nil only with an error and no bytes), io.EOF at the peer's
+// end, and other errors as the *net.OpError a read of conn returns.
+func (w *readiness) readInto(size int) (lent *[]byte, n int, err error) {
+	w.size, w.lent, w.n, w.err = size, nil, 0, nil
+	rerr := w.rc.Read(w.read)
+	lent, n, err = w.lent, max(w.n, 0), w.err
+	w.lent = nil
+	switch {
+	case rerr != nil: // closed, or a deadline: as net.Conn.Read reports them
+		err = rerr
+		if !errors.As(err, new(*net.OpError)) {
+			err = w.opError(err)
+		}
+	case err != nil:
+		err = w.opError(os.NewSyscallError("read", err))
+	case n == 0:
+		err = io.EOF
+	}
+	if n == 0 && lent != nil {
+		readBuffers.Put(lent)
+		lent = nil
+	}
+	return lent, n, err
+}
+
+func (w *readiness) opError(err error) error {
+	return &net.OpError{Op: "read", Net: "tcp", Source: w.conn.LocalAddr(), Addr: w.conn.RemoteAddr(), Err: err}
 }

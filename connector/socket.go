@@ -86,7 +86,7 @@ func (c *Connector) readLoop(cv *conversation, s *streamSocket) {
 	}
 	var wait *readiness
 	if cv.prog.Expr == nil {
-		wait = newReadiness(s.conn) // readbuf.go: no buffer held while idle
+		wait = newReadiness(s.conn) // readbuf.go: no buffer held while idle, read(2) into one borrowed
 	}
 	var buf []byte
 	if wait == nil {
@@ -94,12 +94,15 @@ func (c *Connector) readLoop(cv *conversation, s *streamSocket) {
 	}
 	for {
 		var lent *[]byte
+		var n int
+		var err error
 		if wait != nil {
-			wait.wait()
-			lent = borrowReadBuffer(size)
-			buf = *lent
+			if lent, n, err = wait.readInto(size); lent != nil {
+				buf = *lent
+			}
+		} else {
+			n, err = s.conn.Read(buf)
 		}
-		n, err := s.conn.Read(buf)
 		if n > 0 {
 			truncated := n >= limit
 			if s.datagrams {
