@@ -132,7 +132,9 @@ func (e *Engine) receive(s *stream, b *enginev1.ActivityBatch) error {
 		return status.Errorf(codes.NotFound, "ExternalConnector %s is gone", s.connector)
 	}
 	records := make([]*v1alpha1.ActivityRecord, n)
+	size := 0
 	for i, raw := range b.GetActivities() {
+		size += len(raw)
 		rec := &v1alpha1.ActivityRecord{}
 		if err := json.Unmarshal(raw, rec); err != nil {
 			return status.Errorf(codes.InvalidArgument, "activity %d: %v", b.GetFirstSeq()+uint64(i), err)
@@ -150,6 +152,9 @@ func (e *Engine) receive(s *stream, b *enginev1.ActivityBatch) error {
 	}
 
 	isNew, pb := s.rs.admit(b.GetFirstSeq(), n)
+	if givenUp := s.rs.takeIn(pb, size); givenUp > 0 {
+		e.metrics.sinkAckGivenUp.WithLabelValues(s.connector.Namespace, s.connector.Name).Add(float64(givenUp))
+	}
 	policy := ec.Spec.Activities.Record
 	ns, name := s.connector.Namespace, s.connector.Name
 	var fresh, inputs, fired, alerts, filtered int64
@@ -191,10 +196,10 @@ func (e *Engine) receive(s *stream, b *enginev1.ActivityBatch) error {
 		act := activityObject(ec, names[i], rec)
 		e.writer.enqueue(writeItem{act: act, done: func(r writeResult) { e.written(s.cs, s.rs, pb, r) }})
 	}
+	// After the writes are queued: the sinks share the records (read-only from here on).
+	// Before the seal: the batch's acknowledgement waits for them too (sinkack.go).
+	e.offer(ec, names, toSinks, s.rs, pb)
 	s.rs.seal(pb, counts{activities: fresh})
-	// After the writes are queued: the sinks share the records (read-only from here on)
-	// and never hold up the acknowledgement.
-	e.offer(ec, names, toSinks)
 	if e.signer != nil {
 		e.logCheckpoints(ns, e.signer.Observe(signed))
 	}

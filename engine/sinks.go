@@ -96,22 +96,41 @@ type sinks struct {
 
 // offer hands the activities of one batch to the sinks of the connector's namespace whose
 // selector picks it and whose filter keeps them. It never blocks: a full queue drops and
-// counts. The read lock held while offering makes a rebuild wait for the offers in flight
-// before it takes the old sink's leftovers.
-func (e *Engine) offer(ec *v1alpha1.ExternalConnector, names []string, records []*v1alpha1.ActivityRecord) {
+// counts. Batch pb of rs waits for each item until its sink settles it (sinkack.go). The
+// read lock held while offering makes a rebuild wait for the offers in flight before it
+// takes the old sink's leftovers.
+func (e *Engine) offer(ec *v1alpha1.ExternalConnector, names []string, records []*v1alpha1.ActivityRecord, rs *runState, pb *pendingBatch) {
 	e.sinks.mu.RLock()
 	defer e.sinks.mu.RUnlock()
+	var settle func()
 	for _, d := range e.sinks.byNamespace[ec.Namespace] {
 		if !d.selector.Matches(labels.Set(ec.Labels)) {
 			continue
 		}
+		if settle == nil {
+			settle = func() { rs.sinkSettled(pb) }
+		}
 		items := make([]sink.Item, 0, len(records))
 		for i, rec := range records {
 			if rec != nil && sink.Keeps(&d.filter, rec) {
-				items = append(items, sink.Item{Key: names[i], Record: rec})
+				items = append(items, sink.Item{Key: names[i], Record: rec, Settle: settle})
 			}
 		}
+		if len(items) == 0 {
+			continue
+		}
+		rs.holdSinks(pb, len(items))
 		d.sink.Offer(items...)
+	}
+}
+
+// settleAll settles items no sink will deliver: those of a deleted sink, or of one whose
+// rebuild failed, so that their batches are acknowledged all the same.
+func settleAll(items []sink.Item) {
+	for _, it := range items {
+		if it.Settle != nil {
+			it.Settle()
+		}
 	}
 }
 
@@ -244,6 +263,7 @@ func (e *Engine) replaceSink(rec *sinkRecord, version string, d *delivery, build
 		d.sink.Offer(left...)
 	} else {
 		rec.closed.dropped += int64(len(left))
+		settleAll(left)
 	}
 }
 
@@ -260,7 +280,8 @@ func (s *sinks) deliveriesIn(namespace string) []*delivery {
 }
 
 // stopSink stops the delivery of a deleted ActivitySink: what it had queued is not
-// delivered, and its status is no longer written.
+// delivered (and no longer holds up an acknowledgement), and its status is no longer
+// written.
 func (e *Engine) stopSink(key types.NamespacedName) {
 	e.sinks.mu.Lock()
 	rec := e.sinks.records[key]
@@ -269,11 +290,13 @@ func (e *Engine) stopSink(key types.NamespacedName) {
 	e.sinks.mu.Unlock()
 	if rec != nil && rec.current != nil {
 		_ = rec.current.sink.Close()
+		settleAll(rec.current.sink.Leftover())
 	}
 }
 
-// stopSinks closes every delivery: the engine is stopping. Their counters stay for the
-// last status write.
+// stopSinks closes every delivery: the engine is stopping. What they still hold is not
+// settled: its batches stay unacknowledged, and the connectors replay them to the next
+// engine. Their counters stay for the last status write.
 func (e *Engine) stopSinks() {
 	e.sinks.mu.Lock()
 	e.sinks.stopped = true

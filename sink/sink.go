@@ -17,6 +17,21 @@ import (
 type Item struct {
 	Key    string
 	Record *v1alpha1.ActivityRecord
+	// Settle, when set, is called once the item is settled: its destination accepted it, or
+	// Offer dropped it (queue full). It is not called for an item the sink still holds when
+	// it closes (Leftover returns it, Settle and all): the engine acknowledges a batch to
+	// its connector only once every sink has settled its items, so that what a stopped
+	// engine held is replayed to the next one (docs/sinks.md). It must not block.
+	Settle func()
+}
+
+// settle calls the Settle of each item.
+func settle(items []Item) {
+	for i := range items {
+		if f := items[i].Settle; f != nil {
+			f()
+		}
+	}
 }
 
 // Key is the deduplication key of an activity that has no object name: connector, evidence
@@ -123,7 +138,7 @@ func New(dest Destination, o Options) *Sink {
 		flushing: make(chan struct{})}
 }
 
-// Offer queues items without waiting; what does not fit is dropped and counted.
+// Offer queues items without waiting; what does not fit is dropped, counted and settled.
 func (s *Sink) Offer(items ...Item) {
 	var dropped uint64
 	for _, it := range items {
@@ -131,6 +146,9 @@ func (s *Sink) Offer(items ...Item) {
 		case s.queue <- it:
 		default:
 			dropped++
+			if it.Settle != nil {
+				it.Settle()
+			}
 		}
 	}
 	if dropped > 0 {
@@ -246,6 +264,7 @@ func (s *Sink) deliver(ctx context.Context, batch []Item) bool {
 		err := s.dest.Deliver(ctx, batch)
 		if err == nil {
 			s.delivered.Add(uint64(len(batch)))
+			settle(batch)
 			return true
 		}
 		if ctx.Err() != nil {
@@ -267,8 +286,8 @@ func (s *Sink) deliver(ctx context.Context, batch []Item) bool {
 }
 
 // Close stops the sink: the batch being delivered is abandoned (it was not acknowledged;
-// the activities stay counted neither delivered nor dropped), Run returns, the destination
-// closes. What is queued is not delivered; Drain delivers it first.
+// the activities stay counted neither delivered nor dropped, and are not settled), Run
+// returns, the destination closes. What is queued is not delivered; Drain delivers it first.
 func (s *Sink) Close() error {
 	s.once.Do(func() { close(s.stop) })
 	<-s.done
@@ -276,7 +295,8 @@ func (s *Sink) Close() error {
 }
 
 // Leftover returns, once the sink is closed, what it did not deliver: the batch it was
-// delivering and everything queued, in order, counted neither delivered nor dropped. The
+// delivering and everything queued, in order, counted neither delivered nor dropped, and not
+// settled. The
 // engine hands them to the sink it builds in its place when a spec or Secret changes, so
 // that a rebuild loses nothing. Offers after Close are not in it.
 func (s *Sink) Leftover() []Item {

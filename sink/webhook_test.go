@@ -249,3 +249,69 @@ func TestLeftoverIsWhatWasNotDelivered(t *testing.T) {
 		t.Errorf("stats %+v", st)
 	}
 }
+
+// Each item is settled once: when its receiver accepted it (not before: a refused attempt
+// settles nothing) or when Offer dropped it; never what the sink still held when it closed,
+// whose Settle goes with it in Leftover.
+func TestItemsAreSettledOnceDeliveredOrDropped(t *testing.T) {
+	key := []byte("k")
+	r := newReceiver(t, key)
+	r.setDown(true)
+	var mu sync.Mutex
+	settled := map[string]int{}
+	withSettle := func(its []sink.Item) []sink.Item {
+		for i := range its {
+			k := its[i].Key
+			its[i].Settle = func() { mu.Lock(); settled[k]++; mu.Unlock() }
+		}
+		return its
+	}
+	count := func(prefix string) (n, twice int) {
+		mu.Lock()
+		defer mu.Unlock()
+		for k, c := range settled {
+			if strings.HasPrefix(k, prefix) {
+				n++
+				if c > 1 {
+					twice++
+				}
+			}
+		}
+		return n, twice
+	}
+	s := sink.New(sink.NewWebhook(r.srv.URL, v1alpha1.WebhookJSON, key, nil),
+		sink.Options{QueueLength: 10, MaxBatch: 5, MinBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond})
+	s.Offer(withSettle(items("a", 15))...) // 10 fit, 5 dropped and settled at once
+	if n, _ := count("a-"); n != 5 {
+		t.Fatalf("%d settled after the offer, want the 5 dropped", n)
+	}
+	go s.Run()
+	<-r.refused
+	<-r.refused // refused attempts settle nothing
+	if n, _ := count("a-"); n != 5 {
+		t.Fatalf("%d settled while the receiver refuses, want 5", n)
+	}
+	r.setDown(false)
+	settle(t, s, 15)
+	if n, twice := count("a-"); n != 15 || twice != 0 {
+		t.Fatalf("%d settled (%d twice), want 15 once each", n, twice)
+	}
+
+	// Closed while the receiver refuses: nothing of b is settled, and Leftover keeps Settle.
+	r.setDown(true)
+	s.Offer(withSettle(items("b", 4))...)
+	<-r.refused
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	left := s.Leftover()
+	if n, _ := count("b-"); n != 0 || len(left) != 4 {
+		t.Fatalf("%d of b settled, %d left over; want 0 and 4", n, len(left))
+	}
+	for _, it := range left {
+		it.Settle()
+	}
+	if n, twice := count("b-"); n != 4 || twice != 0 {
+		t.Fatalf("left over Settle: %d settled (%d twice)", n, twice)
+	}
+}
