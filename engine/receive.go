@@ -200,8 +200,11 @@ func (e *Engine) receive(s *stream, b *enginev1.ActivityBatch) error {
 	// Before the seal: the batch's acknowledgement waits for them too (sinkack.go).
 	e.offer(ec, names, toSinks, s.rs, pb)
 	s.rs.seal(pb, counts{activities: fresh})
-	if e.signer != nil {
-		e.logCheckpoints(ns, e.signer.Observe(signed))
+	if e.signer != nil && len(signed) > 0 {
+		e.noteChain(signed[0], s.connector)
+		cps := e.signer.Observe(signed)
+		e.logCheckpoints(ns, cps)
+		e.offerCheckpoints(ec, cps)
 	}
 
 	e.metrics.received.WithLabelValues(ns, name).Add(float64(fresh))

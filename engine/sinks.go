@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
+	"github.com/parley-dev/parley/evidence"
 	"github.com/parley-dev/parley/internal/statusapply"
 	"github.com/parley-dev/parley/internal/text"
 	"github.com/parley-dev/parley/sink"
@@ -43,6 +44,8 @@ type delivery struct {
 	filter   v1alpha1.SinkFilter
 	selector labels.Selector
 	sink     *sink.Sink
+	// checkpoints: the sink takes the signed checkpoints (sink.TakesCheckpoints).
+	checkpoints bool
 }
 
 // sinkRecord is what the engine keeps of one ActivitySink across rebuilds: the counters its
@@ -120,6 +123,28 @@ func (e *Engine) offer(ec *v1alpha1.ExternalConnector, names []string, records [
 			continue
 		}
 		rs.holdSinks(pb, len(items))
+		d.sink.Offer(items...)
+	}
+}
+
+// offerCheckpoints hands the checkpoints of ec's chain to the sinks that take its
+// activities and checkpoints, after those activities, so that parley verify can check the
+// sink's output. They hold up no acknowledgement: a connector's replay to the next engine
+// is signed again there.
+func (e *Engine) offerCheckpoints(ec *v1alpha1.ExternalConnector, cps []*evidence.Checkpoint) {
+	if len(cps) == 0 {
+		return
+	}
+	e.sinks.mu.RLock()
+	defer e.sinks.mu.RUnlock()
+	for _, d := range e.sinks.byNamespace[ec.Namespace] {
+		if !d.checkpoints || !d.selector.Matches(labels.Set(ec.Labels)) {
+			continue
+		}
+		items := make([]sink.Item, len(cps))
+		for i, cp := range cps {
+			items[i] = sink.CheckpointItem(ec.Name, cp)
+		}
 		d.sink.Offer(items...)
 	}
 }
@@ -230,7 +255,8 @@ func (e *Engine) newDelivery(as *v1alpha1.ActivitySink, secret sink.SecretValue)
 	}
 	s := sink.New(dest, sink.OptionsFor(&as.Spec, e.opts.SinkOptions))
 	go s.Run()
-	return &delivery{key: client.ObjectKeyFromObject(as), filter: sink.FilterOf(&as.Spec), selector: sel, sink: s}, nil
+	return &delivery{key: client.ObjectKeyFromObject(as), filter: sink.FilterOf(&as.Spec), selector: sel, sink: s,
+		checkpoints: sink.TakesCheckpoints(&as.Spec)}, nil
 }
 
 // replaceSink puts d (nil: none) in the place of rec's current delivery. The old one is

@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"encoding/json"
@@ -40,7 +41,9 @@ type hookReceiver struct {
 	// hold, when set, keeps every request waiting until it is closed (release).
 	hold        chan struct{}
 	releaseOnce sync.Once
-	srv         *httptest.Server
+	// bodies are the accepted bodies, in order.
+	bodies [][]byte
+	srv    *httptest.Server
 }
 
 func newHookReceiver(t *testing.T, key string) *hookReceiver {
@@ -109,6 +112,14 @@ func (r *hookReceiver) serve(w http.ResponseWriter, req *http.Request) {
 		r.got[a.Metadata.Name] = a.ActivityRecord
 		r.deliveries[a.Metadata.Name]++
 	}
+	r.bodies = append(r.bodies, body)
+}
+
+// output is the accepted bodies, one after the other, as a receiver would store them.
+func (r *hookReceiver) output() []byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return bytes.Join(r.bodies, []byte("\n"))
 }
 
 func sameEvidence(a, b *v1alpha1.EvidenceRecord) bool {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
+	"github.com/parley-dev/parley/evidence"
 )
 
 // Item is one activity to deliver, with the key receivers deduplicate by: the Activity's
@@ -17,6 +18,11 @@ import (
 type Item struct {
 	Key    string
 	Record *v1alpha1.ActivityRecord
+	// Checkpoint, set instead of Record, is a signed checkpoint of the evidence chain of
+	// Connector's activities (docs/evidence.md), so that a sink's output verifies with
+	// parley verify; Key is then CheckpointKey's.
+	Checkpoint *evidence.Checkpoint
+	Connector  string
 	// Settle, when set, is called once the item is settled: its destination accepted it, or
 	// Offer dropped it (queue full). It is not called for an item the sink still holds when
 	// it closes (Leftover returns it, Settle and all): the engine acknowledges a batch to
@@ -32,6 +38,21 @@ func settle(items []Item) {
 			f()
 		}
 	}
+}
+
+// connector is the connector the item is of.
+func (it *Item) connector() string {
+	if it.Record != nil {
+		return it.Record.Connector
+	}
+	return it.Connector
+}
+
+// CheckpointItem is the item of checkpoint cp of connector's chain, keyed
+// <connector>-checkpoint-<chain>-<seq>: no Activity has such a name (a run id is hex), and
+// a receiver keeps one checkpoint per place in the chain.
+func CheckpointItem(connector string, cp *evidence.Checkpoint) Item {
+	return Item{Key: connector + "-checkpoint-" + cp.Chain + "-" + itoa(cp.Seq), Checkpoint: cp, Connector: connector}
 }
 
 // Key is the deduplication key of an activity that has no object name: connector, evidence
@@ -92,11 +113,12 @@ const (
 	DefaultMaxBackoff  = 30 * time.Second
 )
 
-// Stats are a sink's counters: delivered and dropped activities, failed attempts.
+// Stats are a sink's counters: delivered activities, delivered checkpoints, dropped
+// activities and checkpoints, failed attempts.
 type Stats struct {
-	Delivered, Failed, Dropped uint64
-	Queued                     int
-	LastError                  string
+	Delivered, Checkpoints, Failed, Dropped uint64
+	Queued                                  int
+	LastError                               string
 }
 
 // Sink delivers items to one destination from its own goroutine through a bounded queue:
@@ -107,12 +129,14 @@ type Sink struct {
 	o         Options
 	queue     chan Item
 	delivered atomic.Uint64
-	failed    atomic.Uint64
-	dropped   atomic.Uint64
-	lastError atomic.Pointer[string]
-	stop      chan struct{}
-	done      chan struct{}
-	once      sync.Once
+	// checkpoints counts the checkpoints delivered, apart from the activities.
+	checkpoints atomic.Uint64
+	failed      atomic.Uint64
+	dropped     atomic.Uint64
+	lastError   atomic.Pointer[string]
+	stop        chan struct{}
+	done        chan struct{}
+	once        sync.Once
 	// flushing is closed by Drain: lingering and spacing end, what waits goes out now.
 	flushing  chan struct{}
 	flushOnce sync.Once
@@ -161,7 +185,8 @@ func (s *Sink) Offer(items ...Item) {
 
 // Stats returns the counters so far.
 func (s *Sink) Stats() Stats {
-	st := Stats{Delivered: s.delivered.Load(), Failed: s.failed.Load(), Dropped: s.dropped.Load(), Queued: len(s.queue)}
+	st := Stats{Delivered: s.delivered.Load(), Checkpoints: s.checkpoints.Load(), Failed: s.failed.Load(), Dropped: s.dropped.Load(),
+		Queued: len(s.queue)}
 	if e := s.lastError.Load(); e != nil {
 		st.LastError = *e
 	}
@@ -263,7 +288,14 @@ func (s *Sink) deliver(ctx context.Context, batch []Item) bool {
 	for {
 		err := s.dest.Deliver(ctx, batch)
 		if err == nil {
-			s.delivered.Add(uint64(len(batch)))
+			var cps uint64
+			for i := range batch {
+				if batch[i].Checkpoint != nil {
+					cps++
+				}
+			}
+			s.delivered.Add(uint64(len(batch)) - cps)
+			s.checkpoints.Add(cps)
 			settle(batch)
 			return true
 		}
@@ -313,14 +345,14 @@ func (s *Sink) Leftover() []Item {
 	}
 }
 
-// Drain waits until total activities (all those offered) are delivered or dropped, or ctx
-// ends: at the end of `parley run`, and in tests. From then on the sink neither lingers
+// Drain waits until total items (all those offered, activities and checkpoints) are
+// delivered or dropped, or ctx ends: at the end of `parley run`, and in tests. From then on the sink neither lingers
 // nor spaces its deliveries: an email digest goes out at once.
 func (s *Sink) Drain(ctx context.Context, total uint64) error {
 	s.flushOnce.Do(func() { close(s.flushing) })
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
-	for s.delivered.Load()+s.dropped.Load() < total {
+	for s.delivered.Load()+s.checkpoints.Load()+s.dropped.Load() < total {
 		select {
 		case <-t.C:
 		case <-ctx.Done():

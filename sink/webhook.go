@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
+	"github.com/parley-dev/parley/evidence"
 )
 
 // SignatureHeader carries a JSON webhook body's HMAC-SHA256 signature, "sha256=" and hex,
@@ -50,14 +51,32 @@ type keyedRecord struct {
 	*v1alpha1.ActivityRecord `json:",inline"`
 }
 
-// JSONBatch is the body of a JSON webhook: {"activities": [...]}.
+// keyedCheckpoint is a checkpoint as a webhook sends it: {"metadata": {"name": KEY},
+// "checkpoint": {...}}, which parley verify reads as a checkpoint line.
+type keyedCheckpoint struct {
+	Metadata struct {
+		Name string `json:"name"`
+	} `json:"metadata"`
+	Checkpoint *evidence.Checkpoint `json:"checkpoint"`
+}
+
+// JSONBatch is the body of a JSON webhook: {"activities": [...]}, and the checkpoints of
+// their chains, when the engine signs them, in "checkpoints": [...].
 func JSONBatch(batch []Item) ([]byte, error) {
 	out := struct {
-		Activities []keyedRecord `json:"activities"`
-	}{Activities: make([]keyedRecord, len(batch))}
-	for i, it := range batch {
-		out.Activities[i].Metadata.Name = it.Key
-		out.Activities[i].ActivityRecord = it.Record
+		Activities  []keyedRecord     `json:"activities"`
+		Checkpoints []keyedCheckpoint `json:"checkpoints,omitempty"`
+	}{Activities: make([]keyedRecord, 0, len(batch))}
+	for _, it := range batch {
+		if it.Checkpoint != nil {
+			var c keyedCheckpoint
+			c.Metadata.Name, c.Checkpoint = it.Key, it.Checkpoint
+			out.Checkpoints = append(out.Checkpoints, c)
+			continue
+		}
+		var a keyedRecord
+		a.Metadata.Name, a.ActivityRecord = it.Key, it.Record
+		out.Activities = append(out.Activities, a)
 	}
 	return json.Marshal(out)
 }
@@ -111,8 +130,11 @@ func (w *Webhook) Close() error {
 // ":rotating_light: *redis-decoy* Input from 203.0.113.9:51122 (rules 3) `AUTH admin…`".
 func SlackMessage(batch []Item) ([]byte, error) {
 	var b strings.Builder
-	for i, it := range batch {
-		if i > 0 {
+	for _, it := range batch {
+		if it.Record == nil {
+			continue // a checkpoint is for parley verify, not for people
+		}
+		if b.Len() > 0 {
 			b.WriteByte('\n')
 		}
 		b.WriteString(Summary(it.Record))

@@ -236,7 +236,7 @@ func run(parent context.Context, stdin io.Reader, stdout, stderr io.Writer, o ru
 	if o.name != "" {
 		binary[o.name] = progs[0].prog.Encoding == v1alpha1.EncodingBinary
 	}
-	signed, closeSigning, err := checkpointSigning(o, stderr)
+	signTo, closeSigning, err := checkpointSigning(o, len(sf.sinks) > 0, stderr)
 	if err != nil {
 		return err
 	}
@@ -246,7 +246,7 @@ func run(parent context.Context, stdin io.Reader, stdout, stderr io.Writer, o ru
 	})
 	switch o.output {
 	case "json":
-		sink = signed(activity.NewJSONSink(stdout), stdout)
+		sink = signTo(activity.NewJSONSink(stdout), evidence.CheckpointLines(stdout))
 	case "none":
 		sink = activity.DiscardSink{}
 	}
@@ -256,7 +256,7 @@ func run(parent context.Context, stdin io.Reader, stdout, stderr io.Writer, o ru
 			return fmt.Errorf("--log-file: %w", err)
 		}
 		defer f.Close()
-		sink = activity.MultiSink{sink, signed(activity.NewJSONSink(f), f)}
+		sink = activity.MultiSink{sink, signTo(activity.NewJSONSink(f), evidence.CheckpointLines(f))}
 	}
 	// The ActivitySinks of the files get the activities as the cluster's would, keyed by
 	// connector, evidence chain and sequence number.
@@ -278,7 +278,9 @@ func run(parent context.Context, stdin io.Reader, stdout, stderr io.Writer, o ru
 				_ = r.Sink.Close()
 			}
 		}()
-		sink = activity.MultiSink{sink, feed}
+		// With --sign-key, the checkpoints go after the activities they cover to the sinks
+		// that take them, so that their outputs verify too.
+		sink = activity.MultiSink{sink, signTo(feed, feed.WriteCheckpoints)}
 	}
 	tally := &tallySink{Sink: sink, per: map[string]*tally{}}
 	var reg *activity.Register
@@ -414,15 +416,15 @@ func run(parent context.Context, stdin io.Reader, stdout, stderr io.Writer, o ru
 	return errors.Join(errs...)
 }
 
-// checkpointSigning reads --sign-key and returns what puts a JSON sink's checkpoints into
-// its output (the sink unchanged without a key), and what signs the last activities at
-// the end.
-func checkpointSigning(o runOptions, stderr io.Writer) (signed func(activity.Sink, io.Writer) activity.Sink, closeAll func(), err error) {
+// checkpointSigning reads --sign-key and returns what puts a sink's checkpoints where it
+// writes, through emit (the sink unchanged without a key), and what signs the last
+// activities at the end.
+func checkpointSigning(o runOptions, haveSinks bool, stderr io.Writer) (signTo func(activity.Sink, func([]*evidence.Checkpoint) error) activity.Sink, closeAll func(), err error) {
 	if o.signKey == "" {
-		return func(s activity.Sink, _ io.Writer) activity.Sink { return s }, func() {}, nil
+		return func(s activity.Sink, _ func([]*evidence.Checkpoint) error) activity.Sink { return s }, func() {}, nil
 	}
-	if o.output != "json" && o.logFile == "" {
-		return nil, nil, errors.New("--sign-key signs JSON activities: add -o json or --log-file")
+	if o.output != "json" && o.logFile == "" && !haveSinks {
+		return nil, nil, errors.New("--sign-key signs JSON activities: add -o json, --log-file or an ActivitySink")
 	}
 	key, err := evidence.ReadPrivateKey(o.signKey)
 	if err != nil {
@@ -430,8 +432,8 @@ func checkpointSigning(o runOptions, stderr io.Writer) (signed func(activity.Sin
 	}
 	onError := func(err error) { fmt.Fprintln(stderr, "parley: evidence:", err) }
 	var sinks []*evidence.SigningSink
-	signed = func(s activity.Sink, w io.Writer) activity.Sink {
-		ss := evidence.NewSigningSink(s, w, evidence.NewSigner(key, 0, 0))
+	signTo = func(s activity.Sink, emit func([]*evidence.Checkpoint) error) activity.Sink {
+		ss := evidence.NewSigningSinkFunc(s, emit, evidence.NewSigner(key, 0, 0))
 		sinks = append(sinks, ss)
 		go ss.Run(onError)
 		return ss
@@ -446,7 +448,7 @@ func checkpointSigning(o runOptions, stderr io.Writer) (signed func(activity.Sin
 			}
 		})
 	}
-	return signed, closeAll, nil
+	return signTo, closeAll, nil
 }
 
 // listenHint says what to do about the errors a newcomer meets when a port cannot be bound.
