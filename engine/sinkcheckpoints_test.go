@@ -23,9 +23,12 @@ import (
 
 // The engine's signed checkpoints go where the activities go: a JSON webhook's bodies, as
 // its receiver stores them, verify with parley verify, signed to the last activity (the
-// last checkpoints signed while the connector is quiet); an edited body does not.
+// last checkpoints signed while the connector is quiet); an edited body does not. The
+// connector writes no Activity objects: the engine reads only the head of each activity
+// and the sink sends its JSON as the connector sent it.
 func TestEngineSignsCheckpointsIntoItsSinks(t *testing.T) {
-	f := newFixture(t, nil)
+	// No Activity objects: the activities go to the sink as the connector sent them.
+	f := newFixture(t, func(ec *v1alpha1.ExternalConnector) { ec.Spec.Activities.Record = v1alpha1.RecordNone })
 	creds := secretFiles(t, f.ns, f.name)
 	pub, key, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {

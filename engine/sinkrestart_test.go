@@ -32,7 +32,9 @@ func waitBuilt(t *testing.T, reg *prometheus.Registry, ns, name string) {
 // the receiver, a redelivery only under the same key with the same activity (checked by
 // the receiver).
 func TestActivitySinkAtLeastOnceAcrossEngineRestart(t *testing.T) {
-	f := newFixture(t, nil)
+	// The setup for volume: Activity objects for alerts only (none here), every activity
+	// to the sink as its connector sent it.
+	f := newFixture(t, func(ec *v1alpha1.ExternalConnector) { ec.Spec.Activities.Record = v1alpha1.RecordAlerts })
 	creds := secretFiles(t, f.ns, f.name)
 	createSecret(t, f.ns, "hook", map[string]string{sink.KeyHMAC: "k"})
 	recv := newHookReceiver(t, "k")
@@ -61,7 +63,7 @@ func TestActivitySinkAtLeastOnceAcrossEngineRestart(t *testing.T) {
 		}
 		return nil
 	})
-	// Written, but held by the sink: not acknowledged, so not counted in the status.
+	// Held by the sink: not acknowledged, so not counted in the status.
 	if total := f.connector(t).Status.Activities.Total; total != 0 {
 		t.Fatalf("status.activities.total %d while the sink holds every activity", total)
 	}

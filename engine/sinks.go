@@ -97,12 +97,12 @@ type sinks struct {
 	stopped     bool
 }
 
-// offer hands the activities of one batch to the sinks of the connector's namespace whose
+// offer hands the activities of one batch (nil: a replay, offered when it first came) to the sinks of the connector's namespace whose
 // selector picks it and whose filter keeps them. It never blocks: a full queue drops and
 // counts. Batch pb of rs waits for each item until its sink settles it (sinkack.go). The
 // read lock held while offering makes a rebuild wait for the offers in flight before it
 // takes the old sink's leftovers.
-func (e *Engine) offer(ec *v1alpha1.ExternalConnector, names []string, records []*v1alpha1.ActivityRecord, rs *runState, pb *pendingBatch) {
+func (e *Engine) offer(ec *v1alpha1.ExternalConnector, names []string, acts []*incoming, rs *runState, pb *pendingBatch) {
 	e.sinks.mu.RLock()
 	defer e.sinks.mu.RUnlock()
 	var settle func()
@@ -113,10 +113,10 @@ func (e *Engine) offer(ec *v1alpha1.ExternalConnector, names []string, records [
 		if settle == nil {
 			settle = func() { rs.sinkSettled(pb) }
 		}
-		items := make([]sink.Item, 0, len(records))
-		for i, rec := range records {
-			if rec != nil && sink.Keeps(&d.filter, rec) {
-				items = append(items, sink.Item{Key: names[i], Record: rec, Settle: settle})
+		items := make([]sink.Item, 0, len(acts))
+		for i, in := range acts {
+			if in != nil && sink.Keeps(&d.filter, in.rec) {
+				items = append(items, sink.Item{Key: names[i], Record: in.rec, Raw: in.raw, Partial: in.partial, Settle: settle})
 			}
 		}
 		if len(items) == 0 {

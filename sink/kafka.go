@@ -60,6 +60,8 @@ func (k *Kafka) Deliver(ctx context.Context, batch []Item) error {
 			// connector's activities, after those it covers.
 			value, err = json.Marshal(evidence.CheckpointLine{Checkpoint: it.Checkpoint})
 			headers = append(headers, kgo.RecordHeader{Key: "kind", Value: []byte("checkpoint")})
+		} else if it.Raw != nil {
+			value = it.Raw
 		} else {
 			value, err = json.Marshal(it.Record)
 		}

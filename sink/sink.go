@@ -2,6 +2,7 @@ package sink
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"math/rand/v2"
 	"sync"
@@ -23,6 +24,12 @@ type Item struct {
 	// parley verify; Key is then CheckpointKey's.
 	Checkpoint *evidence.Checkpoint
 	Connector  string
+	// Raw, when set, is the activity's JSON as its connector sent it (valid UTF-8, Record's
+	// keys only), which the destinations send as is instead of encoding Record again. With
+	// Partial, Record holds only what filters and message headers read (connector, time,
+	// type, alert, evidence), and a destination that reads more decodes Raw (Activity).
+	Raw     []byte
+	Partial bool
 	// Settle, when set, is called once the item is settled: its destination accepted it, or
 	// Offer dropped it (queue full). It is not called for an item the sink still holds when
 	// it closes (Leftover returns it, Settle and all): the engine acknowledges a batch to
@@ -38,6 +45,19 @@ func settle(items []Item) {
 			f()
 		}
 	}
+}
+
+// Activity is the whole activity: Record, or, when Record is partial, decoded from Raw
+// (Record itself should Raw not decode, which the engine checked it does).
+func (it *Item) Activity() *v1alpha1.ActivityRecord {
+	if !it.Partial {
+		return it.Record
+	}
+	a := &v1alpha1.ActivityRecord{}
+	if err := json.Unmarshal(it.Raw, a); err != nil {
+		return it.Record
+	}
+	return a
 }
 
 // connector is the connector the item is of.

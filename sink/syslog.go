@@ -139,7 +139,10 @@ func (s *Syslog) message(it Item) []byte {
 	if s.format == v1alpha1.SyslogCEF {
 		return RFC5424(s.facility, severity(it.Record), it.Record.Time.Time, s.hostname, string(it.Record.Type), nil, CEF(it))
 	}
-	body, _ := json.Marshal(it.Record)
+	body := it.Raw
+	if body == nil {
+		body, _ = json.Marshal(it.Record)
+	}
 	params := [][2]string{{"key", it.Key}, {"connector", it.Record.Connector}, {"alert", strconv.FormatBool(it.Record.Alert)}}
 	return RFC5424(s.facility, severity(it.Record), it.Record.Time.Time, s.hostname, string(it.Record.Type), params, string(body))
 }
@@ -211,7 +214,7 @@ var sdEscape = strings.NewReplacer(`\`, `\\`, `"`, `\"`, `]`, `\]`)
 // CEF is the activity in ArcSight's Common Event Format:
 // CEF:0|Parley|Parley|v1alpha1|<type>|<name>|<severity>|<extension>.
 func CEF(it Item) string {
-	a := it.Record
+	a := it.Activity()
 	sev := "3"
 	if a.Alert {
 		sev = "8"

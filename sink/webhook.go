@@ -63,6 +63,9 @@ type keyedCheckpoint struct {
 // JSONBatch is the body of a JSON webhook: {"activities": [...]}, and the checkpoints of
 // their chains, when the engine signs them, in "checkpoints": [...].
 func JSONBatch(batch []Item) ([]byte, error) {
+	if hasRaw(batch) {
+		return rawJSONBatch(batch)
+	}
 	out := struct {
 		Activities  []keyedRecord     `json:"activities"`
 		Checkpoints []keyedCheckpoint `json:"checkpoints,omitempty"`
@@ -79,6 +82,70 @@ func JSONBatch(batch []Item) ([]byte, error) {
 		out.Activities = append(out.Activities, a)
 	}
 	return json.Marshal(out)
+}
+
+func hasRaw(batch []Item) bool {
+	for i := range batch {
+		if batch[i].Raw != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// rawJSONBatch is JSONBatch written by hand around the activities' own JSON: each element
+// is {"metadata":{"name":KEY}, then the activity's fields as its connector sent them.
+func rawJSONBatch(batch []Item) ([]byte, error) {
+	size := 32
+	for i := range batch {
+		size += len(batch[i].Raw) + len(batch[i].Key) + 32
+	}
+	b := make([]byte, 0, size)
+	b = append(b, `{"activities":[`...)
+	first := true
+	var cps []keyedCheckpoint
+	for i := range batch {
+		it := &batch[i]
+		if it.Checkpoint != nil {
+			var c keyedCheckpoint
+			c.Metadata.Name, c.Checkpoint = it.Key, it.Checkpoint
+			cps = append(cps, c)
+			continue
+		}
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		name, err := json.Marshal(it.Key)
+		if err != nil {
+			return nil, err
+		}
+		b = append(b, `{"metadata":{"name":`...)
+		b = append(b, name...)
+		b = append(b, '}')
+		raw := it.Raw
+		if raw == nil {
+			if raw, err = json.Marshal(it.Record); err != nil {
+				return nil, err
+			}
+		}
+		// raw is an object: {} adds nothing, else its fields follow the metadata's.
+		if body := bytes.TrimSpace(raw[1 : len(raw)-1]); len(body) > 0 {
+			b = append(b, ',')
+			b = append(b, body...)
+		}
+		b = append(b, '}')
+	}
+	b = append(b, ']')
+	if len(cps) > 0 {
+		c, err := json.Marshal(cps)
+		if err != nil {
+			return nil, err
+		}
+		b = append(b, `,"checkpoints":`...)
+		b = append(b, c...)
+	}
+	return append(b, '}'), nil
 }
 
 // Sign is the SignatureHeader value of body with key.
@@ -137,7 +204,7 @@ func SlackMessage(batch []Item) ([]byte, error) {
 		if b.Len() > 0 {
 			b.WriteByte('\n')
 		}
-		b.WriteString(Summary(it.Record))
+		b.WriteString(Summary(it.Activity()))
 	}
 	return json.Marshal(map[string]string{"text": b.String()})
 }

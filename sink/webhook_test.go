@@ -315,3 +315,49 @@ func TestItemsAreSettledOnceDeliveredOrDropped(t *testing.T) {
 		t.Fatalf("left over Settle: %d settled (%d twice)", n, twice)
 	}
 }
+
+// An activity carried as its connector's JSON (Raw) goes out as it came, and reads the same
+// as one encoded from the whole record: the JSON webhook's body, and what Slack and CEF
+// show of a partial record (decoded from Raw).
+func TestRawActivitiesReadAsEncodedOnes(t *testing.T) {
+	whole := items("redis-7f3a9c", 3)
+	whole[1].Record.Alert = true
+	whole[2].Record.Message = `a "quoted" <message>`
+	raw := make([]sink.Item, len(whole))
+	for i, it := range whole {
+		b, err := json.Marshal(it.Record)
+		if err != nil {
+			t.Fatal(err)
+		}
+		head := &v1alpha1.ActivityRecord{Connector: it.Record.Connector, Type: it.Record.Type, Alert: it.Record.Alert}
+		raw[i] = sink.Item{Key: it.Key, Record: head, Raw: b, Partial: true}
+	}
+	decode := func(items []sink.Item) any {
+		body, err := sink.JSONBatch(items)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v any
+		if err := json.Unmarshal(body, &v); err != nil {
+			t.Fatalf("%s: %v", body, err)
+		}
+		return v
+	}
+	got, want := decode(raw), decode(whole)
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("raw body  %v\nwhole body %v", got, want)
+	}
+	// An empty object adds nothing but its name.
+	empty := decode([]sink.Item{{Key: "empty", Record: &v1alpha1.ActivityRecord{}, Raw: []byte(`{}`), Partial: true}})
+	if fmt.Sprint(empty) != "map[activities:[map[metadata:map[name:empty]]]]" {
+		t.Errorf("empty: %v", empty)
+	}
+	slackRaw, _ := sink.SlackMessage(raw[:3])
+	slackWhole, _ := sink.SlackMessage(whole[:3])
+	if string(slackRaw) != string(slackWhole) || !strings.Contains(string(slackRaw), "PING") {
+		t.Errorf("Slack from raw %s\nfrom whole %s", slackRaw, slackWhole)
+	}
+	if c := sink.CEF(raw[2]); c != sink.CEF(whole[2]) || !strings.Contains(c, "quoted") {
+		t.Errorf("CEF from raw %s\nfrom whole %s", c, sink.CEF(whole[2]))
+	}
+}
