@@ -40,18 +40,18 @@ func (rs *runState) takeIn(b *pendingBatch, size int) (givenUp int) {
 	defer rs.mu.Unlock()
 	rs.receivedBytes += uint64(size)
 	b.sinkHolds.endBytes = rs.receivedBytes
-	for _, p := range rs.pending {
-		if p.sinkHolds.held == 0 {
-			continue
-		}
+	for len(rs.sinkHeld) > 0 {
+		p := rs.sinkHeld[0]
 		// Batches with holds come in the order of their sequence numbers and bytes: the
 		// first one inside the window has every later one inside too.
-		if rs.received-p.last < sinkAckWindow && rs.receivedBytes-p.sinkHolds.endBytes < sinkAckWindowBytes {
+		if p.sinkHolds.held > 0 && rs.received-p.last < sinkAckWindow && rs.receivedBytes-p.sinkHolds.endBytes < sinkAckWindowBytes {
 			break
 		}
 		givenUp += p.sinkHolds.held
 		p.waiting -= p.sinkHolds.held
 		p.sinkHolds.held = 0
+		rs.sinkHeld[0] = nil
+		rs.sinkHeld = rs.sinkHeld[1:]
 	}
 	return givenUp
 }
@@ -60,6 +60,9 @@ func (rs *runState) takeIn(b *pendingBatch, size int) (givenUp int) {
 // is sealed.
 func (rs *runState) holdSinks(b *pendingBatch, n int) {
 	rs.mu.Lock()
+	if b.sinkHolds.held == 0 {
+		rs.sinkHeld = append(rs.sinkHeld, b)
+	}
 	b.waiting += n
 	b.sinkHolds.held += n
 	rs.mu.Unlock()

@@ -124,8 +124,10 @@ type runState struct {
 	// heartbeat is the last one received, for the connection counters' deltas.
 	heartbeat *enginev1.Heartbeat
 	known     bool
-	// receivedBytes sums the encoded activities taken in, for the sinks' window (sinkack.go).
+	// receivedBytes sums the encoded activities taken in, and sinkHeld lists the batches
+	// that sinks hold, in order, for the sinks' window (sinkack.go).
 	receivedBytes uint64
+	sinkHeld      []*pendingBatch
 }
 
 // pendingBatch is a run of sequence numbers waiting for writes to finish.
