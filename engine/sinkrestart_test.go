@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
 	"github.com/parley-dev/parley/engine"
@@ -111,4 +112,43 @@ func TestActivitySinkAtLeastOnceAcrossEngineRestart(t *testing.T) {
 		return nil
 	})
 	t.Logf("%d activities delivered, %d redelivered", want, recv.redelivered())
+}
+
+// A deleted sink no longer holds up its connectors: what it had queued, which it will never
+// deliver, is settled, and the batches are acknowledged.
+func TestDeletedActivitySinkReleasesTheAcknowledgement(t *testing.T) {
+	f := newFixture(t, nil)
+	createSecret(t, f.ns, "hook", map[string]string{sink.KeyHMAC: "k"})
+	stuck := newHookReceiver(t, "k")
+	stuck.hold = make(chan struct{})
+	createHookSink(t, f.ns, "stuck", stuck.srv.URL, nil, v1alpha1.SinkFilter{})
+	waitBuilt(t, mainMetrics, f.ns, "stuck")
+	f.start(t)
+	p := f.dial(t)
+	p.expect("+OK ready\r\n")
+	for range 3 {
+		p.say("PING\r\n", "+PONG v1\r\n")
+	}
+	eventually(t, "three inputs written and queued for the sink", func() error {
+		if q, _ := sinkMetric(t, mainMetrics, "parley_engine_sink_queue_length", f.ns, "stuck"); q < 3 {
+			return fmt.Errorf("%v queued", q)
+		}
+		return nil
+	})
+	if total := f.connector(t).Status.Activities.Total; total != 0 {
+		t.Fatalf("status.activities.total %d while the sink holds every activity", total)
+	}
+	if err := k8s.Delete(context.Background(), &v1alpha1.ActivitySink{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "stuck"}}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "every activity acknowledged", func() error {
+		written := len(f.activities(t))
+		if st := f.connector(t).Status.Activities; written < 6 || st.Total != int64(written) {
+			return fmt.Errorf("status.activities %+v, %d written", st, written)
+		}
+		return nil
+	})
+	if n := len(stuck.names()); n != 0 {
+		t.Errorf("the deleted sink delivered %d", n)
+	}
 }
