@@ -130,7 +130,7 @@ func newRunCommand() *cobra.Command {
 	f.IntVar(&o.udpPeerBurst, "udp-peer-burst", 200, "UDP server: burst of datagrams accepted from one peer IP")
 	f.IntVar(&o.buffer, "activity-buffer", activity.DefaultCapacity, "activities waiting to be printed before new ones are dropped (and counted)")
 	f.Int64Var(&o.budget, "activity-budget", activity.DefaultBudget, "bytes of activities waiting to be printed before new ones are dropped (and counted)")
-	f.StringVar(&o.signKey, "sign-key", "", "PEM Ed25519 private key (PKCS #8): sign checkpoints of the activities' evidence chain into the JSON outputs (-o json, --log-file) for parley verify")
+	f.StringVar(&o.signKey, "sign-key", "", "PEM Ed25519 private key (PKCS #8): sign checkpoints of the activities' evidence chain into the JSON outputs (-o json, --log-file) and the ActivitySinks of the files, for parley verify")
 	f.StringVar(&o.tls.cert, "tls-cert", "", "PEM certificate (chain): the server's, or the one a client presents")
 	f.StringVar(&o.tls.key, "tls-key", "", "PEM private key of --tls-cert")
 	f.StringVar(&o.tls.clientCA, "tls-client-ca", "", "server: PEM CA bundle that client certificates must chain to (operation.tls.clientAuthentication)")
