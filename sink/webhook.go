@@ -123,8 +123,8 @@ func rawJSONBatch(batch []Item) ([]byte, error) {
 		b = append(b, `{"metadata":{"name":`...)
 		b = append(b, name...)
 		b = append(b, '}')
-		raw := it.Raw
-		if raw == nil {
+		raw := bytes.TrimSpace(it.Raw)
+		if len(raw) < 2 {
 			if raw, err = json.Marshal(it.Record); err != nil {
 				return nil, err
 			}

@@ -26,14 +26,14 @@ var activityKeys = map[string]uint{
 // activity it does not write: connector, time, type, alert and evidence into h, and the
 // number of rules fired (rules.executed and rules.async). It says false unless raw is in
 // the connector's own form, so that these fields are exactly what encoding/json decodes:
-// valid JSON and UTF-8 on one line; an object whose keys are ActivityRecord's, each once and without
+// valid JSON and UTF-8 on one line; an object from its first byte to its last, whose keys are ActivityRecord's, each once and without
 // escapes; a connector; strings read here without escapes. The caller then decodes raw
 // with encoding/json, which refuses what is invalid. The fields not read are checked for
 // nothing but being JSON: a destination that reads them decodes them itself.
 func DecodeHead(raw []byte, h *v1alpha1.ActivityRecord) (fired int, ok bool) {
 	// No line breaks (JSON has them only between tokens, which the connector does not
 	// write): the sinks send raw as one line, as to a syslog file.
-	if bytes.ContainsAny(raw, "\r\n") || !json.Valid(raw) || !utf8.Valid(raw) {
+	if len(raw) < 2 || raw[0] != '{' || raw[len(raw)-1] != '}' || bytes.ContainsAny(raw, "\r\n") || !json.Valid(raw) || !utf8.Valid(raw) {
 		return 0, false
 	}
 	s := scanner{b: raw}

@@ -50,7 +50,8 @@ func TestDecodeHead(t *testing.T) {
 	}{
 		"the connector's, every field":  {string(connectorJSON(full)), true},
 		"the connector's, few fields":   {string(connectorJSON(bare)), true},
-		"spaces":                        {` { "connector" : "c" , "type" : "Connected" , "rules" : { "executed" : [ 1 , 2 ] } } `, true},
+		"spaces":                        {`{ "connector" : "c" , "type" : "Connected" , "rules" : { "executed" : [ 1 , 2 ] } }`, true},
+		"spaces around the object":      {` {"connector":"c"} `, false},
 		"a line break between tokens":   {"{\"connector\":\"c\",\n\"type\":\"Connected\"}", false},
 		"no connector":                  {`{"type":"Connected"}`, false},
 		"empty connector":               {`{"connector":"","type":"Connected"}`, false},
