@@ -109,8 +109,11 @@ type Engine struct {
 	metrics     *engineMetrics
 	writer      *writer
 	sinks       sinks
-	// signer signs checkpoints of the chains; nil without Options.SignKey.
+	// signer signs checkpoints of the chains; nil without Options.SignKey. chains maps
+	// each chain signed to its connector (types.NamespacedName), whose sinks get its
+	// checkpoints.
 	signer *evidence.Signer
+	chains sync.Map
 
 	mu         sync.Mutex
 	connectors map[types.NamespacedName]*connectorState

@@ -27,6 +27,7 @@ type engineMetrics struct {
 	configsPushed  *prometheus.CounterVec
 	ordersSent     *prometheus.CounterVec
 	statusPatches  *prometheus.CounterVec
+	sinkAckGivenUp *prometheus.CounterVec
 	perConnectorVs []interface{ DeletePartialMatch(prometheus.Labels) int }
 }
 
@@ -50,7 +51,7 @@ func newEngineMetrics(reg prometheus.Registerer) (*engineMetrics, error) {
 func (m *engineMetrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.streams, m.hellos, m.received, m.inputs, m.rulesFired, m.alerts, m.written,
 		m.filtered, m.dropped, m.connections, m.connectedPods, m.queueLength, m.queueBytes, m.writeDuration, m.configsPushed,
-		m.ordersSent, m.statusPatches}
+		m.ordersSent, m.statusPatches, m.sinkAckGivenUp}
 }
 
 func buildEngineMetrics() *engineMetrics {
@@ -91,10 +92,12 @@ func buildEngineMetrics() *engineMetrics {
 			Name: "parley_engine_orders_total", Help: "Orders sent to connector streams, by kind."}, append(connectorLabels, "order")),
 		statusPatches: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "parley_engine_status_patches_total", Help: "ExternalConnector status patches by result."}, []string{"result"}),
+		sinkAckGivenUp: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_engine_sink_ack_given_up_total", Help: "Sink deliveries the acknowledgement to the connector no longer waited for: the sink lagged more than the window behind the connector."}, connectorLabels),
 	}
 	m.perConnectorVs = []interface{ DeletePartialMatch(prometheus.Labels) int }{
 		m.received, m.inputs, m.rulesFired, m.alerts, m.written, m.filtered, m.dropped, m.connections, m.connectedPods,
-		m.configsPushed, m.ordersSent}
+		m.configsPushed, m.ordersSent, m.sinkAckGivenUp}
 	return m
 }
 

@@ -131,12 +131,15 @@ func (e *Engine) receive(s *stream, b *enginev1.ActivityBatch) error {
 	if ec == nil {
 		return status.Errorf(codes.NotFound, "ExternalConnector %s is gone", s.connector)
 	}
-	records := make([]*v1alpha1.ActivityRecord, n)
+	policy := ec.Spec.Activities.Record
+	acts := make([]incoming, n)
+	size := 0
 	for i, raw := range b.GetActivities() {
-		rec := &v1alpha1.ActivityRecord{}
-		if err := json.Unmarshal(raw, rec); err != nil {
+		size += len(raw)
+		if err := acts[i].decode(raw, policy); err != nil {
 			return status.Errorf(codes.InvalidArgument, "activity %d: %v", b.GetFirstSeq()+uint64(i), err)
 		}
+		rec := acts[i].rec
 		switch rec.Connector {
 		case "":
 			rec.Connector = s.connector.Name
@@ -146,25 +149,27 @@ func (e *Engine) receive(s *stream, b *enginev1.ActivityBatch) error {
 			return status.Errorf(codes.PermissionDenied, "activity %d is for connector %q, but this stream is bound to %s",
 				b.GetFirstSeq()+uint64(i), rec.Connector, s.connector)
 		}
-		records[i] = rec
 	}
 
 	isNew, pb := s.rs.admit(b.GetFirstSeq(), n)
-	policy := ec.Spec.Activities.Record
+	if givenUp := s.rs.takeIn(pb, size); givenUp > 0 {
+		e.metrics.sinkAckGivenUp.WithLabelValues(s.connector.Namespace, s.connector.Name).Add(float64(givenUp))
+	}
 	ns, name := s.connector.Namespace, s.connector.Name
 	var fresh, inputs, fired, alerts, filtered int64
 	var newest time.Time
 	// The fresh activities and their names, for the ActivitySinks; replays (nil) were
 	// offered when they first came.
-	toSinks, names := make([]*v1alpha1.ActivityRecord, n), make([]string, n)
+	toSinks, names := make([]*incoming, n), make([]string, n)
 	var signed []*v1alpha1.ActivityRecord // the fresh ones, in order, when checkpoints are signed
-	for i, rec := range records {
+	for i := range acts {
 		if !isNew(i) {
 			continue
 		}
+		rec := acts[i].rec
 		fresh++
 		seq := b.GetFirstSeq() + uint64(i)
-		toSinks[i], names[i] = rec, ActivityName(ec.Name, s.run.run, seq)
+		toSinks[i], names[i] = &acts[i], ActivityName(ec.Name, s.run.run, seq)
 		if e.signer != nil {
 			signed = append(signed, rec)
 		}
@@ -172,9 +177,7 @@ func (e *Engine) receive(s *stream, b *enginev1.ActivityBatch) error {
 		if rec.Type == v1alpha1.ActivityInput {
 			inputs++
 		}
-		if rec.Rules != nil {
-			fired += int64(len(rec.Rules.Executed) + len(rec.Rules.Async))
-		}
+		fired += int64(acts[i].fired)
 		if rec.Alert {
 			alerts++
 			e.alert(s.cs, ec, s.pod, names[i], rec)
@@ -183,6 +186,7 @@ func (e *Engine) receive(s *stream, b *enginev1.ActivityBatch) error {
 			newest = t
 		}
 		e.lifecycle(ec, s.pod, rec)
+		// A partial record is one of those keep leaves out (incoming.decode).
 		if !keep(policy, rec) {
 			filtered++
 			continue
@@ -191,12 +195,15 @@ func (e *Engine) receive(s *stream, b *enginev1.ActivityBatch) error {
 		act := activityObject(ec, names[i], rec)
 		e.writer.enqueue(writeItem{act: act, done: func(r writeResult) { e.written(s.cs, s.rs, pb, r) }})
 	}
+	// After the writes are queued: the sinks share the records (read-only from here on).
+	// Before the seal: the batch's acknowledgement waits for them too (sinkack.go).
+	e.offer(ec, names, toSinks, s.rs, pb)
 	s.rs.seal(pb, counts{activities: fresh})
-	// After the writes are queued: the sinks share the records (read-only from here on)
-	// and never hold up the acknowledgement.
-	e.offer(ec, names, toSinks)
-	if e.signer != nil {
-		e.logCheckpoints(ns, e.signer.Observe(signed))
+	if e.signer != nil && len(signed) > 0 {
+		e.noteChain(signed[0], s.connector)
+		cps := e.signer.Observe(signed)
+		e.logCheckpoints(ns, cps)
+		e.offerCheckpoints(ec, cps)
 	}
 
 	e.metrics.received.WithLabelValues(ns, name).Add(float64(fresh))

@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/parley-dev/parley/api/v1alpha1"
 	"github.com/parley-dev/parley/evidence"
 )
 
@@ -71,7 +72,15 @@ func (e *Engine) checkpointLoop(ctx context.Context) {
 	for {
 		select {
 		case <-t.C:
-			e.logCheckpoints("", e.signer.Due(false))
+			cps := e.signer.Due(false)
+			e.logCheckpoints("", cps)
+			for _, cp := range cps {
+				if key, ok := e.chains.Load(cp.Chain); ok {
+					if ec := e.cached(ctx, key.(types.NamespacedName)); ec != nil {
+						e.offerCheckpoints(ec, []*evidence.Checkpoint{cp})
+					}
+				}
+			}
 		case <-ctx.Done():
 			return
 		}
@@ -87,5 +96,16 @@ func (e *Engine) logCheckpoints(namespace string, cps []*evidence.Checkpoint) {
 		} else {
 			e.activityLog.Info("checkpoint", "checkpoint", cp)
 		}
+	}
+}
+
+// noteChain remembers the connector of the chain of rec (a connector process has one),
+// for the sinks of the checkpoints checkpointLoop signs while it is quiet.
+func (e *Engine) noteChain(rec *v1alpha1.ActivityRecord, connector types.NamespacedName) {
+	if rec.Evidence == nil {
+		return
+	}
+	if _, ok := e.chains.Load(rec.Evidence.Chain); !ok {
+		e.chains.Store(rec.Evidence.Chain, connector)
 	}
 }

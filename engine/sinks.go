@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
+	"github.com/parley-dev/parley/evidence"
 	"github.com/parley-dev/parley/internal/statusapply"
 	"github.com/parley-dev/parley/internal/text"
 	"github.com/parley-dev/parley/sink"
@@ -43,6 +44,8 @@ type delivery struct {
 	filter   v1alpha1.SinkFilter
 	selector labels.Selector
 	sink     *sink.Sink
+	// checkpoints: the sink takes the signed checkpoints (sink.TakesCheckpoints).
+	checkpoints bool
 }
 
 // sinkRecord is what the engine keeps of one ActivitySink across rebuilds: the counters its
@@ -94,24 +97,65 @@ type sinks struct {
 	stopped     bool
 }
 
-// offer hands the activities of one batch to the sinks of the connector's namespace whose
+// offer hands the activities of one batch (nil: a replay, offered when it first came) to the sinks of the connector's namespace whose
 // selector picks it and whose filter keeps them. It never blocks: a full queue drops and
-// counts. The read lock held while offering makes a rebuild wait for the offers in flight
-// before it takes the old sink's leftovers.
-func (e *Engine) offer(ec *v1alpha1.ExternalConnector, names []string, records []*v1alpha1.ActivityRecord) {
+// counts. Batch pb of rs waits for each item until its sink settles it (sinkack.go). The
+// read lock held while offering makes a rebuild wait for the offers in flight before it
+// takes the old sink's leftovers.
+func (e *Engine) offer(ec *v1alpha1.ExternalConnector, names []string, acts []*incoming, rs *runState, pb *pendingBatch) {
 	e.sinks.mu.RLock()
 	defer e.sinks.mu.RUnlock()
+	var settle func()
 	for _, d := range e.sinks.byNamespace[ec.Namespace] {
 		if !d.selector.Matches(labels.Set(ec.Labels)) {
 			continue
 		}
-		items := make([]sink.Item, 0, len(records))
-		for i, rec := range records {
-			if rec != nil && sink.Keeps(&d.filter, rec) {
-				items = append(items, sink.Item{Key: names[i], Record: rec})
+		if settle == nil {
+			settle = func() { rs.sinkSettled(pb) }
+		}
+		items := make([]sink.Item, 0, len(acts))
+		for i, in := range acts {
+			if in != nil && sink.Keeps(&d.filter, in.rec) {
+				items = append(items, sink.Item{Key: names[i], Record: in.rec, Raw: in.raw, Partial: in.partial, Settle: settle})
 			}
 		}
+		if len(items) == 0 {
+			continue
+		}
+		rs.holdSinks(pb, len(items))
 		d.sink.Offer(items...)
+	}
+}
+
+// offerCheckpoints hands the checkpoints of ec's chain to the sinks that take its
+// activities and checkpoints, after those activities, so that parley verify can check the
+// sink's output. They hold up no acknowledgement: a connector's replay to the next engine
+// is signed again there.
+func (e *Engine) offerCheckpoints(ec *v1alpha1.ExternalConnector, cps []*evidence.Checkpoint) {
+	if len(cps) == 0 {
+		return
+	}
+	e.sinks.mu.RLock()
+	defer e.sinks.mu.RUnlock()
+	for _, d := range e.sinks.byNamespace[ec.Namespace] {
+		if !d.checkpoints || !d.selector.Matches(labels.Set(ec.Labels)) {
+			continue
+		}
+		items := make([]sink.Item, len(cps))
+		for i, cp := range cps {
+			items[i] = sink.CheckpointItem(ec.Name, cp)
+		}
+		d.sink.Offer(items...)
+	}
+}
+
+// settleAll settles items no sink will deliver: those of a deleted sink, or of one whose
+// rebuild failed, so that their batches are acknowledged all the same.
+func settleAll(items []sink.Item) {
+	for _, it := range items {
+		if it.Settle != nil {
+			it.Settle()
+		}
 	}
 }
 
@@ -211,7 +255,8 @@ func (e *Engine) newDelivery(as *v1alpha1.ActivitySink, secret sink.SecretValue)
 	}
 	s := sink.New(dest, sink.OptionsFor(&as.Spec, e.opts.SinkOptions))
 	go s.Run()
-	return &delivery{key: client.ObjectKeyFromObject(as), filter: sink.FilterOf(&as.Spec), selector: sel, sink: s}, nil
+	return &delivery{key: client.ObjectKeyFromObject(as), filter: sink.FilterOf(&as.Spec), selector: sel, sink: s,
+		checkpoints: sink.TakesCheckpoints(&as.Spec)}, nil
 }
 
 // replaceSink puts d (nil: none) in the place of rec's current delivery. The old one is
@@ -244,6 +289,7 @@ func (e *Engine) replaceSink(rec *sinkRecord, version string, d *delivery, build
 		d.sink.Offer(left...)
 	} else {
 		rec.closed.dropped += int64(len(left))
+		settleAll(left)
 	}
 }
 
@@ -260,7 +306,8 @@ func (s *sinks) deliveriesIn(namespace string) []*delivery {
 }
 
 // stopSink stops the delivery of a deleted ActivitySink: what it had queued is not
-// delivered, and its status is no longer written.
+// delivered (and no longer holds up an acknowledgement), and its status is no longer
+// written.
 func (e *Engine) stopSink(key types.NamespacedName) {
 	e.sinks.mu.Lock()
 	rec := e.sinks.records[key]
@@ -269,11 +316,13 @@ func (e *Engine) stopSink(key types.NamespacedName) {
 	e.sinks.mu.Unlock()
 	if rec != nil && rec.current != nil {
 		_ = rec.current.sink.Close()
+		settleAll(rec.current.sink.Leftover())
 	}
 }
 
-// stopSinks closes every delivery: the engine is stopping. Their counters stay for the
-// last status write.
+// stopSinks closes every delivery: the engine is stopping. What they still hold is not
+// settled: its batches stay unacknowledged, and the connectors replay them to the next
+// engine. Their counters stay for the last status write.
 func (e *Engine) stopSinks() {
 	e.sinks.mu.Lock()
 	e.sinks.stopped = true

@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"encoding/json"
@@ -33,21 +34,39 @@ type hookReceiver struct {
 	key      []byte
 	got      map[string]v1alpha1.ActivityRecord
 	requests int
-	// hold, when set, keeps every request waiting until it is closed.
-	hold chan struct{}
-	srv  *httptest.Server
+	// deliveries counts each name's deliveries: more than one is a redelivery.
+	deliveries map[string]int
+	// down makes it answer 503.
+	down bool
+	// hold, when set, keeps every request waiting until it is closed (release).
+	hold        chan struct{}
+	releaseOnce sync.Once
+	// bodies are the accepted bodies, in order.
+	bodies [][]byte
+	srv    *httptest.Server
 }
 
 func newHookReceiver(t *testing.T, key string) *hookReceiver {
-	r := &hookReceiver{t: t, key: []byte(key), got: map[string]v1alpha1.ActivityRecord{}}
+	r := &hookReceiver{t: t, key: []byte(key), got: map[string]v1alpha1.ActivityRecord{}, deliveries: map[string]int{}}
 	r.srv = httptest.NewServer(http.HandlerFunc(r.serve))
 	t.Cleanup(func() {
-		if r.hold != nil {
-			close(r.hold)
-		}
+		r.release()
 		r.srv.Close()
 	})
 	return r
+}
+
+// release lets the held requests, and every later one, through.
+func (r *hookReceiver) release() {
+	if r.hold != nil {
+		r.releaseOnce.Do(func() { close(r.hold) })
+	}
+}
+
+func (r *hookReceiver) setDown(down bool) {
+	r.mu.Lock()
+	r.down = down
+	r.mu.Unlock()
 }
 
 func (r *hookReceiver) serve(w http.ResponseWriter, req *http.Request) {
@@ -66,6 +85,10 @@ func (r *hookReceiver) serve(w http.ResponseWriter, req *http.Request) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.requests++
+	if r.down {
+		http.Error(w, "down for maintenance", http.StatusServiceUnavailable)
+		return
+	}
 	if want := sink.Sign(r.key, body); !hmac.Equal([]byte(req.Header.Get(sink.SignatureHeader)), []byte(want)) {
 		http.Error(w, "bad signature", http.StatusUnauthorized)
 		return
@@ -82,8 +105,36 @@ func (r *hookReceiver) serve(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	for _, a := range batch.Activities {
+		if prev, ok := r.got[a.Metadata.Name]; ok && !sameEvidence(prev.Evidence, a.Evidence) {
+			// At least once means duplicates under one key, of one activity.
+			r.t.Errorf("%s delivered again as another activity: %+v, then %+v", a.Metadata.Name, prev.Evidence, a.Evidence)
+		}
 		r.got[a.Metadata.Name] = a.ActivityRecord
+		r.deliveries[a.Metadata.Name]++
 	}
+	r.bodies = append(r.bodies, body)
+}
+
+// output is the accepted bodies, one after the other, as a receiver would store them.
+func (r *hookReceiver) output() []byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return bytes.Join(r.bodies, []byte("\n"))
+}
+
+func sameEvidence(a, b *v1alpha1.EvidenceRecord) bool {
+	return a != nil && b != nil && *a == *b
+}
+
+// redelivered counts the deliveries of names delivered before.
+func (r *hookReceiver) redelivered() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, c := range r.deliveries {
+		n += c - 1
+	}
+	return n
 }
 
 func (r *hookReceiver) setKey(key string) {
@@ -430,4 +481,23 @@ func TestActivitySinkDropsAreCountedAndAnnounced(t *testing.T) {
 	if w := warnings[0]; w.Type != corev1.EventTypeWarning || !strings.Contains(w.Note, "activities dropped") {
 		t.Errorf("warning %s %q", w.Type, w.Note)
 	}
+
+	// The acknowledgement waits for the sink: with the first activity held by the receiver,
+	// nothing is acknowledged (a status counts activities once acknowledged).
+	if st := f.connector(t).Status.Activities; st.Total != 0 {
+		t.Errorf("status.activities.total %d while the sink holds the first activity, want 0", st.Total)
+	}
+	// Released, the three held are delivered; the dropped ones were settled when dropped,
+	// so every batch is acknowledged.
+	stuck.release()
+	eventually(t, "every activity acknowledged", func() error {
+		written := len(f.activities(t))
+		if st := f.connector(t).Status.Activities; st.Total != int64(written) {
+			return fmt.Errorf("status.activities %+v, want total %d", st, written)
+		}
+		if got := len(stuck.names()); got < 3 {
+			return fmt.Errorf("%d delivered, want the 3 held", got)
+		}
+		return nil
+	})
 }

@@ -124,6 +124,10 @@ type runState struct {
 	// heartbeat is the last one received, for the connection counters' deltas.
 	heartbeat *enginev1.Heartbeat
 	known     bool
+	// receivedBytes sums the encoded activities taken in, and sinkHeld lists the batches
+	// that sinks hold, in order, for the sinks' window (sinkack.go).
+	receivedBytes uint64
+	sinkHeld      []*pendingBatch
 }
 
 // pendingBatch is a run of sequence numbers waiting for writes to finish.
@@ -134,6 +138,8 @@ type pendingBatch struct {
 	waiting int
 	// counts is what the batch adds to the status once acknowledged.
 	counts counts
+	// sinkHolds is what the batch waits for from the ActivitySinks (sinkack.go).
+	sinkHolds sinkHolds
 }
 
 // run returns the state of a connector process, making it on first use.

@@ -256,8 +256,9 @@ type BatchWriter interface {
 // JSON line each ({"checkpoint": {...}}), after the batch: w is where the sink writes, so
 // checkpoints travel with their activities.
 type SigningSink struct {
-	next   BatchWriter
-	w      io.Writer
+	next BatchWriter
+	// emit writes checkpoints where next writes the activities.
+	emit   func([]*Checkpoint) error
 	signer *Signer
 	mu     sync.Mutex
 	stop   chan struct{}
@@ -266,7 +267,13 @@ type SigningSink struct {
 
 // NewSigningSink writes next's batches, and checkpoints to w.
 func NewSigningSink(next BatchWriter, w io.Writer, signer *Signer) *SigningSink {
-	return &SigningSink{next: next, w: w, signer: signer, stop: make(chan struct{}), done: make(chan struct{})}
+	return NewSigningSinkFunc(next, CheckpointLines(w), signer)
+}
+
+// NewSigningSinkFunc writes next's batches, and hands the checkpoints to emit, which
+// writes them where next writes (as `parley run` to its ActivitySinks).
+func NewSigningSinkFunc(next BatchWriter, emit func([]*Checkpoint) error, signer *Signer) *SigningSink {
+	return &SigningSink{next: next, emit: emit, signer: signer, stop: make(chan struct{}), done: make(chan struct{})}
 }
 
 // Write implements the sink.
@@ -280,10 +287,22 @@ func (s *SigningSink) Write(batch Batch) error {
 }
 
 func (s *SigningSink) write(cps []*Checkpoint) error {
+	if len(cps) == 0 {
+		return nil
+	}
+	return s.emit(cps)
+}
+
+// CheckpointLines writes checkpoints to w, a JSON line each: {"checkpoint": {...}}.
+func CheckpointLines(w io.Writer) func([]*Checkpoint) error {
+	return func(cps []*Checkpoint) error { return writeLines(w, cps) }
+}
+
+func writeLines(w io.Writer, cps []*Checkpoint) error {
 	var errs []error
 	for _, c := range cps {
 		line, _ := json.Marshal(CheckpointLine{Checkpoint: c})
-		if _, err := s.w.Write(append(line, '\n')); err != nil {
+		if _, err := w.Write(append(line, '\n')); err != nil {
 			errs = append(errs, fmt.Errorf("write checkpoint: %w", err))
 		}
 	}

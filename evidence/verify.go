@@ -115,7 +115,7 @@ type entry struct {
 // Verify reads activities and checkpoints from r, each a JSON value: an activity (the
 // JSON of an ActivityRecord or of an Activity object), a checkpoint line, a list of
 // activities (kind List or ActivityList, as kubectl prints them) or a webhook batch
-// ({"activities": [...]}), or a line of the engine's activity log ({"msg": "activity",
+// ({"activities": [...], "checkpoints": [...]}), or a line of the engine's activity log ({"msg": "activity",
 // "activity": {...}} and {"msg": "checkpoint", "checkpoint": {...}}). It checks every record's hash, the links of each chain, and
 // the checkpoints against pub.
 func Verify(r io.Reader, pub ed25519.PublicKey) (*Report, error) {
@@ -149,7 +149,9 @@ func Verify(r io.Reader, pub ed25519.PublicKey) (*Report, error) {
 			Checkpoint *Checkpoint      `json:"checkpoint"`
 			Items      *json.RawMessage `json:"items"`
 			Activities *json.RawMessage `json:"activities"`
-			Type       string           `json:"type"`
+			// Checkpoints are those of a webhook batch, {"checkpoint": {...}} each.
+			Checkpoints []CheckpointLine `json:"checkpoints"`
+			Type        string           `json:"type"`
 			// Activity is the activity of a line of the engine's activity log.
 			Activity *json.RawMessage `json:"activity"`
 		}
@@ -175,6 +177,12 @@ func Verify(r io.Reader, pub ed25519.PublicKey) (*Report, error) {
 			}
 			for i := range items {
 				add(&items[i], probe.Activities != nil, false)
+			}
+			for _, c := range probe.Checkpoints {
+				if c.Checkpoint != nil {
+					pos++
+					checkpoints = append(checkpoints, entry2{pos: pos, cp: c.Checkpoint})
+				}
 			}
 		case probe.Type != "" || probe.Activity != nil:
 			if probe.Type == "" {

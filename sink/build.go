@@ -84,6 +84,22 @@ func OptionsFor(spec *v1alpha1.ActivitySinkSpec, base Options) Options {
 	return base
 }
 
+// TakesCheckpoints says whether a sink carries the engine's signed checkpoints beside the
+// activities: the machine-readable destinations (JSON webhook, Kafka, RFC 5424 syslog),
+// whose output parley verify reads; not Slack, CEF or email, which are for people or a
+// format with no place for them.
+func TakesCheckpoints(spec *v1alpha1.ActivitySinkSpec) bool {
+	switch {
+	case spec.Webhook != nil:
+		return spec.Webhook.Format == "" || spec.Webhook.Format == v1alpha1.WebhookJSON
+	case spec.Syslog != nil:
+		return spec.Syslog.Format == "" || spec.Syslog.Format == v1alpha1.SyslogRFC5424
+	case spec.Kafka != nil:
+		return true
+	}
+	return false
+}
+
 // FilterOf is the filter a sink applies: its spec's, and alerts only for email, which
 // mails alerts.
 func FilterOf(spec *v1alpha1.ActivitySinkSpec) v1alpha1.SinkFilter {

@@ -144,6 +144,10 @@ func (e *Email) Close() error { return nil }
 // Digest is the message of one digest: a subject counting the alerts and naming the
 // connectors, then one paragraph per activity (time, summary, key), quoted-printable.
 func Digest(from string, to []string, now time.Time, batch []Item) []byte {
+	batch = slices.DeleteFunc(slices.Clone(batch), func(it Item) bool { return it.Record == nil }) // checkpoints are not for people
+	for i := range batch {
+		batch[i].Record, batch[i].Partial = batch[i].Activity(), false
+	}
 	var connectors []string
 	for _, it := range batch {
 		if !slices.Contains(connectors, it.Record.Connector) {

@@ -9,6 +9,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl"
+
+	"github.com/parley-dev/parley/evidence"
 )
 
 // Kafka produces each activity as a record of a topic, keyed by connector (so that one
@@ -50,12 +52,23 @@ func NewKafka(brokers []string, topic string, tlsConfig *tls.Config, mechanism s
 func (k *Kafka) Deliver(ctx context.Context, batch []Item) error {
 	records := make([]*kgo.Record, len(batch))
 	for i, it := range batch {
-		value, err := json.Marshal(it.Record)
+		var value []byte
+		var err error
+		headers := []kgo.RecordHeader{{Key: "key", Value: []byte(it.Key)}}
+		if it.Checkpoint != nil {
+			// {"checkpoint": {...}}, as parley verify reads it, on the partition of the
+			// connector's activities, after those it covers.
+			value, err = json.Marshal(evidence.CheckpointLine{Checkpoint: it.Checkpoint})
+			headers = append(headers, kgo.RecordHeader{Key: "kind", Value: []byte("checkpoint")})
+		} else if it.Raw != nil {
+			value = it.Raw
+		} else {
+			value, err = json.Marshal(it.Record)
+		}
 		if err != nil {
 			return err
 		}
-		records[i] = &kgo.Record{Key: []byte(it.Record.Connector), Value: value,
-			Headers: []kgo.RecordHeader{{Key: "key", Value: []byte(it.Key)}}}
+		records[i] = &kgo.Record{Key: []byte(it.connector()), Value: value, Headers: headers}
 	}
 	if err := k.client.ProduceSync(ctx, records...).FirstErr(); err != nil {
 		return fmt.Errorf("kafka: %w", err)

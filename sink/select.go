@@ -5,6 +5,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
+	"github.com/parley-dev/parley/evidence"
 )
 
 func selector(s *metav1.LabelSelector) (labels.Selector, error) {
@@ -46,6 +47,8 @@ type Route struct {
 	Filter   v1alpha1.SinkFilter
 	Selector labels.Selector
 	Sink     *Sink
+	// Checkpoints: the sink takes the signed checkpoints (TakesCheckpoints).
+	Checkpoints bool
 	// Offered counts what the route offered its sink, for Drain.
 	Offered uint64
 }
@@ -67,6 +70,28 @@ func (f *Feed) Write(batch []*v1alpha1.ActivityRecord) error {
 			if r.Selector.Matches(labels.Set(f.Labels[a.Connector])) && Keeps(&r.Filter, a) {
 				items = append(items, Item{Key: Key(a), Record: a})
 			}
+		}
+		r.Offered += uint64(len(items))
+		r.Sink.Offer(items...)
+	}
+	return nil
+}
+
+// WriteCheckpoints offers signed checkpoints to the routes that take them, after the
+// activities they cover (Write and WriteCheckpoints are called in order, on one
+// goroutine at a time). The chain of `parley run` spans its connectors: every route
+// that takes checkpoints gets each one, keyed with the connector "parley".
+func (f *Feed) WriteCheckpoints(cps []*evidence.Checkpoint) error {
+	if len(cps) == 0 {
+		return nil
+	}
+	for _, r := range f.Routes {
+		if !r.Checkpoints {
+			continue
+		}
+		items := make([]Item, len(cps))
+		for i, cp := range cps {
+			items[i] = CheckpointItem("parley", cp)
 		}
 		r.Offered += uint64(len(items))
 		r.Sink.Offer(items...)

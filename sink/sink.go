@@ -2,6 +2,7 @@ package sink
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"math/rand/v2"
 	"sync"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
+	"github.com/parley-dev/parley/evidence"
 )
 
 // Item is one activity to deliver, with the key receivers deduplicate by: the Activity's
@@ -17,6 +19,60 @@ import (
 type Item struct {
 	Key    string
 	Record *v1alpha1.ActivityRecord
+	// Checkpoint, set instead of Record, is a signed checkpoint of the evidence chain of
+	// Connector's activities (docs/evidence.md), so that a sink's output verifies with
+	// parley verify; Key is then CheckpointKey's.
+	Checkpoint *evidence.Checkpoint
+	Connector  string
+	// Raw, when set, is the activity's JSON as its connector sent it (valid UTF-8, Record's
+	// keys only), which the destinations send as is instead of encoding Record again. With
+	// Partial, Record holds only what filters and message headers read (connector, time,
+	// type, alert, evidence), and a destination that reads more decodes Raw (Activity).
+	Raw     []byte
+	Partial bool
+	// Settle, when set, is called once the item is settled: its destination accepted it, or
+	// Offer dropped it (queue full). It is not called for an item the sink still holds when
+	// it closes (Leftover returns it, Settle and all): the engine acknowledges a batch to
+	// its connector only once every sink has settled its items, so that what a stopped
+	// engine held is replayed to the next one (docs/sinks.md). It must not block.
+	Settle func()
+}
+
+// settle calls the Settle of each item.
+func settle(items []Item) {
+	for i := range items {
+		if f := items[i].Settle; f != nil {
+			f()
+		}
+	}
+}
+
+// Activity is the whole activity: Record, or, when Record is partial, decoded from Raw
+// (Record itself should Raw not decode, which the engine checked it does).
+func (it *Item) Activity() *v1alpha1.ActivityRecord {
+	if !it.Partial {
+		return it.Record
+	}
+	a := &v1alpha1.ActivityRecord{}
+	if err := json.Unmarshal(it.Raw, a); err != nil {
+		return it.Record
+	}
+	return a
+}
+
+// connector is the connector the item is of.
+func (it *Item) connector() string {
+	if it.Record != nil {
+		return it.Record.Connector
+	}
+	return it.Connector
+}
+
+// CheckpointItem is the item of checkpoint cp of connector's chain, keyed
+// <connector>-checkpoint-<chain>-<seq>: no Activity has such a name (a run id is hex), and
+// a receiver keeps one checkpoint per place in the chain.
+func CheckpointItem(connector string, cp *evidence.Checkpoint) Item {
+	return Item{Key: connector + "-checkpoint-" + cp.Chain + "-" + itoa(cp.Seq), Checkpoint: cp, Connector: connector}
 }
 
 // Key is the deduplication key of an activity that has no object name: connector, evidence
@@ -77,11 +133,12 @@ const (
 	DefaultMaxBackoff  = 30 * time.Second
 )
 
-// Stats are a sink's counters: delivered and dropped activities, failed attempts.
+// Stats are a sink's counters: delivered activities, delivered checkpoints, dropped
+// activities and checkpoints, failed attempts.
 type Stats struct {
-	Delivered, Failed, Dropped uint64
-	Queued                     int
-	LastError                  string
+	Delivered, Checkpoints, Failed, Dropped uint64
+	Queued                                  int
+	LastError                               string
 }
 
 // Sink delivers items to one destination from its own goroutine through a bounded queue:
@@ -92,12 +149,14 @@ type Sink struct {
 	o         Options
 	queue     chan Item
 	delivered atomic.Uint64
-	failed    atomic.Uint64
-	dropped   atomic.Uint64
-	lastError atomic.Pointer[string]
-	stop      chan struct{}
-	done      chan struct{}
-	once      sync.Once
+	// checkpoints counts the checkpoints delivered, apart from the activities.
+	checkpoints atomic.Uint64
+	failed      atomic.Uint64
+	dropped     atomic.Uint64
+	lastError   atomic.Pointer[string]
+	stop        chan struct{}
+	done        chan struct{}
+	once        sync.Once
 	// flushing is closed by Drain: lingering and spacing end, what waits goes out now.
 	flushing  chan struct{}
 	flushOnce sync.Once
@@ -123,7 +182,7 @@ func New(dest Destination, o Options) *Sink {
 		flushing: make(chan struct{})}
 }
 
-// Offer queues items without waiting; what does not fit is dropped and counted.
+// Offer queues items without waiting; what does not fit is dropped, counted and settled.
 func (s *Sink) Offer(items ...Item) {
 	var dropped uint64
 	for _, it := range items {
@@ -131,6 +190,9 @@ func (s *Sink) Offer(items ...Item) {
 		case s.queue <- it:
 		default:
 			dropped++
+			if it.Settle != nil {
+				it.Settle()
+			}
 		}
 	}
 	if dropped > 0 {
@@ -143,7 +205,8 @@ func (s *Sink) Offer(items ...Item) {
 
 // Stats returns the counters so far.
 func (s *Sink) Stats() Stats {
-	st := Stats{Delivered: s.delivered.Load(), Failed: s.failed.Load(), Dropped: s.dropped.Load(), Queued: len(s.queue)}
+	st := Stats{Delivered: s.delivered.Load(), Checkpoints: s.checkpoints.Load(), Failed: s.failed.Load(), Dropped: s.dropped.Load(),
+		Queued: len(s.queue)}
 	if e := s.lastError.Load(); e != nil {
 		st.LastError = *e
 	}
@@ -245,7 +308,15 @@ func (s *Sink) deliver(ctx context.Context, batch []Item) bool {
 	for {
 		err := s.dest.Deliver(ctx, batch)
 		if err == nil {
-			s.delivered.Add(uint64(len(batch)))
+			var cps uint64
+			for i := range batch {
+				if batch[i].Checkpoint != nil {
+					cps++
+				}
+			}
+			s.delivered.Add(uint64(len(batch)) - cps)
+			s.checkpoints.Add(cps)
+			settle(batch)
 			return true
 		}
 		if ctx.Err() != nil {
@@ -267,8 +338,8 @@ func (s *Sink) deliver(ctx context.Context, batch []Item) bool {
 }
 
 // Close stops the sink: the batch being delivered is abandoned (it was not acknowledged;
-// the activities stay counted neither delivered nor dropped), Run returns, the destination
-// closes. What is queued is not delivered; Drain delivers it first.
+// the activities stay counted neither delivered nor dropped, and are not settled), Run
+// returns, the destination closes. What is queued is not delivered; Drain delivers it first.
 func (s *Sink) Close() error {
 	s.once.Do(func() { close(s.stop) })
 	<-s.done
@@ -276,7 +347,8 @@ func (s *Sink) Close() error {
 }
 
 // Leftover returns, once the sink is closed, what it did not deliver: the batch it was
-// delivering and everything queued, in order, counted neither delivered nor dropped. The
+// delivering and everything queued, in order, counted neither delivered nor dropped, and not
+// settled. The
 // engine hands them to the sink it builds in its place when a spec or Secret changes, so
 // that a rebuild loses nothing. Offers after Close are not in it.
 func (s *Sink) Leftover() []Item {
@@ -293,14 +365,14 @@ func (s *Sink) Leftover() []Item {
 	}
 }
 
-// Drain waits until total activities (all those offered) are delivered or dropped, or ctx
-// ends: at the end of `parley run`, and in tests. From then on the sink neither lingers
+// Drain waits until total items (all those offered, activities and checkpoints) are
+// delivered or dropped, or ctx ends: at the end of `parley run`, and in tests. From then on the sink neither lingers
 // nor spaces its deliveries: an email digest goes out at once.
 func (s *Sink) Drain(ctx context.Context, total uint64) error {
 	s.flushOnce.Do(func() { close(s.flushing) })
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
-	for s.delivered.Load()+s.dropped.Load() < total {
+	for s.delivered.Load()+s.checkpoints.Load()+s.dropped.Load() < total {
 		select {
 		case <-t.C:
 		case <-ctx.Done():

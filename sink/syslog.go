@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
+	"github.com/parley-dev/parley/evidence"
 )
 
 // Syslog severities (RFC 5424 §6.2.1): alerts are warnings, the rest informational.
@@ -128,10 +129,20 @@ func (s *Syslog) Close() error {
 }
 
 func (s *Syslog) message(it Item) []byte {
+	if cp := it.Checkpoint; cp != nil {
+		// RFC 5424 only (TakesCheckpoints): MSGID Checkpoint, the text {"checkpoint": {...}}.
+		body, _ := json.Marshal(evidence.CheckpointLine{Checkpoint: cp})
+		t, _ := time.Parse(time.RFC3339Nano, cp.Time)
+		params := [][2]string{{"key", it.Key}, {"connector", it.Connector}, {"checkpoint", "true"}}
+		return RFC5424(s.facility, severityInfo, t, s.hostname, "Checkpoint", params, string(body))
+	}
 	if s.format == v1alpha1.SyslogCEF {
 		return RFC5424(s.facility, severity(it.Record), it.Record.Time.Time, s.hostname, string(it.Record.Type), nil, CEF(it))
 	}
-	body, _ := json.Marshal(it.Record)
+	body := it.Raw
+	if body == nil {
+		body, _ = json.Marshal(it.Record)
+	}
 	params := [][2]string{{"key", it.Key}, {"connector", it.Record.Connector}, {"alert", strconv.FormatBool(it.Record.Alert)}}
 	return RFC5424(s.facility, severity(it.Record), it.Record.Time.Time, s.hostname, string(it.Record.Type), params, string(body))
 }
@@ -203,7 +214,7 @@ var sdEscape = strings.NewReplacer(`\`, `\\`, `"`, `\"`, `]`, `\]`)
 // CEF is the activity in ArcSight's Common Event Format:
 // CEF:0|Parley|Parley|v1alpha1|<type>|<name>|<severity>|<extension>.
 func CEF(it Item) string {
-	a := it.Record
+	a := it.Activity()
 	sev := "3"
 	if a.Alert {
 		sev = "8"

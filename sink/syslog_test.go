@@ -23,6 +23,7 @@ import (
 
 	"github.com/parley-dev/parley/api/v1alpha1"
 	"github.com/parley-dev/parley/connector/connectortest"
+	"github.com/parley-dev/parley/evidence"
 	"github.com/parley-dev/parley/sink"
 )
 
@@ -194,5 +195,44 @@ func TestSyslogToRsyslog(t *testing.T) {
 				t.Errorf("message 8: %s", lines[7])
 			}
 		})
+	}
+}
+
+// A checkpoint goes to syslog as a message of its own, MSGID Checkpoint, with its key and
+// connector, its text the checkpoint line parley verify reads.
+func TestSyslogCarriesCheckpoints(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	dest, err := sink.NewSyslog("tcp://"+l.Addr().String(), "", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dest.Close()
+	cp := &evidence.Checkpoint{Chain: "3f9a1c07d2b4e851", Seq: 10, Hash: "sha256:ab", Time: "2026-11-21T10:00:10.5Z", Key: "8c1d", Signature: "c2ln"}
+	got := make(chan string, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		defer c.Close()
+		b := make([]byte, 4096)
+		n, _ := c.Read(b)
+		got <- string(b[:n])
+	}()
+	if err := dest.Deliver(context.Background(), []sink.Item{sink.CheckpointItem("redis", cp)}); err != nil {
+		t.Fatal(err)
+	}
+	msg := <-got
+	const line = `{"checkpoint":{"chain":"3f9a1c07d2b4e851","seq":10,"hash":"sha256:ab","time":"2026-11-21T10:00:10.5Z","key":"8c1d","signature":"c2ln"}}`
+	want := `<134>1 2026-11-21T10:00:10.500000Z ` // local0, informational
+	tail := ` parley - Checkpoint [parley@32473 key="redis-checkpoint-3f9a1c07d2b4e851-10" connector="redis" checkpoint="true"] ` + line
+	_, framed, _ := strings.Cut(msg, " ")
+	if !strings.HasPrefix(framed, want) || !strings.HasSuffix(framed, tail) {
+		t.Errorf("got  %s\nwant %s<host>%s", msg, want, tail)
 	}
 }

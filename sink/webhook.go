@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
+	"github.com/parley-dev/parley/evidence"
 )
 
 // SignatureHeader carries a JSON webhook body's HMAC-SHA256 signature, "sha256=" and hex,
@@ -50,16 +51,101 @@ type keyedRecord struct {
 	*v1alpha1.ActivityRecord `json:",inline"`
 }
 
-// JSONBatch is the body of a JSON webhook: {"activities": [...]}.
+// keyedCheckpoint is a checkpoint as a webhook sends it: {"metadata": {"name": KEY},
+// "checkpoint": {...}}, which parley verify reads as a checkpoint line.
+type keyedCheckpoint struct {
+	Metadata struct {
+		Name string `json:"name"`
+	} `json:"metadata"`
+	Checkpoint *evidence.Checkpoint `json:"checkpoint"`
+}
+
+// JSONBatch is the body of a JSON webhook: {"activities": [...]}, and the checkpoints of
+// their chains, when the engine signs them, in "checkpoints": [...].
 func JSONBatch(batch []Item) ([]byte, error) {
+	if hasRaw(batch) {
+		return rawJSONBatch(batch)
+	}
 	out := struct {
-		Activities []keyedRecord `json:"activities"`
-	}{Activities: make([]keyedRecord, len(batch))}
-	for i, it := range batch {
-		out.Activities[i].Metadata.Name = it.Key
-		out.Activities[i].ActivityRecord = it.Record
+		Activities  []keyedRecord     `json:"activities"`
+		Checkpoints []keyedCheckpoint `json:"checkpoints,omitempty"`
+	}{Activities: make([]keyedRecord, 0, len(batch))}
+	for _, it := range batch {
+		if it.Checkpoint != nil {
+			var c keyedCheckpoint
+			c.Metadata.Name, c.Checkpoint = it.Key, it.Checkpoint
+			out.Checkpoints = append(out.Checkpoints, c)
+			continue
+		}
+		var a keyedRecord
+		a.Metadata.Name, a.ActivityRecord = it.Key, it.Record
+		out.Activities = append(out.Activities, a)
 	}
 	return json.Marshal(out)
+}
+
+func hasRaw(batch []Item) bool {
+	for i := range batch {
+		if batch[i].Raw != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// rawJSONBatch is JSONBatch written by hand around the activities' own JSON: each element
+// is {"metadata":{"name":KEY}, then the activity's fields as its connector sent them.
+func rawJSONBatch(batch []Item) ([]byte, error) {
+	size := 32
+	for i := range batch {
+		size += len(batch[i].Raw) + len(batch[i].Key) + 32
+	}
+	b := make([]byte, 0, size)
+	b = append(b, `{"activities":[`...)
+	first := true
+	var cps []keyedCheckpoint
+	for i := range batch {
+		it := &batch[i]
+		if it.Checkpoint != nil {
+			var c keyedCheckpoint
+			c.Metadata.Name, c.Checkpoint = it.Key, it.Checkpoint
+			cps = append(cps, c)
+			continue
+		}
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		name, err := json.Marshal(it.Key)
+		if err != nil {
+			return nil, err
+		}
+		b = append(b, `{"metadata":{"name":`...)
+		b = append(b, name...)
+		b = append(b, '}')
+		raw := bytes.TrimSpace(it.Raw)
+		if len(raw) < 2 {
+			if raw, err = json.Marshal(it.Record); err != nil {
+				return nil, err
+			}
+		}
+		// raw is an object: {} adds nothing, else its fields follow the metadata's.
+		if body := bytes.TrimSpace(raw[1 : len(raw)-1]); len(body) > 0 {
+			b = append(b, ',')
+			b = append(b, body...)
+		}
+		b = append(b, '}')
+	}
+	b = append(b, ']')
+	if len(cps) > 0 {
+		c, err := json.Marshal(cps)
+		if err != nil {
+			return nil, err
+		}
+		b = append(b, `,"checkpoints":`...)
+		b = append(b, c...)
+	}
+	return append(b, '}'), nil
 }
 
 // Sign is the SignatureHeader value of body with key.
@@ -111,11 +197,14 @@ func (w *Webhook) Close() error {
 // ":rotating_light: *redis-decoy* Input from 203.0.113.9:51122 (rules 3) `AUTH admin…`".
 func SlackMessage(batch []Item) ([]byte, error) {
 	var b strings.Builder
-	for i, it := range batch {
-		if i > 0 {
+	for _, it := range batch {
+		if it.Record == nil {
+			continue // a checkpoint is for parley verify, not for people
+		}
+		if b.Len() > 0 {
 			b.WriteByte('\n')
 		}
-		b.WriteString(Summary(it.Record))
+		b.WriteString(Summary(it.Activity()))
 	}
 	return json.Marshal(map[string]string{"text": b.String()})
 }

@@ -249,3 +249,115 @@ func TestLeftoverIsWhatWasNotDelivered(t *testing.T) {
 		t.Errorf("stats %+v", st)
 	}
 }
+
+// Each item is settled once: when its receiver accepted it (not before: a refused attempt
+// settles nothing) or when Offer dropped it; never what the sink still held when it closed,
+// whose Settle goes with it in Leftover.
+func TestItemsAreSettledOnceDeliveredOrDropped(t *testing.T) {
+	key := []byte("k")
+	r := newReceiver(t, key)
+	r.setDown(true)
+	var mu sync.Mutex
+	settled := map[string]int{}
+	withSettle := func(its []sink.Item) []sink.Item {
+		for i := range its {
+			k := its[i].Key
+			its[i].Settle = func() { mu.Lock(); settled[k]++; mu.Unlock() }
+		}
+		return its
+	}
+	count := func(prefix string) (n, twice int) {
+		mu.Lock()
+		defer mu.Unlock()
+		for k, c := range settled {
+			if strings.HasPrefix(k, prefix) {
+				n++
+				if c > 1 {
+					twice++
+				}
+			}
+		}
+		return n, twice
+	}
+	s := sink.New(sink.NewWebhook(r.srv.URL, v1alpha1.WebhookJSON, key, nil),
+		sink.Options{QueueLength: 10, MaxBatch: 5, MinBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond})
+	s.Offer(withSettle(items("a", 15))...) // 10 fit, 5 dropped and settled at once
+	if n, _ := count("a-"); n != 5 {
+		t.Fatalf("%d settled after the offer, want the 5 dropped", n)
+	}
+	go s.Run()
+	<-r.refused
+	<-r.refused // refused attempts settle nothing
+	if n, _ := count("a-"); n != 5 {
+		t.Fatalf("%d settled while the receiver refuses, want 5", n)
+	}
+	r.setDown(false)
+	settle(t, s, 15)
+	if n, twice := count("a-"); n != 15 || twice != 0 {
+		t.Fatalf("%d settled (%d twice), want 15 once each", n, twice)
+	}
+
+	// Closed while the receiver refuses: nothing of b is settled, and Leftover keeps Settle.
+	r.setDown(true)
+	s.Offer(withSettle(items("b", 4))...)
+	<-r.refused
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	left := s.Leftover()
+	if n, _ := count("b-"); n != 0 || len(left) != 4 {
+		t.Fatalf("%d of b settled, %d left over; want 0 and 4", n, len(left))
+	}
+	for _, it := range left {
+		it.Settle()
+	}
+	if n, twice := count("b-"); n != 4 || twice != 0 {
+		t.Fatalf("left over Settle: %d settled (%d twice)", n, twice)
+	}
+}
+
+// An activity carried as its connector's JSON (Raw) goes out as it came, and reads the same
+// as one encoded from the whole record: the JSON webhook's body, and what Slack and CEF
+// show of a partial record (decoded from Raw).
+func TestRawActivitiesReadAsEncodedOnes(t *testing.T) {
+	whole := items("redis-7f3a9c", 3)
+	whole[1].Record.Alert = true
+	whole[2].Record.Message = `a "quoted" <message>`
+	raw := make([]sink.Item, len(whole))
+	for i, it := range whole {
+		b, err := json.Marshal(it.Record)
+		if err != nil {
+			t.Fatal(err)
+		}
+		head := &v1alpha1.ActivityRecord{Connector: it.Record.Connector, Type: it.Record.Type, Alert: it.Record.Alert}
+		raw[i] = sink.Item{Key: it.Key, Record: head, Raw: b, Partial: true}
+	}
+	decode := func(items []sink.Item) any {
+		body, err := sink.JSONBatch(items)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v any
+		if err := json.Unmarshal(body, &v); err != nil {
+			t.Fatalf("%s: %v", body, err)
+		}
+		return v
+	}
+	got, want := decode(raw), decode(whole)
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("raw body  %v\nwhole body %v", got, want)
+	}
+	// An empty object adds nothing but its name.
+	empty := decode([]sink.Item{{Key: "empty", Record: &v1alpha1.ActivityRecord{}, Raw: []byte(`{}`), Partial: true}})
+	if fmt.Sprint(empty) != "map[activities:[map[metadata:map[name:empty]]]]" {
+		t.Errorf("empty: %v", empty)
+	}
+	slackRaw, _ := sink.SlackMessage(raw[:3])
+	slackWhole, _ := sink.SlackMessage(whole[:3])
+	if string(slackRaw) != string(slackWhole) || !strings.Contains(string(slackRaw), "PING") {
+		t.Errorf("Slack from raw %s\nfrom whole %s", slackRaw, slackWhole)
+	}
+	if c := sink.CEF(raw[2]); c != sink.CEF(whole[2]) || !strings.Contains(c, "quoted") {
+		t.Errorf("CEF from raw %s\nfrom whole %s", c, sink.CEF(whole[2]))
+	}
+}

@@ -135,7 +135,7 @@ func newRunCommand() *cobra.Command {
 	f.IntVar(&o.udpPeerBurst, "udp-peer-burst", 200, "UDP server: burst of datagrams accepted from one peer IP")
 	f.IntVar(&o.buffer, "activity-buffer", activity.DefaultCapacity, "activities waiting to be printed before new ones are dropped (and counted)")
 	f.Int64Var(&o.budget, "activity-budget", activity.DefaultBudget, "bytes of activities waiting to be printed before new ones are dropped (and counted)")
-	f.StringVar(&o.signKey, "sign-key", "", "PEM Ed25519 private key (PKCS #8): sign checkpoints of the activities' evidence chain into the JSON outputs (-o json, --log-file) for parley verify")
+	f.StringVar(&o.signKey, "sign-key", "", "PEM Ed25519 private key (PKCS #8): sign checkpoints of the activities' evidence chain into the JSON outputs (-o json, --log-file) and the ActivitySinks of the files, for parley verify")
 	f.StringVar(&o.tls.cert, "tls-cert", "", "PEM certificate (chain): the server's, or the one a client presents")
 	f.StringVar(&o.tls.key, "tls-key", "", "PEM private key of --tls-cert")
 	f.StringVar(&o.tls.clientCA, "tls-client-ca", "", "server: PEM CA bundle that client certificates must chain to (operation.tls.clientAuthentication)")
@@ -241,7 +241,7 @@ func run(parent context.Context, stdin io.Reader, stdout, stderr io.Writer, o ru
 	if o.name != "" {
 		binary[o.name] = progs[0].prog.Encoding == v1alpha1.EncodingBinary
 	}
-	signed, closeSigning, err := checkpointSigning(o, stderr)
+	signTo, closeSigning, err := checkpointSigning(o, len(sf.sinks) > 0, stderr)
 	if err != nil {
 		return err
 	}
@@ -251,7 +251,7 @@ func run(parent context.Context, stdin io.Reader, stdout, stderr io.Writer, o ru
 	})
 	switch o.output {
 	case "json":
-		sink = signed(jsonSink(o, stdout), stdout)
+		sink = signTo(jsonSink(o, stdout), evidence.CheckpointLines(stdout))
 	case "none":
 		sink = activity.DiscardSink{}
 	}
@@ -261,7 +261,7 @@ func run(parent context.Context, stdin io.Reader, stdout, stderr io.Writer, o ru
 			return fmt.Errorf("--log-file: %w", err)
 		}
 		defer f.Close()
-		sink = activity.MultiSink{sink, signed(jsonSink(o, f), f)}
+		sink = activity.MultiSink{sink, signTo(jsonSink(o, f), evidence.CheckpointLines(f))}
 	}
 	// The ActivitySinks of the files get the activities as the cluster's would, keyed by
 	// connector, evidence chain and sequence number.
@@ -283,7 +283,9 @@ func run(parent context.Context, stdin io.Reader, stdout, stderr io.Writer, o ru
 				_ = r.Sink.Close()
 			}
 		}()
-		sink = activity.MultiSink{sink, feed}
+		// With --sign-key, the checkpoints go after the activities they cover to the sinks
+		// that take them, so that their outputs verify too.
+		sink = activity.MultiSink{sink, signTo(feed, feed.WriteCheckpoints)}
 	}
 	tally := &tallySink{Sink: sink, per: map[string]*tally{}}
 	var reg *activity.Register
@@ -428,15 +430,15 @@ func jsonSink(o runOptions, w io.Writer) activity.Sink {
 	return activity.NewCompactJSONSink(w)
 }
 
-// checkpointSigning reads --sign-key and returns what puts a JSON sink's checkpoints into
-// its output (the sink unchanged without a key), and what signs the last activities at
-// the end.
-func checkpointSigning(o runOptions, stderr io.Writer) (signed func(activity.Sink, io.Writer) activity.Sink, closeAll func(), err error) {
+// checkpointSigning reads --sign-key and returns what puts a sink's checkpoints where it
+// writes, through emit (the sink unchanged without a key), and what signs the last
+// activities at the end.
+func checkpointSigning(o runOptions, haveSinks bool, stderr io.Writer) (signTo func(activity.Sink, func([]*evidence.Checkpoint) error) activity.Sink, closeAll func(), err error) {
 	if o.signKey == "" {
-		return func(s activity.Sink, _ io.Writer) activity.Sink { return s }, func() {}, nil
+		return func(s activity.Sink, _ func([]*evidence.Checkpoint) error) activity.Sink { return s }, func() {}, nil
 	}
-	if o.output != "json" && o.logFile == "" {
-		return nil, nil, errors.New("--sign-key signs JSON activities: add -o json or --log-file")
+	if o.output != "json" && o.logFile == "" && !haveSinks {
+		return nil, nil, errors.New("--sign-key signs JSON activities: add -o json, --log-file or an ActivitySink")
 	}
 	key, err := evidence.ReadPrivateKey(o.signKey)
 	if err != nil {
@@ -444,8 +446,8 @@ func checkpointSigning(o runOptions, stderr io.Writer) (signed func(activity.Sin
 	}
 	onError := func(err error) { fmt.Fprintln(stderr, "parley: evidence:", err) }
 	var sinks []*evidence.SigningSink
-	signed = func(s activity.Sink, w io.Writer) activity.Sink {
-		ss := evidence.NewSigningSink(s, w, evidence.NewSigner(key, 0, 0))
+	signTo = func(s activity.Sink, emit func([]*evidence.Checkpoint) error) activity.Sink {
+		ss := evidence.NewSigningSinkFunc(s, emit, evidence.NewSigner(key, 0, 0))
 		sinks = append(sinks, ss)
 		go ss.Run(onError)
 		return ss
@@ -460,7 +462,7 @@ func checkpointSigning(o runOptions, stderr io.Writer) (signed func(activity.Sin
 			}
 		})
 	}
-	return signed, closeAll, nil
+	return signTo, closeAll, nil
 }
 
 // listenHint says what to do about the errors a newcomer meets when a port cannot be bound.

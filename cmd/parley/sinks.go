@@ -58,7 +58,8 @@ func startSinks(docs []rulesfile.SinkDocument, secretDocs []rulesfile.SecretDocu
 		}
 		s := sink.New(dest, sink.OptionsFor(&d.Sink.Spec, o))
 		go s.Run()
-		feed.Routes = append(feed.Routes, &sink.Route{Name: d.Sink.Name, Filter: sink.FilterOf(&d.Sink.Spec), Selector: sel, Sink: s})
+		feed.Routes = append(feed.Routes, &sink.Route{Name: d.Sink.Name, Filter: sink.FilterOf(&d.Sink.Spec), Selector: sel, Sink: s,
+			Checkpoints: sink.TakesCheckpoints(&d.Sink.Spec)})
 	}
 	if len(problems) > 0 {
 		stopSinks(context.Background(), io.Discard, feed)
@@ -75,11 +76,14 @@ func stopSinks(ctx context.Context, stderr io.Writer, feed *sink.Feed) {
 		_ = r.Sink.Close()
 		st := r.Sink.Stats()
 		line := fmt.Sprintf("parley: sink %s: %d delivered, %d dropped, %d failed attempts", r.Name, st.Delivered, st.Dropped, st.Failed)
+		if st.Checkpoints > 0 {
+			line += fmt.Sprintf(", %d checkpoints", st.Checkpoints)
+		}
 		if st.LastError != "" {
 			line += " (last error: " + st.LastError + ")"
 		}
 		if err != nil {
-			line += fmt.Sprintf("; %d not delivered in time", r.Offered-st.Delivered-st.Dropped)
+			line += fmt.Sprintf("; %d not delivered in time", r.Offered-st.Delivered-st.Checkpoints-st.Dropped)
 		}
 		fmt.Fprintln(stderr, line)
 	}

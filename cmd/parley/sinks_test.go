@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/hmac"
 	"encoding/base64"
 	"encoding/json"
@@ -10,7 +11,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -29,7 +32,9 @@ type hook struct {
 	mu  sync.Mutex
 	got map[string]v1alpha1.ActivityRecord
 	bad int
-	srv *httptest.Server
+	// bodies are the accepted bodies, in order.
+	bodies [][]byte
+	srv    *httptest.Server
 }
 
 func newHook(t *testing.T, key string) *hook {
@@ -55,6 +60,7 @@ func newHook(t *testing.T, key string) *hook {
 		for _, a := range batch.Activities {
 			h.got[a.Metadata.Name] = a.ActivityRecord
 		}
+		h.bodies = append(h.bodies, body)
 	}))
 	t.Cleanup(h.srv.Close)
 	return h
@@ -260,5 +266,118 @@ spec:
 	out, err = exec.Command(parleyBinary, "check", "-f", writeFile(t, unknown)).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "spec.webhok: unknown field") {
 		t.Errorf("unknown field: %v\n%s", err, out)
+	}
+}
+
+// parley run --sign-key signs what its ActivitySinks deliver too: a JSON webhook's bodies,
+// one after the other, verify with parley verify, checkpoint and all; an edited body does
+// not. A Slack sink gets no checkpoint.
+func TestRunSignsTheOutputOfItsActivitySinks(t *testing.T) {
+	dir := t.TempDir()
+	private, public := opensslKeyPair(t, dir, "evidence")
+	all := newHook(t, "k")
+	var slackBodies []string
+	var slackMu sync.Mutex
+	slack := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		slackMu.Lock()
+		slackBodies = append(slackBodies, string(body))
+		slackMu.Unlock()
+	}))
+	t.Cleanup(slack.Close)
+	files := alertingRules + fmt.Sprintf(`---
+apiVersion: v1
+kind: Secret
+metadata: {name: hook}
+stringData: {hmacKey: k}
+---
+apiVersion: parley.io/v1alpha1
+kind: ActivitySink
+metadata: {name: all}
+spec:
+  webhook: {url: %q, secretRef: {name: hook}}
+---
+apiVersion: parley.io/v1alpha1
+kind: ActivitySink
+metadata: {name: people}
+spec:
+  webhook: {url: %q, format: Slack}
+`, all.srv.URL, slack.URL)
+	cmd := exec.Command(parleyBinary, "run", "-f", writeFile(t, files), "--port", "0", "--ip", "127.0.0.1", "-o", "none", "--sign-key", private)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	lines := bufio.NewScanner(stderr)
+	var addr string
+	var log []string
+	for addr == "" && lines.Scan() {
+		log = append(log, lines.Text())
+		if _, after, ok := strings.Cut(lines.Text(), "listening on "); ok {
+			addr = strings.TrimSuffix(after, "/TCP")
+		}
+	}
+	if addr == "" {
+		t.Fatalf("parley run did not serve:\n%s", strings.Join(log, "\n"))
+	}
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(conn)
+	r.ReadString('\n')
+	for _, say := range []string{"PING\r\n", "AUTH admin\r\n", "PING\r\n"} {
+		conn.Write([]byte(say))
+		if _, err := r.ReadString('\n'); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conn.Close()
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	for lines.Scan() {
+		log = append(log, lines.Text())
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("parley run: %v\n%s", err, strings.Join(log, "\n"))
+	}
+	out := strings.Join(log, "\n")
+	if !strings.Contains(out, "sink all: 8 delivered, 0 dropped, 0 failed attempts, 1 checkpoints") ||
+		!strings.Contains(out, "sink people: 8 delivered, 0 dropped, 0 failed attempts\n") {
+		t.Errorf("summary:\n%s", out)
+	}
+	all.mu.Lock()
+	bodies := append([][]byte(nil), all.bodies...)
+	all.mu.Unlock()
+	joined := string(bytes.Join(bodies, []byte("\n")))
+	if !strings.Contains(joined, `"checkpoints":[{"metadata":{"name":"parley-checkpoint-`) {
+		t.Fatalf("no checkpoint delivered:\n%s", joined)
+	}
+	output := filepath.Join(dir, "webhook.json")
+	if err := os.WriteFile(output, []byte(joined), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got, code := runVerify(t, public, output); code != 0 || !strings.Contains(got, "records 1-8 (8), 1 checkpoints, signed up to 8") {
+		t.Fatalf("the webhook's bodies: exit %d:\n%s", code, got)
+	}
+	edited := strings.Replace(joined, `"text":"AUTH admin\r\n"`, `"text":"AUTH root\r\n"`, 1)
+	if edited == joined {
+		t.Fatalf("no AUTH input in:\n%s", joined)
+	}
+	if err := os.WriteFile(output, []byte(edited), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got, code := runVerify(t, public, output); code != 1 || !strings.Contains(got, "altered") {
+		t.Errorf("an edited body: exit %d:\n%s", code, got)
+	}
+	slackMu.Lock()
+	defer slackMu.Unlock()
+	if people := strings.Join(slackBodies, "\n"); strings.Contains(people, "checkpoint") || people == "" {
+		t.Errorf("the Slack sink got:\n%s", people)
 	}
 }
