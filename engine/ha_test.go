@@ -251,7 +251,9 @@ func TestLeaderFailoverDuringAFloodLosesAndDuplicatesNothing(t *testing.T) {
 		t.Errorf("the leader is not ready: %v", err)
 	}
 
-	p := startConnector(t, f.ns, f.name, svc.addr(), creds)
+	// A loaded machine writes slowly: the connector gets the time to see all it sent
+	// acknowledged after SIGTERM (within wait, which p.wait allows).
+	p := startConnector(t, f.ns, f.name, svc.addr(), creds, "--end-timeout", "40s")
 	f.waitServing(t, p)
 	stop := make(chan struct{})
 	completed := traffic(t, f, 2*time.Millisecond, stop)
@@ -285,6 +287,7 @@ func TestLeaderFailoverDuringAFloodLosesAndDuplicatesNothing(t *testing.T) {
 		}
 		return nil
 	})
+	close(stop) // the flood spanned the failover; more would only lengthen the test
 	eventually(t, "EngineConnected from the new leader", func() error {
 		c := meta.FindStatusCondition(f.connector(t).Status.Conditions, v1alpha1.ConditionEngineConnected)
 		if c == nil || c.Status != metav1.ConditionTrue {
@@ -292,7 +295,6 @@ func TestLeaderFailoverDuringAFloodLosesAndDuplicatesNothing(t *testing.T) {
 		}
 		return nil
 	})
-	close(stop)
 	n := completed()
 	p.signal(t, syscall.SIGTERM)
 	if err := p.wait(t); err != nil {

@@ -36,7 +36,11 @@ var connectorLabels = []string{"namespace", "connector"}
 // Collectors are a fresh, unregistered set of the engine's metrics, for tools and tests that
 // list the metric names the operator serves (the chart's dashboard and alert rules are
 // checked against them).
-func Collectors() []prometheus.Collector { return buildEngineMetrics().collectors() }
+// The ActivitySinks' counters are collected from the engine's deliveries; an engine-less
+// sinkCollector describes them and is never collected.
+func Collectors() []prometheus.Collector {
+	return append(buildEngineMetrics().collectors(), sinkCollector{})
+}
 
 func newEngineMetrics(reg prometheus.Registerer) (*engineMetrics, error) {
 	m := buildEngineMetrics()

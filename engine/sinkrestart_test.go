@@ -51,7 +51,9 @@ func TestActivitySinkAtLeastOnceAcrossEngineRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitBuilt(t, reg1, f.ns, "siem")
-	p := startConnector(t, f.ns, f.name, e1.Address(), creds)
+	// A loaded machine delivers slowly: the connector gets the time to see all it sent
+	// acknowledged after SIGTERM (within wait, which p.wait allows).
+	p := startConnector(t, f.ns, f.name, e1.Address(), creds, "--end-timeout", "40s")
 	f.waitServing(t, p)
 	stop := make(chan struct{})
 	completed := traffic(t, f, 10*time.Millisecond, stop)

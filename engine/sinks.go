@@ -479,6 +479,9 @@ func (c sinkCollector) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector.
 func (c sinkCollector) Collect(ch chan<- prometheus.Metric) {
+	if c.e == nil { // Collectors' describing one: no deliveries to read
+		return
+	}
 	type one struct {
 		rec     *sinkRecord
 		current *delivery

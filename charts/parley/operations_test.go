@@ -329,7 +329,8 @@ func TestPrometheusRule(t *testing.T) {
 		}
 	}
 	checkExprs(t, served, "PrometheusRule", exprs)
-	want := []string{"ParleyConnectorDisconnected", "ParleyConnectorPodDisconnected", "ParleyActivitiesDropped", "ParleyAlertRateHigh", "ParleyRulesInvalid"}
+	want := []string{"ParleyConnectorDisconnected", "ParleyConnectorPodDisconnected", "ParleyActivitiesDropped", "ParleyAlertRateHigh", "ParleyRulesInvalid",
+		"ParleySinkDropping"}
 	if !slices.Equal(alerts, want) {
 		t.Errorf("alerts %v, want %v", alerts, want)
 	}
