@@ -90,6 +90,17 @@ func (r *ExternalConnectorReconciler) Reconcile(ctx context.Context, req ctrl.Re
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	// What the status says last, for the write at the end; old stays what was read, for the
+	// events that announce the changes.
+	written := old
+	if rulesEditedInPlace(old, res) {
+		// The engine pushes rules to the pods once status.rules names them: say so now,
+		// a few API round trips before the workload's applies, which the edit leaves as
+		// they are (same mode, transport and port).
+		if written, err = r.writeRulesEarly(ctx, &ec, res); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
 	w, caPending, werr := r.workload(ctx, &ec, res)
 	if werr != nil {
 		r.event(&ec, nil, corev1.EventTypeWarning, v1alpha1.ReasonWorkloadFailed, "Reconcile", werr.Error())
@@ -105,7 +116,7 @@ func (r *ExternalConnectorReconciler) Reconcile(ctx context.Context, req ctrl.Re
 		return ctrl.Result{}, err
 	}
 	setStatus(&ec, res, w, werr)
-	if err := r.writeStatus(ctx, old, &ec); err != nil {
+	if err := r.writeStatus(ctx, written, &ec); err != nil {
 		return ctrl.Result{}, err
 	}
 	r.announce(ctx, old, &ec, res, w)

@@ -54,6 +54,33 @@ func (r *ExternalConnectorReconciler) writeStatus(ctx context.Context, before, e
 	return nil
 }
 
+// rulesEditedInPlace says whether res resolves the connector to other rules (a new
+// generation, another ConversationRules of its group) with the same mode, transport and
+// port as its status says: an edit that changes what the pods run, not the workload.
+func rulesEditedInPlace(ec *v1alpha1.ExternalConnector, res resolution) bool {
+	t, st := res.target, &ec.Status
+	return t != nil && st.Rules != nil && *st.Rules != t.rules &&
+		st.Mode == t.mode && st.Transport == t.transport && st.Port == t.port && st.Endpoint == t.endpoint(ec)
+}
+
+// writeRulesEarly writes the status as it is with res's rules, from the workload as it is
+// now, and returns what it wrote; ec is read back from the write.
+func (r *ExternalConnectorReconciler) writeRulesEarly(ctx context.Context, ec *v1alpha1.ExternalConnector, res resolution) (*v1alpha1.ExternalConnector, error) {
+	before := ec.DeepCopy()
+	w, err := r.observe(ctx, ec)
+	if err != nil {
+		return nil, err
+	}
+	if w.pods, err = r.podsOf(ctx, ec); err != nil {
+		return nil, err
+	}
+	setStatus(ec, res, w, nil)
+	if err := r.writeStatus(ctx, before, ec); err != nil {
+		return nil, err
+	}
+	return ec.DeepCopy(), nil
+}
+
 // ownedStatus is every status field the controller owns: the phase, the RulesResolved and
 // Ready conditions, what the rules resolved to (rules, mode, transport, port, endpoint), the
 // replica counts, ready and selector (the READY column and the scale subresource) and
