@@ -42,7 +42,9 @@ func reloadable(files []string) string {
 
 // watchReloads reloads the rules on SIGHUP and, with watch, when the files change, until
 // ctx is done. Reloads run one at a time on this goroutine, which alone touches running.
-func watchReloads(ctx context.Context, stderr io.Writer, o runOptions, portSet, ipSet, watch bool, running []*served) {
+// sinksAt is the fingerprint of the files' ActivitySinks and Secrets the running sinks were
+// built from.
+func watchReloads(ctx context.Context, stderr io.Writer, o runOptions, portSet, ipSet, watch bool, running []*served, sinksAt string) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -66,7 +68,7 @@ func watchReloads(ctx context.Context, stderr io.Writer, o runOptions, portSet, 
 		case <-ctx.Done():
 			return
 		case <-hup:
-			reload(stderr, o, portSet, ipSet, running)
+			reload(stderr, o, portSet, ipSet, running, &sinksAt)
 		case ev := <-events:
 			if w.concerns(ev) {
 				settle.Reset(reloadSettle)
@@ -74,7 +76,7 @@ func watchReloads(ctx context.Context, stderr io.Writer, o runOptions, portSet, 
 		case err := <-watchErrs:
 			fmt.Fprintf(stderr, "parley: --watch: %v\n", err)
 		case <-settle.C:
-			reload(stderr, o, portSet, ipSet, running)
+			reload(stderr, o, portSet, ipSet, running, &sinksAt)
 		}
 	}
 }
@@ -82,12 +84,18 @@ func watchReloads(ctx context.Context, stderr io.Writer, o runOptions, portSet, 
 // reload reads the files again and hands each running connector its new rules: new
 // conversations use them, live ones finish on theirs, as a rules edit does in the cluster.
 // What a running connector cannot change (where and how it listens or dials) and documents
-// added or removed need a restart, and say so; invalid rules keep the running ones.
-func reload(stderr io.Writer, o runOptions, portSet, ipSet bool, running []*served) {
-	progs, err := load(nil, stderr, o.files)
+// added or removed need a restart, and say so; invalid rules keep the running ones. So do
+// ActivitySinks and their Secrets, built once: a change to them is announced once (sinks
+// holds the fingerprint last announced or started with).
+func reload(stderr io.Writer, o runOptions, portSet, ipSet bool, running []*served, sinks *string) {
+	progs, sf, err := loadAll(nil, stderr, o.files)
 	if err != nil {
 		fmt.Fprintf(stderr, "parley: reload refused, the running rules stay: %v\n", err)
 		return
+	}
+	if f := sf.fingerprint(); f != *sinks {
+		*sinks = f
+		fmt.Fprintln(stderr, "parley: the files' ActivitySinks or Secrets changed: restart parley run to apply them; the running sinks stay")
 	}
 	fresh := map[string]*rules.Program{}
 	for _, l := range progs {

@@ -105,6 +105,24 @@ func TestRunReloadsRulesLikeTheCluster(t *testing.T) {
 		t.Errorf("the live conversation got %q, want v1: it finishes on its rules", got)
 	}
 
+	// ActivitySinks are built at start: an edit of them is announced, not applied.
+	replaceFile(t, rulesPath, pongRules(port, "v2")+`---
+apiVersion: v1
+kind: Secret
+metadata: {name: hook}
+stringData: {hmacKey: k}
+---
+apiVersion: parley.io/v1alpha1
+kind: ActivitySink
+metadata: {name: hook}
+spec:
+  webhook: {url: "https://siem.example.org/parley", secretRef: {name: hook}}
+`)
+	waitFor("the files' ActivitySinks or Secrets changed: restart parley run to apply them", 1)
+	if n := strings.Count(stderr.String(), "pinger: rules reloaded"); n != 1 {
+		t.Errorf("the rules, unchanged, were reloaded again (%d times)", n)
+	}
+
 	replaceFile(t, rulesPath, pongRules(port+1, "v3"))
 	waitFor("pinger: operation.port changed: restart parley run to apply it; the running rules stay", 1)
 

@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -158,6 +161,20 @@ type loaded struct {
 type sinkFiles struct {
 	sinks   []rulesfile.SinkDocument
 	secrets []rulesfile.SecretDocument
+}
+
+// fingerprint digests the sinks and Secrets as read, for a reload to tell whether they
+// changed: the running sinks are built once, at start.
+func (sf sinkFiles) fingerprint() string {
+	h := sha256.New()
+	enc := json.NewEncoder(h)
+	for _, d := range sf.sinks {
+		_ = enc.Encode(&d.Sink)
+	}
+	for _, d := range sf.secrets {
+		_ = enc.Encode(&d.Secret)
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // load reads and compiles every document, reporting every error of every document.
@@ -390,7 +407,7 @@ func run(parent context.Context, stdin io.Reader, stdout, stderr io.Writer, o ru
 	go func() {
 		defer close(reloads)
 		if reloadable(o.files) == "" {
-			watchReloads(ctx, stderr, o, portSet, ipSet, o.watch, started)
+			watchReloads(ctx, stderr, o, portSet, ipSet, o.watch, started, sf.fingerprint())
 		}
 	}()
 	wg.Wait()
