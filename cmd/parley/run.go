@@ -177,13 +177,8 @@ func (sf sinkFiles) fingerprint() string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// load reads and compiles every document, reporting every error of every document.
-func load(stdin io.Reader, stderr io.Writer, files []string) ([]loaded, error) {
-	progs, _, err := loadAll(stdin, stderr, files)
-	return progs, err
-}
-
-// loadAll is load keeping the ActivitySinks and Secrets of the files.
+// loadAll reads and compiles every document, reporting every error of every document, and
+// keeps the ActivitySinks and Secrets of the files.
 func loadAll(stdin io.Reader, stderr io.Writer, files []string) ([]loaded, sinkFiles, error) {
 	var docs []rulesfile.Document
 	if len(files) == 0 {
