@@ -44,6 +44,8 @@ func (cv *conversation) handleInput(s socket, raw []byte, truncated bool) {
 		text = cv.transformInput(text)
 	}
 	cv.resetReplies()
+	// One scan of the prefilter serves the shared-memory reads and detection.
+	p.Prefilter.Scan(text, &cv.cands)
 	if reads := cv.sharedReadsOf(text); reads != nil {
 		if cv.handleSharedInput(s, text, a, rr, reads) {
 			return
@@ -290,11 +292,11 @@ func note(a *v1alpha1.ActivityRecord, msg string) {
 }
 
 // detect returns the rules that fire on text: ungrouped rules in ascending id, then the
-// rules of each applying group. Only the regexes the prefilter leaves can match are run.
+// rules of each applying group. Only the regexes the prefilter leaves can match are run:
+// cv.cands holds text's scan (handleInput).
 func (cv *conversation) detect(text string) []*rules.Rule {
 	p := cv.prog
 	c := &cv.cands
-	p.Prefilter.Scan(text, c)
 	fired := cv.fired[:0]
 	for i := c.Next(0); i < len(p.Rules); i = c.Next(i + 1) {
 		r := p.Rules[i]

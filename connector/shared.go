@@ -199,9 +199,9 @@ func (cv *conversation) sharedReadsOf(text string) []int {
 		}
 	}
 	need := false
-	// Only the regexes the prefilter leaves can match are run, as in detect.
+	// Only the regexes the prefilter leaves can match are run, as in detect (cv.cands holds
+	// text's scan).
 	c := &cv.cands
-	p.Prefilter.Scan(text, c)
 	for i := c.Next(0); i < len(p.Rules); i = c.Next(i + 1) {
 		if r := p.Rules[i]; usesShared(r) && r.Regex.MatchString(text) {
 			need = true
