@@ -74,10 +74,10 @@ func (c *Connector) ampNow() int64 { return int64(time.Since(c.began) / ampSlot)
 // peer's window, in order: the first bounded message that does not fit and every bounded
 // message after it are held back (never sent later); messages of amplification: Unbounded
 // rules (cv.unbounded, indexes into ends) are kept and not counted. What is held back is
-// noted on a and counted in Stats. It returns what to send and the bytes that count.
-func (cv *conversation) amplificationGuard(a *v1alpha1.ActivityRecord, wire []byte, ends []int) ([]byte, []int, int) {
+// noted on a and counted in Stats. now is the window's current slot (ampNow). It returns
+// what to send and the bytes that count.
+func (cv *conversation) amplificationGuard(a *v1alpha1.ActivityRecord, wire []byte, ends []int, now int64) ([]byte, []int, int) {
 	ratio := cv.c.opts.UDPAmplification
-	now := cv.c.ampNow()
 	budget := cv.amp.budget(now, ratio)
 	if len(cv.unbounded) == 0 && len(wire) <= budget {
 		return wire, ends, len(wire) // the common case: everything fits

@@ -137,23 +137,27 @@ func (cv *conversation) inputActivity() *inputRecords {
 	return ia
 }
 
-// recordInput fills in with raw and returns its text. With utf-8, whose text is the bytes
-// themselves (invalid ones included), one allocation holds the text and the base64.
+// recordInput fills in with raw and returns its text.
 func (cv *conversation) recordInput(in *v1alpha1.InputRecord, raw []byte, truncated bool) string {
 	in.Bytes, in.Truncated = int32(len(raw)), truncated
+	in.Text, in.Base64 = cv.textAndBase64(raw)
+	return in.Text
+}
+
+// textAndBase64 is b as text, in the program's encoding, and as base64. With utf-8, whose
+// text is the bytes themselves (invalid ones included), one allocation holds both.
+func (cv *conversation) textAndBase64(b []byte) (text, b64 string) {
 	var sb strings.Builder
 	if cv.prog.Encoding == "" || cv.prog.Encoding == v1alpha1.EncodingUTF8 {
-		sb.Grow(len(raw) + base64.StdEncoding.EncodedLen(len(raw)))
-		sb.Write(raw)
-		writeBase64(&sb, raw)
+		sb.Grow(len(b) + base64.StdEncoding.EncodedLen(len(b)))
+		sb.Write(b)
+		writeBase64(&sb, b)
 		s := sb.String()
-		in.Text, in.Base64 = s[:len(raw)], s[len(raw):]
-		return in.Text
+		return s[:len(b)], s[len(b):]
 	}
-	sb.Grow(base64.StdEncoding.EncodedLen(len(raw)))
-	writeBase64(&sb, raw)
-	in.Text, in.Base64 = cv.prog.Codec.Decode(raw), sb.String()
-	return in.Text
+	sb.Grow(base64.StdEncoding.EncodedLen(len(b)))
+	writeBase64(&sb, b)
+	return cv.prog.Codec.Decode(b), sb.String()
 }
 
 // schedules says whether a rule that fires schedules async rules (scheduleFrom).
@@ -266,15 +270,17 @@ func (cv *conversation) send(s socket, a *v1alpha1.ActivityRecord) int {
 	wire, ends := cv.wire, cv.ends
 	_, isUDP := s.(*udpPeer)
 	counted := 0
+	var slot int64 // the amplification window's slot, read once per reply
 	if isUDP {
-		if wire, ends, counted = cv.amplificationGuard(a, wire, ends); len(wire) == 0 {
+		slot = cv.c.ampNow()
+		if wire, ends, counted = cv.amplificationGuard(a, wire, ends, slot); len(wire) == 0 {
 			return 0
 		}
 	}
 	wire, ends = fillLengths(s, a, wire, ends)
 	n, err := s.send(wire, ends)
 	if isUDP {
-		cv.amp.sent(cv.c.ampNow(), min(n, counted))
+		cv.amp.sent(slot, min(n, counted))
 	}
 	cv.wrote(a, wire[:n])
 	if err != nil {

@@ -38,23 +38,7 @@ func (cv *conversation) wrote(a *v1alpha1.ActivityRecord, b []byte) {
 	if limit := cv.prog.MaxInputSize; len(b) > limit {
 		b, o.Truncated = b[:limit], true
 	}
-	// Every reply passes here: one allocation holds the base64 and, with utf-8 (whose text
-	// is the bytes themselves, invalid ones included), the text before it.
-	asBytes := cv.prog.Encoding == "" || cv.prog.Encoding == v1alpha1.EncodingUTF8
-	var sb strings.Builder
-	if asBytes {
-		sb.Grow(len(b) + base64.StdEncoding.EncodedLen(len(b)))
-		sb.Write(b)
-	} else {
-		sb.Grow(base64.StdEncoding.EncodedLen(len(b)))
-	}
-	writeBase64(&sb, b)
-	s := sb.String()
-	if asBytes {
-		o.Text, o.Base64 = s[:len(b)], s[len(b):]
-	} else {
-		o.Text, o.Base64 = cv.prog.Codec.Decode(b), s
-	}
+	o.Text, o.Base64 = cv.textAndBase64(b)
 }
 
 // base64Chunk is a multiple of 3 bytes, so that only the last chunk is padded.
