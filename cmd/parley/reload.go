@@ -60,6 +60,7 @@ func watchReloads(ctx context.Context, stderr io.Writer, o runOptions, portSet, 
 			events, watchErrs = w.watcher.Events, w.watcher.Errors
 		}
 	}
+	announced := sinksAt // the sinks' fingerprint last said on stderr
 	settle := time.NewTimer(time.Hour)
 	settle.Stop()
 	defer settle.Stop()
@@ -68,7 +69,7 @@ func watchReloads(ctx context.Context, stderr io.Writer, o runOptions, portSet, 
 		case <-ctx.Done():
 			return
 		case <-hup:
-			reload(stderr, o, portSet, ipSet, running, &sinksAt)
+			reload(stderr, o, portSet, ipSet, running, sinksAt, &announced)
 		case ev := <-events:
 			if w.concerns(ev) {
 				settle.Reset(reloadSettle)
@@ -76,7 +77,7 @@ func watchReloads(ctx context.Context, stderr io.Writer, o runOptions, portSet, 
 		case err := <-watchErrs:
 			fmt.Fprintf(stderr, "parley: --watch: %v\n", err)
 		case <-settle.C:
-			reload(stderr, o, portSet, ipSet, running, &sinksAt)
+			reload(stderr, o, portSet, ipSet, running, sinksAt, &announced)
 		}
 	}
 }
@@ -85,17 +86,20 @@ func watchReloads(ctx context.Context, stderr io.Writer, o runOptions, portSet, 
 // conversations use them, live ones finish on theirs, as a rules edit does in the cluster.
 // What a running connector cannot change (where and how it listens or dials) and documents
 // added or removed need a restart, and say so; invalid rules keep the running ones. So do
-// ActivitySinks and their Secrets, built once: a change to them is announced once (sinks
-// holds the fingerprint last announced or started with).
-func reload(stderr io.Writer, o runOptions, portSet, ipSet bool, running []*served, sinks *string) {
+// ActivitySinks and their Secrets, built once from the files as they were at start
+// (sinksAt, their fingerprint): a change to them is announced once, a return to them not
+// (announced is the fingerprint last announced).
+func reload(stderr io.Writer, o runOptions, portSet, ipSet bool, running []*served, sinksAt string, announced *string) {
 	progs, sf, err := loadAll(nil, stderr, o.files)
 	if err != nil {
 		fmt.Fprintf(stderr, "parley: reload refused, the running rules stay: %v\n", err)
 		return
 	}
-	if f := sf.fingerprint(); f != *sinks {
-		*sinks = f
-		fmt.Fprintln(stderr, "parley: the files' ActivitySinks or Secrets changed: restart parley run to apply them; the running sinks stay")
+	if f := sf.fingerprint(); f != *announced {
+		*announced = f
+		if f != sinksAt {
+			fmt.Fprintln(stderr, "parley: the files' ActivitySinks or Secrets changed: restart parley run to apply them; the running sinks stay")
+		}
 	}
 	fresh := map[string]*rules.Program{}
 	for _, l := range progs {

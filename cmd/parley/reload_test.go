@@ -134,6 +134,10 @@ spec:
 		t.Fatal(err)
 	}
 	waitFor("reload refused, the running rules stay", 1)
+	// The files' sinks are back to none, as at start: no second announcement.
+	if n := strings.Count(stderr.String(), "ActivitySinks or Secrets changed"); n != 1 {
+		t.Errorf("the sinks' change was announced %d times, want once (their removal restored what runs)", n)
+	}
 	third, thirdR := dial()
 	if got := ask(third, thirdR); got != "v2" {
 		t.Errorf("after refused reloads a new conversation got %q, want v2", got)
