@@ -32,7 +32,7 @@ func TestSinkHoldsDelayTheAck(t *testing.T) {
 	}{
 		"sinks settle in order":                 {steps: []step{{"settle A", 0}, {"settle A", 10}, {"write B", 10}, {"settle B", 20}}},
 		"the later batch waits for the earlier": {steps: []step{{"settle B", 0}, {"write B", 0}, {"settle A", 0}, {"settle A", 20}}},
-		"settled out of order within a batch":   {steps: []step{{"settle B", 0}, {"write B", 0}, {"settle A", 0}, {"settle A", 20}}},
+		"batches settled interleaved":           {steps: []step{{"settle B", 0}, {"settle A", 0}, {"write B", 0}, {"settle A", 20}}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			rs := &runState{}

@@ -149,16 +149,6 @@ func (e *Engine) offerCheckpoints(ec *v1alpha1.ExternalConnector, cps []*evidenc
 	}
 }
 
-// settleAll settles items no sink will deliver: those of a deleted sink, or of one whose
-// rebuild failed, so that their batches are acknowledged all the same.
-func settleAll(items []sink.Item) {
-	for _, it := range items {
-		if it.Settle != nil {
-			it.Settle()
-		}
-	}
-}
-
 // sinkReconciler builds, rebuilds and stops the engine's delivery to each ActivitySink. It
 // runs where the engine does, on the elected leader, which receives every activity.
 type sinkReconciler struct{ e *Engine }
@@ -289,7 +279,7 @@ func (e *Engine) replaceSink(rec *sinkRecord, version string, d *delivery, build
 		d.sink.Offer(left...)
 	} else {
 		rec.closed.dropped += int64(len(left))
-		settleAll(left)
+		sink.SettleAll(left) // no sink will deliver them: their batches are acknowledged all the same
 	}
 }
 
@@ -316,7 +306,7 @@ func (e *Engine) stopSink(key types.NamespacedName) {
 	e.sinks.mu.Unlock()
 	if rec != nil && rec.current != nil {
 		_ = rec.current.sink.Close()
-		settleAll(rec.current.sink.Leftover())
+		sink.SettleAll(rec.current.sink.Leftover()) // a deleted sink: acknowledged all the same
 	}
 }
 

@@ -208,18 +208,13 @@ type SecretNeed struct {
 	Path *field.Path
 }
 
-// SecretsNeeded lists every Secret value the spec reads, with defaults applied to keys.
-func SecretsNeeded(spec *v1alpha1.ActivitySinkSpec, path *field.Path) []SecretNeed {
-	return secretsNeeded(spec, path)
-}
-
 // ReadersOf returns the names of the sinks (of one namespace) that read the Secret name: a
 // change of that Secret changes them. Both the controller that validates sinks and the
 // engine that delivers through them watch Secrets with it.
 func ReadersOf(sinks []v1alpha1.ActivitySink, name string) []types.NamespacedName {
 	var out []types.NamespacedName
 	for i := range sinks {
-		for _, need := range secretsNeeded(&sinks[i].Spec, field.NewPath("spec")) {
+		for _, need := range SecretsNeeded(&sinks[i].Spec, field.NewPath("spec")) {
 			if need.Name == name {
 				out = append(out, types.NamespacedName{Namespace: sinks[i].Namespace, Name: sinks[i].Name})
 				break
@@ -229,7 +224,8 @@ func ReadersOf(sinks []v1alpha1.ActivitySink, name string) []types.NamespacedNam
 	return out
 }
 
-func secretsNeeded(spec *v1alpha1.ActivitySinkSpec, path *field.Path) []SecretNeed {
+// SecretsNeeded lists every Secret value the spec reads, with defaults applied to keys.
+func SecretsNeeded(spec *v1alpha1.ActivitySinkSpec, path *field.Path) []SecretNeed {
 	var needs []SecretNeed
 	ref := func(r *v1alpha1.SecretKeyRef, def string, p *field.Path) {
 		if r == nil || r.Name == "" {

@@ -38,8 +38,9 @@ type Item struct {
 	Settle func()
 }
 
-// settle calls the Settle of each item.
-func settle(items []Item) {
+// SettleAll calls the Settle of each item: what a sink delivered or dropped, or what its
+// owner gives up (the engine, for a sink deleted with items queued).
+func SettleAll(items []Item) {
 	for i := range items {
 		if f := items[i].Settle; f != nil {
 			f()
@@ -48,7 +49,8 @@ func settle(items []Item) {
 }
 
 // Activity is the whole activity: Record, or, when Record is partial, decoded from Raw
-// (Record itself should Raw not decode, which the engine checked it does).
+// (Record itself should Raw not decode: the engine checked only that the fields it does
+// not read are valid JSON, not their types).
 func (it *Item) Activity() *v1alpha1.ActivityRecord {
 	if !it.Partial {
 		return it.Record
@@ -316,7 +318,7 @@ func (s *Sink) deliver(ctx context.Context, batch []Item) bool {
 			}
 			s.delivered.Add(uint64(len(batch)) - cps)
 			s.checkpoints.Add(cps)
-			settle(batch)
+			SettleAll(batch)
 			return true
 		}
 		if ctx.Err() != nil {
