@@ -78,8 +78,8 @@ func (es Errors) Documents() int {
 	return n
 }
 
-// InvalidDocuments counts the documents in error of an error returned by Read, ReadFile or
-// ReadPaths: Errors.Documents, or 1 for any other error.
+// InvalidDocuments counts the documents in error of an error returned by Read or ReadAll:
+// Errors.Documents, or 1 for any other error.
 func InvalidDocuments(err error) int {
 	var es Errors
 	switch {

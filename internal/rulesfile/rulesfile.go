@@ -47,18 +47,6 @@ func (d *Document) Name() string {
 // Stdin is the path that names standard input, as with kubectl's -f -.
 const Stdin = "-"
 
-// ReadPaths reads every ConversationRules of paths, in order: a file, a directory (its .yaml,
-// .yml and .json files in name order, not its subdirectories, as kubectl without -R), or
-// Stdin, read from stdin.
-//
-// Every mistake of every document of every path is reported, as Errors; the documents read
-// without one are returned beside them. ActivitySinks and Secrets are skipped (ReadAll
-// reads them).
-func ReadPaths(paths []string, stdin io.Reader) (docs []Document, skipped []string, err error) {
-	f, err := ReadAll(paths, stdin)
-	return f.Rules, f.skippedAll(), err
-}
-
 // Files are the documents of paths that `parley run` and `parley check` take: the rules,
 // the ActivitySinks that deliver their activities, and the Secrets those name.
 type Files struct {
@@ -101,7 +89,13 @@ func (f *Files) skippedAll() []string {
 	return out
 }
 
-// ReadAll is ReadPaths keeping the ActivitySinks and Secrets too.
+// ReadAll reads every document of paths, in order: a file, a directory (its .yaml, .yml
+// and .json files in name order, not its subdirectories, as kubectl without -R), or Stdin,
+// read from stdin. It keeps the rules, ActivitySinks and Secrets; documents of other kinds
+// are skipped, and Files.Skipped says which and why.
+//
+// Every mistake of every document of every path is reported, as Errors; the documents read
+// without one are returned beside them.
 func ReadAll(paths []string, stdin io.Reader) (Files, error) {
 	var all Files
 	var errs Errors
@@ -150,13 +144,6 @@ func readPath(path string) (Files, error) {
 	return all, errs.err()
 }
 
-// ReadFile reads every ConversationRules document of a file. Documents of other kinds (an
-// ExternalConnector kept beside its rules) are skipped; skipped says which and why.
-func ReadFile(path string) (docs []Document, skipped []string, err error) {
-	f, err := readFile(path)
-	return f.Rules, f.skippedAll(), err
-}
-
 func readFile(path string) (Files, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -166,7 +153,9 @@ func readFile(path string) (Files, error) {
 	return readAll(path, f)
 }
 
-// Read is ReadFile over any reader; name is used in messages.
+// Read reads every ConversationRules document of r; name is used in messages. Documents of
+// other kinds (an ExternalConnector kept beside its rules, ActivitySinks, Secrets) are
+// skipped; skipped says which and why.
 //
 // Documents are decoded exactly as kubectl decodes them (sigs.k8s.io/yaml: YAML 1.1, field
 // names strict). A document that does not decode is read again with its positions, to report
@@ -364,17 +353,11 @@ func (rd *reader) decode(source string, raw []byte, lines int, node *yaml3.Node,
 		rd.files.Skipped = append(rd.files.Skipped, note)
 		return
 	}
-	if meta.APIVersion != v1alpha1.GroupVersion.String() {
-		at, msg := topField(node, "apiVersion"), fmt.Sprintf("%q: want %s", meta.APIVersion, v1alpha1.GroupVersion)
-		if meta.APIVersion == "" {
-			at, msg = node, "missing: want "+v1alpha1.GroupVersion.String()
-		}
-		rd.fail(source, at, "apiVersion", msg)
+	if !rd.apiVersion(source, node, meta.APIVersion, v1alpha1.GroupVersion.String()) {
 		return
 	}
 	doc := Document{Source: source}
-	if err := yaml.UnmarshalStrict(raw, &doc.Rules); err != nil {
-		rd.refuse(source, node, true, err, lines, reflect.TypeOf(doc.Rules))
+	if !rd.strict(source, raw, lines, node, &doc.Rules) {
 		return
 	}
 	if node != nil {

@@ -6,7 +6,7 @@ import (
 )
 
 // ReadAll keeps ActivitySinks and Secrets beside the rules, stringData merged over data as
-// the API server does; ReadPaths' callers see them skipped; a wrong apiVersion or an
+// the API server does; Read's callers see them skipped; a wrong apiVersion or an
 // unknown field is an error at its position.
 func TestReadAllKeepsSinksAndSecrets(t *testing.T) {
 	const doc = `apiVersion: v1
