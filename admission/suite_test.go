@@ -28,6 +28,7 @@ import (
 
 	"github.com/parley-dev/parley/api/v1alpha1"
 	"github.com/parley-dev/parley/internal/envtestutil"
+	"github.com/parley-dev/parley/internal/freeport"
 )
 
 // The suite runs a real kube-apiserver and etcd with the webhooks `make manifests` generates
@@ -119,7 +120,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "operator identity:", err)
 		return 1
 	}
-	probePort, err := freePort()
+	probePort, err := freeport.Pick()
 	if err != nil {
 		panic(err)
 	}
@@ -159,15 +160,6 @@ func run(m *testing.M) int {
 		return 1
 	}
 	return m.Run()
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // waitInForce waits until the API server calls the webhook with the injected CA: a dry run

@@ -13,6 +13,7 @@ import (
 	"github.com/parley-dev/parley/api/v1alpha1"
 	"github.com/parley-dev/parley/connector"
 	"github.com/parley-dev/parley/connector/connectortest"
+	"github.com/parley-dev/parley/internal/freeport"
 )
 
 func TestInteractionTimeoutSendsTimeoutThenEndingThenCloses(t *testing.T) {
@@ -223,12 +224,7 @@ operation: {port: 1, executionDelay: 400ms}
 conversation: {greetings: {value: "late;"}}
 `)
 	// Pick a free port first: with a delay, the address is only known once serving.
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	port := freeport.T(t)
 	begin := time.Now()
 	h := startProgram(t, prog, func(o *connector.Options) { o.Port = &port })
 	addr := fmt.Sprintf("127.0.0.1:%d", port)

@@ -12,6 +12,7 @@ import (
 	"github.com/parley-dev/parley/api/v1alpha1"
 	"github.com/parley-dev/parley/connector"
 	"github.com/parley-dev/parley/connector/connectortest"
+	"github.com/parley-dev/parley/internal/freeport"
 )
 
 // openssl is a running `openssl s_client` or `s_server`.
@@ -185,25 +186,6 @@ func TestDTLSServerWithOpenSSLClient(t *testing.T) {
 	}
 }
 
-// freePort returns a port nothing listens on (for openssl s_server).
-func freePort(t *testing.T, network string) int {
-	t.Helper()
-	if network == "udp" {
-		pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer pc.Close()
-		return pc.LocalAddr().(*net.UDPAddr).Port
-	}
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 const tlsClientRules = `
 operation: {mode: Client, transport: %s, ip: 127.0.0.1, port: %d, maxConcurrentConnections: 1, tls: {enabled: true}}
 conversation:
@@ -216,7 +198,7 @@ func TestClientModeAgainstOpenSSLServer(t *testing.T) {
 		t.Run(transport, func(t *testing.T) {
 			ca := newCA(t, "parley-test")
 			srv := ca.issue("server", false, false)
-			port := freePort(t, strings.ToLower(transport))
+			port := freeport.T(t)
 			args := []string{"s_server", "-accept", fmt.Sprintf("127.0.0.1:%d", port), "-cert", srv.Cert, "-key", srv.Key}
 			if transport == "UDP" {
 				args = append(args, "-dtls1_2")
@@ -245,7 +227,7 @@ func TestClientModeRefusesAnUntrustedServer(t *testing.T) {
 				signer = newCA(t, "someone-else")
 			}
 			srv := signer.issue("server", false, tc.name == "expired")
-			port := freePort(t, "tcp")
+			port := freeport.T(t)
 			s := runOpenSSL(t, "s_server", "-accept", fmt.Sprintf("127.0.0.1:%d", port), "-cert", srv.Cert, "-key", srv.Key)
 			s.waitOutput("ACCEPT")
 			h := start(t, fmt.Sprintf(tlsClientRules, "TCP", port), func(o *connector.Options) {
@@ -282,7 +264,7 @@ func TestClientModeServerNameAndInsecureSkipVerify(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ca := newCA(t, "parley-test")
 			srv := ca.issue("server", false, false) // valid for localhost and 127.0.0.1 only
-			port := freePort(t, "tcp")
+			port := freeport.T(t)
 			s := runOpenSSL(t, "s_server", "-accept", fmt.Sprintf("127.0.0.1:%d", port), "-cert", srv.Cert, "-key", srv.Key)
 			s.waitOutput("ACCEPT")
 			h := start(t, fmt.Sprintf(tlsClientRules, "TCP", port), func(o *connector.Options) { o.TLS = tc.tls(ca) })

@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
+	"github.com/parley-dev/parley/internal/freeport"
 	"github.com/parley-dev/parley/internal/transcript"
 )
 
@@ -50,7 +51,7 @@ func newFixture(t *testing.T, mutate func(*v1alpha1.ExternalConnector)) fixture 
 	t.Helper()
 	ctx := context.Background()
 	f := fixture{ns: namespace(t), name: "decoy"}
-	port, err := freePort()
+	port, err := freeport.Pick()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,6 +30,7 @@ import (
 	"github.com/parley-dev/parley/controllers"
 	"github.com/parley-dev/parley/engine"
 	"github.com/parley-dev/parley/internal/envtestutil"
+	"github.com/parley-dev/parley/internal/freeport"
 )
 
 // replica is one operator replica of an HA pair: a manager that elects a leader on the real
@@ -80,7 +81,7 @@ func operatorPod(t *testing.T, name string, labels map[string]string) {
 // loopbackAddress is a free loopback host:port.
 func loopbackAddress(t *testing.T) string {
 	t.Helper()
-	port, err := freePort()
+	port, err := freeport.Pick()
 	if err != nil {
 		t.Fatal(err)
 	}

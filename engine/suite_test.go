@@ -32,6 +32,7 @@ import (
 	"github.com/parley-dev/parley/controllers"
 	"github.com/parley-dev/parley/engine"
 	"github.com/parley-dev/parley/internal/envtestutil"
+	"github.com/parley-dev/parley/internal/freeport"
 )
 
 // The suite runs a real kube-apiserver and etcd (envtest), the operator's reconcilers and
@@ -124,7 +125,7 @@ func startOperator(ctx context.Context, opts engine.Options, withControllers boo
 // `parley operator` writes it, going to log (nil: the suite's logger).
 func startOperatorLogging(ctx context.Context, opts engine.Options, withControllers bool, log io.Writer) (*engine.Engine, error) {
 	if opts.BindAddress == "" {
-		port, err := freePort()
+		port, err := freeport.Pick()
 		if err != nil {
 			return nil, err
 		}
@@ -176,15 +177,6 @@ func startOperatorLogging(ctx context.Context, opts engine.Options, withControll
 	case <-time.After(wait):
 		return nil, fmt.Errorf("the engine did not listen within %s", wait)
 	}
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // namespace makes a fresh namespace for one test.

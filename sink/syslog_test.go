@@ -22,8 +22,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
-	"github.com/parley-dev/parley/connector/connectortest"
 	"github.com/parley-dev/parley/evidence"
+	"github.com/parley-dev/parley/internal/freeport"
 	"github.com/parley-dev/parley/sink"
 )
 
@@ -71,7 +71,7 @@ func rsyslog(t *testing.T, useTLS bool) (addr, out string, caPool *x509.CertPool
 		t.Skip("rsyslog's TLS driver missing (Debian package rsyslog-gnutls; CI installs it)")
 	}
 	dir := t.TempDir()
-	port := connectortest.FreePort(t)
+	port := freeport.T(t)
 	out = filepath.Join(dir, "received.log")
 	input := fmt.Sprintf(`module(load="imtcp")
 input(type="imtcp" port="%d" address="127.0.0.1")`, port)

@@ -19,6 +19,7 @@ import (
 	"github.com/parley-dev/parley/api/v1alpha1"
 	"github.com/parley-dev/parley/connector/connectortest"
 	"github.com/parley-dev/parley/connector/uplink/uplinktest"
+	"github.com/parley-dev/parley/internal/freeport"
 )
 
 const engineToken = "t0ken"
@@ -120,12 +121,7 @@ func TestConnectorExitsWithoutConfig(t *testing.T) {
 func TestConnectorTakesItsSettingsFromTheEnvironmentAndEndsOnSIGTERM(t *testing.T) {
 	e := uplinktest.New(t)
 	e.SetToken(engineToken)
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	port := freeport.T(t)
 	e.SetConfig(uplinktest.Config(t, `
 operation: {port: 7000}
 conversation: {greetings: {value: "+OK ready\r\n"}}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/parley-dev/parley/connector/connectortest"
+	"github.com/parley-dev/parley/internal/freeport"
 )
 
 // asList is validRules as `kubectl get -o yaml` would print it: one kind: List.
@@ -188,7 +189,7 @@ spec:
     rules: [{id: 1, mode: Sync, regex: "^AUTH (\\S+)", response: "ok\n", alert: true, captures: [{regex: "^AUTH (\\S+)", variable: user}]}]
 `)
 	}
-	ports := []int{connectortest.FreePort(t), connectortest.FreePort(t)}
+	ports := []int{freeport.T(t), freeport.T(t)}
 	var out connectortest.Output // stdout and stderr in one, so that their order shows
 	cmd := exec.Command(parleyBinary, "run", rulesOn("alpha", ports[0]), rulesOn("beta", ports[1]))
 	cmd.Stdout, cmd.Stderr = &out, &out

@@ -17,6 +17,7 @@ import (
 
 	"github.com/parley-dev/parley/api/v1alpha1"
 	"github.com/parley-dev/parley/connector/connectortest"
+	"github.com/parley-dev/parley/internal/freeport"
 )
 
 func pongRules(port int, reply string) string {
@@ -48,7 +49,7 @@ func replaceFile(t *testing.T, path, content string) {
 func TestRunReloadsRulesLikeTheCluster(t *testing.T) {
 	dir := t.TempDir()
 	rulesPath, logPath := filepath.Join(dir, "rules.yaml"), filepath.Join(dir, "activities.jsonl")
-	port := connectortest.FreePort(t)
+	port := freeport.T(t)
 	if err := os.WriteFile(rulesPath, []byte(pongRules(port, "v1")), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +178,7 @@ func TestRunWatchNeedsFiles(t *testing.T) {
 
 // TestRunServesTheConnectorMetrics: the same metrics as connector pods, for parley run.
 func TestRunServesTheConnectorMetrics(t *testing.T) {
-	port := connectortest.FreePort(t)
+	port := freeport.T(t)
 	var stderr connectortest.Output
 	cmd := exec.Command(parleyBinary, "run", writeFile(t, pongRules(port, "pong")), "-o", "none", "--metrics-bind-address", "127.0.0.1:0")
 	cmd.Stderr = &stderr

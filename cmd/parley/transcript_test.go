@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/parley-dev/parley/connector/connectortest"
+	"github.com/parley-dev/parley/internal/freeport"
 )
 
 // transcriptRules: a greeting, a capture, a default reply, an alerting ending rule.
@@ -51,7 +52,7 @@ func normalize(s string) string {
 // TestTranscriptOfARealConversation runs parley run -o json, holds two conversations with
 // it (one with a binary input), and prints them with parley transcript from the log.
 func TestTranscriptOfARealConversation(t *testing.T) {
-	port := connectortest.FreePort(t)
+	port := freeport.T(t)
 	logPath := filepath.Join(t.TempDir(), "log.json")
 	logFile, err := os.Create(logPath)
 	if err != nil {

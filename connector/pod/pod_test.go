@@ -36,6 +36,7 @@ import (
 	"github.com/parley-dev/parley/connector/connectortest"
 	"github.com/parley-dev/parley/connector/pod"
 	"github.com/parley-dev/parley/connector/uplink/uplinktest"
+	"github.com/parley-dev/parley/internal/freeport"
 )
 
 const engineToken = "t0ken"
@@ -248,7 +249,7 @@ func TestExitsWithoutConfig(t *testing.T) {
 func TestServesFollowsRulesAndEnds(t *testing.T) {
 	e := uplinktest.New(t)
 	e.SetToken(engineToken)
-	port, metricsPort := connectortest.FreePort(t), connectortest.FreePort(t)
+	port, metricsPort := freeport.T(t), freeport.T(t)
 	e.SetConfig(uplinktest.Config(t, pingerSpec("+PONG"), "pinger", 1, port))
 	p := startConnector(t, e, func(o *pod.Options) { o.MetricsAddress = "127.0.0.1:" + strconv.Itoa(metricsPort) })
 
@@ -333,7 +334,7 @@ func TestServesFollowsRulesAndEnds(t *testing.T) {
 func TestNotReadyBeforeTheRules(t *testing.T) {
 	e := uplinktest.New(t)
 	e.SetToken(engineToken)
-	metricsPort := connectortest.FreePort(t)
+	metricsPort := freeport.T(t)
 	startConnector(t, e, func(o *pod.Options) {
 		o.MetricsAddress = "127.0.0.1:" + strconv.Itoa(metricsPort)
 		o.ConfigTimeout = time.Minute
@@ -386,7 +387,7 @@ func TestRestartsOnNewNetworkSettingsAndEndsWhenTheContextIs(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	e := uplinktest.New(t)
 	e.SetToken(engineToken)
-	port, port2 := connectortest.FreePort(t), connectortest.FreePort(t)
+	port, port2 := freeport.T(t), freeport.T(t)
 	e.SetConfig(uplinktest.Config(t, pingerSpec("+PONG"), "pinger", 1, port))
 	p := startConnector(t, e)
 	first := dial(t, port)
@@ -418,7 +419,7 @@ func TestRestartsOnNewNetworkSettingsAndEndsWhenTheContextIs(t *testing.T) {
 func TestPauseAndResumeOrders(t *testing.T) {
 	e := uplinktest.New(t)
 	e.SetToken(engineToken)
-	port := connectortest.FreePort(t)
+	port := freeport.T(t)
 	e.SetConfig(uplinktest.Config(t, pingerSpec("+PONG"), "pinger", 1, port))
 	p := startConnector(t, e)
 	live := dial(t, port)
@@ -562,7 +563,7 @@ func selfSigned(t *testing.T, dir string) *x509.CertPool {
 func TestServesTLSFromTheMountedSecret(t *testing.T) {
 	e := uplinktest.New(t)
 	e.SetToken(engineToken)
-	port := connectortest.FreePort(t)
+	port := freeport.T(t)
 	tlsSpec := strings.Replace(pingerSpec("+PONG"), "identifyBy: Address}", "identifyBy: Address, tls: {enabled: true}}", 1)
 	// Without the Secret's files the Config is refused, not run into a failure.
 	e.SetConfig(uplinktest.Config(t, tlsSpec, "pinger", 1, port))
@@ -602,7 +603,7 @@ func TestEndTimeoutCutsWhatDidNotEnd(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	e := uplinktest.New(t)
 	e.SetToken(engineToken)
-	port := connectortest.FreePort(t)
+	port := freeport.T(t)
 	e.SetConfig(uplinktest.Config(t, `
 operation: {port: 7000}
 memory: {connection: [{name: blob, type: string, default: "`+strings.Repeat("x", 32<<10)+`"}]}
@@ -637,7 +638,7 @@ conversation:
 func TestHoldsAfterEndUntilStopped(t *testing.T) {
 	e := uplinktest.New(t)
 	e.SetToken(engineToken)
-	port, metricsPort := connectortest.FreePort(t), connectortest.FreePort(t)
+	port, metricsPort := freeport.T(t), freeport.T(t)
 	e.SetConfig(uplinktest.Config(t, pingerSpec("+PONG"), "pinger", 1, port))
 	p := startConnector(t, e, func(o *pod.Options) {
 		o.HoldAfterEnd = true

@@ -10,10 +10,10 @@ import (
 
 	enginev1 "github.com/parley-dev/parley/api/engine/v1"
 	"github.com/parley-dev/parley/api/v1alpha1"
-	"github.com/parley-dev/parley/connector/connectortest"
 	"github.com/parley-dev/parley/connector/pod"
 	"github.com/parley-dev/parley/connector/sharedmemory/redistest"
 	"github.com/parley-dev/parley/connector/uplink/uplinktest"
+	"github.com/parley-dev/parley/internal/freeport"
 )
 
 const wordSpec = `
@@ -48,7 +48,7 @@ func sharedPod(t *testing.T, namespace, dir string) (*uplinktest.Engine, int) {
 	t.Helper()
 	e := uplinktest.New(t)
 	e.SetToken(engineToken)
-	port := connectortest.FreePort(t)
+	port := freeport.T(t)
 	e.SetConfig(uplinktest.Config(t, wordSpec, "words", 1, port))
 	startConnector(t, e, func(o *pod.Options) {
 		o.Namespace, o.SharedMemoryDir = namespace, dir
@@ -102,10 +102,10 @@ func TestSharedMemoryFromTheSecretIsNamespaced(t *testing.T) {
 // metric counts the failures, and they say it is ready again once it is back.
 func TestSharedMemoryHealthInHeartbeats(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{Password: "pa55"})
-	metricsPort := connectortest.FreePort(t)
+	metricsPort := freeport.T(t)
 	e := uplinktest.New(t)
 	e.SetToken(engineToken)
-	port := connectortest.FreePort(t)
+	port := freeport.T(t)
 	e.SetConfig(uplinktest.Config(t, wordSpec, "words", 1, port))
 	startConnector(t, e, func(o *pod.Options) {
 		o.SharedMemoryDir = secretDir(t, srv, "pa55")

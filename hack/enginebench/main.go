@@ -66,6 +66,7 @@ import (
 	"github.com/parley-dev/parley/api/v1alpha1"
 	"github.com/parley-dev/parley/controllers"
 	"github.com/parley-dev/parley/engine"
+	"github.com/parley-dev/parley/internal/freeport"
 	"github.com/parley-dev/parley/sink"
 )
 
@@ -306,7 +307,7 @@ func (b *bench) startOperator(restCfg *rest.Config, scheme *k8sruntime.Scheme) e
 	if err != nil {
 		return err
 	}
-	port, err := freePort()
+	port, err := freeport.Pick()
 	if err != nil {
 		return err
 	}
@@ -360,7 +361,7 @@ func (b *bench) stopOperator() {
 // startConnector creates the rules and the connector, writes its engine Secret's token and CA
 // into files as its pod's volume would, and runs `parley connector` until it serves.
 func (b *bench) startConnector(ctx context.Context) error {
-	port, err := freePort()
+	port, err := freeport.Pick()
 	if err != nil {
 		return err
 	}
@@ -411,7 +412,7 @@ func (b *bench) startConnector(ctx context.Context) error {
 	if err := os.WriteFile(ca, sec.Data[v1alpha1.EngineCAKey], 0o600); err != nil {
 		return err
 	}
-	mport, err := freePort()
+	mport, err := freeport.Pick()
 	if err != nil {
 		return err
 	}
@@ -1262,13 +1263,4 @@ func poll(timeout time.Duration, cond func() error) error {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }

@@ -17,6 +17,8 @@ import (
 	"sync"
 	"text/tabwriter"
 	"time"
+
+	"github.com/parley-dev/parley/internal/freeport"
 )
 
 // compare runs each mode against the baseline (this program's serve-baseline, as a
@@ -554,7 +556,7 @@ func (c *compareConfig) startParley(transport, rules string, activities bool) (*
 		args = append(args, "--port", "0")
 	} else {
 		var err error
-		if port, err = freePort(transport); err != nil {
+		if port, err = freeport.Pick(); err != nil {
 			return nil, err
 		}
 		args = append(args, "--port", strconv.Itoa(port))
@@ -606,23 +608,6 @@ func firstLineAddr(path string) (string, bool) {
 	}
 	addr, err := listeningAddr(a.Message)
 	return addr, err == nil
-}
-
-func freePort(transport string) (int, error) {
-	if transport == "udp" {
-		pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-		if err != nil {
-			return 0, err
-		}
-		defer pc.Close()
-		return pc.LocalAddr().(*net.UDPAddr).Port, nil
-	}
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 // listening looks for a socket bound to 127.0.0.1:port in /proc/net/tcp (in LISTEN state)

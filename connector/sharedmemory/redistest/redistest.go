@@ -17,6 +17,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/parley-dev/parley/internal/freeport"
 )
 
 // Options of a server.
@@ -46,12 +48,7 @@ func Start(t testing.TB, opts Options) *Server {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Skip("redis-server not installed (Debian package redis-server): the shared-memory tests need a real Redis")
 	}
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	_ = l.Close()
+	port := freeport.T(t)
 	s := &Server{t: t, opts: opts, dir: t.TempDir(), Port: port}
 	if opts.TLS {
 		s.writeTLS()
