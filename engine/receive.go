@@ -200,8 +200,8 @@ func (e *Engine) receive(s *stream, b *enginev1.ActivityBatch) error {
 	e.offer(ec, names, toSinks, s.rs, pb)
 	s.rs.seal(pb, counts{activities: fresh})
 	if e.signer != nil && len(signed) > 0 {
-		e.noteChain(signed[0], s.connector)
 		cps := e.signer.Observe(signed)
+		e.noteChain(signed[0], s.connector)
 		e.logCheckpoints(ns, cps)
 		e.offerCheckpoints(ec, cps)
 	}

@@ -65,7 +65,7 @@ func parseSigningKey(raw []byte, ns, name string) (ed25519.PrivateKey, error) {
 }
 
 // checkpointLoop logs the checkpoints the interval makes due while activities are quiet,
-// until ctx ends; then the last ones, of every chain with unsigned activities.
+// and forgets the chains of processes long quiet (ended, mostly), until ctx ends.
 func (e *Engine) checkpointLoop(ctx context.Context) {
 	t := time.NewTicker(e.signer.Interval() / 4)
 	defer t.Stop()
@@ -81,6 +81,7 @@ func (e *Engine) checkpointLoop(ctx context.Context) {
 					}
 				}
 			}
+			e.signer.Prune(func(chain string) { e.chains.Delete(chain) })
 		case <-ctx.Done():
 			return
 		}
@@ -100,7 +101,9 @@ func (e *Engine) logCheckpoints(namespace string, cps []*evidence.Checkpoint) {
 }
 
 // noteChain remembers the connector of the chain of rec (a connector process has one),
-// for the sinks of the checkpoints checkpointLoop signs while it is quiet.
+// for the sinks of the checkpoints checkpointLoop signs while it is quiet. Called after the
+// signer observed rec, so that Prune, which forgets the note with the signer's head, never
+// forgets it for a chain the signer still follows.
 func (e *Engine) noteChain(rec *v1alpha1.ActivityRecord, connector types.NamespacedName) {
 	if rec.Evidence == nil {
 		return

@@ -72,6 +72,13 @@ const (
 	DefaultInterval = 10 * time.Second
 )
 
+// forgetAfterIntervals is how many intervals a chain with nothing left unsigned stays known
+// after its last activity. A chain is one connector process's: it ends with the process, and
+// an engine that lives through thousands of pod restarts must not keep them all (nor visit
+// them at every Due). Long enough that a process still running but quiet is simply seen
+// again: its next activity starts a new head, which signs from there.
+const forgetAfterIntervals = 6
+
 // Signer follows the chains of the activities written through it and decides when each
 // needs a checkpoint. It is safe for concurrent use.
 type Signer struct {
@@ -90,6 +97,7 @@ type chainHead struct {
 	hash     string
 	unsigned uint64
 	since    time.Time // when the oldest unsigned activity was seen
+	seen     time.Time // when the newest activity was seen
 }
 
 // NewSigner signs with key, every activities or interval (DefaultEvery, DefaultInterval
@@ -130,7 +138,7 @@ func (s *Signer) Observe(batch []*v1alpha1.ActivityRecord) []*Checkpoint {
 		if h.unsigned == 0 {
 			h.since = now
 		}
-		h.seq, h.hash = ev.Seq, ev.Hash
+		h.seq, h.hash, h.seen = ev.Seq, ev.Hash, now
 		h.unsigned++
 		if h.unsigned >= s.every {
 			due = append(due, s.sign(ev.Chain, h, now))
@@ -155,6 +163,21 @@ func (s *Signer) dueLocked(now time.Time, all bool) []*Checkpoint {
 		}
 	}
 	return due
+}
+
+// Prune forgets the chains with nothing unsigned whose last activity is
+// forgetAfterIntervals intervals old, telling forget of each while it holds the signer's
+// lock: a caller that notes a chain after Observe never loses a note Prune did not mean.
+func (s *Signer) Prune(forget func(chain string)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	for id, h := range s.chains {
+		if h.unsigned == 0 && now.Sub(h.seen) >= forgetAfterIntervals*s.interval {
+			delete(s.chains, id)
+			forget(id)
+		}
+	}
 }
 
 func (s *Signer) sign(chain string, h *chainHead, now time.Time) *Checkpoint {

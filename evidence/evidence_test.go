@@ -353,6 +353,48 @@ func TestSignerIntervalAndEvery(t *testing.T) {
 	}
 }
 
+// TestSignerForgetsQuietSignedChains: a chain (one process's) is forgotten once everything of
+// it is signed and it stayed quiet, never while an activity of it is unsigned; a forgotten
+// chain that writes again is followed again from its new activity.
+func TestSignerForgetsQuietSignedChains(t *testing.T) {
+	key := newKey(t)
+	// Intervals of a nanosecond stand for a clock: a millisecond is many intervals.
+	s := evidence.NewSigner(key, 1000, time.Nanosecond)
+	rec := func(chain string, seq uint64) *v1alpha1.ActivityRecord {
+		return &v1alpha1.ActivityRecord{Evidence: &v1alpha1.EvidenceRecord{Chain: chain, Seq: seq, Hash: fmt.Sprint(chain, seq)}}
+	}
+	prune := func() []string {
+		var gone []string
+		s.Prune(func(chain string) { gone = append(gone, chain) })
+		return gone
+	}
+	s.Observe([]*v1alpha1.ActivityRecord{rec("ended", 1)})
+	time.Sleep(time.Millisecond) // many intervals; not a timed assertion
+	if gone := prune(); len(gone) != 0 {
+		t.Fatalf("forgot %v with an activity unsigned", gone)
+	}
+	if cps := s.Due(false); len(cps) != 1 || cps[0].Chain != "ended" {
+		t.Fatalf("checkpoints %+v, want one of the chain", cps)
+	}
+	time.Sleep(time.Millisecond)
+	if gone := prune(); len(gone) != 1 || gone[0] != "ended" {
+		t.Fatalf("forgot %v, want the quiet signed chain", gone)
+	}
+	if gone := prune(); len(gone) != 0 {
+		t.Fatalf("forgot %v twice", gone)
+	}
+	// Seen again: followed, and signed from its new activity.
+	s.Observe([]*v1alpha1.ActivityRecord{rec("ended", 2)})
+	if cps := s.Due(true); len(cps) != 1 || cps[0].Seq != 2 {
+		t.Fatalf("checkpoints %+v, want one at 2", cps)
+	}
+	// A chain whose activity is newer than the forgetting age stays known.
+	slow := evidence.NewSigner(key, 1000, time.Hour)
+	slow.Observe([]*v1alpha1.ActivityRecord{rec("live", 1)})
+	slow.Due(true)
+	slow.Prune(func(chain string) { t.Errorf("forgot %s, active a moment ago", chain) })
+}
+
 func TestCanonicalEncodingsAgree(t *testing.T) {
 	a := &v1alpha1.ActivityRecord{Type: v1alpha1.ActivityInput, Message: "bad \xfe byte, <html> & \u2028",
 		Input: &v1alpha1.InputRecord{Text: "\x00\xff", Preview: "x"}, Evidence: &v1alpha1.EvidenceRecord{Chain: "c", Seq: 1}}
