@@ -89,9 +89,9 @@ func NewRedis(ctx context.Context, rawURL string, o RedisOptions) (*Redis, error
 // the store is down (a connector pod), and learns of it from Ping and its steps.
 func OpenRedis(rawURL string, o RedisOptions) (*Redis, error) {
 	where := Redact(rawURL)
-	opts, err := redis.ParseURL(rawURL)
+	opts, err := parseURL(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("shared memory %s: %w (want redis://[user:password@]host:port/db or rediss:// for TLS)", where, err)
+		return nil, fmt.Errorf("shared memory %s: %w", where, err)
 	}
 	if o.Password != "" {
 		opts.Password = o.Password
@@ -121,6 +121,22 @@ func (r *Redis) Ping(ctx context.Context) error {
 		return r.explain(err, r.useTLS)
 	}
 	return nil
+}
+
+// CheckURL says whether OpenRedis takes rawURL: the operator checks the URL it hands to
+// every connector pod with it, so that a URL the pods would refuse stops the operator, once,
+// rather than every pod.
+func CheckURL(rawURL string) error {
+	_, err := parseURL(rawURL)
+	return err
+}
+
+func parseURL(rawURL string) (*redis.Options, error) {
+	opts, err := redis.ParseURL(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("%w (want redis://[user:password@]host:port/db or rediss:// for TLS)", err)
+	}
+	return opts, nil
 }
 
 // Redact is rawURL with its password replaced by "xxxxx".

@@ -24,6 +24,7 @@ import (
 
 	"github.com/parley-dev/parley/admission"
 	"github.com/parley-dev/parley/api/v1alpha1"
+	"github.com/parley-dev/parley/connector/sharedmemory"
 	"github.com/parley-dev/parley/controllers"
 	"github.com/parley-dev/parley/engine"
 )
@@ -84,6 +85,9 @@ func (o *Options) sharedMemory() (controllers.SharedMemory, error) {
 		return m, fmt.Errorf("--shared-memory-url %s: want redis://host:port/db or rediss:// for TLS", u.Redacted())
 	case u.Host == "":
 		return m, fmt.Errorf("--shared-memory-url %s: no host", u.Redacted())
+	}
+	if err := sharedmemory.CheckURL(o.SharedMemoryURL); err != nil {
+		return m, fmt.Errorf("--shared-memory-url %s: %w", u.Redacted(), err)
 	}
 	if _, set := u.User.Password(); set {
 		return m, fmt.Errorf("--shared-memory-url %s: holds a password; give it in --shared-memory-password-file (the chart's sharedMemory.existingSecret) so that it stays out of the pod spec", u.Redacted())

@@ -52,6 +52,8 @@ func TestSharedMemoryOptions(t *testing.T) {
 		{name: "files without a URL", pwFile: password, err: "need --shared-memory-url"},
 		{name: "not redis", url: "http://redis:6379", err: "want redis://"},
 		{name: "no host", url: "redis:///0", err: "no host"},
+		{name: "database not a number", url: "redis://redis:6379/zero", err: "invalid database number"},
+		{name: "unknown option", url: "redis://redis:6379/0?pool=3", err: "unexpected option: pool"},
 		{name: "password in the URL", url: "redis://:hunter2@redis:6379/0", err: "--shared-memory-password-file"},
 		{name: "missing password file", url: "redis://redis:6379", pwFile: filepath.Join(dir, "absent"), err: "--shared-memory-password-file"},
 		{name: "empty password file", url: "redis://redis:6379", pwFile: empty, err: "is empty"},
