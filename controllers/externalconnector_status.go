@@ -56,9 +56,15 @@ func (r *ExternalConnectorReconciler) writeStatus(ctx context.Context, before, e
 
 // rulesEditedInPlace says whether res resolves the connector to other rules (a new
 // generation, another ConversationRules of its group) with the same mode, transport and
-// port as its status says: an edit that changes what the pods run, not the workload.
+// port as its status says: an edit that changes what the pods run, not the workload. Not
+// after a reconcile that failed to apply the workload: the early write knows of no such
+// error, and would clear the Ready condition's WorkloadFailed until the write at the end
+// set it again.
 func rulesEditedInPlace(ec *v1alpha1.ExternalConnector, res resolution) bool {
 	t, st := res.target, &ec.Status
+	if ready := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionReady); ready != nil && ready.Reason == v1alpha1.ReasonWorkloadFailed {
+		return false
+	}
 	return t != nil && st.Rules != nil && *st.Rules != t.rules &&
 		st.Mode == t.mode && st.Transport == t.transport && st.Port == t.port && st.Endpoint == t.endpoint(ec)
 }

@@ -38,6 +38,11 @@ func TestRulesEditedInPlace(t *testing.T) {
 			t.Errorf("%s: %v, want %v", name, got, tc.want)
 		}
 	}
+	failed := ec.DeepCopy()
+	failed.Status.Conditions = []metav1.Condition{{Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonWorkloadFailed}}
+	if rulesEditedInPlace(failed, edited(func(*target) {})) {
+		t.Error("after a failed apply of the workload: the early write would clear WorkloadFailed for a moment")
+	}
 	fresh := ec.DeepCopy()
 	fresh.Status = v1alpha1.ExternalConnectorStatus{}
 	if rulesEditedInPlace(fresh, edited(func(*target) {})) {
