@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/pion/dtls/v3"
-	"github.com/pion/transport/v5/packetio"
 
 	"github.com/parley-dev/parley/rules"
 )
@@ -189,22 +188,20 @@ func (d *dtlsDemux) dispatch(from netip.AddrPort, b []byte) (refusalReason, bool
 		d.socks[from] = s
 		d.mu.Unlock()
 		if old != nil {
-			_ = old.buf.Close()
+			old.queue.close()
 			d.dropped(refusedBacklog, old.peer)
 		}
 	} else {
 		d.mu.Unlock()
 	}
-	if _, err := s.buf.Write(b, nil); errors.Is(err, packetio.ErrFull) {
+	if err := s.queue.write(b); errors.Is(err, errQueueFull) {
 		return refusedBufferFull, false
 	}
 	return 0, true
 }
 
 func (d *dtlsDemux) newSocket(peer netip.AddrPort) *helloSocket {
-	s := &helloSocket{demux: d, peer: peer, addr: net.UDPAddrFromAddrPort(peer), buf: packetio.NewBuffer()}
-	s.buf.SetLimitSize(dtlsUnverifiedBuffer)
-	return s
+	return &helloSocket{demux: d, peer: peer, addr: net.UDPAddrFromAddrPort(peer), queue: newDatagramQueue(dtlsUnverifiedBuffer)}
 }
 
 // forget drops s from the demultiplexer's tables. Called with mu held.
@@ -253,7 +250,7 @@ func (d *dtlsDemux) Close() error {
 	}
 	d.mu.Unlock()
 	for _, s := range queued {
-		_ = s.buf.Close()
+		s.queue.close()
 	}
 	return d.closeSocketIfUnused()
 }
@@ -302,7 +299,7 @@ func (d *dtlsDemux) evictOldest(newest *helloSocket) *helloSocket {
 	s.evicted.Store(true)
 	d.forget(s)
 	d.mu.Unlock()
-	_ = s.buf.Close()
+	s.queue.close()
 	return s
 }
 
@@ -318,7 +315,7 @@ func (d *dtlsDemux) verify(s *helloSocket) bool {
 		s.pending = nil
 	}
 	s.verified.Store(true)
-	s.buf.SetLimitSize(dtlsPeerBuffer)
+	s.queue.setLimit(dtlsPeerBuffer)
 	return true
 }
 
@@ -329,7 +326,7 @@ type helloSocket struct {
 	demux *dtlsDemux
 	peer  netip.AddrPort
 	addr  *net.UDPAddr
-	buf   *packetio.Buffer
+	queue *datagramQueue
 
 	verified, evicted atomic.Bool
 	closeOnce         sync.Once
@@ -341,7 +338,7 @@ type helloSocket struct {
 }
 
 func (s *helloSocket) ReadFrom(b []byte) (int, net.Addr, error) {
-	n, _, err := s.buf.Read(b, nil)
+	n, err := s.queue.read(b)
 	return n, s.addr, err
 }
 
@@ -360,7 +357,7 @@ func (s *helloSocket) Close() error {
 		s.demux.mu.Lock()
 		s.demux.forget(s)
 		s.demux.mu.Unlock()
-		_ = s.buf.Close()
+		s.queue.close()
 		err = s.demux.closeSocketIfUnused()
 	})
 	return err
@@ -368,9 +365,12 @@ func (s *helloSocket) Close() error {
 
 func (s *helloSocket) LocalAddr() net.Addr { return s.demux.pc.LocalAddr() }
 
-func (s *helloSocket) SetDeadline(t time.Time) error { return s.buf.SetReadDeadline(t) }
+func (s *helloSocket) SetDeadline(t time.Time) error { return s.SetReadDeadline(t) }
 
-func (s *helloSocket) SetReadDeadline(t time.Time) error { return s.buf.SetReadDeadline(t) }
+func (s *helloSocket) SetReadDeadline(t time.Time) error {
+	s.queue.setReadDeadline(t)
+	return nil
+}
 
 // SetWriteDeadline does nothing: a datagram write does not wait for the peer, and the UDP
 // socket's own deadline is every source's.
