@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/pion/dtls/v3"
+	"github.com/pion/logging"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
 	"github.com/parley-dev/parley/rules"
@@ -122,8 +124,20 @@ func (t *TLS) clientConfig(host string) *tls.Config {
 	return cfg
 }
 
+// dtlsLoggers gives every DTLS connection one logger, the library's default (its level set
+// by the PION_LOG_* variables): the library's own factory makes a logger for each connection,
+// half a KiB of heap for every handshake under way, spoofed ones included.
+var dtlsLoggers = sharedLoggerFactory{sync.OnceValue(func() logging.LeveledLogger {
+	return logging.NewDefaultLoggerFactory().NewLogger("dtls")
+})}
+
+type sharedLoggerFactory struct{ logger func() logging.LeveledLogger }
+
+func (f sharedLoggerFactory) NewLogger(string) logging.LeveledLogger { return f.logger() }
+
 func (t *TLS) dtlsServerOptions(p *rules.Program) []dtls.ServerOption {
 	opts := []dtls.ServerOption{
+		dtls.WithLoggerFactory(dtlsLoggers),
 		dtls.WithCertificates(*t.Certificate),
 		dtls.WithExtendedMasterSecret(dtls.RequireExtendedMasterSecret),
 	}
@@ -136,6 +150,7 @@ func (t *TLS) dtlsServerOptions(p *rules.Program) []dtls.ServerOption {
 func (t *TLS) dtlsClientOptions(host string) []dtls.ClientOption {
 	cfg := t.clientConfig(host)
 	opts := []dtls.ClientOption{
+		dtls.WithLoggerFactory(dtlsLoggers),
 		dtls.WithServerName(cfg.ServerName),
 		dtls.WithRootCAs(cfg.RootCAs),
 		dtls.WithInsecureSkipVerify(cfg.InsecureSkipVerify),
