@@ -39,6 +39,7 @@ import (
 	"github.com/parley-dev/parley/api/v1alpha1"
 	"github.com/parley-dev/parley/connector"
 	"github.com/parley-dev/parley/connector/activity"
+	"github.com/parley-dev/parley/connector/connectortest"
 	"github.com/parley-dev/parley/rules"
 )
 
@@ -554,6 +555,91 @@ func BenchmarkIdleConnection(b *testing.B) {
 		b.StopTimer()
 		t.stop()
 	})
+}
+
+// BenchmarkUnverifiedDTLSHandshake sends DTLS ClientHellos from as many sources
+// (127.5.x.y), in batches of up to 1000 on a DTLS server of its own each, every source
+// reading the HelloVerifyRequest it is answered with and never returning the cookie (a
+// spoofed flood, whose sources would never see it), and reports what the handshakes
+// waiting for their cookie hold, after a GC: heap-B/handshake (live heap),
+// stack-B/handshake and goroutines/handshake (docs/hardening.md §1; hack/hostile dtls-hellos measures the
+// server's VmRSS alone). The sources' sockets are closed before the measure; their cookie
+// deadline is lengthened so that no handshake is given up while measured.
+func BenchmarkUnverifiedDTLSHandshake(b *testing.B) {
+	ca := newCA(b, "parley-bench")
+	cert := ca.issue("server", false, false).pair(b)
+	prog := connectortest.Compile(b, `
+operation: {port: 1, transport: UDP, tls: {enabled: true}, identifyBy: Address, maxConcurrentConnections: 1000}
+conversation:
+  greetings: {value: "+OK secure\n"}
+`)
+	const batch = 1000
+	var heap, stack, goroutines int64
+	buf := make([]byte, 2048)
+	for done := 0; done < b.N; {
+		k := min(batch, b.N-done)
+		b.StopTimer()
+		srv := connectortest.Start(b, prog, func(o *connector.Options) {
+			o.TLS = &connector.TLS{Certificate: &cert, HandshakeTimeout: time.Hour}
+			o.DTLSCookieTimeout = time.Hour
+			o.RefusalSummaryInterval = time.Hour
+		})
+		addr := srv.Connector.Addr().(*net.UDPAddr)
+		hello := clientHello() // hostile_test.go
+		g := runtime.NumGoroutine()
+		before := benchMemStats()
+		b.StartTimer()
+		sources := make([]*net.UDPConn, 0, k)
+		for i := range k {
+			conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 5, byte(i>>8), byte(i))})
+			if err != nil {
+				b.Fatal(err)
+			}
+			sources = append(sources, conn)
+			if _, err := conn.WriteToUDP(hello, addr); err != nil {
+				b.Fatal(err)
+			}
+			if i%50 == 49 {
+				// Not faster than the server reads, so that the kernel drops none.
+				benchHelloVerified(b, sources[i-49:], buf)
+			}
+		}
+		benchHelloVerified(b, sources[k-k%50:], buf)
+		b.StopTimer()
+		for _, conn := range sources {
+			_ = conn.Close()
+		}
+		after := benchMemStats()
+		if st := srv.Connector.Stats(); st.Handshakes != k {
+			b.Fatalf("%d handshakes under way, want %d: %+v", st.Handshakes, k, st)
+		}
+		heap += int64(after.HeapAlloc) - int64(before.HeapAlloc)
+		stack += int64(after.StackInuse) - int64(before.StackInuse)
+		goroutines += int64(runtime.NumGoroutine() - g)
+		if err := srv.Stop(); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		done += k
+	}
+	b.ReportMetric(float64(heap)/float64(b.N), "heap-B/handshake")
+	b.ReportMetric(float64(stack)/float64(b.N), "stack-B/handshake")
+	b.ReportMetric(float64(goroutines)/float64(b.N), "goroutines/handshake")
+}
+
+// benchHelloVerified reads the HelloVerifyRequest each source was answered with.
+func benchHelloVerified(b *testing.B, sources []*net.UDPConn, buf []byte) {
+	b.Helper()
+	for _, conn := range sources {
+		_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		n, _, err := conn.ReadFromUDP(buf)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if n < 14 || buf[0] != 22 || buf[13] != 3 { // handshake record, HelloVerifyRequest
+			b.Fatalf("answered % x, not a HelloVerifyRequest", buf[:min(n, 16)])
+		}
+	}
 }
 
 // benchMemStats collects garbage (twice, so that finalizers and the activities the register

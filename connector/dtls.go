@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/pion/dtls/v3"
-	"github.com/pion/transport/v5/packetio"
 
 	"github.com/parley-dev/parley/rules"
 )
@@ -26,17 +25,18 @@ import (
 // maxConcurrentConnections from its first datagram; at the cap, the oldest handshake whose
 // source has not returned the cookie yet is evicted for the newest, so that a flood of
 // spoofed hellos cannot keep a real client's hello out; its source must return the cookie
-// within DTLSCookieTimeout (one round trip for a real client); and a handshake given up
-// for either is not an Error activity but a count, summarised (refusals.go) as a spoofed
-// flood would be.
+// within Options.DTLSCookieTimeout (a second: one round trip for a real client); and a
+// handshake given up for either is not an Error activity but a count, summarised
+// (refusals.go) as a spoofed flood would be.
 //
 // Under the library, the connector reads the UDP socket itself (dtlsDemux) rather than
 // through the library's demultiplexer, so that it can see each source's handshake go past
 // the cookie, pick the oldest unverified one, count the hellos it drops, and bound the
 // bytes buffered for each source.
 
-// DTLSCookieTimeout is how long a DTLS source has to return the HelloVerifyRequest cookie;
-// the whole handshake is still bounded by TLS.HandshakeTimeout.
+// DTLSCookieTimeout is how long a DTLS source has to return the HelloVerifyRequest cookie
+// unless Options.DTLSCookieTimeout says otherwise; the whole handshake is still bounded by
+// TLS.HandshakeTimeout.
 const DTLSCookieTimeout = time.Second
 
 // dtlsBacklog bounds the sources that sent a ClientHello and are not accepted yet; beyond
@@ -86,7 +86,7 @@ func (c *Connector) listenDTLS(p *rules.Program) (net.Listener, error) {
 		_ = d.Close()
 		return nil, fmt.Errorf("listen on %s/%s: %w", network, address, err)
 	}
-	return &dtlsListener{Listener: ln, demux: d}, nil
+	return &dtlsListener{Listener: ln, demux: d, cookieTimeout: c.opts.DTLSCookieTimeout}, nil
 }
 
 // isClientHello says a datagram opens with a DTLS handshake record (content type 22) of
@@ -189,22 +189,20 @@ func (d *dtlsDemux) dispatch(from netip.AddrPort, b []byte) (refusalReason, bool
 		d.socks[from] = s
 		d.mu.Unlock()
 		if old != nil {
-			_ = old.buf.Close()
+			old.queue.close()
 			d.dropped(refusedBacklog, old.peer)
 		}
 	} else {
 		d.mu.Unlock()
 	}
-	if _, err := s.buf.Write(b, nil); errors.Is(err, packetio.ErrFull) {
+	if err := s.queue.write(b); errors.Is(err, errQueueFull) {
 		return refusedBufferFull, false
 	}
 	return 0, true
 }
 
 func (d *dtlsDemux) newSocket(peer netip.AddrPort) *helloSocket {
-	s := &helloSocket{demux: d, peer: peer, addr: net.UDPAddrFromAddrPort(peer), buf: packetio.NewBuffer()}
-	s.buf.SetLimitSize(dtlsUnverifiedBuffer)
-	return s
+	return &helloSocket{demux: d, peer: peer, addr: net.UDPAddrFromAddrPort(peer), queue: newDatagramQueue(dtlsUnverifiedBuffer)}
 }
 
 // forget drops s from the demultiplexer's tables. Called with mu held.
@@ -253,7 +251,7 @@ func (d *dtlsDemux) Close() error {
 	}
 	d.mu.Unlock()
 	for _, s := range queued {
-		_ = s.buf.Close()
+		s.queue.close()
 	}
 	return d.closeSocketIfUnused()
 }
@@ -302,7 +300,7 @@ func (d *dtlsDemux) evictOldest(newest *helloSocket) *helloSocket {
 	s.evicted.Store(true)
 	d.forget(s)
 	d.mu.Unlock()
-	_ = s.buf.Close()
+	s.queue.close()
 	return s
 }
 
@@ -318,7 +316,7 @@ func (d *dtlsDemux) verify(s *helloSocket) bool {
 		s.pending = nil
 	}
 	s.verified.Store(true)
-	s.buf.SetLimitSize(dtlsPeerBuffer)
+	s.queue.setLimit(dtlsPeerBuffer)
 	return true
 }
 
@@ -329,7 +327,7 @@ type helloSocket struct {
 	demux *dtlsDemux
 	peer  netip.AddrPort
 	addr  *net.UDPAddr
-	buf   *packetio.Buffer
+	queue *datagramQueue
 
 	verified, evicted atomic.Bool
 	closeOnce         sync.Once
@@ -341,7 +339,7 @@ type helloSocket struct {
 }
 
 func (s *helloSocket) ReadFrom(b []byte) (int, net.Addr, error) {
-	n, _, err := s.buf.Read(b, nil)
+	n, err := s.queue.read(b)
 	return n, s.addr, err
 }
 
@@ -360,7 +358,7 @@ func (s *helloSocket) Close() error {
 		s.demux.mu.Lock()
 		s.demux.forget(s)
 		s.demux.mu.Unlock()
-		_ = s.buf.Close()
+		s.queue.close()
 		err = s.demux.closeSocketIfUnused()
 	})
 	return err
@@ -368,9 +366,12 @@ func (s *helloSocket) Close() error {
 
 func (s *helloSocket) LocalAddr() net.Addr { return s.demux.pc.LocalAddr() }
 
-func (s *helloSocket) SetDeadline(t time.Time) error { return s.buf.SetReadDeadline(t) }
+func (s *helloSocket) SetDeadline(t time.Time) error { return s.SetReadDeadline(t) }
 
-func (s *helloSocket) SetReadDeadline(t time.Time) error { return s.buf.SetReadDeadline(t) }
+func (s *helloSocket) SetReadDeadline(t time.Time) error {
+	s.queue.setReadDeadline(t)
+	return nil
+}
 
 // SetWriteDeadline does nothing: a datagram write does not wait for the peer, and the UDP
 // socket's own deadline is every source's.
@@ -382,7 +383,8 @@ var _ net.PacketConn = (*helloSocket)(nil)
 // under each.
 type dtlsListener struct {
 	net.Listener
-	demux *dtlsDemux
+	demux         *dtlsDemux
+	cookieTimeout time.Duration
 }
 
 func (l *dtlsListener) Accept() (net.Conn, error) {
@@ -394,7 +396,7 @@ func (l *dtlsListener) Accept() (net.Conn, error) {
 	if !ok {
 		return conn, nil
 	}
-	sc := &dtlsServerConn{Conn: dc}
+	sc := &dtlsServerConn{Conn: dc, cookieTimeout: l.cookieTimeout}
 	l.demux.mu.Lock()
 	if s := l.demux.socks[unmap(addrPortOf(conn.RemoteAddr()))]; s != nil {
 		s.owner, sc.hello = sc, s
@@ -409,7 +411,8 @@ func (l *dtlsListener) Accept() (net.Conn, error) {
 // dtlsServerConn is an accepted DTLS connection before its handshake.
 type dtlsServerConn struct {
 	*dtls.Conn
-	hello *helloSocket // nil if the listener lost track of it: then no cookie deadline
+	hello         *helloSocket // nil if the listener lost track of it: then no cookie deadline
+	cookieTimeout time.Duration
 }
 
 // evictUnverified makes room at maxConcurrentConnections for the DTLS hello s, if it is
@@ -439,14 +442,14 @@ func (c *Connector) evictUnverified(s any) bool {
 	}
 }
 
-// handshake runs the server handshake within ctx, giving up at DTLSCookieTimeout if the
+// handshake runs the server handshake within ctx, giving up at its cookie deadline if the
 // source has not returned the cookie by then (errUnverified), or as soon as a newer hello
 // evicted it (errEvicted).
 func (sc *dtlsServerConn) handshake(ctx context.Context) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	if sc.hello != nil {
-		t := time.AfterFunc(DTLSCookieTimeout, func() {
+		t := time.AfterFunc(sc.cookieTimeout, func() {
 			if !sc.hello.verified.Load() {
 				cancel(errUnverified)
 			}

@@ -1,8 +1,11 @@
 package connector
 
 import (
+	"errors"
+	"io"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -143,9 +146,9 @@ func TestDTLSSourceBufferIsBounded(t *testing.T) {
 	}
 	s := ps.(*helloSocket)
 	defer s.Close()
-	fits := dtlsUnverifiedBuffer / (size + 2) // a packet costs 2 bytes of length beside it
+	fits := dtlsUnverifiedBuffer / datagramCost(hello(size))
 	waitFor(t, "the datagrams over the buffer to be dropped", func() bool { return len(drops.of(refusedBufferFull)) == 40-fits })
-	if n := s.buf.Size(); n > dtlsUnverifiedBuffer {
+	if n := s.queue.queuedSize(); n > dtlsUnverifiedBuffer {
 		t.Errorf("%d bytes buffered before the cookie", n)
 	}
 
@@ -153,9 +156,9 @@ func TestDTLSSourceBufferIsBounded(t *testing.T) {
 		t.Fatal("not verified")
 	}
 	send(400)
-	fits = dtlsPeerBuffer / (size + 2)
+	fits = dtlsPeerBuffer / datagramCost(hello(size))
 	waitFor(t, "the datagrams over the buffer to be dropped", func() bool { return len(drops.of(refusedBufferFull)) == 440-fits })
-	if n := s.buf.Size(); n > dtlsPeerBuffer {
+	if n := s.queue.queuedSize(); n > dtlsPeerBuffer {
 		t.Errorf("%d bytes buffered after the cookie", n)
 	}
 	// Reading makes room again.
@@ -165,8 +168,110 @@ func TestDTLSSourceBufferIsBounded(t *testing.T) {
 	}
 	before := len(drops.of(refusedBufferFull))
 	send(1)
-	waitFor(t, "the datagram to be buffered", func() bool { return s.buf.Size() > (fits-1)*(size+2) })
+	waitFor(t, "the datagram to be buffered", func() bool { return s.queue.queuedSize() > (fits-1)*datagramCost(hello(size)) })
 	if after := len(drops.of(refusedBufferFull)); after != before {
 		t.Errorf("%d more drops with room in the buffer", after-before)
+	}
+}
+
+// A source's queue holds its datagrams as copies of their own and lets them go once read:
+// a handshake waiting for its cookie, having read its one ClientHello, holds no buffer.
+func TestDTLSQueueHoldsNothingOnceRead(t *testing.T) {
+	q := newDatagramQueue(dtlsUnverifiedBuffer)
+	b := hello(200)
+	if err := q.write(b); err != nil {
+		t.Fatal(err)
+	}
+	b[1] = 0xff // the queue has its own copy
+	got := make([]byte, dtlsReadSize)
+	n, err := q.read(got)
+	if err != nil || n != 200 || got[1] != 0 {
+		t.Fatalf("read %d (byte 1: %#x), %v", n, got[1], err)
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.queued != nil || q.size != 0 {
+		t.Errorf("holds %d datagrams (capacity %d), %d bytes once read", len(q.queued), cap(q.queued), q.size)
+	}
+}
+
+// A datagram longer than the read's buffer is cut and said to be, not kept for a later read.
+func TestDTLSQueueShortRead(t *testing.T) {
+	q := newDatagramQueue(dtlsUnverifiedBuffer)
+	if err := q.write(hello(100)); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := q.read(make([]byte, 50)); n != 50 || !errors.Is(err, io.ErrShortBuffer) {
+		t.Fatalf("read %d, %v; want 50, %v", n, err, io.ErrShortBuffer)
+	}
+	if n := q.queuedSize(); n != 0 {
+		t.Errorf("%d bytes still queued", n)
+	}
+}
+
+// waiting says whether a reader waits on q.
+func waiting(q *datagramQueue) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.wake != nil
+}
+
+// A read waiting for a datagram returns when the deadline moves to the past (as the DTLS
+// library's reads are cut when their handshake is given up), at a deadline to come, and
+// when the queue closes; closing drops what is queued and refuses what comes after.
+func TestDTLSQueueWaitingReadEnds(t *testing.T) {
+	q := newDatagramQueue(dtlsUnverifiedBuffer)
+	read := func() <-chan error {
+		done := make(chan error, 1)
+		go func() {
+			_, err := q.read(make([]byte, dtlsReadSize))
+			done <- err
+		}()
+		return done
+	}
+	timedOut := func(err error) bool {
+		var ne net.Error
+		return errors.Is(err, os.ErrDeadlineExceeded) && errors.As(err, &ne) && ne.Timeout()
+	}
+
+	done := read()
+	waitFor(t, "the read to wait", func() bool { return waiting(q) })
+	q.setReadDeadline(time.Unix(1, 0))
+	if err := <-done; !timedOut(err) {
+		t.Fatalf("read past the deadline: %v", err)
+	}
+
+	q.setReadDeadline(time.Now().Add(20 * time.Millisecond))
+	if err := <-read(); !timedOut(err) {
+		t.Fatalf("read until the deadline: %v", err)
+	}
+
+	q.setReadDeadline(time.Time{})
+	done = read()
+	waitFor(t, "the read to wait", func() bool { return waiting(q) })
+	if err := q.write(hello(64)); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("read a datagram: %v", err)
+	}
+
+	done = read()
+	waitFor(t, "the read to wait", func() bool { return waiting(q) })
+	q.close()
+	if err := <-done; !errors.Is(err, io.EOF) {
+		t.Fatalf("read of a closed queue: %v", err)
+	}
+
+	q = newDatagramQueue(dtlsUnverifiedBuffer)
+	if err := q.write(hello(64)); err != nil {
+		t.Fatal(err)
+	}
+	q.close()
+	if n := q.queuedSize(); n != 0 {
+		t.Errorf("%d bytes queued after close", n)
+	}
+	if err := q.write(hello(64)); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("write after close: %v", err)
 	}
 }

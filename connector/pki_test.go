@@ -18,7 +18,7 @@ import (
 
 // testCA issues certificates for one test; files are written under dir.
 type testCA struct {
-	t    *testing.T
+	t    testing.TB
 	dir  string
 	cert *x509.Certificate
 	key  *ecdsa.PrivateKey
@@ -28,7 +28,7 @@ type testCA struct {
 
 var serial int64 = 1
 
-func newCA(t *testing.T, name string) *testCA {
+func newCA(t testing.TB, name string) *testCA {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -61,7 +61,7 @@ func (ca *testCA) write(name, typ string, der []byte) string {
 // issued is a certificate and key on disk.
 type issued struct{ Cert, Key string }
 
-func (i issued) pair(t *testing.T) tls.Certificate {
+func (i issued) pair(t testing.TB) tls.Certificate {
 	c, err := tls.LoadX509KeyPair(i.Cert, i.Key)
 	if err != nil {
 		t.Fatal(err)

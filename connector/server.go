@@ -75,6 +75,10 @@ type Options struct {
 	// RefusalSummaryInterval is how often refused UDP datagrams and DTLS hellos are
 	// summarised in one Rejected activity per reason. Default DefaultRefusalSummaryInterval.
 	RefusalSummaryInterval time.Duration
+	// DTLSCookieTimeout is how long a DTLS source has to return the HelloVerifyRequest
+	// cookie before its handshake is given up (docs/hardening.md §1). Default
+	// DTLSCookieTimeout.
+	DTLSCookieTimeout time.Duration
 	// TLS is the key material for rules with operation.tls.enabled.
 	TLS *TLS
 	// SharedMemory holds the shared variables (memory.shared). Connectors handed the same
@@ -191,6 +195,9 @@ func New(prog *rules.Program, opts Options) (*Connector, error) {
 	}
 	if opts.RefusalSummaryInterval <= 0 {
 		opts.RefusalSummaryInterval = DefaultRefusalSummaryInterval
+	}
+	if opts.DTLSCookieTimeout <= 0 {
+		opts.DTLSCookieTimeout = DTLSCookieTimeout
 	}
 	if opts.SharedStepTimeout <= 0 {
 		opts.SharedStepTimeout = DefaultSharedStepTimeout
@@ -309,7 +316,7 @@ type Stats struct {
 	// RateLimited UDP datagrams dropped by the per-peer limit (summarised too).
 	RateLimited uint64
 	// DTLSUnverified counts DTLS handshakes given up because the peer never returned the
-	// cookie within DTLSCookieTimeout: spoofed or lost hellos (summarised).
+	// cookie within Options.DTLSCookieTimeout: spoofed or lost hellos (summarised).
 	DTLSUnverified uint64
 	// DTLSEvicted counts DTLS handshakes evicted, before their cookie came back, for a newer
 	// hello at maxConcurrentConnections (the oldest unverified first); DTLSBacklogDropped,
