@@ -11,6 +11,7 @@ import (
 
 	"github.com/parley-dev/parley/api/v1alpha1"
 	"github.com/parley-dev/parley/connector"
+	"github.com/parley-dev/parley/internal/freeport"
 )
 
 // target is a real TCP server for client-mode tests: it records what each connection says
@@ -146,9 +147,7 @@ conversation:
 }
 
 func TestClientModeFailsWhenNothingConnects(t *testing.T) {
-	ln, _ := net.Listen("tcp4", "127.0.0.1:0")
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	port := freeport.T(t) // nothing listens there (an ephemeral port might: listeners on :0 get those)
 	h := start(t, fmt.Sprintf(`operation: {mode: Client, ip: 127.0.0.1, port: %d, maxConcurrentConnections: 2}`, port),
 		func(o *connector.Options) { o.DialTimeout = 2 * time.Second })
 	err := h.Wait()

@@ -302,7 +302,7 @@ operation: {port: 1, tls: {enabled: true}, framing: {type: Delimiter, delimiter:
 conversation:
   rules: [{id: 1, mode: Sync, regex: "PING", response: "+PONG\n"}]
 `, func(o *connector.Options) {
-		o.TLS = &connector.TLS{Certificate: &cert, HandshakeTimeout: 2 * time.Second}
+		o.TLS = &connector.TLS{Certificate: &cert, HandshakeTimeout: wait} // openssl may be slow to start
 	})
 	c := runOpenSSL(t, "s_client", "-connect", h.Addr(), "-CAfile", ca.File, "-quiet")
 	c.send("PING\nPING\nPI")

@@ -18,7 +18,7 @@ import (
 // wait is how long tests wait for something that should happen at once; generous, because
 // CI machines are loaded. Timing tests check order and lower bounds, with upper bounds of
 // several times the delay.
-const wait = 10 * time.Second
+const wait = 30 * time.Second
 
 // harness is a connector served for one test on a free loopback port (see
 // connectortest.Start), with helpers to talk to it as a peer.

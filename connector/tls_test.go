@@ -84,11 +84,17 @@ conversation:
   rules: [{id: 1, mode: Sync, regex: "PING", response: "+PONG\n"}]
 `
 
+// tlsServer serves tlsRules with a handshake timeout of wait: handshakes with openssl, a
+// process of its own, may be slow on a loaded machine.
 func tlsServer(t *testing.T, transport string, clientAuth bool, ca *testCA) *harness {
+	return tlsServerTimingOut(t, transport, clientAuth, ca, wait)
+}
+
+func tlsServerTimingOut(t *testing.T, transport string, clientAuth bool, ca *testCA, handshakeTimeout time.Duration) *harness {
 	srv := ca.issue("server", false, false)
 	cert := srv.pair(t)
 	return start(t, fmt.Sprintf(tlsRules, transport, clientAuth), func(o *connector.Options) {
-		o.TLS = &connector.TLS{Certificate: &cert, ClientCAs: ca.pool(), HandshakeTimeout: 2 * time.Second}
+		o.TLS = &connector.TLS{Certificate: &cert, ClientCAs: ca.pool(), HandshakeTimeout: handshakeTimeout}
 	})
 }
 
@@ -142,13 +148,14 @@ func TestTLSClientAuthentication(t *testing.T) {
 
 func TestTLSHandshakeThatNeverCompletesIsTimedOut(t *testing.T) {
 	ca := newCA(t, "parley-test")
-	h := tlsServer(t, "TCP", false, ca)
+	h := tlsServerTimingOut(t, "TCP", false, ca, 2*time.Second)
+	// Before the dial, so that the handshake's clock cannot start before it.
+	begin := time.Now()
 	conn, err := net.Dial("tcp", h.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	begin := time.Now()
 	e := h.Activities.WaitFor(t, v1alpha1.ActivityError, 1)[0]
 	if d := time.Since(begin); d < 1500*time.Millisecond || !strings.Contains(e.Message, "deadline") {
 		t.Errorf("after %v: %q", d, e.Message)

@@ -126,7 +126,7 @@ type peer struct {
 
 func (f fixture) dial(t *testing.T) *peer {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", f.addr(), 5*time.Second)
+	c, err := net.DialTimeout("tcp", f.addr(), wait)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +136,7 @@ func (f fixture) dial(t *testing.T) *peer {
 
 func (p *peer) expect(want string) {
 	p.t.Helper()
-	_ = p.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_ = p.conn.SetReadDeadline(time.Now().Add(wait))
 	line, err := p.r.ReadString('\n')
 	if err != nil {
 		p.t.Fatalf("read %q: %v (got %q)", want, err, line)

@@ -107,12 +107,17 @@ func TestConnectorExitsWithoutConfig(t *testing.T) {
 	if out := p.out.String(); !strings.Contains(out, "no usable Config from the engine at "+e.Addr()+" within 1s") {
 		t.Errorf("output lacks the reason:\n%s", out)
 	}
-	hellos := e.Hellos()
-	if len(hellos) == 0 {
-		t.Fatal("no Hello")
-	}
-	h := hellos[0]
-	if h.GetConnector() != "decoy" || h.GetNamespace() != "ns" || h.GetPod() != "decoy-0" || h.GetToken() != engineToken ||
+}
+
+// The flags reach the engine in Hello. A test of its own, which waits for the Hello: with a
+// short --config-timeout, a process started on a loaded machine may give up before its first
+// dial is through.
+func TestConnectorTakesItsSettingsFromFlags(t *testing.T) {
+	e := uplinktest.New(t)
+	e.SetToken(engineToken)
+	startConnector(t, e, nil, "--engine-address", e.Addr(), "--connector", "decoy", "--namespace", "ns", "--pod", "decoy-0")
+	uplinktest.Eventually(t, "a Hello", func() bool { return len(e.Hellos()) > 0 })
+	if h := e.Hellos()[0]; h.GetConnector() != "decoy" || h.GetNamespace() != "ns" || h.GetPod() != "decoy-0" || h.GetToken() != engineToken ||
 		len(h.GetRun()) != 8 || h.GetRulesHash() != "" || h.GetVersion() == "" {
 		t.Errorf("hello %v", h)
 	}

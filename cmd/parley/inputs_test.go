@@ -143,7 +143,7 @@ func TestRunOutputNoneSaysWhereItListens(t *testing.T) {
 		}
 		close(lines)
 	}()
-	deadline := time.After(10 * time.Second)
+	deadline := time.After(processWait)
 	for {
 		select {
 		case line, ok := <-lines:
@@ -154,7 +154,7 @@ func TestRunOutputNoneSaysWhereItListens(t *testing.T) {
 			if !found {
 				continue
 			}
-			c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+			c, err := net.DialTimeout("tcp", addr, processWait)
 			if err != nil {
 				t.Fatalf("the line names %s: %v", addr, err)
 			}
@@ -199,7 +199,7 @@ spec:
 	defer cmd.Process.Kill()
 	for _, port := range ports {
 		var c net.Conn
-		deadline := time.Now().Add(10 * time.Second)
+		deadline := time.Now().Add(processWait)
 		for {
 			var err error
 			if c, err = net.Dial("tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(port))); err == nil {
@@ -221,7 +221,7 @@ spec:
 		c.Close()
 	}
 	// Both conversations ended before the interrupt, so the summary has nothing to wait for.
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(processWait)
 	for strings.Count(out.String(), "Ended ") < 2 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}

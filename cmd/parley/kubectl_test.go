@@ -125,7 +125,7 @@ func TestKubectlParley(t *testing.T) {
 					t.Fatalf("output ended; stderr: %s", stderr.String())
 				}
 				return l
-			case <-time.After(15 * time.Second):
+			case <-time.After(processWait):
 				t.Fatalf("no line; stderr: %s", stderr.String())
 			}
 			return ""

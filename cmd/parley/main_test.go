@@ -18,6 +18,10 @@ import (
 // parleyBinary builds the real binary once per test run.
 var parleyBinary string
 
+// processWait bounds each wait on a parley process (a line, a port, a reply, its exit): a
+// process started on a loaded machine may take long to do what should happen at once.
+const processWait = 30 * time.Second
+
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "parley-cli")
 	if err != nil {
@@ -140,7 +144,7 @@ func TestRunJSONAndGracefulInterrupt(t *testing.T) {
 	if started.Type != v1alpha1.ActivityConnectorStarted || started.Connector != "pinger" {
 		t.Fatalf("first activity: %+v", started)
 	}
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	conn, err := net.DialTimeout("tcp", addr, processWait)
 	if err != nil {
 		t.Fatal(err)
 	}

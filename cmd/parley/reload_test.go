@@ -62,7 +62,7 @@ func TestRunReloadsRulesLikeTheCluster(t *testing.T) {
 	defer cmd.Process.Kill()
 	waitFor := func(what string, n int) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
+		deadline := time.Now().Add(processWait)
 		for strings.Count(stderr.String(), what) < n {
 			if time.Now().After(deadline) {
 				t.Fatalf("no %q (x%d) on stderr:\n%s", what, n, stderr.String())
@@ -81,7 +81,7 @@ func TestRunReloadsRulesLikeTheCluster(t *testing.T) {
 	}
 	ask := func(c net.Conn, r *bufio.Reader) string {
 		t.Helper()
-		c.SetDeadline(time.Now().Add(5 * time.Second))
+		c.SetDeadline(time.Now().Add(processWait))
 		if _, err := c.Write([]byte("PING\n")); err != nil {
 			t.Fatal(err)
 		}
@@ -187,7 +187,7 @@ func TestRunServesTheConnectorMetrics(t *testing.T) {
 	}
 	defer cmd.Process.Kill()
 	var url string
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(processWait)
 	for url == "" || !strings.Contains(stderr.String(), "listening on") {
 		if time.Now().After(deadline) {
 			t.Fatalf("no metrics or listening line:\n%s", stderr.String())
@@ -212,7 +212,7 @@ func TestRunServesTheConnectorMetrics(t *testing.T) {
 		"parley_connector_connections_active ", "parley_connector_activities_produced_total ", "go_goroutines ",
 		`parley_connector_dtls_dropped_total{reason="evicted"} 0`, `parley_connector_dtls_dropped_total{reason="socket"} 0`}
 	var body string
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+	for deadline := time.Now().Add(processWait); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		resp, err := http.Get(url)
 		if err != nil {
 			t.Fatal(err)

@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
 	"github.com/parley-dev/parley/connector/sharedmemory/redistest"
@@ -50,7 +49,7 @@ func TestRunSharedMemoryOnRedis(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := strings.TrimSuffix(strings.TrimPrefix(started.Message, "listening on "), "/TCP")
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	conn, err := net.DialTimeout("tcp", addr, processWait)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,6 @@ import (
 	"sync"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
 	"github.com/parley-dev/parley/sink"
@@ -148,7 +147,7 @@ spec:
 	if addr == "" {
 		t.Fatalf("parley run did not serve:\n%s", strings.Join(log, "\n"))
 	}
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	conn, err := net.DialTimeout("tcp", addr, processWait)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -324,7 +323,7 @@ spec:
 	if addr == "" {
 		t.Fatalf("parley run did not serve:\n%s", strings.Join(log, "\n"))
 	}
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	conn, err := net.DialTimeout("tcp", addr, processWait)
 	if err != nil {
 		t.Fatal(err)
 	}

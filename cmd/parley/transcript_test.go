@@ -68,12 +68,12 @@ func TestTranscriptOfARealConversation(t *testing.T) {
 	defer cmd.Process.Kill()
 	dial := func() (net.Conn, *bufio.Reader) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
+		deadline := time.Now().Add(processWait)
 		for {
 			c, err := net.Dial("tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 			if err == nil {
 				t.Cleanup(func() { c.Close() })
-				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+				_ = c.SetDeadline(time.Now().Add(processWait))
 				return c, bufio.NewReader(c)
 			}
 			if time.Now().After(deadline) {
@@ -101,7 +101,7 @@ func TestTranscriptOfARealConversation(t *testing.T) {
 		t.Fatalf("second greeting %q", got)
 	}
 	c2.Close()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(processWait)
 	for {
 		b, _ := os.ReadFile(logPath)
 		if bytes.Count(b, []byte(`"type":"Ended"`)) == 2 {

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 )
 
 // openssl makes the keys: the formats parley reads are the ones people have.
@@ -66,7 +65,7 @@ func TestRunSignsAndVerifyChecks(t *testing.T) {
 			addr = strings.TrimSuffix(after, "/TCP")
 		}
 	}
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	conn, err := net.DialTimeout("tcp", addr, processWait)
 	if err != nil {
 		t.Fatal(err)
 	}

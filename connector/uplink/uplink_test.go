@@ -339,12 +339,19 @@ func TestFullBufferBlocksWriteButNotRecord(t *testing.T) {
 	reg := activity.NewRegister(h.u, 20, nil)
 	go reg.Run()
 
-	began := time.Now()
-	for i := 1; i <= 1000; i++ {
-		reg.Record(record(i))
-	}
-	if d := time.Since(began); d > time.Second {
-		t.Fatalf("1000 Records took %v: the register waited for the uplink", d)
+	// Nothing is acknowledged until the Records are done: if Record waited for the uplink,
+	// they would never be.
+	recorded := make(chan struct{})
+	go func() {
+		defer close(recorded)
+		for i := 1; i <= 1000; i++ {
+			reg.Record(record(i))
+		}
+	}()
+	select {
+	case <-recorded:
+	case <-time.After(uplinktest.Wait):
+		t.Fatal("1000 Records did not return: the register waits for the uplink")
 	}
 	uplinktest.Eventually(t, "the replay buffer to fill", func() bool { return h.u.Stats().Buffered == 10 })
 	st := reg.Stats()
@@ -536,22 +543,11 @@ func TestConfigsOrdersAndDisconnect(t *testing.T) {
 	}
 	h.u.SetRulesHash("sha256:one")
 
-	// Two Configs not taken: the process gets the latest only.
+	// Two Configs not taken: the process gets the latest only. The Order after them is
+	// handled after them (one stream, one receiving goroutine): once the process has it, both
+	// Configs have reached the uplink, however slowly.
 	e.SetConfig(&enginev1.Config{RulesName: "r", Generation: 2, Hash: "sha256:two"})
 	e.SetConfig(&enginev1.Config{RulesName: "r", Generation: 3, Hash: "sha256:three"})
-	uplinktest.Eventually(t, "the latest Config", func() bool {
-		select {
-		case c := <-h.u.Configs():
-			if c.GetGeneration() != 3 {
-				t.Fatalf("config generation %d, want 3 (the latest)", c.GetGeneration())
-			}
-			return true
-		default:
-			return false
-		}
-	})
-	h.u.SetRulesHash("sha256:three")
-
 	if e.Order(enginev1.Order_PAUSE, "paused by spec") != 1 {
 		t.Fatal("no stream to order")
 	}
@@ -563,6 +559,15 @@ func TestConfigsOrdersAndDisconnect(t *testing.T) {
 	case <-time.After(uplinktest.Wait):
 		t.Fatal("no Order delivered")
 	}
+	select {
+	case c := <-h.u.Configs():
+		if c.GetGeneration() != 3 {
+			t.Fatalf("config generation %d, want 3 (the latest)", c.GetGeneration())
+		}
+	default:
+		t.Fatal("no Config waiting for the process")
+	}
+	h.u.SetRulesHash("sha256:three")
 
 	e.Order(enginev1.Order_DISCONNECT, "engine shutting down")
 	uplinktest.Eventually(t, "an immediate redial", func() bool { return len(e.Hellos()) == 2 && e.Live() == 1 })

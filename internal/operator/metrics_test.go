@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -24,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/parley-dev/parley/internal/envtestutil"
+	"github.com/parley-dev/parley/internal/freeport"
 	"github.com/parley-dev/parley/internal/operator"
 )
 
@@ -69,12 +71,9 @@ func run(m *testing.M) int {
 // port until the test ends, and returns its address.
 func startMetrics(t *testing.T, secure bool) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	_ = l.Close()
+	// Not "listen on :0 and close": the manager binds later, and an ephemeral port may be
+	// taken in between by any connection made on the machine.
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freeport.T(t)))
 	mgr, err := ctrl.NewManager(operatorCfg, ctrl.Options{
 		Metrics:                operator.MetricsServerOptions(addr, secure, ""),
 		HealthProbeBindAddress: "0",

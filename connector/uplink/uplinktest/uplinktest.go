@@ -19,6 +19,7 @@ import (
 	"io"
 	"math/big"
 	"net"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -31,6 +32,7 @@ import (
 
 	enginev1 "github.com/parley-dev/parley/api/engine/v1"
 	"github.com/parley-dev/parley/api/v1alpha1"
+	"github.com/parley-dev/parley/internal/freeport"
 	"github.com/parley-dev/parley/rules"
 )
 
@@ -93,7 +95,10 @@ func New(t testing.TB) *Engine {
 	}
 	e.CAPEM = caPEM
 	e.creds = credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	// A port from freeport, not the kernel's choice: Restart listens on it again after Stop,
+	// and in between an ephemeral port may become the local end of any connection made on the
+	// machine, and stay taken.
+	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(freeport.T(t))))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +119,9 @@ func (e *Engine) ClientTLS() *tls.Config {
 }
 
 func (e *Engine) serve(l net.Listener) {
-	srv := grpc.NewServer(grpc.Creds(e.creds))
+	// Stop waits for the handlers: once it returns, nothing more is recorded, and a test can
+	// take what the engine received before the crash.
+	srv := grpc.NewServer(grpc.Creds(e.creds), grpc.WaitForHandlers(true))
 	enginev1.RegisterEngineServer(srv, e)
 	e.mu.Lock()
 	e.srv = srv
