@@ -193,7 +193,9 @@ func TestStalledHandshakesCountAgainstTheCapAndTimeOut(t *testing.T) {
 	ca := newCA(t, "parley-test")
 	cert := ca.issue("server", false, false).pair(t)
 	h := start(t, fmt.Sprintf(hostileTLSRules, 3, ""), func(o *connector.Options) {
-		o.TLS = &connector.TLS{Certificate: &cert, HandshakeTimeout: 2 * time.Second}
+		// Long enough that the first handshakes are still under way when the fourth dial is
+		// accepted, on a loaded machine too.
+		o.TLS = &connector.TLS{Certificate: &cert, HandshakeTimeout: 6 * time.Second}
 	})
 	// Accepted in this order by the one accept loop: three handshakes fill the cap, the
 	// fourth is refused at once.

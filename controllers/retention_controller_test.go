@@ -82,10 +82,12 @@ func TestRetentionByCountKeepsTheNewest(t *testing.T) {
 
 func TestRetentionByAge(t *testing.T) {
 	ns := namespace(t)
-	connectorWithRetention(t, ns, "aging", nil, 2*time.Second)
+	// A ttl long enough that a loaded machine's polls still see activity 3 alone before it
+	// expires in its turn.
+	connectorWithRetention(t, ns, "aging", nil, 5*time.Second)
 	createActivity(t, ns, "aging", 1)
 	createActivity(t, ns, "aging", 2)
-	time.Sleep(2500 * time.Millisecond)
+	time.Sleep(5500 * time.Millisecond)
 	createActivity(t, ns, "aging", 3)
 	eventually(t, "the old ones expire", func() error {
 		if got := activityNames(t, ns, "aging"); fmt.Sprint(got) != "[aging-run1-000003]" {

@@ -43,7 +43,7 @@ func TestWrongTokensAreRefused(t *testing.T) {
 		"another connector's token": {b.ns, credsA}, // A's token, presented as connector "decoy" of B's namespace
 	} {
 		t.Run(name, func(t *testing.T) {
-			p := startConnector(t, c.ns, "decoy", mainEngine.Address(), c.creds, "--config-timeout", "4s")
+			p := startConnector(t, c.ns, "decoy", mainEngine.Address(), c.creds, "--config-timeout", "10s") // room for a slow first dial; the refusal is retried until then
 			err := p.wait(t)
 			if err == nil {
 				t.Fatalf("the connector ran without a valid token; logs:\n%s", p.logs())

@@ -102,7 +102,7 @@ func (s *Server) Restart() {
 	s.done = make(chan struct{})
 	go func(cmd *exec.Cmd, done chan struct{}) { _ = cmd.Wait(); close(done) }(s.cmd, s.done)
 	// Readiness, not a timed assertion: the port opens once the server is up.
-	for i := 0; ; i++ {
+	for deadline := time.Now().Add(30 * time.Second); ; {
 		c, err := net.Dial("tcp4", s.Addr())
 		if err == nil {
 			_ = c.Close()
@@ -113,8 +113,8 @@ func (s *Server) Restart() {
 			s.t.Fatalf("redis-server exited at start (port %d)", s.Port)
 		case <-time.After(10 * time.Millisecond):
 		}
-		if i > 1000 {
-			s.t.Fatalf("redis-server did not open port %d", s.Port)
+		if time.Now().After(deadline) {
+			s.t.Fatalf("redis-server did not open port %d within 30s", s.Port)
 		}
 	}
 }
