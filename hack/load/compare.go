@@ -357,10 +357,21 @@ func printTable(w *os.File, rows []row) {
 			}
 		default:
 			result = fmt.Sprintf("%.0f/s", res.Rate())
+			if x.mode == "cpr" {
+				// The second bar for connect-per-request: no connect lost to a full
+				// listen queue.
+				result += fmt.Sprintf(", slowest connect %s (%d over %s)", us(res.MaxConnect), res.SlowConnects, slowConnect)
+			}
 			if x.base != nil {
 				q := res.Rate() / x.base.res.Rate()
 				ratio = fmt.Sprintf("%.2f", q)
-				target = verdict(q >= targets[x.mode], fmt.Sprintf(">= %.2f", targets[x.mode]))
+				want := fmt.Sprintf(">= %.2f", targets[x.mode])
+				ok := q >= targets[x.mode]
+				if x.mode == "cpr" {
+					want += fmt.Sprintf(", no connect over %s", slowConnect)
+					ok = ok && res.SlowConnects == 0
+				}
+				target = verdict(ok, want)
 			}
 		}
 		if !idleMode(x.mode) {

@@ -168,7 +168,11 @@ type result struct {
 	HoldCPU  time.Duration // idle: server CPU time (utime+stime) over the hold
 	Held     time.Duration // idle: the hold
 	Answered int64         // idle -answer: held connections that answered PING
-	FirstErr string
+	// cpr: the slowest connect in the measured window, and the connects slower than
+	// slowConnect.
+	MaxConnect   time.Duration
+	SlowConnects int64
+	FirstErr     string
 }
 
 func (r *result) Rate() float64 {
@@ -206,6 +210,9 @@ func (r *result) String() string {
 		if r.Mode == "udp" {
 			fmt.Fprintf(&b, " lost=%d", r.Lost)
 		}
+		if r.Mode == "cpr" {
+			fmt.Fprintf(&b, " slowest connect=%s over %s: %d", us(r.MaxConnect), slowConnect, r.SlowConnects)
+		}
 		fmt.Fprintf(&b, " (sent in all, warm-up included: %d)", r.Total)
 	}
 	if r.FirstErr != "" {
@@ -231,6 +238,20 @@ type tally struct {
 	ops, total, errors, lost, greeted int64
 	lat                               []time.Duration
 	firstErr                          error
+	// cpr: the slowest connect in the measured window, and how many took over slowConnect.
+	maxConnect   time.Duration
+	slowConnects int64
+}
+
+// slowConnect is the connect time cpr counts as slow: a SYN dropped from a full listen
+// queue is retried after a second, so any connect past it is one the server lost at first.
+const slowConnect = 100 * time.Millisecond
+
+func (t *tally) connect(d time.Duration) {
+	t.maxConnect = max(t.maxConnect, d)
+	if d > slowConnect {
+		t.slowConnects++
+	}
 }
 
 func (t *tally) fail(err error) {
@@ -248,6 +269,8 @@ func merge(mode string, w window, ts []*tally) *result {
 		r.Errors += t.errors
 		r.Lost += t.lost
 		r.Greeted += t.greeted
+		r.MaxConnect = max(r.MaxConnect, t.maxConnect)
+		r.SlowConnects += t.slowConnects
 		r.Lat = append(r.Lat, t.lat...)
 		if r.FirstErr == "" && t.firstErr != nil {
 			r.FirstErr = t.firstErr.Error()
