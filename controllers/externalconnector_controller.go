@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
 	"github.com/parley-dev/parley/internal/text"
@@ -175,7 +176,12 @@ func (r *ExternalConnectorReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			return e.ObjectOld.GetDeletionTimestamp().IsZero() != e.ObjectNew.GetDeletionTimestamp().IsZero()
 		},
 	})
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr)
+	if l := r.Defaults.SharedMemory; l != nil {
+		// A rotated password or CA goes to every connector's engine Secret.
+		b = b.WatchesRawSource(source.Channel(l.changed, handler.TypedEnqueueRequestsFromMapFunc(r.allConnectors)))
+	}
+	return b.
 		For(&v1alpha1.ExternalConnector{}, builder.WithPredicates(connectorChanged)).
 		Owns(&appsv1.Deployment{}).
 		Owns(&batchv1.Job{}).
@@ -208,6 +214,20 @@ func connectorOfPod(_ context.Context, o client.Object) []reconcile.Request {
 		return nil
 	}
 	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: name}}}
+}
+
+// allConnectors lists every ExternalConnector the operator watches (from the cache).
+func (r *ExternalConnectorReconciler) allConnectors(ctx context.Context, _ struct{}) []reconcile.Request {
+	var list v1alpha1.ExternalConnectorList
+	if err := r.List(ctx, &list); err != nil {
+		log.FromContext(ctx).Error(err, "list ExternalConnectors to hand them the shared-memory store's new settings")
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(list.Items))
+	for _, ec := range list.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&ec)})
+	}
+	return reqs
 }
 
 // connectorsOf maps ConversationRules to the connectors of their namespace that name them or

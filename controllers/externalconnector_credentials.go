@@ -22,12 +22,13 @@ const caRetry = 2 * time.Second
 
 // ensureSecret makes the connector's engine Secret with a random token, once (an existing
 // token is never replaced), and keeps the engine's CA and the shared-memory store (URL,
-// password, CA: Defaults.SharedMemory) in it. The store reaches the pod through this
+// password, CA: Defaults.SharedMemory, as it is now) in it. The store reaches the pod through this
 // Secret, mounted as files, so that its password is never in the pod spec. It reports whether the CA is
 // still to come: the engine has one, not loaded yet; what else the Secret needs is written
 // meanwhile.
 func (r *ExternalConnectorReconciler) ensureSecret(ctx context.Context, ec *v1alpha1.ExternalConnector) (caPending bool, err error) {
 	ca, caPending := r.engineCA()
+	shared := r.Defaults.SharedMemory.Get().secretData() // once: it may change meanwhile
 	name := v1alpha1.EngineSecretName(ec.Name)
 	var s corev1.Secret
 	err = r.APIReader.Get(ctx, client.ObjectKey{Namespace: ec.Namespace, Name: name}, &s)
@@ -44,7 +45,7 @@ func (r *ExternalConnectorReconciler) ensureSecret(ctx context.Context, ec *v1al
 		if len(ca) > 0 {
 			s.Data[v1alpha1.EngineCAKey] = ca
 		}
-		maps.Copy(s.Data, r.Defaults.SharedMemory.secretData())
+		maps.Copy(s.Data, shared)
 		if err := r.Create(ctx, &s); err != nil {
 			return caPending, fmt.Errorf("create Secret %s: %w", name, err)
 		}
@@ -89,7 +90,7 @@ func (r *ExternalConnectorReconciler) ensureSecret(ctx context.Context, ec *v1al
 		}
 		s.Data[v1alpha1.EngineCAKey], changed = ca, true
 	}
-	if syncSharedMemory(&s, r.Defaults.SharedMemory.secretData()) {
+	if syncSharedMemory(&s, shared) {
 		changed = true
 	}
 	if !changed {

@@ -109,7 +109,7 @@ var sharedMemory = controllers.SharedMemory{
 	CA:       []byte("-----BEGIN CERTIFICATE-----\nredis CA\n-----END CERTIFICATE-----\n"),
 }
 
-func init() { testDefaults.SharedMemory = sharedMemory }
+func init() { testDefaults.SharedMemory = controllers.NewLiveSharedMemory(sharedMemory) }
 
 // The shared-memory store reaches a connector through its own engine Secret (URL, password,
 // CA), never through the pod spec; a key changed by hand is put back.

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"fmt"
+	"sync/atomic"
 
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
@@ -9,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
 
@@ -31,8 +33,9 @@ type Defaults struct {
 	// Retention applies to connectors whose spec.activities leaves maxCount or ttl unset.
 	Retention Retention
 	// SharedMemory is the store of shared variables handed to every connector through its
-	// engine Secret; a zero value hands none (each pod keeps its own, in process).
-	SharedMemory SharedMemory
+	// engine Secret, as it is now: its password and CA change when rotated. nil hands none
+	// (each pod keeps its own, in process).
+	SharedMemory *LiveSharedMemory
 }
 
 // SharedMemory is a Redis or Valkey store of shared variables (docs/rules.md §3, "Shared
@@ -44,6 +47,41 @@ type SharedMemory struct {
 	Password []byte
 	// CA is the PEM CA a rediss:// server's certificate must chain to.
 	CA []byte
+}
+
+// LiveSharedMemory is the store's settings the operator hands to connectors, which change
+// while it runs (a rotated password or CA). Reconciles read it concurrently; each change
+// brings a reconcile of every ExternalConnector, so that every engine Secret gets it.
+type LiveSharedMemory struct {
+	current atomic.Pointer[SharedMemory]
+	// changed holds one pending change at most: several changes before the controller
+	// takes it need one reconcile of every connector, which reads the latest.
+	changed chan event.TypedGenericEvent[struct{}]
+}
+
+// NewLiveSharedMemory starts with m.
+func NewLiveSharedMemory(m SharedMemory) *LiveSharedMemory {
+	l := &LiveSharedMemory{changed: make(chan event.TypedGenericEvent[struct{}], 1)}
+	l.current.Store(&m)
+	return l
+}
+
+// Get returns the settings now; a nil l has none.
+func (l *LiveSharedMemory) Get() SharedMemory {
+	if l == nil {
+		return SharedMemory{}
+	}
+	return *l.current.Load()
+}
+
+// Set replaces the settings and, without waiting, asks for a reconcile of every
+// ExternalConnector. m must not be changed afterwards.
+func (l *LiveSharedMemory) Set(m SharedMemory) {
+	l.current.Store(&m)
+	select {
+	case l.changed <- event.TypedGenericEvent[struct{}]{}:
+	default: // a reconcile of every connector is pending already, and reads m
+	}
 }
 
 // secretData is what the store puts into a connector's engine Secret, by key.

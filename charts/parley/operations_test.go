@@ -21,6 +21,7 @@ import (
 	"github.com/parley-dev/parley/connector/uplink"
 	"github.com/parley-dev/parley/controllers"
 	"github.com/parley-dev/parley/engine"
+	"github.com/parley-dev/parley/internal/operator"
 )
 
 // nameRecorder is a prometheus.Registerer that keeps the names of what is registered with
@@ -60,6 +61,7 @@ func servedMetrics(t *testing.T) map[string]bool {
 	r := &nameRecorder{names: map[string]bool{}}
 	r.MustRegister(engine.Collectors()...)
 	r.MustRegister(controllers.Collectors()...)
+	r.MustRegister(operator.Collectors()...)
 	m, err := metrics.New(func() metrics.Counters { return metrics.Counters{} })
 	if err != nil {
 		t.Fatal(err)

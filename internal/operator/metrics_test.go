@@ -47,14 +47,18 @@ func TestMain(m *testing.M) {
 
 func run(m *testing.M) int {
 	envtestutil.SetLogger()
-	env := &envtest.Environment{}
+	// The CRDs, for the reconcilers the shared-memory tests run.
+	env := &envtest.Environment{
+		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+	}
 	cfg, err := env.Start()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "start envtest:", err)
 		return 1
 	}
 	defer func() { _ = env.Stop() }()
-	if admin, err = client.New(cfg, client.Options{}); err != nil {
+	if admin, err = client.New(cfg, client.Options{Scheme: testScheme()}); err != nil {
 		panic(err)
 	}
 	if clientset, err = kubernetes.NewForConfig(cfg); err != nil {

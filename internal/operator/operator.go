@@ -63,7 +63,8 @@ type Options struct {
 	// SharedMemoryURL names the Redis or Valkey store of shared variables handed to every
 	// connector (--shared-memory-url); its password and CA come from files
 	// (--shared-memory-password-file, --shared-memory-ca-file: a mounted Secret or
-	// ConfigMap), so that the password is never a flag value in the operator's pod spec.
+	// ConfigMap), so that the password is never a flag value in the operator's pod spec, and
+	// read again when they change (SharedMemoryWatch): a rotated password needs no restart.
 	SharedMemoryURL, SharedMemoryPasswordFile, SharedMemoryCAFile string
 }
 
@@ -140,11 +141,13 @@ func MetricsServerOptions(addr string, secure bool, certDir string) metricsserve
 // Run runs the operator until ctx is done.
 func Run(ctx context.Context, o Options) error {
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&o.Zap)))
-	shared, err := o.sharedMemory()
+	shared, err := NewSharedMemoryWatch(o)
 	if err != nil {
 		return err
 	}
-	o.SharedMemory = shared
+	if shared != nil {
+		o.SharedMemory = shared.Live()
+	}
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		return err
@@ -202,6 +205,11 @@ func Run(ctx context.Context, o Options) error {
 	}
 	if err := controllers.Setup(mgr, o.Defaults); err != nil {
 		return err
+	}
+	if shared != nil {
+		if err := mgr.Add(shared); err != nil {
+			return err
+		}
 	}
 	if webhookOn {
 		if o.Webhook.SecretNamespace == "" {
