@@ -26,7 +26,8 @@ const DefaultSharedMemoryCheck = 5 * time.Second
 const checkTimeout = 2 * time.Second
 
 // openSharedMemory builds the Redis or Valkey store the operator wrote into the connector's
-// engine Secret, mounted at dir (v1alpha1.SharedMemoryURLKey and its password and CA),
+// engine Secret, mounted at dir (v1alpha1.SharedMemoryURLKey and its password and CA; the
+// password read again at each new connection, the rest once),
 // with the ExternalConnector's namespace as the key namespace, so that connectors of two
 // namespaces never see each other's variables. It returns nil, and no error, when the
 // Secret names no store: the connectors of this pod then keep shared variables in
@@ -47,11 +48,17 @@ func openSharedMemory(dir, namespace string) (*sharedmemory.Redis, error) {
 		return nil, err
 	}
 	o := sharedmemory.RedisOptions{Namespace: namespace}
-	pw, err := read(v1alpha1.SharedMemoryPasswordKey)
-	if err != nil {
+	// The password is read again at each new connection to the store: the kubelet updates
+	// the mounted file when the operator rotates it, and reconnections must use the new
+	// one. Read once now too, so that an unreadable file stops the pod at start.
+	password := func() (string, error) {
+		pw, err := read(v1alpha1.SharedMemoryPasswordKey)
+		return strings.TrimRight(string(pw), "\r\n"), err
+	}
+	if _, err := password(); err != nil {
 		return nil, err
 	}
-	o.Password = strings.TrimRight(string(pw), "\r\n")
+	o.PasswordFrom = password
 	ca, err := read(v1alpha1.SharedMemoryCAKey)
 	if err != nil {
 		return nil, err

@@ -14,6 +14,7 @@ import (
 	"github.com/parley-dev/parley/connector/sharedmemory/redistest"
 	"github.com/parley-dev/parley/connector/uplink/uplinktest"
 	"github.com/parley-dev/parley/internal/freeport"
+	"github.com/parley-dev/parley/internal/volumetest"
 )
 
 const wordSpec = `
@@ -143,6 +144,52 @@ func TestSharedMemoryWrongPassword(t *testing.T) {
 		s := lastStore(e)
 		return s.GetState() == enginev1.SharedMemory_LOST && strings.Contains(s.GetLastError(), "authentication failed")
 	})
+}
+
+// The store's password rotated under a running pod: once the server wants the new one, new
+// connections fail, said as an authentication failure; once the kubelet updates the mounted
+// Secret (a symlink swap, as volumetest does), reconnections use the new password, and
+// shared steps work again in the same process.
+func TestSharedMemoryPasswordRotatedWithoutARestart(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{Password: "first-pa55"})
+	secret := volumetest.New(t)
+	data := map[string]string{
+		v1alpha1.SharedMemoryURLKey:      "redis://" + srv.Addr() + "/0",
+		v1alpha1.SharedMemoryPasswordKey: "first-pa55\n",
+	}
+	secret.Write(data)
+	e, port := sharedPod(t, "ns", secret.Dir)
+	if got := dial(t, port).ask("SET apple"); got != "+OK apple\r\n" {
+		t.Fatalf("before the rotation: %q", got)
+	}
+
+	// The server's password changes; the pod's connections are cut, so that it reconnects.
+	srv.SetPassword("second-pa55")
+	srv.CLI("CLIENT", "KILL", "TYPE", "normal")
+	uplinktest.Eventually(t, "lost: authentication failed", func() bool {
+		s := lastStore(e)
+		return s.GetState() == enginev1.SharedMemory_LOST && strings.Contains(s.GetLastError(), "authentication failed")
+	})
+	if got := dial(t, port).ask("SET berry"); got != "-ERR\r\n" {
+		t.Errorf("a shared step with the old password: %q, want the default reply", got)
+	}
+
+	data[v1alpha1.SharedMemoryPasswordKey] = "second-pa55\n"
+	secret.Write(data)
+	uplinktest.Eventually(t, "ready again with the new password", func() bool {
+		return lastStore(e).GetState() == enginev1.SharedMemory_READY
+	})
+	if got := dial(t, port).ask("SET cherry"); got != "+OK cherry\r\n" {
+		t.Fatalf("after the rotation: %q", got)
+	}
+	if got := strings.TrimSpace(srv.CLI("GET", "parley:ns:default:word")); got != "cherry" {
+		t.Errorf("redis-cli GET parley:ns:default:word: %q, want cherry", got)
+	}
+	for _, h := range e.Hellos() {
+		if h.GetRun() != e.Hellos()[0].GetRun() {
+			t.Errorf("the pod process restarted: run %q, then %q", e.Hellos()[0].GetRun(), h.GetRun())
+		}
+	}
 }
 
 // Without the store's keys in the Secret, the pod keeps shared variables itself and its

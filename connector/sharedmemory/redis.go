@@ -24,6 +24,11 @@ type RedisOptions struct {
 	Namespace string
 	// Password, when set, replaces the URL's (the cluster hands it apart from the URL).
 	Password string
+	// PasswordFrom, when set, gives the password at each new connection to the store, in
+	// place of Password ("" from it: the URL's): a mounted Secret's file read again, so that
+	// once the store's password is rotated and the file updated, reconnections use the new
+	// one without a restart. Connections already authenticated stay as they are.
+	PasswordFrom func() (string, error)
 	// RootCAs verify a rediss:// server instead of the system's roots.
 	RootCAs *x509.CertPool
 	// ConnectTimeout bounds the first contact in NewRedis. Default 5s.
@@ -95,6 +100,19 @@ func OpenRedis(rawURL string, o RedisOptions) (*Redis, error) {
 	}
 	if o.Password != "" {
 		opts.Password = o.Password
+	}
+	if from := o.PasswordFrom; from != nil {
+		user, urlPassword := opts.Username, opts.Password
+		opts.CredentialsProviderContext = func(context.Context) (string, string, error) {
+			pw, err := from()
+			if err != nil {
+				return "", "", fmt.Errorf("read the password: %w", err)
+			}
+			if pw == "" {
+				pw = urlPassword
+			}
+			return user, pw, nil
+		}
 	}
 	if o.RootCAs != nil {
 		if opts.TLSConfig == nil {

@@ -399,3 +399,48 @@ func TestRedisQueuedStepGivesUpAlone(t *testing.T) {
 		t.Errorf("values %+v: want x unset, n=1", v)
 	}
 }
+
+// PasswordFrom is asked at each new connection: after the server's password changes and
+// the connections are cut, the old one is refused and said to be wrong, the new one
+// reconnects; a password that cannot be read says so.
+func TestRedisPasswordFromIsReadAtEachConnection(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{Password: "first"})
+	var mu sync.Mutex
+	password, readErr := "first", error(nil)
+	s, err := sharedmemory.NewRedis(context.Background(), "redis://"+srv.Addr()+"/0", sharedmemory.RedisOptions{
+		PasswordFrom: func() (string, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			return password, readErr
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	set := func(pw string, err error) {
+		mu.Lock()
+		password, readErr = pw, err
+		mu.Unlock()
+	}
+	srv.SetPassword("second")
+	srv.CLI("CLIENT", "KILL", "TYPE", "normal")
+	// A pooled connection the server cut may be found dead first; a new one is then made.
+	err = nil
+	for range 10 {
+		if err = s.Ping(context.Background()); err != nil && strings.Contains(err.Error(), "authentication failed") {
+			break
+		}
+	}
+	if err == nil || !strings.Contains(err.Error(), "authentication failed") {
+		t.Fatalf("ping with the old password: %v, want an authentication failure", err)
+	}
+	set("", errors.New("no such file"))
+	if err := s.Ping(context.Background()); err == nil || !strings.Contains(err.Error(), "read the password: no such file") {
+		t.Fatalf("ping with an unreadable password: %v", err)
+	}
+	set("second", nil)
+	if err := incr(t, s, "a", "n"); err != nil {
+		t.Fatalf("a step with the new password: %v", err)
+	}
+}

@@ -166,6 +166,17 @@ func (s *Server) writeTLS() {
 	write("key.pem", pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}))
 }
 
+// SetPassword makes the running server require password from now on (CONFIG SET
+// requirepass), as when its password is rotated: connections already authenticated stay.
+// CLI, URL and Restart use the new password afterwards.
+func (s *Server) SetPassword(password string) {
+	s.t.Helper()
+	if out := s.CLI("CONFIG", "SET", "requirepass", password); out != "OK\n" {
+		s.t.Fatalf("CONFIG SET requirepass: %q", out)
+	}
+	s.opts.Password = password
+}
+
 // CLI runs redis-cli against the server and returns its output.
 func (s *Server) CLI(args ...string) string {
 	s.t.Helper()
