@@ -332,7 +332,7 @@ func TestPrometheusRule(t *testing.T) {
 	}
 	checkExprs(t, served, "PrometheusRule", exprs)
 	want := []string{"ParleyConnectorDisconnected", "ParleyConnectorPodDisconnected", "ParleyActivitiesDropped", "ParleyAlertRateHigh", "ParleyRulesInvalid",
-		"ParleySinkDropping"}
+		"ParleySinkDropping", "ParleySharedMemoryFilesInvalid"}
 	if !slices.Equal(alerts, want) {
 		t.Errorf("alerts %v, want %v", alerts, want)
 	}
