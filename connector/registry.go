@@ -23,7 +23,7 @@ type registry struct {
 	count    int // conversations, not keys
 	stopping bool
 	// perSource counts the conversations of each source, when a program caps them
-	// (maxConnectionsPerPeer); a conversation counted keeps its source in cv.source.
+	// (maxConnectionsPerPeer); a conversation counted keeps its source in cv.filing.
 	perSource map[netip.Prefix]int
 }
 
@@ -70,7 +70,7 @@ func (r *registry) join(key connKey, max int, source netip.Prefix, perSource int
 	cv := newConv()
 	cv.key = key
 	if perSource > 0 {
-		cv.source = source
+		cv.filed().source = source
 		r.perSource[source]++
 	}
 	cv.mu.Lock()
@@ -85,7 +85,7 @@ func (r *registry) setAlias(cv *conversation, key connKey) {
 	defer r.mu.Unlock()
 	if r.m[key] == nil && r.m[cv.key] == cv {
 		r.m[key] = cv
-		cv.alias = key
+		cv.filed().alias = key
 	}
 }
 
@@ -97,14 +97,15 @@ func (r *registry) remove(cv *conversation) {
 		return
 	}
 	delete(r.m, cv.key)
-	if cv.alias != (connKey{}) && r.m[cv.alias] == cv {
-		delete(r.m, cv.alias)
+	if alias := cv.alias(); alias != (connKey{}) && r.m[alias] == cv {
+		delete(r.m, alias)
 	}
-	if cv.source.IsValid() {
-		if n := r.perSource[cv.source] - 1; n > 0 {
-			r.perSource[cv.source] = n
+	if cv.filing != nil && cv.filing.source.IsValid() {
+		source := cv.filing.source
+		if n := r.perSource[source] - 1; n > 0 {
+			r.perSource[source] = n
 		} else {
-			delete(r.perSource, cv.source)
+			delete(r.perSource, source)
 		}
 	}
 	r.count--
@@ -133,9 +134,9 @@ func (r *registry) rekey(cv *conversation, key connKey, keepAddress bool) bool {
 	if other := r.m[key]; other != nil && other != cv {
 		return false
 	}
-	if r.m[cv.key] == cv && cv.key != cv.alias {
-		if keepAddress && cv.key.session == "" && cv.alias == (connKey{}) {
-			cv.alias = cv.key
+	if r.m[cv.key] == cv && cv.key != cv.alias() {
+		if keepAddress && cv.key.session == "" && cv.alias() == (connKey{}) {
+			cv.filed().alias = cv.key
 		} else {
 			delete(r.m, cv.key)
 		}
@@ -143,6 +144,22 @@ func (r *registry) rekey(cv *conversation, key connKey, keepAddress bool) bool {
 	cv.key = key
 	r.m[key] = cv
 	return true
+}
+
+// filed returns cv's filing, made on first use. Called with the registry's lock held.
+func (cv *conversation) filed() *filing {
+	if cv.filing == nil {
+		cv.filing = &filing{}
+	}
+	return cv.filing
+}
+
+// alias is cv's second key, or none. Called with the registry's lock held.
+func (cv *conversation) alias() connKey {
+	if cv.filing == nil {
+		return connKey{}
+	}
+	return cv.filing.alias
 }
 
 // lookup returns the live conversation of key, if any.

@@ -700,6 +700,10 @@ func (c *Connector) address(p *rules.Program) (network, address string) {
 	return network, net.JoinHostPort(ip, strconv.Itoa(port))
 }
 
+// sinceBegan is the time since the connector began, on the monotonic clock: a conversation
+// keeps its last input's time in 8 bytes rather than a time.Time's 24.
+func (c *Connector) sinceBegan() time.Duration { return time.Since(c.began) }
+
 // newConnectionID numbers logical connections c-000001, c-000002, ...
 func (c *Connector) newConnectionID() string {
 	var b [24]byte
