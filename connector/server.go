@@ -124,6 +124,8 @@ type Connector struct {
 	// conversation holds yet (in their handshake or waiting for their first input), Close
 	// every one.
 	sockets map[io.Closer]socketState
+	// socketSources is the source of each tracked socket counted in peers.
+	socketSources map[io.Closer]netip.Prefix
 	// handshakes counts accepted sockets in their TLS or DTLS handshake, which count against
 	// maxConcurrentConnections; peers the accepted sockets of each source when
 	// maxConnectionsPerPeer is set (peers.go).
@@ -202,7 +204,7 @@ func New(prog *rules.Program, opts Options) (*Connector, error) {
 		opts: opts, reg: opts.Register, globals: map[string]*globalSlot{},
 		quit: make(chan struct{}), ready: make(chan struct{}), retryWait: pause, shared: opts.SharedMemory,
 		listeners: map[net.Listener]struct{}{}, packets: map[packetConn]struct{}{}, sockets: map[io.Closer]socketState{},
-		peers: map[netip.Prefix]int{}, began: time.Now(),
+		socketSources: map[io.Closer]netip.Prefix{}, peers: map[netip.Prefix]int{}, began: time.Now(),
 	}
 	c.stopCtx, c.cancelStop = context.WithCancel(context.Background())
 	c.serving.init()
@@ -652,7 +654,7 @@ func (c *Connector) holdSocket(s io.Closer) {
 func (c *Connector) untrackSocket(s io.Closer) {
 	c.mu.Lock()
 	if st, ok := c.sockets[s]; ok {
-		c.release(st)
+		c.release(s, st)
 		delete(c.sockets, s)
 	}
 	c.mu.Unlock()

@@ -26,15 +26,16 @@ type socket interface {
 	remote() netip.AddrPort
 }
 
-// streamSocket is a TCP connection, or a connected UDP socket in client mode.
+// streamSocket is a TCP connection, or a connected UDP socket in client mode. Every idle
+// connection holds one: its fields are ordered so that it fits 112 bytes, not 128.
 type streamSocket struct {
 	conn net.Conn
 	// raw is the transport's own socket under conn's TLS or DTLS, as the connector tracks it.
 	raw          io.Closer
 	peer         netip.AddrPort
+	byUs         atomic.Bool
 	datagrams    bool
 	writeTimeout time.Duration
-	byUs         atomic.Bool
 	detail       string // the TLS session of a client socket, for the Connected activity
 	// framing is what the reader cuts inputs with (nil: the plain read loop), for
 	// fillReplies; next is a framing a fired rule asks for, taken by the reader before the
@@ -97,7 +98,7 @@ func (c *Connector) readLoop(cv *conversation, s *streamSocket) {
 		var n int
 		var err error
 		if wait != nil {
-			if lent, n, err = wait.readInto(size); lent != nil {
+			if lent, n, err = wait.readInto(s.conn, size); lent != nil {
 				buf = *lent
 			}
 		} else {
