@@ -152,6 +152,9 @@ type Connector struct {
 	began                         time.Time
 	// waiting counts session-mode sockets that have not sent their first input yet.
 	waiting atomic.Int64
+	// idle holds plain TCP connections until their first input without a goroutine each
+	// (idlewait_linux.go).
+	idle idleWaiter
 
 	shared sharedmemory.Store
 	// sharedErrors counts the shared steps the store failed; sharedLost is set from a
@@ -206,6 +209,7 @@ func New(prog *rules.Program, opts Options) (*Connector, error) {
 		listeners: map[net.Listener]struct{}{}, packets: map[packetConn]struct{}{}, sockets: map[io.Closer]socketState{},
 		socketSources: map[io.Closer]netip.Prefix{}, peers: map[netip.Prefix]int{}, began: time.Now(),
 	}
+	c.idle.c = c
 	c.stopCtx, c.cancelStop = context.WithCancel(context.Background())
 	c.serving.init()
 	c.tasks.init()
@@ -454,6 +458,8 @@ func (c *Connector) Close() error {
 	for _, s := range closers {
 		_ = s.Close()
 	}
+	// The sockets waiting for a first input have no reader to see them closed: start them.
+	c.idle.stop()
 	// Writes blocked on the sockets have failed: conversation locks come free.
 	for _, cv := range c.conns.drain() {
 		cv.abort()
@@ -504,6 +510,7 @@ func (c *Connector) endAll(live []*conversation) {
 		wg.Go(func() { cv.endByOrder(stopReason) })
 	}
 	wg.Wait()
+	c.idle.stop() // every parked socket was closed by its ending, and woken; none parks now
 	c.mu.Lock()
 	packets := make([]io.Closer, 0, len(c.packets))
 	for pc := range c.packets {
