@@ -12,10 +12,13 @@
 // again. Run does it all for a caller that holds a context.
 //
 // Goroutines: the serving calls run their accept or read loop on the caller's goroutine. The
-// connector starts one goroutine per accepted connection (its handshake, then its reader)
-// and per client conversation, and its timers (idle timeouts, async rules) run conversation
-// callbacks, which take the conversation's lock and do nothing once it has ended. Shutdown,
-// unless its context ends first, and Close return only when every one of them has returned.
+// connector starts one goroutine per accepted connection (its handshake and greeting, then
+// its reader) and per client conversation, and its timers (idle timeouts, async rules) run
+// conversation callbacks, which take the conversation's lock and do nothing once it has
+// ended. On Linux, a plain TCP connection's reader starts only with its first input: until
+// then the connection waits in the connector's idle waiter, one goroutine for all of them
+// (idlewait_linux.go). Shutdown, unless its context ends first, and Close return only when
+// every one of them has returned.
 package connector
 
 import (
