@@ -68,18 +68,19 @@ func (w *ampWindow) budget(now int64, ratio int) int {
 }
 
 // ampNow is the current slot of the connector's amplification windows.
-func (c *Connector) ampNow() int64 { return int64(time.Since(c.began) / ampSlot) }
+func (c *Connector) ampNow() int64 { return int64(c.sinceBegan() / ampSlot) }
 
 // amplificationGuard keeps the messages of wire (one per entry of ends) that fit the
 // peer's window, in order: the first bounded message that does not fit and every bounded
 // message after it are held back (never sent later); messages of amplification: Unbounded
-// rules (cv.unbounded, indexes into ends) are kept and not counted. What is held back is
+// rules (the workspace's unbounded, indexes into ends) are kept and not counted. What is held back is
 // noted on a and counted in Stats. now is the window's current slot (ampNow). It returns
 // what to send and the bytes that count.
 func (cv *conversation) amplificationGuard(a *v1alpha1.ActivityRecord, wire []byte, ends []int, now int64) ([]byte, []int, int) {
 	ratio := cv.c.opts.UDPAmplification
-	budget := cv.amp.budget(now, ratio)
-	if len(cv.unbounded) == 0 && len(wire) <= budget {
+	budget := cv.ampWin().budget(now, ratio)
+	unbounded := cv.work().unbounded
+	if len(unbounded) == 0 && len(wire) <= budget {
 		return wire, ends, len(wire) // the common case: everything fits
 	}
 	// Compact in place what is kept: wire is the conversation's scratch buffer.
@@ -88,7 +89,7 @@ func (cv *conversation) amplificationGuard(a *v1alpha1.ActivityRecord, wire []by
 	start, u := 0, 0
 	for i, end := range ends {
 		size := end - start
-		exempt := u < len(cv.unbounded) && cv.unbounded[u] == i
+		exempt := u < len(unbounded) && unbounded[u] == i
 		if exempt {
 			u++
 		}

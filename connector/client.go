@@ -120,7 +120,7 @@ func (c *Connector) runClientConversation(g *generation, i int, live *countdown,
 	cv.onEnd = live.done
 	cv.socks = append(cv.socks, s)
 	cv.start(s, false, s.detail)
-	cv.mu.Unlock()
+	cv.unlock()
 	c.readLoop(cv, s)
 }
 

@@ -32,67 +32,163 @@ const (
 
 // conversation is one logical connection: its memory, sockets, timers and pending async
 // rules. Every field below mu is guarded by it; socket readers, timers and orders all take it.
+//
+// An idle conversation costs memory for every connection held (docs/performance.md §1), so
+// what only some programs or only a busy conversation need is not kept inline: the scratch
+// buffers of a step are borrowed for as long as the lock is held (ws), and the async rules'
+// queue (async), the UDP amplification window (amp) and the registry's extra keys (filing)
+// are allocated when first used.
 type conversation struct {
 	c    *Connector
 	gen  *generation
 	prog *rules.Program
 	key  connKey // guarded by the registry's lock
-	// alias is a second key, the address that started a session-mode conversation given a
-	// generated id; guarded by the registry's lock.
-	alias connKey
-	// source is the source counted for maxConnectionsPerPeer; guarded by the registry's lock.
-	source netip.Prefix
+	// filing holds the keys beyond key the registry files the conversation under; nil for
+	// most. Guarded by the registry's lock.
+	filing *filing
 	id     string
 
-	mu        sync.Mutex
-	ref       *v1alpha1.ConnectionRef
-	peer      netip.AddrPort
-	session   string // the session id (operation.session)
-	mem       []value.Value
-	socks     []socket // open sockets; the last one receives async replies
-	ended     bool
-	greet     bool // greetings still to send (UDP server: before the first reply)
-	lastInput time.Time
+	mu    sync.Mutex
+	ended bool
+	greet bool // greetings still to send (UDP server: before the first reply)
+	// sharedDown skips the rules on shared variables for the rest of an input whose shared
+	// step failed (shared.go).
+	sharedDown bool
+	ref        *v1alpha1.ConnectionRef
+	peer       netip.AddrPort
+	session    string // the session id (operation.session)
+	mem        []value.Value
+	socks      []socket // open sockets; the last one receives async replies
+	// lastInput is when the last input came, on the connector's clock (sinceBegan), for
+	// interactionTimeout.
+	lastInput time.Duration
 	idle      *time.Timer
 	// age ends the conversation at operation.maxConversationAge, however active.
-	age       *time.Timer
-	tasks     taskQueue
-	taskTimer *time.Timer
-	taskSeq   uint64
-	// closeWhenDone are the sockets answered under socket.closeAfterReplying, closed once
-	// the async rules pending with their replies have run.
-	closeWhenDone []socket
+	age *time.Timer
+	// async holds the async rules pending and what waits for them; nil until a rule is
+	// scheduled or a reply closes its socket under closeAfterReplying.
+	async *asyncState
 	// amp weighs bytes out against bytes in for the UDP amplification guard
-	// (amplification.go).
-	amp ampWindow
-	// scratch buffers reused across inputs: the replies to send (one message per entry of
-	// ends), and the indexes in ends of those from amplification: Unbounded rules.
-	wire      []byte
-	ends      []int
-	unbounded []int
-	fired     []*rules.Rule
-	// cands are the rules whose regexes may match the input (the program's prefilter).
-	cands rules.Candidates
-	// exprAct is what the conversation's CEL expressions read, exprCaptures what a rule's
-	// captures would store while its when is evaluated (expressions.go); replyScratch holds
-	// a reply being rewritten by transform.output.
-	exprAct      *expr.Activation
-	exprCaptures []exprCapture
-	replyScratch []byte
+	// (amplification.go); nil until the conversation's first datagram or UDP reply.
+	amp *ampWindow
+	// ws holds the scratch buffers of the step under way; borrowed from workspaces while mu
+	// is held (work) and given back by unlock.
+	ws *workspace
+	// exprAct is what the conversation's CEL expressions read (expressions.go).
+	exprAct *expr.Activation
 	// onEnd, if set, is called once the conversation has ended, with mu held: it must not
 	// take it.
 	onEnd func()
-	// stage redirects memory during a shared step (shared.go); sharedDown skips the rules
-	// on shared variables for the rest of an input whose step failed.
-	stage      *sharedStage
-	sharedDown bool
+	// stage redirects memory during a shared step (shared.go).
+	stage *sharedStage
+}
+
+// filing holds a conversation's registry keys beyond its key: alias is a second key, the
+// address that started a session-mode conversation given a generated id; source is the
+// source counted for maxConnectionsPerPeer.
+type filing struct {
+	alias  connKey
+	source netip.Prefix
+}
+
+// asyncState is a conversation's queue of async rules, with the timer of the first, and the
+// sockets answered under socket.closeAfterReplying, closed once the async rules pending with
+// their replies have run.
+type asyncState struct {
+	tasks         taskQueue
+	timer         *time.Timer
+	seq           uint64
+	closeWhenDone []socket
+}
+
+// workspace holds the scratch buffers a conversation uses while it handles an input, a
+// timer or an ending: the replies to send (one message per entry of ends), the indexes in
+// ends of those from amplification: Unbounded rules, the rules that fired, the prefilter's
+// candidates, the captures a rule's when reads (expressions.go) and a reply being rewritten
+// by transform.output. Only a conversation at work needs them, so an idle one holds none:
+// they are pooled, borrowed under the conversation's lock and given back when it unlocks.
+type workspace struct {
+	wire         []byte
+	ends         []int
+	unbounded    []int
+	fired        []*rules.Rule
+	cands        rules.Candidates
+	exprCaptures []exprCapture
+	replyScratch []byte
+}
+
+// maxPooledReply bounds the reply buffers a workspace keeps in the pool: one huge reply
+// should not hold its buffer in every workspace after it.
+const maxPooledReply = 64 << 10
+
+var workspaces = sync.Pool{New: func() any { return new(workspace) }}
+
+// work returns the conversation's workspace, borrowing one if it has none. Called with mu
+// held.
+func (cv *conversation) work() *workspace {
+	if cv.ws == nil {
+		cv.ws = workspaces.Get().(*workspace)
+	}
+	return cv.ws
+}
+
+// unlock gives back the workspace, if one was borrowed, and unlocks mu: nothing the
+// workspace holds outlives the step that used it.
+func (cv *conversation) unlock() {
+	if w := cv.ws; w != nil {
+		cv.ws = nil
+		w.release()
+	}
+	cv.mu.Unlock()
+}
+
+// release empties w (no rule, program or value stays reachable from the pool) and puts it
+// back in the pool.
+func (w *workspace) release() {
+	clear(w.fired)
+	clear(w.exprCaptures)
+	w.wire, w.ends, w.unbounded = w.wire[:0], w.ends[:0], w.unbounded[:0]
+	w.fired, w.exprCaptures, w.replyScratch = w.fired[:0], w.exprCaptures[:0], w.replyScratch[:0]
+	if cap(w.wire) > maxPooledReply {
+		w.wire = nil
+	}
+	if cap(w.replyScratch) > maxPooledReply {
+		w.replyScratch = nil
+	}
+	workspaces.Put(w)
+}
+
+// asyncQueue returns the conversation's async state, made on first use. Called with mu
+// held.
+func (cv *conversation) asyncQueue() *asyncState {
+	if cv.async == nil {
+		cv.async = &asyncState{}
+	}
+	return cv.async
+}
+
+// pendingTasks is the number of async rules pending.
+func (cv *conversation) pendingTasks() int {
+	if cv.async == nil {
+		return 0
+	}
+	return len(cv.async.tasks)
+}
+
+// ampWin returns the conversation's amplification window, made on first use. Called with
+// mu held.
+func (cv *conversation) ampWin() *ampWindow {
+	if cv.amp == nil {
+		cv.amp = &ampWindow{}
+	}
+	return cv.amp
 }
 
 func (c *Connector) newConversation(g *generation, peer netip.AddrPort, session string) *conversation {
 	p := g.prog
 	cv := &conversation{
 		c: c, gen: g, prog: p, id: c.newConnectionID(), peer: peer, session: session,
-		mem: rules.NewValues(p.Connection), lastInput: time.Now(),
+		mem: rules.NewValues(p.Connection), lastInput: c.sinceBegan(),
 	}
 	cv.ref = cv.newRef()
 	return cv
@@ -126,7 +222,7 @@ func (cv *conversation) start(s socket, deferGreeting bool, detail string) {
 // now and then to keep interactionTimeout away holds its slot no longer than this.
 func (cv *conversation) onAge() {
 	cv.mu.Lock()
-	defer cv.mu.Unlock()
+	defer cv.unlock()
 	if !cv.ended {
 		cv.finish(v1alpha1.ActivityTimedOut, "older than maxConversationAge "+cv.prog.MaxConversationAge.String(), cv.prog.Timeout, cv.prog.Ending)
 	}
@@ -175,8 +271,9 @@ func (cv *conversation) current() socket {
 	return cv.socks[len(cv.socks)-1]
 }
 
-// touch records interaction for the idle timeout.
-func (cv *conversation) touch(now time.Time) {
+// touch records interaction for the idle timeout; now is on the connector's clock
+// (sinceBegan).
+func (cv *conversation) touch(now time.Duration) {
 	cv.lastInput = now
 	if cv.idle != nil {
 		cv.idle.Reset(cv.prog.InteractionTimeout)
@@ -185,12 +282,12 @@ func (cv *conversation) touch(now time.Time) {
 
 func (cv *conversation) onIdle() {
 	cv.mu.Lock()
-	defer cv.mu.Unlock()
+	defer cv.unlock()
 	if cv.ended {
 		return
 	}
 	t := cv.prog.InteractionTimeout
-	if left := t - time.Since(cv.lastInput); left > 0 {
+	if left := t - (cv.c.sinceBegan() - cv.lastInput); left > 0 {
 		cv.idle.Reset(left)
 		return
 	}
@@ -200,7 +297,7 @@ func (cv *conversation) onIdle() {
 // endByOrder ends the conversation because the connector stops (Ctrl-C, End order).
 func (cv *conversation) endByOrder(reason string) {
 	cv.mu.Lock()
-	defer cv.mu.Unlock()
+	defer cv.unlock()
 	if !cv.ended {
 		cv.finish(v1alpha1.ActivityEnded, reason, cv.prog.Ending)
 	}
@@ -209,7 +306,7 @@ func (cv *conversation) endByOrder(reason string) {
 // abort ends the conversation without its ending rule: Close has cut its sockets.
 func (cv *conversation) abort() {
 	cv.mu.Lock()
-	defer cv.mu.Unlock()
+	defer cv.unlock()
 	if !cv.ended {
 		cv.finish(v1alpha1.ActivityEnded, closeReason)
 	}
@@ -232,11 +329,12 @@ func (cv *conversation) finishOn(s socket, typ v1alpha1.ActivityType, msg string
 	if cv.age != nil {
 		cv.age.Stop()
 	}
-	if cv.taskTimer != nil {
-		cv.taskTimer.Stop()
+	if cv.async != nil {
+		if cv.async.timer != nil {
+			cv.async.timer.Stop()
+		}
+		cv.async = nil
 	}
-	cv.tasks = nil
-	cv.closeWhenDone = nil
 	cv.peerChanged(s)
 	a := cv.activity(typ)
 	a.Message = msg
@@ -278,7 +376,7 @@ func (cv *conversation) finishOn(s socket, typ v1alpha1.ActivityType, msg string
 // the conversation; otherwise the peer ended it.
 func (cv *conversation) socketClosed(s socket, err error) {
 	cv.mu.Lock()
-	defer cv.mu.Unlock()
+	defer cv.unlock()
 	for i, o := range cv.socks {
 		if o == s {
 			cv.socks = append(cv.socks[:i], cv.socks[i+1:]...)
@@ -471,7 +569,7 @@ func (c *Connector) join(key connKey, peer netip.AddrPort, s socket, deferGreeti
 		case created:
 			cv.socks = append(cv.socks, s)
 			cv.start(s, deferGreeting, detail)
-			cv.mu.Unlock()
+			cv.unlock()
 			return cv
 		}
 		if isUDP {
@@ -480,7 +578,7 @@ func (c *Connector) join(key connKey, peer netip.AddrPort, s socket, deferGreeti
 		}
 		cv.mu.Lock()
 		if !cv.ended && len(cv.socks) >= maxSocketsPerConversation {
-			cv.mu.Unlock()
+			cv.unlock()
 			c.reject(peer, p.Transport, fmt.Sprintf("over %d sockets for one logical connection", maxSocketsPerConversation))
 			return nil
 		}
@@ -490,7 +588,7 @@ func (c *Connector) join(key connKey, peer netip.AddrPort, s socket, deferGreeti
 			a.Message = joinMessage("socket joined the live conversation", detail)
 			cv.record(a)
 		}
-		cv.mu.Unlock()
+		cv.unlock()
 		if ok {
 			return cv
 		}

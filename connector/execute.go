@@ -20,7 +20,7 @@ func (cv *conversation) input(s socket, raw []byte, truncated bool) *conversatio
 		cv = cv.c.followSession(cv, s, raw)
 	}
 	cv.mu.Lock()
-	defer cv.mu.Unlock()
+	defer cv.unlock()
 	if !cv.ended {
 		cv.handleInput(s, raw, truncated)
 	}
@@ -30,7 +30,7 @@ func (cv *conversation) input(s socket, raw []byte, truncated bool) *conversatio
 // handleInput is the per-input step of docs/design.md §4. Called with mu held.
 func (cv *conversation) handleInput(s socket, raw []byte, truncated bool) {
 	p := cv.prog
-	cv.touch(time.Now())
+	cv.touch(cv.c.sinceBegan())
 	cv.peerChanged(s) // the input's own socket, whichever joined last
 	if cv.greet {
 		cv.greet = false
@@ -45,7 +45,7 @@ func (cv *conversation) handleInput(s socket, raw []byte, truncated bool) {
 	}
 	cv.resetReplies()
 	// One scan of the prefilter serves the shared-memory reads and detection.
-	p.Prefilter.Scan(text, &cv.cands)
+	p.Prefilter.Scan(text, &cv.work().cands)
 	if reads := cv.sharedReadsOf(text); reads != nil {
 		if cv.handleSharedInput(s, text, a, rr, reads) {
 			return
@@ -113,7 +113,7 @@ func (cv *conversation) finishInput(s socket, a *v1alpha1.ActivityRecord, sent i
 	cv.record(a)
 	switchFraming(s, fired)
 	cv.afterReply(s, sent, ending, closing, fired)
-	if len(cv.tasks) > 0 && !cv.ended && !cv.tasks[0].due.After(time.Now()) {
+	if cv.pendingTasks() > 0 && !cv.ended && !cv.async.tasks[0].due.After(time.Now()) {
 		cv.runDueLocked()
 	}
 }
@@ -176,8 +176,9 @@ func (cv *conversation) afterReply(s socket, sent int, ending, closing bool, fir
 		s.close()
 	case p.CloseAfterReplying && sent > 0 && s != nil:
 		// Sockets gone meanwhile are dropped, so the list stays within the sockets held.
-		cv.closeWhenDone = slices.DeleteFunc(cv.closeWhenDone, func(o socket) bool { return o == s || !slices.Contains(cv.socks, o) })
-		cv.closeWhenDone = append(cv.closeWhenDone, s)
+		as := cv.asyncQueue()
+		as.closeWhenDone = slices.DeleteFunc(as.closeWhenDone, func(o socket) bool { return o == s || !slices.Contains(cv.socks, o) })
+		as.closeWhenDone = append(as.closeWhenDone, s)
 		cv.closeIfDone()
 	}
 }
@@ -203,16 +204,17 @@ func endingRule(fired []*rules.Rule) int32 {
 // pending, so that the replies of triggered rules go out first. A socket gone meanwhile is
 // left alone.
 func (cv *conversation) closeIfDone() {
-	if len(cv.closeWhenDone) == 0 || len(cv.tasks) > 0 {
+	as := cv.async
+	if as == nil || len(as.closeWhenDone) == 0 || len(as.tasks) > 0 {
 		return
 	}
-	for i, s := range cv.closeWhenDone {
+	for i, s := range as.closeWhenDone {
 		if slices.Contains(cv.socks, s) {
 			s.close()
 		}
-		cv.closeWhenDone[i] = nil
+		as.closeWhenDone[i] = nil
 	}
-	cv.closeWhenDone = cv.closeWhenDone[:0]
+	as.closeWhenDone = as.closeWhenDone[:0]
 }
 
 func (cv *conversation) basicReply(a *v1alpha1.ActivityRecord, b *rules.Basic) {
@@ -226,16 +228,18 @@ func (cv *conversation) basicReply(a *v1alpha1.ActivityRecord, b *rules.Basic) {
 
 // resetReplies empties the replies gathered for sending.
 func (cv *conversation) resetReplies() {
-	cv.wire, cv.ends, cv.unbounded = cv.wire[:0], cv.ends[:0], cv.unbounded[:0]
+	w := cv.work()
+	w.wire, w.ends, w.unbounded = w.wire[:0], w.ends[:0], w.unbounded[:0]
 }
 
 // appendRuleReply appends r's response, marked when r opts out of the UDP amplification
 // guard.
 func (cv *conversation) appendRuleReply(r *rules.Rule) {
-	n := len(cv.ends)
+	w := cv.work()
+	n := len(w.ends)
 	cv.appendReply(r.Response)
-	if r.Unbounded && len(cv.ends) > n {
-		cv.unbounded = append(cv.unbounded, n)
+	if r.Unbounded && len(w.ends) > n {
+		w.unbounded = append(w.unbounded, n)
 	}
 }
 
@@ -243,12 +247,13 @@ func (cv *conversation) appendReply(t *rules.Template) {
 	if t == nil {
 		return
 	}
-	start := len(cv.wire)
-	cv.wire = t.AppendTo(cv.wire, cv.prog.Codec, cv)
+	w := cv.work()
+	start := len(w.wire)
+	w.wire = t.AppendTo(w.wire, cv.prog.Codec, cv)
 	if cv.prog.TransformOutput != nil {
-		cv.wire = cv.transformOutput(cv.wire, start)
+		w.wire = cv.transformOutput(w.wire, start)
 	}
-	cv.ends = append(cv.ends, len(cv.wire))
+	w.ends = append(w.ends, len(w.wire))
 }
 
 // flush sends the replies gathered so far and returns the bytes sent.
@@ -258,16 +263,18 @@ func (cv *conversation) flush(s socket, a *v1alpha1.ActivityRecord) int {
 	return n
 }
 
-// send writes cv.wire (one message per entry of cv.ends) to s, noting failures on a.
+// send writes the workspace's wire (one message per entry of ends) to s, noting failures on
+// a.
 func (cv *conversation) send(s socket, a *v1alpha1.ActivityRecord) int {
-	if len(cv.wire) == 0 {
+	w := cv.work()
+	if len(w.wire) == 0 {
 		return 0
 	}
 	if s == nil {
 		note(a, noSocketForReply)
 		return 0
 	}
-	wire, ends := cv.wire, cv.ends
+	wire, ends := w.wire, w.ends
 	_, isUDP := s.(*udpPeer)
 	counted := 0
 	var slot int64 // the amplification window's slot, read once per reply
@@ -280,7 +287,7 @@ func (cv *conversation) send(s socket, a *v1alpha1.ActivityRecord) int {
 	wire, ends = fillLengths(s, a, wire, ends)
 	n, err := s.send(wire, ends)
 	if isUDP {
-		cv.amp.sent(slot, min(n, counted))
+		cv.ampWin().sent(slot, min(n, counted))
 	}
 	cv.wrote(a, wire[:n])
 	if err != nil {
@@ -299,17 +306,18 @@ func note(a *v1alpha1.ActivityRecord, msg string) {
 
 // detect returns the rules that fire on text: ungrouped rules in ascending id, then the
 // rules of each applying group. Only the regexes the prefilter leaves can match are run:
-// cv.cands holds text's scan (handleInput).
+// the workspace's cands hold text's scan (handleInput).
 func (cv *conversation) detect(text string) []*rules.Rule {
 	p := cv.prog
-	c := &cv.cands
-	fired := cv.fired[:0]
+	w := cv.work()
+	c := &w.cands
+	fired := w.fired[:0]
 	for i := c.Next(0); i < len(p.Rules); i = c.Next(i + 1) {
 		r := p.Rules[i]
 		if r.Regex.MatchString(text) && cv.usable(r) && cv.holds(r.Conditions) && cv.whenOnInput(r, text) {
 			fired = append(fired, r)
 			if p.OnlyFirstHit {
-				cv.fired = fired
+				w.fired = fired
 				return fired
 			}
 		}
@@ -324,22 +332,23 @@ func (cv *conversation) detect(text string) []*rules.Rule {
 			if r.Regex.MatchString(text) && cv.usable(r) && cv.holds(r.Conditions) && cv.whenOnInput(r, text) {
 				fired = append(fired, r)
 				if p.OnlyFirstHit {
-					cv.fired = fired
+					w.fired = fired
 					return fired
 				}
 			}
 		}
 	}
-	cv.fired = fired
+	w.fired = fired
 	return fired
 }
 
-// groupApplies says whether g's rules are looked at for text; cv.cands holds text's scan.
+// groupApplies says whether g's rules are looked at for text; the workspace's cands hold
+// text's scan.
 func (cv *conversation) groupApplies(g *rules.Group, text string) bool {
 	if g.Regex == nil && len(g.Conditions) == 0 {
 		return true
 	}
-	if g.Regex != nil && cv.cands.Has(g.Slot) && g.Regex.MatchString(text) {
+	if g.Regex != nil && cv.work().cands.Has(g.Slot) && g.Regex.MatchString(text) {
 		return true
 	}
 	return len(g.Conditions) > 0 && !(cv.sharedDown && len(g.SharedReads) > 0) && cv.holds(g.Conditions)

@@ -34,8 +34,9 @@ func (cv *conversation) ExprActivation() *expr.Activation {
 // rule whose when is being evaluated would store it.
 func (cv *conversation) ExprValue(slot int) value.Value {
 	ref := cv.prog.Expr.Vars[slot]
-	for i := len(cv.exprCaptures) - 1; i >= 0; i-- {
-		if c := cv.exprCaptures[i]; c.ref.Scope == ref.Scope && c.ref.Index == ref.Index {
+	captures := cv.work().exprCaptures
+	for i := len(captures) - 1; i >= 0; i-- {
+		if c := captures[i]; c.ref.Scope == ref.Scope && c.ref.Index == ref.Index {
 			return c.v
 		}
 	}
@@ -77,6 +78,7 @@ func (cv *conversation) whenOnInput(r *rules.Rule, text string) bool {
 	if r.When == nil {
 		return true
 	}
+	w := cv.work()
 	for _, cp := range r.Captures {
 		m := cp.Regex.FindStringSubmatch(text)
 		if m == nil {
@@ -87,12 +89,12 @@ func (cv *conversation) whenOnInput(r *rules.Rule, text string) bool {
 			val = m[1]
 		}
 		if v, err := value.OfString(val).Store(cp.Var.Kind); err == nil {
-			cv.exprCaptures = append(cv.exprCaptures, exprCapture{cp.Var, v})
+			w.exprCaptures = append(w.exprCaptures, exprCapture{cp.Var, v})
 		}
 	}
 	ok := cv.when(r)
-	clear(cv.exprCaptures)
-	cv.exprCaptures = cv.exprCaptures[:0]
+	clear(w.exprCaptures)
+	w.exprCaptures = w.exprCaptures[:0]
 	return ok
 }
 
@@ -139,12 +141,13 @@ func (cv *conversation) transformOutput(wire []byte, start int) []byte {
 	t := cv.prog.TransformOutput
 	a := cv.ExprActivation()
 	a.Output = cv.prog.Codec.Decode(wire[start:])
-	out, err := t.AppendWire(cv.replyScratch[:0], a, cv.prog.Codec)
+	w := cv.work()
+	out, err := t.AppendWire(w.replyScratch[:0], a, cv.prog.Codec)
 	a.Output = ""
 	if err != nil {
 		cv.recordError(fmt.Sprintf("%s: %v", t.Field, err))
 		return wire
 	}
-	cv.replyScratch = out
+	w.replyScratch = out
 	return append(wire[:start], out...)
 }

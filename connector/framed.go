@@ -97,7 +97,7 @@ func (c *Connector) framedLoop(cv *conversation, r *frameReader) {
 				cv.mu.Lock()
 				cv.peerChanged(s)
 				cv.recordError(fe.Error())
-				cv.mu.Unlock()
+				cv.unlock()
 			}
 			_ = s.conn.Close()
 			c.untrackSocket(s.raw)

@@ -91,7 +91,7 @@ func FuzzInput(f *testing.F) {
 			cv.handleInput(s, input[:min(len(input), prog.MaxInputSize)], false)
 		}
 		cv.finish(v1alpha1.ActivityEnded, "fuzz done", prog.Ending)
-		cv.mu.Unlock()
+		cv.unlock()
 		for i, v := range cv.mem {
 			if n := len(v.String()); n > maxValueBytes+64 {
 				t.Fatalf("variable %s holds %d bytes", prog.Connection[i].Name, n)

@@ -24,26 +24,27 @@ func sourceOf(a netip.Addr, prefixV6 int) netip.Prefix {
 	return p
 }
 
-// socketState is what the connector knows of a tracked socket.
+// socketState is what the connector knows of a tracked socket. Every open socket has an
+// entry in Connector.sockets, so it is kept to two bytes (docs/performance.md §1); the
+// source of a socket counted in peers is in socketSources, for programs that cap sources.
 type socketState struct {
 	// held: a conversation holds the socket.
 	held bool
 	// handshake: the socket is in its TLS or DTLS handshake, counted in handshakes.
 	handshake bool
-	// source, when valid, is the source whose count in peers includes the socket.
-	source netip.Prefix
 }
 
-// release gives back what st counts. Called with mu held.
-func (c *Connector) release(st socketState) {
+// release gives back what socket s, in state st, counts. Called with mu held.
+func (c *Connector) release(s io.Closer, st socketState) {
 	if st.handshake {
 		c.handshakes--
 	}
-	if st.source.IsValid() {
-		if n := c.peers[st.source] - 1; n > 0 {
-			c.peers[st.source] = n
+	if source, ok := c.socketSources[s]; ok {
+		delete(c.socketSources, s)
+		if n := c.peers[source] - 1; n > 0 {
+			c.peers[source] = n
 		} else {
-			delete(c.peers, st.source)
+			delete(c.peers, source)
 		}
 	}
 }
@@ -66,11 +67,12 @@ func (c *Connector) admit(s io.Closer, peer netip.AddrPort, p *rules.Program) (r
 		return "over maxConcurrentConnections (TLS and DTLS handshakes under way included)", refusedHandshakeCap, false
 	}
 	if p.MaxConnectionsPerPeer > 0 {
-		st.source = sourceOf(peer.Addr(), p.PeerPrefixV6)
-		if c.peers[st.source] >= p.MaxConnectionsPerPeer {
-			return fmt.Sprintf("over maxConnectionsPerPeer (%d sockets of %s)", p.MaxConnectionsPerPeer, st.source), refusedPeerCap, false
+		source := sourceOf(peer.Addr(), p.PeerPrefixV6)
+		if c.peers[source] >= p.MaxConnectionsPerPeer {
+			return fmt.Sprintf("over maxConnectionsPerPeer (%d sockets of %s)", p.MaxConnectionsPerPeer, source), refusedPeerCap, false
 		}
-		c.peers[st.source]++
+		c.peers[source]++
+		c.socketSources[s] = source
 	}
 	if st.handshake {
 		c.handshakes++

@@ -9,4 +9,6 @@ type readiness struct{}
 
 func newReadiness(net.Conn) *readiness { return nil }
 
-func (*readiness) readInto(int) (*[]byte, int, error) { panic("readiness: not on this system") }
+func (*readiness) readInto(net.Conn, int) (*[]byte, int, error) {
+	panic("readiness: not on this system")
+}

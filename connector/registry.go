@@ -18,18 +18,49 @@ func sessionKey(id string) connKey     { return connKey{session: id} }
 // registry holds the live logical connections by key. A conversation is filed under its key
 // and, in session mode, may also be found by the address that started it (its alias).
 type registry struct {
-	mu       sync.Mutex
-	m        map[connKey]*conversation
-	count    int // conversations, not keys
-	stopping bool
+	mu sync.Mutex
+	// byAddr and bySession file conversations by the two kinds of key: every live
+	// connection has an entry, and a map keyed by the address alone takes 40 bytes a slot
+	// where one keyed by connKey took 56 (docs/performance.md §1).
+	byAddr    map[netip.AddrPort]*conversation
+	bySession map[string]*conversation
+	count     int // conversations, not keys
+	stopping  bool
 	// perSource counts the conversations of each source, when a program caps them
-	// (maxConnectionsPerPeer); a conversation counted keeps its source in cv.source.
+	// (maxConnectionsPerPeer); a conversation counted keeps its source in cv.filing.
 	perSource map[netip.Prefix]int
 }
 
 func (r *registry) init() {
-	r.m = map[connKey]*conversation{}
+	r.byAddr = map[netip.AddrPort]*conversation{}
+	r.bySession = map[string]*conversation{}
 	r.perSource = map[netip.Prefix]int{}
+}
+
+// get returns the conversation filed under k, if any. Called with mu held.
+func (r *registry) get(k connKey) *conversation {
+	if k.session != "" {
+		return r.bySession[k.session]
+	}
+	return r.byAddr[k.addr]
+}
+
+// put files cv under k. Called with mu held.
+func (r *registry) put(k connKey, cv *conversation) {
+	if k.session != "" {
+		r.bySession[k.session] = cv
+	} else {
+		r.byAddr[k.addr] = cv
+	}
+}
+
+// del forgets what is filed under k. Called with mu held.
+func (r *registry) del(k connKey) {
+	if k.session != "" {
+		delete(r.bySession, k.session)
+	} else {
+		delete(r.byAddr, k.addr)
+	}
 }
 
 func (r *registry) len() int {
@@ -58,7 +89,7 @@ func (r *registry) join(key connKey, max int, source netip.Prefix, perSource int
 	if r.stopping {
 		return nil, stopping
 	}
-	if cv := r.m[key]; cv != nil {
+	if cv := r.get(key); cv != nil {
 		return cv, joined
 	}
 	if r.count >= max {
@@ -70,11 +101,11 @@ func (r *registry) join(key connKey, max int, source netip.Prefix, perSource int
 	cv := newConv()
 	cv.key = key
 	if perSource > 0 {
-		cv.source = source
+		cv.filed().source = source
 		r.perSource[source]++
 	}
 	cv.mu.Lock()
-	r.m[key] = cv
+	r.put(key, cv)
 	r.count++
 	return cv, created
 }
@@ -83,9 +114,9 @@ func (r *registry) join(key connKey, max int, source netip.Prefix, perSource int
 func (r *registry) setAlias(cv *conversation, key connKey) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.m[key] == nil && r.m[cv.key] == cv {
-		r.m[key] = cv
-		cv.alias = key
+	if r.get(key) == nil && r.get(cv.key) == cv {
+		r.put(key, cv)
+		cv.filed().alias = key
 	}
 }
 
@@ -93,18 +124,19 @@ func (r *registry) setAlias(cv *conversation, key connKey) {
 func (r *registry) remove(cv *conversation) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.m[cv.key] != cv {
+	if r.get(cv.key) != cv {
 		return
 	}
-	delete(r.m, cv.key)
-	if cv.alias != (connKey{}) && r.m[cv.alias] == cv {
-		delete(r.m, cv.alias)
+	r.del(cv.key)
+	if alias := cv.alias(); alias != (connKey{}) && r.get(alias) == cv {
+		r.del(alias)
 	}
-	if cv.source.IsValid() {
-		if n := r.perSource[cv.source] - 1; n > 0 {
-			r.perSource[cv.source] = n
+	if cv.filing != nil && cv.filing.source.IsValid() {
+		source := cv.filing.source
+		if n := r.perSource[source] - 1; n > 0 {
+			r.perSource[source] = n
 		} else {
-			delete(r.perSource, cv.source)
+			delete(r.perSource, source)
 		}
 	}
 	r.count--
@@ -116,8 +148,13 @@ func (r *registry) drain() []*conversation {
 	defer r.mu.Unlock()
 	r.stopping = true
 	out := make([]*conversation, 0, r.count)
-	for key, cv := range r.m {
-		if key == cv.key { // aliases name the same conversations again
+	for addr, cv := range r.byAddr {
+		if addrKey(addr) == cv.key { // aliases name the same conversations again
+			out = append(out, cv)
+		}
+	}
+	for id, cv := range r.bySession {
+		if sessionKey(id) == cv.key {
 			out = append(out, cv)
 		}
 	}
@@ -130,24 +167,40 @@ func (r *registry) drain() []*conversation {
 func (r *registry) rekey(cv *conversation, key connKey, keepAddress bool) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if other := r.m[key]; other != nil && other != cv {
+	if other := r.get(key); other != nil && other != cv {
 		return false
 	}
-	if r.m[cv.key] == cv && cv.key != cv.alias {
-		if keepAddress && cv.key.session == "" && cv.alias == (connKey{}) {
-			cv.alias = cv.key
+	if r.get(cv.key) == cv && cv.key != cv.alias() {
+		if keepAddress && cv.key.session == "" && cv.alias() == (connKey{}) {
+			cv.filed().alias = cv.key
 		} else {
-			delete(r.m, cv.key)
+			r.del(cv.key)
 		}
 	}
 	cv.key = key
-	r.m[key] = cv
+	r.put(key, cv)
 	return true
+}
+
+// filed returns cv's filing, made on first use. Called with the registry's lock held.
+func (cv *conversation) filed() *filing {
+	if cv.filing == nil {
+		cv.filing = &filing{}
+	}
+	return cv.filing
+}
+
+// alias is cv's second key, or none. Called with the registry's lock held.
+func (cv *conversation) alias() connKey {
+	if cv.filing == nil {
+		return connKey{}
+	}
+	return cv.filing.alias
 }
 
 // lookup returns the live conversation of key, if any.
 func (r *registry) lookup(key connKey) *conversation {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.m[key]
+	return r.get(key)
 }

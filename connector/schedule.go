@@ -113,7 +113,7 @@ func (cv *conversation) schedule(sc rules.Schedule, from cause, loop *rules.Loop
 		why = fmt.Sprintf("chain of zero-delay triggers deeper than %d", maxZeroDelayRun)
 	case sc.Delay == 0 && b.runs >= rules.MaxChainRuns:
 		why = fmt.Sprintf("more than %d async runs without delay after one input, start or delayed run", rules.MaxChainRuns)
-	case len(cv.tasks) >= maxPendingTasks:
+	case cv.pendingTasks() >= maxPendingTasks:
 		why = fmt.Sprintf("%d async tasks already pending", maxPendingTasks)
 	}
 	if why != "" {
@@ -126,8 +126,9 @@ func (cv *conversation) schedule(sc rules.Schedule, from cause, loop *rules.Loop
 	if sc.Delay == 0 {
 		b.runs++
 	}
-	cv.taskSeq++
-	heap.Push(&cv.tasks, &task{due: time.Now().Add(sc.Delay), seq: cv.taskSeq, sched: sc, loop: loop, iter: iter, depth: depth, burst: b})
+	as := cv.asyncQueue()
+	as.seq++
+	heap.Push(&as.tasks, &task{due: time.Now().Add(sc.Delay), seq: as.seq, sched: sc, loop: loop, iter: iter, depth: depth, burst: b})
 	if rr != nil {
 		rr.Scheduled = append(rr.Scheduled, sc.Rule.ID)
 	}
@@ -142,21 +143,22 @@ func (cv *conversation) schedule(sc rules.Schedule, from cause, loop *rules.Loop
 
 // armTasks sets the conversation's one timer to the earliest task.
 func (cv *conversation) armTasks() {
-	if len(cv.tasks) == 0 {
+	as := cv.async
+	if as == nil || len(as.tasks) == 0 {
 		return
 	}
-	d := time.Until(cv.tasks[0].due)
-	if cv.taskTimer == nil {
-		cv.taskTimer = time.AfterFunc(d, func() { cv.c.tasks.run(cv.runDue) })
+	d := time.Until(as.tasks[0].due)
+	if as.timer == nil {
+		as.timer = time.AfterFunc(d, func() { cv.c.tasks.run(cv.runDue) })
 	} else {
-		cv.taskTimer.Reset(d)
+		as.timer.Reset(d)
 	}
 }
 
 // runDue runs every task that is due, in order, then re-arms the timer.
 func (cv *conversation) runDue() {
 	cv.mu.Lock()
-	defer cv.mu.Unlock()
+	defer cv.unlock()
 	cv.runDueLocked()
 }
 
@@ -164,8 +166,8 @@ func (cv *conversation) runDue() {
 // the zero-delay rules it scheduled there and then, before the next input (a framed read
 // may hold several), as docs/rules.md §5 orders them.
 func (cv *conversation) runDueLocked() {
-	for !cv.ended && len(cv.tasks) > 0 && !cv.tasks[0].due.After(time.Now()) {
-		cv.runTask(heap.Pop(&cv.tasks).(*task))
+	for !cv.ended && cv.pendingTasks() > 0 && !cv.async.tasks[0].due.After(time.Now()) {
+		cv.runTask(heap.Pop(&cv.async.tasks).(*task))
 	}
 	if cv.ended {
 		return

@@ -12,10 +12,13 @@
 // again. Run does it all for a caller that holds a context.
 //
 // Goroutines: the serving calls run their accept or read loop on the caller's goroutine. The
-// connector starts one goroutine per accepted connection (its handshake, then its reader)
-// and per client conversation, and its timers (idle timeouts, async rules) run conversation
-// callbacks, which take the conversation's lock and do nothing once it has ended. Shutdown,
-// unless its context ends first, and Close return only when every one of them has returned.
+// connector starts one goroutine per accepted connection (its handshake and greeting, then
+// its reader) and per client conversation, and its timers (idle timeouts, async rules) run
+// conversation callbacks, which take the conversation's lock and do nothing once it has
+// ended. On Linux, a plain TCP connection's reader starts only with its first input: until
+// then the connection waits in the connector's idle waiter, one goroutine for all of them
+// (idlewait_linux.go). Shutdown, unless its context ends first, and Close return only when
+// every one of them has returned.
 package connector
 
 import (
@@ -128,6 +131,8 @@ type Connector struct {
 	// conversation holds yet (in their handshake or waiting for their first input), Close
 	// every one.
 	sockets map[io.Closer]socketState
+	// socketSources is the source of each tracked socket counted in peers.
+	socketSources map[io.Closer]netip.Prefix
 	// handshakes counts accepted sockets in their TLS or DTLS handshake, which count against
 	// maxConcurrentConnections; peers the accepted sockets of each source when
 	// maxConnectionsPerPeer is set (peers.go).
@@ -154,6 +159,9 @@ type Connector struct {
 	began                         time.Time
 	// waiting counts session-mode sockets that have not sent their first input yet.
 	waiting atomic.Int64
+	// idle holds plain TCP connections until their first input without a goroutine each
+	// (idlewait_linux.go).
+	idle idleWaiter
 
 	shared sharedmemory.Store
 	// sharedErrors counts the shared steps the store failed; sharedLost is set from a
@@ -209,8 +217,9 @@ func New(prog *rules.Program, opts Options) (*Connector, error) {
 		opts: opts, reg: opts.Register, globals: map[string]*globalSlot{},
 		quit: make(chan struct{}), ready: make(chan struct{}), retryWait: pause, shared: opts.SharedMemory,
 		listeners: map[net.Listener]struct{}{}, packets: map[packetConn]struct{}{}, sockets: map[io.Closer]socketState{},
-		peers: map[netip.Prefix]int{}, began: time.Now(),
+		socketSources: map[io.Closer]netip.Prefix{}, peers: map[netip.Prefix]int{}, began: time.Now(),
 	}
+	c.idle.c = c
 	c.stopCtx, c.cancelStop = context.WithCancel(context.Background())
 	c.serving.init()
 	c.tasks.init()
@@ -459,6 +468,8 @@ func (c *Connector) Close() error {
 	for _, s := range closers {
 		_ = s.Close()
 	}
+	// The sockets waiting for a first input have no reader to see them closed: start them.
+	c.idle.stop()
 	// Writes blocked on the sockets have failed: conversation locks come free.
 	for _, cv := range c.conns.drain() {
 		cv.abort()
@@ -509,6 +520,7 @@ func (c *Connector) endAll(live []*conversation) {
 		wg.Go(func() { cv.endByOrder(stopReason) })
 	}
 	wg.Wait()
+	c.idle.stop() // every parked socket was closed by its ending, and woken; none parks now
 	c.mu.Lock()
 	packets := make([]io.Closer, 0, len(c.packets))
 	for pc := range c.packets {
@@ -659,7 +671,7 @@ func (c *Connector) holdSocket(s io.Closer) {
 func (c *Connector) untrackSocket(s io.Closer) {
 	c.mu.Lock()
 	if st, ok := c.sockets[s]; ok {
-		c.release(st)
+		c.release(s, st)
 		delete(c.sockets, s)
 	}
 	c.mu.Unlock()
@@ -706,6 +718,10 @@ func (c *Connector) address(p *rules.Program) (network, address string) {
 	}
 	return network, net.JoinHostPort(ip, strconv.Itoa(port))
 }
+
+// sinceBegan is the time since the connector began, on the monotonic clock: a conversation
+// keeps its last input's time in 8 bytes rather than a time.Time's 24.
+func (c *Connector) sinceBegan() time.Duration { return time.Since(c.began) }
 
 // newConnectionID numbers logical connections c-000001, c-000002, ...
 func (c *Connector) newConnectionID() string {

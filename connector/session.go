@@ -113,7 +113,7 @@ func (c *Connector) routeSession(p *rules.Program, s socket, raw []byte, isUDP b
 // without a session takes the socket, and files itself under adopt.
 func (cv *conversation) take(s socket, record bool, detail, adopt string) bool {
 	cv.mu.Lock()
-	defer cv.mu.Unlock()
+	defer cv.unlock()
 	if cv.ended || len(cv.socks) >= maxSocketsPerConversation {
 		return false
 	}
@@ -138,7 +138,7 @@ func (c *Connector) followSession(cv *conversation, s socket, raw []byte) *conve
 	}
 	cv.mu.Lock()
 	if cv.ended || id == cv.session {
-		cv.mu.Unlock()
+		cv.unlock()
 		return cv
 	}
 	other := c.conns.lookup(sessionKey(id))
@@ -146,15 +146,15 @@ func (c *Connector) followSession(cv *conversation, s socket, raw []byte) *conve
 		if !cv.setSession(id) {
 			cv.recordError(fmt.Sprintf("session id %q belongs to another live conversation", id))
 		}
-		cv.mu.Unlock()
+		cv.unlock()
 		return cv
 	}
 	cv.detach(s)
-	cv.mu.Unlock()
+	cv.unlock()
 	if !other.take(s, true, "moved from "+cv.id, "") {
 		cv.mu.Lock()
 		cv.attach(s)
-		cv.mu.Unlock()
+		cv.unlock()
 		return cv
 	}
 	return other

@@ -199,9 +199,9 @@ func (cv *conversation) sharedReadsOf(text string) []int {
 		}
 	}
 	need := false
-	// Only the regexes the prefilter leaves can match are run, as in detect (cv.cands holds
-	// text's scan).
-	c := &cv.cands
+	// Only the regexes the prefilter leaves can match are run, as in detect (the
+	// workspace's cands hold text's scan).
+	c := &cv.work().cands
 	for i := c.Next(0); i < len(p.Rules); i = c.Next(i + 1) {
 		if r := p.Rules[i]; usesShared(r) && r.Regex.MatchString(text) {
 			need = true
@@ -245,7 +245,7 @@ func (cv *conversation) handleSharedInput(s socket, text string, a *v1alpha1.Act
 	p := cv.prog
 	alert := a.Alert
 	var fired []*rules.Rule
-	var reconnectAt []int // before which reply (index into cv.ends) a rule reconnects
+	var reconnectAt []int // before which reply (index into the workspace's ends) a rule reconnects
 	err := cv.sharedStep(reads, func() {
 		a.Captures, a.Alert, rr.Executed, rr.Basic = nil, alert, nil, ""
 		cv.resetReplies()
@@ -266,7 +266,7 @@ func (cv *conversation) handleSharedInput(s socket, text string, a *v1alpha1.Act
 		}
 		for _, r := range fired {
 			if r.ReconnectBefore && cv.reconnects() {
-				reconnectAt = append(reconnectAt, len(cv.ends))
+				reconnectAt = append(reconnectAt, len(cv.work().ends))
 			}
 			cv.appendRuleReply(r)
 		}
@@ -302,13 +302,14 @@ func (cv *conversation) handleSharedInput(s socket, text string, a *v1alpha1.Act
 	return true
 }
 
-// sendSegments sends the replies gathered in cv.wire, reconnecting before the replies
+// sendSegments sends the replies gathered in the workspace, reconnecting before the replies
 // listed in reconnectAt; *last is the socket in use at the end.
 func (cv *conversation) sendSegments(s socket, a *v1alpha1.ActivityRecord, reconnectAt []int, last *socket) int {
 	if len(reconnectAt) == 0 {
 		return cv.flush(s, a)
 	}
-	full, ends := slices.Clone(cv.wire), slices.Clone(cv.ends)
+	w := cv.work()
+	full, ends := slices.Clone(w.wire), slices.Clone(w.ends)
 	sent, from := 0, 0
 	send := func(upto int) {
 		if upto > from {
@@ -316,10 +317,10 @@ func (cv *conversation) sendSegments(s socket, a *v1alpha1.ActivityRecord, recon
 			if from > 0 {
 				base = ends[from-1]
 			}
-			cv.wire = append(cv.wire[:0], full[base:ends[upto-1]]...)
-			cv.ends, cv.unbounded = cv.ends[:0], cv.unbounded[:0]
+			w.wire = append(w.wire[:0], full[base:ends[upto-1]]...)
+			w.ends, w.unbounded = w.ends[:0], w.unbounded[:0]
 			for _, e := range ends[from:upto] {
-				cv.ends = append(cv.ends, e-base)
+				w.ends = append(w.ends, e-base)
 			}
 			sent += cv.flush(s, a)
 		}

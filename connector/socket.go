@@ -26,21 +26,27 @@ type socket interface {
 	remote() netip.AddrPort
 }
 
-// streamSocket is a TCP connection, or a connected UDP socket in client mode.
+// streamSocket is a TCP connection, or a connected UDP socket in client mode. Every idle
+// connection holds one: its fields are ordered so that it fits 112 bytes, not 128.
 type streamSocket struct {
 	conn net.Conn
 	// raw is the transport's own socket under conn's TLS or DTLS, as the connector tracks it.
 	raw          io.Closer
 	peer         netip.AddrPort
+	byUs         atomic.Bool
 	datagrams    bool
 	writeTimeout time.Duration
-	byUs         atomic.Bool
 	detail       string // the TLS session of a client socket, for the Connected activity
 	// framing is what the reader cuts inputs with (nil: the plain read loop), for
 	// fillReplies; next is a framing a fired rule asks for, taken by the reader before the
 	// next input (framed.go).
 	framing atomic.Pointer[rules.Framing]
 	next    atomic.Pointer[rules.Framing]
+	// idle is the waiter holding the socket without a reader until its first input
+	// (idlewait_linux.go), nil once its reader runs; idleToken is its key there, guarded by
+	// the waiter's lock.
+	idle      atomic.Pointer[idleWaiter]
+	idleToken uint64
 }
 
 func (s *streamSocket) send(buf []byte, ends []int) (int, error) {
@@ -65,6 +71,9 @@ func (s *streamSocket) send(buf []byte, ends []int) (int, error) {
 func (s *streamSocket) close() {
 	s.byUs.Store(true)
 	_ = s.conn.Close()
+	if w := s.idle.Load(); w != nil {
+		w.unpark(s) // no reader waits on it: start one, to find the socket closed
+	}
 }
 
 func (s *streamSocket) closedByUs() bool       { return s.byUs.Load() }
@@ -97,7 +106,7 @@ func (c *Connector) readLoop(cv *conversation, s *streamSocket) {
 		var n int
 		var err error
 		if wait != nil {
-			if lent, n, err = wait.readInto(size); lent != nil {
+			if lent, n, err = wait.readInto(s.conn, size); lent != nil {
 				buf = *lent
 			}
 		} else {
@@ -127,6 +136,17 @@ func (c *Connector) readLoop(cv *conversation, s *streamSocket) {
 // the connector is stopping.
 func (c *Connector) startReader(cv *conversation, s *streamSocket) bool {
 	return c.tasks.goFunc(func() { c.readLoop(cv, s) })
+}
+
+// resume starts the reader of a socket the idle waiter held. Once the connector's
+// goroutines are closed, its conversation is ended or ending (Close, Shutdown): the socket
+// is closed and forgotten, and the conversation, whose lock the caller may hold, is left to
+// its end.
+func (c *Connector) resume(cv *conversation, s *streamSocket) {
+	if !c.startReader(cv, s) {
+		_ = s.conn.Close()
+		c.untrackSocket(s.raw)
+	}
 }
 
 // newStreamSocket wraps conn, whose transport socket is raw (conn itself without TLS).

@@ -214,8 +214,13 @@ func (c *Connector) serveStream(conn net.Conn, p *rules.Program) {
 		c.untrackSocket(raw)
 		return
 	}
-	// The reader gets a goroutine of its own: this one's stack grew through the handshake
-	// and the greeting, and an idle connection would keep it (docs/performance.md §5).
+	// A plain TCP connection waits for its first input without a goroutine (idle.park,
+	// idlewait_linux.go). Otherwise the reader gets a goroutine of its own: this one's stack
+	// grew through the handshake and the greeting, and an idle connection would keep it
+	// (docs/performance.md §5).
+	if c.idle.park(cv, s) {
+		return
+	}
 	if !c.startReader(cv, s) {
 		_ = conn.Close()
 		c.untrackSocket(raw)

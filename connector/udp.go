@@ -167,7 +167,7 @@ func temporaryRead(err error) bool {
 // datagram handles one datagram; false means the conversation had already ended.
 func (cv *conversation) datagram(pc packetConn, from netip.AddrPort, raw []byte) bool {
 	cv.mu.Lock()
-	defer cv.mu.Unlock()
+	defer cv.unlock()
 	if cv.ended {
 		return false
 	}
@@ -177,7 +177,7 @@ func (cv *conversation) datagram(pc packetConn, from netip.AddrPort, raw []byte)
 		cv.socks = []socket{s}
 		cv.peerChanged(s)
 	}
-	cv.amp.received(cv.c.ampNow(), len(raw))
+	cv.ampWin().received(cv.c.ampNow(), len(raw))
 	max := cv.prog.MaxInputSize
 	cv.handleInput(s, raw[:min(len(raw), max)], len(raw) > max)
 	return true

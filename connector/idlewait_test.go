@@ -1,0 +1,68 @@
+package connector_test
+
+import (
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/parley-dev/parley/api/v1alpha1"
+)
+
+// TestGreetedConnectionsWaitWithoutAGoroutine: plain TCP connections greeted and silent are
+// held without a goroutine each (idlewait_linux.go), and each is still answered, and ended
+// by its peer, when it speaks.
+func TestGreetedConnectionsWaitWithoutAGoroutine(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the idle waiter is Linux's")
+	}
+	h := start(t, `
+operation: {port: 1, identifyBy: Address, interactionTimeout: 0s, maxConcurrentConnections: 100}
+conversation:
+  greetings: {value: "hi;"}
+  rules: [{id: 1, mode: Sync, regex: "PING", response: "PONG;"}]
+`)
+	h.dial().expect("hi;") // the waiter's goroutine starts with the first connection
+	before := runtime.NumGoroutine()
+	const n = 40
+	peers := make([]*peer, n)
+	for i := range peers {
+		peers[i] = h.dial()
+		peers[i].expect("hi;")
+	}
+	// The goroutines that accepted and greeted them return; a reader each would stay.
+	eventually(t, "the greeted connections to wait without a goroutine each", func() bool {
+		return runtime.NumGoroutine() < before+n/2
+	})
+	for _, p := range peers {
+		p.exchange("PING", "PONG;")
+	}
+	for _, p := range peers {
+		_ = p.conn.Close()
+	}
+	for _, a := range h.Activities.WaitFor(t, v1alpha1.ActivityEnded, n) {
+		if a.Message != "peer closed the connection" {
+			t.Errorf("Ended %q", a.Message)
+		}
+	}
+}
+
+// TestRuleClosesASocketWaitingForItsFirstInput: an async rule that closes a socket still
+// waiting for its first input (held by the idle waiter, with no reader) ends the
+// conversation as it ends one whose reader waits.
+func TestRuleClosesASocketWaitingForItsFirstInput(t *testing.T) {
+	h := start(t, `
+operation: {port: 1, identifyBy: Address, interactionTimeout: 0s}
+conversation:
+  greetings: {value: "hi;"}
+  rules: [{id: 1, mode: Async, onStart: {delay: 100ms}, response: "bye;", closeConnection: true}]
+`)
+	p := h.dial()
+	p.expect("hi;")
+	if got := p.expectClosed(); got != "bye;" {
+		t.Fatalf("got %q before the close, want the async reply", got)
+	}
+	a := h.Activities.WaitFor(t, v1alpha1.ActivityEnded, 1)[0]
+	if !strings.HasPrefix(a.Message, "socket closed on our side") {
+		t.Errorf("Ended %q", a.Message)
+	}
+}
