@@ -19,6 +19,9 @@ type readiness struct {
 	// is there (EAGAIN) it gives the buffer back and has rc.Read wait. A busy socket costs
 	// one read(2) per input, as net.Conn.Read does, and an idle one holds no buffer.
 	read func(fd uintptr) bool
+	// network names the connection's network in errors, as conn.Read's do: the connector
+	// listens and dials tcp4 or tcp6 (Connector.address), so the address family says which.
+	network string
 	// size, lent, n and err are read's arguments and results.
 	size int
 	lent *[]byte
@@ -36,7 +39,10 @@ func newReadiness(conn net.Conn) *readiness {
 	if err != nil {
 		return nil
 	}
-	w := &readiness{conn: tc, rc: rc}
+	w := &readiness{conn: tc, rc: rc, network: "tcp6"}
+	if a, ok := tc.LocalAddr().(*net.TCPAddr); ok && a.IP.To4() != nil {
+		w.network = "tcp4"
+	}
 	w.read = func(fd uintptr) bool {
 		if w.lent == nil {
 			w.lent = borrowReadBuffer(w.size)
@@ -68,10 +74,11 @@ func (w *readiness) readInto(size int) (lent *[]byte, n int, err error) {
 	w.lent = nil
 	switch {
 	case rerr != nil: // closed, or a deadline: as net.Conn.Read reports them
-		err = rerr
-		if !errors.As(err, new(*net.OpError)) {
-			err = w.opError(err)
+		var op *net.OpError
+		if errors.As(rerr, &op) {
+			rerr = op.Err // rc.Read's own says "raw-read"
 		}
+		err = w.opError(rerr)
 	case err != nil:
 		err = w.opError(os.NewSyscallError("read", err))
 	case n == 0:
@@ -85,5 +92,5 @@ func (w *readiness) readInto(size int) (lent *[]byte, n int, err error) {
 }
 
 func (w *readiness) opError(err error) error {
-	return &net.OpError{Op: "read", Net: "tcp", Source: w.conn.LocalAddr(), Addr: w.conn.RemoteAddr(), Err: err}
+	return &net.OpError{Op: "read", Net: w.network, Source: w.conn.LocalAddr(), Addr: w.conn.RemoteAddr(), Err: err}
 }
