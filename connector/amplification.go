@@ -68,7 +68,12 @@ func (w *ampWindow) budget(now int64, ratio int) int {
 }
 
 // ampNow is the current slot of the connector's amplification windows.
-func (c *Connector) ampNow() int64 { return int64(c.sinceBegan() / ampSlot) }
+func (c *Connector) ampNow() int64 {
+	if s := c.ampSlotForTests.Load(); s != 0 {
+		return s
+	}
+	return int64(c.sinceBegan() / ampSlot)
+}
 
 // amplificationGuard keeps the messages of wire (one per entry of ends) that fit the
 // peer's window, in order: the first bounded message that does not fit and every bounded

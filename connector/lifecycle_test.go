@@ -546,3 +546,51 @@ conversation:
 		t.Errorf("TimedOut message %q", a.Message)
 	}
 }
+
+// A conversation without CEL expressions reads its plain TCP socket through the readiness
+// path (readiness_linux.go), one with them through net.Conn.Read: the same peer, sending
+// in several segments, half-closing, and resetting with data unread, gets the same replies
+// and leaves the same activities either way.
+func TestPlainTCPReadPathsRecordTheSame(t *testing.T) {
+	play := func(when string) string {
+		h := start(t, `
+operation: {port: 1}
+conversation: {rules: [{id: 1, mode: Sync, regex: ".", response: "ok;"`+when+`}]}
+`)
+		p := h.dial()
+		for i, s := range []string{"PI", "NG", "QUIT"} {
+			h.quiet(p, s, i+1) // one read each
+		}
+		p.send("last")
+		_ = p.conn.(*net.TCPConn).CloseWrite()
+		if got := p.expectClosed(); got != "ok;ok;ok;ok;" {
+			t.Errorf("after a half-close, the peer read %q", got)
+		}
+		h.Activities.WaitFor(t, v1alpha1.ActivityEnded, 1)
+		q := h.dial()
+		h.quiet(q, "data", 5)
+		_ = q.conn.(*net.TCPConn).SetLinger(0) // close with RST
+		_ = q.conn.Close()
+		h.Activities.WaitFor(t, v1alpha1.ActivityBroken, 1)
+		var b strings.Builder
+		for _, a := range h.Activities.All() {
+			if a.Connection == nil {
+				continue // the connector's own
+			}
+			fmt.Fprintf(&b, "%s", a.Type)
+			if a.Input != nil {
+				fmt.Fprintf(&b, " %q", a.Input.Text)
+			}
+			msg := strings.NewReplacer(h.Addr(), "SERVER", a.Connection.Peer, "PEER").Replace(a.Message)
+			fmt.Fprintf(&b, " %s\n", msg)
+		}
+		return b.String()
+	}
+	plain, withExpr := play(""), play(`, when: "true"`)
+	if plain != withExpr {
+		t.Errorf("without expressions:\n%s\nwith them:\n%s", plain, withExpr)
+	}
+	if !strings.Contains(plain, "Broken ") || !strings.Contains(plain, "connection reset by peer") {
+		t.Errorf("activities:\n%s", plain)
+	}
+}

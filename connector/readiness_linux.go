@@ -69,10 +69,11 @@ func (w *readiness) readInto(conn net.Conn, size int) (lent *[]byte, n int, err 
 	w.lent = nil
 	switch {
 	case rerr != nil: // closed, or a deadline: as net.Conn.Read reports them
-		err = rerr
-		if !errors.As(err, new(*net.OpError)) {
-			err = opError(conn, err)
+		var op *net.OpError
+		if errors.As(rerr, &op) {
+			rerr = op.Err // rc.Read's own says "raw-read"
 		}
+		err = opError(conn, rerr)
 	case err != nil:
 		err = opError(conn, os.NewSyscallError("read", err))
 	case n == 0:
@@ -85,6 +86,13 @@ func (w *readiness) readInto(conn net.Conn, size int) (lent *[]byte, n int, err 
 	return lent, n, err
 }
 
+// opError is err as net.Conn.Read reports it. The network is named as conn.Read's errors
+// name it: the connector listens and dials tcp4 or tcp6 only (Connector.address), so the
+// address family says which.
 func opError(conn net.Conn, err error) error {
-	return &net.OpError{Op: "read", Net: "tcp", Source: conn.LocalAddr(), Addr: conn.RemoteAddr(), Err: err}
+	network := "tcp6"
+	if a, ok := conn.LocalAddr().(*net.TCPAddr); ok && a.IP.To4() != nil {
+		network = "tcp4"
+	}
+	return &net.OpError{Op: "read", Net: network, Source: conn.LocalAddr(), Addr: conn.RemoteAddr(), Err: err}
 }

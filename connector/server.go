@@ -154,9 +154,11 @@ type Connector struct {
 	evicted, backlogDropped, bufferDropped, overflowDropped atomic.Uint64
 	refusals                                                refusals
 	// ampHeldBytes and ampHeldMessages count what the UDP amplification guard held back;
-	// began is the origin of its windows' clock.
+	// began is the origin of its windows' clock; ampSlotForTests, when not zero, is the
+	// windows' slot instead (set by tests, export_test.go, to slide them without waiting).
 	ampHeldBytes, ampHeldMessages atomic.Uint64
 	began                         time.Time
+	ampSlotForTests               atomic.Int64
 	// waiting counts session-mode sockets that have not sent their first input yet.
 	waiting atomic.Int64
 	// idle holds plain TCP connections until their first input without a goroutine each

@@ -341,3 +341,83 @@ conversation: {rules: [{id: 1, mode: Sync, regex: "PING", response: "PONG"}]}
 		t.Error("the summaries come before ConnectorStopped")
 	}
 }
+
+// The guard's window slides: bytes a peer sent more than AmplificationWindow ago no longer
+// buy replies (a spoofer cannot bank an allowance), and bytes sent to it that long ago no
+// longer count against it (its allowance comes back). The windows' clock is set by the
+// test, one slot (a tenth of the window) at a time; a held reply is dropped, never sent
+// later.
+func TestUDPAmplificationWindowSlides(t *testing.T) {
+	big := strings.Repeat("X", 2000)
+	h := start(t, `
+operation: {port: 1, transport: UDP}
+conversation:
+  rules:
+  - {id: 1, mode: Sync, regex: "^Q$", response: "`+big+`"}
+  - {id: 2, mode: Sync, regex: "^probe$", response: "ok"}
+`)
+	slot := func(s int64) { connector.SetAmplificationSlot(h.Connector, s) }
+	inputs := 0
+	// send sends s from u and waits until the connector has recorded it, so that it is
+	// counted in the slot set before.
+	send := func(u *udpPeer, s string) {
+		t.Helper()
+		u.send(s)
+		inputs++
+		h.Activities.WaitFor(t, v1alpha1.ActivityInput, inputs)
+	}
+	// next expects the next datagram to be want, reported in brief if not.
+	next := func(u *udpPeer, want string) {
+		t.Helper()
+		if got := u.recv(); got != want {
+			t.Fatalf("expected a datagram of %d bytes %.10q..., got %d bytes %.10q...", len(want), want, len(got), got)
+		}
+	}
+	lastInput := func() *v1alpha1.ActivityRecord {
+		in := h.Activities.Of(v1alpha1.ActivityInput)
+		return in[len(in)-1]
+	}
+	bank := strings.Repeat(".", 1000) // matches no rule: 1000 bytes in, nothing out
+	early, late, again := h.dialUDP(), h.dialUDP(), h.dialUDP()
+
+	slot(1)
+	send(early, bank)
+	send(late, bank)
+	send(again, bank)
+
+	// again spends most of its allowance at slot 5, for the second half below.
+	slot(5)
+	send(again, "Q")
+	next(again, big)
+	// Slot 10: the window (slots 1-10) still holds the 1000 bytes: 3003 bytes allowed.
+	slot(10)
+	send(early, "Q")
+	next(early, big)
+
+	// Slot 11: slot 1 left the window, and the 1000 bytes with it: 3 bytes allowed.
+	slot(11)
+	send(late, "Q")
+	if a := lastInput(); !strings.Contains(a.Message, "UDP amplification guard: 2000 bytes not sent") || a.Output.Bytes != 0 {
+		t.Errorf("a reply bought by bytes sent a window ago: %q, %d bytes out", a.Message, a.Output.Bytes)
+	}
+	send(late, "probe")
+	next(late, "ok") // and not the big reply before it, held back for good
+
+	// again at slot 11: 1 byte in (slot 5; slot 1 left), 2000 bytes out (slot 5): over.
+	send(again, "Q")
+	if a := lastInput(); !strings.Contains(a.Message, "2000 bytes not sent") {
+		t.Errorf("over the bound: %q", a.Message)
+	}
+	// Slot 15: slot 5 left the window with the 2000 bytes sent then; 700 bytes in now
+	// allow 2100 (2106 with the Qs of slots 11 and 15) again.
+	slot(15)
+	send(again, bank[:700])
+	send(again, "Q")
+	if a := lastInput(); a.Message != "" || a.Output.Bytes != 2000 {
+		t.Fatalf("allowance back: %q, %d bytes out", a.Message, a.Output.Bytes)
+	}
+	next(again, big)
+	if st := h.Connector.Stats(); st.AmplificationHeldMessages != 2 || st.AmplificationHeldBytes != 4000 {
+		t.Errorf("held back: %d bytes in %d messages, want 4000 in 2", st.AmplificationHeldBytes, st.AmplificationHeldMessages)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
+	"github.com/parley-dev/parley/evidence"
 	"github.com/parley-dev/parley/sink"
 )
 
@@ -359,5 +360,102 @@ func TestRawActivitiesReadAsEncodedOnes(t *testing.T) {
 	}
 	if c := sink.CEF(raw[2]); c != sink.CEF(whole[2]) || !strings.Contains(c, "quoted") {
 		t.Errorf("CEF from raw %s\nfrom whole %s", c, sink.CEF(whole[2]))
+	}
+}
+
+// A sink cuts what waits into batches of at most MaxBatch items, in order: a JSON webhook
+// gets every activity and checkpoint once, whether the activities travel encoded or as
+// their connector's JSON (Raw), however the items fall across the batches.
+func TestWebhookBatchesAreCutAtMaxBatch(t *testing.T) {
+	const maxBatch, n = 7, 100
+	var (
+		mu     sync.Mutex
+		bodies [][]string // the keys of each body, activities and checkpoints in order
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		var body struct {
+			Activities []struct {
+				Metadata struct{ Name string } `json:"metadata"`
+				v1alpha1.ActivityRecord
+			} `json:"activities"`
+			Checkpoints []struct {
+				Metadata   struct{ Name string } `json:"metadata"`
+				Checkpoint *evidence.Checkpoint  `json:"checkpoint"`
+			} `json:"checkpoints"`
+		}
+		if err := json.NewDecoder(req.Body).Decode(&body); err != nil {
+			t.Errorf("body: %v", err)
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		var keys []string
+		for _, a := range body.Activities {
+			if a.Input == nil || a.Input.Text != "PING\r\n" {
+				t.Errorf("activity %s: %+v", a.Metadata.Name, a.ActivityRecord)
+			}
+			keys = append(keys, a.Metadata.Name)
+		}
+		for _, c := range body.Checkpoints {
+			if c.Checkpoint == nil || sink.CheckpointItem("redis", c.Checkpoint).Key != c.Metadata.Name {
+				t.Errorf("checkpoint %s: %+v", c.Metadata.Name, c.Checkpoint)
+			}
+			keys = append(keys, c.Metadata.Name)
+		}
+		mu.Lock()
+		bodies = append(bodies, keys)
+		mu.Unlock()
+	}))
+	t.Cleanup(srv.Close)
+
+	// In the first half, every third activity as its connector's JSON (a batch with one
+	// such goes out as rawJSONBatch, else as JSONBatch); a checkpoint after every tenth.
+	var offered []sink.Item
+	for i, it := range items("redis-7f3a9c", n) {
+		if i < n/2 && i%3 == 1 {
+			raw, err := json.Marshal(it.Record)
+			if err != nil {
+				t.Fatal(err)
+			}
+			it.Raw = raw
+		}
+		offered = append(offered, it)
+		if i%10 == 9 {
+			offered = append(offered, sink.CheckpointItem("redis", &evidence.Checkpoint{
+				Chain: "c", Seq: uint64(i + 1), Hash: "h", Time: "2026-01-02T03:04:05Z", Key: "k", Signature: "s"}))
+		}
+	}
+	s := sink.New(sink.NewWebhook(srv.URL, v1alpha1.WebhookJSON, nil, nil), sink.Options{MaxBatch: maxBatch})
+	s.Offer(offered...) // all queued before the sink runs: it cuts them, it does not wait for more
+	go s.Run()
+	t.Cleanup(func() { s.Close() })
+	settle(t, s, uint64(len(offered)))
+
+	mu.Lock()
+	defer mu.Unlock()
+	// Within a body, activities come before checkpoints: compare each batch as a set, in
+	// the order of the activities, then of the checkpoints.
+	next := 0
+	for i, keys := range bodies {
+		if len(keys) > maxBatch || (len(keys) < maxBatch && next+len(keys) != len(offered)) {
+			t.Errorf("body %d carries %d items (max %d), %d of %d before it", i, len(keys), maxBatch, next, len(offered))
+		}
+		var want, wantCps []string
+		for _, it := range offered[next:min(next+len(keys), len(offered))] {
+			if it.Checkpoint != nil {
+				wantCps = append(wantCps, it.Key)
+			} else {
+				want = append(want, it.Key)
+			}
+		}
+		if got, want := strings.Join(keys, " "), strings.Join(append(want, wantCps...), " "); got != want {
+			t.Fatalf("body %d: %s\nwant %s", i, got, want)
+		}
+		next += len(keys)
+	}
+	if next != len(offered) || len(bodies) != (len(offered)+maxBatch-1)/maxBatch {
+		t.Errorf("%d items in %d bodies, want %d in %d", next, len(bodies), len(offered), (len(offered)+maxBatch-1)/maxBatch)
+	}
+	if st := s.Stats(); st.Delivered != n || st.Checkpoints != n/10 || st.Failed != 0 {
+		t.Errorf("stats %+v", st)
 	}
 }

@@ -1,0 +1,133 @@
+package connector
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/parley-dev/parley/internal/freeport"
+)
+
+// The kernel's count of datagrams dropped from a full receive buffer (SO_RXQ_OVFL), read
+// as the DTLS listener reads it: a real UDP socket with a tiny buffer, bursts sent to it
+// without reading, then every datagram read with its control message.
+
+// kernelDrops is the drop counter Linux keeps for the UDP socket bound to port on
+// 127.0.0.1, from /proc/self/net/udp (its last column).
+func kernelDrops(t *testing.T, port int) uint64 {
+	t.Helper()
+	f, err := os.Open("/proc/self/net/udp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	local := fmt.Sprintf("0100007F:%04X", port)
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) > 2 && fields[1] == local {
+			n, err := strconv.ParseUint(fields[len(fields)-1], 10, 64)
+			if err != nil {
+				t.Fatalf("drops of %q: %v", sc.Text(), err)
+			}
+			return n
+		}
+	}
+	t.Fatalf("no socket on %s in /proc/self/net/udp (%v)", local, sc.Err())
+	return 0
+}
+
+func TestSocketOverflowCountsTheKernelsDrops(t *testing.T) {
+	port := freeport.T(t)
+	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	// The smallest buffer the kernel allows: a few datagrams fit.
+	if err := pc.SetReadBuffer(1); err != nil {
+		t.Fatal(err)
+	}
+	overflow := newSocketOverflow(pc)
+	if !overflow.on {
+		t.Fatal("SO_RXQ_OVFL not enabled")
+	}
+	out, err := net.DialUDP("udp4", nil, pc.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	payload := make([]byte, 512)
+	sent, read, dropped := 0, 0, uint64(0)
+	send := func(n int) {
+		t.Helper()
+		for range n {
+			if _, err := out.Write(payload); err != nil {
+				t.Fatal(err)
+			}
+			sent++
+		}
+	}
+	// drain reads every datagram queued, without waiting (MSG_DONTWAIT: an empty queue
+	// ends it), and counts the drops reported with them.
+	rc, err := pc.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	drain := func() {
+		t.Helper()
+		buf := make([]byte, 2048)
+		oob := make([]byte, overflowOOB)
+		for {
+			var oobn int
+			var rerr error
+			if err := rc.Control(func(fd uintptr) {
+				_, oobn, _, _, rerr = unix.Recvmsg(int(fd), buf, oob, unix.MSG_DONTWAIT)
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if errors.Is(rerr, unix.EAGAIN) {
+				return
+			}
+			if rerr != nil {
+				t.Fatal(rerr)
+			}
+			read++
+			dropped += overflow.dropped(oob[:oobn])
+		}
+	}
+
+	// Bursts of 200 into a buffer of a few: most are dropped, each time. The drops of a
+	// burst are reported with the next datagram queued: the first of the next burst, or a
+	// lone one sent into the drained buffer. (On loopback a send has queued or dropped its
+	// datagram by the time it returns, unless the kernel defers that under load: then the
+	// lone datagram is sent again, until everything sent is accounted for.)
+	for range 3 {
+		send(200)
+		drain()
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		send(1)
+		drain()
+		if uint64(read)+dropped >= uint64(sent) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if dropped == 0 || uint64(read)+dropped != uint64(sent) {
+		t.Fatalf("%d datagrams sent, %d read, %d counted dropped", sent, read, dropped)
+	}
+	t.Logf("%d datagrams sent, %d read, %d counted dropped", sent, read, dropped)
+	if k := kernelDrops(t, port); dropped != k {
+		t.Errorf("%d counted dropped, the kernel says %d", dropped, k)
+	}
+}
