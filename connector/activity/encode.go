@@ -3,6 +3,7 @@ package activity
 import (
 	"slices"
 	"strconv"
+	"time"
 	"unicode/utf8"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
@@ -10,6 +11,43 @@ import (
 
 // rfc3339Micro is metav1.MicroTime's JSON layout.
 const rfc3339Micro = "2006-01-02T15:04:05.000000Z07:00"
+
+// appendMicroTime appends t in UTC as metav1.MicroTime's JSON does (rfc3339Micro), byte for
+// byte. Every activity's time is formatted twice (its evidence hash, its line), and the
+// general layout interpreter of time.AppendFormat was most of the encoding's time beside the
+// strings; years it cannot write in four digits go to it.
+func appendMicroTime(dst []byte, t time.Time) []byte {
+	t = t.UTC()
+	year, month, day := t.Date()
+	if year < 0 || year > 9999 {
+		return t.AppendFormat(dst, rfc3339Micro)
+	}
+	hour, minute, sec := t.Clock()
+	dst = appendDigits(dst, year, 4)
+	dst = append(dst, '-')
+	dst = appendDigits(dst, int(month), 2)
+	dst = append(dst, '-')
+	dst = appendDigits(dst, day, 2)
+	dst = append(dst, 'T')
+	dst = appendDigits(dst, hour, 2)
+	dst = append(dst, ':')
+	dst = appendDigits(dst, minute, 2)
+	dst = append(dst, ':')
+	dst = appendDigits(dst, sec, 2)
+	dst = append(dst, '.')
+	dst = appendDigits(dst, t.Nanosecond()/1000, 6)
+	return append(dst, 'Z')
+}
+
+// appendDigits appends the width last decimal digits of n (n ≥ 0), zero-padded.
+func appendDigits(dst []byte, n, width int) []byte {
+	dst = append(dst, make([]byte, width)...)
+	for i := len(dst) - 1; i >= len(dst)-width; i-- {
+		dst[i] = byte('0' + n%10)
+		n /= 10
+	}
+	return dst
+}
 
 // AppendJSON appends a as encoding/json would marshal it (without HTML escaping), byte for
 // byte, and a newline. Activities are encoded on the sink's goroutine for every input a
@@ -32,7 +70,7 @@ func appendRecord(dst []byte, a *v1alpha1.ActivityRecord, c *Compactor) []byte {
 		dst = append(dst, "null"...)
 	} else {
 		dst = append(dst, '"')
-		dst = a.Time.UTC().AppendFormat(dst, rfc3339Micro)
+		dst = appendMicroTime(dst, a.Time.Time)
 		dst = append(dst, '"')
 	}
 	dst = appendKey(dst, "type", false)
