@@ -145,8 +145,10 @@ func (cv *conversation) unlock() {
 // release empties w (no rule, program or value stays reachable from the pool) and puts it
 // back in the pool.
 func (w *workspace) release() {
-	clear(w.fired)
-	clear(w.exprCaptures)
+	// The whole backing arrays: a step that fired fewer rules than the one before it left
+	// pointers past the length, which would keep old programs reachable from the pool.
+	clear(w.fired[:cap(w.fired)])
+	clear(w.exprCaptures[:cap(w.exprCaptures)])
 	w.wire, w.ends, w.unbounded = w.wire[:0], w.ends[:0], w.unbounded[:0]
 	w.fired, w.exprCaptures, w.replyScratch = w.fired[:0], w.exprCaptures[:0], w.replyScratch[:0]
 	if cap(w.wire) > maxPooledReply {

@@ -5,6 +5,7 @@ import (
 	"os"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -65,7 +66,9 @@ func (w *idleWaiter) park(cv *conversation, s *streamSocket) bool {
 	s.idleToken = token
 	s.idle.Store(w)
 	// One-shot: the first readiness wakes the connection and disarms it; a closed socket
-	// leaves the instance. Control holds the descriptor: it cannot be closed and reused
+	// leaves the instance. The disarmed registration stays until then (one epoll watch of
+	// the user's fs.epoll.max_user_watches beside the netpoller's, a few hundred bytes of
+	// kernel memory): removing it at the wake would cost every connection a syscall. Control holds the descriptor: it cannot be closed and reused
 	// meanwhile. epfd stays open while mu is held (stop closes it after setting closed).
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: int32(uint32(token)), Pad: int32(uint32(token >> 32))}
 	var cerr error
@@ -98,6 +101,13 @@ func (w *idleWaiter) startLocked() bool {
 	// Non-blocking, so os.NewFile gives it to Go's netpoller: an epoll instance is readable
 	// while it has events ready.
 	ep := os.NewFile(uintptr(fd), "parley-idle-epoll")
+	// os.NewFile gives up on the netpoller silently (out of epoll watches, say); reads
+	// would then fail at their first wait and strand what is parked. Only a file the
+	// netpoller watches takes deadlines.
+	if err := ep.SetReadDeadline(time.Time{}); err != nil {
+		_ = ep.Close()
+		return false
+	}
 	rc, err := ep.SyscallConn()
 	if err != nil {
 		_ = ep.Close()
@@ -111,8 +121,11 @@ func (w *idleWaiter) startLocked() bool {
 	return true
 }
 
-// run wakes the connections the epoll instance reports ready, until stop closes it.
+// run wakes the connections the epoll instance reports ready, until stop closes it. Should
+// it end otherwise (an error of epoll_wait), it stops the waiter as stop does: every parked
+// connection gets its reader, and none is parked from then on.
 func (w *idleWaiter) run(rc syscall.RawConn) {
+	defer w.stop()
 	events := make([]unix.EpollEvent, 64)
 	for {
 		n := 0
@@ -139,7 +152,13 @@ func (w *idleWaiter) run(rc syscall.RawConn) {
 func (w *idleWaiter) wake(token uint64) {
 	w.mu.Lock()
 	p, ok := w.parked[token]
-	delete(w.parked, token)
+	if ok {
+		delete(w.parked, token)
+		if len(w.parked) == 0 {
+			// A map never shrinks: after a burst of parked connections, let its buckets go.
+			w.parked = map[uint64]parkedConn{}
+		}
+	}
 	w.mu.Unlock()
 	if ok {
 		p.s.idle.Store(nil)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
@@ -220,7 +221,9 @@ func connectorOfPod(_ context.Context, o client.Object) []reconcile.Request {
 func (r *ExternalConnectorReconciler) allConnectors(ctx context.Context, _ struct{}) []reconcile.Request {
 	var list v1alpha1.ExternalConnectorList
 	if err := r.List(ctx, &list); err != nil {
-		log.FromContext(ctx).Error(err, "list ExternalConnectors to hand them the shared-memory store's new settings")
+		// The settings are in place already: nothing would bring this change again.
+		log.FromContext(ctx).Error(err, "list ExternalConnectors to hand them the shared-memory store's new settings; trying again", "in", rotationRetry)
+		time.AfterFunc(rotationRetry, r.Defaults.SharedMemory.ask)
 		return nil
 	}
 	reqs := make([]reconcile.Request, 0, len(list.Items))

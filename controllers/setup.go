@@ -3,6 +3,7 @@ package controllers
 import (
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
@@ -78,11 +79,20 @@ func (l *LiveSharedMemory) Get() SharedMemory {
 // ExternalConnector. m must not be changed afterwards.
 func (l *LiveSharedMemory) Set(m SharedMemory) {
 	l.current.Store(&m)
+	l.ask()
+}
+
+// ask asks for a reconcile of every ExternalConnector, without waiting.
+func (l *LiveSharedMemory) ask() {
 	select {
 	case l.changed <- event.TypedGenericEvent[struct{}]{}:
-	default: // a reconcile of every connector is pending already, and reads m
+	default: // a reconcile of every connector is pending already, and reads the latest
 	}
 }
+
+// rotationRetry is how long after a failed listing of the connectors a change of the
+// store's settings is handed out again.
+const rotationRetry = 5 * time.Second
 
 // secretData is what the store puts into a connector's engine Secret, by key.
 func (m SharedMemory) secretData() map[string][]byte {

@@ -58,10 +58,15 @@ type SharedMemoryWatch struct {
 // returns nil, and no error, when o names no store.
 func NewSharedMemoryWatch(o Options) (*SharedMemoryWatch, error) {
 	m, err := o.sharedMemory()
-	if err != nil || m.URL == "" {
+	if err != nil {
 		return nil, err
 	}
+	// Valid from here on, with a store or without one: a gauge left at 0 where no store is
+	// set would hold ParleySharedMemoryFilesInvalid firing on every such install.
 	sharedMemoryFilesValid.Set(1)
+	if m.URL == "" {
+		return nil, nil
+	}
 	return &SharedMemoryWatch{o: o, live: controllers.NewLiveSharedMemory(m), log: ctrl.Log.WithName("shared-memory")}, nil
 }
 
@@ -96,6 +101,8 @@ func (w *SharedMemoryWatch) Start(ctx context.Context) error {
 		}
 		events, watchErrs = fw.Events, fw.Errors
 	}
+	// What changed between the first read (at start) and the watches: read once more now.
+	w.reload()
 	settle := w.Settle
 	if settle <= 0 {
 		settle = SharedMemorySettle
