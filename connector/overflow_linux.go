@@ -36,17 +36,20 @@ func (o *socketOverflow) dropped(oob []byte) uint64 {
 	if !o.on || len(oob) == 0 {
 		return 0
 	}
-	msgs, err := unix.ParseSocketControlMessage(oob)
-	if err != nil {
-		return 0
-	}
-	for _, m := range msgs {
-		if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SO_RXQ_OVFL && len(m.Data) >= 4 {
-			n := binary.NativeEndian.Uint32(m.Data)
+	// One message at a time, in place: this runs for every datagram the listener reads, and
+	// parsing them all at once allocates.
+	for len(oob) > 0 {
+		h, data, rest, err := unix.ParseOneSocketControlMessage(oob)
+		if err != nil {
+			return 0
+		}
+		if h.Level == unix.SOL_SOCKET && h.Type == unix.SO_RXQ_OVFL && len(data) >= 4 {
+			n := binary.NativeEndian.Uint32(data)
 			d := n - o.last // the kernel's counter wraps at 2^32; so does the difference
 			o.last = n
 			return uint64(d)
 		}
+		oob = rest
 	}
 	return 0
 }
