@@ -278,6 +278,9 @@ func (e *Engine) Start(ctx context.Context) error {
 	if e.signer != nil {
 		wg.Go(func() { e.checkpointLoop(runCtx) })
 	}
+	// Every ActivitySink built before the first stream, which may bring a replay of what
+	// the last engine's sinks held.
+	e.buildSinks(runCtx)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
 	e.log.Info("engine listening", "address", lis.Addr().String())

@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
@@ -132,8 +133,11 @@ func isReset(err error) bool {
 func setPaused(t *testing.T, f fixture, paused bool) {
 	t.Helper()
 	ec := f.connector(t)
+	// A patch of the field, not an update of what was read: the engine writes the status
+	// meanwhile, and an update would conflict with it.
+	before := ec.DeepCopy()
 	ec.Spec.Paused = paused
-	if err := k8s.Update(context.Background(), ec); err != nil {
+	if err := k8s.Patch(context.Background(), ec, client.MergeFrom(before)); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -116,6 +116,28 @@ func TestActivitySinkAtLeastOnceAcrossEngineRestart(t *testing.T) {
 	t.Logf("%d activities delivered, %d redelivered", want, recv.redelivered())
 }
 
+// The engine builds every ActivitySink before it serves its first stream: a connector that
+// redials at once (a failover, an operator restart) replays what the last engine's sinks
+// held, and offered to no sink, those activities would be acknowledged and never delivered
+// (what TestActivitySinkAtLeastOnceAcrossEngineRestart found now and then).
+func TestSinksAreBuiltBeforeTheEngineServes(t *testing.T) {
+	ns := namespace(t)
+	createSecret(t, ns, "hook", map[string]string{sink.KeyHMAC: "k"})
+	recv := newHookReceiver(t, "k")
+	createHookSink(t, ns, "siem", recv.srv.URL, nil, v1alpha1.SinkFilter{})
+	ctx, stop := context.WithCancel(context.Background())
+	t.Cleanup(stop)
+	reg := prometheus.NewRegistry()
+	e, err := startOperator(ctx, engine.Options{ActivityQPS: 100, ActivityBurst: 100, Registry: reg}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-e.Ready()
+	if _, ok := sinkMetric(t, reg, "parley_engine_sink_queue_length", ns, "siem"); !ok {
+		t.Fatal("the engine serves before its ActivitySink is built")
+	}
+}
+
 // A deleted sink no longer holds up its connectors: what it had queued, which it will never
 // deliver, is settled, and the batches are acknowledged.
 func TestDeletedActivitySinkReleasesTheAcknowledgement(t *testing.T) {

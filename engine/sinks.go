@@ -90,7 +90,10 @@ func (c sinkCounts) plus(st sink.Stats) sinkCounts {
 // sinks are the engine's deliveries by namespace, for the receive path, and the records of
 // every ActivitySink it knows.
 type sinks struct {
-	mu sync.RWMutex
+	// building serialises the builds of deliveries: the sink controller's, and those the
+	// engine makes before it serves (buildSinks).
+	building sync.Mutex
+	mu       sync.RWMutex
 	// byNamespace is replaced, never changed in place: receive reads it under the read lock.
 	byNamespace map[string][]*delivery
 	records     map[types.NamespacedName]*sinkRecord
@@ -156,6 +159,8 @@ type sinkReconciler struct{ e *Engine }
 // Reconcile makes the delivery of one ActivitySink match its spec and Secrets.
 func (r sinkReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	e := r.e
+	e.sinks.building.Lock()
+	defer e.sinks.building.Unlock()
 	var as v1alpha1.ActivitySink
 	if err := e.client.Get(ctx, req.NamespacedName, &as); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -188,6 +193,26 @@ func (r sinkReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.R
 	}
 	e.replaceSink(rec, version, d, buildErr)
 	return ctrl.Result{}, nil
+}
+
+// buildSinks builds the delivery of every ActivitySink there is, before the engine serves
+// its first stream. A connector that redials at once (a failover, an operator restart)
+// replays what the last engine's sinks held, unacknowledged; offered to no sink, because
+// the sink controller had not built it yet, those activities would be acknowledged and never
+// delivered. The controller builds the same sinks too; what it finds built, it leaves.
+func (e *Engine) buildSinks(ctx context.Context) {
+	var list v1alpha1.ActivitySinkList
+	if err := e.client.List(ctx, &list); err != nil {
+		e.log.Error(err, "list ActivitySinks before serving: the sink controller builds them as it gets to them")
+		return
+	}
+	r := sinkReconciler{e}
+	for i := range list.Items {
+		req := ctrl.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])}
+		if _, err := r.Reconcile(ctx, req); err != nil {
+			e.log.Error(err, "build an ActivitySink before serving; the sink controller tries again", "sink", req.String())
+		}
+	}
 }
 
 // sinkRecord returns the record of as, making it with the counters of its status.
