@@ -585,7 +585,7 @@ conversation:
 			o.RefusalSummaryInterval = time.Hour
 		})
 		addr := srv.Connector.Addr().(*net.UDPAddr)
-		hello := clientHello() // hostile_test.go
+		hello := connectortest.DTLSClientHello()
 		g := runtime.NumGoroutine()
 		before := benchMemStats()
 		b.StartTimer()

@@ -16,6 +16,7 @@ import (
 	"github.com/parley-dev/parley/api/v1alpha1"
 	"github.com/parley-dev/parley/connector"
 	"github.com/parley-dev/parley/connector/activity"
+	"github.com/parley-dev/parley/connector/connectortest"
 )
 
 // Hostile peers (docs/hardening.md): every resource a peer can make the connector hold is
@@ -286,25 +287,6 @@ conversation: {timeout: {value: "bye\n"}}
 	}
 }
 
-// clientHello is a DTLS 1.2 ClientHello datagram without a cookie, as a spoofed source
-// sends it: the server answers it with a HelloVerifyRequest the source never sees.
-func clientHello() []byte {
-	body := []byte{0xfe, 0xfd} // client_version DTLS 1.2
-	random := make([]byte, 32)
-	_, _ = rand.Read(random)
-	body = append(body, random...)
-	body = append(body, 0)                            // session_id
-	body = append(body, 0)                            // cookie
-	body = append(body, 0, 4, 0xc0, 0x2b, 0xc0, 0x2f) // cipher suites: ECDHE-ECDSA/RSA-AES128-GCM-SHA256
-	body = append(body, 1, 0)                         // compression: null
-	body = append(body, 0, 0)                         // no extensions
-	n := len(body)
-	hs := []byte{1, 0, byte(n >> 8), byte(n), 0, 0, 0, 0, 0, 0, byte(n >> 8), byte(n)} // ClientHello, seq 0, one fragment
-	hs = append(hs, body...)
-	rec := []byte{22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, byte(len(hs) >> 8), byte(len(hs))} // handshake, epoch 0, seq 0
-	return append(rec, hs...)
-}
-
 // 5,000 spoofed DTLS ClientHellos from as many 127.x sources (loopback accepts any source
 // of 127.0.0.0/8; spoofing proper needs raw sockets): bounded memory, no Error activity,
 // every refusal and every handshake given up for its cookie counted and summarised, and a
@@ -325,7 +307,7 @@ conversation:
 	before := heapInUse()
 	const hellos = 5000
 	for i := range hellos {
-		sendFrom(t, net.IPv4(127, 2, byte(i>>8), byte(i)), addr, clientHello(), 1)
+		sendFrom(t, net.IPv4(127, 2, byte(i>>8), byte(i)), addr, connectortest.DTLSClientHello(), 1)
 	}
 	grown := int64(heapInUse()) - int64(before)
 	t.Logf("heap after %d spoofed hellos: %+d KiB", hellos, grown>>10)
@@ -387,7 +369,7 @@ func floodHellos(t *testing.T, addr *net.UDPAddr, gap time.Duration, stop <-chan
 				t.Error(err)
 				return
 			}
-			_, err = conn.WriteToUDP(clientHello(), addr)
+			_, err = conn.WriteToUDP(connectortest.DTLSClientHello(), addr)
 			_ = conn.Close()
 			if err != nil {
 				t.Error(err)
@@ -473,7 +455,7 @@ conversation:
   greetings: {value: "+OK secure\n"}
   rules: [{id: 1, mode: Sync, regex: "PING", response: "+PONG\n"}]
 `, func(o *connector.Options) { o.TLS = &connector.TLS{Certificate: &cert} })
-	sendFrom(t, net.IPv4(127, 0, 0, 1), h.Connector.Addr().(*net.UDPAddr), clientHello(), 1)
+	sendFrom(t, net.IPv4(127, 0, 0, 1), h.Connector.Addr().(*net.UDPAddr), connectortest.DTLSClientHello(), 1)
 	eventually(t, "the hello to be given up", func() bool { return h.Connector.Stats().DTLSUnverified == 1 })
 	c := runOpenSSL(t, "s_client", "-dtls1_2", "-connect", h.Addr(), "-CAfile", ca.File, "-quiet")
 	c.send("PING\n")

@@ -12,6 +12,7 @@ package connectortest
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"strings"
 	"sync"
 	"testing"
@@ -294,4 +295,23 @@ func (o *Output) String() string {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.b.String()
+}
+
+// DTLSClientHello is a DTLS 1.2 ClientHello datagram without a cookie, as a spoofed source
+// sends it: the server answers it with a HelloVerifyRequest the source never sees (the tests and hack/hostile's spoofed hellos).
+func DTLSClientHello() []byte {
+	body := []byte{0xfe, 0xfd} // client_version DTLS 1.2
+	random := make([]byte, 32)
+	_, _ = rand.Read(random)
+	body = append(body, random...)
+	body = append(body, 0)                            // session_id
+	body = append(body, 0)                            // cookie
+	body = append(body, 0, 4, 0xc0, 0x2b, 0xc0, 0x2f) // cipher suites: ECDHE-ECDSA/RSA-AES128-GCM-SHA256
+	body = append(body, 1, 0)                         // compression: null
+	body = append(body, 0, 0)                         // no extensions
+	n := len(body)
+	hs := []byte{1, 0, byte(n >> 8), byte(n), 0, 0, 0, 0, 0, 0, byte(n >> 8), byte(n)} // ClientHello, seq 0, one fragment
+	hs = append(hs, body...)
+	rec := []byte{22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, byte(len(hs) >> 8), byte(len(hs))} // handshake, epoch 0, seq 0
+	return append(rec, hs...)
 }

@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"github.com/pion/dtls/v3"
+
+	"github.com/parley-dev/parley/connector/connectortest"
 )
 
 // kind is how a real client talks to a probe's server.
@@ -491,7 +493,7 @@ func dtlsHellos(ctx context.Context, c config, addr string) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		if _, err := conn.WriteToUDP(clientHello(), raddr); err == nil {
+		if _, err := conn.WriteToUDP(connectortest.DTLSClientHello(), raddr); err == nil {
 			sent++
 		}
 		_ = conn.Close()
@@ -542,25 +544,6 @@ func tlsStall(ctx context.Context, c config, addr string) (string, error) {
 	}
 	wg.Wait()
 	return fmt.Sprintf("%d stalled handshakes", opened.Load()), nil
-}
-
-// clientHello is a DTLS 1.2 ClientHello datagram without a cookie, as a spoofed source
-// sends it: the server answers it with a HelloVerifyRequest the source never returns.
-func clientHello() []byte {
-	body := []byte{0xfe, 0xfd} // client_version DTLS 1.2
-	random := make([]byte, 32)
-	_, _ = rand.Read(random)
-	body = append(body, random...)
-	body = append(body, 0)                            // session_id
-	body = append(body, 0)                            // cookie
-	body = append(body, 0, 4, 0xc0, 0x2b, 0xc0, 0x2f) // cipher suites: ECDHE-ECDSA/RSA-AES128-GCM-SHA256
-	body = append(body, 1, 0)                         // compression: null
-	body = append(body, 0, 0)                         // no extensions
-	n := len(body)
-	hs := []byte{1, 0, byte(n >> 8), byte(n), 0, 0, 0, 0, 0, 0, byte(n >> 8), byte(n)} // ClientHello, seq 0, one fragment
-	hs = append(hs, body...)
-	rec := []byte{22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, byte(len(hs) >> 8), byte(len(hs))} // handshake, epoch 0, seq 0
-	return append(rec, hs...)
 }
 
 // keyFiles are the server's certificate and key, PEM.
