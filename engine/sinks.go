@@ -40,12 +40,10 @@ const sinkDropWarningEvery = 5 * time.Minute
 // delivery is one ActivitySink as the engine built it from its spec and Secrets: immutable;
 // a change of either builds a new one in its place.
 type delivery struct {
-	key      types.NamespacedName
-	filter   v1alpha1.SinkFilter
-	selector labels.Selector
-	sink     *sink.Sink
-	// checkpoints: the sink takes the signed checkpoints (sink.TakesCheckpoints).
-	checkpoints bool
+	key types.NamespacedName
+	// Route is the sink with its filter, connector selector and whether it takes the
+	// signed checkpoints (sink.Start).
+	*sink.Route
 }
 
 // sinkRecord is what the engine keeps of one ActivitySink across rebuilds: the counters its
@@ -110,7 +108,7 @@ func (e *Engine) offer(ec *v1alpha1.ExternalConnector, names []string, acts []*i
 	defer e.sinks.mu.RUnlock()
 	var settle func()
 	for _, d := range e.sinks.byNamespace[ec.Namespace] {
-		if !d.selector.Matches(labels.Set(ec.Labels)) {
+		if !d.Selector.Matches(labels.Set(ec.Labels)) {
 			continue
 		}
 		if settle == nil {
@@ -118,7 +116,7 @@ func (e *Engine) offer(ec *v1alpha1.ExternalConnector, names []string, acts []*i
 		}
 		items := make([]sink.Item, 0, len(acts))
 		for i, in := range acts {
-			if in != nil && sink.Keeps(&d.filter, in.rec) {
+			if in != nil && sink.Keeps(&d.Filter, in.rec) {
 				items = append(items, sink.Item{Key: names[i], Record: in.rec, Raw: in.raw, Partial: in.partial, Settle: settle})
 			}
 		}
@@ -126,7 +124,7 @@ func (e *Engine) offer(ec *v1alpha1.ExternalConnector, names []string, acts []*i
 			continue
 		}
 		rs.holdSinks(pb, len(items))
-		d.sink.Offer(items...)
+		d.Sink.Offer(items...)
 	}
 }
 
@@ -141,14 +139,14 @@ func (e *Engine) offerCheckpoints(ec *v1alpha1.ExternalConnector, cps []*evidenc
 	e.sinks.mu.RLock()
 	defer e.sinks.mu.RUnlock()
 	for _, d := range e.sinks.byNamespace[ec.Namespace] {
-		if !d.checkpoints || !d.selector.Matches(labels.Set(ec.Labels)) {
+		if !d.Checkpoints || !d.Selector.Matches(labels.Set(ec.Labels)) {
 			continue
 		}
 		items := make([]sink.Item, len(cps))
 		for i, cp := range cps {
 			items[i] = sink.CheckpointItem(ec.Name, cp)
 		}
-		d.sink.Offer(items...)
+		d.Sink.Offer(items...)
 	}
 }
 
@@ -257,21 +255,11 @@ func (e *Engine) sinkSecrets(ctx context.Context, as *v1alpha1.ActivitySink) (ma
 
 // newDelivery builds and starts the sink of as.
 func (e *Engine) newDelivery(as *v1alpha1.ActivitySink, secret sink.SecretValue) (*delivery, error) {
-	sel := labels.Everything()
-	if s := as.Spec.ConnectorSelector; s != nil {
-		var err error
-		if sel, err = metav1.LabelSelectorAsSelector(s); err != nil {
-			return nil, fmt.Errorf("connectorSelector: %w", err)
-		}
-	}
-	dest, err := sink.NewDestination(&as.Spec, secret)
+	r, err := sink.Start(&as.Spec, secret, e.opts.SinkOptions)
 	if err != nil {
 		return nil, err
 	}
-	s := sink.New(dest, sink.OptionsFor(&as.Spec, e.opts.SinkOptions))
-	go s.Run()
-	return &delivery{key: client.ObjectKeyFromObject(as), filter: sink.FilterOf(&as.Spec), selector: sel, sink: s,
-		checkpoints: sink.TakesCheckpoints(&as.Spec)}, nil
+	return &delivery{key: client.ObjectKeyFromObject(as), Route: r}, nil
 }
 
 // replaceSink puts d (nil: none) in the place of rec's current delivery. The old one is
@@ -282,7 +270,7 @@ func (e *Engine) replaceSink(rec *sinkRecord, version string, d *delivery, build
 	if e.sinks.stopped {
 		e.sinks.mu.Unlock()
 		if d != nil {
-			_ = d.sink.Close()
+			_ = d.Sink.Close()
 		}
 		return
 	}
@@ -297,11 +285,11 @@ func (e *Engine) replaceSink(rec *sinkRecord, version string, d *delivery, build
 	if old == nil {
 		return
 	}
-	_ = old.sink.Close()
-	left := old.sink.Leftover()
-	rec.closed = rec.closed.plus(old.sink.Stats())
+	_ = old.Sink.Close()
+	left := old.Sink.Leftover()
+	rec.closed = rec.closed.plus(old.Sink.Stats())
 	if d != nil {
-		d.sink.Offer(left...)
+		d.Sink.Offer(left...)
 	} else {
 		rec.closed.dropped += int64(len(left))
 		sink.SettleAll(left) // no sink will deliver them: their batches are acknowledged all the same
@@ -330,8 +318,8 @@ func (e *Engine) stopSink(key types.NamespacedName) {
 	e.sinks.byNamespace[key.Namespace] = e.sinks.deliveriesIn(key.Namespace)
 	e.sinks.mu.Unlock()
 	if rec != nil && rec.current != nil {
-		_ = rec.current.sink.Close()
-		sink.SettleAll(rec.current.sink.Leftover()) // a deleted sink: acknowledged all the same
+		_ = rec.current.Sink.Close()
+		sink.SettleAll(rec.current.Sink.Leftover()) // a deleted sink: acknowledged all the same
 	}
 }
 
@@ -350,7 +338,7 @@ func (e *Engine) stopSinks() {
 	e.sinks.byNamespace = map[string][]*delivery{}
 	e.sinks.mu.Unlock()
 	for _, d := range open {
-		_ = d.sink.Close()
+		_ = d.Sink.Close()
 	}
 }
 
@@ -365,7 +353,7 @@ func (rec *sinkRecord) totals(current *delivery, buildErr string) sinkCounts {
 		c.lastError = rec.closed.lastError
 	}
 	if current != nil {
-		c = c.plus(current.sink.Stats())
+		c = c.plus(current.Sink.Stats())
 	}
 	if buildErr != "" {
 		c.lastError = buildErr
@@ -514,7 +502,7 @@ func (c sinkCollector) Collect(ch chan<- prometheus.Metric) {
 		o.rec.mu.Unlock()
 		queued := 0
 		if o.current != nil {
-			st := o.current.sink.Stats()
+			st := o.current.Sink.Stats()
 			cnt, queued = cnt.plus(st), st.Queued
 		}
 		lv := []string{o.rec.key.Namespace, o.rec.key.Name}

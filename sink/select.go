@@ -1,6 +1,8 @@
 package sink
 
 import (
+	"fmt"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
@@ -41,7 +43,29 @@ func Keeps(f *v1alpha1.SinkFilter, a *v1alpha1.ActivityRecord) bool {
 	return false
 }
 
-// Route is one sink of `parley run` and the activities it takes.
+// Start builds the sink spec describes, with its Secrets' values through secret, starts it
+// (its Run on a goroutine of its own) and returns it with what picks its activities: the
+// engine's deliveries and `parley run`'s routes are both made here. The spec must be valid
+// (Validate).
+func Start(spec *v1alpha1.ActivitySinkSpec, secret SecretValue, o Options) (*Route, error) {
+	sel := labels.Everything()
+	if s := spec.ConnectorSelector; s != nil {
+		var err error
+		if sel, err = selector(s); err != nil {
+			return nil, fmt.Errorf("connectorSelector: %w", err)
+		}
+	}
+	dest, err := NewDestination(spec, secret)
+	if err != nil {
+		return nil, err
+	}
+	s := New(dest, OptionsFor(spec, o))
+	go s.Run()
+	return &Route{Filter: FilterOf(spec), Selector: sel, Sink: s, Checkpoints: TakesCheckpoints(spec)}, nil
+}
+
+// Route is one sink and the activities it takes: one of `parley run`'s (Name, Offered), or
+// the engine's delivery to an ActivitySink.
 type Route struct {
 	Name     string
 	Filter   v1alpha1.SinkFilter

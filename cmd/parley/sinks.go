@@ -7,8 +7,6 @@ import (
 	"strings"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/parley-dev/parley/internal/rulesfile"
@@ -43,23 +41,13 @@ func startSinks(docs []rulesfile.SinkDocument, secretDocs []rulesfile.SecretDocu
 				secrets[s.Secret.Name] = s.Secret.Data
 			}
 		}
-		sel := labels.Everything()
-		if s := d.Sink.Spec.ConnectorSelector; s != nil {
-			var err error
-			if sel, err = metav1.LabelSelectorAsSelector(s); err != nil {
-				problems = append(problems, fmt.Sprintf("%s: ActivitySink %s: spec.connectorSelector: %v", d.Source, d.Sink.Name, err))
-				continue
-			}
-		}
-		dest, err := sink.NewDestination(&d.Sink.Spec, sink.SecretsIn(secrets))
+		r, err := sink.Start(&d.Sink.Spec, sink.SecretsIn(secrets), o)
 		if err != nil {
 			problems = append(problems, fmt.Sprintf("%s: ActivitySink %s: %v (give the Secret as a kind: Secret document of the files)", d.Source, d.Sink.Name, err))
 			continue
 		}
-		s := sink.New(dest, sink.OptionsFor(&d.Sink.Spec, o))
-		go s.Run()
-		feed.Routes = append(feed.Routes, &sink.Route{Name: d.Sink.Name, Filter: sink.FilterOf(&d.Sink.Spec), Selector: sel, Sink: s,
-			Checkpoints: sink.TakesCheckpoints(&d.Sink.Spec)})
+		r.Name = d.Sink.Name
+		feed.Routes = append(feed.Routes, r)
 	}
 	if len(problems) > 0 {
 		stopSinks(context.Background(), io.Discard, feed)
