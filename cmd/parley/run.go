@@ -498,6 +498,9 @@ type tallySink struct {
 
 type tally struct{ alerts, captures int }
 
+// ReadsEvidence implements activity.EvidenceReader for the sink it counts for.
+func (s *tallySink) ReadsEvidence() bool { return activity.ReadsEvidence(s.Sink) }
+
 func (s *tallySink) Write(batch []*v1alpha1.ActivityRecord) error {
 	for _, a := range batch {
 		t := s.per[a.Connector]

@@ -20,6 +20,23 @@ type Sink interface {
 	Write(batch []*v1alpha1.ActivityRecord) error
 }
 
+// EvidenceReader is a Sink that says whether it reads the evidence the register seals into
+// each activity (its previous and own hash). Sealing is a canonical encoding and a SHA-256
+// per activity, about a tenth of a busy connector's CPU (docs/performance.md §5), wasted
+// where nothing shows the hashes: a terminal table, or nothing at all (-o none).
+type EvidenceReader interface {
+	ReadsEvidence() bool
+}
+
+// ReadsEvidence says whether s reads the activities' evidence: true unless s is an
+// EvidenceReader that says otherwise, so a sink that does not tell gets it sealed.
+func ReadsEvidence(s Sink) bool {
+	if r, ok := s.(EvidenceReader); ok {
+		return r.ReadsEvidence()
+	}
+	return true
+}
+
 // DefaultCapacity is how many activities may wait for the sink before new ones are dropped.
 const DefaultCapacity = 16384
 
@@ -55,8 +72,10 @@ type Register struct {
 	linger  time.Duration
 	// chain is where the activities are numbered (in Record, under mu, so that numbers
 	// follow the queue's order) and sealed (in Run): a dropped activity keeps its number
-	// and shows as a gap (docs/evidence.md).
+	// and shows as a gap (docs/evidence.md). seal is false when the sink reads no
+	// evidence: the activities are numbered but not hashed.
 	chain *evidence.Chain
+	seal  bool
 	mu    sync.Mutex
 }
 
@@ -81,6 +100,7 @@ func NewRegister(sink Sink, capacity int, onError func(error)) *Register {
 		onError: onError,
 		linger:  DefaultLinger,
 		chain:   evidence.NewChain(AppendJSON),
+		seal:    ReadsEvidence(sink),
 	}
 }
 
@@ -208,7 +228,9 @@ func (r *Register) fill(batch []queued) []queued {
 func (r *Register) write(batch []queued, records []*v1alpha1.ActivityRecord) ([]queued, []*v1alpha1.ActivityRecord) {
 	var size int64
 	for _, q := range batch {
-		r.chain.Seal(q.a)
+		if r.seal {
+			r.chain.Seal(q.a)
+		}
 		records = append(records, q.a)
 		size += q.size
 	}

@@ -166,3 +166,67 @@ func TestBudgetBoundsBytesAndCloseCountsWhatIsNotFlushed(t *testing.T) {
 		t.Fatalf("%+v after the flush", st)
 	}
 }
+
+// keepingSink keeps what it is given, and says whether it reads the evidence.
+type keepingSink struct {
+	readsEvidence bool
+	got           []*v1alpha1.ActivityRecord
+}
+
+func (s *keepingSink) Write(b []*v1alpha1.ActivityRecord) error {
+	s.got = append(s.got, b...)
+	return nil
+}
+
+func (s *keepingSink) ReadsEvidence() bool { return s.readsEvidence }
+
+// The register seals activities (hashes them into its chain) only for sinks that read the
+// evidence; the others (a terminal table, -o none) get them numbered, not hashed. A sink
+// that does not tell, or a MultiSink with one sink that reads it, gets them sealed.
+func TestRegisterSealsOnlyForSinksThatReadEvidence(t *testing.T) {
+	blind := func() activity.Sink { return &keepingSink{} }
+	reading := func() activity.Sink { return &keepingSink{readsEvidence: true} }
+	for _, tc := range []struct {
+		name string
+		sink activity.Sink
+		seal bool
+	}{
+		{"a sink that reads no evidence", blind(), false},
+		{"a sink that reads it", reading(), true},
+		{"a sink that does not tell", &countingSink{}, true},
+		{"the table", activity.NewTableSink(&bytes.Buffer{}, activity.TableOptions{}), false},
+		{"discard", activity.DiscardSink{}, false},
+		{"table and discard", activity.MultiSink{activity.NewTableSink(&bytes.Buffer{}, activity.TableOptions{}), activity.DiscardSink{}}, false},
+		{"table and JSON", activity.MultiSink{activity.NewTableSink(&bytes.Buffer{}, activity.TableOptions{}), activity.NewJSONSink(&bytes.Buffer{})}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := activity.ReadsEvidence(tc.sink); got != tc.seal {
+				t.Errorf("ReadsEvidence = %v, want %v", got, tc.seal)
+			}
+		})
+	}
+	for _, seal := range []bool{false, true} {
+		sink := &keepingSink{readsEvidence: seal}
+		reg := activity.NewRegister(sink, 0, nil)
+		go reg.Run()
+		for range 3 {
+			reg.Record(&v1alpha1.ActivityRecord{Type: v1alpha1.ActivityInput})
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := reg.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		if len(sink.got) != 3 {
+			t.Fatalf("sink got %d activities, want 3", len(sink.got))
+		}
+		for i, a := range sink.got {
+			if a.Evidence == nil || a.Evidence.Seq != uint64(i+1) {
+				t.Fatalf("seal %v: activity %d not numbered: %+v", seal, i, a.Evidence)
+			}
+			if sealed := a.Evidence.Hash != ""; sealed != seal {
+				t.Errorf("seal %v: activity %d has hash %q", seal, i, a.Evidence.Hash)
+			}
+		}
+	}
+}

@@ -59,6 +59,9 @@ type DiscardSink struct{}
 // Write implements Sink.
 func (DiscardSink) Write([]*v1alpha1.ActivityRecord) error { return nil }
 
+// ReadsEvidence implements EvidenceReader: nothing is written, so nothing shows a hash.
+func (DiscardSink) ReadsEvidence() bool { return false }
+
 // TableOptions shape a TableSink.
 type TableOptions struct {
 	// ConnectorColumn adds a CONNECTOR column, for a table that several connectors share
@@ -99,6 +102,9 @@ const (
 	alertStart = "\x1b[1;31m"
 	alertEnd   = "\x1b[0m"
 )
+
+// ReadsEvidence implements EvidenceReader: the table shows no hashes.
+func (s *TableSink) ReadsEvidence() bool { return false }
 
 // Write implements Sink.
 func (s *TableSink) Write(batch []*v1alpha1.ActivityRecord) error {
@@ -281,6 +287,16 @@ func memoryList(m, last *v1alpha1.MemorySnapshot) string {
 // MultiSink writes each batch to every sink in turn (`parley run --log-file`: the table on
 // the terminal, JSON lines in a file). A failing sink does not keep the others from theirs.
 type MultiSink []Sink
+
+// ReadsEvidence implements EvidenceReader: the evidence is sealed if any sink reads it.
+func (m MultiSink) ReadsEvidence() bool {
+	for _, s := range m {
+		if ReadsEvidence(s) {
+			return true
+		}
+	}
+	return false
+}
 
 // Write implements Sink.
 func (m MultiSink) Write(batch []*v1alpha1.ActivityRecord) error {

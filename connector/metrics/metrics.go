@@ -117,6 +117,9 @@ type countingSink struct {
 	m    *Metrics
 }
 
+// ReadsEvidence implements activity.EvidenceReader for the sink it counts for.
+func (s *countingSink) ReadsEvidence() bool { return activity.ReadsEvidence(s.next) }
+
 func (s *countingSink) Write(batch []*v1alpha1.ActivityRecord) error {
 	inputs, fired := 0, 0
 	for _, a := range batch {
