@@ -43,12 +43,12 @@ func (s sizer) EstimateSize(n cost.AstNode) *cost.SizeEstimate {
 	if len(path) != 1 {
 		return nil
 	}
-	var size int
+	var size uint64 // an int would not hold anySize on 32-bit platforms
 	switch path[0] {
 	case NameInput, NameRaw:
-		size = s.e.sizes.Input
+		size = uint64(s.e.sizes.Input)
 	case NameOutput, NameSessionKey, NameSessionValue:
-		size = s.e.sizes.Value
+		size = uint64(s.e.sizes.Value)
 	case NamePeerIP:
 		size = peerIPSize
 	case NameConnID:
@@ -57,12 +57,12 @@ func (s sizer) EstimateSize(n cost.AstNode) *cost.SizeEstimate {
 		if _, ok := s.e.slots[path[0]]; !ok {
 			return nil
 		}
-		size = s.e.sizes.Value
+		size = uint64(s.e.sizes.Value)
 	}
 	if s.anySize {
 		size = anySize
 	}
-	est := cost.RangedSizeEstimate(0, uint64(size))
+	est := cost.RangedSizeEstimate(0, size)
 	return &est
 }
 

@@ -12,6 +12,8 @@ import (
 	"runtime"
 	"slices"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // inNetns runs fn on an OS thread that has joined the network namespace at path.
@@ -29,8 +31,8 @@ func inNetns(path string, fn func() error) error {
 			return
 		}
 		defer ns.Close()
-		if _, _, e := syscall.RawSyscall(sysSetns, ns.Fd(), syscall.CLONE_NEWNET, 0); e != 0 {
-			errc <- fmt.Errorf("setns %s: %w", path, e)
+		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("setns %s: %w", path, err)
 			return
 		}
 		errc <- fn()

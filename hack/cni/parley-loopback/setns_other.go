@@ -1,7 +1,0 @@
-//go:build linux && !amd64
-
-package main
-
-import "syscall"
-
-const sysSetns = syscall.SYS_SETNS
