@@ -57,6 +57,10 @@ spec:
 spec:
   operation: {mode: Server, transport: TCP, port: 7000, connectionQueue: 2, maxConcurrentConnections: 5}
 `, nil, []string{"spec.operation.connectionQueue: a backlog of 2 cannot hold a burst of the 5 peers"}},
+		{"capacityPolicy EvictIdlest off a UDP server is an error", `
+spec:
+  operation: {mode: Server, transport: TCP, port: 7000, capacityPolicy: EvictIdlest}
+`, []string{"spec.operation.capacityPolicy: Forbidden: EvictIdlest is for UDP servers without DTLS"}, nil},
 		{"a missing port in server mode is an error", `
 spec:
   operation: {mode: Server, transport: TCP}

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -28,6 +29,9 @@ const (
 	// single IP cannot exhaust descriptors by joining its conversation again and again.
 	maxSocketsPerConversation = 64
 	noSocketForReply          = "no open socket: reply not sent"
+	// maxEvictionsPerJoin bounds the conversations capacityPolicy EvictIdlest ends for one
+	// new source: past it, the slots freed having been taken by others, it is refused.
+	maxEvictionsPerJoin = 3
 )
 
 // conversation is one logical connection: its memory, sockets, timers and pending async
@@ -59,9 +63,11 @@ type conversation struct {
 	session    string // the session id (operation.session)
 	mem        []value.Value
 	socks      []socket // open sockets; the last one receives async replies
-	// lastInput is when the last input came, on the connector's clock (sinceBegan), for
-	// interactionTimeout.
-	lastInput time.Duration
+	// lastInput is when the last input came, on the connector's clock (sinceBegan, in
+	// nanoseconds), for interactionTimeout. Written with mu held; atomic because the
+	// registry reads it without mu to choose whom capacityPolicy EvictIdlest evicts
+	// (registry.idlest), under its own lock, which comes after mu.
+	lastInput atomic.Int64
 	idle      *time.Timer
 	// age ends the conversation at operation.maxConversationAge, however active.
 	age *time.Timer
@@ -190,8 +196,9 @@ func (c *Connector) newConversation(g *generation, peer netip.AddrPort, session 
 	p := g.prog
 	cv := &conversation{
 		c: c, gen: g, prog: p, id: c.newConnectionID(), peer: peer, session: session,
-		mem: rules.NewValues(p.Connection), lastInput: c.sinceBegan(),
+		mem: rules.NewValues(p.Connection),
 	}
+	cv.lastInput.Store(int64(c.sinceBegan()))
 	cv.ref = cv.newRef()
 	return cv
 }
@@ -276,7 +283,7 @@ func (cv *conversation) current() socket {
 // touch records interaction for the idle timeout; now is on the connector's clock
 // (sinceBegan).
 func (cv *conversation) touch(now time.Duration) {
-	cv.lastInput = now
+	cv.lastInput.Store(int64(now))
 	if cv.idle != nil {
 		cv.idle.Reset(cv.prog.InteractionTimeout)
 	}
@@ -289,11 +296,33 @@ func (cv *conversation) onIdle() {
 		return
 	}
 	t := cv.prog.InteractionTimeout
-	if left := t - (cv.c.sinceBegan() - cv.lastInput); left > 0 {
+	if left := t - cv.idleFor(); left > 0 {
 		cv.idle.Reset(left)
 		return
 	}
 	cv.finish(v1alpha1.ActivityTimedOut, "idle for "+t.String(), cv.prog.Timeout, cv.prog.Ending)
+}
+
+// idleFor is how long since the last input (since the start, before any).
+func (cv *conversation) idleFor() time.Duration {
+	return cv.c.sinceBegan() - time.Duration(cv.lastInput.Load())
+}
+
+// evict ends the conversation, idle the longest of those sampled, for a datagram from a new
+// source at maxConcurrentConnections (operation.capacityPolicy: EvictIdlest), as its
+// interactionTimeout would: timeout then ending, TimedOut. It does nothing to a
+// conversation that has ended meanwhile, or when the connector stops or is paused (which
+// refuse new sources anyway).
+func (cv *conversation) evict() {
+	cv.mu.Lock()
+	defer cv.unlock()
+	if cv.ended || cv.c.isStopping() || cv.c.paused.Load() {
+		return
+	}
+	cv.c.evictedConversations.Add(1)
+	cv.finish(v1alpha1.ActivityTimedOut,
+		"evicted for a new peer at maxConcurrentConnections (capacityPolicy EvictIdlest): idle for "+cv.idleFor().Round(time.Millisecond).String(),
+		cv.prog.Timeout, cv.prog.Ending)
 }
 
 // endByOrder ends the conversation because the connector stops (Ctrl-C, End order).
@@ -552,15 +581,25 @@ func (c *Connector) join(key connKey, peer netip.AddrPort, s socket, deferGreeti
 			return nil
 		}
 	}
+	evictions := 0
 	for {
 		var source netip.Prefix // only computed when capped: join runs for every datagram
 		if p.MaxConnectionsPerPeer > 0 {
 			source = sourceOf(peer.Addr(), p.PeerPrefixV6)
 		}
-		cv, res := c.conns.join(key, p.MaxConnections, source, p.MaxConnectionsPerPeer,
+		evict := p.EvictIdlest && isUDP && evictions < maxEvictionsPerJoin
+		cv, res := c.conns.join(key, p.MaxConnections, source, p.MaxConnectionsPerPeer, evict,
 			func() *conversation { return c.newConversation(g, peer, session) })
 		switch res {
 		case overCap:
+			if cv != nil {
+				// capacityPolicy EvictIdlest: cv is the idlest of a sample. It is ended with
+				// no lock of the registry's held (ending takes it), then the key tries again:
+				// another datagram may have taken the slot meanwhile, hence the bound.
+				cv.evict()
+				evictions++
+				continue
+			}
 			c.refusePeer(isUDP, refusedCap, peer, p, "over maxConcurrentConnections")
 			return nil
 		case overSourceCap:

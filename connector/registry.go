@@ -83,7 +83,12 @@ const (
 // join returns the live conversation of key, or creates one with newConv when fewer than
 // max are live and, if perSource is set, fewer than perSource of source. A created
 // conversation is returned locked, so that it is started before anyone else can use it.
-func (r *registry) join(key connKey, max int, source netip.Prefix, perSource int, newConv func() *conversation) (*conversation, joinResult) {
+//
+// With evict (capacityPolicy EvictIdlest), a key over max that is within perSource gets
+// overCap with the idlest conversation of a sample, for the caller to end and try again:
+// ending a conversation takes its lock, then this one's (finishOn calls remove), so it
+// cannot be ended here. Without evict, max is checked before perSource.
+func (r *registry) join(key connKey, max int, source netip.Prefix, perSource int, evict bool, newConv func() *conversation) (*conversation, joinResult) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.stopping {
@@ -92,11 +97,15 @@ func (r *registry) join(key connKey, max int, source netip.Prefix, perSource int
 	if cv := r.get(key); cv != nil {
 		return cv, joined
 	}
-	if r.count >= max {
+	full := r.count >= max
+	if full && !evict {
 		return nil, overCap
 	}
 	if perSource > 0 && r.perSource[source] >= perSource {
 		return nil, overSourceCap
+	}
+	if full {
+		return r.idlest(), overCap
 	}
 	cv := newConv()
 	cv.key = key
@@ -108,6 +117,40 @@ func (r *registry) join(key connKey, max int, source netip.Prefix, perSource int
 	r.put(key, cv)
 	r.count++
 	return cv, created
+}
+
+// evictionSamples is how many conversations idlest compares, from each map: like Redis's
+// approximated LRU, a sample taken when an eviction is needed, rather than a list kept in
+// order of activity, which would cost every datagram some work under a lock.
+const evictionSamples = 16
+
+// idlest returns the conversation whose last input is the oldest among up to
+// evictionSamples of each map (Go starts each iteration of a map at a random place); nil
+// when there is none. Called with mu held; lastInput is atomic, so no conversation's lock is
+// taken.
+func (r *registry) idlest() *conversation {
+	var victim *conversation
+	var oldest int64
+	consider := func(cv *conversation) {
+		if t := cv.lastInput.Load(); victim == nil || t < oldest {
+			victim, oldest = cv, t
+		}
+	}
+	n := 0
+	for _, cv := range r.byAddr {
+		consider(cv)
+		if n++; n == evictionSamples {
+			break
+		}
+	}
+	n = 0
+	for _, cv := range r.bySession {
+		consider(cv)
+		if n++; n == evictionSamples {
+			break
+		}
+	}
+	return victim
 }
 
 // setAlias also files cv under key, unless another conversation has it.

@@ -152,7 +152,10 @@ type Connector struct {
 	// source's full buffer (dtls.go).
 	// overflowDropped, datagrams the kernel dropped from a DTLS listener's full socket.
 	evicted, backlogDropped, bufferDropped, overflowDropped atomic.Uint64
-	refusals                                                refusals
+	// evictedConversations counts the conversations ended for a new source by
+	// capacityPolicy EvictIdlest.
+	evictedConversations atomic.Uint64
+	refusals             refusals
 	// ampHeldBytes and ampHeldMessages count what the UDP amplification guard held back;
 	// began is the origin of its windows' clock; ampSlotForTests, when not zero, is the
 	// windows' slot instead (set by tests, export_test.go, to slide them without waiting).
@@ -338,6 +341,9 @@ type Stats struct {
 	// buffer (Linux only; seen with the next datagram read). All summarised, and none of
 	// them in Rejected.
 	DTLSEvicted, DTLSBacklogDropped, DTLSBufferDropped, DTLSSocketDropped uint64
+	// Evicted counts the conversations a UDP server ended for a new source at
+	// maxConcurrentConnections, under capacityPolicy EvictIdlest (each recorded TimedOut).
+	Evicted uint64
 	// AmplificationHeldBytes and AmplificationHeldMessages: replies the UDP amplification
 	// guard did not send (each noted on its activity too).
 	AmplificationHeldBytes, AmplificationHeldMessages uint64
@@ -352,7 +358,7 @@ func (c *Connector) Stats() Stats {
 	c.mu.Unlock()
 	return Stats{Handshakes: handshakes, Active: c.conns.len(), Total: c.nextID.Load(), Rejected: c.rejected.Load(), RateLimited: c.rateLimited.Load(),
 		DTLSUnverified: c.unverified.Load(), DTLSEvicted: c.evicted.Load(), DTLSBacklogDropped: c.backlogDropped.Load(), DTLSBufferDropped: c.bufferDropped.Load(),
-		DTLSSocketDropped:      c.overflowDropped.Load(),
+		DTLSSocketDropped: c.overflowDropped.Load(), Evicted: c.evictedConversations.Load(),
 		AmplificationHeldBytes: c.ampHeldBytes.Load(), AmplificationHeldMessages: c.ampHeldMessages.Load(),
 		SharedMemoryErrors: c.sharedErrors.Load()}
 }

@@ -193,6 +193,7 @@ func (c *compiler) operation(path *field.Path) {
 	if op.TLS.ClientAuthentication && !op.TLS.Enabled {
 		c.add(field.Invalid(path.Child("tls", "clientAuthentication"), true, "needs tls.enabled"))
 	}
+	c.capacityPolicy(path.Child("capacityPolicy"), op.CapacityPolicy)
 	p.CloseAfterReplying = op.Socket.CloseAfterReplying
 	p.RuleClosing = (op.Socket.RuleTriggeredClosing == nil || *op.Socket.RuleTriggeredClosing) && !op.Socket.CloseAfterReplying
 	switch op.MemoryUpdateWhen {
@@ -203,6 +204,25 @@ func (c *compiler) operation(path *field.Path) {
 		c.add(field.NotSupported(path.Child("memoryUpdateWhen"), op.MemoryUpdateWhen, []string{string(v1alpha1.MemoryUpdateDetected), string(v1alpha1.MemoryUpdateExecuted)}))
 	}
 	p.ReportMemory, p.AlertAll = op.ReportMemory, op.AlertAll
+}
+
+// capacityPolicy compiles operation.capacityPolicy. EvictIdlest is for UDP servers without
+// DTLS, whose sources prove nothing: a TCP or DTLS peer has proven its address by a
+// handshake, DTLS counts its handshakes against the cap before any conversation exists (so
+// a hello over it is refused before there is anything to evict for), and a client opens its
+// conversations itself.
+func (c *compiler) capacityPolicy(path *field.Path, policy v1alpha1.CapacityPolicy) {
+	switch policy {
+	case "", v1alpha1.CapacityRefuse:
+	case v1alpha1.CapacityEvictIdlest:
+		if c.p.Transport != v1alpha1.TransportUDP || c.p.Mode == v1alpha1.ModeClient || c.p.TLS.Enabled {
+			c.add(field.Forbidden(path, "EvictIdlest is for UDP servers without DTLS, whose sources prove nothing: a TCP or DTLS peer has proven its address by a handshake, and a client opens its own conversations"))
+			return
+		}
+		c.p.EvictIdlest = true
+	default:
+		c.add(field.NotSupported(path, policy, []string{string(v1alpha1.CapacityRefuse), string(v1alpha1.CapacityEvictIdlest)}))
+	}
 }
 
 func (c *compiler) duration(path *field.Path, d *metav1.Duration) time.Duration {

@@ -57,6 +57,18 @@ operation: {port: 1, transport: UDP, tls: {enabled: true}}
 conversation: {rules: [{id: 1, mode: Sync, regex: a, amplification: Unbounded}]}`, []string{
 			"spec.conversation.rules[0].amplification: Forbidden",
 		}},
+		{"capacityPolicy EvictIdlest on TCP", `operation: {port: 1, capacityPolicy: EvictIdlest}`, []string{
+			"spec.operation.capacityPolicy: Forbidden: EvictIdlest is for UDP servers without DTLS",
+		}},
+		{"capacityPolicy EvictIdlest in client mode", `operation: {port: 1, ip: 127.0.0.1, mode: Client, transport: UDP, capacityPolicy: EvictIdlest}`, []string{
+			"spec.operation.capacityPolicy: Forbidden: EvictIdlest is for UDP servers without DTLS",
+		}},
+		{"capacityPolicy EvictIdlest with DTLS", `operation: {port: 1, transport: UDP, tls: {enabled: true}, capacityPolicy: EvictIdlest}`, []string{
+			"spec.operation.capacityPolicy: Forbidden: EvictIdlest is for UDP servers without DTLS",
+		}},
+		{"capacityPolicy unknown", `operation: {port: 1, transport: UDP, capacityPolicy: EvictOldest}`, []string{
+			`spec.operation.capacityPolicy: Unsupported value: "EvictOldest": supported values: "Refuse", "EvictIdlest"`,
+		}},
 		{"bad regex", `
 operation: {port: 1}
 conversation: {rules: [{id: 1, mode: Sync, regex: "a(b"}]}`, []string{"spec.conversation.rules[0].regex: Invalid value: \"a(b\""}},
@@ -317,5 +329,26 @@ conversation:
 	}
 	if !prog.Rules[0].Unbounded || prog.Rules[1].Unbounded || prog.Rules[2].Unbounded {
 		t.Errorf("only rule 1 opts out: %v %v %v", prog.Rules[0].Unbounded, prog.Rules[1].Unbounded, prog.Rules[2].Unbounded)
+	}
+}
+
+func TestCapacityPolicy(t *testing.T) {
+	for _, tc := range []struct {
+		operation string
+		evict     bool
+	}{
+		{`{port: 53, transport: UDP}`, false},
+		{`{port: 53, transport: UDP, capacityPolicy: Refuse}`, false},
+		{`{port: 53, transport: UDP, capacityPolicy: EvictIdlest}`, true},
+		{`{port: 80, capacityPolicy: Refuse}`, false},
+	} {
+		prog, errs := compileYAML(t, "operation: "+tc.operation)
+		if len(errs) > 0 {
+			t.Errorf("%s: %v", tc.operation, errs)
+			continue
+		}
+		if prog.EvictIdlest != tc.evict {
+			t.Errorf("%s: EvictIdlest %v, want %v", tc.operation, prog.EvictIdlest, tc.evict)
+		}
 	}
 }

@@ -36,6 +36,9 @@ type Program struct {
 	PeerPrefixV6          int
 	// MaxConversationAge ends a conversation this long after its start (0: never).
 	MaxConversationAge time.Duration
+	// EvictIdlest: a UDP server at MaxConnections ends the conversation idle the longest
+	// for a new source instead of refusing it (operation.capacityPolicy: EvictIdlest).
+	EvictIdlest        bool
 	ExecutionDelay     time.Duration
 	OnlyFirstHit       bool
 	TLS                v1alpha1.TLS

@@ -89,6 +89,17 @@ const (
 	IdentifyByIP IdentifyBy = "IP"
 )
 
+// CapacityPolicy says what a UDP server does with a new source at maxConcurrentConnections.
+// +kubebuilder:validation:Enum=Refuse;EvictIdlest
+type CapacityPolicy string
+
+const (
+	// CapacityRefuse refuses the new source (the default).
+	CapacityRefuse CapacityPolicy = "Refuse"
+	// CapacityEvictIdlest ends the conversation idle the longest and serves the new source.
+	CapacityEvictIdlest CapacityPolicy = "EvictIdlest"
+)
+
 // MemoryUpdateWhen says whether a fired rule's updates and operation run before or after its
 // response is sent.
 // +kubebuilder:validation:Enum=Detected;Executed
@@ -185,6 +196,20 @@ type Operation struct {
 	// to keep interactionTimeout from expiring cannot hold a slot forever. 0 means no limit.
 	// +optional
 	MaxConversationAge *metav1.Duration `json:"maxConversationAge,omitempty"`
+
+	// CapacityPolicy says what a UDP server does with a datagram from a new source when
+	// maxConcurrentConnections conversations are live. Refuse (the default) refuses it, as
+	// every server does with a peer over the cap (docs/design.md §4). EvictIdlest ends the
+	// conversation idle the longest (the least recent input), as its interactionTimeout
+	// would (timeout then ending, TimedOut), and serves the new source, as connection
+	// tracking tables do: a UDP source address proves nothing, so spoofed sources can take
+	// every slot until their interactionTimeout, and under Refuse a real client is refused
+	// meanwhile. The cost: under a flood of new sources, a real conversation idle for longer
+	// than the flood takes to bring maxConcurrentConnections new ones is ended too, and each
+	// conversation evicted costs its activities (Connected, TimedOut). maxConnectionsPerPeer still
+	// applies first. UDP servers without DTLS only (DTLS proves a source by its cookie).
+	// +optional
+	CapacityPolicy CapacityPolicy `json:"capacityPolicy,omitempty"`
 
 	// ExecutionDelay waits this long before serving or dialing.
 	// +optional

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parley-dev/parley/connector"
 	"github.com/parley-dev/parley/connector/connectortest"
 	"github.com/parley-dev/parley/internal/freeport"
 )
@@ -246,6 +247,25 @@ spec:
 		line := "parley: " + name + ": 1 conversation (1 alert, 1 capture), 0 peers rejected, 0 datagrams rate-limited"
 		if i := strings.Index(text, line); i < 0 || i < lastRow {
 			t.Errorf("summary %q missing or before the last row:\n%s", line, text)
+		}
+	}
+}
+
+// TestSummaryLine: the exit line says what the connector counted, and the conversations
+// capacityPolicy EvictIdlest ended for new sources only when there were some.
+func TestSummaryLine(t *testing.T) {
+	for _, tc := range []struct {
+		st   connector.Stats
+		t    *tally
+		want string
+	}{
+		{connector.Stats{Total: 3, Rejected: 1}, &tally{alerts: 2, captures: 1},
+			"3 conversations (2 alerts, 1 capture), 1 peer rejected, 0 datagrams rate-limited"},
+		{connector.Stats{Total: 1001, Rejected: 0, RateLimited: 2, Evicted: 1}, nil,
+			"1001 conversations (0 alerts, 0 captures), 0 peers rejected, 2 datagrams rate-limited, 1 conversation evicted"},
+	} {
+		if got := summary(tc.st, tc.t); got != tc.want {
+			t.Errorf("got  %q\nwant %q", got, tc.want)
 		}
 	}
 }

@@ -517,14 +517,19 @@ func (s *tallySink) Write(batch []*v1alpha1.ActivityRecord) error {
 }
 
 // summary is a connector's line at exit: "3 conversations (2 alerts, 1 capture), 0 peers
-// rejected, 0 datagrams rate-limited".
+// rejected, 0 datagrams rate-limited", then ", 2 conversations evicted" when
+// capacityPolicy EvictIdlest ended some for new sources.
 func summary(st connector.Stats, t *tally) string {
 	if t == nil {
 		t = &tally{}
 	}
-	return fmt.Sprintf("%s (%s, %s), %s rejected, %s rate-limited",
+	line := fmt.Sprintf("%s (%s, %s), %s rejected, %s rate-limited",
 		plural(int(st.Total), "conversation"), plural(t.alerts, "alert"), plural(t.captures, "capture"),
 		plural(int(st.Rejected), "peer"), plural(int(st.RateLimited), "datagram"))
+	if st.Evicted > 0 {
+		line += ", " + plural(int(st.Evicted), "conversation") + " evicted"
+	}
+	return line
 }
 
 func plural(n int, noun string) string {
@@ -554,6 +559,7 @@ func runCounters(reg *activity.Register, running []*served) metrics.Counters {
 		c.ActiveConnections += int64(st.Active)
 		c.TotalConnections += st.Total
 		c.RejectedConnections += st.Rejected
+		c.EvictedConnections += st.Evicted
 		c.RateLimitedDatagrams += st.RateLimited
 		c.UnverifiedHellos += st.DTLSUnverified
 		c.DTLSDropped.Evicted += st.DTLSEvicted

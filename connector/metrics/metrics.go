@@ -23,6 +23,9 @@ type Counters struct {
 	ActiveConnections   int64
 	TotalConnections    uint64
 	RejectedConnections uint64
+	// EvictedConnections are the conversations UDP servers ended for new sources at
+	// maxConcurrentConnections (capacityPolicy: EvictIdlest).
+	EvictedConnections uint64
 	// RateLimitedDatagrams and UnverifiedHellos are refusals summarised rather than
 	// recorded one by one (docs/hardening.md).
 	RateLimitedDatagrams uint64
@@ -78,6 +81,8 @@ func New(counters func() Counters) (*Metrics, error) {
 			func(c Counters) uint64 { return c.TotalConnections }),
 		counter("parley_connector_connections_rejected_total", "Peers refused (over a cap, paused).",
 			func(c Counters) uint64 { return c.RejectedConnections }),
+		counter("parley_connector_connections_evicted_total", "Logical connections a UDP server ended for a new source at maxConcurrentConnections (capacityPolicy: EvictIdlest).",
+			func(c Counters) uint64 { return c.EvictedConnections }),
 		counter("parley_connector_datagrams_rate_limited_total", "UDP datagrams over the per-source rate limit (summarised, not recorded one by one).",
 			func(c Counters) uint64 { return c.RateLimitedDatagrams }),
 		counter("parley_connector_dtls_unverified_total", "DTLS handshakes given up before the peer returned the cookie (spoofed or lost hellos).",

@@ -70,7 +70,9 @@ var probes = []*probe{
 	},
 	{
 		name: "udp-spoof", what: "datagrams from 20,000 sources (127.9.x.y), 10 each", kind: udpKind,
-		operation: "transport: UDP, identifyBy: Address, maxConcurrentConnections: 1000, interactionTimeout: 5s",
+		// EvictIdlest: the real client's new conversations take the slots of the idlest
+		// spoofed ones rather than being refused until those time out (docs/hardening.md §5).
+		operation: "transport: UDP, identifyBy: Address, maxConcurrentConnections: 1000, interactionTimeout: 5s, capacityPolicy: EvictIdlest",
 		send:      udpSpoof,
 	},
 	{

@@ -96,7 +96,7 @@ func (s *server) exitSummary() string {
 
 // exitCounts are the exact counts of the server's exit summary: activities the JSON output
 // missed (dropped at the server's activity bounds) are in them.
-var exitCounts = regexp.MustCompile(`(\d+) (conversations?|peers? rejected|datagrams? rate-limited|activities dropped)`)
+var exitCounts = regexp.MustCompile(`(\d+) (conversations? evicted|conversations?|peers? rejected|datagrams? rate-limited|activities dropped)`)
 
 // exitTotals is the exit summary's counts that are not zero, in a few words.
 func (s *server) exitTotals() string {
@@ -153,6 +153,10 @@ var (
 	summary = regexp.MustCompile(`^(\d+) (?:DTLS hellos?|datagrams?)\b.*refused since the last summary \([^)]*\): (.*)$`)
 )
 
+// evictedType counts the TimedOut activities of conversations evicted for a new source
+// (capacityPolicy EvictIdlest), among all TimedOut.
+const evictedType = "TimedOut by EvictIdlest"
+
 func (a *activityCounts) add(line []byte, long bool, addr chan string) {
 	var typ, msg string
 	if !long {
@@ -168,6 +172,10 @@ func (a *activityCounts) add(line []byte, long bool, addr chan string) {
 	defer a.mu.Unlock()
 	a.byType[typ]++
 	switch typ {
+	case "TimedOut":
+		if strings.Contains(msg, "capacityPolicy EvictIdlest") {
+			a.byType[evictedType]++
+		}
 	case "ConnectorStarted":
 		if rest, ok := strings.CutPrefix(msg, "listening on "); ok {
 			if i := strings.LastIndexByte(rest, '/'); i > 0 {
@@ -221,7 +229,7 @@ func (a *activityCounts) describe() string {
 	for _, r := range reasons {
 		parts = append(parts, fmt.Sprintf("%s %d", r, a.refused[r]))
 	}
-	for _, t := range []string{"Connected", "Input", "Error", "TimedOut"} {
+	for _, t := range []string{"Connected", "Input", "Error", "TimedOut", evictedType} {
 		if n := a.byType[t]; n > 0 {
 			parts = append(parts, fmt.Sprintf("%s %d", t, n))
 		}
