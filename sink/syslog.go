@@ -92,6 +92,11 @@ func (s *Syslog) Deliver(ctx context.Context, batch []Item) error {
 	} else {
 		_ = s.conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
 	}
+	// A receiver that stops reading blocks the write once the socket buffers are full:
+	// the sink's Close must not wait for the deadline (Deliver returns when ctx ends).
+	conn := s.conn
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetWriteDeadline(time.Unix(1, 0)) })
+	defer stop()
 	s.buf = s.buf[:0]
 	for _, it := range batch {
 		start := len(s.buf)

@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"os"
@@ -234,5 +235,60 @@ func TestSyslogCarriesCheckpoints(t *testing.T) {
 	_, framed, _ := strings.Cut(msg, " ")
 	if !strings.HasPrefix(framed, want) || !strings.HasSuffix(framed, tail) {
 		t.Errorf("got  %s\nwant %s<host>%s", msg, want, tail)
+	}
+}
+
+// A syslog receiver that stops reading holds a write once the socket buffers are full, until
+// the write's own 30 s deadline: Close must not wait for it (Deliver returns when its
+// context ends). What was in flight is left over, neither delivered nor dropped.
+func TestSyslogCloseDoesNotWaitForAReceiverThatStoppedReading(t *testing.T) {
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", freeport.T(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	inFlight := make(chan net.Conn, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			t.Error(err)
+			close(inFlight)
+			return
+		}
+		_ = c.(*net.TCPConn).SetReadBuffer(4096) // the batch below cannot fit in the buffers
+		if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+			t.Error(err)
+		}
+		inFlight <- c // and reads nothing more
+	}()
+	dest, err := sink.NewSyslog("tcp://"+l.Addr().String(), "", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := sink.New(dest, sink.Options{})
+	batch := items("stalled", 1)
+	batch[0].Record.Input.Text = strings.Repeat("x", 16<<20)
+	s.Offer(batch...)
+	go s.Run()
+	c, ok := <-inFlight
+	if !ok {
+		t.Fatal("the receiver got no connection")
+	}
+	defer c.Close()
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second): // generous, and short of the write's own deadline
+		t.Fatal("Close waits for the write to a receiver that stopped reading")
+	}
+	if st := s.Stats(); st.Delivered != 0 || st.Dropped != 0 {
+		t.Errorf("stats %+v", st)
+	}
+	if left := s.Leftover(); len(left) != 1 || left[0].Key != batch[0].Key {
+		t.Errorf("left over %d items, want the one in flight", len(left))
 	}
 }

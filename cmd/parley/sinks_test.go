@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/hmac"
 	"encoding/base64"
 	"encoding/json"
@@ -18,8 +19,13 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
+	"github.com/parley-dev/parley/internal/freeport"
+	"github.com/parley-dev/parley/internal/rulesfile"
 	"github.com/parley-dev/parley/sink"
 )
 
@@ -378,5 +384,62 @@ spec:
 	defer slackMu.Unlock()
 	if people := strings.Join(slackBodies, "\n"); strings.Contains(people, "checkpoint") || people == "" {
 		t.Errorf("the Slack sink got:\n%s", people)
+	}
+}
+
+// A webhook receiver that takes the connection and never answers (a SIEM behind a
+// stalled proxy) holds its sink's delivery: when the drain's time is up, the stop gives
+// up on it at once and says, by number, what it did not deliver.
+func TestStopSinksGivesUpOnAReceiverThatNeverAnswers(t *testing.T) {
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", freeport.T(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	accepted := make(chan net.Conn, 16)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c // read nothing, answer nothing
+		}
+	}()
+	docs := []rulesfile.SinkDocument{{Source: "sinks.yaml", Sink: v1alpha1.ActivitySink{
+		ObjectMeta: metav1.ObjectMeta{Name: "siem"},
+		Spec:       v1alpha1.ActivitySinkSpec{Webhook: &v1alpha1.WebhookSink{URL: "http://" + l.Addr().String() + "/parley"}},
+	}}}
+	feed, err := startSinks(docs, nil, map[string]map[string]string{"pinger": nil}, sink.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var batch []*v1alpha1.ActivityRecord
+	for seq := range uint64(3) {
+		batch = append(batch, &v1alpha1.ActivityRecord{Connector: "pinger", Type: v1alpha1.ActivityInput,
+			Evidence: &v1alpha1.EvidenceRecord{Chain: "c0ffee", Seq: seq + 1}})
+	}
+	if err := feed.Write(batch); err != nil {
+		t.Fatal(err)
+	}
+	c := <-accepted // the delivery is in flight, and stays so
+	defer c.Close()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // the drain's time is up
+	var out bytes.Buffer
+	stopped := make(chan struct{})
+	go func() {
+		stopSinks(ctx, &out, feed)
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(20 * time.Second): // generous, and short of the webhook client's own 30 s timeout
+		t.Fatal("the stop waits for a receiver that never answers")
+	}
+	const want = "parley: sink siem: 0 delivered, 0 dropped, 0 failed attempts; 3 not delivered in time\n"
+	if out.String() != want {
+		t.Errorf("got  %q\nwant %q", out.String(), want)
 	}
 }
