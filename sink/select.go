@@ -2,6 +2,7 @@ package sink
 
 import (
 	"fmt"
+	"sync/atomic"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -73,8 +74,9 @@ type Route struct {
 	Sink     *Sink
 	// Checkpoints: the sink takes the signed checkpoints (TakesCheckpoints).
 	Checkpoints bool
-	// Offered counts what the route offered its sink, for Drain.
-	Offered uint64
+	// Offered counts what the route offered its sink, for Drain. Atomic: a stop that gave
+	// up waiting for the register reads it while the register may still be offering.
+	Offered atomic.Uint64
 }
 
 // Feed hands each activity to the routes whose selector picks its connector (by the labels
@@ -95,7 +97,7 @@ func (f *Feed) Write(batch []*v1alpha1.ActivityRecord) error {
 				items = append(items, Item{Key: Key(a), Record: a})
 			}
 		}
-		r.Offered += uint64(len(items))
+		r.Offered.Add(uint64(len(items)))
 		r.Sink.Offer(items...)
 	}
 	return nil
@@ -117,7 +119,7 @@ func (f *Feed) WriteCheckpoints(cps []*evidence.Checkpoint) error {
 		for i, cp := range cps {
 			items[i] = CheckpointItem("parley", cp)
 		}
-		r.Offered += uint64(len(items))
+		r.Offered.Add(uint64(len(items)))
 		r.Sink.Offer(items...)
 	}
 	return nil

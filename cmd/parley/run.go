@@ -257,7 +257,12 @@ func run(parent context.Context, stdin io.Reader, stdout, stderr io.Writer, o ru
 	if err != nil {
 		return err
 	}
-	defer closeSigning() // on an early return; the normal end signs after the last activities
+	signingClosing := false
+	defer func() { // on an early return; the normal end signs after the last activities
+		if !signingClosing {
+			closeSigning()
+		}
+	}()
 	var sink activity.Sink = activity.NewTableSink(stdout, activity.TableOptions{
 		ConnectorColumn: len(progs) > 1, Binary: binary, Color: colorTerminal(stdout),
 	})
@@ -413,7 +418,22 @@ func run(parent context.Context, stdin io.Reader, stdout, stderr io.Writer, o ru
 	if err := reg.Close(flushCtx); err != nil {
 		fmt.Fprintln(stderr, "parley: activities not all printed:", err)
 	}
-	closeSigning()
+	// The last checkpoints are signed after the last activities, into the same outputs: one
+	// that takes nothing more (a stalled pipe) holds the signer as it holds the register,
+	// and the stop must not wait for it for ever.
+	signed := make(chan struct{})
+	signingClosing = true
+	go func() {
+		defer close(signed)
+		closeSigning()
+	}()
+	signTimeout := time.NewTimer(signCloseTime)
+	select {
+	case <-signed:
+	case <-signTimeout.C:
+		fmt.Fprintln(stderr, "parley: the last evidence checkpoints not signed: the output takes nothing more")
+	}
+	signTimeout.Stop()
 	if feed != nil {
 		drainCtx, drainCancel := context.WithTimeout(context.Background(), sinkDrainTime)
 		stopSinks(drainCtx, stderr, feed)
@@ -421,7 +441,7 @@ func run(parent context.Context, stdin io.Reader, stdout, stderr io.Writer, o ru
 	}
 	// The summary comes after the last rows: the register has printed everything by now.
 	for _, n := range started {
-		fmt.Fprintf(stderr, "parley: %s: %s\n", n.name, summary(n.c.Stats(), tally.per[n.name]))
+		fmt.Fprintf(stderr, "parley: %s: %s\n", n.name, summary(n.c.Stats(), tally.of(n.name)))
 	}
 	st := reg.Stats()
 	if st.Dropped > 0 || st.Failed > 0 {
@@ -432,6 +452,9 @@ func run(parent context.Context, stdin io.Reader, stdout, stderr io.Writer, o ru
 	}
 	return errors.Join(errs...)
 }
+
+// signCloseTime bounds how long `parley run` waits at the end to sign its last checkpoints.
+const signCloseTime = 5 * time.Second
 
 // jsonSink writes activities to w as JSON lines, compact (docs/evidence.md) unless
 // --json-lines full.
@@ -490,9 +513,11 @@ func listenHint(err error) string {
 }
 
 // tallySink counts, per connector, what the exit summary reports, on the register's
-// goroutine; read it once the register is closed.
+// goroutine. It is read at the end, when the register may still be writing: a stop that
+// gave up waiting for it (a stalled output) must not read the counts unlocked.
 type tallySink struct {
 	activity.Sink
+	mu  sync.Mutex
 	per map[string]*tally
 }
 
@@ -502,6 +527,7 @@ type tally struct{ alerts, captures int }
 func (s *tallySink) ReadsEvidence() bool { return activity.ReadsEvidence(s.Sink) }
 
 func (s *tallySink) Write(batch []*v1alpha1.ActivityRecord) error {
+	s.mu.Lock()
 	for _, a := range batch {
 		t := s.per[a.Connector]
 		if t == nil {
@@ -513,7 +539,19 @@ func (s *tallySink) Write(batch []*v1alpha1.ActivityRecord) error {
 		}
 		t.captures += len(a.Captures)
 	}
+	s.mu.Unlock()
 	return s.Sink.Write(batch)
+}
+
+// of returns the counts of a connector so far (nil: none).
+func (s *tallySink) of(connector string) *tally {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t := s.per[connector]; t != nil {
+		c := *t
+		return &c
+	}
+	return nil
 }
 
 // summary is a connector's line at exit: "3 conversations (2 alerts, 1 capture), 0 peers

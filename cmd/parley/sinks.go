@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -57,24 +58,37 @@ func startSinks(docs []rulesfile.SinkDocument, secretDocs []rulesfile.SecretDocu
 }
 
 // stopSinks delivers what the sinks hold, for as long as ctx allows, closes them and says
-// what each did.
+// what each did. The sinks drain side by side: one receiver that never answers must not
+// spend the time of the others (an email sink sends its digest only once drained).
 func stopSinks(ctx context.Context, stderr io.Writer, feed *sink.Feed) {
-	for _, r := range feed.Routes {
-		err := r.Sink.Drain(ctx, r.Offered)
-		_ = r.Sink.Close()
-		st := r.Sink.Stats()
-		line := fmt.Sprintf("parley: sink %s: %d delivered, %d dropped, %d failed attempts", r.Name, st.Delivered, st.Dropped, st.Failed)
-		if st.Checkpoints > 0 {
-			line += fmt.Sprintf(", %d checkpoints", st.Checkpoints)
-		}
-		if st.LastError != "" {
-			line += " (last error: " + st.LastError + ")"
-		}
-		if err != nil {
-			line += fmt.Sprintf("; %d not delivered in time", r.Offered-st.Delivered-st.Checkpoints-st.Dropped)
-		}
+	lines := make([]string, len(feed.Routes))
+	var wg sync.WaitGroup
+	for i, r := range feed.Routes {
+		wg.Go(func() { lines[i] = stopSink(ctx, r) })
+	}
+	wg.Wait()
+	for _, line := range lines {
 		fmt.Fprintln(stderr, line)
 	}
+}
+
+// stopSink drains and closes one route's sink and returns its line.
+func stopSink(ctx context.Context, r *sink.Route) string {
+	offered := r.Offered.Load()
+	err := r.Sink.Drain(ctx, offered)
+	_ = r.Sink.Close()
+	st := r.Sink.Stats()
+	line := fmt.Sprintf("parley: sink %s: %d delivered, %d dropped, %d failed attempts", r.Name, st.Delivered, st.Dropped, st.Failed)
+	if st.Checkpoints > 0 {
+		line += fmt.Sprintf(", %d checkpoints", st.Checkpoints)
+	}
+	if st.LastError != "" {
+		line += " (last error: " + st.LastError + ")"
+	}
+	if err != nil {
+		line += fmt.Sprintf("; %d not delivered in time", offered-st.Delivered-st.Checkpoints-st.Dropped)
+	}
+	return line
 }
 
 // sinkDrainTime bounds how long `parley run` waits at the end for its sinks.

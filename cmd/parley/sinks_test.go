@@ -17,11 +17,13 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
 	"github.com/parley-dev/parley/internal/freeport"
@@ -441,5 +443,51 @@ func TestStopSinksGivesUpOnAReceiverThatNeverAnswers(t *testing.T) {
 	const want = "parley: sink siem: 0 delivered, 0 dropped, 0 failed attempts; 3 not delivered in time\n"
 	if out.String() != want {
 		t.Errorf("got  %q\nwant %q", out.String(), want)
+	}
+}
+
+// stuckDestination never finishes a delivery until its sink closes.
+type stuckDestination struct{}
+
+func (stuckDestination) Deliver(ctx context.Context, _ []sink.Item) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+func (stuckDestination) Close() error { return nil }
+
+// countingDestination counts what it delivers.
+type countingDestination struct{ delivered atomic.Int64 }
+
+func (d *countingDestination) Deliver(_ context.Context, batch []sink.Item) error {
+	d.delivered.Add(int64(len(batch)))
+	return nil
+}
+func (d *countingDestination) Close() error { return nil }
+
+// The sinks drain side by side at the end: a receiver that never answers, listed first,
+// does not spend the time of a sink listed after it that delivers only once drained (an
+// email digest gathering for its interval).
+func TestStopSinksDrainsEachSinkInItsOwnRight(t *testing.T) {
+	digest := &countingDestination{}
+	feed := &sink.Feed{Labels: map[string]map[string]string{"pinger": nil}, Routes: []*sink.Route{
+		{Name: "stuck", Selector: labels.Everything(), Sink: sink.New(stuckDestination{}, sink.Options{})},
+		{Name: "digest", Selector: labels.Everything(), Sink: sink.New(digest, sink.Options{Linger: time.Hour})},
+	}}
+	for _, r := range feed.Routes {
+		go r.Sink.Run()
+	}
+	batch := []*v1alpha1.ActivityRecord{{Connector: "pinger", Type: v1alpha1.ActivityInput,
+		Evidence: &v1alpha1.EvidenceRecord{Chain: "c0ffee", Seq: 1}}}
+	if err := feed.Write(batch); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	var out bytes.Buffer
+	stopSinks(ctx, &out, feed)
+	const want = "parley: sink stuck: 0 delivered, 0 dropped, 0 failed attempts; 1 not delivered in time\n" +
+		"parley: sink digest: 1 delivered, 0 dropped, 0 failed attempts\n"
+	if out.String() != want || digest.delivered.Load() != 1 {
+		t.Errorf("got  %q (%d delivered to the digest)\nwant %q", out.String(), digest.delivered.Load(), want)
 	}
 }

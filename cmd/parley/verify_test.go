@@ -2,14 +2,20 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
+
+	"github.com/parley-dev/parley/internal/freeport"
 )
 
 // openssl makes the keys: the formats parley reads are the ones people have.
@@ -128,5 +134,62 @@ func TestRunSignsAndVerifyChecks(t *testing.T) {
 	}
 	if out, code := runVerify(t, filepath.Join(dir, "missing.pem"), logPath); code != 2 || !strings.Contains(out, "--key") {
 		t.Errorf("missing key: exit %d:\n%s", code, out)
+	}
+}
+
+// An output that takes nothing more (a pipe nobody reads) does not hold the stop: the
+// activities it did not take are counted, and the last checkpoints, which would go to the
+// same output, are given up after a bounded wait rather than waited for for ever.
+func TestRunStopsWhenItsOutputStalls(t *testing.T) {
+	dir := t.TempDir()
+	private, _ := opensslKeyPair(t, dir, "evidence")
+	port := freeport.T(t)
+	stalled, stdout, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stalled.Close() // never read: the pipe fills and the output blocks
+	cmd := exec.Command(parleyBinary, "run", "-f", writeFile(t, validRules), "--port", strconv.Itoa(port),
+		"--ip", "127.0.0.1", "-o", "json", "--sign-key", private)
+	cmd.Stdout = stdout
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stdout.Close()
+	defer cmd.Process.Kill()
+	var conn net.Conn
+	deadline := time.Now().Add(processWait)
+	for conn == nil {
+		if conn, err = net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second); err != nil && time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+	}
+	r := bufio.NewReader(conn)
+	r.ReadString('\n')
+	for range 2000 { // far more activity lines than a pipe's buffer holds
+		conn.Write([]byte("PING\r\n"))
+		if _, err := r.ReadString('\n'); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conn.Close()
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case <-exited:
+	case <-time.After(60 * time.Second): // the flush's 10 s and the signing's 5 s, generously
+		cmd.Process.Kill()
+		<-exited
+		t.Fatalf("parley run did not stop with its output stalled:\n%s", stderr.String())
+	}
+	for _, want := range []string{"activities not all printed", "the last evidence checkpoints not signed"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
+		}
 	}
 }
