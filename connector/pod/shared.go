@@ -27,7 +27,7 @@ const checkTimeout = 2 * time.Second
 
 // openSharedMemory builds the Redis or Valkey store the operator wrote into the connector's
 // engine Secret, mounted at dir (v1alpha1.SharedMemoryURLKey and its password and CA; the
-// password read again at each new connection, the rest once),
+// password and the CA read again at each new connection, the URL once),
 // with the ExternalConnector's namespace as the key namespace, so that connectors of two
 // namespaces never see each other's variables. It returns nil, and no error, when the
 // Secret names no store: the connectors of this pod then keep shared variables in
@@ -64,10 +64,28 @@ func openSharedMemory(dir, namespace string) (*sharedmemory.Redis, error) {
 		return nil, err
 	}
 	if len(ca) > 0 {
-		o.RootCAs = x509.NewCertPool()
-		if !o.RootCAs.AppendCertsFromPEM(ca) {
-			return nil, fmt.Errorf("shared memory: %s holds no PEM certificate", filepath.Join(dir, v1alpha1.SharedMemoryCAKey))
+		// The CA too is read again at each new connection, so that a rotated one (the
+		// store's certificate renewed by a new CA) reaches the pod as the password does.
+		// Once the pod started with a CA, a CA file that is gone or holds no PEM certificate
+		// fails the connections (said by the store's health), rather than trusting the
+		// system's roots or the CA read before. Read once now too, so that a bad file stops
+		// the pod at start.
+		caFile := filepath.Join(dir, v1alpha1.SharedMemoryCAKey)
+		roots := func() (*x509.CertPool, error) {
+			b, err := os.ReadFile(caFile)
+			if err != nil {
+				return nil, err
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(b) {
+				return nil, fmt.Errorf("%s holds no PEM certificate", caFile)
+			}
+			return pool, nil
 		}
+		if _, err := roots(); err != nil {
+			return nil, err
+		}
+		o.RootCAsFrom = roots
 	}
 	return sharedmemory.OpenRedis(strings.TrimSpace(string(url)), o)
 }

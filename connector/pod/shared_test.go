@@ -192,6 +192,108 @@ func TestSharedMemoryPasswordRotatedWithoutARestart(t *testing.T) {
 	}
 }
 
+// tlsSharedPod runs a pod whose mounted engine Secret (written as the kubelet writes it)
+// names srv, a TLS store, with its CA; data is the Secret's content, to change and write
+// again.
+func tlsSharedPod(t *testing.T, srv *redistest.Server) (e *uplinktest.Engine, port int, secret *volumetest.Volume, data map[string]string) {
+	t.Helper()
+	secret = volumetest.New(t)
+	data = map[string]string{
+		v1alpha1.SharedMemoryURLKey: srv.URL(),
+		v1alpha1.SharedMemoryCAKey:  string(srv.CAPEM),
+	}
+	secret.Write(data)
+	e, port = sharedPod(t, "ns", secret.Dir)
+	if got := dial(t, port).ask("SET apple"); got != "+OK apple\r\n" {
+		t.Fatalf("with the first CA: %q", got)
+	}
+	return e, port, secret, data
+}
+
+// sameRun fails the test when the pod process restarted.
+func sameRun(t *testing.T, e *uplinktest.Engine) {
+	t.Helper()
+	for _, h := range e.Hellos() {
+		if h.GetRun() != e.Hellos()[0].GetRun() {
+			t.Errorf("the pod process restarted: run %q, then %q", e.Hellos()[0].GetRun(), h.GetRun())
+		}
+	}
+}
+
+// The store's CA rotated under a running pod: once the server's certificate comes from a
+// new CA, new connections fail, said as a certificate not trusted; once the kubelet updates
+// the mounted Secret's CA, reconnections verify the server against the new CA, and shared
+// steps work again in the same process.
+func TestSharedMemoryCARotatedWithoutARestart(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{TLS: true})
+	e, port, secret, data := tlsSharedPod(t, srv)
+
+	srv.RotateCA()
+	srv.CLI("CLIENT", "KILL", "TYPE", "normal")
+	uplinktest.Eventually(t, "lost: the certificate is not trusted", func() bool {
+		s := lastStore(e)
+		return s.GetState() == enginev1.SharedMemory_LOST && strings.Contains(s.GetLastError(), "the server's TLS certificate is not trusted")
+	})
+	if got := dial(t, port).ask("SET berry"); got != "-ERR\r\n" {
+		t.Errorf("a shared step with the old CA: %q, want the default reply", got)
+	}
+
+	data[v1alpha1.SharedMemoryCAKey] = string(srv.CAPEM)
+	secret.Write(data)
+	uplinktest.Eventually(t, "ready again with the new CA", func() bool {
+		return lastStore(e).GetState() == enginev1.SharedMemory_READY
+	})
+	if got := dial(t, port).ask("SET cherry"); got != "+OK cherry\r\n" {
+		t.Fatalf("after the rotation: %q", got)
+	}
+	if got := strings.TrimSpace(srv.CLI("GET", "parley:ns:default:word")); got != "cherry" {
+		t.Errorf("redis-cli GET parley:ns:default:word: %q, want cherry", got)
+	}
+	sameRun(t, e)
+}
+
+// A mounted CA that did not issue the server's certificate, or that holds no PEM
+// certificate, fails the pod's new connections with what is wrong, and no shared step is
+// made: the pod neither connects unverified nor keeps trusting the CA it read before.
+func TestSharedMemoryUnusableCAFailsConnections(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{TLS: true})
+	e, port, secret, data := tlsSharedPod(t, srv)
+	for _, c := range []struct{ name, ca, want string }{
+		{"a CA that did not issue the certificate", string(redistest.UnrelatedCA(t)), "the server's TLS certificate is not trusted"},
+		{"no PEM certificate", "not a certificate\n", v1alpha1.SharedMemoryCAKey + " holds no PEM certificate"},
+	} {
+		data[v1alpha1.SharedMemoryCAKey] = c.ca
+		secret.Write(data)
+		srv.CLI("CLIENT", "KILL", "TYPE", "normal")
+		uplinktest.Eventually(t, "lost with "+c.name, func() bool {
+			s := lastStore(e)
+			return s.GetState() == enginev1.SharedMemory_LOST && strings.Contains(s.GetLastError(), c.want)
+		})
+		if got := dial(t, port).ask("SET berry"); got != "-ERR\r\n" {
+			t.Errorf("a shared step with %s: %q, want the default reply", c.name, got)
+		}
+		if got := strings.TrimSpace(srv.CLI("GET", "parley:ns:default:word")); got != "apple" {
+			t.Errorf("with %s: redis-cli GET parley:ns:default:word: %q, want apple", c.name, got)
+		}
+	}
+	sameRun(t, e)
+}
+
+// At start, a mounted CA that holds no PEM certificate stops the pod, saying so.
+func TestSharedMemoryUnusableCAStopsThePodAtStart(t *testing.T) {
+	secret := volumetest.New(t)
+	secret.Write(map[string]string{
+		v1alpha1.SharedMemoryURLKey: "rediss://127.0.0.1:" + strconv.Itoa(freeport.T(t)) + "/0",
+		v1alpha1.SharedMemoryCAKey:  "not a certificate\n",
+	})
+	e := uplinktest.New(t)
+	e.SetToken(engineToken)
+	p := startConnector(t, e, func(o *pod.Options) { o.SharedMemoryDir = secret.Dir })
+	if err := p.wait(t); err == nil || !strings.Contains(err.Error(), v1alpha1.SharedMemoryCAKey+" holds no PEM certificate") {
+		t.Fatalf("the pod with an unusable CA: %v", err)
+	}
+}
+
 // Without the store's keys in the Secret, the pod keeps shared variables itself and its
 // heartbeats say nothing of a store.
 func TestSharedMemoryInProcessWithoutAStore(t *testing.T) {

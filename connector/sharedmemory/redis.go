@@ -31,6 +31,13 @@ type RedisOptions struct {
 	PasswordFrom func() (string, error)
 	// RootCAs verify a rediss:// server instead of the system's roots.
 	RootCAs *x509.CertPool
+	// RootCAsFrom, when set, gives the CAs at each new TLS connection to the store, in
+	// place of RootCAs (nil from it: the system's roots): a mounted Secret's file read
+	// again, so that once the store's CA is rotated and the file updated, reconnections
+	// verify the server against the new one without a restart. An error from it fails that
+	// connection, with the error: a connection is never made unverified, nor verified
+	// against CAs the file no longer holds. Connections already open stay as they are.
+	RootCAsFrom func() (*x509.CertPool, error)
 	// ConnectTimeout bounds the first contact in NewRedis. Default 5s.
 	ConnectTimeout time.Duration
 }
@@ -114,11 +121,18 @@ func OpenRedis(rawURL string, o RedisOptions) (*Redis, error) {
 			return user, pw, nil
 		}
 	}
-	if o.RootCAs != nil {
+	if o.RootCAs != nil || o.RootCAsFrom != nil {
 		if opts.TLSConfig == nil {
 			return nil, fmt.Errorf("shared memory %s: a CA is given but the URL is not rediss://", where)
 		}
 		opts.TLSConfig.RootCAs = o.RootCAs
+	}
+	// The URL's skip_verify asks for no verification at all: as with RootCAs, the CAs are
+	// then not used.
+	if from := o.RootCAsFrom; from != nil && !opts.TLSConfig.InsecureSkipVerify {
+		if err := verifyWithRootsFrom(opts.TLSConfig, from); err != nil {
+			return nil, fmt.Errorf("shared memory %s: %w", where, err)
+		}
 	}
 	if opts.TLSConfig != nil {
 		opts.TLSConfig.MinVersion = tls.VersionTLS12
@@ -130,6 +144,67 @@ func OpenRedis(rawURL string, o RedisOptions) (*Redis, error) {
 	opts.DisableIdentity = true
 	return &Redis{client: redis.NewClient(opts), ns: o.Namespace, where: where, useTLS: opts.TLSConfig != nil,
 		queues: map[string]*stepQueue{}}, nil
+}
+
+// verifyWithRootsFrom makes cfg verify the server's certificate, at each handshake,
+// against the CAs from gives then, instead of against cfg.RootCAs.
+//
+// crypto/tls reads RootCAs from the Config a connection is made with, and go-redis makes
+// every connection with the one Config: a pool set there stays for the client's life, and
+// after a CA rotation every reconnection would fail until a restart. The way crypto/tls
+// documents for roots that change is to turn its own verification off (InsecureSkipVerify)
+// and make the whole of it in VerifyConnection, which runs at every handshake, before the
+// connection is used. It verifies what crypto/tls would: the server's certificate chains
+// up to the CAs from gives (the server's other certificates as intermediates), at the
+// current time, for server authentication, and for the URL's host (a DNS name, or an IP
+// address against the IP SANs, as x509's VerifyHostname does). crypto/tls still checks, as
+// always, that the server holds the certificate's key. A failure is a
+// *tls.CertificateVerificationError, as crypto/tls's own, so that Ping says the
+// certificate is not trusted.
+//
+// When from fails (a CA file unreadable or without a PEM certificate), the handshake fails
+// with its error: never unverified, nor against the CAs read before. Falling back to those
+// would hide a broken rotation, and keep trusting a CA the rotation meant to retire; and
+// there is no transient failure to ride out: the kubelet swaps a mounted Secret's files in
+// one rename, and the operator hands out only a CA file it could use. Ping (and so a
+// connector pod's heartbeat) then says what is wrong.
+func verifyWithRootsFrom(cfg *tls.Config, from func() (*x509.CertPool, error)) error {
+	// What crypto/tls would verify the name against: DialWithDialer fills an empty
+	// ServerName in from the address only on a copy of the Config, and x509 checks no name
+	// at all against an empty one.
+	host := cfg.ServerName
+	if host == "" {
+		return errors.New("no server name to verify the TLS certificate against")
+	}
+	cfg.InsecureSkipVerify = true
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return &tls.CertificateVerificationError{Err: errors.New("the server sent no certificate")}
+		}
+		roots, err := from()
+		if err != nil {
+			return fmt.Errorf("read the CA: %w", err)
+		}
+		now := time.Now()
+		if cfg.Time != nil {
+			now = cfg.Time()
+		}
+		opts := x509.VerifyOptions{
+			Roots:         roots,
+			Intermediates: x509.NewCertPool(),
+			DNSName:       host,
+			CurrentTime:   now,
+			KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		}
+		for _, c := range cs.PeerCertificates[1:] {
+			opts.Intermediates.AddCert(c)
+		}
+		if _, err := cs.PeerCertificates[0].Verify(opts); err != nil {
+			return &tls.CertificateVerificationError{UnverifiedCertificates: cs.PeerCertificates, Err: err}
+		}
+		return nil
+	}
+	return nil
 }
 
 // Ping checks that the store answers, and says what is wrong when it does not (a wrong

@@ -2,6 +2,7 @@ package sharedmemory_test
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"strconv"
@@ -442,5 +443,152 @@ func TestRedisPasswordFromIsReadAtEachConnection(t *testing.T) {
 	set("second", nil)
 	if err := incr(t, s, "a", "n"); err != nil {
 		t.Fatalf("a step with the new password: %v", err)
+	}
+}
+
+// caPool is the CAs a RootCAsFrom gives, changed by the test as a mounted file would be.
+type caPool struct {
+	mu   sync.Mutex
+	pool *x509.CertPool
+	err  error
+}
+
+func (c *caPool) set(pemCA []byte, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.pool, c.err = nil, err
+	if pemCA != nil {
+		c.pool = x509.NewCertPool()
+		c.pool.AppendCertsFromPEM(pemCA)
+	}
+}
+
+func (c *caPool) get() (*x509.CertPool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.pool, c.err
+}
+
+// pingUntil pings s until the error says want: a pooled connection the server cut may be
+// found dead first, then a new one is made.
+func pingUntil(t *testing.T, s *sharedmemory.Redis, want string) error {
+	t.Helper()
+	var err error
+	for range 10 {
+		if err = s.Ping(context.Background()); err != nil && strings.Contains(err.Error(), want) {
+			return err
+		}
+	}
+	t.Fatalf("ping: %v, want an error saying %q", err, want)
+	return nil
+}
+
+// RootCAsFrom is asked at each new TLS connection: once the server's certificate is
+// issued by a new CA and the connections are cut, the old CA is refused with the usual
+// "not trusted" message, the new one reconnects without reopening the store; a CA that did
+// not issue the server's certificate, or a CA that cannot be read, fails the connection,
+// and no step is made on it.
+func TestRedisRootCAsFromIsReadAtEachConnection(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{TLS: true})
+	cas := &caPool{}
+	cas.set(srv.CAPEM, nil)
+	if _, err := sharedmemory.OpenRedis("redis://"+srv.Addr()+"/0", sharedmemory.RedisOptions{RootCAsFrom: cas.get}); err == nil ||
+		!strings.Contains(err.Error(), "not rediss://") {
+		t.Fatalf("RootCAsFrom with redis://: %v", err)
+	}
+	// The URL's skip_verify turns verification off, as it does with RootCAs: the CAs are
+	// not even read.
+	skip, err := sharedmemory.NewRedis(context.Background(), srv.URL()+"?skip_verify=true", sharedmemory.RedisOptions{
+		RootCAsFrom: func() (*x509.CertPool, error) { return nil, errors.New("not to be read") },
+	})
+	if err != nil {
+		t.Fatalf("skip_verify: %v", err)
+	}
+	_ = skip.Close()
+
+	s, err := sharedmemory.NewRedis(context.Background(), srv.URL(), sharedmemory.RedisOptions{RootCAsFrom: cas.get})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := incr(t, s, "a", "n"); err != nil {
+		t.Fatal(err)
+	}
+
+	srv.RotateCA()
+	srv.CLI("CLIENT", "KILL", "TYPE", "normal")
+	err = pingUntil(t, s, "the server's TLS certificate is not trusted")
+	var certErr *tls.CertificateVerificationError
+	if !errors.As(err, &certErr) {
+		t.Errorf("ping with the old CA: %v is no *tls.CertificateVerificationError", err)
+	}
+
+	cas.set(srv.CAPEM, nil)
+	if err := incr(t, s, "a", "n"); err != nil {
+		t.Fatalf("a step with the new CA: %v", err)
+	}
+
+	refused := func(what, want string) {
+		t.Helper()
+		srv.CLI("CLIENT", "KILL", "TYPE", "normal")
+		pingUntil(t, s, want)
+		if err := incr(t, s, "a", "n"); err == nil {
+			t.Errorf("a step with %s was made", what)
+		}
+		if got := strings.TrimSpace(srv.CLI("GET", "parley::a:n")); got != "2" {
+			t.Errorf("with %s: GET parley::a:n = %q, want 2", what, got)
+		}
+	}
+	cas.set(redistest.UnrelatedCA(t), nil)
+	refused("a CA that did not issue the certificate", "the server's TLS certificate is not trusted")
+	cas.set(nil, errors.New("ca.crt holds no PEM certificate"))
+	refused("an unreadable CA", "read the CA: ca.crt holds no PEM certificate")
+}
+
+// The server's name is verified as crypto/tls verifies it, with RootCAs or RootCAsFrom: a
+// DNS name against the certificate's DNS names, an IP address against its IP addresses.
+func TestRedisRootCAsFromChecksTheHost(t *testing.T) {
+	byIP := redistest.Start(t, redistest.Options{TLS: true})                                    // for 127.0.0.1
+	byName := redistest.Start(t, redistest.Options{TLS: true, TLSHosts: []string{"localhost"}}) // for localhost
+	url := func(host string, srv *redistest.Server) string {
+		return "rediss://" + host + ":" + strconv.Itoa(srv.Port) + "/0"
+	}
+	cases := []struct {
+		name, url string
+		ca        []byte
+		want      string // the x509 error; "" connects
+	}{
+		{"IP address in the certificate", url("127.0.0.1", byIP), byIP.CAPEM, ""},
+		{"IP address not in the certificate", url("127.0.0.1", byName), byName.CAPEM, "cannot validate certificate for 127.0.0.1 because it doesn't contain any IP SANs"},
+		{"name in the certificate", url("localhost", byName), byName.CAPEM, ""},
+		{"name not in the certificate", url("localhost", byIP), byIP.CAPEM, "certificate is not valid for any names, but wanted to match localhost"},
+	}
+	for _, c := range cases {
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(c.ca)
+		for opt, o := range map[string]sharedmemory.RedisOptions{
+			"RootCAs":     {RootCAs: pool},
+			"RootCAsFrom": {RootCAsFrom: func() (*x509.CertPool, error) { return pool, nil }},
+		} {
+			t.Run(c.name+"/"+opt, func(t *testing.T) {
+				s, err := sharedmemory.NewRedis(context.Background(), c.url, o)
+				if c.want == "" {
+					if err != nil {
+						t.Fatal(err)
+					}
+					_ = s.Close()
+					return
+				}
+				if err == nil {
+					_ = s.Close()
+					t.Fatal("connected")
+				}
+				var hostErr x509.HostnameError
+				if !strings.Contains(err.Error(), "the server's TLS certificate is not trusted") || !strings.Contains(err.Error(), c.want) ||
+					!errors.As(err, &hostErr) {
+					t.Fatalf("error %q: want a certificate not trusted for the host", err)
+				}
+			})
+		}
 	}
 }

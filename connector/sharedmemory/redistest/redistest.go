@@ -3,12 +3,14 @@
 package redistest
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net"
 	"os"
@@ -25,8 +27,11 @@ import (
 type Options struct {
 	// Password, when set, is required (requirepass).
 	Password string
-	// TLS serves TLS only, with a certificate for 127.0.0.1 issued by CA.
+	// TLS serves TLS only, with a certificate for TLSHosts issued by CAPEM.
 	TLS bool
+	// TLSHosts are the IP addresses and DNS names the certificate is for; default
+	// 127.0.0.1.
+	TLSHosts []string
 }
 
 // Server is a running redis-server.
@@ -37,8 +42,11 @@ type Server struct {
 	Port int
 	// CAPEM is the CA of a TLS server's certificate.
 	CAPEM []byte
-	cmd   *exec.Cmd
-	done  chan struct{}
+	// tlsGen numbers the CA, certificate and key files the server uses (RotateCA writes
+	// new ones).
+	tlsGen int
+	cmd    *exec.Cmd
+	done   chan struct{}
 }
 
 // Start starts a redis-server, or skips the test when the binary is missing (CI installs
@@ -81,8 +89,8 @@ func (s *Server) Restart() {
 	args := []string{"--bind", "127.0.0.1", "--dir", s.dir, "--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"}
 	if s.opts.TLS {
 		args = append(args, "--port", "0", "--tls-port", strconv.Itoa(s.Port),
-			"--tls-cert-file", filepath.Join(s.dir, "cert.pem"), "--tls-key-file", filepath.Join(s.dir, "key.pem"),
-			"--tls-ca-cert-file", filepath.Join(s.dir, "ca.pem"), "--tls-auth-clients", "no")
+			"--tls-cert-file", s.tlsFile("cert"), "--tls-key-file", s.tlsFile("key"),
+			"--tls-ca-cert-file", s.tlsFile("ca"), "--tls-auth-clients", "no")
 	} else {
 		args = append(args, "--port", strconv.Itoa(s.Port))
 	}
@@ -129,41 +137,104 @@ func (s *Server) Stop() {
 	s.cmd = nil
 }
 
-// writeTLS writes a CA and a certificate for 127.0.0.1 it issued.
+// tlsFile is the path of the current CA, certificate or key file (name "ca", "cert" or
+// "key").
+func (s *Server) tlsFile(name string) string {
+	return filepath.Join(s.dir, fmt.Sprintf("%s-%d.pem", name, s.tlsGen))
+}
+
+// writeTLS writes a new CA and a certificate for the server's hosts it issued, under new
+// file names.
 func (s *Server) writeTLS() {
 	s.t.Helper()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	ca := &x509.Certificate{
+	ca, caKey, caPEM := newCA(s.t)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	hosts := s.opts.TLSHosts
+	if len(hosts) == 0 {
+		hosts = []string{"127.0.0.1"}
+	}
+	leaf := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: hosts[0]},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, KeyUsage: x509.KeyUsageDigitalSignature,
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			leaf.IPAddresses = append(leaf.IPAddresses, ip)
+		} else {
+			leaf.DNSNames = append(leaf.DNSNames, h)
+		}
+	}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leaf, ca, &key.PublicKey, caKey)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.tlsGen++
+	s.CAPEM = caPEM
+	write := func(name string, b []byte) {
+		if err := os.WriteFile(s.tlsFile(name), b, 0o600); err != nil {
+			s.t.Fatal(err)
+		}
+	}
+	write("ca", s.CAPEM)
+	write("cert", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leafDER}))
+	write("key", pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}))
+}
+
+// newCA makes a self-signed CA.
+func newCA(t testing.TB) (*x509.Certificate, crypto.Signer, []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "redistest CA"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
 		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
 	}
-	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		s.t.Fatal(err)
+		t.Fatal(err)
 	}
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	leaf := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		KeyUsage: x509.KeyUsageDigitalSignature,
-	}
-	caCert, _ := x509.ParseCertificate(caDER)
-	leafDER, err := x509.CreateCertificate(rand.Reader, leaf, caCert, &key.PublicKey, caKey)
+	ca, err := x509.ParseCertificate(der)
 	if err != nil {
-		s.t.Fatal(err)
+		t.Fatal(err)
 	}
-	keyDER, _ := x509.MarshalECPrivateKey(key)
-	s.CAPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
-	write := func(name string, b []byte) {
-		if err := os.WriteFile(filepath.Join(s.dir, name), b, 0o600); err != nil {
-			s.t.Fatal(err)
-		}
+	return ca, key, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
+
+// UnrelatedCA is the PEM of a new CA that issued no server's certificate: what a client
+// must refuse a server with.
+func UnrelatedCA(t testing.TB) []byte {
+	t.Helper()
+	_, _, caPEM := newCA(t)
+	return caPEM
+}
+
+// RotateCA issues the server a new certificate, for the same hosts, from a new CA, as
+// when the store's CA is renewed, and has the running server serve it (CONFIG SET) to the
+// connections it accepts from now on; those already open keep theirs. CAPEM, CLI and
+// Restart use the new CA afterwards.
+func (s *Server) RotateCA() {
+	s.t.Helper()
+	if !s.opts.TLS {
+		s.t.Fatal("RotateCA: the server does not serve TLS")
 	}
-	write("ca.pem", s.CAPEM)
-	write("cert.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leafDER}))
-	write("key.pem", pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}))
+	oldCA := s.tlsFile("ca") // the CLI's connection still gets the old certificate
+	s.writeTLS()
+	out := s.cli(oldCA, "CONFIG", "SET", "tls-cert-file", s.tlsFile("cert"), "tls-key-file", s.tlsFile("key"),
+		"tls-ca-cert-file", s.tlsFile("ca"))
+	if out != "OK\n" {
+		s.t.Fatalf("CONFIG SET tls-cert-file: %q", out)
+	}
 }
 
 // SetPassword makes the running server require password from now on (CONFIG SET
@@ -180,12 +251,18 @@ func (s *Server) SetPassword(password string) {
 // CLI runs redis-cli against the server and returns its output.
 func (s *Server) CLI(args ...string) string {
 	s.t.Helper()
+	return s.cli(s.tlsFile("ca"), args...)
+}
+
+// cli runs redis-cli, trusting caFile when the server serves TLS.
+func (s *Server) cli(caFile string, args ...string) string {
+	s.t.Helper()
 	base := []string{"-h", "127.0.0.1", "-p", strconv.Itoa(s.Port)}
 	if s.opts.Password != "" {
 		base = append(base, "--no-auth-warning", "-a", s.opts.Password)
 	}
 	if s.opts.TLS {
-		base = append(base, "--tls", "--cacert", filepath.Join(s.dir, "ca.pem"))
+		base = append(base, "--tls", "--cacert", caFile)
 	}
 	out, err := exec.Command("redis-cli", append(base, args...)...).CombinedOutput()
 	if err != nil {
