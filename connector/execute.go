@@ -137,9 +137,17 @@ func (cv *conversation) inputActivity() *inputRecords {
 	return ia
 }
 
-// recordInput fills in with raw and returns its text.
+// recordInput fills in with raw and returns its text. With utf-8, whose text is the bytes
+// themselves (invalid ones included), the base64 is left to the activity register, which
+// fills it in for the activities it keeps (activity.CompleteInput): an input it drops at
+// its bounds, under a flood of large inputs, never pays for an encoding a third larger than
+// itself (docs/hardening.md §1).
 func (cv *conversation) recordInput(in *v1alpha1.InputRecord, raw []byte, truncated bool) string {
 	in.Bytes, in.Truncated = int32(len(raw)), truncated
+	if cv.prog.Encoding == "" || cv.prog.Encoding == v1alpha1.EncodingUTF8 {
+		in.Text = string(raw)
+		return in.Text
+	}
 	in.Text, in.Base64 = cv.textAndBase64(raw)
 	return in.Text
 }

@@ -13,6 +13,9 @@ func (a *ActivityRecord) ApproxSize() int {
 	n := activityRecordOverhead + len(a.Message)
 	if in := a.Input; in != nil {
 		n += len(in.Text) + len(in.Base64) + len(in.Preview)
+		if in.Base64 == "" {
+			n += (len(in.Text) + 2) / 3 * 4 // the base64 the connector's register fills in
+		}
 	}
 	if out := a.Output; out != nil {
 		n += len(out.Text) + len(out.Base64)

@@ -3,6 +3,7 @@ package activity_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -229,4 +230,35 @@ func TestRegisterSealsOnlyForSinksThatReadEvidence(t *testing.T) {
 			}
 		}
 	}
+}
+
+// CompleteInput fills in the base64 of an input given as text alone (the bytes of a utf-8
+// connector, invalid ones included), over several of its chunks, and leaves any other
+// activity as it is.
+func TestCompleteInput(t *testing.T) {
+	long := strings.Repeat("\xff\x00PING é\r\n", 300) // 3,300 bytes: five chunks, the last one short
+	for _, tc := range []struct {
+		name   string
+		in     *v1alpha1.InputRecord
+		base64 string
+	}{
+		{"text alone", &v1alpha1.InputRecord{Text: "PING\r\n"}, "UElORw0K"},
+		{"invalid utf-8 and several chunks", &v1alpha1.InputRecord{Text: long}, base64.StdEncoding.EncodeToString([]byte(long))},
+		{"base64 already there", &v1alpha1.InputRecord{Text: "ÿ", Base64: "/w=="}, "/w=="},
+		{"empty", &v1alpha1.InputRecord{}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := &v1alpha1.ActivityRecord{Type: v1alpha1.ActivityInput, Input: tc.in}
+			before := a.ApproxSize()
+			activity.CompleteInput(a)
+			if a.Input.Base64 != tc.base64 {
+				t.Errorf("base64 %q, want %q", a.Input.Base64, tc.base64)
+			}
+			// The register counts an input against its budget as it will be once complete.
+			if after := a.ApproxSize(); after != before {
+				t.Errorf("ApproxSize %d before, %d once complete", before, after)
+			}
+		})
+	}
+	activity.CompleteInput(&v1alpha1.ActivityRecord{Type: v1alpha1.ActivityConnected}) // no input: nothing to do
 }
