@@ -3,6 +3,8 @@ package connector
 import (
 	"encoding/binary"
 	"net"
+	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -52,4 +54,30 @@ func (o *socketOverflow) dropped(oob []byte) uint64 {
 		oob = rest
 	}
 	return 0
+}
+
+// socketDrops is how many datagrams the kernel has dropped from pc's full receive buffer
+// since it was opened (SO_MEMINFO's SK_MEMINFO_DROPS): one system call when asked, nothing
+// per datagram, which a plain UDP server's read loop, reading without a control buffer,
+// would otherwise pay.
+func socketDrops(pc any) uint64 {
+	sc, ok := pc.(syscall.Conn)
+	if !ok {
+		return 0
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	var drops uint64
+	_ = rc.Control(func(fd uintptr) {
+		var info [unix.SK_MEMINFO_VARS]uint32
+		size := uint32(unsafe.Sizeof(info))
+		_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.SOL_SOCKET, unix.SO_MEMINFO,
+			uintptr(unsafe.Pointer(&info[0])), uintptr(unsafe.Pointer(&size)), 0)
+		if errno == 0 && size > unix.SK_MEMINFO_DROPS*4 {
+			drops = uint64(info[unix.SK_MEMINFO_DROPS])
+		}
+	})
+	return drops
 }

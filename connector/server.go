@@ -127,6 +127,8 @@ type Connector struct {
 	reason    string     // recorded in ConnectorStopped
 	listeners map[net.Listener]struct{}
 	packets   map[packetConn]struct{}
+	// udpDropsClosed is what the kernel dropped from UDP server sockets now closed.
+	udpDropsClosed uint64
 	// sockets are the open sockets and what is known of each: Shutdown closes those no
 	// conversation holds yet (in their handshake or waiting for their first input), Close
 	// every one.
@@ -341,6 +343,10 @@ type Stats struct {
 	// buffer (Linux only; seen with the next datagram read). All summarised, and none of
 	// them in Rejected.
 	DTLSEvicted, DTLSBacklogDropped, DTLSBufferDropped, DTLSSocketDropped uint64
+	// UDPSocketDropped counts the datagrams the kernel dropped from a UDP server's full
+	// receive buffer before the connector read them (Linux only): a flood faster than the
+	// connector, real clients' datagrams among it (docs/hardening.md §1).
+	UDPSocketDropped uint64
 	// Evicted counts the conversations a UDP server ended for a new source at
 	// maxConcurrentConnections, under capacityPolicy EvictIdlest (each recorded TimedOut).
 	Evicted uint64
@@ -354,9 +360,9 @@ type Stats struct {
 // Stats returns the counters.
 func (c *Connector) Stats() Stats {
 	c.mu.Lock()
-	handshakes := c.handshakes
+	handshakes, udpDropped := c.handshakes, c.udpSocketDropped()
 	c.mu.Unlock()
-	return Stats{Handshakes: handshakes, Active: c.conns.len(), Total: c.nextID.Load(), Rejected: c.rejected.Load(), RateLimited: c.rateLimited.Load(),
+	return Stats{Handshakes: handshakes, UDPSocketDropped: udpDropped, Active: c.conns.len(), Total: c.nextID.Load(), Rejected: c.rejected.Load(), RateLimited: c.rateLimited.Load(),
 		DTLSUnverified: c.unverified.Load(), DTLSEvicted: c.evicted.Load(), DTLSBacklogDropped: c.backlogDropped.Load(), DTLSBufferDropped: c.bufferDropped.Load(),
 		DTLSSocketDropped: c.overflowDropped.Load(), Evicted: c.evictedConversations.Load(),
 		AmplificationHeldBytes: c.ampHeldBytes.Load(), AmplificationHeldMessages: c.ampHeldMessages.Load(),
@@ -647,9 +653,21 @@ func (c *Connector) trackPacket(pc packetConn) bool {
 }
 
 func (c *Connector) untrackPacket(pc packetConn) {
+	drops := socketDrops(pc) // before its Close: the count goes with the socket
 	c.mu.Lock()
 	delete(c.packets, pc)
+	c.udpDropsClosed += drops
 	c.mu.Unlock()
+}
+
+// udpSocketDropped is what the kernel dropped from the UDP servers' full receive buffers:
+// the sockets served now, and those closed. Called with mu held.
+func (c *Connector) udpSocketDropped() uint64 {
+	n := c.udpDropsClosed
+	for pc := range c.packets {
+		n += socketDrops(pc)
+	}
+	return n
 }
 
 // trackSocket registers an accepted or dialled socket (the transport's own, under any TLS)

@@ -52,8 +52,20 @@ func (c *Connector) listenUDP(p *rules.Program) (*net.UDPConn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s/%s: %w", network, address, err)
 	}
-	return pc.(*net.UDPConn), nil
+	conn := pc.(*net.UDPConn)
+	// The kernel caps the size silently; an error would leave its default, which only costs
+	// datagrams in bursts, counted as the kernel's drops (socketOverflow).
+	_ = conn.SetReadBuffer(udpReadBuffer)
+	return conn, nil
 }
+
+// udpReadBuffer is the receive buffer a UDP server asks of the kernel (SO_RCVBUF), which
+// caps it at net.core.rmem_max. A burst of datagrams beyond the buffer is dropped by the
+// kernel before the connector sees it, real clients' among spoofed ones; the default
+// (about 208 KiB, some 170 full datagrams of 512 bytes as the kernel counts them) is
+// crossed by a millisecond of a flood the connector would otherwise keep up with. DNS
+// servers ask for a few MiB for the same reason.
+const udpReadBuffer = 4 << 20
 
 // servePacket runs the read loop of pc for a serving call.
 func (c *Connector) servePacket(pc packetConn, p *rules.Program) error {

@@ -263,6 +263,8 @@ func TestSummaryLine(t *testing.T) {
 			"3 conversations (2 alerts, 1 capture), 1 peer rejected, 0 datagrams rate-limited"},
 		{connector.Stats{Total: 1001, Rejected: 0, RateLimited: 2, Evicted: 1}, nil,
 			"1001 conversations (0 alerts, 0 captures), 0 peers rejected, 2 datagrams rate-limited, 1 conversation evicted"},
+		{connector.Stats{Total: 2, UDPSocketDropped: 40}, nil,
+			"2 conversations (0 alerts, 0 captures), 0 peers rejected, 0 datagrams rate-limited, 40 datagrams dropped by the kernel (receive buffer full)"},
 	} {
 		if got := summary(tc.st, tc.t); got != tc.want {
 			t.Errorf("got  %q\nwant %q", got, tc.want)

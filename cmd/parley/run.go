@@ -567,6 +567,9 @@ func summary(st connector.Stats, t *tally) string {
 	if st.Evicted > 0 {
 		line += ", " + plural(int(st.Evicted), "conversation") + " evicted"
 	}
+	if st.UDPSocketDropped > 0 {
+		line += ", " + plural(int(st.UDPSocketDropped), "datagram") + " dropped by the kernel (receive buffer full)"
+	}
 	return line
 }
 
@@ -599,6 +602,7 @@ func runCounters(reg *activity.Register, running []*served) metrics.Counters {
 		c.RejectedConnections += st.Rejected
 		c.EvictedConnections += st.Evicted
 		c.RateLimitedDatagrams += st.RateLimited
+		c.UDPSocketDropped += st.UDPSocketDropped
 		c.UnverifiedHellos += st.DTLSUnverified
 		c.DTLSDropped.Evicted += st.DTLSEvicted
 		c.DTLSDropped.Backlog += st.DTLSBacklogDropped

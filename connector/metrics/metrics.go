@@ -30,6 +30,9 @@ type Counters struct {
 	// recorded one by one (docs/hardening.md).
 	RateLimitedDatagrams uint64
 	UnverifiedHellos     uint64
+	// UDPSocketDropped are datagrams the kernel dropped from UDP servers' full receive
+	// buffers, before the connector read them.
+	UDPSocketDropped uint64
 	// DTLSDropped counts what the DTLS listener dropped or gave up, by reason
 	// (docs/hardening.md §1, "DTLS: before the cookie").
 	DTLSDropped        DTLSDropped
@@ -85,6 +88,8 @@ func New(counters func() Counters) (*Metrics, error) {
 			func(c Counters) uint64 { return c.EvictedConnections }),
 		counter("parley_connector_datagrams_rate_limited_total", "UDP datagrams over the per-source rate limit (summarised, not recorded one by one).",
 			func(c Counters) uint64 { return c.RateLimitedDatagrams }),
+		counter("parley_connector_udp_socket_dropped_total", "UDP datagrams the kernel dropped from a UDP server's full receive buffer before the connector read them.",
+			func(c Counters) uint64 { return c.UDPSocketDropped }),
 		counter("parley_connector_dtls_unverified_total", "DTLS handshakes given up before the peer returned the cookie (spoofed or lost hellos).",
 			func(c Counters) uint64 { return c.UnverifiedHellos }),
 		dtlsDropped("evicted", func(d DTLSDropped) uint64 { return d.Evicted }),

@@ -312,6 +312,7 @@ func (p *process) counters() metrics.Counters {
 	if c != nil { // the serving connector's: they are not in the heartbeat
 		st := c.Stats()
 		m.RateLimitedDatagrams, m.UnverifiedHellos, m.EvictedConnections = st.RateLimited, st.DTLSUnverified, st.Evicted
+		m.UDPSocketDropped = st.UDPSocketDropped
 		m.DTLSDropped = metrics.DTLSDropped{Evicted: st.DTLSEvicted, Backlog: st.DTLSBacklogDropped, Buffer: st.DTLSBufferDropped, Socket: st.DTLSSocketDropped}
 	}
 	return m

@@ -96,7 +96,7 @@ func (s *server) exitSummary() string {
 
 // exitCounts are the exact counts of the server's exit summary: activities the JSON output
 // missed (dropped at the server's activity bounds) are in them.
-var exitCounts = regexp.MustCompile(`(\d+) (conversations? evicted|conversations?|peers? rejected|datagrams? rate-limited|activities dropped)`)
+var exitCounts = regexp.MustCompile(`(\d+) (conversations? evicted|conversations?|peers? rejected|datagrams? rate-limited|datagrams? dropped by the kernel|activities dropped)`)
 
 // exitTotals is the exit summary's counts that are not zero, in a few words.
 func (s *server) exitTotals() string {
