@@ -311,10 +311,15 @@ func (cv *conversation) idleFor() time.Duration {
 // evict ends the conversation, idle the longest of those sampled, for a datagram from a new
 // source at maxConcurrentConnections (operation.capacityPolicy: EvictIdlest), as its
 // interactionTimeout would: timeout then ending, TimedOut. It does nothing to a
-// conversation that has ended meanwhile, or when the connector stops or is paused (which
-// refuse new sources anyway).
+// conversation that has ended meanwhile or is busy (its lock held), or when the connector
+// stops or is paused (which refuse new sources anyway).
 func (cv *conversation) evict() {
-	cv.mu.Lock()
+	// Not waited for: the UDP read loop calls this, and a conversation busy meanwhile (an
+	// async step, a slow shared-memory store) must not stall every source; the caller tries
+	// another sample.
+	if !cv.mu.TryLock() {
+		return
+	}
 	defer cv.unlock()
 	if cv.ended || cv.c.isStopping() || cv.c.paused.Load() {
 		return

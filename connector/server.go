@@ -471,10 +471,7 @@ func (c *Connector) Close() error {
 	c.beginStop(stopReason)
 	c.mu.Lock()
 	c.hardStop.Store(true) // under mu: no socket is tracked after this
-	closers := make([]io.Closer, 0, len(c.packets)+len(c.sockets))
-	for pc := range c.packets {
-		closers = append(closers, pc)
-	}
+	closers := c.retirePackets()
 	for s := range c.sockets {
 		closers = append(closers, s)
 	}
@@ -536,10 +533,7 @@ func (c *Connector) endAll(live []*conversation) {
 	wg.Wait()
 	c.idle.stop() // every parked socket was closed by its ending, and woken; none parks now
 	c.mu.Lock()
-	packets := make([]io.Closer, 0, len(c.packets))
-	for pc := range c.packets {
-		packets = append(packets, pc)
-	}
+	packets := c.retirePackets()
 	c.mu.Unlock()
 	for _, pc := range packets {
 		_ = pc.Close()
@@ -653,11 +647,29 @@ func (c *Connector) trackPacket(pc packetConn) bool {
 }
 
 func (c *Connector) untrackPacket(pc packetConn) {
-	drops := socketDrops(pc) // before its Close: the count goes with the socket
 	c.mu.Lock()
-	delete(c.packets, pc)
-	c.udpDropsClosed += drops
+	if _, ok := c.packets[pc]; ok { // not retired by a stop
+		c.retirePacket(pc)
+	}
 	c.mu.Unlock()
+}
+
+// retirePacket stops tracking pc, keeping what the kernel dropped from it: read before
+// its Close, as the count goes with the socket. Called with mu held.
+func (c *Connector) retirePacket(pc packetConn) {
+	c.udpDropsClosed += socketDrops(pc)
+	delete(c.packets, pc)
+}
+
+// retirePackets retires every UDP socket served and returns them, for the stop to close.
+// Called with mu held.
+func (c *Connector) retirePackets() []io.Closer {
+	packets := make([]io.Closer, 0, len(c.packets))
+	for pc := range c.packets {
+		packets = append(packets, pc)
+		c.retirePacket(pc)
+	}
+	return packets
 }
 
 // udpSocketDropped is what the kernel dropped from the UDP servers' full receive buffers:

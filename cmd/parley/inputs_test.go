@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -13,7 +14,9 @@ import (
 	"time"
 
 	"github.com/parley-dev/parley/connector"
+	"github.com/parley-dev/parley/connector/activity"
 	"github.com/parley-dev/parley/connector/connectortest"
+	"github.com/parley-dev/parley/connector/metrics"
 	"github.com/parley-dev/parley/internal/freeport"
 )
 
@@ -326,5 +329,27 @@ spec:
 	third := strings.Index(text, `spec.conversation.rules[1] (id 17).operation.name: Invalid value: "NBR_SUMM": unknown operation; did you mean NBR_SUM?`)
 	if first < 0 || second < 0 || third < 0 || !(first < second && second < third) {
 		t.Errorf("errors missing or out of the spec's order:\n%s", text)
+	}
+}
+
+// The wrappers around parley run's output forward whether it reads the evidence, so that a
+// terminal table or -o none is not sealed for nothing, and a JSON output still is.
+func TestRunSinkWrappersForwardWhetherEvidenceIsRead(t *testing.T) {
+	m, err := metrics.New(func() metrics.Counters { return metrics.Counters{} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		out  activity.Sink
+		want bool
+	}{
+		{activity.DiscardSink{}, false},
+		{activity.NewTableSink(io.Discard, activity.TableOptions{}), false},
+		{activity.NewCompactJSONSink(io.Discard), true},
+	} {
+		wrapped := m.Sink(&tallySink{Sink: tc.out, per: map[string]*tally{}})
+		if got := activity.ReadsEvidence(wrapped); got != tc.want {
+			t.Errorf("%T wrapped: ReadsEvidence %v, want %v", tc.out, got, tc.want)
+		}
 	}
 }

@@ -431,7 +431,7 @@ func run(parent context.Context, stdin io.Reader, stdout, stderr io.Writer, o ru
 	select {
 	case <-signed:
 	case <-signTimeout.C:
-		fmt.Fprintln(stderr, "parley: the last evidence checkpoints not signed: the output takes nothing more")
+		fmt.Fprintln(stderr, "parley: the last evidence checkpoints not all signed: an output takes nothing more")
 	}
 	signTimeout.Stop()
 	if feed != nil {
@@ -490,11 +490,17 @@ func checkpointSigning(o runOptions, haveSinks bool, stderr io.Writer) (signTo f
 	var once sync.Once
 	closeAll = func() {
 		once.Do(func() {
+			// Side by side: an output that takes nothing more must not keep the last
+			// checkpoints from the others.
+			var wg sync.WaitGroup
 			for _, ss := range sinks {
-				if err := ss.Close(true); err != nil {
-					onError(err)
-				}
+				wg.Go(func() {
+					if err := ss.Close(true); err != nil {
+						onError(err)
+					}
+				})
 			}
+			wg.Wait()
 		})
 	}
 	return signTo, closeAll, nil

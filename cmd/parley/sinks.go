@@ -86,7 +86,12 @@ func stopSink(ctx context.Context, r *sink.Route) string {
 		line += " (last error: " + st.LastError + ")"
 	}
 	if err != nil {
-		line += fmt.Sprintf("; %d not delivered in time", offered-st.Delivered-st.Checkpoints-st.Dropped)
+		// Offered again: a register that gave up waiting may still have offered more.
+		var left uint64
+		if offered, settled := r.Offered.Load(), st.Delivered+st.Checkpoints+st.Dropped; offered > settled {
+			left = offered - settled
+		}
+		line += fmt.Sprintf("; %d not delivered in time", left)
 	}
 	return line
 }

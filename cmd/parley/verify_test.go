@@ -162,14 +162,21 @@ func TestRunStopsWhenItsOutputStalls(t *testing.T) {
 	var conn net.Conn
 	deadline := time.Now().Add(processWait)
 	for conn == nil {
-		if conn, err = net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second); err != nil && time.Now().After(deadline) {
-			t.Fatal(err)
+		if conn, err = net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second); err != nil {
+			if time.Now().After(deadline) {
+				t.Fatal(err)
+			}
+			time.Sleep(20 * time.Millisecond) // not serving yet
 		}
 	}
 	r := bufio.NewReader(conn)
-	r.ReadString('\n')
+	if _, err := r.ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
 	for range 2000 { // far more activity lines than a pipe's buffer holds
-		conn.Write([]byte("PING\r\n"))
+		if _, err := conn.Write([]byte("PING\r\n")); err != nil {
+			t.Fatal(err)
+		}
 		if _, err := r.ReadString('\n'); err != nil {
 			t.Fatal(err)
 		}
@@ -187,7 +194,7 @@ func TestRunStopsWhenItsOutputStalls(t *testing.T) {
 		<-exited
 		t.Fatalf("parley run did not stop with its output stalled:\n%s", stderr.String())
 	}
-	for _, want := range []string{"activities not all printed", "the last evidence checkpoints not signed"} {
+	for _, want := range []string{"activities not all printed", "the last evidence checkpoints not all signed"} {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
 		}
