@@ -1,4 +1,5 @@
 package connector
 
-// KernelDrops is the kernel's drop count of the UDP socket on 127.0.0.1:port.
-var KernelDrops = kernelDrops
+// OverflowedSocket is a UDP socket whose receive buffer overflowed, with the kernel's drop
+// count (overflowedSocket).
+var OverflowedSocket = overflowedSocket

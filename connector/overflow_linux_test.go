@@ -150,17 +150,19 @@ func TestSocketOverflowCountAllocatesNothing(t *testing.T) {
 	}
 }
 
-// A plain UDP server's kernel drops are read when asked (SO_MEMINFO), not with each
-// datagram: Stats().UDPSocketDropped agrees with the kernel's own count, for a socket served
-// now and, once it is closed, for the sockets served before.
-func TestUDPServerCountsTheKernelsDrops(t *testing.T) {
+// overflowedSocket is a UDP socket on 127.0.0.1 with the smallest receive buffer the
+// kernel allows, sent 200 datagrams nobody read: most were dropped. It returns the socket
+// and the kernel's drop count, once still (on loopback a send has queued or
+// dropped its datagram by the time it returns, unless the kernel defers it under load).
+func overflowedSocket(t *testing.T) (*net.UDPConn, uint64) {
+	t.Helper()
 	port := freeport.T(t)
 	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer pc.Close()
-	if err := pc.SetReadBuffer(1); err != nil { // the smallest the kernel allows: a few datagrams fit
+	t.Cleanup(func() { pc.Close() })
+	if err := pc.SetReadBuffer(1); err != nil {
 		t.Fatal(err)
 	}
 	out, err := net.DialUDP("udp4", nil, pc.LocalAddr().(*net.UDPAddr))
@@ -169,31 +171,38 @@ func TestUDPServerCountsTheKernelsDrops(t *testing.T) {
 	}
 	defer out.Close()
 	payload := make([]byte, 512)
-	for range 200 { // never read: most are dropped
+	for range 200 {
 		if _, err := out.Write(payload); err != nil {
 			t.Fatal(err)
 		}
 	}
+	var dropped uint64
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		before := dropped
+		if dropped = kernelDrops(t, port); dropped > 0 && dropped == before {
+			return pc, dropped
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the kernel's drop count did not settle: %d", dropped)
+		}
+	}
+}
+
+// A plain UDP server's kernel drops are read when asked (SO_MEMINFO), not with each
+// datagram: Stats().UDPSocketDropped agrees with the kernel's own count, for a socket served
+// now and for one no longer served.
+func TestUDPServerCountsTheKernelsDrops(t *testing.T) {
+	pc, dropped := overflowedSocket(t)
 	var c Connector
 	c.packets = map[packetConn]struct{}{}
 	if !c.trackPacket(pc) {
 		t.Fatal("not tracked")
 	}
-	// On loopback a send has queued or dropped its datagram by the time it returns, unless
-	// the kernel defers it under load: compare once the count is still.
-	var served uint64
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		served = c.Stats().UDPSocketDropped
-		if k := kernelDrops(t, port); served == k && served > 0 || time.Now().After(deadline) {
-			if served != k || served == 0 {
-				t.Fatalf("counted %d dropped, the kernel says %d", served, k)
-			}
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
+	if served := c.Stats().UDPSocketDropped; served != dropped {
+		t.Fatalf("counted %d dropped, the kernel says %d", served, dropped)
 	}
 	c.untrackPacket(pc)
-	if closed := c.Stats().UDPSocketDropped; closed != served {
-		t.Errorf("counted %d dropped once the socket is no longer served, %d before", closed, served)
+	if closed := c.Stats().UDPSocketDropped; closed != dropped {
+		t.Errorf("counted %d dropped once the socket is no longer served, the kernel says %d", closed, dropped)
 	}
 }
