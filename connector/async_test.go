@@ -56,8 +56,10 @@ conversation:
   - {id: 1, mode: Async, onStart: {delay: 200ms}, response: "banner;"}
   - {id: 2, mode: Hybrid, regex: "^never", onStart: {}, response: "first;"}
 `)
-	p := h.dial()
+	// Before the dial: the connector starts the delay when it accepts, which may be before
+	// the client's dial returns.
 	start := time.Now()
+	p := h.dial()
 	p.expect("hi;first;banner;")
 	if d := time.Since(start); d < 200*time.Millisecond {
 		t.Errorf("onStart delay not honoured: %v", d)
