@@ -215,7 +215,7 @@ func (c *compiler) capacityPolicy(path *field.Path, policy v1alpha1.CapacityPoli
 	switch policy {
 	case "", v1alpha1.CapacityRefuse:
 	case v1alpha1.CapacityEvictIdlest:
-		if c.p.Transport != v1alpha1.TransportUDP || c.p.Mode == v1alpha1.ModeClient || c.p.TLS.Enabled {
+		if !c.plainUDPServer() {
 			c.add(field.Forbidden(path, "EvictIdlest is for UDP servers without DTLS, whose sources prove nothing: a TCP or DTLS peer has proven its address by a handshake, and a client opens its own conversations"))
 			return
 		}
@@ -223,6 +223,13 @@ func (c *compiler) capacityPolicy(path *field.Path, policy v1alpha1.CapacityPoli
 	default:
 		c.add(field.NotSupported(path, policy, []string{string(v1alpha1.CapacityRefuse), string(v1alpha1.CapacityEvictIdlest)}))
 	}
+}
+
+// plainUDPServer says whether the operation compiled so far is a UDP server without DTLS:
+// the one kind whose sources prove nothing, where the amplification guard and
+// capacityPolicy EvictIdlest apply.
+func (c *compiler) plainUDPServer() bool {
+	return c.p.Transport == v1alpha1.TransportUDP && c.p.Mode != v1alpha1.ModeClient && !c.p.TLS.Enabled
 }
 
 func (c *compiler) duration(path *field.Path, d *metav1.Duration) time.Duration {

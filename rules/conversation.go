@@ -460,7 +460,7 @@ func (c *compiler) amplification(path *field.Path, r *Rule, a v1alpha1.Amplifica
 	switch a {
 	case "", v1alpha1.AmplificationBounded:
 	case v1alpha1.AmplificationUnbounded:
-		if c.p.Transport != v1alpha1.TransportUDP || c.p.Mode == v1alpha1.ModeClient || c.p.TLS.Enabled {
+		if !c.plainUDPServer() {
 			c.add(field.Forbidden(path, "the amplification guard bounds only a UDP server's replies (without DTLS): there is nothing to opt out of"))
 			return
 		}
