@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
+	"github.com/parley-dev/parley/connector/activity"
 	"github.com/parley-dev/parley/rules"
 	"github.com/parley-dev/parley/rules/ops"
 	"github.com/parley-dev/parley/rules/value"
@@ -159,12 +160,12 @@ func (cv *conversation) textAndBase64(b []byte) (text, b64 string) {
 	if cv.prog.Encoding == "" || cv.prog.Encoding == v1alpha1.EncodingUTF8 {
 		sb.Grow(len(b) + base64.StdEncoding.EncodedLen(len(b)))
 		sb.Write(b)
-		writeBase64(&sb, b)
+		activity.WriteBase64(&sb, b)
 		s := sb.String()
 		return s[:len(b)], s[len(b):]
 	}
 	sb.Grow(base64.StdEncoding.EncodedLen(len(b)))
-	writeBase64(&sb, b)
+	activity.WriteBase64(&sb, b)
 	return cv.prog.Codec.Decode(b), sb.String()
 }
 

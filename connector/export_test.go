@@ -1,7 +1,6 @@
 package connector
 
 import (
-	"strings"
 	"time"
 )
 
@@ -9,13 +8,6 @@ import (
 // for tests to see the pauses without waiting them out. Call it before serving.
 func SetRetryWait(c *Connector, wait func(time.Duration)) {
 	c.retryWait = func(d time.Duration, _ <-chan struct{}) { wait(d) }
-}
-
-// Base64String is the reply recorder's base64 encoder, for its test.
-func Base64String(b []byte) string {
-	var sb strings.Builder
-	writeBase64(&sb, b)
-	return sb.String()
 }
 
 // SetAmplificationSlot sets the clock of the UDP amplification windows to slot (in units

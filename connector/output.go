@@ -2,7 +2,6 @@ package connector
 
 import (
 	"encoding/base64"
-	"strings"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
 )
@@ -39,20 +38,4 @@ func (cv *conversation) wrote(a *v1alpha1.ActivityRecord, b []byte) {
 		b, o.Truncated = b[:limit], true
 	}
 	o.Text, o.Base64 = cv.textAndBase64(b)
-}
-
-// base64Chunk is a multiple of 3 bytes, so that only the last chunk is padded.
-const base64Chunk = 768
-
-// writeBase64 writes b to sb in standard base64, through a buffer on the stack rather than
-// the slice and string base64.StdEncoding.EncodeToString allocates.
-func writeBase64(sb *strings.Builder, b []byte) {
-	enc := base64.StdEncoding
-	var buf [base64Chunk / 3 * 4]byte
-	for len(b) > 0 {
-		n := min(len(b), base64Chunk)
-		enc.Encode(buf[:], b[:n])
-		sb.Write(buf[:enc.EncodedLen(n)])
-		b = b[n:]
-	}
 }

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
-	"github.com/parley-dev/parley/connector"
 )
 
 // wantOutput checks that an activity records sent as what went out: its byte count, its
@@ -180,16 +179,4 @@ conversation:
 		t.Errorf("%d connections, lines %v", conns, lines)
 	}
 	wantOutput(t, h.Activities.WaitFor(t, v1alpha1.ActivityInput, 1)[0], "TWO\nTHREE\n")
-}
-
-func TestBase64StringMatchesTheStandardEncoder(t *testing.T) {
-	b := make([]byte, 3*768+5)
-	for i := range b {
-		b[i] = byte(i * 7)
-	}
-	for n := range len(b) + 1 {
-		if got, want := connector.Base64String(b[:n]), base64.StdEncoding.EncodeToString(b[:n]); got != want {
-			t.Fatalf("%d bytes: %q, want %q", n, got, want)
-		}
-	}
 }

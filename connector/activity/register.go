@@ -157,16 +157,7 @@ func CompleteInput(a *v1alpha1.ActivityRecord) {
 	}
 	var sb strings.Builder
 	sb.Grow(base64.StdEncoding.EncodedLen(len(in.Text)))
-	// Through buffers on the stack: []byte(in.Text) would copy an input of up to a
-	// mebibyte once more.
-	var chunk [768]byte // a multiple of 3: only the last chunk is padded
-	var encoded [1024]byte
-	for s := in.Text; len(s) > 0; {
-		n := copy(chunk[:], s)
-		base64.StdEncoding.Encode(encoded[:], chunk[:n])
-		sb.Write(encoded[:base64.StdEncoding.EncodedLen(n)])
-		s = s[n:]
-	}
+	WriteBase64(&sb, in.Text)
 	in.Base64 = sb.String()
 }
 

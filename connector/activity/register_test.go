@@ -262,3 +262,21 @@ func TestCompleteInput(t *testing.T) {
 	}
 	activity.CompleteInput(&v1alpha1.ActivityRecord{Type: v1alpha1.ActivityConnected}) // no input: nothing to do
 }
+
+// WriteBase64 writes what the standard encoder does, for bytes and for text, over every
+// length across several of its chunks.
+func TestWriteBase64MatchesTheStandardEncoder(t *testing.T) {
+	b := make([]byte, 3*768+5)
+	for i := range b {
+		b[i] = byte(i * 7)
+	}
+	for n := range len(b) + 1 {
+		want := base64.StdEncoding.EncodeToString(b[:n])
+		var fromBytes, fromText strings.Builder
+		activity.WriteBase64(&fromBytes, b[:n])
+		activity.WriteBase64(&fromText, string(b[:n]))
+		if fromBytes.String() != want || fromText.String() != want {
+			t.Fatalf("%d bytes: %q and %q, want %q", n, fromBytes.String(), fromText.String(), want)
+		}
+	}
+}
