@@ -257,12 +257,7 @@ func run(parent context.Context, stdin io.Reader, stdout, stderr io.Writer, o ru
 	if err != nil {
 		return err
 	}
-	signingClosing := false
-	defer func() { // on an early return; the normal end signs after the last activities
-		if !signingClosing {
-			closeSigning()
-		}
-	}()
+	defer closeSigning() // on an early return; the normal end signs after the last activities
 	var sink activity.Sink = activity.NewTableSink(stdout, activity.TableOptions{
 		ConnectorColumn: len(progs) > 1, Binary: binary, Color: colorTerminal(stdout),
 	})
@@ -418,22 +413,7 @@ func run(parent context.Context, stdin io.Reader, stdout, stderr io.Writer, o ru
 	if err := reg.Close(flushCtx); err != nil {
 		fmt.Fprintln(stderr, "parley: activities not all printed:", err)
 	}
-	// The last checkpoints are signed after the last activities, into the same outputs: one
-	// that takes nothing more (a stalled pipe) holds the signer as it holds the register,
-	// and the stop must not wait for it for ever.
-	signed := make(chan struct{})
-	signingClosing = true
-	go func() {
-		defer close(signed)
-		closeSigning()
-	}()
-	signTimeout := time.NewTimer(signCloseTime)
-	select {
-	case <-signed:
-	case <-signTimeout.C:
-		fmt.Fprintln(stderr, "parley: the last evidence checkpoints not all signed: an output takes nothing more")
-	}
-	signTimeout.Stop()
+	closeSigning()
 	if feed != nil {
 		drainCtx, drainCancel := context.WithTimeout(context.Background(), sinkDrainTime)
 		stopSinks(drainCtx, stderr, feed)
@@ -467,7 +447,10 @@ func jsonSink(o runOptions, w io.Writer) activity.Sink {
 
 // checkpointSigning reads --sign-key and returns what puts a sink's checkpoints where it
 // writes, through emit (the sink unchanged without a key), and what signs the last
-// activities at the end.
+// activities at the end (once; later calls return at once). The last checkpoints go into
+// the outputs the register writes to: one that takes nothing more (a stalled pipe) holds
+// its signer as it holds the register, so the outputs are signed side by side, and for at
+// most signCloseTime.
 func checkpointSigning(o runOptions, haveSinks bool, stderr io.Writer) (signTo func(activity.Sink, func([]*evidence.Checkpoint) error) activity.Sink, closeAll func(), err error) {
 	if o.signKey == "" {
 		return func(s activity.Sink, _ func([]*evidence.Checkpoint) error) activity.Sink { return s }, func() {}, nil
@@ -490,8 +473,6 @@ func checkpointSigning(o runOptions, haveSinks bool, stderr io.Writer) (signTo f
 	var once sync.Once
 	closeAll = func() {
 		once.Do(func() {
-			// Side by side: an output that takes nothing more must not keep the last
-			// checkpoints from the others.
 			var wg sync.WaitGroup
 			for _, ss := range sinks {
 				wg.Go(func() {
@@ -500,7 +481,18 @@ func checkpointSigning(o runOptions, haveSinks bool, stderr io.Writer) (signTo f
 					}
 				})
 			}
-			wg.Wait()
+			signed := make(chan struct{})
+			go func() {
+				wg.Wait()
+				close(signed)
+			}()
+			timeout := time.NewTimer(signCloseTime)
+			defer timeout.Stop()
+			select {
+			case <-signed:
+			case <-timeout.C:
+				fmt.Fprintln(stderr, "parley: the last evidence checkpoints not all signed: an output takes nothing more")
+			}
 		})
 	}
 	return signTo, closeAll, nil
