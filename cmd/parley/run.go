@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -66,13 +65,12 @@ func (f sharedFlags) store(ctx context.Context) (sharedmemory.Store, error) {
 	}
 	o := sharedmemory.RedisOptions{}
 	if f.ca != "" {
-		pem, err := os.ReadFile(f.ca)
-		if err != nil {
+		// Read again at each new connection to the store, as a connector pod reads its
+		// mounted CA: a CA file replaced after the store's CA is rotated takes effect
+		// without a restart. Read once now too, so that a bad file stops the run at start.
+		o.RootCAsFrom = sharedmemory.CAFile(f.ca)
+		if _, err := o.RootCAsFrom(); err != nil {
 			return nil, fmt.Errorf("--shared-memory-ca: %w", err)
-		}
-		o.RootCAs = x509.NewCertPool()
-		if !o.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--shared-memory-ca %s: no PEM certificate in it", f.ca)
 		}
 	}
 	s, err := sharedmemory.NewRedis(ctx, f.url, o)
@@ -146,7 +144,7 @@ func newRunCommand() *cobra.Command {
 	f.StringVar(&o.tls.serverName, "tls-server-name", "", "client: name the server's certificate must carry (default: operation.ip)")
 	f.BoolVar(&o.tls.insecureSkipVerify, "tls-insecure-skip-verify", false, "client: accept any server certificate")
 	f.StringVar(&o.shared.url, "shared-memory", "", "keep shared variables (memory.shared) in Redis or Valkey: redis://[user:password@]host:port/db, rediss:// for TLS (default: in this process, shared by every rules document)")
-	f.StringVar(&o.shared.ca, "shared-memory-ca", "", "PEM CA bundle the rediss:// server's certificate must chain to (default: the system's)")
+	f.StringVar(&o.shared.ca, "shared-memory-ca", "", "PEM CA bundle the rediss:// server's certificate must chain to, read again at each new connection (default: the system's)")
 	f.DurationVar(&o.shared.timeout, "shared-memory-timeout", connector.DefaultSharedStepTimeout, "bound on each atomic step on shared memory; a slower store makes it an Error activity")
 	return cmd
 }

@@ -2,9 +2,7 @@ package pod
 
 import (
 	"context"
-	"crypto/x509"
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -70,18 +68,7 @@ func openSharedMemory(dir, namespace string) (*sharedmemory.Redis, error) {
 		// fails the connections (said by the store's health), rather than trusting the
 		// system's roots or the CA read before. Read once now too, so that a bad file stops
 		// the pod at start.
-		caFile := filepath.Join(dir, v1alpha1.SharedMemoryCAKey)
-		roots := func() (*x509.CertPool, error) {
-			b, err := os.ReadFile(caFile)
-			if err != nil {
-				return nil, err
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(b) {
-				return nil, fmt.Errorf("%s holds no PEM certificate", caFile)
-			}
-			return pool, nil
-		}
+		roots := sharedmemory.CAFile(filepath.Join(dir, v1alpha1.SharedMemoryCAKey))
 		if _, err := roots(); err != nil {
 			return nil, err
 		}

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -40,6 +41,24 @@ type RedisOptions struct {
 	RootCAsFrom func() (*x509.CertPool, error)
 	// ConnectTimeout bounds the first contact in NewRedis. Default 5s.
 	ConnectTimeout time.Duration
+}
+
+// CAFile is a RedisOptions.RootCAsFrom that reads the PEM CA bundle at path again at each
+// call: a mounted Secret's file, or a file an operator replaces when the store's CA is
+// rotated. A file that is gone or holds no PEM certificate is an error, which fails the
+// connection being made (never a fallback to the CAs read before).
+func CAFile(path string) func() (*x509.CertPool, error) {
+	return func() (*x509.CertPool, error) {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(b) {
+			return nil, fmt.Errorf("%s holds no PEM certificate", path)
+		}
+		return pool, nil
+	}
 }
 
 // Redis is a store on a Redis or Valkey server: optimistic transactions (WATCH and MGET in
