@@ -22,18 +22,41 @@ import (
 // HashPrefix starts every hash of a chain: the algorithm, as rulesRef.hash names it.
 const HashPrefix = "sha256:"
 
-// Encoder appends an activity's JSON line exactly as encoding/json writes it with HTML
-// escaping off, and a newline. The connector passes its hand-written encoder (the same
-// bytes, faster); CanonicalJSON is the reference.
+// Encoder appends an activity's canonical encoding, the bytes its hash is taken of: its
+// JSON line exactly as encoding/json writes it with HTML escaping off, and a newline, for
+// the record as a JSON reader reads it back, where each byte of a string that is not valid
+// UTF-8 is the character U+FFFD (encoding/json writes such a byte as the escape \ufffd, which
+// reads back as the character, and a character is written as itself). The connector passes
+// its hand-written encoder (the same bytes, faster, in one pass); CanonicalJSON is the
+// reference.
 type Encoder func(dst []byte, a *v1alpha1.ActivityRecord) []byte
 
-// CanonicalJSON appends a's JSON line with encoding/json, HTML escaping off.
+// CanonicalJSON appends a's canonical encoding with encoding/json: its line, with each
+// \ufffd escape (an invalid byte: encoding/json writes a U+FFFD character as itself)
+// written as the character.
 func CanonicalJSON(dst []byte, a *v1alpha1.ActivityRecord) []byte {
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
 	_ = enc.Encode(a) // an ActivityRecord has nothing that fails to encode
-	return append(dst, b.Bytes()...)
+	line := b.Bytes()
+	for {
+		i := bytes.IndexByte(line, '\\')
+		if i < 0 {
+			return append(dst, line...)
+		}
+		dst = append(dst, line[:i]...)
+		if bytes.HasPrefix(line[i:], []byte(`\ufffd`)) {
+			dst = append(dst, string(utf8.RuneError)...)
+			line = line[i+len(`\ufffd`):]
+			continue
+		}
+		// Any other escape (backslashes occur only in strings, each starting one): the
+		// backslash and the byte it escapes, so that the backslash of \\ufffd, an escaped
+		// backslash, does not read as starting \ufffd.
+		dst = append(dst, line[i:i+2]...)
+		line = line[i+2:]
+	}
 }
 
 // Chain numbers and links the activities of one connector process (or one `parley run`).
@@ -86,11 +109,9 @@ func (c *Chain) Seal(a *v1alpha1.ActivityRecord) {
 }
 
 // Hash appends the hash a must carry: HashPrefix and the hex SHA-256 of its canonical
-// encoding, the JSON line enc writes for a with evidence.hash empty and input.preview (the
-// engine's one-line summary, written after the activity was sealed) left out, and its
-// strings made valid UTF-8 (each invalid byte U+FFFD, as a reader of the JSON sees them;
-// JSON writes such a byte as the escape \ufffd, which reads back as the character itself).
-// a is left as it was.
+// encoding (Encoder), written by enc for a with evidence.hash empty and input.preview (the
+// engine's one-line summary, written after the activity was sealed) left out. a is left as
+// it was.
 func Hash(dst []byte, a *v1alpha1.ActivityRecord, enc Encoder) []byte {
 	dst, _ = hash(dst, nil, a, enc)
 	return dst
@@ -99,10 +120,6 @@ func Hash(dst []byte, a *v1alpha1.ActivityRecord, enc Encoder) []byte {
 // hash is Hash encoding into scratch, which it returns grown for the next call: an
 // encoder behind a function value makes a buffer on the stack escape, one per activity.
 func hash(dst, scratch []byte, a *v1alpha1.ActivityRecord, enc Encoder) ([]byte, []byte) {
-	if !validStrings(a) {
-		a = a.DeepCopy()
-		Sanitize(a)
-	}
 	var hash, preview string
 	if a.Evidence != nil {
 		hash = a.Evidence.Hash
@@ -122,69 +139,4 @@ func hash(dst, scratch []byte, a *v1alpha1.ActivityRecord, enc Encoder) ([]byte,
 	}
 	dst = append(dst, HashPrefix...)
 	return hex.AppendEncode(dst, sum[:]), scratch
-}
-
-// validStrings says whether every string Sanitize would fix is valid UTF-8 already.
-func validStrings(a *v1alpha1.ActivityRecord) bool {
-	ok := utf8.ValidString(a.Message)
-	if a.Input != nil {
-		ok = ok && utf8.ValidString(a.Input.Text)
-	}
-	if a.Output != nil {
-		ok = ok && utf8.ValidString(a.Output.Text)
-	}
-	for _, c := range a.Captures {
-		ok = ok && utf8.ValidString(c.Value)
-	}
-	if m := a.Memory; m != nil {
-		for _, scope := range []map[string]string{m.Connection, m.Global} {
-			for _, v := range scope {
-				ok = ok && utf8.ValidString(v)
-			}
-		}
-	}
-	return ok
-}
-
-// Sanitize replaces every byte of a's strings that is not part of valid UTF-8 with U+FFFD,
-// as encoding/json does when it writes them.
-func Sanitize(a *v1alpha1.ActivityRecord) {
-	fix := func(s *string) {
-		if !utf8.ValidString(*s) {
-			*s = validUTF8(*s)
-		}
-	}
-	fix(&a.Message)
-	if a.Input != nil {
-		fix(&a.Input.Text)
-	}
-	if a.Output != nil {
-		fix(&a.Output.Text)
-	}
-	for i := range a.Captures {
-		fix(&a.Captures[i].Value)
-	}
-	if m := a.Memory; m != nil {
-		for _, scope := range []map[string]string{m.Connection, m.Global} {
-			for k, v := range scope {
-				if !utf8.ValidString(v) {
-					scope[k] = validUTF8(v)
-				}
-			}
-		}
-	}
-}
-
-func validUTF8(s string) string {
-	var b []byte
-	for i := 0; i < len(s); {
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = utf8.AppendRune(b, utf8.RuneError)
-		} else {
-			b = append(b, s[i:i+size]...)
-		}
-		i += size
-	}
-	return string(b)
 }

@@ -398,10 +398,10 @@ func TestSignerForgetsQuietSignedChains(t *testing.T) {
 func TestCanonicalEncodingsAgree(t *testing.T) {
 	a := &v1alpha1.ActivityRecord{Type: v1alpha1.ActivityInput, Message: "bad \xfe byte, <html> & \u2028",
 		Input: &v1alpha1.InputRecord{Text: "\x00\xff", Preview: "x"}, Evidence: &v1alpha1.EvidenceRecord{Chain: "c", Seq: 1}}
-	fast := evidence.Hash(nil, a, activity.AppendJSON)
+	fast := evidence.Hash(nil, a, activity.AppendCanonicalJSON)
 	ref := evidence.Hash(nil, a, evidence.CanonicalJSON)
 	if !bytes.Equal(fast, ref) {
-		t.Fatalf("AppendJSON hashes to %s, encoding/json to %s", fast, ref)
+		t.Fatalf("AppendCanonicalJSON hashes to %s, encoding/json to %s", fast, ref)
 	}
 	if a.Input.Preview != "x" {
 		t.Fatalf("Hash changed the preview")

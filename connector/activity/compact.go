@@ -46,7 +46,7 @@ func (c *Compactor) Reset() { *c = *NewCompactor() }
 
 // Append appends a's compact line and a newline.
 func (c *Compactor) Append(dst []byte, a *v1alpha1.ActivityRecord) []byte {
-	dst = appendRecord(dst, a, c)
+	dst = appendRecord(dst, a, c, escapedInvalid)
 	if a.Connection != nil && evidence.EndsConnection(a.Type) {
 		delete(c.conns, connKey{a.Connector, a.Connection.ID})
 	}

@@ -24,7 +24,7 @@ import (
 func compactSequence(seed int64, n int) []*v1alpha1.ActivityRecord {
 	rng := rand.New(rand.NewPCG(uint64(seed), 1))
 	f := fill(seed)
-	chain := evidence.NewChain(activity.AppendJSON)
+	chain := evidence.NewChain(activity.AppendCanonicalJSON)
 	types := []v1alpha1.ActivityType{v1alpha1.ActivityConnected, v1alpha1.ActivityInput, v1alpha1.ActivityInput,
 		v1alpha1.ActivityGreeted, v1alpha1.ActivityAsync, v1alpha1.ActivityEnded, v1alpha1.ActivityBroken,
 		v1alpha1.ActivityTimedOut, v1alpha1.ActivityRejected, v1alpha1.ActivityConnectorStopped}
@@ -167,7 +167,7 @@ func TestCompactLinesOfTwoRunsInOneFile(t *testing.T) {
 				a.Evidence.Hash = ""
 			}
 			// Sealed again: the hashes cover the records as changed.
-			chain := evidence.NewChain(activity.AppendJSON)
+			chain := evidence.NewChain(activity.AppendCanonicalJSON)
 			for _, a := range recs {
 				seq := a.Evidence.Seq
 				a.Evidence = nil
@@ -231,7 +231,7 @@ func TestCompactLinesAfterAFailedWrite(t *testing.T) {
 func TestCompactInputLineOfTheBenchmark(t *testing.T) {
 	conn := &v1alpha1.ConnectionRef{ID: "c-012345", Peer: "127.0.0.1:40474", Transport: v1alpha1.TransportTCP}
 	ref := &v1alpha1.RulesRef{Name: "bench-tcp", Hash: "sha256:" + strings.Repeat("c6", 32)}
-	chain := evidence.NewChain(activity.AppendJSON)
+	chain := evidence.NewChain(activity.AppendCanonicalJSON)
 	c := activity.NewCompactor()
 	var line []byte
 	for seq := range 3 {
@@ -261,7 +261,7 @@ func TestCompactInputLineOfTheBenchmark(t *testing.T) {
 func BenchmarkCompactJSON(b *testing.B) {
 	conn := &v1alpha1.ConnectionRef{ID: "c-000002", Peer: "127.0.0.1:40474", Transport: v1alpha1.TransportTCP}
 	ref := &v1alpha1.RulesRef{Name: "bench-tcp", Hash: "sha256:" + strings.Repeat("c6", 32)}
-	chain := evidence.NewChain(activity.AppendJSON)
+	chain := evidence.NewChain(activity.AppendCanonicalJSON)
 	recs := make([]*v1alpha1.ActivityRecord, 1024)
 	for i := range recs {
 		recs[i] = &v1alpha1.ActivityRecord{Connector: "bench-tcp", Time: metav1.NewMicroTime(time.Date(2026, 12, 6, 17, 38, 8, i*1000, time.UTC)),

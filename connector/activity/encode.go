@@ -54,16 +54,32 @@ func appendDigits(dst []byte, n, width int) []byte {
 // connector sees; reflection costs several times this hand-written walk. The equivalence
 // with encoding/json is checked by TestAppendJSONMatchesEncodingJSON and FuzzAppendJSON.
 func AppendJSON(dst []byte, a *v1alpha1.ActivityRecord) []byte {
-	return appendRecord(dst, a, nil)
+	return appendRecord(dst, a, nil, escapedInvalid)
 }
 
+// AppendCanonicalJSON appends the canonical encoding an activity's hash is taken of
+// (evidence.Encoder): AppendJSON of a with its strings made valid UTF-8 first
+// (evidence.Sanitize), each invalid byte written as the character U+FFFD rather than as
+// the escape \ufffd, in the same pass. A peer sending random bytes makes most of a busy
+// connector's inputs invalid UTF-8, and copying each record to sanitise it cost more than
+// its hash (docs/hardening.md). The equivalence with evidence.CanonicalJSON is checked by
+// FuzzAppendJSON.
+func AppendCanonicalJSON(dst []byte, a *v1alpha1.ActivityRecord) []byte {
+	return appendRecord(dst, a, nil, string(utf8.RuneError))
+}
+
+// How a string's invalid UTF-8 bytes are written: as encoding/json writes them (JSON lines),
+// or as the character they read back as (the canonical encoding).
+const escapedInvalid = `\ufffd`
+
 // appendRecord is AppendJSON, or with c the compact line of docs/evidence.md: the parts c
-// says the lines before already gave are left out.
-func appendRecord(dst []byte, a *v1alpha1.ActivityRecord, c *Compactor) []byte {
+// says the lines before already gave are left out. Each invalid UTF-8 byte of a string is
+// written as invalid.
+func appendRecord(dst []byte, a *v1alpha1.ActivityRecord, c *Compactor, invalid string) []byte {
 	dst = append(dst, '{')
 	if a.Connector != "" {
 		dst = appendKey(dst, "connector", true)
-		dst = appendString(dst, a.Connector)
+		dst = appendString(dst, a.Connector, invalid)
 	}
 	dst = appendKey(dst, "time", a.Connector == "")
 	if a.Time.IsZero() {
@@ -74,21 +90,21 @@ func appendRecord(dst []byte, a *v1alpha1.ActivityRecord, c *Compactor) []byte {
 		dst = append(dst, '"')
 	}
 	dst = appendKey(dst, "type", false)
-	dst = appendString(dst, string(a.Type))
+	dst = appendString(dst, string(a.Type), invalid)
 	if conn := a.Connection; conn != nil {
 		dst = appendKey(dst, "connection", false)
 		dst = append(dst, `{"id":`...)
-		dst = appendString(dst, conn.ID)
+		dst = appendString(dst, conn.ID, invalid)
 		// The peer is on every line, compact or not: a line read alone (a log shipper's
 		// event in a SIEM) says who did what.
 		dst = appendKey(dst, "peer", false)
-		dst = appendString(dst, conn.Peer)
+		dst = appendString(dst, conn.Peer, invalid)
 		if c == nil || !c.knownConnection(a.Connector, conn) {
 			dst = appendKey(dst, "transport", false)
-			dst = appendString(dst, string(conn.Transport))
+			dst = appendString(dst, string(conn.Transport), invalid)
 			if conn.Session != "" {
 				dst = appendKey(dst, "session", false)
-				dst = appendString(dst, conn.Session)
+				dst = appendString(dst, conn.Session, invalid)
 			}
 		}
 		dst = append(dst, '}')
@@ -96,11 +112,11 @@ func appendRecord(dst []byte, a *v1alpha1.ActivityRecord, c *Compactor) []byte {
 	if in := a.Input; in != nil {
 		dst = appendKey(dst, "input", false)
 		dst = append(dst, `{"text":`...)
-		dst = appendString(dst, in.Text)
+		dst = appendString(dst, in.Text, invalid)
 		implied := c != nil && c.impliedBase64(in.Text, in.Base64)
 		if !implied {
 			dst = appendKey(dst, "base64", false)
-			dst = appendString(dst, in.Base64)
+			dst = appendString(dst, in.Base64, invalid)
 		}
 		if !implied || !impliedBytes(in.Text, in.Bytes, in.Truncated) {
 			dst = appendKey(dst, "bytes", false)
@@ -111,7 +127,7 @@ func appendRecord(dst []byte, a *v1alpha1.ActivityRecord, c *Compactor) []byte {
 		}
 		if in.Preview != "" {
 			dst = appendKey(dst, "preview", false)
-			dst = appendString(dst, in.Preview)
+			dst = appendString(dst, in.Preview, invalid)
 		}
 		dst = append(dst, '}')
 	}
@@ -131,7 +147,7 @@ func appendRecord(dst []byte, a *v1alpha1.ActivityRecord, c *Compactor) []byte {
 		}
 		if r.Basic != "" {
 			dst = appendKey(dst, "basic", first)
-			dst = appendString(dst, r.Basic)
+			dst = appendString(dst, r.Basic, invalid)
 		}
 		dst = append(dst, '}')
 	}
@@ -141,24 +157,24 @@ func appendRecord(dst []byte, a *v1alpha1.ActivityRecord, c *Compactor) []byte {
 		if implied && impliedBytes(o.Text, o.Bytes, o.Truncated) {
 			// Compact, and the text is every byte sent: a reader restores base64 and bytes.
 			dst = append(dst, `{"text":`...)
-			dst = appendString(dst, o.Text)
+			dst = appendString(dst, o.Text, invalid)
 		} else {
 			dst = append(dst, `{"bytes":`...)
 			dst = strconv.AppendInt(dst, int64(o.Bytes), 10)
 			if o.Text != "" {
 				dst = appendKey(dst, "text", false)
-				dst = appendString(dst, o.Text)
+				dst = appendString(dst, o.Text, invalid)
 			}
 		}
 		if c != nil {
 			// Compact: left out when it is the text's bytes, so written even when empty.
 			if !implied {
 				dst = appendKey(dst, "base64", false)
-				dst = appendString(dst, o.Base64)
+				dst = appendString(dst, o.Base64, invalid)
 			}
 		} else if o.Base64 != "" {
 			dst = appendKey(dst, "base64", false)
-			dst = appendString(dst, o.Base64)
+			dst = appendString(dst, o.Base64, invalid)
 		}
 		if o.Truncated {
 			dst = append(dst, `,"truncated":true`...)
@@ -175,9 +191,9 @@ func appendRecord(dst []byte, a *v1alpha1.ActivityRecord, c *Compactor) []byte {
 			dst = append(dst, `{"rule":`...)
 			dst = strconv.AppendInt(dst, int64(c.Rule), 10)
 			dst = appendKey(dst, "variable", false)
-			dst = appendString(dst, c.Variable)
+			dst = appendString(dst, c.Variable, invalid)
 			dst = appendKey(dst, "value", false)
-			dst = appendString(dst, c.Value)
+			dst = appendString(dst, c.Value, invalid)
 			dst = append(dst, '}')
 		}
 		dst = append(dst, ']')
@@ -187,11 +203,11 @@ func appendRecord(dst []byte, a *v1alpha1.ActivityRecord, c *Compactor) []byte {
 		dst = append(dst, '{')
 		if len(m.Connection) > 0 {
 			dst = appendKey(dst, "connection", true)
-			dst = appendMap(dst, m.Connection)
+			dst = appendMap(dst, m.Connection, invalid)
 		}
 		if len(m.Global) > 0 {
 			dst = appendKey(dst, "global", len(m.Connection) == 0)
-			dst = appendMap(dst, m.Global)
+			dst = appendMap(dst, m.Global, invalid)
 		}
 		dst = append(dst, '}')
 	}
@@ -204,13 +220,13 @@ func appendRecord(dst []byte, a *v1alpha1.ActivityRecord, c *Compactor) []byte {
 	} else {
 		dst = appendKey(dst, "rulesRef", false)
 		dst = append(dst, `{"name":`...)
-		dst = appendString(dst, r.Name)
+		dst = appendString(dst, r.Name, invalid)
 		if r.Generation != 0 {
 			dst = appendKey(dst, "generation", false)
 			dst = strconv.AppendInt(dst, r.Generation, 10)
 		}
 		dst = appendKey(dst, "hash", false)
-		dst = appendString(dst, r.Hash)
+		dst = appendString(dst, r.Hash, invalid)
 		dst = append(dst, '}')
 	}
 	if a.Alert {
@@ -218,7 +234,7 @@ func appendRecord(dst []byte, a *v1alpha1.ActivityRecord, c *Compactor) []byte {
 	}
 	if a.Message != "" {
 		dst = appendKey(dst, "message", false)
-		dst = appendString(dst, a.Message)
+		dst = appendString(dst, a.Message, invalid)
 	}
 	if e := a.Evidence; e != nil && c != nil && c.follows(e) {
 		// Compact: the chain and prevHash are the previous line's, the hash is computed.
@@ -228,15 +244,15 @@ func appendRecord(dst []byte, a *v1alpha1.ActivityRecord, c *Compactor) []byte {
 	} else if e != nil {
 		dst = appendKey(dst, "evidence", false)
 		dst = append(dst, `{"chain":`...)
-		dst = appendString(dst, e.Chain)
+		dst = appendString(dst, e.Chain, invalid)
 		dst = append(dst, `,"seq":`...)
 		dst = strconv.AppendUint(dst, e.Seq, 10)
 		if e.PrevHash != "" {
 			dst = appendKey(dst, "prevHash", false)
-			dst = appendString(dst, e.PrevHash)
+			dst = appendString(dst, e.PrevHash, invalid)
 		}
 		dst = appendKey(dst, "hash", false)
-		dst = appendString(dst, e.Hash)
+		dst = appendString(dst, e.Hash, invalid)
 		dst = append(dst, '}')
 	}
 	return append(dst, '}', '\n')
@@ -263,7 +279,7 @@ func appendIDs(dst []byte, ids []int32) []byte {
 }
 
 // appendMap writes a string map with sorted keys, as encoding/json does.
-func appendMap(dst []byte, m map[string]string) []byte {
+func appendMap(dst []byte, m map[string]string, invalid string) []byte {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
@@ -274,9 +290,9 @@ func appendMap(dst []byte, m map[string]string) []byte {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = appendString(dst, k)
+		dst = appendString(dst, k, invalid)
 		dst = append(dst, ':')
-		dst = appendString(dst, m[k])
+		dst = appendString(dst, m[k], invalid)
 	}
 	return append(dst, '}')
 }
@@ -284,8 +300,9 @@ func appendMap(dst []byte, m map[string]string) []byte {
 const hexDigits = "0123456789abcdef"
 
 // appendString quotes s as encoding/json does with HTML escaping off: \b \f \n \r \t and
-// other control bytes escaped, invalid UTF-8 as \ufffd, U+2028 and U+2029 escaped.
-func appendString(dst []byte, s string) []byte {
+// other control bytes escaped, U+2028 and U+2029 escaped, and each invalid UTF-8 byte
+// written as invalid (encoding/json's \ufffd: escapedInvalid).
+func appendString(dst []byte, s, invalid string) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
@@ -320,7 +337,7 @@ func appendString(dst []byte, s string) []byte {
 		switch {
 		case r == utf8.RuneError && size == 1:
 			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
+			dst = append(dst, invalid...)
 		case r == '\u2028' || r == '\u2029':
 			dst = append(dst, s[start:i]...)
 			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])

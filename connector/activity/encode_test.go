@@ -13,6 +13,7 @@ import (
 
 	"github.com/parley-dev/parley/api/v1alpha1"
 	"github.com/parley-dev/parley/connector/activity"
+	"github.com/parley-dev/parley/evidence"
 )
 
 func stdJSON(t testing.TB, a *v1alpha1.ActivityRecord) []byte {
@@ -258,14 +259,19 @@ func fieldsIn(t reflect.Type, v any, path string, seen map[string]bool) {
 	}
 }
 
-// FuzzAppendJSON checks the equivalence for arbitrary strings and shapes.
+// FuzzAppendJSON checks the equivalence for arbitrary strings and shapes, of AppendJSON
+// with encoding/json and of AppendCanonicalJSON with evidence.CanonicalJSON.
 func FuzzAppendJSON(f *testing.F) {
 	f.Add(uint16(0xffff), "a\"\\\x01\xff\u2028", int32(-5))
 	f.Add(uint16(0), "", int32(0))
+	f.Add(uint16(0xffff), "\\ufffd \xfe\xef\xbf\xbd\xed\xa0\x80", int32(3))
 	f.Fuzz(func(t *testing.T, bits uint16, s string, n int32) {
 		a := record(bits, s, n)
 		if got, want := activity.AppendJSON(nil, a), stdJSON(t, a); !bytes.Equal(got, want) {
 			t.Fatalf("\n got %s\nwant %s", got, want)
+		}
+		if got, want := activity.AppendCanonicalJSON(nil, a), evidence.CanonicalJSON(nil, a); !bytes.Equal(got, want) {
+			t.Fatalf("canonical:\n got %s\nwant %s", got, want)
 		}
 	})
 }

@@ -101,7 +101,7 @@ func NewRegister(sink Sink, capacity int, onError func(error)) *Register {
 		done:    make(chan struct{}),
 		onError: onError,
 		linger:  DefaultLinger,
-		chain:   evidence.NewChain(AppendJSON),
+		chain:   evidence.NewChain(AppendCanonicalJSON),
 		seal:    ReadsEvidence(sink),
 	}
 }
