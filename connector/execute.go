@@ -140,12 +140,12 @@ func (cv *conversation) inputActivity() *inputRecords {
 
 // recordInput fills in with raw and returns its text. With utf-8, whose text is the bytes
 // themselves (invalid ones included), the base64 is left to the activity register, which
-// fills it in for the activities it keeps (activity.CompleteInput): an input it drops at
+// fills it in for the activities it keeps (activity.CompleteBase64): an input it drops at
 // its bounds, under a flood of large inputs, never pays for an encoding a third larger than
 // itself (docs/hardening.md §1).
 func (cv *conversation) recordInput(in *v1alpha1.InputRecord, raw []byte, truncated bool) string {
 	in.Bytes, in.Truncated = int32(len(raw)), truncated
-	if cv.prog.Encoding == "" || cv.prog.Encoding == v1alpha1.EncodingUTF8 {
+	if cv.textIsBytes() {
 		in.Text = string(raw)
 		return in.Text
 	}
@@ -153,11 +153,17 @@ func (cv *conversation) recordInput(in *v1alpha1.InputRecord, raw []byte, trunca
 	return in.Text
 }
 
+// textIsBytes says the program reads utf-8, whose text is the bytes themselves (invalid
+// ones included): a record's base64 then says nothing its text does not.
+func (cv *conversation) textIsBytes() bool {
+	return cv.prog.Encoding == "" || cv.prog.Encoding == v1alpha1.EncodingUTF8
+}
+
 // textAndBase64 is b as text, in the program's encoding, and as base64. With utf-8, whose
 // text is the bytes themselves (invalid ones included), one allocation holds both.
 func (cv *conversation) textAndBase64(b []byte) (text, b64 string) {
 	var sb strings.Builder
-	if cv.prog.Encoding == "" || cv.prog.Encoding == v1alpha1.EncodingUTF8 {
+	if cv.textIsBytes() {
 		sb.Grow(len(b) + base64.StdEncoding.EncodedLen(len(b)))
 		sb.Write(b)
 		activity.WriteBase64(&sb, b)

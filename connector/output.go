@@ -18,7 +18,8 @@ func replied(a *v1alpha1.ActivityRecord) *v1alpha1.OutputRecord {
 // wrote records on a the bytes b just written for it: their count and, up to maxInputSize
 // (the bound the conversation's inputs have), the bytes in base64 and their text decoded as
 // inputs are; truncated when more was written. A reply written in several parts (a rule's
-// reconnectBefore flushes what came before it) is recorded as one.
+// reconnectBefore flushes what came before it) is recorded as one. With utf-8, whose text is
+// the bytes, the base64 is left to the register, as an input's is (recordInput).
 func (cv *conversation) wrote(a *v1alpha1.ActivityRecord, b []byte) {
 	o := replied(a)
 	if len(b) == 0 {
@@ -29,13 +30,23 @@ func (cv *conversation) wrote(a *v1alpha1.ActivityRecord, b []byte) {
 	if o.Truncated {
 		return
 	}
+	utf8Text := cv.textIsBytes()
 	if before > 0 {
 		// Rare: join what the record holds with the new part, to decode them as one.
-		held, _ := base64.StdEncoding.DecodeString(o.Base64)
+		var held []byte
+		if utf8Text {
+			held = []byte(o.Text)
+		} else {
+			held, _ = base64.StdEncoding.DecodeString(o.Base64)
+		}
 		b = append(held, b...)
 	}
 	if limit := cv.prog.MaxInputSize; len(b) > limit {
 		b, o.Truncated = b[:limit], true
+	}
+	if utf8Text {
+		o.Text = string(b)
+		return
 	}
 	o.Text, o.Base64 = cv.textAndBase64(b)
 }

@@ -19,6 +19,9 @@ func (a *ActivityRecord) ApproxSize() int {
 	}
 	if out := a.Output; out != nil {
 		n += len(out.Text) + len(out.Base64)
+		if out.Base64 == "" {
+			n += (len(out.Text) + 2) / 3 * 4 // as for the input
+		}
 	}
 	for _, c := range a.Captures {
 		n += len(c.Variable) + len(c.Value) + 32

@@ -146,19 +146,30 @@ func (r *Register) Record(a *v1alpha1.ActivityRecord) {
 	r.mu.Unlock()
 }
 
-// CompleteInput fills in the base64 of a's input when the input holds its bytes as text
-// alone (Base64 empty, Text not: a connector reading utf-8 leaves it so): the register
-// does it for the activities it keeps, before they are sealed or written, so that those it
-// drops never pay for it. Any other activity is left as it is.
-func CompleteInput(a *v1alpha1.ActivityRecord) {
-	in := a.Input
-	if in == nil || in.Base64 != "" || in.Text == "" {
-		return
+// CompleteBase64 fills in the base64 of a's input and output where they hold their bytes
+// as text alone (Base64 empty, Text not: a connector reading utf-8, whose text is the bytes,
+// invalid ones included, leaves them so): the register does it for the activities it keeps,
+// before they are sealed or written, so that those it drops never pay for it, and the
+// conversation's goroutine, between a reply and the next input, does not either. Any other
+// activity is left as it is.
+func CompleteBase64(a *v1alpha1.ActivityRecord) {
+	if in := a.Input; in != nil {
+		in.Base64 = completed(in.Text, in.Base64)
+	}
+	if out := a.Output; out != nil {
+		out.Base64 = completed(out.Text, out.Base64)
+	}
+}
+
+// completed is b64, or when it is empty text's bytes in base64.
+func completed(text, b64 string) string {
+	if b64 != "" || text == "" {
+		return b64
 	}
 	var sb strings.Builder
-	sb.Grow(base64.StdEncoding.EncodedLen(len(in.Text)))
-	WriteBase64(&sb, in.Text)
-	in.Base64 = sb.String()
+	sb.Grow(base64.StdEncoding.EncodedLen(len(text)))
+	WriteBase64(&sb, text)
+	return sb.String()
 }
 
 // Stats are the register's counters.
@@ -246,7 +257,7 @@ func (r *Register) fill(batch []queued) []queued {
 func (r *Register) write(batch []queued, records []*v1alpha1.ActivityRecord) ([]queued, []*v1alpha1.ActivityRecord) {
 	var size int64
 	for _, q := range batch {
-		CompleteInput(q.a)
+		CompleteBase64(q.a)
 		if r.seal {
 			r.chain.Seal(q.a)
 		}

@@ -232,10 +232,10 @@ func TestRegisterSealsOnlyForSinksThatReadEvidence(t *testing.T) {
 	}
 }
 
-// CompleteInput fills in the base64 of an input given as text alone (the bytes of a utf-8
-// connector, invalid ones included), over several of its chunks, and leaves any other
-// activity as it is.
-func TestCompleteInput(t *testing.T) {
+// CompleteBase64 fills in the base64 of an input and of an output given as text alone (the
+// bytes of a utf-8 connector, invalid ones included), over several of its chunks, and
+// leaves any other activity as it is.
+func TestCompleteBase64(t *testing.T) {
 	long := strings.Repeat("\xff\x00PING é\r\n", 300) // 3,300 bytes: five chunks, the last one short
 	for _, tc := range []struct {
 		name   string
@@ -248,19 +248,23 @@ func TestCompleteInput(t *testing.T) {
 		{"empty", &v1alpha1.InputRecord{}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			a := &v1alpha1.ActivityRecord{Type: v1alpha1.ActivityInput, Input: tc.in}
+			out := &v1alpha1.OutputRecord{Text: tc.in.Text, Base64: tc.in.Base64}
+			a := &v1alpha1.ActivityRecord{Type: v1alpha1.ActivityInput, Input: tc.in, Output: out}
 			before := a.ApproxSize()
-			activity.CompleteInput(a)
+			activity.CompleteBase64(a)
 			if a.Input.Base64 != tc.base64 {
-				t.Errorf("base64 %q, want %q", a.Input.Base64, tc.base64)
+				t.Errorf("input base64 %q, want %q", a.Input.Base64, tc.base64)
 			}
-			// The register counts an input against its budget as it will be once complete.
+			if a.Output.Base64 != tc.base64 {
+				t.Errorf("output base64 %q, want %q", a.Output.Base64, tc.base64)
+			}
+			// The register counts an activity against its budget as it will be once complete.
 			if after := a.ApproxSize(); after != before {
 				t.Errorf("ApproxSize %d before, %d once complete", before, after)
 			}
 		})
 	}
-	activity.CompleteInput(&v1alpha1.ActivityRecord{Type: v1alpha1.ActivityConnected}) // no input: nothing to do
+	activity.CompleteBase64(&v1alpha1.ActivityRecord{Type: v1alpha1.ActivityConnected}) // no input nor output: nothing to do
 }
 
 // WriteBase64 writes what the standard encoder does, for bytes and for text, over every
