@@ -1,15 +1,58 @@
 package connector
 
-import "sync"
+import (
+	"sync"
+	"time"
+)
 
-// group counts goroutines and signals when they have all returned, without a WaitGroup's
-// rule that Add must not race with Wait: once closed, a group takes no new member, and idle
-// closes when the last one returns.
+// maxIdleWorkers bounds the goroutines a group keeps waiting for its next task. A goroutine
+// that has run a connection's accept and greeting, or its reader, has grown its stack from
+// the starting size; Go frees a grown stack when its goroutine returns, so a goroutine per
+// task pays the growth (a stack copy, a few microseconds) again for every connection. An
+// idle worker keeps its stack for the next task. Idle workers are the spares between tasks
+// ending and tasks starting: under steady load the swings are a handful to tens (a
+// connection's reader runs until its conversation ends), and beyond the bound the excess
+// returns, as every goroutine did before. 128 covers the swings of hundreds of concurrent
+// clients and is cheap when a lull leaves them all idle: a g and a few KiB of stack each
+// (8 KiB once grown from a 4 KiB start, halved by each GC while it idles, as for any
+// goroutine), about a MiB at most, beside the tens of thousands of connections a connector
+// holds, and gone after workerIdleTimeout.
+const maxIdleWorkers = 128
+
+// workerIdleTimeout is how long an idle worker waits for a task before it returns, so that a
+// connector that has gone quiet holds no goroutine beyond its connections' own.
+const workerIdleTimeout = 10 * time.Second
+
+// group runs goroutines and signals when they have all returned, without a WaitGroup's rule
+// that Add must not race with Wait: once closed, a group takes no new member, and idle closes
+// when the last one returns.
+//
+// A goroutine started by goFunc does not return when its task does: it waits as an idle
+// worker of the group for the next task, up to maxIdleWorkers of them, each for
+// workerIdleTimeout at most. The most recently idled runs the next task: its stack is the
+// one most likely still grown and in cache, and under a lighter load the same few workers
+// serve while the others time out and return. An idle worker is a member like a running
+// task: close wakes the idle workers, which return, and idle closes once they and the
+// running tasks have.
 type group struct {
 	mu     sync.Mutex
-	n      int
+	n      int // members: goroutines started (running a task, or idle workers) and runs under way
 	closed bool
 	idle   chan struct{}
+	// idleWorkers wait for a task, the most recently idled last.
+	idleWorkers []*worker
+	// idleTimeout replaces workerIdleTimeout when set, for tests.
+	idleTimeout time.Duration
+}
+
+// worker is a goroutine of a group, idle between tasks.
+type worker struct {
+	// tasks hands the worker its next task, or is closed by close. Only whoever took the
+	// worker from the group's idle workers sends or closes, once, while the worker waits with
+	// tasks empty: capacity 1 means the sender never waits for the worker to be scheduled.
+	tasks chan func()
+	// timer ends an idle period; one per worker, Reset at each, rather than one per task.
+	timer *time.Timer
 }
 
 func (g *group) init() { g.idle = make(chan struct{}) }
@@ -34,28 +77,117 @@ func (g *group) done() {
 	}
 }
 
-// close takes no new member from now on.
+// close takes no new member from now on, and has the idle workers return.
 func (g *group) close() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if !g.closed {
-		g.closed = true
-		if g.n == 0 {
-			close(g.idle)
-		}
+	if g.closed {
+		return
+	}
+	g.closed = true
+	for i, w := range g.idleWorkers {
+		close(w.tasks)
+		g.idleWorkers[i] = nil
+	}
+	g.idleWorkers = nil
+	if g.n == 0 {
+		close(g.idle)
 	}
 }
 
-// goFunc runs f on a new goroutine of the group; false, and f not run, once it is closed.
+// goFunc runs f on a goroutine of the group, an idle worker if there is one, or a new one;
+// false, and f not run, once the group is closed. It does not wait for an idle worker.
 func (g *group) goFunc(f func()) bool {
-	if !g.add() {
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
 		return false
 	}
-	go func() {
-		defer g.done()
-		f()
-	}()
+	if k := len(g.idleWorkers) - 1; k >= 0 {
+		w := g.idleWorkers[k]
+		g.idleWorkers[k] = nil
+		g.idleWorkers = g.idleWorkers[:k]
+		g.mu.Unlock()
+		w.tasks <- f // taken from the idle workers, w is ours to send to: tasks is empty
+		return true
+	}
+	g.n++
+	g.mu.Unlock()
+	go g.work(&worker{tasks: make(chan func(), 1)}, f)
 	return true
+}
+
+// work runs f, then the tasks the worker is handed while idle, and returns when it is not
+// kept idle (the group closed, or enough idle workers), when close wakes it, or when it has
+// been idle for the idle timeout.
+func (g *group) work(w *worker, f func()) {
+	defer g.done()
+	for f != nil {
+		f()
+		f = nil // what the task holds (a connection, its conversation) is not kept while idle
+		if !g.rest(w) {
+			break
+		}
+		f = g.await(w)
+	}
+	if w.timer != nil {
+		w.timer.Stop() // not left to fire for nobody
+	}
+}
+
+// await waits for the next task of w, an idle worker; nil when w should return: close woke
+// it, or its idle period ended.
+func (g *group) await(w *worker) func() {
+	select {
+	case f := <-w.tasks:
+		return f // nil once closed
+	case <-w.timer.C:
+		if g.retire(w) {
+			return nil
+		}
+		// Taken from the idle workers as the timer fired: a task, or close, is on its way.
+		return <-w.tasks
+	}
+}
+
+// rest makes w an idle worker and starts its idle period; false when it should return
+// instead: the group is closed, or has enough idle workers.
+func (g *group) rest(w *worker) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed || len(g.idleWorkers) >= maxIdleWorkers {
+		return false
+	}
+	g.idleWorkers = append(g.idleWorkers, w)
+	d := g.idleTimeout
+	if d == 0 {
+		d = workerIdleTimeout
+	}
+	// Only w uses its timer: made with its first idle period, then Reset for each.
+	if w.timer == nil {
+		w.timer = time.NewTimer(d)
+	} else {
+		w.timer.Reset(d) // no stale expiry is received after Reset (Go 1.23 timers)
+	}
+	return true
+}
+
+// retire takes w, whose idle period has ended, out of the idle workers; false when it is no
+// longer among them: goFunc or close took it, and is sending to it.
+func (g *group) retire(w *worker) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	// The longest idle are first: their timers fire first.
+	for i, v := range g.idleWorkers {
+		if v == w {
+			k := len(g.idleWorkers) - 1
+			copy(g.idleWorkers[i:], g.idleWorkers[i+1:])
+			g.idleWorkers[k] = nil
+			g.idleWorkers = g.idleWorkers[:k]
+			return true
+		}
+	}
+	return false
 }
 
 // run runs f as a member of the group (a timer callback, on the timer's goroutine), unless
