@@ -1,10 +1,10 @@
 // Command hostile is Parley's hostile-traffic tool (docs/hardening.md): it starts
 // `parley run` on rules of its own, sends it one kind of hostile traffic at a time (a probe),
 // and reports, for each probe, the server's resident memory (its peak, and its growth over
-// what it held before the probe), the worst latency of a real client served meanwhile (a
-// full connect or handshake, greeting and PING/PONG round trip every 50 ms), and what the
-// server counted (refusals and their summaries, from its JSON activities, and its exit
-// summary).
+// what it held before the probe), the latency of a real client served meanwhile (a full
+// connect or handshake, greeting and PING/PONG round trip every 50 ms, from a process of its
+// own: p50, p99 and the worst), and what the server counted (refusals and their summaries,
+// from its JSON activities, and its exit summary).
 //
 //	go run ./hack/hostile                       # build parley from the tree, run every probe
 //	go run ./hack/hostile -probes stream,dtls   # some of them
@@ -42,6 +42,13 @@ type config struct {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == realClientCommand {
+		if err := realClientMain(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "hostile:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	var c config
 	var probes string
 	flag.StringVar(&c.parley, "parley", "", "parley binary (default: built from this tree into a temporary directory)")

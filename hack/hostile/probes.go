@@ -109,7 +109,7 @@ type result struct {
 	probe               string
 	sent                string
 	before, peak        int64
-	clientMax           time.Duration
+	latencies           []time.Duration // of the real client's requests that succeeded, sorted
 	clientOK, clientBad int
 	clientErr           string
 	counted             string
@@ -120,7 +120,9 @@ func (r result) row() string {
 }
 
 func (r result) cells() []string {
-	client := fmt.Sprintf("%.1f ms (%d ok", float64(r.clientMax.Microseconds())/1000, r.clientOK)
+	ms := func(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d.Microseconds())/1000) }
+	client := fmt.Sprintf("%s / %s / %s ms (%d ok", ms(quantile(r.latencies, 0.5)), ms(quantile(r.latencies, 0.99)),
+		ms(quantile(r.latencies, 1)), r.clientOK)
 	if r.clientBad > 0 {
 		client += fmt.Sprintf(", %d failed: %s", r.clientBad, r.clientErr)
 	}
@@ -132,7 +134,7 @@ func mib(b int64) string { return fmt.Sprintf("%.0f MB", float64(b)/1e6) }
 
 func printTable(w io.Writer, results []result) {
 	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.Debug)
-	fmt.Fprintln(tw, "probe\t sent\t peak RSS\t growth\t real client max latency\t server counted")
+	fmt.Fprintln(tw, "probe\t sent\t peak RSS\t growth\t real client p50 / p99 / max\t server counted")
 	for _, r := range results {
 		fmt.Fprintln(tw, strings.Join(r.cells(), "\t "))
 	}
@@ -180,16 +182,17 @@ spec:
 	}
 	r := result{probe: p.name, before: before}
 
+	client, err := startRealClient(p.kind, addr)
+	if err != nil {
+		return result{}, err
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	measured := make(chan struct{})
-	go func() {
-		defer close(measured)
-		r.measure(ctx, p.kind, addr)
-	}()
 	sent, err := p.send(ctx, c, addr)
 	time.Sleep(time.Second) // what the traffic left the server doing, measured too
 	cancel()
-	<-measured
+	if cerr := client.finish(&r); err == nil {
+		err = cerr
+	}
 	if err != nil {
 		return result{}, err
 	}
@@ -209,27 +212,6 @@ spec:
 		fmt.Fprintln(os.Stderr, "  server said:", s)
 	}
 	return r, nil
-}
-
-// measure runs the real client every 50 ms until ctx is done.
-func (r *result) measure(ctx context.Context, k kind, addr string) {
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		d, err := realRequest(k, addr)
-		if err != nil {
-			r.clientBad++
-			r.clientErr = err.Error()
-		} else {
-			r.clientOK++
-		}
-		r.clientMax = max(r.clientMax, d)
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-	}
 }
 
 // realRequest is one real client's whole exchange, from 127.0.0.1: connect (and handshake),
