@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -73,9 +74,9 @@ func (w *readiness) readInto(conn net.Conn, size int) (lent *[]byte, n int, err 
 		if errors.As(rerr, &op) {
 			rerr = op.Err // rc.Read's own says "raw-read"
 		}
-		err = opError(conn, rerr)
+		err = opError("read", conn, rerr)
 	case err != nil:
-		err = opError(conn, os.NewSyscallError("read", err))
+		err = opError("read", conn, os.NewSyscallError("read", err))
 	case n == 0:
 		err = io.EOF
 	}
@@ -86,13 +87,82 @@ func (w *readiness) readInto(conn net.Conn, size int) (lent *[]byte, n int, err 
 	return lent, n, err
 }
 
-// opError is err as net.Conn.Read reports it. The network is named as conn.Read's errors
-// name it: the connector listens and dials tcp4 or tcp6 only (Connector.address), so the
-// address family says which.
-func opError(conn net.Conn, err error) error {
+// opError is err as net.Conn's Read or Write (op) reports it. The network is named as
+// conn's errors name it: the connector listens and dials tcp4 or tcp6 only
+// (Connector.address), so the address family says which.
+func opError(op string, conn net.Conn, err error) error {
 	network := "tcp6"
 	if a, ok := conn.LocalAddr().(*net.TCPAddr); ok && a.IP.To4() != nil {
 		network = "tcp4"
 	}
-	return &net.OpError{Op: "read", Net: network, Source: conn.LocalAddr(), Addr: conn.RemoteAddr(), Err: err}
+	return &net.OpError{Op: op, Net: network, Source: conn.LocalAddr(), Addr: conn.RemoteAddr(), Err: err}
 }
+
+// writeNow writes b to conn with write(2) calls that never wait for the socket to take
+// more: n is what it took. ok is false, and nothing written, when conn is not a plain TCP
+// connection. Its errors are those conn.Write returns.
+//
+// A reply is written under a deadline (Options.WriteTimeout), so that a peer that stops
+// reading cannot hold its conversation; but setting one before every write moves a runtime
+// timer each time, on the path of every round trip (docs/performance.md §1), for a bound
+// that matters only when the socket's buffer is full. So a reply is first written this
+// way, and only what the socket did not take is written under the deadline (send).
+func writeNow(conn net.Conn, b []byte) (n int, ok bool, err error) {
+	tc, plain := conn.(*net.TCPConn)
+	if !plain {
+		return 0, false, nil
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return 0, false, nil
+	}
+	w := nowWriters.Get().(*nowWriter)
+	w.b, w.n, w.err = b, 0, nil
+	rerr := rc.Write(w.write)
+	n, err = w.n, w.err
+	w.b = nil
+	nowWriters.Put(w)
+	switch {
+	case rerr != nil: // closed, or a deadline: as conn.Write reports them
+		var op *net.OpError
+		if errors.As(rerr, &op) {
+			rerr = op.Err // rc.Write's own says "raw-write"
+		}
+		return n, true, opError("write", conn, rerr)
+	case err == unix.EAGAIN:
+		return n, true, nil // the socket's buffer is full: the rest waits, under a deadline
+	case err != nil:
+		return n, true, opError("write", conn, os.NewSyscallError("write", err))
+	}
+	return n, true, nil
+}
+
+// nowWriter is writeNow's callback and its results; pooled, with write bound once, so
+// that a write allocates no closure.
+type nowWriter struct {
+	b     []byte
+	n     int
+	err   error
+	write func(fd uintptr) bool
+}
+
+var nowWriters = sync.Pool{New: func() any {
+	w := &nowWriter{}
+	w.write = func(fd uintptr) bool {
+		for w.n < len(w.b) {
+			k, err := unix.Write(int(fd), w.b[w.n:])
+			if err == unix.EINTR {
+				continue
+			}
+			if k > 0 {
+				w.n += k
+			}
+			if err != nil || k <= 0 {
+				w.err = err
+				break
+			}
+		}
+		return true // never wait: the caller does, under a deadline
+	}
+	return w
+}}

@@ -50,10 +50,22 @@ type streamSocket struct {
 }
 
 func (s *streamSocket) send(buf []byte, ends []int) (int, error) {
-	_ = s.conn.SetWriteDeadline(time.Now().Add(s.writeTimeout))
 	if !s.datagrams {
-		return s.conn.Write(buf)
+		// A plain TCP socket's buffer usually takes the whole reply at once: only what it
+		// does not take waits, under the deadline (writeNow).
+		n, ok, err := writeNow(s.conn, buf)
+		if ok && (err != nil || n == len(buf)) {
+			return n, err
+		}
+		_ = s.conn.SetWriteDeadline(time.Now().Add(s.writeTimeout))
+		m, err := s.conn.Write(buf[n:])
+		if ok {
+			// writeNow's next writes must not find this deadline passed.
+			_ = s.conn.SetWriteDeadline(time.Time{})
+		}
+		return n + m, err
 	}
+	_ = s.conn.SetWriteDeadline(time.Now().Add(s.writeTimeout))
 	total, start := 0, 0
 	for _, end := range ends {
 		if end > start {
