@@ -29,7 +29,8 @@ conversation:
 		peers[i] = h.dial()
 		peers[i].expect("hi;")
 	}
-	// The goroutines that accepted and greeted them return; a reader each would stay.
+	// The goroutines that accepted and greeted them go back to the connector's idle workers
+	// (a few: the dials are one after the other); a reader each would stay.
 	eventually(t, "the greeted connections to wait without a goroutine each", func() bool {
 		return runtime.NumGoroutine() < before+n/2
 	})

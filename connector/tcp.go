@@ -215,9 +215,11 @@ func (c *Connector) serveStream(conn net.Conn, p *rules.Program) {
 		return
 	}
 	// A plain TCP connection waits for its first input without a goroutine (idle.park,
-	// idlewait_linux.go). Otherwise the reader gets a goroutine of its own: this one's stack
-	// grew through the handshake and the greeting, and an idle connection would keep it
-	// (docs/performance.md §5).
+	// idlewait_linux.go). Otherwise the reader is another task of the connector's group:
+	// this goroutine goes back to the group's idle workers for the next connection. The
+	// reader may get a worker whose stack grew in an earlier task, and an idle TLS, framed
+	// or CEL connection keeps it: at most maxIdleWorkers of them, as the stacks the
+	// workers would keep anyway (group.go, docs/performance.md §1).
 	if c.idle.park(cv, s) {
 		return
 	}

@@ -95,9 +95,10 @@ func (c *Chain) Number(a *v1alpha1.ActivityRecord) {
 }
 
 // Seal links a, numbered by Number, to the last sealed activity and sets its hash. Calls
-// come from one goroutine, in sequence order. Strings that are not valid UTF-8 are first
-// made so, each invalid byte becoming U+FFFD, as any JSON reader of the activity sees them:
-// the hash must be the same for the record here and for the record read back.
+// come from one goroutine, in sequence order. The hash is of the record as a JSON reader
+// reads it back (each byte of a string that is not valid UTF-8 is U+FFFD then: Encoder),
+// so that it is the same for the record here and for the record read back; a's strings
+// are left as they are.
 func (c *Chain) Seal(a *v1alpha1.ActivityRecord) {
 	if a.Evidence == nil {
 		c.Number(a)

@@ -58,12 +58,12 @@ func AppendJSON(dst []byte, a *v1alpha1.ActivityRecord) []byte {
 }
 
 // AppendCanonicalJSON appends the canonical encoding an activity's hash is taken of
-// (evidence.Encoder): AppendJSON of a with its strings made valid UTF-8 first
-// (evidence.Sanitize), each invalid byte written as the character U+FFFD rather than as
-// the escape \ufffd, in the same pass. A peer sending random bytes makes most of a busy
-// connector's inputs invalid UTF-8, and copying each record to sanitise it cost more than
-// its hash (docs/hardening.md). The equivalence with evidence.CanonicalJSON is checked by
-// FuzzAppendJSON.
+// (evidence.Encoder): AppendJSON of a as a JSON reader reads it back, each invalid UTF-8
+// byte of a string written as the character U+FFFD rather than as the escape \ufffd, in
+// the same pass. A peer sending random bytes makes most of a busy connector's inputs
+// invalid UTF-8, and copying each record to make its strings valid first cost more than its
+// hash (docs/performance.md §1). The equivalence with evidence.CanonicalJSON, and with the
+// hash of the record read back, is checked by FuzzAppendJSON.
 func AppendCanonicalJSON(dst []byte, a *v1alpha1.ActivityRecord) []byte {
 	return appendRecord(dst, a, nil, string(utf8.RuneError))
 }

@@ -260,7 +260,8 @@ func fieldsIn(t reflect.Type, v any, path string, seen map[string]bool) {
 }
 
 // FuzzAppendJSON checks the equivalence for arbitrary strings and shapes, of AppendJSON
-// with encoding/json and of AppendCanonicalJSON with evidence.CanonicalJSON.
+// with encoding/json and of AppendCanonicalJSON with evidence.CanonicalJSON, and that a
+// record's hash is that of the record read back from its line.
 func FuzzAppendJSON(f *testing.F) {
 	f.Add(uint16(0xffff), "a\"\\\x01\xff\u2028", int32(-5))
 	f.Add(uint16(0), "", int32(0))
@@ -272,6 +273,15 @@ func FuzzAppendJSON(f *testing.F) {
 		}
 		if got, want := activity.AppendCanonicalJSON(nil, a), evidence.CanonicalJSON(nil, a); !bytes.Equal(got, want) {
 			t.Fatalf("canonical:\n got %s\nwant %s", got, want)
+		}
+		// What verifying a log depends on: the hash sealed here is the hash of the record
+		// read back from its line (where each invalid byte is U+FFFD).
+		var back v1alpha1.ActivityRecord
+		if json.Unmarshal(activity.AppendJSON(nil, a), &back) == nil { // times of years JSON cannot hold aside
+			sealed := evidence.Hash(nil, a, activity.AppendCanonicalJSON)
+			if read := evidence.Hash(nil, &back, evidence.CanonicalJSON); !bytes.Equal(sealed, read) {
+				t.Fatalf("sealed %s, read back %s", sealed, read)
+			}
 		}
 	})
 }

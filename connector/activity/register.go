@@ -122,8 +122,8 @@ func (r *Register) SetBudget(bytes int64) {
 	r.budget = bytes
 }
 
-// Record numbers a in the register's evidence chain and queues it (an input given as text
-// alone gets its base64 once taken: CompleteInput); it never blocks: when
+// Record numbers a in the register's evidence chain and queues it (an input or output given
+// as text alone gets its base64 once taken: CompleteBase64); it never blocks: when
 // the queue is full (by count, or by bytes: an activity that would take the register over
 // its budget, unless nothing is held), a is dropped and counted, and its number becomes a
 // gap in the chain. a belongs to the register from here on.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"slices"
@@ -86,14 +87,18 @@ func startRealClient(k kind, addr string) (*realClient, error) {
 	return &realClient{cmd: cmd, stop: stdin, lines: bufio.NewScanner(stdout)}, nil
 }
 
-// finish stops the client after its request under way and adds its measures to r.
+// finish stops the client after its request under way and adds its measures to r: the
+// latencies of the requests that succeeded, and the count and last error of those that
+// failed.
 func (c *realClient) finish(r *result) error {
 	_ = c.stop.Close()
+	var bad string
 	for c.lines.Scan() {
 		d, status, ok := strings.Cut(c.lines.Text(), " ")
 		ns, err := strconv.ParseInt(d, 10, 64)
 		if !ok || err != nil {
-			return fmt.Errorf("real client said %q", c.lines.Text())
+			bad = c.lines.Text()
+			break
 		}
 		if status == "ok" {
 			r.clientOK++
@@ -103,18 +108,29 @@ func (c *realClient) finish(r *result) error {
 			r.clientErr = status
 		}
 	}
-	if err := c.cmd.Wait(); err != nil {
-		return fmt.Errorf("real client: %w", err)
+	serr := c.lines.Err()
+	if bad != "" {
+		_ = c.cmd.Process.Kill()
+	}
+	werr := c.cmd.Wait()
+	switch {
+	case bad != "":
+		return fmt.Errorf("real client said %q", bad)
+	case serr != nil:
+		return fmt.Errorf("real client's output: %w", serr)
+	case werr != nil:
+		return fmt.Errorf("real client: %w", werr)
 	}
 	slices.Sort(r.latencies)
 	return nil
 }
 
-// quantile is the q-quantile of sorted latencies (nearest rank), 0 for none.
+// quantile is the q-quantile of sorted latencies by nearest rank (the smallest value with
+// at least q of them at or under it), 0 for none.
 func quantile(sorted []time.Duration, q float64) time.Duration {
 	if len(sorted) == 0 {
 		return 0
 	}
-	i := int(q*float64(len(sorted))+0.5) - 1
+	i := int(math.Ceil(q*float64(len(sorted)))) - 1
 	return sorted[min(max(i, 0), len(sorted)-1)]
 }

@@ -134,7 +134,7 @@ func mib(b int64) string { return fmt.Sprintf("%.0f MB", float64(b)/1e6) }
 
 func printTable(w io.Writer, results []result) {
 	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.Debug)
-	fmt.Fprintln(tw, "probe\t sent\t peak RSS\t growth\t real client p50 / p99 / max\t server counted")
+	fmt.Fprintln(tw, "probe\t sent\t peak RSS\t growth\t real client p50 / p99 / max (of those ok)\t server counted")
 	for _, r := range results {
 		fmt.Fprintln(tw, strings.Join(r.cells(), "\t "))
 	}
