@@ -215,9 +215,11 @@ func (cv *conversation) start(s socket, deferGreeting bool, detail string) {
 	} else if cv.prog.Greetings != nil {
 		cv.sendBasic(v1alpha1.ActivityGreeted, s, cv.prog.Greetings)
 	}
-	from := newCause("the start of the conversation", "")
-	for _, sc := range cv.prog.OnStart {
-		cv.schedule(sc, from, nil, 0, nil)
+	if len(cv.prog.OnStart) > 0 {
+		from := newCause("the start of the conversation", "")
+		for _, sc := range cv.prog.OnStart {
+			cv.schedule(sc, from, nil, 0, nil)
+		}
 	}
 	if t := cv.prog.InteractionTimeout; t > 0 {
 		cv.idle = time.AfterFunc(t, func() { cv.c.tasks.run(cv.onIdle) })
