@@ -110,7 +110,7 @@ func (c *Connector) runClientConversation(g *generation, i int, live *countdown,
 	}
 	connected.Add(1)
 	key := addrKey(netip.AddrPortFrom(netip.AddrFrom4([4]byte{byte(i >> 24), byte(i >> 16), byte(i >> 8), byte(i)}), 0))
-	cv, res := c.conns.join(key, p.MaxConnections, netip.Prefix{}, 0, false, func() *conversation { return c.newConversation(g, s.peer, "") })
+	cv, res := c.conns.join(key, p.MaxConnections, netip.Prefix{}, 0, false, nil, func() *conversation { return c.newConversation(g, s.peer, "") })
 	if res != created {
 		_ = s.conn.Close()
 		c.untrackSocket(s.raw)

@@ -588,6 +588,9 @@ func (c *Connector) join(key connKey, peer netip.AddrPort, s socket, deferGreeti
 			return nil
 		}
 	}
+	// The victims tried for this join: one busy (evict does not wait for it) or ended
+	// meanwhile is not the next one's, though it may still be the idlest of a sample.
+	var tried [maxEvictionsPerJoin]*conversation
 	evictions := 0
 	for {
 		var source netip.Prefix // only computed when capped: join runs for every datagram
@@ -595,7 +598,7 @@ func (c *Connector) join(key connKey, peer netip.AddrPort, s socket, deferGreeti
 			source = sourceOf(peer.Addr(), p.PeerPrefixV6)
 		}
 		evict := p.EvictIdlest && isUDP && evictions < maxEvictionsPerJoin
-		cv, res := c.conns.join(key, p.MaxConnections, source, p.MaxConnectionsPerPeer, evict,
+		cv, res := c.conns.join(key, p.MaxConnections, source, p.MaxConnectionsPerPeer, evict, tried[:evictions],
 			func() *conversation { return c.newConversation(g, peer, session) })
 		switch res {
 		case overCap:
@@ -604,6 +607,7 @@ func (c *Connector) join(key connKey, peer netip.AddrPort, s socket, deferGreeti
 				// no lock of the registry's held (ending takes it), then the key tries again:
 				// another datagram may have taken the slot meanwhile, hence the bound.
 				cv.evict()
+				tried[evictions] = cv
 				evictions++
 				continue
 			}

@@ -3,7 +3,9 @@ package connector_test
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
@@ -155,6 +157,28 @@ func TestUDPEvictIdlestEvictsTheLeastRecentInput(t *testing.T) {
 	}
 	if st := h.Connector.Stats(); st.Evicted != 3 || st.Rejected != 0 {
 		t.Errorf("stats %+v", st)
+	}
+}
+
+// A busy conversation (its lock held by a step under way) is not waited for and not the
+// next victim: the idlest that is free is evicted instead, and the new source is served.
+func TestUDPEvictIdlestPassesOverABusyConversation(t *testing.T) {
+	h := start(t, fmt.Sprintf(evictRules, ", capacityPolicy: EvictIdlest"))
+	a, b, c := h.dialUDP(), h.dialUDP(), h.dialUDP()
+	a.ping()
+	b.ping()
+	c.ping() // a is the idlest, then b
+	release := sync.OnceFunc(connector.HoldConversation(h.Connector, netip.MustParseAddrPort(a.addr())))
+	t.Cleanup(release) // before the connector stops, should the test fail first
+	h.dialUDP().ping() // served at the cap, with a busy
+	b.expect("T", "E")
+	if got := evictions(h.Activities.WaitFor(t, v1alpha1.ActivityTimedOut, 1)); got[b.addr()] == nil || len(got) != 1 {
+		t.Fatalf("want %s (b) evicted, a (%s) being busy; got %v", b.addr(), a.addr(), keys(got))
+	}
+	release()
+	a.ping() // a lives on
+	if st := h.Connector.Stats(); st.Evicted != 1 || st.Rejected != 0 {
+		t.Errorf("stats %+v: want 1 evicted, none rejected", st)
 	}
 }
 

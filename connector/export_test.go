@@ -1,6 +1,7 @@
 package connector
 
 import (
+	"net/netip"
 	"time"
 )
 
@@ -18,4 +19,16 @@ func SetAmplificationSlot(c *Connector, slot int64) {
 		panic("SetAmplificationSlot: slot 0 is the real clock")
 	}
 	c.ampSlotForTests.Store(slot)
+}
+
+// HoldConversation holds the live conversation keyed by peer (identifyBy: Address) busy, as
+// a step under way does (an async rule waiting on a slow shared-memory store), until the
+// returned func is called.
+func HoldConversation(c *Connector, peer netip.AddrPort) (release func()) {
+	cv := c.conns.lookup(addrKey(peer))
+	if cv == nil {
+		panic("HoldConversation: no live conversation of " + peer.String())
+	}
+	cv.mu.Lock()
+	return cv.mu.Unlock
 }

@@ -2,6 +2,7 @@ package connector
 
 import (
 	"net/netip"
+	"slices"
 	"sync"
 )
 
@@ -85,10 +86,10 @@ const (
 // conversation is returned locked, so that it is started before anyone else can use it.
 //
 // With evict (capacityPolicy EvictIdlest), a key over max that is within perSource gets
-// overCap with the idlest conversation of a sample, for the caller to end and try again:
-// ending a conversation takes its lock, then this one's (finishOn calls remove), so it
-// cannot be ended here. Without evict, max is checked before perSource.
-func (r *registry) join(key connKey, max int, source netip.Prefix, perSource int, evict bool, newConv func() *conversation) (*conversation, joinResult) {
+// overCap with the idlest conversation of a sample but those in tried, for the caller to
+// end and try again: ending a conversation takes its lock, then this one's (finishOn calls
+// remove), so it cannot be ended here. Without evict, max is checked before perSource.
+func (r *registry) join(key connKey, max int, source netip.Prefix, perSource int, evict bool, tried []*conversation, newConv func() *conversation) (*conversation, joinResult) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.stopping {
@@ -105,7 +106,7 @@ func (r *registry) join(key connKey, max int, source netip.Prefix, perSource int
 		return nil, overSourceCap
 	}
 	if full {
-		return r.idlest(), overCap
+		return r.idlest(tried), overCap
 	}
 	cv := newConv()
 	cv.key = key
@@ -125,13 +126,16 @@ func (r *registry) join(key connKey, max int, source netip.Prefix, perSource int
 const evictionSamples = 16
 
 // idlest returns the conversation whose last input is the oldest among up to
-// evictionSamples of each map (Go starts each iteration of a map at a random place); nil
-// when there is none. Called with mu held; lastInput is atomic, so no conversation's lock is
-// taken.
-func (r *registry) idlest() *conversation {
+// evictionSamples of each map (Go starts each iteration of a map at a random place), but
+// none of skip (victims tried already: busy, or ended meanwhile); nil when there is none.
+// Called with mu held; lastInput is atomic, so no conversation's lock is taken.
+func (r *registry) idlest(skip []*conversation) *conversation {
 	var victim *conversation
 	var oldest int64
 	consider := func(cv *conversation) {
+		if slices.Contains(skip, cv) {
+			return
+		}
 		if t := cv.lastInput.Load(); victim == nil || t < oldest {
 			victim, oldest = cv, t
 		}
