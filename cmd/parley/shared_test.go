@@ -26,22 +26,22 @@ spec:
     rules: [{id: 1, mode: Sync, regex: "^INC", response: "{{hits}}\n", operation: {name: NBR_SUM, inputs: [hits, "1"], outputs: [hits]}}]
 `
 
-// parley run --shared-memory keeps shared variables in Redis, under parley::<space>:<name>.
-func TestRunSharedMemoryOnRedis(t *testing.T) {
-	srv := redistest.Start(t, redistest.Options{Password: "pw"})
-	srv.CLI("SET", "parley::lab:hits", "41")
-	cmd := exec.Command(parleyBinary, "run", "-f", writeFile(t, sharedCounterRules), "--port", "0", "--ip", "127.0.0.1", "-o", "json",
-		"--shared-memory", srv.URL())
+// runSharedCounter runs parley run on sharedCounterRules with args (a store), until the
+// test ends, and returns the address it listens on and its standard error so far.
+func runSharedCounter(t *testing.T, args ...string) (addr string, stderr *strings.Builder) {
+	t.Helper()
+	cmd := exec.Command(parleyBinary, append([]string{"run", "-f", writeFile(t, sharedCounterRules), "--port", "0",
+		"--ip", "127.0.0.1", "-o", "json"}, args...)...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
+	stderr = &strings.Builder{}
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	lines := bufio.NewScanner(stdout)
 	if !lines.Scan() {
 		t.Fatalf("no activity; stderr: %s", stderr.String())
@@ -50,7 +50,18 @@ func TestRunSharedMemoryOnRedis(t *testing.T) {
 	if err := json.Unmarshal(lines.Bytes(), &started); err != nil {
 		t.Fatal(err)
 	}
-	addr := strings.TrimSuffix(strings.TrimPrefix(started.Message, "listening on "), "/TCP")
+	go func() { // the rest of the activities: read, so that the output never stalls
+		for lines.Scan() {
+		}
+	}()
+	return strings.TrimSuffix(strings.TrimPrefix(started.Message, "listening on "), "/TCP"), stderr
+}
+
+// parley run --shared-memory keeps shared variables in Redis, under parley::<space>:<name>.
+func TestRunSharedMemoryOnRedis(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{Password: "pw"})
+	srv.CLI("SET", "parley::lab:hits", "41")
+	addr, stderr := runSharedCounter(t, "--shared-memory", srv.URL())
 	conn, err := net.DialTimeout("tcp", addr, processWait)
 	if err != nil {
 		t.Fatal(err)
@@ -89,27 +100,7 @@ func TestRunSharedMemoryCARotatedWithoutARestart(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{TLS: true})
 	srv.CLI("SET", "parley::lab:hits", "41")
 	caFile := writeFile(t, string(srv.CAPEM))
-	cmd := exec.Command(parleyBinary, "run", "-f", writeFile(t, sharedCounterRules), "--port", "0", "--ip", "127.0.0.1", "-o", "json",
-		"--shared-memory", srv.URL(), "--shared-memory-ca", caFile)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	lines := bufio.NewScanner(stdout)
-	if !lines.Scan() {
-		t.Fatalf("no activity; stderr: %s", stderr.String())
-	}
-	var started v1alpha1.ActivityRecord
-	if err := json.Unmarshal(lines.Bytes(), &started); err != nil {
-		t.Fatal(err)
-	}
-	addr := strings.TrimSuffix(strings.TrimPrefix(started.Message, "listening on "), "/TCP")
+	addr, stderr := runSharedCounter(t, "--shared-memory", srv.URL(), "--shared-memory-ca", caFile)
 	inc := func(wait time.Duration) string {
 		t.Helper()
 		conn, err := net.DialTimeout("tcp", addr, processWait)
