@@ -35,8 +35,9 @@ func compactSequence(seed int64, n int) []*v1alpha1.ActivityRecord {
 		var a *v1alpha1.ActivityRecord
 		{
 			// Only the strings from the wire may hold bytes that are not UTF-8 (the hash
-			// is of them made valid, docs/evidence.md): the others are made valid by a
-			// JSON round trip, and the peer's bytes put back into the texts.
+			// is of the record read back, each such byte U+FFFD: docs/evidence.md): the
+			// others are made valid by a JSON round trip, and the peer's bytes put back
+			// into the texts (and a session key, below).
 			raw := &v1alpha1.ActivityRecord{}
 			f.Fill(raw)
 			b, _ := json.Marshal(raw)
@@ -59,7 +60,7 @@ func compactSequence(seed int64, n int) []*v1alpha1.ActivityRecord {
 			a.Connection.ID = pick("c-1", "c-2", "c-3")
 			a.Connection.Peer = pick("127.0.0.1:1", "127.0.0.1:1", "[::1]:2", "")
 			a.Connection.Transport = v1alpha1.Transport(pick("TCP", "TCP", "UDP"))
-			a.Connection.Session = pick("", "", "s")
+			a.Connection.Session = pick("", "", "s", "s\xff") // a key cut from an input
 		}
 		for _, p := range []struct{ text, b64 *string }{
 			{ptr(a.Input, func(i *v1alpha1.InputRecord) *string { return &i.Text }), ptr(a.Input, func(i *v1alpha1.InputRecord) *string { return &i.Base64 })},
