@@ -92,6 +92,7 @@ func (e *Engine) heartbeat(s *stream, hb *enginev1.Heartbeat) {
 	}
 	dTotal := sub(hb.GetTotalConnections(), prev.GetTotalConnections())
 	dRejected := sub(hb.GetRejectedConnections(), prev.GetRejectedConnections())
+	dEvicted := sub(hb.GetEvictedConnections(), prev.GetEvictedConnections())
 	// Activities the process dropped before they could be sent (its buffers full, as when
 	// the engine acknowledges slower than a flood arrives) were produced and are lost: they
 	// count in total and dropped like those the engine drops.
@@ -99,6 +100,7 @@ func (e *Engine) heartbeat(s *stream, hb *enginev1.Heartbeat) {
 	s.cs.add(func(cs *connectorState) {
 		cs.counts.connections += int64(dTotal)
 		cs.counts.rejected += int64(dRejected)
+		cs.counts.evicted += int64(dEvicted)
 		cs.counts.activities += int64(dDropped)
 		cs.counts.dropped += int64(dDropped)
 		cs.droppedSinceWarning += int64(dDropped)

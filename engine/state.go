@@ -50,18 +50,18 @@ type connectorState struct {
 
 // counts are the status counters the engine owns.
 type counts struct {
-	activities, recorded, dropped int64
-	connections, rejected         int64
+	activities, recorded, dropped  int64
+	connections, rejected, evicted int64
 }
 
 func (c counts) plus(o counts) counts {
 	return counts{c.activities + o.activities, c.recorded + o.recorded, c.dropped + o.dropped,
-		c.connections + o.connections, c.rejected + o.rejected}
+		c.connections + o.connections, c.rejected + o.rejected, c.evicted + o.evicted}
 }
 
 func countsOf(st *v1alpha1.ExternalConnectorStatus) counts {
 	return counts{st.Activities.Total, st.Activities.Recorded, st.Activities.Dropped,
-		st.Connections.Total, st.Connections.Rejected}
+		st.Connections.Total, st.Connections.Rejected, st.Connections.Evicted}
 }
 
 // connector returns the state of key, making it on first use.

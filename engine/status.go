@@ -122,7 +122,7 @@ func (e *Engine) patchStatus(ctx context.Context, cs *connectorState) error {
 	total := base.plus(c)
 	st := &ec.Status
 	st.Activities = v1alpha1.ActivityCounts{Total: total.activities, Recorded: total.recorded, Dropped: total.dropped}
-	st.Connections = v1alpha1.ConnectionCounts{Active: active, Total: total.connections, Rejected: total.rejected}
+	st.Connections = v1alpha1.ConnectionCounts{Active: active, Total: total.connections, Rejected: total.rejected, Evicted: total.evicted}
 	st.LastActivityTime = lastActivityTime(st.LastActivityTime, last)
 	restoreCondition(&st.Conditions, connected)
 	meta.SetStatusCondition(&st.Conditions, engineConnected(ec.Generation, pods))

@@ -249,6 +249,11 @@ type ConnectionCounts struct {
 	Active   int64 `json:"active"`
 	Total    int64 `json:"total"`
 	Rejected int64 `json:"rejected"`
+	// Evicted conversations were ended to make room for a new source at
+	// maxConcurrentConnections (operation.capacityPolicy: EvictIdlest); each is also a
+	// TimedOut activity.
+	// +optional
+	Evicted int64 `json:"evicted,omitempty"`
 }
 
 // ActivityCounts count activities: produced by the connectors, recorded as objects, and

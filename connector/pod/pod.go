@@ -227,8 +227,8 @@ type process struct {
 
 	statsMu sync.Mutex
 	// Totals of connectors replaced after a network change: heartbeats stay monotonic.
-	baseTotal, baseRejected uint64
-	current                 *connector.Connector
+	baseTotal, baseRejected, baseEvicted uint64
+	current                              *connector.Connector
 }
 
 func (p *process) setup() error {
@@ -305,13 +305,14 @@ func (p *process) counters() metrics.Counters {
 		ActiveConnections: hb.GetActiveConnections(), TotalConnections: hb.GetTotalConnections(),
 		RejectedConnections: hb.GetRejectedConnections(), ActivitiesProduced: hb.GetActivitiesProduced(),
 		ActivitiesDropped: hb.GetActivitiesDropped(), SharedMemoryErrors: hb.GetSharedMemory().GetErrors(),
+		EvictedConnections: hb.GetEvictedConnections(), // the connectors' before this one's too
 	}
 	p.statsMu.Lock()
 	c := p.current
 	p.statsMu.Unlock()
 	if c != nil { // the serving connector's: they are not in the heartbeat
 		st := c.Stats()
-		m.RateLimitedDatagrams, m.UnverifiedHellos, m.EvictedConnections = st.RateLimited, st.DTLSUnverified, st.Evicted
+		m.RateLimitedDatagrams, m.UnverifiedHellos = st.RateLimited, st.DTLSUnverified
 		m.UDPSocketDropped = st.UDPSocketDropped
 		m.DTLSDropped = metrics.DTLSDropped{Evicted: st.DTLSEvicted, Backlog: st.DTLSBacklogDropped, Buffer: st.DTLSBufferDropped, Socket: st.DTLSSocketDropped}
 	}
@@ -321,14 +322,15 @@ func (p *process) counters() metrics.Counters {
 // heartbeat gathers the counters the engine adds into the connector's status.
 func (p *process) heartbeat() *enginev1.Heartbeat {
 	p.statsMu.Lock()
-	c, total, rejected := p.current, p.baseTotal, p.baseRejected
+	c, total, rejected, evicted := p.current, p.baseTotal, p.baseRejected, p.baseEvicted
 	p.statsMu.Unlock()
-	hb := &enginev1.Heartbeat{TotalConnections: total, RejectedConnections: rejected, Paused: p.paused.Load()}
+	hb := &enginev1.Heartbeat{TotalConnections: total, RejectedConnections: rejected, EvictedConnections: evicted, Paused: p.paused.Load()}
 	if c != nil {
 		st := c.Stats()
 		hb.ActiveConnections = int64(st.Active)
 		hb.TotalConnections += st.Total
 		hb.RejectedConnections += st.Rejected
+		hb.EvictedConnections += st.Evicted
 	}
 	rs := p.reg.Stats()
 	hb.ActivitiesProduced = rs.Recorded + rs.Dropped
@@ -570,6 +572,7 @@ func (p *process) stopRun() {
 	p.statsMu.Lock()
 	p.baseTotal += st.Total
 	p.baseRejected += st.Rejected
+	p.baseEvicted += st.Evicted
 	p.current = nil
 	p.statsMu.Unlock()
 }

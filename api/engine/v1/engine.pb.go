@@ -691,9 +691,12 @@ type Heartbeat struct {
 	// Whether the process refuses new connections now.
 	Paused bool `protobuf:"varint,6,opt,name=paused,proto3" json:"paused,omitempty"`
 	// The store of shared variables (memory.shared), when the process has one outside itself.
-	SharedMemory  *SharedMemory `protobuf:"bytes,7,opt,name=shared_memory,json=sharedMemory,proto3" json:"shared_memory,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	SharedMemory *SharedMemory `protobuf:"bytes,7,opt,name=shared_memory,json=sharedMemory,proto3" json:"shared_memory,omitempty"`
+	// Conversations ended to make room for a new source at maxConcurrentConnections
+	// (operation.capacityPolicy: EvictIdlest).
+	EvictedConnections uint64 `protobuf:"varint,8,opt,name=evicted_connections,json=evictedConnections,proto3" json:"evicted_connections,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *Heartbeat) Reset() {
@@ -773,6 +776,13 @@ func (x *Heartbeat) GetSharedMemory() *SharedMemory {
 		return x.SharedMemory
 	}
 	return nil
+}
+
+func (x *Heartbeat) GetEvictedConnections() uint64 {
+	if x != nil {
+		return x.EvictedConnections
+	}
+	return 0
 }
 
 // SharedMemory is the health of a connector process's shared-memory store.
@@ -1002,7 +1012,7 @@ const file_api_engine_v1_engine_proto_rawDesc = "" +
 	"activities\x18\x02 \x03(\fR\n" +
 	"activities\"!\n" +
 	"\x03Ack\x12\x1a\n" +
-	"\tup_to_seq\x18\x01 \x01(\x04R\aupToSeq\"\xd7\x02\n" +
+	"\tup_to_seq\x18\x01 \x01(\x04R\aupToSeq\"\x88\x03\n" +
 	"\tHeartbeat\x12-\n" +
 	"\x12active_connections\x18\x01 \x01(\x03R\x11activeConnections\x12+\n" +
 	"\x11total_connections\x18\x02 \x01(\x04R\x10totalConnections\x121\n" +
@@ -1010,7 +1020,8 @@ const file_api_engine_v1_engine_proto_rawDesc = "" +
 	"\x13activities_produced\x18\x04 \x01(\x04R\x12activitiesProduced\x12-\n" +
 	"\x12activities_dropped\x18\x05 \x01(\x04R\x11activitiesDropped\x12\x16\n" +
 	"\x06paused\x18\x06 \x01(\bR\x06paused\x12C\n" +
-	"\rshared_memory\x18\a \x01(\v2\x1e.parley.engine.v1.SharedMemoryR\fsharedMemory\"\xcc\x01\n" +
+	"\rshared_memory\x18\a \x01(\v2\x1e.parley.engine.v1.SharedMemoryR\fsharedMemory\x12/\n" +
+	"\x13evicted_connections\x18\b \x01(\x04R\x12evictedConnections\"\xcc\x01\n" +
 	"\fSharedMemory\x12:\n" +
 	"\x05state\x18\x01 \x01(\x0e2$.parley.engine.v1.SharedMemory.StateR\x05state\x12\x14\n" +
 	"\x05store\x18\x02 \x01(\tR\x05store\x12\x1d\n" +
