@@ -228,7 +228,28 @@ type process struct {
 	statsMu sync.Mutex
 	// Totals of connectors replaced after a network change: heartbeats stay monotonic.
 	baseTotal, baseRejected, baseEvicted uint64
-	current                              *connector.Connector
+	// retired are the counters the metrics read of those connectors, beside the heartbeat's:
+	// a Prometheus counter must not fall back either.
+	retired datagramCounts
+	current *connector.Connector
+}
+
+// datagramCounts are a connector's counters that the metrics read from its Stats rather
+// than from the heartbeat.
+type datagramCounts struct {
+	rateLimited, unverifiedHellos, udpSocketDropped uint64
+	dtls                                            metrics.DTLSDropped
+}
+
+func datagramCountsOf(st connector.Stats) datagramCounts {
+	return datagramCounts{st.RateLimited, st.DTLSUnverified, st.UDPSocketDropped,
+		metrics.DTLSDropped{Evicted: st.DTLSEvicted, Backlog: st.DTLSBacklogDropped, Buffer: st.DTLSBufferDropped, Socket: st.DTLSSocketDropped}}
+}
+
+func (d datagramCounts) plus(o datagramCounts) datagramCounts {
+	return datagramCounts{d.rateLimited + o.rateLimited, d.unverifiedHellos + o.unverifiedHellos, d.udpSocketDropped + o.udpSocketDropped,
+		metrics.DTLSDropped{Evicted: d.dtls.Evicted + o.dtls.Evicted, Backlog: d.dtls.Backlog + o.dtls.Backlog,
+			Buffer: d.dtls.Buffer + o.dtls.Buffer, Socket: d.dtls.Socket + o.dtls.Socket}}
 }
 
 func (p *process) setup() error {
@@ -308,14 +329,12 @@ func (p *process) counters() metrics.Counters {
 		EvictedConnections: hb.GetEvictedConnections(), // the connectors' before this one's too
 	}
 	p.statsMu.Lock()
-	c := p.current
+	c, d := p.current, p.retired
 	p.statsMu.Unlock()
 	if c != nil { // the serving connector's: they are not in the heartbeat
-		st := c.Stats()
-		m.RateLimitedDatagrams, m.UnverifiedHellos = st.RateLimited, st.DTLSUnverified
-		m.UDPSocketDropped = st.UDPSocketDropped
-		m.DTLSDropped = metrics.DTLSDropped{Evicted: st.DTLSEvicted, Backlog: st.DTLSBacklogDropped, Buffer: st.DTLSBufferDropped, Socket: st.DTLSSocketDropped}
+		d = d.plus(datagramCountsOf(c.Stats()))
 	}
+	m.RateLimitedDatagrams, m.UnverifiedHellos, m.UDPSocketDropped, m.DTLSDropped = d.rateLimited, d.unverifiedHellos, d.udpSocketDropped, d.dtls
 	return m
 }
 
@@ -573,6 +592,7 @@ func (p *process) stopRun() {
 	p.baseTotal += st.Total
 	p.baseRejected += st.Rejected
 	p.baseEvicted += st.Evicted
+	p.retired = p.retired.plus(datagramCountsOf(st))
 	p.current = nil
 	p.statsMu.Unlock()
 }
