@@ -3,24 +3,16 @@ package engine_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"testing"
-	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
+	"github.com/parley-dev/parley/connector/connectortest"
 	"github.com/parley-dev/parley/internal/freeport"
 )
-
-// A UDP decoy of one slot that makes room for a new source (capacityPolicy: EvictIdlest).
-const evictRulesYAML = `
-operation: {port: 7000, transport: UDP, identifyBy: Address, maxConcurrentConnections: 1, interactionTimeout: 1h, capacityPolicy: EvictIdlest}
-conversation:
-  rules: [{id: 1, mode: Sync, regex: "PING", response: "P"}]
-`
 
 // The conversations a connector's pods evicted (capacityPolicy: EvictIdlest), which their
 // heartbeats count, reach status.connections.evicted.
@@ -32,7 +24,7 @@ func TestStatusCountsEvictedConversations(t *testing.T) {
 		t.Fatal(err)
 	}
 	cr := &v1alpha1.ConversationRules{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "slot"}}
-	if err := yaml.UnmarshalStrict([]byte(evictRulesYAML), &cr.Spec); err != nil {
+	if err := yaml.UnmarshalStrict([]byte(connectortest.OneSlotEvictIdlest), &cr.Spec); err != nil {
 		t.Fatal(err)
 	}
 	if err := k8s.Create(ctx, cr); err != nil {
@@ -58,23 +50,8 @@ func TestStatusCountsEvictedConversations(t *testing.T) {
 		return nil
 	})
 	startConnector(t, ns, name, mainEngine.Address(), secretFiles(t, ns, name))
-	for _, ip := range []string{"127.0.0.1", "127.0.0.2"} { // the second takes the one slot
-		conn, err := net.DialUDP("udp4", &net.UDPAddr{IP: net.ParseIP(ip)}, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		buf := make([]byte, 16)
-		eventually(t, ip+" answered", func() error { // the connector may not listen yet
-			_, _ = conn.Write([]byte("PING"))
-			_ = conn.SetReadDeadline(time.Now().Add(time.Second))
-			n, err := conn.Read(buf)
-			if err != nil || string(buf[:n]) != "P" {
-				return fmt.Errorf("reply %q: %v", buf[:n], err)
-			}
-			return nil
-		})
-	}
+	connectortest.PingUDPFrom(t, "127.0.0.1", port)
+	connectortest.PingUDPFrom(t, "127.0.0.2", port) // takes the one slot
 	eventually(t, "status.connections.evicted 1", func() error {
 		if c := get().Status.Connections; c.Evicted != 1 || c.Total != 2 {
 			return fmt.Errorf("connections %+v, want 2 in all, 1 evicted", c)

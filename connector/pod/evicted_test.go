@@ -5,38 +5,12 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/parley-dev/parley/connector/connectortest"
 	"github.com/parley-dev/parley/connector/pod"
 	"github.com/parley-dev/parley/connector/uplink/uplinktest"
 	"github.com/parley-dev/parley/internal/freeport"
 )
-
-// evictSpec is a UDP decoy of one slot that makes room for a new source
-// (capacityPolicy: EvictIdlest).
-const evictSpec = `
-operation: {port: 7000, transport: UDP, identifyBy: Address, maxConcurrentConnections: 1, interactionTimeout: 1h, capacityPolicy: EvictIdlest}
-conversation:
-  rules: [{id: 1, mode: Sync, regex: "PING", response: "P"}]
-`
-
-// pingFrom sends PING to port from ip (any address of 127.0.0.0/8) and waits for its reply:
-// the source has a conversation then.
-func pingFrom(t *testing.T, ip string, port int) {
-	t.Helper()
-	conn, err := net.DialUDP("udp4", &net.UDPAddr{IP: net.ParseIP(ip)}, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	buf := make([]byte, 16)
-	uplinktest.Eventually(t, ip+" answered", func() bool { // the first datagram may come before the socket is bound
-		_, _ = conn.Write([]byte("PING"))
-		_ = conn.SetReadDeadline(time.Now().Add(time.Second))
-		n, err := conn.Read(buf)
-		return err == nil && string(buf[:n]) == "P"
-	})
-}
 
 // The heartbeat counts the conversations EvictIdlest ended, and keeps counting across the
 // connectors of one process (new network settings replace the connector): the engine adds
@@ -46,10 +20,10 @@ func TestHeartbeatCountsEvictedConversations(t *testing.T) {
 	e := uplinktest.New(t)
 	e.SetToken(engineToken)
 	port, port2, metricsPort := freeport.T(t), freeport.T(t), freeport.T(t)
-	e.SetConfig(uplinktest.Config(t, evictSpec, "decoy", 1, port))
+	e.SetConfig(uplinktest.Config(t, connectortest.OneSlotEvictIdlest, "decoy", 1, port))
 	p := startConnector(t, e, func(o *pod.Options) { o.MetricsAddress = "127.0.0.1:" + strconv.Itoa(metricsPort) })
-	pingFrom(t, "127.0.0.1", port)
-	pingFrom(t, "127.0.0.2", port) // the one slot: 127.0.0.1's conversation is evicted
+	connectortest.PingUDPFrom(t, "127.0.0.1", port)
+	connectortest.PingUDPFrom(t, "127.0.0.2", port) // the one slot: 127.0.0.1's conversation is evicted
 	evicted := func(want uint64) func() bool {
 		return func() bool {
 			hbs := e.Heartbeats()
@@ -75,10 +49,10 @@ func TestHeartbeatCountsEvictedConversations(t *testing.T) {
 	})
 	uplinktest.Eventually(t, "a heartbeat with 2 evicted", evicted(2))
 
-	e.SetConfig(uplinktest.Config(t, evictSpec, "decoy", 2, port2))
+	e.SetConfig(uplinktest.Config(t, connectortest.OneSlotEvictIdlest, "decoy", 2, port2))
 	p.waitLog(t, "network settings changed")
-	pingFrom(t, "127.0.0.3", port2)
-	pingFrom(t, "127.0.0.4", port2)
+	connectortest.PingUDPFrom(t, "127.0.0.3", port2)
+	connectortest.PingUDPFrom(t, "127.0.0.4", port2)
 	uplinktest.Eventually(t, "a heartbeat with 3 evicted, the first connector's included", evicted(3))
 	// The metrics, counters, count both connectors' too.
 	s := scrape(t, metricsPort)
