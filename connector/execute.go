@@ -138,38 +138,24 @@ func (cv *conversation) inputActivity() *inputRecords {
 	return ia
 }
 
-// recordInput fills in with raw and returns its text. With utf-8, whose text is the bytes
-// themselves (invalid ones included), the base64 is left to the activity register, which
-// fills it in for the activities it keeps (activity.CompleteBase64): an input it drops at
-// its bounds, under a flood of large inputs, never pays for an encoding a third larger than
-// itself (docs/hardening.md §1).
+// recordInput fills in with raw and returns its text.
 func (cv *conversation) recordInput(in *v1alpha1.InputRecord, raw []byte, truncated bool) string {
 	in.Bytes, in.Truncated = int32(len(raw)), truncated
-	if cv.textIsBytes() {
-		in.Text = string(raw)
-		return in.Text
-	}
-	in.Text, in.Base64 = cv.textAndBase64(raw)
+	in.Text, in.Base64 = cv.recorded(raw)
 	return in.Text
 }
 
-// textIsBytes says the program reads utf-8, whose text is the bytes themselves (invalid
-// ones included): a record's base64 then says nothing its text does not.
-func (cv *conversation) textIsBytes() bool {
-	return cv.prog.Encoding == "" || cv.prog.Encoding == v1alpha1.EncodingUTF8
-}
-
-// textAndBase64 is b as text, in the program's encoding, and as base64. With utf-8, whose
-// text is the bytes themselves (invalid ones included), one allocation holds both.
-func (cv *conversation) textAndBase64(b []byte) (text, b64 string) {
-	var sb strings.Builder
-	if cv.textIsBytes() {
-		sb.Grow(len(b) + base64.StdEncoding.EncodedLen(len(b)))
-		sb.Write(b)
-		activity.WriteBase64(&sb, b)
-		s := sb.String()
-		return s[:len(b)], s[len(b):]
+// recorded is b as an input or output record holds it: its text in the program's
+// encoding, and its base64. With utf-8, whose text is the bytes themselves (invalid ones
+// included), the base64 is left empty for the activity register, which fills it in for the
+// activities it keeps (activity.CompleteBase64): one it drops at its bounds, under a flood
+// of large inputs, never pays for an encoding a third larger than itself (docs/hardening.md
+// §1), and the conversation's goroutine does not encode between a reply and the next input.
+func (cv *conversation) recorded(b []byte) (text, b64 string) {
+	if cv.prog.Encoding == "" || cv.prog.Encoding == v1alpha1.EncodingUTF8 {
+		return string(b), ""
 	}
+	var sb strings.Builder
 	sb.Grow(base64.StdEncoding.EncodedLen(len(b)))
 	activity.WriteBase64(&sb, b)
 	return cv.prog.Codec.Decode(b), sb.String()

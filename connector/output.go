@@ -18,8 +18,8 @@ func replied(a *v1alpha1.ActivityRecord) *v1alpha1.OutputRecord {
 // wrote records on a the bytes b just written for it: their count and, up to maxInputSize
 // (the bound the conversation's inputs have), the bytes in base64 and their text decoded as
 // inputs are; truncated when more was written. A reply written in several parts (a rule's
-// reconnectBefore flushes what came before it) is recorded as one. With utf-8, whose text is
-// the bytes, the base64 is left to the register, as an input's is (recordInput).
+// reconnectBefore flushes what came before it) is recorded as one (recorded: with utf-8 the
+// base64 is the register's to fill in).
 func (cv *conversation) wrote(a *v1alpha1.ActivityRecord, b []byte) {
 	o := replied(a)
 	if len(b) == 0 {
@@ -30,13 +30,11 @@ func (cv *conversation) wrote(a *v1alpha1.ActivityRecord, b []byte) {
 	if o.Truncated {
 		return
 	}
-	utf8Text := cv.textIsBytes()
 	if before > 0 {
-		// Rare: join what the record holds with the new part, to decode them as one.
-		var held []byte
-		if utf8Text {
-			held = []byte(o.Text)
-		} else {
+		// Rare: join what the record holds with the new part, to decode them as one. The
+		// bytes are the text where no base64 was made (utf-8: recorded).
+		held := []byte(o.Text)
+		if o.Base64 != "" {
 			held, _ = base64.StdEncoding.DecodeString(o.Base64)
 		}
 		b = append(held, b...)
@@ -44,9 +42,5 @@ func (cv *conversation) wrote(a *v1alpha1.ActivityRecord, b []byte) {
 	if limit := cv.prog.MaxInputSize; len(b) > limit {
 		b, o.Truncated = b[:limit], true
 	}
-	if utf8Text {
-		o.Text = string(b)
-		return
-	}
-	o.Text, o.Base64 = cv.textAndBase64(b)
+	o.Text, o.Base64 = cv.recorded(b)
 }
