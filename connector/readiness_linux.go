@@ -70,10 +70,6 @@ func (w *readiness) readInto(conn net.Conn, size int) (lent *[]byte, n int, err 
 	w.lent = nil
 	switch {
 	case rerr != nil: // closed, or a deadline: as net.Conn.Read reports them
-		var op *net.OpError
-		if errors.As(rerr, &op) {
-			rerr = op.Err // rc.Read's own says "raw-read"
-		}
 		err = opError("read", conn, rerr)
 	case err != nil:
 		err = opError("read", conn, os.NewSyscallError("read", err))
@@ -87,10 +83,14 @@ func (w *readiness) readInto(conn net.Conn, size int) (lent *[]byte, n int, err 
 	return lent, n, err
 }
 
-// opError is err as net.Conn's Read or Write (op) reports it. The network is named as
-// conn's errors name it: the connector listens and dials tcp4 or tcp6 only
+// opError is err as net.Conn's Read or Write (op) reports it; an error of the RawConn's
+// own (an *net.OpError saying "raw-read" or "raw-write") gives its cause. The network is
+// named as conn's errors name it: the connector listens and dials tcp4 or tcp6 only
 // (Connector.address), so the address family says which.
 func opError(op string, conn net.Conn, err error) error {
+	if raw, ok := errors.AsType[*net.OpError](err); ok {
+		err = raw.Err
+	}
 	network := "tcp6"
 	if a, ok := conn.LocalAddr().(*net.TCPAddr); ok && a.IP.To4() != nil {
 		network = "tcp4"
@@ -124,10 +124,6 @@ func writeNow(conn net.Conn, b []byte) (n int, ok bool, err error) {
 	nowWriters.Put(w)
 	switch {
 	case rerr != nil: // closed, or a deadline: as conn.Write reports them
-		var op *net.OpError
-		if errors.As(rerr, &op) {
-			rerr = op.Err // rc.Write's own says "raw-write"
-		}
 		return n, true, opError("write", conn, rerr)
 	case err == unix.EAGAIN:
 		return n, true, nil // the socket's buffer is full: the rest waits, under a deadline
