@@ -319,49 +319,49 @@ func (p *process) ready() error {
 	}
 }
 
-// counters are the metrics' view of the heartbeat.
+// counters are the metrics' view of the heartbeat, and of the connectors' datagram counts.
 func (p *process) counters() metrics.Counters {
-	hb := p.heartbeat()
-	m := metrics.Counters{
+	hb, d := p.snapshot()
+	return metrics.Counters{
 		ActiveConnections: hb.GetActiveConnections(), TotalConnections: hb.GetTotalConnections(),
 		RejectedConnections: hb.GetRejectedConnections(), ActivitiesProduced: hb.GetActivitiesProduced(),
 		ActivitiesDropped: hb.GetActivitiesDropped(), SharedMemoryErrors: hb.GetSharedMemory().GetErrors(),
-		EvictedConnections: hb.GetEvictedConnections(), // the connectors' before this one's too
+		EvictedConnections:   hb.GetEvictedConnections(), // the connectors' before this one's too
+		RateLimitedDatagrams: d.rateLimited, UnverifiedHellos: d.unverifiedHellos, UDPSocketDropped: d.udpSocketDropped,
+		DTLSDropped: d.dtls,
 	}
-	p.statsMu.Lock()
-	c, d := p.current, p.retired
-	p.statsMu.Unlock()
-	if c != nil { // the serving connector's: they are not in the heartbeat
-		d = d.plus(datagramCountsOf(c.Stats()))
-	}
-	m.RateLimitedDatagrams, m.UnverifiedHellos, m.UDPSocketDropped, m.DTLSDropped = d.rateLimited, d.unverifiedHellos, d.udpSocketDropped, d.dtls
-	return m
 }
 
 // heartbeat gathers the counters the engine adds into the connector's status.
 func (p *process) heartbeat() *enginev1.Heartbeat {
+	hb, _ := p.snapshot()
+	return hb
+}
+
+// snapshot is the heartbeat and the datagram counts of the connectors so far, from one
+// read of the serving connector's Stats (each reads the UDP sockets' drop counts).
+func (p *process) snapshot() (*enginev1.Heartbeat, datagramCounts) {
 	p.statsMu.Lock()
-	c, total, rejected, evicted := p.current, p.baseTotal, p.baseRejected, p.baseEvicted
+	c, total, rejected, evicted, d := p.current, p.baseTotal, p.baseRejected, p.baseEvicted, p.retired
 	p.statsMu.Unlock()
 	hb := &enginev1.Heartbeat{TotalConnections: total, RejectedConnections: rejected, EvictedConnections: evicted, Paused: p.paused.Load()}
+	var stepErrors uint64
 	if c != nil {
 		st := c.Stats()
 		hb.ActiveConnections = int64(st.Active)
 		hb.TotalConnections += st.Total
 		hb.RejectedConnections += st.Rejected
 		hb.EvictedConnections += st.Evicted
+		stepErrors = st.SharedMemoryErrors
+		d = d.plus(datagramCountsOf(st))
 	}
 	rs := p.reg.Stats()
 	hb.ActivitiesProduced = rs.Recorded + rs.Dropped
 	hb.ActivitiesDropped = rs.Dropped + p.up.Stats().Dropped
 	if p.health != nil {
-		var stepErrors uint64
-		if c != nil {
-			stepErrors = c.Stats().SharedMemoryErrors
-		}
 		hb.SharedMemory = p.health.report(stepErrors)
 	}
-	return hb
+	return hb, d
 }
 
 // loop waits for the first usable Config, then follows the engine until the process ends.
