@@ -54,7 +54,7 @@ func (c *Connector) listenUDP(p *rules.Program) (*net.UDPConn, error) {
 	}
 	conn := pc.(*net.UDPConn)
 	// The kernel caps the size silently; an error would leave its default, which only costs
-	// datagrams in bursts, counted as the kernel's drops (socketOverflow).
+	// datagrams in bursts, counted as the kernel's drops (socketDrops).
 	_ = conn.SetReadBuffer(udpReadBuffer)
 	return conn, nil
 }

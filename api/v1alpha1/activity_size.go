@@ -1,5 +1,7 @@
 package v1alpha1
 
+import "encoding/base64"
+
 // activityRecordOverhead is what a record costs beyond the bytes it carries: the struct, its
 // pointers, its small strings (ids, peer, type, rules reference) and the allocator's rounding.
 const activityRecordOverhead = 512
@@ -14,13 +16,13 @@ func (a *ActivityRecord) ApproxSize() int {
 	if in := a.Input; in != nil {
 		n += len(in.Text) + len(in.Base64) + len(in.Preview)
 		if in.Base64 == "" {
-			n += (len(in.Text) + 2) / 3 * 4 // the base64 the connector's register fills in
+			n += base64.StdEncoding.EncodedLen(len(in.Text)) // the base64 the connector's register fills in
 		}
 	}
 	if out := a.Output; out != nil {
 		n += len(out.Text) + len(out.Base64)
 		if out.Base64 == "" {
-			n += (len(out.Text) + 2) / 3 * 4 // as for the input
+			n += base64.StdEncoding.EncodedLen(len(out.Text)) // as for the input
 		}
 	}
 	for _, c := range a.Captures {
