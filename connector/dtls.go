@@ -68,14 +68,9 @@ var (
 // listenDTLS listens for DTLS: the library makes each source a connection, so each
 // conversation reads its own socket as over TCP, one datagram per read.
 func (c *Connector) listenDTLS(p *rules.Program) (net.Listener, error) {
-	network, address := c.address(p)
-	laddr, err := net.ResolveUDPAddr(network, address)
+	pc, err := c.listenUDP(p) // with a plain UDP server's receive buffer: a flood of hellos is as bursty
 	if err != nil {
-		return nil, fmt.Errorf("listen on %s/%s: %w", network, address, err)
-	}
-	pc, err := net.ListenUDP(network, laddr)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s/%s: %w", network, address, err)
+		return nil, err
 	}
 	transport, prefixV6 := p.Transport, p.PeerPrefixV6
 	d := newDTLSDemux(pc, func(reason refusalReason, peer netip.AddrPort) {
@@ -84,6 +79,7 @@ func (c *Connector) listenDTLS(p *rules.Program) (net.Listener, error) {
 	ln, err := dtls.NewListenerWithOptions(d, c.opts.TLS.dtlsServerOptions(p)...)
 	if err != nil {
 		_ = d.Close()
+		network, address := c.address(p)
 		return nil, fmt.Errorf("listen on %s/%s: %w", network, address, err)
 	}
 	return &dtlsListener{Listener: ln, demux: d, cookieTimeout: c.opts.DTLSCookieTimeout}, nil
