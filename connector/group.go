@@ -16,11 +16,12 @@ import (
 // clients and is cheap when a lull leaves them all idle: a g and a few KiB of stack each
 // (8 KiB once grown from a 4 KiB start, halved by each GC while it idles, as for any
 // goroutine), about a MiB at most, beside the tens of thousands of connections a connector
-// holds, and gone after workerIdleTimeout.
+// holds, and gone after workerIdleTimeout or twice that.
 const maxIdleWorkers = 128
 
-// workerIdleTimeout is how long an idle worker waits for a task before it returns, so that a
-// connector that has gone quiet holds no goroutine beyond its connections' own.
+// workerIdleTimeout is how long an idle worker waits for a task, at least (and less than
+// twice that), before it returns, so that a connector that has gone quiet holds no
+// goroutine beyond its connections' own.
 const workerIdleTimeout = 10 * time.Second
 
 // group runs goroutines and signals when they have all returned, without a WaitGroup's rule
@@ -28,31 +29,44 @@ const workerIdleTimeout = 10 * time.Second
 // when the last one returns.
 //
 // A goroutine started by goFunc does not return when its task does: it waits as an idle
-// worker of the group for the next task, up to maxIdleWorkers of them, each for
+// worker of the group for the next task, up to maxIdleWorkers of them, each for about
 // workerIdleTimeout at most. The most recently idled runs the next task: its stack is the
 // one most likely still grown and in cache, and under a lighter load the same few workers
 // serve while the others time out and return. An idle worker is a member like a running
 // task: close wakes the idle workers, which return, and idle closes once they and the
 // running tasks have.
+//
+// Idle periods end by a sweep of the group's, not a timer per worker: a worker's timer
+// moved in the runtime's timer heap at every idle period, that is for every connection,
+// and its wait was a select over two channels rather than one receive. The sweep runs every
+// idle timeout while any worker idles, and retires those that have idled through the whole
+// period it ends: each idles for at least the timeout and less than twice it.
 type group struct {
 	mu     sync.Mutex
 	n      int // members: goroutines started (running a task, or idle workers) and runs under way
 	closed bool
 	idle   chan struct{}
-	// idleWorkers wait for a task, the most recently idled last.
+	// idleWorkers wait for a task, the most recently idled last (so the longest idle first).
 	idleWorkers []*worker
+	// sweeper runs sweep at the end of each period of the idle timeout, while any worker
+	// idles; armed says a period is under way, period numbers it.
+	sweeper *time.Timer
+	armed   bool
+	period  uint64
 	// idleTimeout replaces workerIdleTimeout when set, for tests.
 	idleTimeout time.Duration
 }
 
 // worker is a goroutine of a group, idle between tasks.
 type worker struct {
-	// tasks hands the worker its next task, or is closed by close. Only whoever took the
-	// worker from the group's idle workers sends or closes, once, while the worker waits with
-	// tasks empty: capacity 1 means the sender never waits for the worker to be scheduled.
+	// tasks hands the worker its next task, or is closed to have it return. Only whoever
+	// took the worker from the group's idle workers (goFunc, close, sweep) sends or closes,
+	// once, while the worker waits with tasks empty: capacity 1 means the sender never waits
+	// for the worker to be scheduled.
 	tasks chan func()
-	// timer ends an idle period; one per worker, Reset at each, rather than one per task.
-	timer *time.Timer
+	// restedIn is the period in which the worker last became idle, or the one before when
+	// its rest began the period (so it idles through all of it); under the group's mu.
+	restedIn uint64
 }
 
 func (g *group) init() { g.idle = make(chan struct{}) }
@@ -85,6 +99,9 @@ func (g *group) close() {
 		return
 	}
 	g.closed = true
+	if g.sweeper != nil {
+		g.sweeper.Stop() // a sweep already started finds the group closed
+	}
 	for i, w := range g.idleWorkers {
 		close(w.tasks)
 		g.idleWorkers[i] = nil
@@ -118,8 +135,8 @@ func (g *group) goFunc(f func()) bool {
 }
 
 // work runs f, then the tasks the worker is handed while idle, and returns when it is not
-// kept idle (the group closed, or enough idle workers), when close wakes it, or when it has
-// been idle for the idle timeout.
+// kept idle (the group closed, or enough idle workers), or when close or a sweep has it
+// return (its tasks closed: a nil task).
 func (g *group) work(w *worker, f func()) {
 	defer g.done()
 	for f != nil {
@@ -128,30 +145,12 @@ func (g *group) work(w *worker, f func()) {
 		if !g.rest(w) {
 			break
 		}
-		f = g.await(w)
-	}
-	if w.timer != nil {
-		w.timer.Stop() // not left to fire for nobody
+		f = <-w.tasks
 	}
 }
 
-// await waits for the next task of w, an idle worker; nil when w should return: close woke
-// it, or its idle period ended.
-func (g *group) await(w *worker) func() {
-	select {
-	case f := <-w.tasks:
-		return f // nil once closed
-	case <-w.timer.C:
-		if g.retire(w) {
-			return nil
-		}
-		// Taken from the idle workers as the timer fired: a task, or close, is on its way.
-		return <-w.tasks
-	}
-}
-
-// rest makes w an idle worker and starts its idle period; false when it should return
-// instead: the group is closed, or has enough idle workers.
+// rest makes w an idle worker; false when it should return instead: the group is closed, or
+// has enough idle workers.
 func (g *group) rest(w *worker) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -159,35 +158,49 @@ func (g *group) rest(w *worker) bool {
 		return false
 	}
 	g.idleWorkers = append(g.idleWorkers, w)
-	d := g.idleTimeout
-	if d == 0 {
-		d = workerIdleTimeout
-	}
-	// Only w uses its timer: made with its first idle period, then Reset for each.
-	if w.timer == nil {
-		w.timer = time.NewTimer(d)
-	} else {
-		w.timer.Reset(d) // no stale expiry is received after Reset (Go 1.23 timers)
+	w.restedIn = g.period
+	if !g.armed {
+		g.beginPeriodLocked()
+		w.restedIn = g.period - 1
 	}
 	return true
 }
 
-// retire takes w, whose idle period has ended, out of the idle workers; false when it is no
-// longer among them: goFunc or close took it, and is sending to it.
-func (g *group) retire(w *worker) bool {
+// beginPeriodLocked has sweep run an idle timeout from now. Called with mu held.
+func (g *group) beginPeriodLocked() {
+	g.period++
+	d := g.idleTimeout
+	if d == 0 {
+		d = workerIdleTimeout
+	}
+	if g.sweeper == nil {
+		g.sweeper = time.AfterFunc(d, g.sweep)
+	} else {
+		g.sweeper.Reset(d)
+	}
+	g.armed = true
+}
+
+// sweep ends a period: the idle workers that idled through all of it return, and another
+// begins while any worker idles.
+func (g *group) sweep() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	// The longest idle are first: their timers fire first.
-	for i, v := range g.idleWorkers {
-		if v == w {
-			k := len(g.idleWorkers) - 1
-			copy(g.idleWorkers[i:], g.idleWorkers[i+1:])
-			g.idleWorkers[k] = nil
-			g.idleWorkers = g.idleWorkers[:k]
-			return true
-		}
+	g.armed = false
+	if g.closed {
+		return
 	}
-	return false
+	k := 0 // the longest idle are first
+	for k < len(g.idleWorkers) && g.idleWorkers[k].restedIn < g.period {
+		close(g.idleWorkers[k].tasks) // taken from the idle workers: ours to close
+		k++
+	}
+	n := copy(g.idleWorkers, g.idleWorkers[k:])
+	clear(g.idleWorkers[n:])
+	g.idleWorkers = g.idleWorkers[:n]
+	if n > 0 {
+		g.beginPeriodLocked()
+	}
 }
 
 // run runs f as a member of the group (a timer callback, on the timer's goroutine), unless

@@ -131,21 +131,13 @@ func TestGroupCloseReleasesIdleWorkers(t *testing.T) {
 // An idle worker returns once idle for the idle timeout; the group goes on taking tasks.
 func TestGroupIdleWorkerExpires(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
-	g := newTestGroup(time.Hour)
+	g := newTestGroup(10 * time.Millisecond)
 	defer closeAndWait(t, g)
 	ids := make(chan uint64, 1)
 	done := make(chan struct{})
 	close(done)
 	goOn(g, ids, done)
 	first := <-ids
-	waitFor(t, "the goroutine to idle", func() bool { idle, _ := g.counts(); return idle == 1 })
-	g.mu.Lock()
-	g.idleTimeout = 10 * time.Millisecond // from its next idle period
-	g.mu.Unlock()
-	goOn(g, ids, done)
-	if got := <-ids; got != first {
-		t.Fatalf("the task ran on goroutine %d, want the idle worker %d", got, first)
-	}
 	waitFor(t, "the idle worker to return", func() bool { idle, n := g.counts(); return idle == 0 && n == 0 })
 	select {
 	case <-g.idle:
@@ -155,6 +147,49 @@ func TestGroupIdleWorkerExpires(t *testing.T) {
 	goOn(g, ids, done)
 	if got := <-ids; got == first {
 		t.Errorf("a task ran on goroutine %d, which should have returned", got)
+	}
+}
+
+// A sweep retires the idle workers that idled through the whole period it ends, and keeps
+// those that became idle during it, for the next. (The sweeps here are called by the test;
+// the group's own come an hour apart.)
+func TestGroupSweepRetiresWorkersIdleForAWholePeriod(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	g := newTestGroup(time.Hour)
+	defer closeAndWait(t, g)
+	ids := make(chan uint64, 2)
+	releaseA, releaseB := make(chan struct{}), make(chan struct{})
+	goOn(g, ids, releaseA)
+	a := <-ids
+	goOn(g, ids, releaseB)
+	b := <-ids
+	close(releaseA) // a's rest begins a period: it idles through all of it
+	waitFor(t, "a to idle", func() bool { idle, _ := g.counts(); return idle == 1 })
+	close(releaseB) // b's begins during it
+	waitFor(t, "b to idle", func() bool { idle, _ := g.counts(); return idle == 2 })
+
+	g.sweep()
+	waitFor(t, "a to return", func() bool { idle, n := g.counts(); return idle == 1 && n == 1 })
+	g.sweep()
+	waitFor(t, "b to return", func() bool { idle, n := g.counts(); return idle == 0 && n == 0 })
+
+	// And a worker taken for a task before its period ends is not retired by that sweep.
+	done := make(chan struct{})
+	close(done)
+	goOn(g, ids, done)
+	c := <-ids
+	if c == a || c == b {
+		t.Fatalf("a task ran on goroutine %d, which should have returned", c)
+	}
+	waitFor(t, "c to idle", func() bool { idle, _ := g.counts(); return idle == 1 })
+	goOn(g, ids, done)
+	if got := <-ids; got != c {
+		t.Fatalf("the task ran on goroutine %d, want the idle worker %d", got, c)
+	}
+	waitFor(t, "c to idle again", func() bool { idle, _ := g.counts(); return idle == 1 })
+	g.sweep() // c idled again during this period
+	if idle, n := g.counts(); idle != 1 || n != 1 {
+		t.Fatalf("after a sweep: %d idle workers, %d members; want c kept", idle, n)
 	}
 }
 
@@ -223,5 +258,18 @@ func TestGroupStress(t *testing.T) {
 		if ran.Load() != taken.Load() {
 			t.Errorf("timeout %v: %d tasks taken, %d ran", timeout, taken.Load(), ran.Load())
 		}
+	}
+}
+
+// BenchmarkGroupTask: a task handed to an idle worker and run, then the worker idle again:
+// the group's own cost per connection under connect-per-request (docs/performance.md §1).
+func BenchmarkGroupTask(b *testing.B) {
+	g := newTestGroup(0)
+	defer g.close()
+	done := make(chan struct{}, 1)
+	task := func() { done <- struct{}{} }
+	for b.Loop() {
+		g.goFunc(task)
+		<-done
 	}
 }
