@@ -96,7 +96,7 @@ func (e *Email) send(ctx context.Context, msg []byte) error {
 		deadline = dl
 	}
 	_ = conn.SetDeadline(deadline)
-	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	stop := wakeWhenDone(ctx, conn.SetDeadline)
 	defer stop()
 	c, err := smtp.NewClient(conn, e.host)
 	if err != nil {

@@ -94,8 +94,7 @@ func (s *Syslog) Deliver(ctx context.Context, batch []Item) error {
 	}
 	// A receiver that stops reading blocks the write once the socket buffers are full:
 	// the sink's Close must not wait for the deadline (Deliver returns when ctx ends).
-	conn := s.conn
-	stop := context.AfterFunc(ctx, func() { _ = conn.SetWriteDeadline(time.Unix(1, 0)) })
+	stop := wakeWhenDone(ctx, s.conn.SetWriteDeadline)
 	defer stop()
 	s.buf = s.buf[:0]
 	for _, it := range batch {

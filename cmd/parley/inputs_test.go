@@ -9,10 +9,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/parley-dev/parley/api/v1alpha1"
 	"github.com/parley-dev/parley/connector"
 	"github.com/parley-dev/parley/connector/activity"
 	"github.com/parley-dev/parley/connector/connectortest"
@@ -352,4 +354,66 @@ func TestRunSinkWrappersForwardWhetherEvidenceIsRead(t *testing.T) {
 			t.Errorf("%T wrapped: ReadsEvidence %v, want %v", tc.out, got, tc.want)
 		}
 	}
+}
+
+// The exit summary reads a connector's counts while the register may still be writing (a
+// stop that gave up waiting for a stalled output): each read holds whole batches, and the
+// totals are exact however many goroutines write, new connectors among them.
+func TestTallySinkCountsExactlyUnderConcurrentWrites(t *testing.T) {
+	const writers, batches = 8, 2000
+	ts := &tallySink{Sink: activity.DiscardSink{}, per: map[string]*tally{}}
+	two := []v1alpha1.CaptureRecord{{Variable: "user"}, {Variable: "pass"}}
+	var wg sync.WaitGroup
+	for w := range writers {
+		own := "writer-" + strconv.Itoa(w) // a connector only this goroutine writes, new to the map
+		wg.Go(func() {
+			for range batches {
+				// Each batch counts 1 alert and 3 captures for alpha: a read holding part of
+				// a batch breaks 3 captures per alert.
+				batch := []*v1alpha1.ActivityRecord{
+					{Connector: "alpha", Alert: true, Captures: two},
+					{Connector: own, Alert: true},
+					{Connector: "alpha", Captures: two[:1]},
+				}
+				if err := ts.Write(batch); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	written := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(written)
+	}()
+	reads, last := 0, tally{}
+	for done := false; !done; reads++ {
+		select {
+		case <-written:
+			done = true
+		default:
+		}
+		got := ts.of("alpha")
+		if got == nil {
+			continue // no batch yet
+		}
+		if got.captures != 3*got.alerts || got.alerts < last.alerts {
+			t.Fatalf("read %d: %+v after %+v: part of a batch, or counts gone back", reads, *got, last)
+		}
+		last = *got
+	}
+	if got, want := ts.of("alpha"), (tally{alerts: writers * batches, captures: 3 * writers * batches}); got == nil || *got != want {
+		t.Errorf("alpha: %+v, want %+v", got, want)
+	}
+	for w := range writers {
+		name := "writer-" + strconv.Itoa(w)
+		if got, want := ts.of(name), (tally{alerts: batches}); got == nil || *got != want {
+			t.Errorf("%s: %+v, want %+v", name, got, want)
+		}
+	}
+	if got := ts.of("nobody"); got != nil {
+		t.Errorf("a connector that wrote nothing: %+v", *got)
+	}
+	t.Logf("%d reads while %d goroutines wrote", reads, writers)
 }

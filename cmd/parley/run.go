@@ -255,7 +255,7 @@ func run(parent context.Context, stdin io.Reader, stdout, stderr io.Writer, o ru
 	if err != nil {
 		return err
 	}
-	defer closeSigning() // on an early return; the normal end signs after the last activities
+	defer closeSigning(context.Background()) // on an early return; the normal end signs after the last activities
 	var sink activity.Sink = activity.NewTableSink(stdout, activity.TableOptions{
 		ConnectorColumn: len(progs) > 1, Binary: binary, Color: colorTerminal(stdout),
 	})
@@ -411,7 +411,9 @@ func run(parent context.Context, stdin io.Reader, stdout, stderr io.Writer, o ru
 	if err := reg.Close(flushCtx); err != nil {
 		fmt.Fprintln(stderr, "parley: activities not all printed:", err)
 	}
-	closeSigning()
+	// Within what is left of the flush's time: a flush that a stalled output ran out of
+	// time leaves none, and the stop does not wait signCloseTime more for the same output.
+	closeSigning(flushCtx)
 	if feed != nil {
 		drainCtx, drainCancel := context.WithTimeout(context.Background(), sinkDrainTime)
 		stopSinks(drainCtx, stderr, feed)
@@ -431,8 +433,10 @@ func run(parent context.Context, stdin io.Reader, stdout, stderr io.Writer, o ru
 	return errors.Join(errs...)
 }
 
-// signCloseTime bounds how long `parley run` waits at the end to sign its last checkpoints.
-const signCloseTime = 5 * time.Second
+// signCloseTime bounds how long `parley run` waits at the end to sign its last checkpoints,
+// when what is left of the stop's time is longer. A variable for the tests, which stretch
+// it to show which bound ended a wait.
+var signCloseTime = 5 * time.Second
 
 // jsonSink writes activities to w as JSON lines, compact (docs/evidence.md) unless
 // --json-lines full.
@@ -447,11 +451,11 @@ func jsonSink(o runOptions, w io.Writer) activity.Sink {
 // writes, through emit (the sink unchanged without a key), and what signs the last
 // activities at the end (once; later calls return at once). The last checkpoints go into
 // the outputs the register writes to: one that takes nothing more (a stalled pipe) holds
-// its signer as it holds the register, so the outputs are signed side by side, and for at
-// most signCloseTime.
-func checkpointSigning(o runOptions, haveSinks bool, stderr io.Writer) (signTo func(activity.Sink, func([]*evidence.Checkpoint) error) activity.Sink, closeAll func(), err error) {
+// its signer as it holds the register, so the outputs are signed side by side, until ctx
+// ends or for signCloseTime, whichever comes first.
+func checkpointSigning(o runOptions, haveSinks bool, stderr io.Writer) (signTo func(activity.Sink, func([]*evidence.Checkpoint) error) activity.Sink, closeAll func(ctx context.Context), err error) {
 	if o.signKey == "" {
-		return func(s activity.Sink, _ func([]*evidence.Checkpoint) error) activity.Sink { return s }, func() {}, nil
+		return func(s activity.Sink, _ func([]*evidence.Checkpoint) error) activity.Sink { return s }, func(context.Context) {}, nil
 	}
 	if o.output != "json" && o.logFile == "" && !haveSinks {
 		return nil, nil, errors.New("--sign-key signs JSON activities: add -o json, --log-file or an ActivitySink")
@@ -469,8 +473,10 @@ func checkpointSigning(o runOptions, haveSinks bool, stderr io.Writer) (signTo f
 		return ss
 	}
 	var once sync.Once
-	closeAll = func() {
+	closeAll = func(ctx context.Context) {
 		once.Do(func() {
+			ctx, cancel := context.WithTimeout(ctx, signCloseTime) // ctx's deadline if sooner
+			defer cancel()
 			var wg sync.WaitGroup
 			for _, ss := range sinks {
 				wg.Go(func() {
@@ -484,11 +490,9 @@ func checkpointSigning(o runOptions, haveSinks bool, stderr io.Writer) (signTo f
 				wg.Wait()
 				close(signed)
 			}()
-			timeout := time.NewTimer(signCloseTime)
-			defer timeout.Stop()
 			select {
 			case <-signed:
-			case <-timeout.C:
+			case <-ctx.Done():
 				fmt.Fprintln(stderr, "parley: the last evidence checkpoints not all signed: an output takes nothing more")
 			}
 		})

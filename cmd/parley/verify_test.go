@@ -3,8 +3,10 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -15,6 +17,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parley-dev/parley/api/v1alpha1"
+	"github.com/parley-dev/parley/connector/connectortest"
+	"github.com/parley-dev/parley/evidence"
 	"github.com/parley-dev/parley/internal/freeport"
 )
 
@@ -141,7 +146,7 @@ func TestRunSignsAndVerifyChecks(t *testing.T) {
 
 // An output that takes nothing more (a pipe nobody reads) does not hold the stop: the
 // activities it did not take are counted, and the last checkpoints, which would go to the
-// same output, are given up after a bounded wait rather than waited for for ever.
+// same output, are given up with the flush's time rather than waited for for ever.
 func TestRunStopsWhenItsOutputStalls(t *testing.T) {
 	dir := t.TempDir()
 	private, _ := opensslKeyPair(t, dir, "evidence")
@@ -191,7 +196,7 @@ func TestRunStopsWhenItsOutputStalls(t *testing.T) {
 	go func() { exited <- cmd.Wait() }()
 	select {
 	case <-exited:
-	case <-time.After(60 * time.Second): // the flush's 10 s and the signing's 5 s, generously
+	case <-time.After(60 * time.Second): // the flush's 10 s, which bounds the signing too, generously
 		cmd.Process.Kill()
 		<-exited
 		t.Fatalf("parley run did not stop with its output stalled:\n%s", stderr.String())
@@ -201,4 +206,136 @@ func TestRunStopsWhenItsOutputStalls(t *testing.T) {
 			t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
 		}
 	}
+}
+
+// setSignCloseTime sets the fixed bound on signing the last checkpoints for one test.
+func setSignCloseTime(t *testing.T, d time.Duration) {
+	t.Helper()
+	old := signCloseTime
+	signCloseTime = d
+	t.Cleanup(func() { signCloseTime = old })
+}
+
+// signingInto signs the JSON activities written to w, as `parley run -o json --sign-key`
+// does, and writes one activity: one checkpoint is left for closeAll to sign.
+func signingInto(t *testing.T, w io.Writer, stderr io.Writer) (closeAll func(context.Context)) {
+	t.Helper()
+	private, _ := opensslKeyPair(t, t.TempDir(), "evidence")
+	o := runOptions{signKey: private, output: "json", jsonLines: "compact"}
+	signTo, closeAll, err := checkpointSigning(o, false, stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := signTo(jsonSink(o, w), evidence.CheckpointLines(w))
+	if err := out.Write([]*v1alpha1.ActivityRecord{{Connector: "pinger", Type: v1alpha1.ActivityInput,
+		Evidence: &v1alpha1.EvidenceRecord{Chain: "c0ffee", Seq: 1, Hash: "sha256:" + strings.Repeat("0", 64)}}}); err != nil {
+		t.Fatal(err)
+	}
+	return closeAll
+}
+
+// fillPipe fills w, a pipe nobody reads, without blocking: the next write to it blocks
+// until the read end closes (at the end of the test).
+func fillPipe(t *testing.T, r, w *os.File) {
+	t.Helper()
+	t.Cleanup(func() { r.Close() }) // the blocked writes fail and return
+	rc, err := w.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := make([]byte, 4096)
+	var werr error
+	if err := rc.Write(func(fd uintptr) bool {
+		for werr == nil {
+			_, werr = syscall.Write(int(fd), chunk) // the pipe is non-blocking: EAGAIN when full
+		}
+		return true
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !errors.Is(werr, syscall.EAGAIN) {
+		t.Fatalf("filling the pipe: %v", werr)
+	}
+}
+
+// closeWithin runs closeAll(ctx) and fails the test if it does not return within
+// processWait: far sooner than the hour a test stretches the other bound to.
+func closeWithin(t *testing.T, ctx context.Context, closeAll func(context.Context)) {
+	t.Helper()
+	closed := make(chan struct{})
+	go func() {
+		closeAll(ctx)
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(processWait):
+		t.Fatal("closing the signers did not end with the bound under test")
+	}
+}
+
+// The stop signs the last checkpoints within what is left of its flush's time, and for
+// signCloseTime at most: a flush that a stalled output ran out of time leaves nothing, and
+// the stop ends with it rather than signCloseTime later. Each case stretches the bound it
+// does not test to an hour, so that only the one under test can have ended the wait.
+func TestCloseSigningEndsWithinTheFlushsTime(t *testing.T) {
+	const gaveUp = "parley: the last evidence checkpoints not all signed: an output takes nothing more\n"
+	t.Run("a flush out of time, an output stalled", func(t *testing.T) {
+		setSignCloseTime(t, time.Hour)
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Close()
+		var stderr connectortest.Output // the blocked signer reports to it after the test
+		closeAll := signingInto(t, w, &stderr)
+		fillPipe(t, r, w)
+		flushCtx, cancel := context.WithDeadline(context.Background(), time.Now()) // the flush took all its time
+		defer cancel()
+		closeWithin(t, flushCtx, closeAll)
+		if got := stderr.String(); got != gaveUp {
+			t.Errorf("stderr %q, want %q", got, gaveUp)
+		}
+	})
+	t.Run("no deadline, an output stalled", func(t *testing.T) {
+		setSignCloseTime(t, time.Millisecond)
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Close()
+		var stderr connectortest.Output
+		closeAll := signingInto(t, w, &stderr)
+		fillPipe(t, r, w)
+		closeWithin(t, context.Background(), closeAll) // as on an early return
+		if got := stderr.String(); got != gaveUp {
+			t.Errorf("stderr %q, want %q", got, gaveUp)
+		}
+	})
+	t.Run("time left, the output takes the checkpoint", func(t *testing.T) {
+		setSignCloseTime(t, time.Hour)
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		read := make(chan []byte, 1)
+		go func() {
+			b, _ := io.ReadAll(r)
+			read <- b
+		}()
+		var stderr connectortest.Output
+		closeAll := signingInto(t, w, &stderr)
+		flushCtx, cancel := context.WithTimeout(context.Background(), time.Hour)
+		defer cancel()
+		closeWithin(t, flushCtx, closeAll)
+		w.Close()
+		lines := strings.Split(strings.TrimSuffix(string(<-read), "\n"), "\n")
+		if len(lines) != 2 || !strings.HasPrefix(lines[1], `{"checkpoint":{"chain":"c0ffee","seq":1,`) {
+			t.Errorf("output, want the activity and its checkpoint:\n%s", strings.Join(lines, "\n"))
+		}
+		if got := stderr.String(); got != "" {
+			t.Errorf("stderr %q", got)
+		}
+	})
 }
