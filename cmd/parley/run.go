@@ -438,6 +438,12 @@ func run(parent context.Context, stdin io.Reader, stdout, stderr io.Writer, o ru
 // it to show which bound ended a wait.
 var signCloseTime = 5 * time.Second
 
+// signGrace is how long the outputs still taking writes get for their last checkpoint when
+// the stop has no time left (an output stalled the flush): a line each, far less than this.
+// Without it, a --log-file beside a stalled standard output would lose its last checkpoint
+// to the stalled one. A variable for the tests.
+var signGrace = time.Second
+
 // jsonSink writes activities to w as JSON lines, compact (docs/evidence.md) unless
 // --json-lines full.
 func jsonSink(o runOptions, w io.Writer) activity.Sink {
@@ -452,7 +458,7 @@ func jsonSink(o runOptions, w io.Writer) activity.Sink {
 // activities at the end (once; later calls return at once). The last checkpoints go into
 // the outputs the register writes to: one that takes nothing more (a stalled pipe) holds
 // its signer as it holds the register, so the outputs are signed side by side, until ctx
-// ends or for signCloseTime, whichever comes first.
+// ends (but for signGrace at least) or for signCloseTime, whichever comes first.
 func checkpointSigning(o runOptions, haveSinks bool, stderr io.Writer) (signTo func(activity.Sink, func([]*evidence.Checkpoint) error) activity.Sink, closeAll func(ctx context.Context), err error) {
 	if o.signKey == "" {
 		return func(s activity.Sink, _ func([]*evidence.Checkpoint) error) activity.Sink { return s }, func(context.Context) {}, nil
@@ -475,8 +481,12 @@ func checkpointSigning(o runOptions, haveSinks bool, stderr io.Writer) (signTo f
 	var once sync.Once
 	closeAll = func(ctx context.Context) {
 		once.Do(func() {
-			ctx, cancel := context.WithTimeout(ctx, signCloseTime) // ctx's deadline if sooner
-			defer cancel()
+			bound := signCloseTime
+			if deadline, ok := ctx.Deadline(); ok {
+				bound = min(bound, max(time.Until(deadline), signGrace))
+			}
+			timeout := time.NewTimer(bound)
+			defer timeout.Stop()
 			var wg sync.WaitGroup
 			for _, ss := range sinks {
 				wg.Go(func() {
@@ -492,7 +502,7 @@ func checkpointSigning(o runOptions, haveSinks bool, stderr io.Writer) (signTo f
 			}()
 			select {
 			case <-signed:
-			case <-ctx.Done():
+			case <-timeout.C:
 				fmt.Fprintln(stderr, "parley: the last evidence checkpoints not all signed: an output takes nothing more")
 			}
 		})

@@ -216,9 +216,17 @@ func setSignCloseTime(t *testing.T, d time.Duration) {
 	t.Cleanup(func() { signCloseTime = old })
 }
 
-// signingInto signs the JSON activities written to w, as `parley run -o json --sign-key`
-// does, and writes one activity: one checkpoint is left for closeAll to sign.
-func signingInto(t *testing.T, w io.Writer, stderr io.Writer) (closeAll func(context.Context)) {
+func setSignGrace(t *testing.T, d time.Duration) {
+	t.Helper()
+	old := signGrace
+	signGrace = d
+	t.Cleanup(func() { signGrace = old })
+}
+
+// signingInto signs the JSON activities written to each of outputs, as `parley run -o json
+// --sign-key` (and --log-file) does, and writes one activity to each: one checkpoint each
+// is left for closeAll to sign.
+func signingInto(t *testing.T, stderr io.Writer, outputs ...io.Writer) (closeAll func(context.Context)) {
 	t.Helper()
 	private, _ := opensslKeyPair(t, t.TempDir(), "evidence")
 	o := runOptions{signKey: private, output: "json", jsonLines: "compact"}
@@ -226,12 +234,34 @@ func signingInto(t *testing.T, w io.Writer, stderr io.Writer) (closeAll func(con
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := signTo(jsonSink(o, w), evidence.CheckpointLines(w))
-	if err := out.Write([]*v1alpha1.ActivityRecord{{Connector: "pinger", Type: v1alpha1.ActivityInput,
-		Evidence: &v1alpha1.EvidenceRecord{Chain: "c0ffee", Seq: 1, Hash: "sha256:" + strings.Repeat("0", 64)}}}); err != nil {
-		t.Fatal(err)
+	for _, w := range outputs {
+		out := signTo(jsonSink(o, w), evidence.CheckpointLines(w))
+		if err := out.Write([]*v1alpha1.ActivityRecord{{Connector: "pinger", Type: v1alpha1.ActivityInput,
+			Evidence: &v1alpha1.EvidenceRecord{Chain: "c0ffee", Seq: 1, Hash: "sha256:" + strings.Repeat("0", 64)}}}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return closeAll
+}
+
+// readAll reads r to its end on a goroutine of its own: the result comes once r's write
+// end is closed.
+func readAll(r io.Reader) <-chan []byte {
+	read := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(r)
+		read <- b
+	}()
+	return read
+}
+
+// wantSigned fails unless out is the activity signingInto writes and its checkpoint.
+func wantSigned(t *testing.T, out []byte) {
+	t.Helper()
+	lines := strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[1], `{"checkpoint":{"chain":"c0ffee","seq":1,`) {
+		t.Errorf("output, want the activity and its checkpoint:\n%s", strings.Join(lines, "\n"))
+	}
 }
 
 // fillPipe fills w, a pipe nobody reads, without blocking: the next write to it blocks
@@ -276,37 +306,67 @@ func closeWithin(t *testing.T, ctx context.Context, closeAll func(context.Contex
 
 // The stop signs the last checkpoints within what is left of its flush's time, and for
 // signCloseTime at most: a flush that a stalled output ran out of time leaves nothing, and
-// the stop ends with it rather than signCloseTime later. Each case stretches the bound it
-// does not test to an hour, so that only the one under test can have ended the wait.
+// the stop ends signGrace later, rather than signCloseTime later, once the outputs still
+// taking writes have had their last checkpoint. Each case stretches the bounds it does not
+// test to an hour, so that only the one under test can have ended the wait.
 func TestCloseSigningEndsWithinTheFlushsTime(t *testing.T) {
 	const gaveUp = "parley: the last evidence checkpoints not all signed: an output takes nothing more\n"
-	t.Run("a flush out of time, an output stalled", func(t *testing.T) {
-		setSignCloseTime(t, time.Hour)
+	// stalled is a pipe whose reader will take nothing more once stall has filled it (after
+	// the activity signingInto writes).
+	stalled := func(t *testing.T) (w *os.File, stall func()) {
+		t.Helper()
 		r, w, err := os.Pipe()
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer w.Close()
+		t.Cleanup(func() { w.Close() })
+		return w, func() { fillPipe(t, r, w) }
+	}
+	flushOutOfTime := func(t *testing.T) context.Context {
+		ctx, cancel := context.WithDeadline(context.Background(), time.Now()) // the flush took all its time
+		t.Cleanup(cancel)
+		return ctx
+	}
+	t.Run("a flush out of time, an output stalled", func(t *testing.T) {
+		setSignCloseTime(t, time.Hour)
+		setSignGrace(t, time.Millisecond)
 		var stderr connectortest.Output // the blocked signer reports to it after the test
-		closeAll := signingInto(t, w, &stderr)
-		fillPipe(t, r, w)
-		flushCtx, cancel := context.WithDeadline(context.Background(), time.Now()) // the flush took all its time
-		defer cancel()
-		closeWithin(t, flushCtx, closeAll)
+		out, stall := stalled(t)
+		closeAll := signingInto(t, &stderr, out)
+		stall()
+		closeWithin(t, flushOutOfTime(t), closeAll)
+		if got := stderr.String(); got != gaveUp {
+			t.Errorf("stderr %q, want %q", got, gaveUp)
+		}
+	})
+	t.Run("a flush out of time: the output beside the stalled one is signed", func(t *testing.T) {
+		// A --log-file beside a standard output that stalled the flush.
+		setSignCloseTime(t, time.Hour)
+		setSignGrace(t, 3*time.Second) // one checkpoint takes a few milliseconds
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		read := readAll(r)
+		var stderr connectortest.Output
+		out, stall := stalled(t)
+		closeAll := signingInto(t, &stderr, out, w)
+		stall()
+		closeWithin(t, flushOutOfTime(t), closeAll)
+		w.Close()
+		wantSigned(t, <-read)
 		if got := stderr.String(); got != gaveUp {
 			t.Errorf("stderr %q, want %q", got, gaveUp)
 		}
 	})
 	t.Run("no deadline, an output stalled", func(t *testing.T) {
 		setSignCloseTime(t, time.Millisecond)
-		r, w, err := os.Pipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer w.Close()
+		setSignGrace(t, time.Hour)
 		var stderr connectortest.Output
-		closeAll := signingInto(t, w, &stderr)
-		fillPipe(t, r, w)
+		out, stall := stalled(t)
+		closeAll := signingInto(t, &stderr, out)
+		stall()
 		closeWithin(t, context.Background(), closeAll) // as on an early return
 		if got := stderr.String(); got != gaveUp {
 			t.Errorf("stderr %q, want %q", got, gaveUp)
@@ -319,21 +379,14 @@ func TestCloseSigningEndsWithinTheFlushsTime(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer r.Close()
-		read := make(chan []byte, 1)
-		go func() {
-			b, _ := io.ReadAll(r)
-			read <- b
-		}()
+		read := readAll(r)
 		var stderr connectortest.Output
-		closeAll := signingInto(t, w, &stderr)
+		closeAll := signingInto(t, &stderr, w)
 		flushCtx, cancel := context.WithTimeout(context.Background(), time.Hour)
 		defer cancel()
 		closeWithin(t, flushCtx, closeAll)
 		w.Close()
-		lines := strings.Split(strings.TrimSuffix(string(<-read), "\n"), "\n")
-		if len(lines) != 2 || !strings.HasPrefix(lines[1], `{"checkpoint":{"chain":"c0ffee","seq":1,`) {
-			t.Errorf("output, want the activity and its checkpoint:\n%s", strings.Join(lines, "\n"))
-		}
+		wantSigned(t, <-read)
 		if got := stderr.String(); got != "" {
 			t.Errorf("stderr %q", got)
 		}
