@@ -121,7 +121,7 @@ func (c *Connector) runClientConversation(g *generation, i int, live *countdown,
 	cv.socks = append(cv.socks, s)
 	cv.start(s, false, s.detail)
 	cv.unlock()
-	c.readLoop(cv, s)
+	c.readLoop(cv, s, 0)
 }
 
 // errStopping fails a dial that a stopping connector will not use.

@@ -32,3 +32,6 @@ func HoldConversation(c *Connector, peer netip.AddrPort) (release func()) {
 	cv.mu.Lock()
 	return cv.mu.Unlock
 }
+
+// MaxIdleWorkers bounds the goroutines a connector keeps between tasks (group.go).
+const MaxIdleWorkers = maxIdleWorkers

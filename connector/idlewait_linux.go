@@ -47,11 +47,10 @@ type parkedConn struct {
 // a plain TCP connection, the connector stopping, no epoll instance): the caller starts
 // its reader itself.
 func (w *idleWaiter) park(cv *conversation, s *streamSocket) bool {
-	tc, ok := s.conn.(*net.TCPConn)
-	if !ok || s.datagrams || cv.prog.Expr != nil || framingOf(cv.prog) != nil {
-		return false // those readers hold state from the start (readbuf.go)
+	if !w.parkable(cv, s) {
+		return false
 	}
-	rc, err := tc.SyscallConn()
+	rc, err := s.conn.(*net.TCPConn).SyscallConn()
 	if err != nil {
 		return false
 	}
@@ -84,6 +83,13 @@ func (w *idleWaiter) park(cv *conversation, s *streamSocket) bool {
 	delete(w.parked, token)
 	s.idle.Store(nil)
 	return false
+}
+
+// parkable says whether s, whose conversation is cv, is a connection the waiter can hold: a
+// plain TCP connection whose reader holds no state between reads.
+func (w *idleWaiter) parkable(cv *conversation, s *streamSocket) bool {
+	_, tcp := s.conn.(*net.TCPConn)
+	return tcp && !s.datagrams && cv.prog.Expr == nil && framingOf(cv.prog) == nil // the others hold state from the start (readbuf.go)
 }
 
 // startLocked makes the epoll instance and starts the goroutine that watches it; false when

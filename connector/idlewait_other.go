@@ -6,6 +6,7 @@ package connector
 // once.
 type idleWaiter struct{ c *Connector }
 
-func (*idleWaiter) park(*conversation, *streamSocket) bool { return false }
-func (*idleWaiter) unpark(*streamSocket)                   {}
-func (*idleWaiter) stop()                                  {}
+func (*idleWaiter) park(*conversation, *streamSocket) bool     { return false }
+func (*idleWaiter) parkable(*conversation, *streamSocket) bool { return false }
+func (*idleWaiter) unpark(*streamSocket)                       {}
+func (*idleWaiter) stop()                                      {}

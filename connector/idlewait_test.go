@@ -4,8 +4,10 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/parley-dev/parley/api/v1alpha1"
+	"github.com/parley-dev/parley/connector"
 )
 
 // TestGreetedConnectionsWaitWithoutAGoroutine: plain TCP connections greeted and silent are
@@ -16,21 +18,22 @@ func TestGreetedConnectionsWaitWithoutAGoroutine(t *testing.T) {
 		t.Skip("the idle waiter is Linux's")
 	}
 	h := start(t, `
-operation: {port: 1, identifyBy: Address, interactionTimeout: 0s, maxConcurrentConnections: 100}
+operation: {port: 1, identifyBy: Address, interactionTimeout: 0s, maxConcurrentConnections: 1000}
 conversation:
   greetings: {value: "hi;"}
   rules: [{id: 1, mode: Sync, regex: "PING", response: "PONG;"}]
 `)
 	h.dial().expect("hi;") // the waiter's goroutine starts with the first connection
 	before := runtime.NumGoroutine()
-	const n = 40
+	// The goroutines that greeted them, and read them for Options.FirstInputWait, go back
+	// to the connector's idle workers, which keep at most MaxIdleWorkers: well under the
+	// reader each that would stay.
+	n := 3 * connector.MaxIdleWorkers
 	peers := make([]*peer, n)
 	for i := range peers {
 		peers[i] = h.dial()
 		peers[i].expect("hi;")
 	}
-	// The goroutines that accepted and greeted them go back to the connector's idle workers
-	// (a few: the dials are one after the other); a reader each would stay.
 	eventually(t, "the greeted connections to wait without a goroutine each", func() bool {
 		return runtime.NumGoroutine() < before+n/2
 	})
@@ -66,4 +69,22 @@ conversation:
 	if !strings.HasPrefix(a.Message, "socket closed on our side") {
 		t.Errorf("Ended %q", a.Message)
 	}
+}
+
+const idleRules = `
+operation: {port: 1, identifyBy: Address, interactionTimeout: 0s}
+conversation:
+  greetings: {value: "hi;"}
+  rules: [{id: 1, mode: Sync, regex: "PING", response: "PONG;"}]
+`
+
+// The first input's wait leaves no deadline behind: a connection that spoke within it and
+// then stays silent for longer is still read.
+func TestFirstInputWaitLeavesNoDeadline(t *testing.T) {
+	h := start(t, idleRules, func(o *connector.Options) { o.FirstInputWait = 50 * time.Millisecond })
+	p := h.dial()
+	p.expect("hi;")
+	p.exchange("PING", "PONG;")
+	p.expectSilence(200 * time.Millisecond)
+	p.exchange("PING", "PONG;")
 }

@@ -231,5 +231,5 @@ func (c *Connector) serveSessionStream(p *rules.Program, s *streamSocket, detail
 		cv.socketClosed(s, err)
 		return
 	}
-	c.readLoop(cv, s)
+	c.readLoop(cv, s, 0)
 }

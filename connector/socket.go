@@ -1,9 +1,11 @@
 package connector
 
 import (
+	"errors"
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -91,8 +93,10 @@ func (s *streamSocket) close() {
 func (s *streamSocket) closedByUs() bool       { return s.byUs.Load() }
 func (s *streamSocket) remote() netip.AddrPort { return s.peer }
 
-// readLoop turns reads into inputs until the socket closes.
-func (c *Connector) readLoop(cv *conversation, s *streamSocket) {
+// readLoop turns reads into inputs until the socket closes. With firstWait, its first read
+// waits that long, and a connection silent until then goes to the idle waiter (serveStream):
+// the loop returns unless the waiter cannot take it.
+func (c *Connector) readLoop(cv *conversation, s *streamSocket, firstWait time.Duration) {
 	if f := framingOf(cv.prog); f != nil {
 		c.framedLoop(cv, newFrameReader(s, f))
 		return
@@ -113,6 +117,9 @@ func (c *Connector) readLoop(cv *conversation, s *streamSocket) {
 	if wait == nil {
 		buf = make([]byte, size)
 	}
+	if firstWait > 0 {
+		_ = s.conn.SetReadDeadline(time.Now().Add(firstWait))
+	}
 	for {
 		var lent *[]byte
 		var n int
@@ -123,6 +130,16 @@ func (c *Connector) readLoop(cv *conversation, s *streamSocket) {
 			}
 		} else {
 			n, err = s.conn.Read(buf)
+		}
+		if firstWait > 0 {
+			firstWait = 0
+			_ = s.conn.SetReadDeadline(time.Time{}) // the reader resumed by the waiter reads without one
+			if n == 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+				if c.idle.park(cv, s) {
+					return
+				}
+				continue
+			}
 		}
 		if n > 0 {
 			truncated := n >= limit
@@ -147,7 +164,7 @@ func (c *Connector) readLoop(cv *conversation, s *streamSocket) {
 // startReader runs readLoop on a goroutine of the connector; false (and nothing run) once
 // the connector is stopping.
 func (c *Connector) startReader(cv *conversation, s *streamSocket) bool {
-	return c.tasks.goFunc(func() { c.readLoop(cv, s) })
+	return c.tasks.goFunc(func() { c.readLoop(cv, s, 0) })
 }
 
 // resume starts the reader of a socket the idle waiter held. Once the connector's

@@ -214,14 +214,22 @@ func (c *Connector) serveStream(conn net.Conn, p *rules.Program) {
 		c.untrackSocket(raw)
 		return
 	}
-	// A plain TCP connection waits for its first input without a goroutine (idle.park,
-	// idlewait_linux.go). Otherwise the reader is another task of the connector's group:
-	// this goroutine goes back to the group's idle workers for the next connection. The
-	// reader may get a worker whose stack grew in an earlier task, and an idle TLS, framed
-	// or CEL connection keeps it: at most maxIdleWorkers of them, as the stacks the
-	// workers would keep anyway (group.go, docs/performance.md §1).
-	if c.idle.park(cv, s) {
-		return
+	// A plain TCP connection that stays silent waits for its first input without a
+	// goroutine (idle.park, idlewait_linux.go): this goroutine reads it for
+	// Options.FirstInputWait first, and reads on if it speaks. Otherwise the reader is
+	// another task of the connector's group: this goroutine goes back to the group's idle
+	// workers for the next connection. The reader may get a worker whose stack grew in an
+	// earlier task, and an idle TLS, framed or CEL connection keeps it: at most
+	// maxIdleWorkers of them, as the stacks the workers would keep anyway (group.go,
+	// docs/performance.md §1).
+	if c.idle.parkable(cv, s) {
+		if wait := c.opts.FirstInputWait; wait > 0 {
+			c.readLoop(cv, s, wait)
+			return
+		}
+		if c.idle.park(cv, s) {
+			return
+		}
 	}
 	if !c.startReader(cv, s) {
 		_ = conn.Close()
