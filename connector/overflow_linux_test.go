@@ -1,14 +1,9 @@
 package connector
 
 import (
-	"bufio"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"net"
-	"os"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 	"unsafe"
@@ -16,35 +11,21 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/parley-dev/parley/internal/freeport"
+	"github.com/parley-dev/parley/internal/kerneludp"
 )
 
 // The kernel's count of datagrams dropped from a full receive buffer (SO_RXQ_OVFL), read
 // as the DTLS listener reads it: a real UDP socket with a tiny buffer, bursts sent to it
 // without reading, then every datagram read with its control message.
 
-// kernelDrops is the drop counter Linux keeps for the UDP socket bound to port on
-// 127.0.0.1, from /proc/self/net/udp (its last column).
+// kernelDrops is the kernel's drop count of the UDP socket bound to 127.0.0.1:port.
 func kernelDrops(t *testing.T, port int) uint64 {
 	t.Helper()
-	f, err := os.Open("/proc/self/net/udp")
+	n, err := kerneludp.Drops(port)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	local := fmt.Sprintf("0100007F:%04X", port)
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) > 2 && fields[1] == local {
-			n, err := strconv.ParseUint(fields[len(fields)-1], 10, 64)
-			if err != nil {
-				t.Fatalf("drops of %q: %v", sc.Text(), err)
-			}
-			return n
-		}
-	}
-	t.Fatalf("no socket on %s in /proc/self/net/udp (%v)", local, sc.Err())
-	return 0
+	return n
 }
 
 func TestSocketOverflowCountsTheKernelsDrops(t *testing.T) {
@@ -176,16 +157,11 @@ func overflowedSocket(t *testing.T) (*net.UDPConn, uint64) {
 			t.Fatal(err)
 		}
 	}
-	var dropped uint64
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		before := dropped
-		if dropped = kernelDrops(t, port); dropped > 0 && dropped == before {
-			return pc, dropped
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the kernel's drop count did not settle: %d", dropped)
-		}
+	dropped, err := kerneludp.SettledDrops(port, 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
 	}
+	return pc, dropped
 }
 
 // A plain UDP server's kernel drops are read when asked (SO_MEMINFO), not with each

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"net"
@@ -17,33 +16,8 @@ import (
 
 	"github.com/parley-dev/parley/connector/connectortest"
 	"github.com/parley-dev/parley/internal/freeport"
+	"github.com/parley-dev/parley/internal/kerneludp"
 )
-
-// kernelUDPDrops is the drop counter Linux keeps for the UDP socket bound to port on
-// 127.0.0.1, from /proc/self/net/udp (its last column; the network namespace's sockets,
-// those of the parley process the test started among them).
-func kernelUDPDrops(t *testing.T, port int) uint64 {
-	t.Helper()
-	f, err := os.Open("/proc/self/net/udp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	local := fmt.Sprintf("0100007F:%04X", port)
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) > 2 && fields[1] == local {
-			n, err := strconv.ParseUint(fields[len(fields)-1], 10, 64)
-			if err != nil {
-				t.Fatalf("drops of %q: %v", sc.Text(), err)
-			}
-			return n
-		}
-	}
-	t.Fatalf("no socket on %s in /proc/self/net/udp (%v)", local, sc.Err())
-	return 0
-}
 
 // waitAllThreadsStopped waits until every thread of process pid is stopped (state T): a
 // SIGSTOP is delivered when kill returns, but the threads stop as the kernel schedules them.
@@ -122,17 +96,9 @@ spec:
 		}
 	}
 	out.Close()
-	// On loopback a send has queued or dropped its datagram by the time it returns, unless
-	// the kernel defers that under load: the count is read once it holds still.
-	var dropped uint64
-	for deadline := time.Now().Add(processWait); ; time.Sleep(10 * time.Millisecond) {
-		before := dropped
-		if dropped = kernelUDPDrops(t, port); dropped > 0 && dropped == before {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the kernel's drop count did not settle: %d", dropped)
-		}
+	dropped, err := kerneludp.SettledDrops(port, processWait)
+	if err != nil {
+		t.Fatal(err)
 	}
 	if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
 		t.Fatal(err)
