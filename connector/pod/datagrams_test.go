@@ -9,13 +9,6 @@ import (
 	"github.com/parley-dev/parley/internal/freeport"
 )
 
-// udpPingSpec is a UDP server answering PING with P, one conversation per source address.
-const udpPingSpec = `
-operation: {port: 7000, transport: UDP, identifyBy: Address, interactionTimeout: 1h}
-conversation:
-  rules: [{id: 1, mode: Sync, regex: "PING", response: "P"}]
-`
-
 // The heartbeat counts the UDP datagrams the per-peer rate limit dropped, and keeps
 // counting across the connectors of one process (new network settings replace the
 // connector): the engine adds them into status.datagrams.rateLimited.
@@ -23,7 +16,7 @@ func TestHeartbeatCountsRateLimitedDatagrams(t *testing.T) {
 	e := uplinktest.New(t)
 	e.SetToken(engineToken)
 	port, port2 := freeport.T(t), freeport.T(t)
-	e.SetConfig(uplinktest.Config(t, udpPingSpec, "decoy", 1, port))
+	e.SetConfig(uplinktest.Config(t, connectortest.UDPPing, "decoy", 1, port))
 	p := startConnector(t, e)
 	connectortest.PingUDPFrom(t, "127.0.0.1", port) // serving now
 	// A burst from one source over its address's rate (100/s, bursts of 200): the datagrams
@@ -49,7 +42,7 @@ func TestHeartbeatCountsRateLimitedDatagrams(t *testing.T) {
 		return before > 0
 	})
 
-	e.SetConfig(uplinktest.Config(t, udpPingSpec, "decoy", 2, port2))
+	e.SetConfig(uplinktest.Config(t, connectortest.UDPPing, "decoy", 2, port2))
 	p.waitLog(t, "network settings changed")
 	connectortest.PingUDPFrom(t, "127.0.0.3", port2)
 	// The third conversation is the new connector's: a heartbeat counting it reads that
