@@ -91,7 +91,7 @@ func (r *ExternalConnectorReconciler) writeRulesEarly(ctx context.Context, ec *v
 // Ready conditions, what the rules resolved to (rules, mode, transport, port, endpoint), the
 // replica counts, ready and selector (the READY column and the scale subresource) and
 // observedGeneration. The engine owns the rest: the EngineConnected
-// condition, connections, activities and lastActivityTime.
+// condition, connections, datagrams, activities and lastActivityTime.
 func ownedStatus(st *v1alpha1.ExternalConnectorStatus) (statusapply.Fields, error) {
 	conditions, err := statusapply.Conditions(st.Conditions, v1alpha1.ConditionRulesResolved, v1alpha1.ConditionReady)
 	if err != nil {

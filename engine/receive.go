@@ -93,6 +93,8 @@ func (e *Engine) heartbeat(s *stream, hb *enginev1.Heartbeat) {
 	dTotal := sub(hb.GetTotalConnections(), prev.GetTotalConnections())
 	dRejected := sub(hb.GetRejectedConnections(), prev.GetRejectedConnections())
 	dEvicted := sub(hb.GetEvictedConnections(), prev.GetEvictedConnections())
+	dRateLimited := sub(hb.GetRateLimitedDatagrams(), prev.GetRateLimitedDatagrams())
+	dDatagramsDropped := sub(hb.GetDroppedDatagrams(), prev.GetDroppedDatagrams())
 	// Activities the process dropped before they could be sent (its buffers full, as when
 	// the engine acknowledges slower than a flood arrives) were produced and are lost: they
 	// count in total and dropped like those the engine drops.
@@ -101,6 +103,8 @@ func (e *Engine) heartbeat(s *stream, hb *enginev1.Heartbeat) {
 		cs.counts.connections += int64(dTotal)
 		cs.counts.rejected += int64(dRejected)
 		cs.counts.evicted += int64(dEvicted)
+		cs.counts.rateLimited += int64(dRateLimited)
+		cs.counts.datagramsDropped += int64(dDatagramsDropped)
 		cs.counts.activities += int64(dDropped)
 		cs.counts.dropped += int64(dDropped)
 		cs.droppedSinceWarning += int64(dDropped)

@@ -52,16 +52,23 @@ type connectorState struct {
 type counts struct {
 	activities, recorded, dropped  int64
 	connections, rejected, evicted int64
+	// status.datagrams: rateLimited, and dropped for lack of room.
+	rateLimited, datagramsDropped int64
 }
 
 func (c counts) plus(o counts) counts {
 	return counts{c.activities + o.activities, c.recorded + o.recorded, c.dropped + o.dropped,
-		c.connections + o.connections, c.rejected + o.rejected, c.evicted + o.evicted}
+		c.connections + o.connections, c.rejected + o.rejected, c.evicted + o.evicted,
+		c.rateLimited + o.rateLimited, c.datagramsDropped + o.datagramsDropped}
 }
 
 func countsOf(st *v1alpha1.ExternalConnectorStatus) counts {
-	return counts{st.Activities.Total, st.Activities.Recorded, st.Activities.Dropped,
-		st.Connections.Total, st.Connections.Rejected, st.Connections.Evicted}
+	c := counts{st.Activities.Total, st.Activities.Recorded, st.Activities.Dropped,
+		st.Connections.Total, st.Connections.Rejected, st.Connections.Evicted, 0, 0}
+	if d := st.Datagrams; d != nil {
+		c.rateLimited, c.datagramsDropped = d.RateLimited, d.Dropped
+	}
+	return c
 }
 
 // connector returns the state of key, making it on first use.

@@ -123,6 +123,10 @@ func (e *Engine) patchStatus(ctx context.Context, cs *connectorState) error {
 	st := &ec.Status
 	st.Activities = v1alpha1.ActivityCounts{Total: total.activities, Recorded: total.recorded, Dropped: total.dropped}
 	st.Connections = v1alpha1.ConnectionCounts{Active: active, Total: total.connections, Rejected: total.rejected, Evicted: total.evicted}
+	st.Datagrams = nil // omitted while none were lost: TCP connectors never show it
+	if total.rateLimited != 0 || total.datagramsDropped != 0 {
+		st.Datagrams = &v1alpha1.DatagramCounts{RateLimited: total.rateLimited, Dropped: total.datagramsDropped}
+	}
 	st.LastActivityTime = lastActivityTime(st.LastActivityTime, last)
 	restoreCondition(&st.Conditions, connected)
 	meta.SetStatusCondition(&st.Conditions, engineConnected(ec.Generation, pods))
@@ -319,6 +323,12 @@ func ownedStatus(st *v1alpha1.ExternalConnectorStatus) (statusapply.Fields, erro
 	}
 	if f["activities"], err = statusapply.Object(&st.Activities); err != nil {
 		return nil, err
+	}
+	// Set once a datagram was lost; the counts only grow, so it is never taken back.
+	if st.Datagrams != nil {
+		if f["datagrams"], err = statusapply.Object(st.Datagrams); err != nil {
+			return nil, err
+		}
 	}
 	if st.LastActivityTime != nil {
 		f["lastActivityTime"] = st.LastActivityTime.ToUnstructured()

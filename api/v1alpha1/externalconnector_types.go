@@ -236,6 +236,10 @@ type ExternalConnectorStatus struct {
 	Selector string `json:"selector,omitempty"`
 	// +optional
 	Connections ConnectionCounts `json:"connections,omitempty"`
+	// Datagrams counts the datagrams the connector's pods lost before any conversation read
+	// them; omitted while none were (TCP connectors never have it).
+	// +optional
+	Datagrams *DatagramCounts `json:"datagrams,omitempty"`
 	// +optional
 	Activities ActivityCounts `json:"activities,omitempty"`
 	// +optional
@@ -254,6 +258,20 @@ type ConnectionCounts struct {
 	// TimedOut activity.
 	// +optional
 	Evicted int64 `json:"evicted,omitempty"`
+}
+
+// DatagramCounts count the datagrams a UDP server's pods lost before any conversation read
+// them: a flood's measure, beside the pods' metrics (docs/hardening.md §4).
+type DatagramCounts struct {
+	// RateLimited UDP datagrams were dropped by the per-peer rate limit (each source's
+	// token bucket); summarised as Rejected activities.
+	// +optional
+	RateLimited int64 `json:"rateLimited,omitempty"`
+	// Dropped datagrams were lost for lack of room: the kernel's full receive buffer of the
+	// UDP or DTLS socket, and the DTLS listener's full backlog of new sources and per-source
+	// buffers. Real clients' datagrams are among them.
+	// +optional
+	Dropped int64 `json:"dropped,omitempty"`
 }
 
 // ActivityCounts count activities: produced by the connectors, recorded as objects, and

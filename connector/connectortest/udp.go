@@ -14,6 +14,15 @@ conversation:
   rules: [{id: 1, mode: Sync, regex: "PING", response: "P"}]
 `
 
+// UDPPing is a UDP server that answers PING with P, one conversation per source address;
+// its sources are held to the per-peer rate limit (100 datagrams a second, bursts of 200,
+// unless the connector is told otherwise).
+const UDPPing = `
+operation: {port: 7000, transport: UDP, identifyBy: Address, interactionTimeout: 1h}
+conversation:
+  rules: [{id: 1, mode: Sync, regex: "PING", response: "P"}]
+`
+
 // PingUDPFrom sends PING to 127.0.0.1:port from ip (any address of 127.0.0.0/8), again
 // each second until P comes back (the server may not listen yet): the source has a
 // conversation then.

@@ -246,6 +246,14 @@ func datagramCountsOf(st connector.Stats) datagramCounts {
 		metrics.DTLSDropped{Evicted: st.DTLSEvicted, Backlog: st.DTLSBacklogDropped, Buffer: st.DTLSBufferDropped, Socket: st.DTLSSocketDropped}}
 }
 
+// dropped are the datagrams lost for lack of room before any conversation read them: the
+// kernel's full receive buffer (UDP or DTLS socket), and the DTLS listener's full backlog
+// and per-source buffers. DTLS handshakes evicted or never verified are not among them: a
+// conversation's handshake read their datagrams.
+func (d datagramCounts) dropped() uint64 {
+	return d.udpSocketDropped + d.dtls.Socket + d.dtls.Backlog + d.dtls.Buffer
+}
+
 func (d datagramCounts) plus(o datagramCounts) datagramCounts {
 	return datagramCounts{d.rateLimited + o.rateLimited, d.unverifiedHellos + o.unverifiedHellos, d.udpSocketDropped + o.udpSocketDropped,
 		metrics.DTLSDropped{Evicted: d.dtls.Evicted + o.dtls.Evicted, Backlog: d.dtls.Backlog + o.dtls.Backlog,
@@ -339,7 +347,8 @@ func (p *process) heartbeat() *enginev1.Heartbeat {
 }
 
 // snapshot is the heartbeat and the datagram counts of the connectors so far, from one
-// read of the serving connector's Stats (each reads the UDP sockets' drop counts).
+// read of the serving connector's Stats (each reads the UDP sockets' drop counts): the
+// heartbeat's datagram counts are the metrics', replaced connectors' included.
 func (p *process) snapshot() (*enginev1.Heartbeat, datagramCounts) {
 	p.statsMu.Lock()
 	c, total, rejected, evicted, d := p.current, p.baseTotal, p.baseRejected, p.baseEvicted, p.retired
@@ -355,6 +364,7 @@ func (p *process) snapshot() (*enginev1.Heartbeat, datagramCounts) {
 		stepErrors = st.SharedMemoryErrors
 		d = d.plus(datagramCountsOf(st))
 	}
+	hb.RateLimitedDatagrams, hb.DroppedDatagrams = d.rateLimited, d.dropped()
 	rs := p.reg.Stats()
 	hb.ActivitiesProduced = rs.Recorded + rs.Dropped
 	hb.ActivitiesDropped = rs.Dropped + p.up.Stats().Dropped

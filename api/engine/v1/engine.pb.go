@@ -695,8 +695,14 @@ type Heartbeat struct {
 	// Conversations ended to make room for a new source at maxConcurrentConnections
 	// (operation.capacityPolicy: EvictIdlest).
 	EvictedConnections uint64 `protobuf:"varint,8,opt,name=evicted_connections,json=evictedConnections,proto3" json:"evicted_connections,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// UDP datagrams dropped by the per-peer rate limit.
+	RateLimitedDatagrams uint64 `protobuf:"varint,9,opt,name=rate_limited_datagrams,json=rateLimitedDatagrams,proto3" json:"rate_limited_datagrams,omitempty"`
+	// Datagrams lost for lack of room before any conversation read them: the kernel's full
+	// receive buffer (UDP and DTLS sockets) and the DTLS listener's full backlog and
+	// per-source buffers.
+	DroppedDatagrams uint64 `protobuf:"varint,10,opt,name=dropped_datagrams,json=droppedDatagrams,proto3" json:"dropped_datagrams,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Heartbeat) Reset() {
@@ -781,6 +787,20 @@ func (x *Heartbeat) GetSharedMemory() *SharedMemory {
 func (x *Heartbeat) GetEvictedConnections() uint64 {
 	if x != nil {
 		return x.EvictedConnections
+	}
+	return 0
+}
+
+func (x *Heartbeat) GetRateLimitedDatagrams() uint64 {
+	if x != nil {
+		return x.RateLimitedDatagrams
+	}
+	return 0
+}
+
+func (x *Heartbeat) GetDroppedDatagrams() uint64 {
+	if x != nil {
+		return x.DroppedDatagrams
 	}
 	return 0
 }
@@ -1012,7 +1032,7 @@ const file_api_engine_v1_engine_proto_rawDesc = "" +
 	"activities\x18\x02 \x03(\fR\n" +
 	"activities\"!\n" +
 	"\x03Ack\x12\x1a\n" +
-	"\tup_to_seq\x18\x01 \x01(\x04R\aupToSeq\"\x88\x03\n" +
+	"\tup_to_seq\x18\x01 \x01(\x04R\aupToSeq\"\xeb\x03\n" +
 	"\tHeartbeat\x12-\n" +
 	"\x12active_connections\x18\x01 \x01(\x03R\x11activeConnections\x12+\n" +
 	"\x11total_connections\x18\x02 \x01(\x04R\x10totalConnections\x121\n" +
@@ -1021,7 +1041,10 @@ const file_api_engine_v1_engine_proto_rawDesc = "" +
 	"\x12activities_dropped\x18\x05 \x01(\x04R\x11activitiesDropped\x12\x16\n" +
 	"\x06paused\x18\x06 \x01(\bR\x06paused\x12C\n" +
 	"\rshared_memory\x18\a \x01(\v2\x1e.parley.engine.v1.SharedMemoryR\fsharedMemory\x12/\n" +
-	"\x13evicted_connections\x18\b \x01(\x04R\x12evictedConnections\"\xcc\x01\n" +
+	"\x13evicted_connections\x18\b \x01(\x04R\x12evictedConnections\x124\n" +
+	"\x16rate_limited_datagrams\x18\t \x01(\x04R\x14rateLimitedDatagrams\x12+\n" +
+	"\x11dropped_datagrams\x18\n" +
+	" \x01(\x04R\x10droppedDatagrams\"\xcc\x01\n" +
 	"\fSharedMemory\x12:\n" +
 	"\x05state\x18\x01 \x01(\x0e2$.parley.engine.v1.SharedMemory.StateR\x05state\x12\x14\n" +
 	"\x05store\x18\x02 \x01(\tR\x05store\x12\x1d\n" +
