@@ -154,7 +154,10 @@ func TestShutdownAndCloseEndEveryGoroutine(t *testing.T) {
 			acts := &connectortest.Collector{}
 			reg := newRegister(acts)
 
-			tcp := serveTCP(t, newConnector(t, "tcp", fmt.Sprintf(liveRules, "TCP"), reg), nil)
+			// The silent peer waits in the idle waiter, from its greeting (FirstInputWait
+			// negative), and Shutdown or Close must wake it there.
+			tcp := serveTCP(t, newConnector(t, "tcp", fmt.Sprintf(liveRules, "TCP"), reg,
+				func(o *connector.Options) { o.FirstInputWait = -1 }), nil)
 			udp := serveUDP(t, newConnector(t, "udp", fmt.Sprintf(liveRules, "UDP"), reg), nil)
 			port := tcp.Addr().(*net.TCPAddr).Port
 			client := &served{Connector: newConnector(t, "client", fmt.Sprintf(`

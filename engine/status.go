@@ -72,7 +72,7 @@ func lastActivityTime(stored *metav1.Time, last time.Time) *metav1.Time {
 }
 
 // statusOwner is the field manager of the status fields the engine owns: the EngineConnected
-// condition, connections, activities and lastActivityTime. The connector controller owns
+// condition, connections, datagrams, activities and lastActivityTime. The connector controller owns
 // the rest, under its own.
 const statusOwner = client.FieldOwner("parley-engine")
 
