@@ -46,3 +46,18 @@ func PingUDPFrom(t testing.TB, ip string, port int) {
 		}
 	}
 }
+
+// BurstUDPFrom sends n PINGs to 127.0.0.1:port from ip at once, without reading: over a
+// source's rate (100 datagrams a second, bursts of 200, by default), those beyond it are
+// dropped by the per-peer rate limit and counted.
+func BurstUDPFrom(t testing.TB, ip string, port, n int) {
+	t.Helper()
+	conn, err := net.DialUDP("udp4", &net.UDPAddr{IP: net.ParseIP(ip)}, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for range n {
+		_, _ = conn.Write([]byte("PING"))
+	}
+}
