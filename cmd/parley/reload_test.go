@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -176,6 +177,27 @@ func TestRunWatchNeedsFiles(t *testing.T) {
 	}
 }
 
+// metricsURL waits for the line parley run writes to stderr with the address of its
+// metrics, and for each of also, and returns the address.
+func metricsURL(t *testing.T, stderr *connectortest.Output, also ...string) string {
+	t.Helper()
+	for deadline := time.Now().Add(processWait); ; time.Sleep(20 * time.Millisecond) {
+		out := stderr.String()
+		url := ""
+		for _, line := range strings.Split(out, "\n") {
+			if u, ok := strings.CutPrefix(line, "parley: metrics at "); ok {
+				url = u
+			}
+		}
+		if url != "" && !slices.ContainsFunc(also, func(s string) bool { return !strings.Contains(out, s) }) {
+			return url
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no metrics line, or not all of %q:\n%s", also, out)
+		}
+	}
+}
+
 // TestRunServesTheConnectorMetrics: the same metrics as connector pods, for parley run.
 func TestRunServesTheConnectorMetrics(t *testing.T) {
 	port := freeport.T(t)
@@ -186,19 +208,7 @@ func TestRunServesTheConnectorMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cmd.Process.Kill()
-	var url string
-	deadline := time.Now().Add(processWait)
-	for url == "" || !strings.Contains(stderr.String(), "listening on") {
-		if time.Now().After(deadline) {
-			t.Fatalf("no metrics or listening line:\n%s", stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-		for _, line := range strings.Split(stderr.String(), "\n") {
-			if u, ok := strings.CutPrefix(line, "parley: metrics at "); ok {
-				url = u
-			}
-		}
-	}
+	url := metricsURL(t, &stderr, "listening on")
 	c, err := net.Dial("tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 	if err != nil {
 		t.Fatal(err)

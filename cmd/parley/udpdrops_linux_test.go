@@ -73,17 +73,7 @@ spec:
 	connectortest.PingUDPFrom(t, "127.0.0.1", port) // the server reads
 	// The metrics line was written before the connector served, but the copy of the
 	// process's stderr into the test's may lag behind the ping's reply.
-	var url string
-	for deadline := time.Now().Add(processWait); url == ""; time.Sleep(20 * time.Millisecond) {
-		for _, line := range strings.Split(stderr.String(), "\n") {
-			if u, ok := strings.CutPrefix(line, "parley: metrics at "); ok {
-				url = u
-			}
-		}
-		if url == "" && time.Now().After(deadline) {
-			t.Fatalf("no metrics line:\n%s", stderr.String())
-		}
-	}
+	url := metricsURL(t, &stderr)
 
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)

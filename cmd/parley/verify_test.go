@@ -244,15 +244,21 @@ func signingInto(t *testing.T, stderr io.Writer, outputs ...io.Writer) (closeAll
 	return closeAll
 }
 
-// readAll reads r to its end on a goroutine of its own: the result comes once r's write
-// end is closed.
-func readAll(r io.Reader) <-chan []byte {
-	read := make(chan []byte, 1)
+// readPipe is a pipe whose read end is read to its end on a goroutine of its own: what was
+// written comes once w is closed.
+func readPipe(t *testing.T) (w *os.File, read <-chan []byte) {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	out := make(chan []byte, 1)
 	go func() {
 		b, _ := io.ReadAll(r)
-		read <- b
+		out <- b
 	}()
-	return read
+	return w, out
 }
 
 // wantSigned fails unless out is the activity signingInto writes and its checkpoint.
@@ -343,12 +349,7 @@ func TestCloseSigningEndsWithinTheFlushsTime(t *testing.T) {
 		// A --log-file beside a standard output that stalled the flush.
 		setSignCloseTime(t, time.Hour)
 		setSignGrace(t, 3*time.Second) // one checkpoint takes a few milliseconds
-		r, w, err := os.Pipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer r.Close()
-		read := readAll(r)
+		w, read := readPipe(t)
 		var stderr connectortest.Output
 		out, stall := stalled(t)
 		closeAll := signingInto(t, &stderr, out, w)
@@ -374,12 +375,7 @@ func TestCloseSigningEndsWithinTheFlushsTime(t *testing.T) {
 	})
 	t.Run("time left, the output takes the checkpoint", func(t *testing.T) {
 		setSignCloseTime(t, time.Hour)
-		r, w, err := os.Pipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer r.Close()
-		read := readAll(r)
+		w, read := readPipe(t)
 		var stderr connectortest.Output
 		closeAll := signingInto(t, &stderr, w)
 		flushCtx, cancel := context.WithTimeout(context.Background(), time.Hour)
