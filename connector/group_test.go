@@ -58,6 +58,25 @@ func closeAndWait(t *testing.T, g *group) {
 	}
 }
 
+// idleTwo runs two tasks at once on g, on two goroutines, then has their goroutines idle
+// one after the other, and returns them in that order.
+func idleTwo(t *testing.T, g *group, ids chan uint64) (first, last uint64) {
+	t.Helper()
+	releaseFirst, releaseLast := make(chan struct{}), make(chan struct{})
+	goOn(g, ids, releaseFirst)
+	first = <-ids
+	goOn(g, ids, releaseLast)
+	last = <-ids
+	if first == last {
+		t.Fatalf("two tasks under way on goroutine %d", first)
+	}
+	close(releaseFirst)
+	waitFor(t, "the first goroutine to idle", func() bool { idle, _ := g.counts(); return idle == 1 })
+	close(releaseLast)
+	waitFor(t, "the last goroutine to idle", func() bool { idle, _ := g.counts(); return idle == 2 })
+	return first, last
+}
+
 // A goroutine whose task has returned runs the next one, the most recently idled first: its
 // stack is the one grown last.
 func TestGroupReusesTheLastIdleWorker(t *testing.T) {
@@ -65,18 +84,7 @@ func TestGroupReusesTheLastIdleWorker(t *testing.T) {
 	g := newTestGroup(time.Hour)
 	defer closeAndWait(t, g)
 	ids := make(chan uint64, 3)
-	releaseA, releaseB := make(chan struct{}), make(chan struct{})
-	goOn(g, ids, releaseA)
-	a := <-ids
-	goOn(g, ids, releaseB)
-	b := <-ids
-	if a == b {
-		t.Fatalf("two tasks under way on goroutine %d", a)
-	}
-	close(releaseB)
-	waitFor(t, "b's goroutine to idle", func() bool { idle, _ := g.counts(); return idle == 1 })
-	close(releaseA)
-	waitFor(t, "a's goroutine to idle", func() bool { idle, _ := g.counts(); return idle == 2 })
+	b, a := idleTwo(t, g, ids) // a idled last
 
 	done := make(chan struct{})
 	close(done)
@@ -158,15 +166,8 @@ func TestGroupSweepRetiresWorkersIdleForAWholePeriod(t *testing.T) {
 	g := newTestGroup(time.Hour)
 	defer closeAndWait(t, g)
 	ids := make(chan uint64, 2)
-	releaseA, releaseB := make(chan struct{}), make(chan struct{})
-	goOn(g, ids, releaseA)
-	a := <-ids
-	goOn(g, ids, releaseB)
-	b := <-ids
-	close(releaseA) // a's rest begins a period: it idles through all of it
-	waitFor(t, "a to idle", func() bool { idle, _ := g.counts(); return idle == 1 })
-	close(releaseB) // b's begins during it
-	waitFor(t, "b to idle", func() bool { idle, _ := g.counts(); return idle == 2 })
+	// a's rest begins a period: it idles through all of it; b's begins during it.
+	a, b := idleTwo(t, g, ids)
 
 	g.sweep()
 	waitFor(t, "a to return", func() bool { idle, n := g.counts(); return idle == 1 && n == 1 })
