@@ -28,9 +28,10 @@ func TestOwnedStatus(t *testing.T) {
 	}
 	st.Conditions[1].LastTransitionTime = at
 	for _, tc := range []struct {
-		name string
-		last *metav1.Time
-		want string
+		name      string
+		last      *metav1.Time
+		datagrams *v1alpha1.DatagramCounts
+		want      string
 	}{
 		{name: "no activity yet", want: `{"activities":{"dropped":1,"recorded":4,"total":5},` +
 			`"conditions":[{"lastTransitionTime":"2025-03-04T05:06:07Z","message":"2 pod(s) connected to the engine: decoy-a, decoy-b","observedGeneration":2,"reason":"Connected","status":"True","type":"EngineConnected"}],` +
@@ -38,10 +39,13 @@ func TestOwnedStatus(t *testing.T) {
 		{name: "with the last activity", last: &at, want: `{"activities":{"dropped":1,"recorded":4,"total":5},` +
 			`"conditions":[{"lastTransitionTime":"2025-03-04T05:06:07Z","message":"2 pod(s) connected to the engine: decoy-a, decoy-b","observedGeneration":2,"reason":"Connected","status":"True","type":"EngineConnected"}],` +
 			`"connections":{"active":0,"rejected":0,"total":3},"lastActivityTime":"2025-03-04T05:06:07Z"}`},
+		{name: "with datagrams lost", datagrams: &v1alpha1.DatagramCounts{RateLimited: 7, Dropped: 2}, want: `{"activities":{"dropped":1,"recorded":4,"total":5},` +
+			`"conditions":[{"lastTransitionTime":"2025-03-04T05:06:07Z","message":"2 pod(s) connected to the engine: decoy-a, decoy-b","observedGeneration":2,"reason":"Connected","status":"True","type":"EngineConnected"}],` +
+			`"connections":{"active":0,"rejected":0,"total":3},"datagrams":{"dropped":2,"rateLimited":7}}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			st := st
-			st.LastActivityTime = tc.last
+			st.LastActivityTime, st.Datagrams = tc.last, tc.datagrams
 			fields, err := ownedStatus(&st)
 			if err != nil {
 				t.Fatal(err)
@@ -117,6 +121,25 @@ func TestSharedMemoryReady(t *testing.T) {
 }
 
 // The engine owns SharedMemoryReady beside EngineConnected.
+// A new engine (a restart, a new leader) carries on from the counts in the status: those
+// the heartbeats add to, datagrams included, and none where the status has none.
+func TestCountsReadBackFromStatus(t *testing.T) {
+	st := &v1alpha1.ExternalConnectorStatus{
+		Activities:  v1alpha1.ActivityCounts{Total: 1, Recorded: 2, Dropped: 3},
+		Connections: v1alpha1.ConnectionCounts{Active: 9, Total: 4, Rejected: 5, Evicted: 6},
+		Datagrams:   &v1alpha1.DatagramCounts{RateLimited: 7, Dropped: 8},
+	}
+	want := counts{activities: 1, recorded: 2, dropped: 3, connections: 4, rejected: 5, evicted: 6, rateLimited: 7, datagramsDropped: 8}
+	if got := countsOf(st); got != want {
+		t.Errorf("countsOf %+v, want %+v", got, want)
+	}
+	st.Datagrams = nil
+	want.rateLimited, want.datagramsDropped = 0, 0
+	if got := countsOf(st); got != want {
+		t.Errorf("without datagrams: countsOf %+v, want %+v", got, want)
+	}
+}
+
 func TestOwnedStatusHasSharedMemoryReady(t *testing.T) {
 	st := v1alpha1.ExternalConnectorStatus{Conditions: []metav1.Condition{
 		{Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonReplicasReady},
