@@ -23,9 +23,12 @@ type Sink interface {
 }
 
 // EvidenceReader is a Sink that says whether it reads the evidence the register seals into
-// each activity (its previous and own hash). Sealing is a canonical encoding and a SHA-256
-// per activity, about a tenth of a busy connector's CPU (docs/performance.md §5), wasted
-// where nothing shows the hashes: a terminal table, or nothing at all (-o none).
+// each activity (its previous and own hash), and with it the record the hash is of, whose
+// input and output carry their base64 (CompleteBase64). Sealing is a canonical encoding and
+// a SHA-256 per activity, about a tenth of a busy connector's CPU (docs/performance.md §5),
+// and the base64 a string a third larger than the payload: both wasted where nothing shows
+// them, a terminal table or nothing at all (-o none). A sink that reads no evidence gets an
+// input or output in utf-8 as its text alone, which holds its bytes.
 type EvidenceReader interface {
 	ReadsEvidence() bool
 }
@@ -123,7 +126,8 @@ func (r *Register) SetBudget(bytes int64) {
 }
 
 // Record numbers a in the register's evidence chain and queues it (an input or output given
-// as text alone gets its base64 once taken: CompleteBase64); it never blocks: when
+// as text alone gets its base64 once taken, for a sink that reads the evidence:
+// CompleteBase64); it never blocks: when
 // the queue is full (by count, or by bytes: an activity that would take the register over
 // its budget, unless nothing is held), a is dropped and counted, and its number becomes a
 // gap in the chain. a belongs to the register from here on.
@@ -257,8 +261,8 @@ func (r *Register) fill(batch []queued) []queued {
 func (r *Register) write(batch []queued, records []*v1alpha1.ActivityRecord) ([]queued, []*v1alpha1.ActivityRecord) {
 	var size int64
 	for _, q := range batch {
-		CompleteBase64(q.a)
 		if r.seal {
+			CompleteBase64(q.a) // the hash covers it
 			r.chain.Seal(q.a)
 		}
 		records = append(records, q.a)

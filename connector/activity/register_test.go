@@ -182,7 +182,8 @@ func (s *keepingSink) Write(b []*v1alpha1.ActivityRecord) error {
 func (s *keepingSink) ReadsEvidence() bool { return s.readsEvidence }
 
 // The register seals activities (hashes them into its chain) only for sinks that read the
-// evidence; the others (a terminal table, -o none) get them numbered, not hashed. A sink
+// evidence; the others (a terminal table, -o none) get them numbered, not hashed, and an
+// input or output given as text alone stays so, without the base64 the hash covers. A sink
 // that does not tell, or a MultiSink with one sink that reads it, gets them sealed.
 func TestRegisterSealsOnlyForSinksThatReadEvidence(t *testing.T) {
 	blind := func() activity.Sink { return &keepingSink{} }
@@ -211,7 +212,11 @@ func TestRegisterSealsOnlyForSinksThatReadEvidence(t *testing.T) {
 		reg := activity.NewRegister(sink, 0, nil)
 		go reg.Run()
 		for range 3 {
-			reg.Record(&v1alpha1.ActivityRecord{Type: v1alpha1.ActivityInput})
+			reg.Record(&v1alpha1.ActivityRecord{
+				Type:   v1alpha1.ActivityInput,
+				Input:  &v1alpha1.InputRecord{Text: "PING\r\n", Bytes: 6},
+				Output: &v1alpha1.OutputRecord{Text: "+PONG\r\n", Bytes: 7},
+			})
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		if err := reg.Close(ctx); err != nil {
@@ -227,6 +232,13 @@ func TestRegisterSealsOnlyForSinksThatReadEvidence(t *testing.T) {
 			}
 			if sealed := a.Evidence.Hash != ""; sealed != seal {
 				t.Errorf("seal %v: activity %d has hash %q", seal, i, a.Evidence.Hash)
+			}
+			wantIn, wantOut := "", ""
+			if seal {
+				wantIn, wantOut = "UElORw0K", "K1BPTkcNCg=="
+			}
+			if a.Input.Base64 != wantIn || a.Output.Base64 != wantOut {
+				t.Errorf("seal %v: activity %d has base64 %q and %q, want %q and %q", seal, i, a.Input.Base64, a.Output.Base64, wantIn, wantOut)
 			}
 		}
 	}
