@@ -35,3 +35,10 @@ func HoldConversation(c *Connector, peer netip.AddrPort) (release func()) {
 
 // MaxIdleWorkers bounds the goroutines a connector keeps between tasks (group.go).
 const MaxIdleWorkers = maxIdleWorkers
+
+// IdleWorkers is how many of c's goroutines wait for their next task (group.go).
+func IdleWorkers(c *Connector) int {
+	c.tasks.mu.Lock()
+	defer c.tasks.mu.Unlock()
+	return len(c.tasks.idleWorkers)
+}

@@ -89,3 +89,25 @@ func TestFirstInputWaitLeavesNoDeadline(t *testing.T) {
 	p.expectSilence(1500 * time.Millisecond)
 	p.exchange("PING", "PONG;")
 }
+
+// TestFramedConnectionIsReadWhereItWasGreeted: a connection the idle waiter does not hold
+// (framed here, as TLS and CEL ones) is read by the goroutine that accepted and greeted it:
+// handing its reader to another of the connector's goroutines would leave the first idle,
+// a wake-up per connection for nothing.
+func TestFramedConnectionIsReadWhereItWasGreeted(t *testing.T) {
+	h := start(t, `
+operation: {port: 1, identifyBy: Address, framing: {type: Delimiter, delimiter: "\r\n"}}
+conversation:
+  greetings: {value: "hi;"}
+  rules: [{id: 1, mode: Sync, regex: "PING", response: "PONG;"}]
+`)
+	for range 3 {
+		p := h.dial()
+		p.expect("hi;")
+		p.exchange("PING\r\n", "PONG;")
+		p.exchange("PING\r\n", "PONG;")
+		if n := connector.IdleWorkers(h.Connector); n != 0 {
+			t.Fatalf("%d of the connector's goroutines idle, while each connection's is its reader", n)
+		}
+	}
+}

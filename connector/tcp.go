@@ -216,12 +216,11 @@ func (c *Connector) serveStream(conn net.Conn, p *rules.Program) {
 	}
 	// A plain TCP connection that stays silent waits for its first input without a
 	// goroutine (idle.park, idlewait_linux.go): this goroutine reads it for
-	// Options.FirstInputWait first, and reads on if it speaks. Otherwise the reader is
-	// another task of the connector's group: this goroutine goes back to the group's idle
-	// workers for the next connection. The reader may get a worker whose stack grew in an
-	// earlier task, and an idle TLS, framed or CEL connection keeps it: at most
-	// maxIdleWorkers of them, as the stacks the workers would keep anyway (group.go,
-	// docs/performance.md §1).
+	// Options.FirstInputWait first, and reads on if it speaks. Any other connection (TLS,
+	// framed, CEL) is read by this goroutine, which greeted it: handing the reader to
+	// another task of the group would cost a wake-up per connection and spare nothing, as
+	// that task's worker may have a grown stack too, which an idle connection keeps
+	// (group.go, docs/performance.md §1).
 	if c.idle.parkable(cv, s) {
 		if wait := c.opts.FirstInputWait; wait > 0 {
 			c.readLoop(cv, s, wait)
@@ -231,9 +230,5 @@ func (c *Connector) serveStream(conn net.Conn, p *rules.Program) {
 			return
 		}
 	}
-	if !c.startReader(cv, s) {
-		_ = conn.Close()
-		c.untrackSocket(raw)
-		cv.socketClosed(s, errStopping)
-	}
+	c.readLoop(cv, s, 0)
 }
