@@ -406,7 +406,7 @@ func run(parent context.Context, stdin io.Reader, stdout, stderr io.Writer, o ru
 	wg.Wait()
 	cancel() // client conversations may all have ended by themselves
 	<-reloads
-	flushCtx, flushCancel := context.WithTimeout(context.Background(), 10*time.Second)
+	flushCtx, flushCancel := context.WithTimeout(context.Background(), flushTime)
 	defer flushCancel()
 	if err := reg.Close(flushCtx); err != nil {
 		fmt.Fprintln(stderr, "parley: activities not all printed:", err)
@@ -432,6 +432,11 @@ func run(parent context.Context, stdin io.Reader, stdout, stderr io.Writer, o ru
 	}
 	return errors.Join(errs...)
 }
+
+// flushTime bounds how long `parley run` waits at the end for its outputs to take the
+// activities still queued (a terminal or pipe that stopped reading holds them); what is
+// left of it bounds the signing of the last checkpoints (signCloseTime, signGrace).
+const flushTime = 10 * time.Second
 
 // signCloseTime bounds how long `parley run` waits at the end to sign its last checkpoints,
 // when what is left of the stop's time is longer. A variable for the tests, which stretch
