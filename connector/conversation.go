@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -442,8 +443,22 @@ func (cv *conversation) socketClosed(s socket, err error) {
 	case err == nil || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed):
 		cv.finish(v1alpha1.ActivityEnded, "peer closed the connection")
 	default:
-		cv.finish(v1alpha1.ActivityBroken, err.Error())
+		cv.finish(v1alpha1.ActivityBroken, brokenMessage(err))
 	}
+}
+
+// brokenMessage is what a Broken activity says of the error that broke its socket. A socket
+// call's error says the call and its cause ("read: connection reset by peer"), without the
+// network and addresses net.OpError adds, which the activity's connection already names:
+// those cost about ten allocations per error, and a peer that resets every connection (as
+// scanners do) pays them per connection. Any other error (TLS, framing) is said whole.
+func brokenMessage(err error) string {
+	if op, ok := errors.AsType[*net.OpError](err); ok {
+		if sc, ok := op.Err.(*os.SyscallError); ok {
+			return sc.Error()
+		}
+	}
+	return err.Error()
 }
 
 // activity starts an activity of this conversation.
