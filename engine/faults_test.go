@@ -228,7 +228,11 @@ func TestEngineRestartLosesAndDuplicatesNothing(t *testing.T) {
 	time.Sleep(2 * time.Second)
 	stop1()
 	time.Sleep(2 * time.Second) // traffic goes on without an engine: the connector buffers
-	if _, err := startOperator(context.Background(), engine.Options{ActivityQPS: 1000, ActivityBurst: 1000, BindAddress: e1.Address()}, false); err != nil {
+	// Stopped with the test: an engine left running would build the ActivitySinks of the
+	// tests after it and write their status under the same field manager as theirs.
+	ctx2, stop2 := context.WithCancel(context.Background())
+	t.Cleanup(stop2)
+	if _, err := startOperator(ctx2, engine.Options{ActivityQPS: 1000, ActivityBurst: 1000, BindAddress: e1.Address()}, false); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(2 * time.Second)
@@ -276,7 +280,9 @@ func flood(t *testing.T, queue int, flags []string) {
 	f := newFixture(t, nil)
 	creds := secretFiles(t, f.ns, f.name)
 	const qps, burst = 10, 10
-	e, err := startOperator(context.Background(), engine.Options{ActivityQPS: qps, ActivityBurst: burst, ActivityQueue: queue}, false)
+	ctx, stopEngine := context.WithCancel(context.Background())
+	t.Cleanup(stopEngine) // as in TestEngineRestartLosesAndDuplicatesNothing
+	e, err := startOperator(ctx, engine.Options{ActivityQPS: qps, ActivityBurst: burst, ActivityQueue: queue}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
