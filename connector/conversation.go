@@ -461,11 +461,16 @@ func brokenMessage(err error) string {
 	return err.Error()
 }
 
-// activity starts an activity of this conversation.
+// activity starts an activity of this conversation, with room for its evidence (Chain.Number).
 func (cv *conversation) activity(typ v1alpha1.ActivityType) *v1alpha1.ActivityRecord {
-	return &v1alpha1.ActivityRecord{
+	r := &struct {
+		a  v1alpha1.ActivityRecord
+		ev v1alpha1.EvidenceRecord
+	}{a: v1alpha1.ActivityRecord{
 		Time: nowMicro(), Type: typ, Connection: cv.ref, RulesRef: &cv.prog.Ref, Alert: cv.prog.AlertAll,
-	}
+	}}
+	r.a.Evidence = &r.ev
+	return &r.a
 }
 
 func (cv *conversation) record(a *v1alpha1.ActivityRecord) {

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/parley-dev/parley/api/v1alpha1"
 	"github.com/parley-dev/parley/connector/activity"
 	"github.com/parley-dev/parley/rules"
@@ -31,13 +33,15 @@ func (cv *conversation) input(s socket, raw []byte, truncated bool) *conversatio
 // handleInput is the per-input step of docs/design.md §4. Called with mu held.
 func (cv *conversation) handleInput(s socket, raw []byte, truncated bool) {
 	p := cv.prog
-	cv.touch(cv.c.sinceBegan())
+	now := time.Now() // one clock read for the idle clock and the activity's time
+	cv.touch(now.Sub(cv.c.began))
 	cv.peerChanged(s) // the input's own socket, whichever joined last
 	if cv.greet {
 		cv.greet = false
 		cv.sendBasic(v1alpha1.ActivityGreeted, s, p.Greetings)
+		now = time.Now() // the Input activity comes after the Greeted one, in time too
 	}
-	ia := cv.inputActivity()
+	ia := cv.inputActivity(now)
 	a, rr := &ia.a, &ia.rules
 	text := cv.recordInput(&ia.in, raw, truncated)
 	cv.exprInput(text, raw)
@@ -125,16 +129,17 @@ type inputRecords struct {
 	in       v1alpha1.InputRecord
 	rules    v1alpha1.RulesRecord
 	out      v1alpha1.OutputRecord
-	executed [1]int32 // room for the one rule that usually fires (nil while none has)
+	ev       v1alpha1.EvidenceRecord // filled in by the register (Chain.Number)
+	executed [1]int32                // room for the one rule that usually fires (nil while none has)
 }
 
-// inputActivity starts the activity of an input: it always records the input, the rules
-// and what was sent (replied).
-func (cv *conversation) inputActivity() *inputRecords {
+// inputActivity starts the activity of an input that arrived at now: it always records the
+// input, the rules and what was sent (replied).
+func (cv *conversation) inputActivity(now time.Time) *inputRecords {
 	ia := &inputRecords{a: v1alpha1.ActivityRecord{
-		Time: nowMicro(), Type: v1alpha1.ActivityInput, Connection: cv.ref, RulesRef: &cv.prog.Ref, Alert: cv.prog.AlertAll,
+		Time: metav1.NewMicroTime(now), Type: v1alpha1.ActivityInput, Connection: cv.ref, RulesRef: &cv.prog.Ref, Alert: cv.prog.AlertAll,
 	}}
-	ia.a.Input, ia.a.Rules, ia.a.Output = &ia.in, &ia.rules, &ia.out
+	ia.a.Input, ia.a.Rules, ia.a.Output, ia.a.Evidence = &ia.in, &ia.rules, &ia.out, &ia.ev
 	return ia
 }
 

@@ -88,10 +88,15 @@ func NewChain(enc Encoder) *Chain {
 // ID is the chain's id.
 func (c *Chain) ID() string { return c.id }
 
-// Number gives a its chain and the next sequence number. The caller serialises calls.
+// Number gives a its chain and the next sequence number, in a.Evidence when the caller made
+// room for it with the activity (one allocation for both, on the path of every input), else
+// in a new one. The caller serialises calls.
 func (c *Chain) Number(a *v1alpha1.ActivityRecord) {
 	c.seq++
-	a.Evidence = &v1alpha1.EvidenceRecord{Chain: c.id, Seq: c.seq}
+	if a.Evidence == nil {
+		a.Evidence = &v1alpha1.EvidenceRecord{}
+	}
+	*a.Evidence = v1alpha1.EvidenceRecord{Chain: c.id, Seq: c.seq}
 }
 
 // Seal links a, numbered by Number, to the last sealed activity and sets its hash. Calls
@@ -100,7 +105,7 @@ func (c *Chain) Number(a *v1alpha1.ActivityRecord) {
 // so that it is the same for the record here and for the record read back; a's strings
 // are left as they are.
 func (c *Chain) Seal(a *v1alpha1.ActivityRecord) {
-	if a.Evidence == nil {
+	if a.Evidence == nil || a.Evidence.Seq == 0 {
 		c.Number(a)
 	}
 	a.Evidence.PrevHash = c.prev

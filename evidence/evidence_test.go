@@ -423,3 +423,33 @@ func (g *gateSink) Write(b []*v1alpha1.ActivityRecord) error {
 	}
 	return g.next.Write(b)
 }
+
+// Number fills in the evidence a caller made room for with the activity (the connector
+// allocates both at once), and makes it where there is none; Seal numbers an activity whose
+// room is still empty; the chain links and hashes them alike.
+func TestNumberFillsTheRoomMadeForIt(t *testing.T) {
+	c := evidence.NewChain(nil)
+	room := &v1alpha1.EvidenceRecord{Hash: "stale"}
+	withRoom := &v1alpha1.ActivityRecord{Type: v1alpha1.ActivityInput, Evidence: room}
+	without := &v1alpha1.ActivityRecord{Type: v1alpha1.ActivityInput}
+	unnumbered := &v1alpha1.ActivityRecord{Type: v1alpha1.ActivityEnded, Evidence: &v1alpha1.EvidenceRecord{}}
+	c.Number(withRoom)
+	c.Number(without)
+	if withRoom.Evidence != room || *room != (v1alpha1.EvidenceRecord{Chain: c.ID(), Seq: 1}) {
+		t.Fatalf("numbered with room: %p %+v, want %p with seq 1", withRoom.Evidence, *withRoom.Evidence, room)
+	}
+	if without.Evidence == nil || *without.Evidence != (v1alpha1.EvidenceRecord{Chain: c.ID(), Seq: 2}) {
+		t.Fatalf("numbered without room: %+v, want seq 2", without.Evidence)
+	}
+	prev := ""
+	for i, a := range []*v1alpha1.ActivityRecord{withRoom, without, unnumbered} {
+		c.Seal(a)
+		if a.Evidence.Seq != uint64(i+1) || a.Evidence.PrevHash != prev {
+			t.Fatalf("activity %d sealed as %+v, want seq %d after %q", i, *a.Evidence, i+1, prev)
+		}
+		if want := string(evidence.Hash(nil, a, evidence.CanonicalJSON)); a.Evidence.Hash != want {
+			t.Fatalf("activity %d hash %s, want %s", i, a.Evidence.Hash, want)
+		}
+		prev = a.Evidence.Hash
+	}
+}
