@@ -153,7 +153,8 @@ func (cv *conversation) recordInput(in *v1alpha1.InputRecord, raw []byte, trunca
 // recorded is b as an input or output record holds it: its text in the program's
 // encoding, and its base64. With utf-8, whose text is the bytes themselves (invalid ones
 // included), the base64 is left empty for the activity register, which fills it in for the
-// activities it keeps (activity.CompleteBase64): one it drops at its bounds, under a flood
+// activities it keeps when its sink reads the evidence (activity.CompleteBase64): one it
+// drops at its bounds, under a flood
 // of large inputs, never pays for an encoding a third larger than itself (docs/hardening.md
 // §1), and the conversation's goroutine does not encode between a reply and the next input.
 func (cv *conversation) recorded(b []byte) (text, b64 string) {

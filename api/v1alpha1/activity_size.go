@@ -16,7 +16,7 @@ func (a *ActivityRecord) ApproxSize() int {
 	if in := a.Input; in != nil {
 		n += len(in.Text) + len(in.Base64) + len(in.Preview)
 		if in.Base64 == "" {
-			n += base64.StdEncoding.EncodedLen(len(in.Text)) // the base64 the connector's register fills in
+			n += base64.StdEncoding.EncodedLen(len(in.Text)) // the base64 the connector's register may fill in
 		}
 	}
 	if out := a.Output; out != nil {

@@ -127,10 +127,10 @@ func (r *Register) SetBudget(bytes int64) {
 
 // Record numbers a in the register's evidence chain and queues it (an input or output given
 // as text alone gets its base64 once taken, for a sink that reads the evidence:
-// CompleteBase64); it never blocks: when
-// the queue is full (by count, or by bytes: an activity that would take the register over
-// its budget, unless nothing is held), a is dropped and counted, and its number becomes a
-// gap in the chain. a belongs to the register from here on.
+// CompleteBase64); it never blocks: when the queue is full (by count, or by bytes: an
+// activity that would take the register over its budget, unless nothing is held), a is
+// dropped and counted, and its number becomes a gap in the chain. a belongs to the register
+// from here on.
 func (r *Register) Record(a *v1alpha1.ActivityRecord) {
 	size := int64(a.ApproxSize())
 	r.mu.Lock()
@@ -153,9 +153,9 @@ func (r *Register) Record(a *v1alpha1.ActivityRecord) {
 // CompleteBase64 fills in the base64 of a's input and output where they hold their bytes
 // as text alone (Base64 empty, Text not: a connector reading utf-8, whose text is the bytes,
 // invalid ones included, leaves them so): the register does it for the activities it keeps,
-// before they are sealed or written, so that those it drops never pay for it, and the
-// conversation's goroutine, between a reply and the next input, does not either. Any other
-// activity is left as it is.
+// before they are sealed and written, when its sink reads the evidence (EvidenceReader), so
+// that those it drops never pay for it, nor the conversation's goroutine, between a reply
+// and the next input. Any other activity is left as it is.
 func CompleteBase64(a *v1alpha1.ActivityRecord) {
 	if in := a.Input; in != nil {
 		in.Base64 = completed(in.Text, in.Base64)

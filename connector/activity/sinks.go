@@ -218,10 +218,16 @@ func printable(text string) bool {
 }
 
 // hexInput is the input's bytes in hex, at most n characters, an ellipsis ending it when cut.
+// An input without base64 holds its bytes as its text (utf-8, which the register leaves so
+// for the table: EvidenceReader): a connector whose rules were reloaded from binary to
+// utf-8 sends such inputs to a table still set to show it in hex.
 func hexInput(in *v1alpha1.InputRecord, n int) string {
-	raw, err := base64.StdEncoding.DecodeString(in.Base64)
-	if err != nil {
-		return ShortInput(in, n)
+	raw := []byte(in.Text)
+	if in.Base64 != "" {
+		var err error
+		if raw, err = base64.StdEncoding.DecodeString(in.Base64); err != nil {
+			return ShortInput(in, n)
+		}
 	}
 	max := (n - len("…")) / 2
 	if len(raw) <= n/2 {

@@ -95,3 +95,22 @@ func TestShortInputCutsWholeCharactersAndEscapes(t *testing.T) {
 		}
 	}
 }
+
+// An input without base64 holds its bytes as its text (utf-8: the register leaves it so for
+// the table) and shows in hex from them where the table shows its connector in hex: one
+// whose rules were reloaded from binary to utf-8.
+func TestTableShowsATextOnlyInputInHex(t *testing.T) {
+	var out bytes.Buffer
+	s := activity.NewTableSink(&out, activity.TableOptions{Binary: map[string]bool{"x": true}})
+	err := s.Write([]*v1alpha1.ActivityRecord{{
+		Connector: "x", Time: metav1.NewMicroTime(time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)), Type: v1alpha1.ActivityInput,
+		Connection: &v1alpha1.ConnectionRef{ID: "c-000001", Peer: "127.0.0.1:40000", Transport: v1alpha1.TransportTCP},
+		Input:      &v1alpha1.InputRecord{Text: "\x00\x01AB", Bytes: 4},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "in=hex:00014142") {
+		t.Errorf("table:\n%s", out.String())
+	}
+}
