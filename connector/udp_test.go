@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/parley-dev/parley/api/v1alpha1"
 	"github.com/parley-dev/parley/connector"
 )
@@ -98,6 +100,25 @@ conversation:
 	}
 	a.send("PING") // after the end, a new conversation starts
 	a.expect("HELLO", "PONG 0")
+
+	// The greeting goes out with the first reply, after the datagram arrived: the Input
+	// activity comes after the Greeted one, in time as in order.
+	greeted := map[string]metav1.MicroTime{}
+	for _, act := range h.Activities.All() {
+		switch {
+		case act.Connection == nil:
+		case act.Type == v1alpha1.ActivityGreeted:
+			greeted[act.Connection.ID] = act.Time
+		case act.Type == v1alpha1.ActivityInput:
+			g, ok := greeted[act.Connection.ID]
+			if !ok {
+				t.Fatalf("%s: Input before any Greeted", act.Connection.ID)
+			}
+			if act.Time.Before(&g) {
+				t.Errorf("%s: Input at %s, before the Greeted at %s", act.Connection.ID, act.Time.Format(time.StampNano), g.Format(time.StampNano))
+			}
+		}
+	}
 }
 
 // The guard holds over the whole conversation, not until a second datagram (as easy to

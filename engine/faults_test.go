@@ -216,6 +216,7 @@ func TestEngineRestartLosesAndDuplicatesNothing(t *testing.T) {
 	creds := secretFiles(t, f.ns, f.name)
 	// An engine of its own, which the test stops and starts again on the same address.
 	ctx1, stop1 := context.WithCancel(context.Background())
+	t.Cleanup(stop1) // the test stops it sooner; a failure before then still does
 	e1, err := startOperator(ctx1, engine.Options{ActivityQPS: 1000, ActivityBurst: 1000}, false)
 	if err != nil {
 		t.Fatal(err)
