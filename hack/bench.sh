@@ -3,7 +3,8 @@
 # persistent TCP round trips, unloaded latency (one connection), connect-per-request, UDP
 # request/response and idle connections, with activities on (JSON written to a file) and off
 # (-o none: counted, not written). Prints a table of rates, ratios to the baseline, the bytes
-# of JSON written per request and the targets of docs/performance.md.
+# of JSON written per request and the targets of docs/performance.md, with each round's ratio
+# and server CPU ratio in its last column (ROUNDS).
 #
 #   hack/bench.sh                     # persistent, latency, cpr, udp, idle; activities on and off
 #   MODES=idle100k,timers ACTIVITIES=on ROUNDS=1 hack/bench.sh   # the scale modes (minutes)

@@ -134,7 +134,7 @@ func compareMain(args []string) error {
 		base := median(mode, cells["baseline"])
 		rows = append(rows, row{mode: mode, srv: "baseline", r: base})
 		for _, a := range c.activities {
-			rows = append(rows, row{mode: mode, srv: a, r: median(mode, cells[a]), base: base})
+			rows = append(rows, row{mode: mode, srv: a, r: median(mode, cells[a]), base: base, rounds: cells[a], baseRounds: cells["baseline"]})
 		}
 	}
 	printTable(os.Stdout, rows)
@@ -320,11 +320,49 @@ func median(mode string, runs []*run) *run {
 type row struct {
 	mode, srv string
 	r, base   *run
+	// rounds and baseRounds are every round's run of this server and of the baseline, in
+	// order: each pair ran back to back, so their ratios show how far one run moves on
+	// this machine beside the medians' ratio.
+	rounds, baseRounds []*run
+}
+
+// ratioOf is r's figure against the baseline's: rate over rate (throughput modes), p50
+// over p50 (latency), KiB per connection over KiB per connection (the idle modes).
+func ratioOf(mode string, r, base *run) float64 {
+	switch {
+	case idleMode(mode):
+		return r.res.KiBConn / base.res.KiBConn
+	case mode == "latency":
+		return float64(r.res.Percentile(50)) / float64(base.res.Percentile(50))
+	}
+	return r.res.Rate() / base.res.Rate()
+}
+
+// roundRatios are the ratios of each round's pair, then the server's CPU per request
+// against the baseline's in each pair, steadier than rates when the machine's speed swings
+// (not for the idle modes, which serve no requests while measured).
+func (x row) roundRatios() string {
+	if len(x.rounds) < 2 || len(x.rounds) != len(x.baseRounds) {
+		return "-"
+	}
+	var rates, cpus []string
+	for i, r := range x.rounds {
+		b := x.baseRounds[i]
+		rates = append(rates, fmt.Sprintf("%.2f", ratioOf(x.mode, r, b)))
+		if !idleMode(x.mode) && b.cpuPer > 0 {
+			cpus = append(cpus, fmt.Sprintf("%.2f", float64(r.cpuPer)/float64(b.cpuPer)))
+		}
+	}
+	s := strings.Join(rates, " ")
+	if len(cpus) > 0 {
+		s += " (cpu " + strings.Join(cpus, " ") + ")"
+	}
+	return s
 }
 
 func printTable(w *os.File, rows []row) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "MODE\tSERVER\tRESULT\tRATIO\tTARGET\tp50\tp99\tSERVER CPU\tERRORS\tBYTES/REQ\tACTIVITIES WRITTEN/EXPECTED")
+	fmt.Fprintln(tw, "MODE\tSERVER\tRESULT\tRATIO\tTARGET\tp50\tp99\tSERVER CPU\tERRORS\tBYTES/REQ\tACTIVITIES WRITTEN/EXPECTED\tROUNDS")
 	for _, x := range rows {
 		res := x.r.res
 		var result, ratio, target, p50, p99, cpu, acts, perReq string
@@ -339,7 +377,7 @@ func printTable(w *os.File, rows []row) {
 				result += fmt.Sprintf(", %d/%d answered", res.Answered, res.Conns)
 			}
 			if x.base != nil {
-				ratio = fmt.Sprintf("%.2fx", res.KiBConn/x.base.res.KiBConn)
+				ratio = fmt.Sprintf("%.2fx", ratioOf(x.mode, x.r, x.base))
 				if x.mode == "idle" {
 					target = verdict(res.KiBConn <= targets["idle"], fmt.Sprintf("<= %.1f KiB", targets["idle"]))
 				} else {
@@ -351,7 +389,7 @@ func printTable(w *os.File, rows []row) {
 		case x.mode == "latency":
 			result = fmt.Sprintf("p50 %s", us(res.Percentile(50)))
 			if x.base != nil {
-				q := float64(res.Percentile(50)) / float64(x.base.res.Percentile(50))
+				q := ratioOf(x.mode, x.r, x.base)
 				ratio = fmt.Sprintf("%.2fx", q)
 				target = verdict(q <= targets["latency"], fmt.Sprintf("p50 <= %.1fx", targets["latency"]))
 			}
@@ -363,7 +401,7 @@ func printTable(w *os.File, rows []row) {
 				result += fmt.Sprintf(", slowest connect %s (%d over %s)", us(res.MaxConnect), res.SlowConnects, slowConnect)
 			}
 			if x.base != nil {
-				q := res.Rate() / x.base.res.Rate()
+				q := ratioOf(x.mode, x.r, x.base)
 				ratio = fmt.Sprintf("%.2f", q)
 				want := fmt.Sprintf(">= %.2f", targets[x.mode])
 				ok := q >= targets[x.mode]
@@ -400,7 +438,11 @@ func printTable(w *os.File, rows []row) {
 		if x.r.dropped != "" {
 			acts += " DROPPED: " + x.r.dropped
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", x.mode, label(x.srv), result, ratio, target, p50, p99, cpu, errs, perReq, acts)
+		rounds := "-"
+		if x.base != nil {
+			rounds = x.roundRatios()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", x.mode, label(x.srv), result, ratio, target, p50, p99, cpu, errs, perReq, acts, rounds)
 	}
 	_ = tw.Flush()
 }
