@@ -82,6 +82,9 @@ type Register struct {
 	chain *evidence.Chain
 	seal  bool
 	mu    sync.Mutex
+	// wakes counts the activities taken from the queue by a register parked on it (each
+	// starting its rounds), for the tests of rounds.
+	wakes atomic.Uint64
 }
 
 // queued is an activity with the size it was counted at, given back once it is written.
@@ -208,15 +211,8 @@ func (r *Register) Run() {
 	for {
 		select {
 		case q := <-r.queue:
-			batch = append(batch, q)
-			if r.linger > 0 && len(r.queue) < MaxBatch-1 {
-				r.wait(timer)
-			}
-			// Everything queued by now, in batches: a busy register lingers once per
-			// round, not once per batch.
-			for more := len(r.queue) + 1; more > 0; more -= MaxBatch {
-				batch, records = r.write(r.fill(batch), records)
-			}
+			r.wakes.Add(1)
+			batch, records = r.rounds(timer, append(batch, q), records)
 		case <-r.stop:
 			for {
 				batch = r.fill(batch)
@@ -226,6 +222,42 @@ func (r *Register) Run() {
 				batch, records = r.write(batch, records)
 			}
 		}
+	}
+}
+
+// rounds writes batch, which holds the activity that woke the register, with what comes
+// meanwhile: it lingers, then writes everything queued by now (in batches: a busy register
+// lingers once per round, not once per batch), and lingers again while activities keep
+// coming. A register busy this way is never parked on its queue, so a conversation's Record
+// readies no goroutine: a receiver woken once per batch costs the process a thread woken
+// to run it when its other threads are idle, and the handover of the network poller
+// between two threads at every batch after that (docs/performance.md §5). A round that
+// finds nothing sends the register back to its queue: a connector with no activity
+// costs nothing. Without a linger, one round. It returns both slices emptied for reuse.
+func (r *Register) rounds(timer *time.Timer, batch []queued, records []*v1alpha1.ActivityRecord) ([]queued, []*v1alpha1.ActivityRecord) {
+	for {
+		if r.linger > 0 && len(r.queue) < MaxBatch-1 {
+			r.wait(timer)
+		}
+		if len(batch) == 0 && len(r.queue) == 0 {
+			return batch, records
+		}
+		for more := len(batch) + len(r.queue); more > 0; more -= MaxBatch {
+			batch, records = r.write(r.fill(batch), records)
+		}
+		if r.linger <= 0 || r.stopping() {
+			return batch, records
+		}
+	}
+}
+
+// stopping says whether Close has been called.
+func (r *Register) stopping() bool {
+	select {
+	case <-r.stop:
+		return true
+	default:
+		return false
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -294,5 +295,54 @@ func TestWriteBase64MatchesTheStandardEncoder(t *testing.T) {
 		if fromBytes.String() != want || fromText.String() != want {
 			t.Fatalf("%d bytes: %q and %q, want %q", n, fromBytes.String(), fromText.String(), want)
 		}
+	}
+}
+
+// gatedSink holds its first write until released, and keeps what it is given.
+type gatedSink struct {
+	entered, release chan struct{}
+	mu               sync.Mutex
+	got              int
+}
+
+func (s *gatedSink) Write(b []*v1alpha1.ActivityRecord) error {
+	s.mu.Lock()
+	first := s.got == 0
+	s.got += len(b)
+	s.mu.Unlock()
+	if first {
+		close(s.entered)
+		<-s.release
+	}
+	return nil
+}
+
+func (s *gatedSink) written() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.got
+}
+
+// A busy register takes what is recorded while it writes in its next round, without going
+// back to its queue, where a Record would have to wake it: one wake for both activities.
+func TestBusyRegisterTakesActivitiesInRounds(t *testing.T) {
+	sink := &gatedSink{entered: make(chan struct{}), release: make(chan struct{})}
+	reg := activity.NewRegister(sink, 0, nil)
+	reg.SetLinger(time.Millisecond)
+	go reg.Run()
+	defer func() { _ = reg.Close(context.Background()) }()
+	reg.Record(&v1alpha1.ActivityRecord{Type: v1alpha1.ActivityInput})
+	<-sink.entered // the register writes the first, held by the sink
+	reg.Record(&v1alpha1.ActivityRecord{Type: v1alpha1.ActivityInput})
+	close(sink.release)
+	deadline := time.Now().Add(10 * time.Second)
+	for sink.written() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the sink got %d activities, want 2", sink.written())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if w := activity.Wakes(reg); w != 1 {
+		t.Errorf("the register was woken %d times for two activities, the second recorded while it wrote the first", w)
 	}
 }
