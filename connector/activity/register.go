@@ -232,20 +232,24 @@ func (r *Register) Run() {
 // readies no goroutine: a receiver woken once per batch costs the process a thread woken
 // to run it when its other threads are idle, and the handover of the network poller
 // between two threads at every batch after that (docs/performance.md §5). A round that
-// finds nothing sends the register back to its queue: a connector with no activity
-// costs nothing. Without a linger, one round. It returns both slices emptied for reuse.
+// finds nothing sends the register back to its queue, and so does a first round that
+// found only the activity that woke it, with nothing queued since: a connector with no
+// activity costs nothing, and one with activities further apart than the linger costs a
+// wake and a timer each, as before. Without a linger, one round. It returns both slices
+// emptied for reuse.
 func (r *Register) rounds(timer *time.Timer, batch []queued, records []*v1alpha1.ActivityRecord) ([]queued, []*v1alpha1.ActivityRecord) {
-	for {
+	for first := true; ; first = false {
 		if r.linger > 0 && len(r.queue) < MaxBatch-1 {
 			r.wait(timer)
 		}
-		if len(batch) == 0 && len(r.queue) == 0 {
+		n := len(batch) + len(r.queue)
+		if n == 0 {
 			return batch, records
 		}
-		for more := len(batch) + len(r.queue); more > 0; more -= MaxBatch {
+		for more := n; more > 0; more -= MaxBatch {
 			batch, records = r.write(r.fill(batch), records)
 		}
-		if r.linger <= 0 || r.stopping() {
+		if r.linger <= 0 || r.stopping() || first && n == 1 && len(r.queue) == 0 {
 			return batch, records
 		}
 	}

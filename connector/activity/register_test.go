@@ -298,7 +298,7 @@ func TestWriteBase64MatchesTheStandardEncoder(t *testing.T) {
 	}
 }
 
-// gatedSink holds its first write until released, and keeps what it is given.
+// gatedSink holds its first write until released, and counts what it is given.
 type gatedSink struct {
 	entered, release chan struct{}
 	mu               sync.Mutex
@@ -332,17 +332,50 @@ func TestBusyRegisterTakesActivitiesInRounds(t *testing.T) {
 	go reg.Run()
 	defer func() { _ = reg.Close(context.Background()) }()
 	reg.Record(&v1alpha1.ActivityRecord{Type: v1alpha1.ActivityInput})
-	<-sink.entered // the register writes the first, held by the sink
+	select {
+	case <-sink.entered: // the register writes the first, held by the sink
+	case <-time.After(10 * time.Second):
+		t.Fatal("the register never wrote the first activity")
+	}
 	reg.Record(&v1alpha1.ActivityRecord{Type: v1alpha1.ActivityInput})
 	close(sink.release)
+	waitWritten(t, sink.written, 2)
+	if w := activity.Wakes(reg); w != 1 {
+		t.Errorf("the register was woken %d times for two activities, the second recorded while it wrote the first", w)
+	}
+}
+
+// waitWritten waits until written says n activities were written.
+func waitWritten(t *testing.T, written func() int, n int) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for sink.written() < 2 {
+	for written() < n {
 		if time.Now().After(deadline) {
-			t.Fatalf("the sink got %d activities, want 2", sink.written())
+			t.Fatalf("the sink got %d activities, want %d", written(), n)
 		}
 		time.Sleep(time.Millisecond)
 	}
-	if w := activity.Wakes(reg); w != 1 {
-		t.Errorf("the register was woken %d times for two activities, the second recorded while it wrote the first", w)
+}
+
+// A register whose activities stop goes back to its queue, where the next one wakes it:
+// lingering round after round with nothing to write would be a timer firing for ever in
+// an idle connector. The pauses between activities only pace the test: one that comes
+// before the register is back on its queue is taken in a round, and the test goes on
+// with a longer pause.
+func TestIdleRegisterGoesBackToItsQueue(t *testing.T) {
+	sink := &gatedSink{entered: make(chan struct{}), release: make(chan struct{})}
+	close(sink.release)
+	reg := activity.NewRegister(sink, 0, nil)
+	reg.SetLinger(time.Millisecond)
+	go reg.Run()
+	defer func() { _ = reg.Close(context.Background()) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for n, pause := 1, 5*time.Millisecond; activity.Wakes(reg) < 2; n, pause = n+1, 2*pause {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d activities recorded apart, the register woken %d times: it never went back to its queue", n-1, activity.Wakes(reg))
+		}
+		reg.Record(&v1alpha1.ActivityRecord{Type: v1alpha1.ActivityInput})
+		waitWritten(t, sink.written, n)
+		time.Sleep(min(pause, time.Second))
 	}
 }

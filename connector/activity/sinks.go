@@ -222,7 +222,11 @@ func printable(text string) bool {
 // for the table: EvidenceReader): a connector whose rules were reloaded from binary to
 // utf-8 sends such inputs to a table still set to show it in hex.
 func hexInput(in *v1alpha1.InputRecord, n int) string {
-	raw := []byte(in.Text)
+	text := in.Text
+	if len(text) > n/2 {
+		text = text[:n/2+1] // enough to show, and to tell that it was cut
+	}
+	raw := []byte(text)
 	if in.Base64 != "" {
 		var err error
 		if raw, err = base64.StdEncoding.DecodeString(in.Base64); err != nil {

@@ -321,7 +321,7 @@ type row struct {
 	mode, srv string
 	r, base   *run
 	// rounds and baseRounds are every round's run of this server and of the baseline, in
-	// order: each pair ran back to back, so their ratios show how far one run moves on
+	// order: each pair ran in the same round, so their ratios show how far one run moves on
 	// this machine beside the medians' ratio.
 	rounds, baseRounds []*run
 }
