@@ -34,7 +34,7 @@ func (cv *conversation) input(s socket, raw []byte, truncated bool) *conversatio
 func (cv *conversation) handleInput(s socket, raw []byte, truncated bool) {
 	p := cv.prog
 	now := time.Now() // one clock read for the idle clock and the activity's time
-	cv.touch(now.Sub(cv.c.began))
+	cv.touch(cv.c.sinceBeganAt(now))
 	cv.peerChanged(s) // the input's own socket, whichever joined last
 	if cv.greet {
 		cv.greet = false

@@ -777,7 +777,10 @@ func (c *Connector) address(p *rules.Program) (network, address string) {
 
 // sinceBegan is the time since the connector began, on the monotonic clock: a conversation
 // keeps its last input's time in 8 bytes rather than a time.Time's 24.
-func (c *Connector) sinceBegan() time.Duration { return time.Since(c.began) }
+func (c *Connector) sinceBegan() time.Duration { return time.Since(c.began) } // one clock reading, time.Now's two
+
+// sinceBeganAt is sinceBegan at now, a time.Now the caller read for something else too.
+func (c *Connector) sinceBeganAt(now time.Time) time.Duration { return now.Sub(c.began) }
 
 // newConnectionID numbers logical connections c-000001, c-000002, ...
 func (c *Connector) newConnectionID() string {

@@ -222,12 +222,10 @@ func printable(text string) bool {
 // for the table: EvidenceReader): a connector whose rules were reloaded from binary to
 // utf-8 sends such inputs to a table still set to show it in hex.
 func hexInput(in *v1alpha1.InputRecord, n int) string {
-	text := in.Text
-	if len(text) > n/2 {
-		text = text[:n/2+1] // enough to show, and to tell that it was cut
-	}
-	raw := []byte(text)
-	if in.Base64 != "" {
+	var raw []byte
+	if in.Base64 == "" {
+		raw = []byte(in.Text[:min(len(in.Text), n/2+1)]) // enough to show, and to tell that it was cut
+	} else {
 		var err error
 		if raw, err = base64.StdEncoding.DecodeString(in.Base64); err != nil {
 			return ShortInput(in, n)
